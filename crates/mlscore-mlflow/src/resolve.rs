@@ -1,0 +1,343 @@
+//! From a model URI to a directory of model files, the way MLflow's client gets there.
+//!
+//! - `models:/<name>/<version|latest|stage>` and `models:/<name>@<alias>` pick a version of a
+//!   registered model; its files are at the version's `storage_location`, else its `source`
+//!   (which in MLflow 3 is itself `models:/m-<id>`, a logged model).
+//! - `models:/m-<id>` is a logged model: its `artifact_location`.
+//! - `runs:/<run>/<path>` is `<run artifact root>/<path>`; when nothing is there (MLflow 3 keeps
+//!   models outside the run) it falls back to the run's logged model named by the first path
+//!   segment, as MLflow does.
+//!
+//! Local stores record absolute paths. When a store has been moved or copied (a clone of a
+//! repository, a colleague's `mlruns/`), the recorded path no longer exists; the resolver then
+//! looks for the same relative layout under the store's directory and says so in the notes.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::store::{LoggedModelInfo, ModelVersion, RegisteredModel, StoreConfig, TrackingStore};
+use crate::uri::{ModelUri, VersionSelector, file_uri_path, scheme_of};
+
+/// Where a model was found, and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// The URI as the user gave it.
+    pub uri: String,
+    /// The tracking or registry store consulted, if any.
+    pub store: Option<String>,
+    /// Registered model name and version, for `models:/<name>…` URIs.
+    pub registered: Option<(String, u64)>,
+    /// The run the model belongs to, when known.
+    pub run_id: Option<String>,
+    /// The MLflow 3 logged model id, when known.
+    pub model_id: Option<String>,
+    /// The artifact location the store gave (path or URI), before any relocation.
+    pub artifact_location: String,
+    /// The local directory (or `.onnx` file) the model is read from.
+    pub local_path: PathBuf,
+    /// How the URI was followed, one step a line, for `mlscore inspect`.
+    pub steps: Vec<String>,
+}
+
+/// Resolves a model URI to local model files.
+///
+/// Remote artifact locations (object stores, `mlflow-artifacts:`) are refused with a clear
+/// error by this build; the URI is still parsed and the store consulted.
+pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
+    let parsed = ModelUri::parse(uri)?;
+    let mut res = Resolution { uri: uri.to_string(), ..Resolution::default() };
+    let location = match &parsed {
+        ModelUri::Local(p) => {
+            let path = if p.is_absolute() { p.clone() } else { config.base_dir.join(p) };
+            res.artifact_location = path.display().to_string();
+            res.local_path = path;
+            return check_local(uri, res);
+        }
+        ModelUri::MlflowArtifacts(u) | ModelUri::Remote(u) => {
+            return Err(remote_unsupported(uri, u));
+        }
+        ModelUri::Registered { name, selector, sub_path } => {
+            let store = config.registry_store()?;
+            res.store = Some(store.location());
+            let version = select_version(store.as_ref(), uri, name, selector)?;
+            res.registered = Some((version.name.clone(), version.version));
+            res.run_id.clone_from(&version.run_id);
+            res.steps.push(format!("{uri}: {} is version {} of registered model '{name}' in {}", selector, version.version, store.location()));
+            if let Some(status) = version.status.as_deref().filter(|s| *s != "READY") {
+                return Err(Error::NotFound {
+                    uri: uri.to_string(),
+                    what: format!("version {} of '{name}' has status {status}", version.version),
+                    hint: Some("only READY versions can be loaded".into()),
+                });
+            }
+            let tracking = config.tracking_store()?;
+            let base = version_location(tracking.as_ref(), store.as_ref(), uri, &version, &mut res)?;
+            join_sub(&base, sub_path)
+        }
+        ModelUri::LoggedModel { model_id, sub_path } => {
+            let store = config.tracking_store()?;
+            res.store = Some(store.location());
+            let lm = logged_model(store.as_ref(), uri, model_id)?;
+            note_logged_model(&mut res, &lm);
+            join_sub(&lm.artifact_location, sub_path)
+        }
+        ModelUri::Run { run_id, path } => {
+            let store = config.tracking_store()?;
+            res.store = Some(store.location());
+            run_location(store.as_ref(), uri, run_id, path, &mut res)?
+        }
+    };
+    res.artifact_location.clone_from(&location);
+    let store_root = config.tracking_store().ok().and_then(|s| s.local_root());
+    res.local_path = local_artifact_path(uri, &location, store_root.as_deref(), &mut res.steps)?;
+    check_local(uri, res)
+}
+
+fn remote_unsupported(uri: &str, location: &str) -> Error {
+    Error::Unsupported {
+        location: uri.to_string(),
+        reason: format!(
+            "its files are at {location}, and this build of mlscore reads models from local paths and local MLflow \
+             stores only; download the model directory (e.g. `mlflow artifacts download -u {uri}`) and pass its path"
+        ),
+    }
+}
+
+/// The version a selector names, or a NotFound error that lists what there is.
+pub fn select_version(store: &dyn TrackingStore, uri: &str, name: &str, selector: &VersionSelector) -> Result<ModelVersion> {
+    let Some(model) = store.registered_model(name)? else {
+        let names = store.registered_model_names()?;
+        let hint = if names.is_empty() {
+            format!("{} has no registered models; check MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI", store.location())
+        } else {
+            format!("registered models in {}: {}", store.location(), names.join(", "))
+        };
+        return Err(Error::NotFound { uri: uri.to_string(), what: format!("no registered model named '{name}'"), hint: Some(hint) });
+    };
+    let found = match selector {
+        VersionSelector::Version(v) => model.versions.iter().find(|mv| mv.version == *v),
+        VersionSelector::Latest => model.versions.iter().max_by_key(|mv| mv.version),
+        VersionSelector::Stage(stage) => model
+            .versions
+            .iter()
+            .filter(|mv| mv.current_stage.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(stage)))
+            .max_by_key(|mv| mv.version),
+        VersionSelector::Alias(alias) => match model.aliases.get(alias) {
+            Some(v) => model.versions.iter().find(|mv| mv.version == *v),
+            None => {
+                return Err(Error::NotFound {
+                    uri: uri.to_string(),
+                    what: format!("registered model '{name}' has no alias '{alias}'"),
+                    hint: Some(describe_aliases(&model)),
+                });
+            }
+        },
+    };
+    found.cloned().ok_or_else(|| Error::NotFound {
+        uri: uri.to_string(),
+        what: format!("registered model '{name}' has no {selector}"),
+        hint: Some(describe_versions(&model)),
+    })
+}
+
+fn describe_aliases(model: &RegisteredModel) -> String {
+    if model.aliases.is_empty() {
+        return format!("'{}' has no aliases; use models:/{}/<version> or set one with MlflowClient.set_registered_model_alias", model.name, model.name);
+    }
+    let list: Vec<String> = model.aliases.iter().map(|(a, v)| format!("@{a} -> version {v}")).collect();
+    format!("its aliases: {}", list.join(", "))
+}
+
+fn describe_versions(model: &RegisteredModel) -> String {
+    if model.versions.is_empty() {
+        return format!("'{}' has no versions", model.name);
+    }
+    let list: Vec<String> = model
+        .versions
+        .iter()
+        .map(|v| match v.current_stage.as_deref().filter(|s| !s.eq_ignore_ascii_case("none")) {
+            Some(stage) => format!("{} ({stage})", v.version),
+            None => v.version.to_string(),
+        })
+        .collect();
+    format!("its versions: {}", list.join(", "))
+}
+
+fn logged_model(store: &dyn TrackingStore, uri: &str, model_id: &str) -> Result<LoggedModelInfo> {
+    store.logged_model(model_id)?.ok_or_else(|| Error::NotFound {
+        uri: uri.to_string(),
+        what: format!("no logged model with id '{model_id}' in {}", store.location()),
+        hint: Some(if crate::uri::is_model_id(model_id) {
+            "check MLFLOW_TRACKING_URI".to_string()
+        } else {
+            format!(
+                "models:/<one segment> names an MLflow 3 logged model id (m-<32 hex>); for a registered model use \
+                 models:/{model_id}/<version>, models:/{model_id}/latest or models:/{model_id}@<alias>"
+            )
+        }),
+    })
+}
+
+fn note_logged_model(res: &mut Resolution, lm: &LoggedModelInfo) {
+    res.model_id = Some(lm.model_id.clone());
+    if res.run_id.is_none() {
+        res.run_id.clone_from(&lm.source_run_id);
+    }
+    res.steps.push(format!("logged model {} ('{}', experiment {}) has its files at {}", lm.model_id, lm.name, lm.experiment_id, lm.artifact_location));
+}
+
+fn version_location(
+    tracking: &dyn TrackingStore,
+    registry: &dyn TrackingStore,
+    uri: &str,
+    version: &ModelVersion,
+    res: &mut Resolution,
+) -> Result<String> {
+    if let Some(loc) = version.storage_location.as_deref().filter(|s| !s.is_empty()) {
+        if let Some(id) = version.source.as_deref().and_then(|s| s.strip_prefix("models:/")) {
+            res.model_id = Some(id.split('/').next().unwrap_or(id).to_string());
+        }
+        res.steps.push(format!("version {} is stored at {loc}", version.version));
+        return Ok(loc.to_string());
+    }
+    let source = version.source.as_deref().unwrap_or_default();
+    match ModelUri::parse(source) {
+        Ok(ModelUri::LoggedModel { model_id, sub_path }) => {
+            let lm = logged_model(tracking, uri, &model_id)?;
+            note_logged_model(res, &lm);
+            Ok(join_sub(&lm.artifact_location, &sub_path))
+        }
+        Ok(ModelUri::Run { run_id, path }) => run_location(tracking, uri, &run_id, &path, res),
+        Ok(ModelUri::Registered { .. }) => Err(Error::Store {
+            store: registry.location(),
+            reason: format!("version {} of '{}' has source {source}, which names another registered model", version.version, version.name),
+        }),
+        Ok(_) if !source.is_empty() => {
+            res.steps.push(format!("version {} has source {source}", version.version));
+            Ok(source.to_string())
+        }
+        _ => Err(Error::Store {
+            store: registry.location(),
+            reason: format!("version {} of '{}' has neither a storage location nor a usable source", version.version, version.name),
+        }),
+    }
+}
+
+fn run_location(store: &dyn TrackingStore, uri: &str, run_id: &str, path: &str, res: &mut Resolution) -> Result<String> {
+    let run = store.run(run_id)?.ok_or_else(|| Error::NotFound {
+        uri: uri.to_string(),
+        what: format!("no run with id '{run_id}' in {}", store.location()),
+        hint: Some("check the run id and MLFLOW_TRACKING_URI".into()),
+    })?;
+    res.run_id = Some(run.run_id.clone());
+    let direct = join_sub(&run.artifact_uri, path);
+    res.steps.push(format!("run {run_id} (experiment {}) keeps its artifacts at {}", run.experiment_id, run.artifact_uri));
+    let root = store.local_root();
+    if artifact_exists(&direct, root.as_deref()) {
+        return Ok(direct);
+    }
+    // MLflow 3: models are logged models outside the run's artifacts; the first path segment is their name.
+    let (first, rest) = path.split_once('/').unwrap_or((path, ""));
+    let candidates = store.logged_models_of_run(&run)?;
+    if let Some(lm) = candidates.iter().find(|lm| lm.name == first) {
+        res.steps.push(format!("{path} is not among the run's artifacts; the run logged model '{first}' as {}", lm.model_id));
+        note_logged_model(res, lm);
+        return Ok(join_sub(&lm.artifact_location, rest));
+    }
+    let names: Vec<&str> = candidates.iter().map(|lm| lm.name.as_str()).collect();
+    Err(Error::NotFound {
+        uri: uri.to_string(),
+        what: format!("run {run_id} has no artifact '{path}' and logged no model named '{first}'"),
+        hint: Some(if names.is_empty() {
+            "the run logged no models".into()
+        } else {
+            format!("models logged by this run: {}", names.join(", "))
+        }),
+    })
+}
+
+fn join_sub(base: &str, sub: &str) -> String {
+    if sub.is_empty() { base.to_string() } else { format!("{}/{}", base.trim_end_matches('/'), sub.trim_start_matches('/')) }
+}
+
+/// Whether an artifact location is a local path (plain or `file:`), and which.
+fn as_local_path(location: &str) -> Option<PathBuf> {
+    match scheme_of(location).map(str::to_ascii_lowercase).as_deref() {
+        None => Some(PathBuf::from(location)),
+        Some("file") => file_uri_path(location, &location[5..]).ok(),
+        Some(_) => None,
+    }
+}
+
+fn artifact_exists(location: &str, store_root: Option<&Path>) -> bool {
+    as_local_path(location).is_some_and(|p| p.exists() || relocate(&p, store_root).is_some())
+}
+
+/// The same relative layout under the store's own directory: the longest tail of `recorded`
+/// that exists below `store_root`.
+fn relocate(recorded: &Path, store_root: Option<&Path>) -> Option<PathBuf> {
+    let root = store_root?;
+    let parts: Vec<_> = recorded.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
+    // Keep at least two components so a bare file or directory name never matches by accident.
+    (0..parts.len().saturating_sub(1)).map(|skip| parts[skip..].iter().collect::<PathBuf>()).map(|tail| root.join(tail)).find(|p| p.exists())
+}
+
+fn local_artifact_path(uri: &str, location: &str, store_root: Option<&Path>, steps: &mut Vec<String>) -> Result<PathBuf> {
+    let Some(path) = as_local_path(location) else {
+        return Err(remote_unsupported(uri, location));
+    };
+    if path.exists() {
+        return Ok(path);
+    }
+    if let Some(moved) = relocate(&path, store_root) {
+        steps.push(format!(
+            "{} does not exist (the store was moved since MLflow recorded it); using {}",
+            path.display(),
+            moved.display()
+        ));
+        return Ok(moved);
+    }
+    Err(Error::NotFound {
+        uri: uri.to_string(),
+        what: format!("the model's files should be at {} but that path does not exist", path.display()),
+        hint: Some("the artifacts were deleted or the store was copied without them".into()),
+    })
+}
+
+fn check_local(uri: &str, res: Resolution) -> Result<Resolution> {
+    let p = &res.local_path;
+    if p.is_dir() || (p.is_file() && (p.extension().is_some_and(|e| e == "onnx") || p.file_name().is_some_and(|n| n == "MLmodel"))) {
+        return Ok(res);
+    }
+    Err(Error::NotFound {
+        uri: uri.to_string(),
+        what: if p.exists() {
+            format!("{} is neither a model directory, an MLmodel file nor an .onnx file", p.display())
+        } else {
+            format!("{} does not exist", p.display())
+        },
+        hint: (!uri.contains(':')).then(|| "a model URI is a path, runs:/<run_id>/<path>, models:/<name>/<version> or models:/<name>@<alias>".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relocation_finds_the_longest_existing_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("mlruns/1/models/m-x/artifacts");
+        std::fs::create_dir_all(&target).unwrap();
+        let recorded = Path::new("/elsewhere/checkout/models/store/mlruns/1/models/m-x/artifacts");
+        assert_eq!(relocate(recorded, Some(dir.path())), Some(target));
+        assert_eq!(relocate(Path::new("/old/artifacts"), Some(dir.path())), None);
+        assert_eq!(relocate(recorded, None), None);
+    }
+
+    #[test]
+    fn sub_paths_join_with_one_slash() {
+        assert_eq!(join_sub("s3://b/x/", "/model"), "s3://b/x/model");
+        assert_eq!(join_sub("/a", ""), "/a");
+    }
+}
