@@ -1,1 +1,7 @@
-fn main() {}
+//! mlscore's integration tests: the CLI against real MLflow-logged models, real Parquet and
+//! real MLflow stores (see models/generate.py for how they were made).
+
+mod common;
+mod errors;
+mod resolve;
+mod score;

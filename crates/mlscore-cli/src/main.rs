@@ -1,1 +1,220 @@
-fn main() {}
+//! `mlscore`: score MLflow models over Parquet, from the command line.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI talks on stdout and stderr
+
+mod inspect;
+mod progress;
+mod sql;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use mlscore_datafusion::{
+    Codec, EngineOptions, Format, OutputSpec, PredictOptions, ScoreJob, provenance_metadata,
+    scoring_context, write_query,
+};
+use mlscore_onnx::{Model, NullPolicy, ResultType};
+
+/// Batch-score MLflow models over Arrow/Parquet tables, natively.
+///
+/// Models are MLflow model URIs: a path, runs:/<run_id>/<path>, models:/<name>/<version>,
+/// models:/<name>/latest, models:/<name>/<stage>, models:/<name>@<alias> or models:/<model_id>,
+/// resolved against MLFLOW_TRACKING_URI (default: sqlite:///mlflow.db, or ./mlruns).
+#[derive(Debug, Parser)]
+#[command(
+    name = "mlscore",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Score a table: every input column unchanged, plus the prediction, rows in input order.
+    Score(ScoreArgs),
+    /// Run a SQL query in which models are functions: SELECT id, churn(age, income) FROM 'data/*.parquet'.
+    Sql(sql::SqlArgs),
+    /// Show a model: where it resolves to, flavors, signature, ONNX inputs and outputs, result types.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Options shared by the commands that run queries.
+#[derive(Debug, Clone, Args)]
+struct EngineArgs {
+    /// Partitions (threads) to run on [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    partitions: Option<usize>,
+    /// Rows per batch fed to the model.
+    #[arg(long, value_name = "N", default_value_t = mlscore_datafusion::job::DEFAULT_BATCH_ROWS)]
+    batch_rows: usize,
+    /// No progress bar or summary on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl EngineArgs {
+    fn engine(&self) -> EngineOptions {
+        let mut e = EngineOptions {
+            batch_rows: self.batch_rows,
+            ..EngineOptions::default()
+        };
+        if let Some(p) = self.partitions {
+            e.partitions = p.max(1);
+        }
+        e
+    }
+}
+
+/// Options of a written output.
+#[derive(Debug, Clone, Args)]
+struct OutputArgs {
+    /// Output format [default: from the output's extension, else parquet].
+    #[arg(long, value_name = "parquet|csv")]
+    output_format: Option<Format>,
+    /// Replace the output if it exists.
+    #[arg(long)]
+    overwrite: bool,
+    /// Parquet compression.
+    #[arg(long, value_name = "snappy|zstd|lz4|none", default_value = "snappy")]
+    compression: Codec,
+    /// Rows per Parquet row group.
+    #[arg(long, value_name = "N", default_value_t = 128 * 1024)]
+    row_group_rows: usize,
+}
+
+#[derive(Debug, Args)]
+struct ScoreArgs {
+    /// The model: a path or an MLflow model URI.
+    #[arg(long, short, value_name = "MODEL_URI")]
+    model: String,
+    /// Input files, directories or globs (files are read in name order).
+    #[arg(long, short, value_name = "PATH", num_args = 1.., required = true)]
+    input: Vec<String>,
+    /// Output: a .parquet or .csv file, or a directory (ending in /) of part files.
+    #[arg(long, short, value_name = "PATH")]
+    output: String,
+    /// Spark DDL type of the prediction, as spark_udf's result_type: double, bigint, array<float>,
+    /// struct<label:bigint,probabilities:array<float>> [default: the model's outputs as they are].
+    #[arg(long, value_name = "TYPE")]
+    result_type: Option<String>,
+    /// Columns to feed, in the signature's order (spark_udf's udf("a", "b", ...)) [default: the
+    /// signature's input columns, by name].
+    #[arg(long, value_delimiter = ',', value_name = "A,B,C")]
+    columns: Option<Vec<String>>,
+    /// Name of the prediction column.
+    #[arg(long, default_value = "prediction", value_name = "NAME")]
+    output_column: String,
+    /// What a null in a model input means: error (fail, naming the column), null (null
+    /// prediction for that row) or nan (the model sees NaN, as in MLflow).
+    #[arg(long, value_name = "error|null|nan", default_value = "error")]
+    on_null: NullPolicy,
+    /// Input format [default: from the inputs' extension].
+    #[arg(long, value_name = "parquet|csv|arrow")]
+    input_format: Option<Format>,
+    #[command(flatten)]
+    out: OutputArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Score(args) => {
+            runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(score(args)))
+        }
+        Command::Sql(args) => {
+            runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(sql::run(args)))
+        }
+        Command::Inspect(args) => inspect::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = e.source();
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !e.to_string().contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// Loads a model, saying which URI failed.
+fn load_model(uri: &str) -> Result<Arc<Model>> {
+    Ok(Arc::new(Model::load(uri)?))
+}
+
+fn output_spec(
+    path: &str,
+    args: &OutputArgs,
+    metadata: Vec<(String, String)>,
+) -> Result<OutputSpec> {
+    let mut spec = OutputSpec::new(path, args.output_format, args.overwrite)?;
+    spec.codec = args.compression;
+    spec.row_group_rows = args.row_group_rows.max(1);
+    spec.metadata = metadata;
+    Ok(spec)
+}
+
+async fn score(args: ScoreArgs) -> Result<()> {
+    let result_type = args
+        .result_type
+        .as_deref()
+        .map(ResultType::parse)
+        .transpose()?;
+    // Fail on an unwritable output before the model is compiled or data is read.
+    let early = OutputSpec::new(&args.output, args.out.output_format, args.out.overwrite)?;
+    early.check(&Arc::new(arrow::datatypes::Schema::empty()))?;
+    let model = load_model(&args.model)?;
+    let engine = args.engine.engine();
+    let ctx = scoring_context(&engine);
+    let job = ScoreJob {
+        inputs: args.input.clone(),
+        input_format: args.input_format,
+        columns: args.columns.clone(),
+        output_column: args.output_column.clone(),
+        options: PredictOptions {
+            result_type,
+            null_policy: args.on_null,
+        },
+    };
+    let (df, registered) = job.plan(&ctx, model).await?;
+    for w in registered.stats.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let spec = output_spec(
+        &args.output,
+        &args.out,
+        provenance_metadata(std::slice::from_ref(&registered), &[]),
+    )?;
+    let total = progress::estimated_rows(&df).await;
+    let bar = progress::Bar::new(total, args.engine.quiet);
+    let report = write_query(df, &spec, std::slice::from_ref(&registered), bar.clone()).await?;
+    bar.finish();
+    if !args.engine.quiet {
+        progress::summary(&report, &args.output);
+    }
+    if report.rows == 0 && !args.engine.quiet {
+        eprintln!("warning: the input has no rows; wrote an empty output");
+    }
+    Ok(())
+}

@@ -1,1 +1,18 @@
-//! placeholder
+//! mlscore on DataFusion: `predict` as a scalar UDF with `spark_udf`'s semantics, input tables,
+//! and streaming, partition-parallel scoring jobs whose outputs are committed only when complete.
+#![warn(missing_docs)]
+
+mod error;
+pub mod input;
+pub mod job;
+pub mod sink;
+pub mod udf;
+
+pub use error::{Error, Result};
+pub use input::Format;
+pub use job::{
+    EngineOptions, JobReport, RegisteredModel, ScoreJob, provenance_metadata, register_model,
+    scoring_context, write_query,
+};
+pub use sink::{Codec, NoProgress, OutputSpec, Progress};
+pub use udf::{NoArgumentCalls, PredictOptions, PredictStats, PredictUdf, predict_udf};

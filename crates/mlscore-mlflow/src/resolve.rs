@@ -45,10 +45,17 @@ pub struct Resolution {
 /// error by this build; the URI is still parsed and the store consulted.
 pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
     let parsed = ModelUri::parse(uri)?;
-    let mut res = Resolution { uri: uri.to_string(), ..Resolution::default() };
+    let mut res = Resolution {
+        uri: uri.to_string(),
+        ..Resolution::default()
+    };
     let location = match &parsed {
         ModelUri::Local(p) => {
-            let path = if p.is_absolute() { p.clone() } else { config.base_dir.join(p) };
+            let path = if p.is_absolute() {
+                p.clone()
+            } else {
+                config.base_dir.join(p)
+            };
             res.artifact_location = path.display().to_string();
             res.local_path = path;
             return check_local(uri, res);
@@ -56,22 +63,41 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
         ModelUri::MlflowArtifacts(u) | ModelUri::Remote(u) => {
             return Err(remote_unsupported(uri, u));
         }
-        ModelUri::Registered { name, selector, sub_path } => {
+        ModelUri::Registered {
+            name,
+            selector,
+            sub_path,
+        } => {
             let store = config.registry_store()?;
             res.store = Some(store.location());
             let version = select_version(store.as_ref(), uri, name, selector)?;
             res.registered = Some((version.name.clone(), version.version));
             res.run_id.clone_from(&version.run_id);
-            res.steps.push(format!("{uri}: {} is version {} of registered model '{name}' in {}", selector, version.version, store.location()));
+            res.steps.push(match selector {
+                VersionSelector::Version(_) => format!(
+                    "{uri}: registered model '{name}' version {} in {}",
+                    version.version,
+                    store.location()
+                ),
+                other => format!(
+                    "{uri}: {other} is version {} of registered model '{name}' in {}",
+                    version.version,
+                    store.location()
+                ),
+            });
             if let Some(status) = version.status.as_deref().filter(|s| *s != "READY") {
                 return Err(Error::NotFound {
                     uri: uri.to_string(),
-                    what: format!("version {} of '{name}' has status {status}", version.version),
+                    what: format!(
+                        "version {} of '{name}' has status {status}",
+                        version.version
+                    ),
                     hint: Some("only READY versions can be loaded".into()),
                 });
             }
             let tracking = config.tracking_store()?;
-            let base = version_location(tracking.as_ref(), store.as_ref(), uri, &version, &mut res)?;
+            let base =
+                version_location(tracking.as_ref(), store.as_ref(), uri, &version, &mut res)?;
             join_sub(&base, sub_path)
         }
         ModelUri::LoggedModel { model_id, sub_path } => {
@@ -104,15 +130,31 @@ fn remote_unsupported(uri: &str, location: &str) -> Error {
 }
 
 /// The version a selector names, or a NotFound error that lists what there is.
-pub fn select_version(store: &dyn TrackingStore, uri: &str, name: &str, selector: &VersionSelector) -> Result<ModelVersion> {
+pub fn select_version(
+    store: &dyn TrackingStore,
+    uri: &str,
+    name: &str,
+    selector: &VersionSelector,
+) -> Result<ModelVersion> {
     let Some(model) = store.registered_model(name)? else {
         let names = store.registered_model_names()?;
         let hint = if names.is_empty() {
-            format!("{} has no registered models; check MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI", store.location())
+            format!(
+                "{} has no registered models; check MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI",
+                store.location()
+            )
         } else {
-            format!("registered models in {}: {}", store.location(), names.join(", "))
+            format!(
+                "registered models in {}: {}",
+                store.location(),
+                names.join(", ")
+            )
         };
-        return Err(Error::NotFound { uri: uri.to_string(), what: format!("no registered model named '{name}'"), hint: Some(hint) });
+        return Err(Error::NotFound {
+            uri: uri.to_string(),
+            what: format!("no registered model named '{name}'"),
+            hint: Some(hint),
+        });
     };
     let found = match selector {
         VersionSelector::Version(v) => model.versions.iter().find(|mv| mv.version == *v),
@@ -120,7 +162,11 @@ pub fn select_version(store: &dyn TrackingStore, uri: &str, name: &str, selector
         VersionSelector::Stage(stage) => model
             .versions
             .iter()
-            .filter(|mv| mv.current_stage.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(stage)))
+            .filter(|mv| {
+                mv.current_stage
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(stage))
+            })
             .max_by_key(|mv| mv.version),
         VersionSelector::Alias(alias) => match model.aliases.get(alias) {
             Some(v) => model.versions.iter().find(|mv| mv.version == *v),
@@ -142,9 +188,16 @@ pub fn select_version(store: &dyn TrackingStore, uri: &str, name: &str, selector
 
 fn describe_aliases(model: &RegisteredModel) -> String {
     if model.aliases.is_empty() {
-        return format!("'{}' has no aliases; use models:/{}/<version> or set one with MlflowClient.set_registered_model_alias", model.name, model.name);
+        return format!(
+            "'{}' has no aliases; use models:/{}/<version> or set one with MlflowClient.set_registered_model_alias",
+            model.name, model.name
+        );
     }
-    let list: Vec<String> = model.aliases.iter().map(|(a, v)| format!("@{a} -> version {v}")).collect();
+    let list: Vec<String> = model
+        .aliases
+        .iter()
+        .map(|(a, v)| format!("@{a} -> version {v}"))
+        .collect();
     format!("its aliases: {}", list.join(", "))
 }
 
@@ -155,9 +208,15 @@ fn describe_versions(model: &RegisteredModel) -> String {
     let list: Vec<String> = model
         .versions
         .iter()
-        .map(|v| match v.current_stage.as_deref().filter(|s| !s.eq_ignore_ascii_case("none")) {
-            Some(stage) => format!("{} ({stage})", v.version),
-            None => v.version.to_string(),
+        .map(|v| {
+            match v
+                .current_stage
+                .as_deref()
+                .filter(|s| !s.eq_ignore_ascii_case("none"))
+            {
+                Some(stage) => format!("{} ({stage})", v.version),
+                None => v.version.to_string(),
+            }
         })
         .collect();
     format!("its versions: {}", list.join(", "))
@@ -183,7 +242,10 @@ fn note_logged_model(res: &mut Resolution, lm: &LoggedModelInfo) {
     if res.run_id.is_none() {
         res.run_id.clone_from(&lm.source_run_id);
     }
-    res.steps.push(format!("logged model {} ('{}', experiment {}) has its files at {}", lm.model_id, lm.name, lm.experiment_id, lm.artifact_location));
+    res.steps.push(format!(
+        "logged model {} ('{}', experiment {}) has its files at {}",
+        lm.model_id, lm.name, lm.experiment_id, lm.artifact_location
+    ));
 }
 
 fn version_location(
@@ -193,11 +255,20 @@ fn version_location(
     version: &ModelVersion,
     res: &mut Resolution,
 ) -> Result<String> {
-    if let Some(loc) = version.storage_location.as_deref().filter(|s| !s.is_empty()) {
-        if let Some(id) = version.source.as_deref().and_then(|s| s.strip_prefix("models:/")) {
+    if let Some(loc) = version
+        .storage_location
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        if let Some(id) = version
+            .source
+            .as_deref()
+            .and_then(|s| s.strip_prefix("models:/"))
+        {
             res.model_id = Some(id.split('/').next().unwrap_or(id).to_string());
         }
-        res.steps.push(format!("version {} is stored at {loc}", version.version));
+        res.steps
+            .push(format!("version {} is stored at {loc}", version.version));
         return Ok(loc.to_string());
     }
     let source = version.source.as_deref().unwrap_or_default();
@@ -210,20 +281,33 @@ fn version_location(
         Ok(ModelUri::Run { run_id, path }) => run_location(tracking, uri, &run_id, &path, res),
         Ok(ModelUri::Registered { .. }) => Err(Error::Store {
             store: registry.location(),
-            reason: format!("version {} of '{}' has source {source}, which names another registered model", version.version, version.name),
+            reason: format!(
+                "version {} of '{}' has source {source}, which names another registered model",
+                version.version, version.name
+            ),
         }),
         Ok(_) if !source.is_empty() => {
-            res.steps.push(format!("version {} has source {source}", version.version));
+            res.steps
+                .push(format!("version {} has source {source}", version.version));
             Ok(source.to_string())
         }
         _ => Err(Error::Store {
             store: registry.location(),
-            reason: format!("version {} of '{}' has neither a storage location nor a usable source", version.version, version.name),
+            reason: format!(
+                "version {} of '{}' has neither a storage location nor a usable source",
+                version.version, version.name
+            ),
         }),
     }
 }
 
-fn run_location(store: &dyn TrackingStore, uri: &str, run_id: &str, path: &str, res: &mut Resolution) -> Result<String> {
+fn run_location(
+    store: &dyn TrackingStore,
+    uri: &str,
+    run_id: &str,
+    path: &str,
+    res: &mut Resolution,
+) -> Result<String> {
     let run = store.run(run_id)?.ok_or_else(|| Error::NotFound {
         uri: uri.to_string(),
         what: format!("no run with id '{run_id}' in {}", store.location()),
@@ -231,7 +315,10 @@ fn run_location(store: &dyn TrackingStore, uri: &str, run_id: &str, path: &str, 
     })?;
     res.run_id = Some(run.run_id.clone());
     let direct = join_sub(&run.artifact_uri, path);
-    res.steps.push(format!("run {run_id} (experiment {}) keeps its artifacts at {}", run.experiment_id, run.artifact_uri));
+    res.steps.push(format!(
+        "run {run_id} (experiment {}) keeps its artifacts at {}",
+        run.experiment_id, run.artifact_uri
+    ));
     let root = store.local_root();
     if artifact_exists(&direct, root.as_deref()) {
         return Ok(direct);
@@ -240,7 +327,10 @@ fn run_location(store: &dyn TrackingStore, uri: &str, run_id: &str, path: &str, 
     let (first, rest) = path.split_once('/').unwrap_or((path, ""));
     let candidates = store.logged_models_of_run(&run)?;
     if let Some(lm) = candidates.iter().find(|lm| lm.name == first) {
-        res.steps.push(format!("{path} is not among the run's artifacts; the run logged model '{first}' as {}", lm.model_id));
+        res.steps.push(format!(
+            "{path} is not among the run's artifacts; the run logged model '{first}' as {}",
+            lm.model_id
+        ));
         note_logged_model(res, lm);
         return Ok(join_sub(&lm.artifact_location, rest));
     }
@@ -257,7 +347,15 @@ fn run_location(store: &dyn TrackingStore, uri: &str, run_id: &str, path: &str, 
 }
 
 fn join_sub(base: &str, sub: &str) -> String {
-    if sub.is_empty() { base.to_string() } else { format!("{}/{}", base.trim_end_matches('/'), sub.trim_start_matches('/')) }
+    if sub.is_empty() {
+        base.to_string()
+    } else {
+        format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            sub.trim_start_matches('/')
+        )
+    }
 }
 
 /// Whether an artifact location is a local path (plain or `file:`), and which.
@@ -277,36 +375,57 @@ fn artifact_exists(location: &str, store_root: Option<&Path>) -> bool {
 /// that exists below `store_root`.
 fn relocate(recorded: &Path, store_root: Option<&Path>) -> Option<PathBuf> {
     let root = store_root?;
-    let parts: Vec<_> = recorded.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
+    let parts: Vec<_> = recorded
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
     // Keep at least two components so a bare file or directory name never matches by accident.
-    (0..parts.len().saturating_sub(1)).map(|skip| parts[skip..].iter().collect::<PathBuf>()).map(|tail| root.join(tail)).find(|p| p.exists())
+    (0..parts.len().saturating_sub(1))
+        .map(|skip| parts[skip..].iter().collect::<PathBuf>())
+        .map(|tail| root.join(tail))
+        .find(|p| p.exists())
 }
 
-fn local_artifact_path(uri: &str, location: &str, store_root: Option<&Path>, steps: &mut Vec<String>) -> Result<PathBuf> {
+fn local_artifact_path(
+    uri: &str,
+    location: &str,
+    store_root: Option<&Path>,
+    steps: &mut Vec<String>,
+) -> Result<PathBuf> {
     let Some(path) = as_local_path(location) else {
         return Err(remote_unsupported(uri, location));
     };
-    if path.exists() {
-        return Ok(path);
-    }
-    if let Some(moved) = relocate(&path, store_root) {
+    // A store travels with its artifacts: when the recorded path lies outside the store's
+    // directory and the same layout exists inside it, the store was copied or moved.
+    let outside_store = store_root.is_some_and(|root| !path.starts_with(root));
+    if outside_store && let Some(moved) = relocate(&path, store_root) {
         steps.push(format!(
-            "{} does not exist (the store was moved since MLflow recorded it); using {}",
+            "{} is outside the store's directory, which holds the same artifacts (the store was moved or copied since MLflow recorded the path); using {}",
             path.display(),
             moved.display()
         ));
         return Ok(moved);
     }
+    if path.exists() {
+        return Ok(path);
+    }
     Err(Error::NotFound {
         uri: uri.to_string(),
-        what: format!("the model's files should be at {} but that path does not exist", path.display()),
+        what: format!(
+            "the model's files should be at {} but that path does not exist",
+            path.display()
+        ),
         hint: Some("the artifacts were deleted or the store was copied without them".into()),
     })
 }
 
 fn check_local(uri: &str, res: Resolution) -> Result<Resolution> {
     let p = &res.local_path;
-    if p.is_dir() || (p.is_file() && (p.extension().is_some_and(|e| e == "onnx") || p.file_name().is_some_and(|n| n == "MLmodel"))) {
+    if p.is_dir()
+        || (p.is_file()
+            && (p.extension().is_some_and(|e| e == "onnx")
+                || p.file_name().is_some_and(|n| n == "MLmodel")))
+    {
         return Ok(res);
     }
     Err(Error::NotFound {
@@ -331,7 +450,10 @@ mod tests {
         std::fs::create_dir_all(&target).unwrap();
         let recorded = Path::new("/elsewhere/checkout/models/store/mlruns/1/models/m-x/artifacts");
         assert_eq!(relocate(recorded, Some(dir.path())), Some(target));
-        assert_eq!(relocate(Path::new("/old/artifacts"), Some(dir.path())), None);
+        assert_eq!(
+            relocate(Path::new("/old/artifacts"), Some(dir.path())),
+            None
+        );
         assert_eq!(relocate(recorded, None), None);
     }
 

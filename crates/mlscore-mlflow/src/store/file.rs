@@ -34,7 +34,10 @@ impl FileStore {
                 ),
             });
         }
-        Ok(Self { uri: uri.to_string(), root: root.to_path_buf() })
+        Ok(Self {
+            uri: uri.to_string(),
+            root: root.to_path_buf(),
+        })
     }
 
     fn read_meta(&self, path: &Path) -> Result<Option<Mapping>> {
@@ -54,24 +57,38 @@ impl FileStore {
 
     /// Experiment directories (numeric ids; `models` and `.trash` are not experiments).
     fn experiment_dirs(&self) -> Result<Vec<PathBuf>> {
-        let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io("cannot list", &self.root, e))?;
+        let entries =
+            std::fs::read_dir(&self.root).map_err(|e| Error::io("cannot list", &self.root, e))?;
         let mut dirs: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n != "models" && !n.starts_with('.')))
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n != "models" && !n.starts_with('.'))
+            })
             .collect();
         dirs.sort();
         Ok(dirs)
     }
 
     fn logged_model_at(&self, dir: &Path) -> Result<Option<LoggedModelInfo>> {
-        let Some(m) = self.read_meta(&dir.join("meta.yaml"))? else { return Ok(None) };
-        let model_id = text(&m, "model_id").unwrap_or_else(|| dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        let Some(m) = self.read_meta(&dir.join("meta.yaml"))? else {
+            return Ok(None);
+        };
+        let model_id = text(&m, "model_id").unwrap_or_else(|| {
+            dir.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        });
         Ok(Some(LoggedModelInfo {
             model_id,
             experiment_id: text(&m, "experiment_id").unwrap_or_default(),
             name: text(&m, "name").unwrap_or_default(),
-            artifact_location: text(&m, "artifact_location").unwrap_or_else(|| dir.join("artifacts").display().to_string()),
+            artifact_location: text(&m, "artifact_location")
+                .unwrap_or_else(|| dir.join("artifacts").display().to_string()),
             source_run_id: text(&m, "source_run_id"),
         }))
     }
@@ -95,7 +112,9 @@ impl TrackingStore for FileStore {
             return Ok(None);
         }
         let dir = self.root.join("models").join(name);
-        let Some(meta) = self.read_meta(&dir.join("meta.yaml"))? else { return Ok(None) };
+        let Some(meta) = self.read_meta(&dir.join("meta.yaml"))? else {
+            return Ok(None);
+        };
         let mut aliases: std::collections::BTreeMap<String, u64> = match meta.get("aliases") {
             Some(Value::Mapping(a)) => a
                 .iter()
@@ -113,7 +132,10 @@ impl TrackingStore for FileStore {
         // Older layouts keep aliases as files under aliases/<alias> holding the version.
         if let Ok(entries) = std::fs::read_dir(dir.join("aliases")) {
             for e in entries.flatten() {
-                let (Some(alias), Ok(v)) = (e.file_name().to_str().map(str::to_string), std::fs::read_to_string(e.path())) else {
+                let (Some(alias), Ok(v)) = (
+                    e.file_name().to_str().map(str::to_string),
+                    std::fs::read_to_string(e.path()),
+                ) else {
                     continue;
                 };
                 if let Ok(v) = v.trim().parse() {
@@ -125,10 +147,16 @@ impl TrackingStore for FileStore {
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("cannot list", &dir, e))?;
         for e in entries.flatten() {
             let fname = e.file_name();
-            let Some(v) = fname.to_str().and_then(|n| n.strip_prefix("version-")).and_then(|v| v.parse::<u64>().ok()) else {
+            let Some(v) = fname
+                .to_str()
+                .and_then(|n| n.strip_prefix("version-"))
+                .and_then(|v| v.parse::<u64>().ok())
+            else {
                 continue;
             };
-            let Some(m) = self.read_meta(&e.path().join("meta.yaml"))? else { continue };
+            let Some(m) = self.read_meta(&e.path().join("meta.yaml"))? else {
+                continue;
+            };
             let stage = text(&m, "current_stage");
             if stage.as_deref() == Some("Deleted_Internal") {
                 continue;
@@ -144,14 +172,23 @@ impl TrackingStore for FileStore {
             });
         }
         versions.sort_by_key(|v| v.version);
-        Ok(Some(RegisteredModel { name: name.to_string(), versions, aliases }))
+        Ok(Some(RegisteredModel {
+            name: name.to_string(),
+            versions,
+            aliases,
+        }))
     }
 
     fn registered_model_names(&self) -> Result<Vec<String>> {
         let dir = self.root.join("models");
-        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
-        let mut names: Vec<String> =
-            entries.flatten().filter(|e| e.path().join("meta.yaml").is_file()).filter_map(|e| e.file_name().to_str().map(str::to_string)).collect();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join("meta.yaml").is_file())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -174,12 +211,19 @@ impl TrackingStore for FileStore {
             return Ok(None);
         }
         for exp in self.experiment_dirs()? {
-            let Some(m) = self.read_meta(&exp.join(run_id).join("meta.yaml"))? else { continue };
+            let Some(m) = self.read_meta(&exp.join(run_id).join("meta.yaml"))? else {
+                continue;
+            };
             return Ok(Some(RunInfo {
                 run_id: run_id.to_string(),
-                experiment_id: text(&m, "experiment_id")
-                    .unwrap_or_else(|| exp.file_name().unwrap_or_default().to_string_lossy().into_owned()),
-                artifact_uri: text(&m, "artifact_uri").unwrap_or_else(|| exp.join(run_id).join("artifacts").display().to_string()),
+                experiment_id: text(&m, "experiment_id").unwrap_or_else(|| {
+                    exp.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                }),
+                artifact_uri: text(&m, "artifact_uri")
+                    .unwrap_or_else(|| exp.join(run_id).join("artifacts").display().to_string()),
             }));
         }
         Ok(None)
@@ -188,7 +232,9 @@ impl TrackingStore for FileStore {
     fn logged_models_of_run(&self, run: &RunInfo) -> Result<Vec<LoggedModelInfo>> {
         let mut out = Vec::new();
         for exp in self.experiment_dirs()? {
-            let Ok(entries) = std::fs::read_dir(exp.join("models")) else { continue };
+            let Ok(entries) = std::fs::read_dir(exp.join("models")) else {
+                continue;
+            };
             let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
             dirs.sort();
             for dir in dirs {

@@ -1,0 +1,87 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while planning or running a scoring query or job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The model could not be loaded, bound or run.
+    #[error(transparent)]
+    Model(#[from] mlscore_onnx::Error),
+
+    /// DataFusion failed to plan or execute the query.
+    #[error("{}", datafusion_message(.0))]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    /// An input path, glob or directory is unusable.
+    #[error("input {input}: {reason}")]
+    Input {
+        /// The input as given.
+        input: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The output cannot be written (exists, unwritable, unknown format).
+    #[error("output {}: {reason}", path.display())]
+    Output {
+        /// The output path.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
+    /// A file-system operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Writing or stitching Parquet failed.
+    #[error("writing Parquet {}: {source}", path.display())]
+    Parquet {
+        /// The file being written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    /// A query that cannot be run as a scoring query.
+    #[error("{0}")]
+    Query(String),
+}
+
+/// DataFusion wraps errors raised inside UDFs in context layers; surface the model's own
+/// message first, as that is what the user must act on.
+fn datafusion_message(e: &datafusion::error::DataFusionError) -> String {
+    let root = e.find_root();
+    match root {
+        datafusion::error::DataFusionError::External(inner) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,211 @@
+//! Input tables: local files, directories and globs of Parquet, CSV or Arrow IPC.
+
+use std::path::Path;
+
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::file_format::options::ArrowReadOptions;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+
+use crate::error::{Error, Result};
+
+/// File formats mlscore reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Apache Parquet.
+    Parquet,
+    /// CSV with a header row.
+    Csv,
+    /// Arrow IPC files (`.arrow`, `.ipc`, `.feather`).
+    Arrow,
+}
+
+impl Format {
+    /// The format a file name's extension says, if any.
+    pub fn from_extension(path: &str) -> Option<Self> {
+        let ext = Path::new(path.trim_end_matches('/'))
+            .extension()?
+            .to_str()?
+            .to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "parquet" | "pq" => Self::Parquet,
+            "csv" => Self::Csv,
+            "arrow" | "ipc" | "feather" | "arrows" => Self::Arrow,
+            _ => return None,
+        })
+    }
+
+    /// The extension files of this format carry.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Parquet => ".parquet",
+            Self::Csv => ".csv",
+            Self::Arrow => ".arrow",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "parquet" => Ok(Self::Parquet),
+            "csv" => Ok(Self::Csv),
+            "arrow" | "ipc" | "feather" => Ok(Self::Arrow),
+            _ => Err(Error::Input {
+                input: s.to_string(),
+                reason: "unknown format: use parquet, csv or arrow".into(),
+            }),
+        }
+    }
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Checks each input exists (or, for a glob, matches something) and decides the format:
+/// the one given, else the inputs' extension, else what a directory holds, else Parquet.
+pub fn check_inputs(inputs: &[String], format: Option<Format>) -> Result<(Vec<String>, Format)> {
+    if inputs.is_empty() {
+        return Err(Error::Input {
+            input: String::new(),
+            reason: "no input given".into(),
+        });
+    }
+    let mut detected = format;
+    let mut normalized = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let remote = input.contains("://");
+        if remote || is_glob(input) {
+            detected = detected.or_else(|| Format::from_extension(input));
+            normalized.push(input.clone());
+            continue;
+        }
+        let path = Path::new(input);
+        if path.is_dir() {
+            let fmt = match detected {
+                Some(f) => f,
+                None => dir_format(path).ok_or_else(|| Error::Input {
+                    input: input.clone(),
+                    reason: "the directory holds no .parquet, .csv or .arrow files".into(),
+                })?,
+            };
+            if !dir_has(path, fmt) {
+                return Err(Error::Input {
+                    input: input.clone(),
+                    reason: format!("the directory holds no {} files", fmt.extension()),
+                });
+            }
+            detected = Some(fmt);
+            normalized.push(format!("{}/", input.trim_end_matches('/')));
+        } else if path.is_file() {
+            detected = detected.or_else(|| Format::from_extension(input));
+            normalized.push(input.clone());
+        } else {
+            return Err(Error::Input {
+                input: input.clone(),
+                reason: "no such file or directory".into(),
+            });
+        }
+    }
+    Ok((normalized, detected.unwrap_or(Format::Parquet)))
+}
+
+fn dir_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(['.', '_']));
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(s) = p.to_str() {
+                out.push(s.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn dir_format(dir: &Path) -> Option<Format> {
+    let files = dir_files(dir);
+    [Format::Parquet, Format::Csv, Format::Arrow]
+        .into_iter()
+        .find(|f| files.iter().any(|p| Format::from_extension(p) == Some(*f)))
+}
+
+fn dir_has(dir: &Path, fmt: Format) -> bool {
+    dir_files(dir)
+        .iter()
+        .any(|p| Format::from_extension(p) == Some(fmt))
+}
+
+/// Reads the inputs as one table.
+pub async fn read_inputs(
+    ctx: &SessionContext,
+    inputs: &[String],
+    format: Option<Format>,
+) -> Result<DataFrame> {
+    let (paths, format) = check_inputs(inputs, format)?;
+    let df = match format {
+        Format::Parquet => {
+            ctx.read_parquet(paths.clone(), ParquetReadOptions::default())
+                .await
+        }
+        Format::Csv => {
+            ctx.read_csv(paths.clone(), CsvReadOptions::new().has_header(true))
+                .await
+        }
+        Format::Arrow => {
+            ctx.read_arrow(paths.clone(), ArrowReadOptions::default())
+                .await
+        }
+    };
+    df.map_err(|e| Error::Input {
+        input: paths.join(", "),
+        reason: crate::error::Error::DataFusion(e).to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_come_from_extensions() {
+        assert_eq!(Format::from_extension("a/b.parquet"), Some(Format::Parquet));
+        assert_eq!(Format::from_extension("a/b.CSV"), Some(Format::Csv));
+        assert_eq!(Format::from_extension("x.feather"), Some(Format::Arrow));
+        assert_eq!(Format::from_extension("dir/"), None);
+    }
+
+    #[test]
+    fn missing_inputs_and_empty_directories_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.parquet").display().to_string();
+        let err = check_inputs(&[missing.clone()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&missing) && err.contains("no such file"),
+            "{err}"
+        );
+        let empty = dir.path().display().to_string();
+        let err = check_inputs(&[empty], None).unwrap_err().to_string();
+        assert!(err.contains("holds no .parquet"), "{err}");
+        std::fs::write(dir.path().join("a.csv"), "x\n1\n").unwrap();
+        let (paths, fmt) = check_inputs(&[dir.path().display().to_string()], None).unwrap();
+        assert_eq!(fmt, Format::Csv);
+        assert!(paths[0].ends_with('/'));
+    }
+}

@@ -1,0 +1,268 @@
+//! Scoring jobs: a session with models registered, `score` as a query, and query outputs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
+use datafusion::logical_expr::{Expr, ScalarUDF};
+use datafusion::prelude::{SessionConfig, SessionContext, col};
+use mlscore_onnx::Model;
+
+use crate::error::{Error, Result};
+use crate::input::{Format, read_inputs};
+use crate::sink::{OutputSpec, Progress, WriteStats, write_plan};
+use crate::udf::{NoArgumentCalls, PredictOptions, PredictStats, PredictUdf};
+
+/// Rows per batch the engine scores at a time (DataFusion's default).
+pub const DEFAULT_BATCH_ROWS: usize = 8192;
+
+/// Engine settings of a session.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Partitions (and threads) to run on; defaults to the number of cores.
+    pub partitions: usize,
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            partitions: std::thread::available_parallelism().map_or(1, usize::from),
+            batch_rows: DEFAULT_BATCH_ROWS,
+        }
+    }
+}
+
+/// A DataFusion session set up for scoring: order-preserving partitioning, URL tables
+/// (`FROM 'data/*.parquet'`), and the rewrite that makes `model()` read its signature's columns.
+pub fn scoring_context(engine: &EngineOptions) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(engine.partitions.max(1))
+        .with_batch_size(engine.batch_rows.max(1))
+        // Round-robin repartitioning would interleave rows; scans split files into ordered ranges instead.
+        .with_round_robin_repartition(false)
+        .with_repartition_file_scans(true)
+        .with_repartition_file_min_size(1 << 20)
+        .with_information_schema(true);
+    // Keep the input's string and binary types as they are (no Utf8View), so outputs round-trip.
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    // Idle partitions stealing files from their siblings would reorder rows across partitions.
+    config
+        .options_mut()
+        .execution
+        .enable_file_stream_work_stealing = false;
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
+    let mut ctx = SessionContext::new_with_state(state).enable_url_table();
+    ctx.register_function_rewrite(Arc::new(NoArgumentCalls))
+        .ok();
+    ctx
+}
+
+/// A model registered in a session under a name.
+#[derive(Debug, Clone)]
+pub struct RegisteredModel {
+    /// The SQL function name.
+    pub name: String,
+    /// The model.
+    pub model: Arc<Model>,
+    /// Its UDF's options.
+    pub options: PredictOptions,
+    /// Its UDF's counters.
+    pub stats: Arc<PredictStats>,
+}
+
+/// Registers `model` as the SQL function `name`.
+pub fn register_model(
+    ctx: &SessionContext,
+    name: &str,
+    model: Arc<Model>,
+    options: PredictOptions,
+) -> RegisteredModel {
+    let udf = PredictUdf::new(name, model.clone(), options.clone());
+    let stats = udf.stats();
+    ctx.register_udf(ScalarUDF::new_from_impl(udf));
+    RegisteredModel {
+        name: name.to_string(),
+        model,
+        options,
+        stats,
+    }
+}
+
+/// Parquet key-value metadata that records which model produced a file.
+pub fn provenance_metadata(
+    models: &[RegisteredModel],
+    extra: &[(&str, String)],
+) -> Vec<(String, String)> {
+    let mut kv = vec![(
+        "mlscore.version".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )];
+    for m in models {
+        let p = |k: &str| {
+            if models.len() == 1 {
+                format!("mlscore.model.{k}")
+            } else {
+                format!("mlscore.model.{}.{k}", m.name)
+            }
+        };
+        let r = &m.model.mlflow.resolution;
+        kv.push((p("uri"), r.uri.clone()));
+        if let Some((name, version)) = &r.registered {
+            kv.push((p("registered_name"), name.clone()));
+            kv.push((p("registered_version"), version.to_string()));
+        }
+        if let Some(run) = &r.run_id {
+            kv.push((p("run_id"), run.clone()));
+        }
+        if let Some(id) = &r.model_id {
+            kv.push((p("model_id"), id.clone()));
+        }
+        kv.push((p("artifact_location"), r.artifact_location.clone()));
+        kv.push((p("onnx_sha256"), m.model.onnx_sha256().to_string()));
+        kv.push((p("null_policy"), m.options.null_policy.to_string()));
+        if let Some(t) = &m.options.result_type {
+            kv.push((p("result_type"), t.to_string()));
+        }
+    }
+    kv.extend(extra.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
+    kv
+}
+
+/// What a job did.
+#[derive(Debug, Clone, Default)]
+pub struct JobReport {
+    /// Rows written.
+    pub rows: u64,
+    /// Rows that had null inputs, per model.
+    pub null_rows: Vec<(String, u64)>,
+    /// Files written.
+    pub files: usize,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Partitions the job ran on.
+    pub partitions: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Plan-time warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Runs a query and writes its result as `spec` says, reporting on `models`.
+pub async fn write_query(
+    df: DataFrame,
+    spec: &OutputSpec,
+    models: &[RegisteredModel],
+    progress: Arc<dyn Progress>,
+) -> Result<JobReport> {
+    let start = Instant::now();
+    let task_ctx = Arc::new(df.task_ctx());
+    let plan = df.create_physical_plan().await?;
+    let partitions = plan.properties().partitioning.partition_count();
+    let WriteStats { rows, files, bytes } = write_plan(plan, task_ctx, spec, progress).await?;
+    Ok(JobReport {
+        rows,
+        null_rows: models
+            .iter()
+            .map(|m| {
+                (
+                    m.name.clone(),
+                    m.stats.null_rows.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect(),
+        files,
+        bytes,
+        partitions,
+        elapsed: start.elapsed(),
+        warnings: models.iter().flat_map(|m| m.stats.warnings()).collect(),
+    })
+}
+
+/// `mlscore score`: every input column, unchanged, plus the model's prediction.
+#[derive(Debug, Clone)]
+pub struct ScoreJob {
+    /// Input files, directories or globs.
+    pub inputs: Vec<String>,
+    /// Input format; detected from the inputs when `None`.
+    pub input_format: Option<Format>,
+    /// Columns to feed, by position (spark_udf's `udf("a", "b")`); `None` reads the
+    /// signature's inputs by name.
+    pub columns: Option<Vec<String>>,
+    /// Name of the prediction column.
+    pub output_column: String,
+    /// The UDF's options (result type, null policy).
+    pub options: PredictOptions,
+}
+
+impl ScoreJob {
+    /// Plans the job: the query `SELECT *, model(...) AS <output_column> FROM input`.
+    /// Fails here (before reading any data) if the table cannot feed the model.
+    pub async fn plan(
+        &self,
+        ctx: &SessionContext,
+        model: Arc<Model>,
+    ) -> Result<(DataFrame, RegisteredModel)> {
+        let df = read_inputs(ctx, &self.inputs, self.input_format).await?;
+        let schema = df.schema().as_arrow().clone();
+        if schema.index_of(&self.output_column).is_ok() {
+            return Err(Error::Query(format!(
+                "the input already has a column named '{}'; choose another name with --output-column",
+                self.output_column
+            )));
+        }
+        let registered = register_model(ctx, "predict", model.clone(), self.options.clone());
+        let udf = ctx.udf("predict")?;
+        let args: Vec<Expr> = match &self.columns {
+            Some(cols) => cols.iter().map(|c| col(quoted(c))).collect(),
+            None => {
+                let names = model.input_names();
+                if names.is_empty() {
+                    // No named signature: every column, in table order (what pyfunc.predict(df) passes).
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| col(quoted(f.name())))
+                        .collect()
+                } else {
+                    // Bind against the whole table first, so that a missing column is reported with the table's extra columns.
+                    model.bind(&schema)?;
+                    let present: Vec<&String> = names
+                        .iter()
+                        .filter(|n| schema.index_of(n).is_ok())
+                        .collect();
+                    let mut struct_args = Vec::with_capacity(present.len() * 2);
+                    for n in present {
+                        struct_args.push(datafusion::prelude::lit(n.as_str()));
+                        struct_args.push(col(quoted(n)));
+                    }
+                    vec![datafusion::functions::core::expr_fn::named_struct(
+                        struct_args,
+                    )]
+                }
+            }
+        };
+        let mut select: Vec<Expr> = schema
+            .fields()
+            .iter()
+            .map(|f| col(quoted(f.name())))
+            .collect();
+        select.push(udf.call(args).alias(&self.output_column));
+        let df = df.select(select)?;
+        Ok((df, registered))
+    }
+}
+
+/// Column names as DataFusion's `col()` wants them: quoted, so case and dots survive.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

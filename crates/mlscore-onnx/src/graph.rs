@@ -1,0 +1,381 @@
+//! An ONNX graph compiled by tract, with mlscore's own operators registered.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// ONNX tensor element types mlscore feeds and reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ElemType {
+    /// `tensor(float)`
+    F32,
+    /// `tensor(double)`
+    F64,
+    /// `tensor(float16)`
+    F16,
+    /// `tensor(int8)`
+    I8,
+    /// `tensor(int16)`
+    I16,
+    /// `tensor(int32)`
+    I32,
+    /// `tensor(int64)`
+    I64,
+    /// `tensor(uint8)`
+    U8,
+    /// `tensor(uint16)`
+    U16,
+    /// `tensor(uint32)`
+    U32,
+    /// `tensor(uint64)`
+    U64,
+    /// `tensor(bool)`
+    Bool,
+    /// `tensor(string)`
+    String,
+}
+
+impl ElemType {
+    /// From ONNX's `TensorProto.DataType` number.
+    pub fn from_onnx(code: i32) -> Option<Self> {
+        Some(match code {
+            1 => Self::F32,
+            2 => Self::U8,
+            3 => Self::I8,
+            4 => Self::U16,
+            5 => Self::I16,
+            6 => Self::I32,
+            7 => Self::I64,
+            8 => Self::String,
+            9 => Self::Bool,
+            10 => Self::F16,
+            11 => Self::F64,
+            12 => Self::U32,
+            13 => Self::U64,
+            _ => return None,
+        })
+    }
+
+    /// tract's datum type for it.
+    pub fn datum_type(self) -> DatumType {
+        match self {
+            Self::F32 => f32::datum_type(),
+            Self::F64 => f64::datum_type(),
+            Self::F16 => f16::datum_type(),
+            Self::I8 => i8::datum_type(),
+            Self::I16 => i16::datum_type(),
+            Self::I32 => i32::datum_type(),
+            Self::I64 => i64::datum_type(),
+            Self::U8 => u8::datum_type(),
+            Self::U16 => u16::datum_type(),
+            Self::U32 => u32::datum_type(),
+            Self::U64 => u64::datum_type(),
+            Self::Bool => bool::datum_type(),
+            Self::String => String::datum_type(),
+        }
+    }
+
+    /// ONNX's name, as onnxruntime prints it (`tensor(float)`).
+    pub fn onnx_name(self) -> &'static str {
+        match self {
+            Self::F32 => "tensor(float)",
+            Self::F64 => "tensor(double)",
+            Self::F16 => "tensor(float16)",
+            Self::I8 => "tensor(int8)",
+            Self::I16 => "tensor(int16)",
+            Self::I32 => "tensor(int32)",
+            Self::I64 => "tensor(int64)",
+            Self::U8 => "tensor(uint8)",
+            Self::U16 => "tensor(uint16)",
+            Self::U32 => "tensor(uint32)",
+            Self::U64 => "tensor(uint64)",
+            Self::Bool => "tensor(bool)",
+            Self::String => "tensor(string)",
+        }
+    }
+
+    /// Whether it is a floating point type.
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F64 | Self::F16)
+    }
+}
+
+/// One dimension of a declared ONNX shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(usize),
+    /// A named, variable size (`dim_param`).
+    Named(String),
+    /// Declared but unknown (`?`).
+    Unknown,
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Fixed(n) => write!(f, "{n}"),
+            Dim::Named(s) => f.write_str(s),
+            Dim::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+/// What the ONNX file declares for one graph input or output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoSpec {
+    /// Name.
+    pub name: String,
+    /// Element type; `None` when it is not a tensor (a sequence of maps, as skl2onnx's ZipMap writes).
+    pub elem: Option<ElemType>,
+    /// Declared shape, if any.
+    pub shape: Option<Vec<Dim>>,
+    /// The declared type as text (`tensor(float)[?,6]`, `seq(map(int64,tensor(float)))`).
+    pub type_text: String,
+}
+
+impl IoSpec {
+    /// The declared width of a `[N, k]` tensor: `Some(k)` when fixed.
+    pub fn width(&self) -> Option<usize> {
+        match self.shape.as_deref() {
+            Some([_, Dim::Fixed(k)]) => Some(*k),
+            _ => None,
+        }
+    }
+
+    /// Declared rank, if a shape is declared.
+    pub fn rank(&self) -> Option<usize> {
+        self.shape.as_ref().map(Vec::len)
+    }
+}
+
+/// A compiled ONNX graph: immutable, shared by all threads.
+#[derive(Clone)]
+pub struct OnnxGraph {
+    path: PathBuf,
+    plan: Arc<TypedSimplePlan>,
+    /// Graph inputs (initializers excluded), in graph order.
+    pub inputs: Vec<IoSpec>,
+    /// Graph outputs, in graph order.
+    pub outputs: Vec<IoSpec>,
+    /// `ai.onnx` opset imported by the file.
+    pub opset: i64,
+    /// `ai.onnx.ml` opset imported, if any.
+    pub ml_opset: Option<i64>,
+    /// The file's producer (`skl2onnx 1.20.0`).
+    pub producer: String,
+}
+
+impl fmt::Debug for OnnxGraph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnnxGraph")
+            .field("path", &self.path)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// tract's ONNX framework with mlscore's operators registered over the stock ones.
+pub(crate) fn framework() -> tract_onnx::Onnx {
+    let mut fw = tract_onnx::onnx();
+    crate::ops::register(&mut fw.op_register);
+    fw
+}
+
+impl OnnxGraph {
+    /// Loads and compiles the graph at `path`. External data (`<uuid>.data` files) is read
+    /// relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let load_err = |e: TractError| Error::Load {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        let fw = framework();
+        let proto = fw.proto_model_for_path(path).map_err(load_err)?;
+        check_supported(&fw, &proto, path)?;
+        let graph = proto.graph.as_ref().ok_or_else(|| Error::Load {
+            path: path.to_path_buf(),
+            reason: "the file holds no graph".into(),
+        })?;
+        let initializers: std::collections::HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs: Vec<IoSpec> = graph
+            .input
+            .iter()
+            .filter(|i| !initializers.contains(i.name.as_str()))
+            .map(io_spec)
+            .collect();
+        let outputs: Vec<IoSpec> = graph.output.iter().map(io_spec).collect();
+        let opset = proto
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .map_or(0, |o| o.version);
+        let ml_opset = proto
+            .opset_import
+            .iter()
+            .find(|o| o.domain == "ai.onnx.ml")
+            .map(|o| o.version);
+        let producer = format!("{} {}", proto.producer_name, proto.producer_version)
+            .trim()
+            .to_string();
+
+        let dir = path.parent().and_then(Path::to_str);
+        let parsed = fw.parse(&proto, dir).map_err(load_err)?;
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(Error::Load {
+                path: path.to_path_buf(),
+                reason: format!("unresolved inputs {:?}", parsed.unresolved_inputs),
+            });
+        }
+        let mut model = parsed.model;
+        let n = model.sym("N");
+        for (ix, spec) in inputs.iter().enumerate() {
+            let elem = spec.elem.ok_or_else(|| Error::Load {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "input '{}' is not a tensor ({}); only tensor inputs can be fed",
+                    spec.name, spec.type_text
+                ),
+            })?;
+            let shape: Vec<TDim> = match spec.shape.as_deref() {
+                None | Some([]) => vec![n.to_dim()],
+                Some(dims) => dims
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| match (i, d) {
+                        (0, _) => Ok(n.to_dim()),
+                        (_, Dim::Fixed(k)) => Ok((*k).to_dim()),
+                        _ => Err(Error::Load {
+                            path: path.to_path_buf(),
+                            reason: format!("input '{}' has a variable dimension {i} ({}); only the batch dimension may vary", spec.name, spec.type_text),
+                        }),
+                    })
+                    .collect::<Result<_>>()?,
+            };
+            model
+                .set_input_fact(ix, InferenceFact::dt_shape(elem.datum_type(), shape))
+                .map_err(load_err)?;
+        }
+        let typed = model.into_typed().map_err(load_err)?;
+        let optimized = typed.into_optimized().map_err(load_err)?;
+        let optimized = crate::ops::rewrite_optimized(optimized).map_err(load_err)?;
+        let plan = optimized.into_runnable().map_err(load_err)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            plan,
+            inputs,
+            outputs,
+            opset,
+            ml_opset,
+            producer,
+        })
+    }
+
+    /// The ONNX file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs the graph on one tensor per input; returns one tensor per output.
+    pub fn run(&self, inputs: TVec<TValue>) -> std::result::Result<TVec<TValue>, TractError> {
+        self.plan.run(inputs)
+    }
+}
+
+fn io_spec(v: &pb::ValueInfoProto) -> IoSpec {
+    let tensor = v
+        .r#type
+        .as_ref()
+        .and_then(|t| t.value.as_ref())
+        .map(|tract_onnx::pb::type_proto::Value::TensorType(t)| t);
+    match tensor {
+        Some(t) => {
+            let elem = ElemType::from_onnx(t.elem_type);
+            let shape = t.shape.as_ref().map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(k)) if *k >= 0 => {
+                            Dim::Fixed(*k as usize)
+                        }
+                        Some(pb::tensor_shape_proto::dimension::Value::DimParam(p))
+                            if !p.is_empty() =>
+                        {
+                            Dim::Named(p.clone())
+                        }
+                        _ => Dim::Unknown,
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let dims = shape
+                .as_ref()
+                .map(|s| {
+                    format!(
+                        "[{}]",
+                        s.iter().map(Dim::to_string).collect::<Vec<_>>().join(",")
+                    )
+                })
+                .unwrap_or_default();
+            let ty = elem.map_or_else(
+                || format!("tensor(type {})", t.elem_type),
+                |e| e.onnx_name().to_string(),
+            );
+            IoSpec {
+                name: v.name.clone(),
+                elem,
+                shape,
+                type_text: format!("{ty}{dims}"),
+            }
+        }
+        // tract's protobuf only models tensor types: sequences and maps decode as "no value".
+        None => IoSpec {
+            name: v.name.clone(),
+            elem: None,
+            shape: None,
+            type_text: "non-tensor (sequence or map)".into(),
+        },
+    }
+}
+
+/// Every node whose operator has no builder is reported at once, with its domain and node name.
+fn check_supported(fw: &tract_onnx::Onnx, proto: &pb::ModelProto, path: &Path) -> Result<()> {
+    fn walk(fw: &tract_onnx::Onnx, g: &pb::GraphProto, out: &mut Vec<String>) {
+        for node in &g.node {
+            if !fw.op_register.0.contains_key(&node.op_type) {
+                let domain = if node.domain.is_empty() {
+                    "ai.onnx"
+                } else {
+                    node.domain.as_str()
+                };
+                out.push(format!("{domain}:{} (node '{}')", node.op_type, node.name));
+            }
+            for attr in &node.attribute {
+                if let Some(sub) = &attr.g {
+                    walk(fw, sub, out);
+                }
+                for sub in &attr.graphs {
+                    walk(fw, sub, out);
+                }
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    if let Some(g) = &proto.graph {
+        walk(fw, g, &mut missing);
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedOperators {
+            path: path.to_path_buf(),
+            ops: missing,
+        })
+    }
+}

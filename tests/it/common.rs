@@ -1,0 +1,286 @@
+//! Helpers shared by the integration tests: the CLI binary, the bundled models, Parquet I/O.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// The repository root.
+pub(crate) fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `models/` of the repository.
+pub(crate) fn models() -> PathBuf {
+    repo().join("models")
+}
+
+/// The sample table directory.
+pub(crate) fn sample() -> PathBuf {
+    models().join("data/customers")
+}
+
+/// `models/manifest.json`, written by models/generate.py.
+pub(crate) fn manifest() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(models().join("manifest.json")).unwrap()).unwrap()
+}
+
+/// The tracking URI of the bundled sqlite store.
+pub(crate) fn sqlite_store() -> String {
+    format!("sqlite:///{}", models().join("store/mlflow.db").display())
+}
+
+/// The `mlscore` binary, built beside this test binary by `cargo test --workspace`.
+pub(crate) fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join(format!("mlscore{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (scripts/test), which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// The CLI with a clean MLflow environment (no tracking URI from the caller's shell).
+pub(crate) fn mlscore() -> Command {
+    let mut c = Command::new(binary());
+    c.env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_REGISTRY_URI")
+        .current_dir(repo());
+    c
+}
+
+/// Runs a command and returns its output; panics with stderr if `expect_ok` disagrees.
+pub(crate) fn run(cmd: &mut Command, expect_ok: bool) -> Output {
+    let out = cmd.output().unwrap();
+    if out.status.success() != expect_ok {
+        panic!(
+            "{:?} {}:\nstdout:\n{}\nstderr:\n{}",
+            cmd,
+            if expect_ok {
+                "failed"
+            } else {
+                "unexpectedly succeeded"
+            },
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// stderr as text.
+pub(crate) fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Reads a Parquet file, or every `.parquet` file of a directory in name order, as one batch.
+pub(crate) fn read_parquet(path: &Path) -> RecordBatch {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        f.sort();
+        f
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut batches = Vec::new();
+    let mut schema = None;
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        schema.get_or_insert(arrow::array::RecordBatchReader::schema(&reader));
+        batches.extend(reader.map(Result::unwrap));
+    }
+    concat_batches(&schema.unwrap(), &batches).unwrap()
+}
+
+/// Parquet key-value metadata of a file.
+pub(crate) fn parquet_metadata(path: &Path) -> Vec<(String, String)> {
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes one batch as a Parquet file.
+pub(crate) fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+/// The sample table with `f` applied to it, written to `dir/name`.
+pub(crate) fn sample_with(
+    dir: &Path,
+    name: &str,
+    f: impl FnOnce(RecordBatch) -> RecordBatch,
+) -> PathBuf {
+    let batch = f(read_parquet(&sample()));
+    let path = dir.join(name);
+    write_parquet(&path, &batch);
+    path
+}
+
+/// A column of a batch by name.
+pub(crate) fn column(batch: &RecordBatch, name: &str) -> ArrayRef {
+    batch
+        .column(
+            batch
+                .schema()
+                .index_of(name)
+                .unwrap_or_else(|_| panic!("no column {name} in {:?}", batch.schema())),
+        )
+        .clone()
+}
+
+/// A batch without one column.
+pub(crate) fn without(batch: RecordBatch, name: &str) -> RecordBatch {
+    let idx = batch.schema().index_of(name).unwrap();
+    let keep: Vec<usize> = (0..batch.num_columns()).filter(|i| *i != idx).collect();
+    batch.project(&keep).unwrap()
+}
+
+/// A batch with one column replaced.
+pub(crate) fn replace(batch: RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
+    let idx = batch.schema().index_of(name).unwrap();
+    let mut fields: Vec<arrow::datatypes::Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields[idx] = arrow::datatypes::Field::new(name, array.data_type().clone(), true);
+    let mut cols = batch.columns().to_vec();
+    cols[idx] = array;
+    RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), cols).unwrap()
+}
+
+/// Floats of a column (f32 or f64), as f64.
+pub(crate) fn floats(a: &dyn Array) -> Vec<f64> {
+    match a.data_type() {
+        arrow::datatypes::DataType::Float32 => a
+            .as_primitive::<Float32Type>()
+            .values()
+            .iter()
+            .map(|v| f64::from(*v))
+            .collect(),
+        arrow::datatypes::DataType::Float64 => a.as_primitive::<Float64Type>().values().to_vec(),
+        other => panic!("not a float column: {other}"),
+    }
+}
+
+/// Int64 values of a column.
+pub(crate) fn ints(a: &dyn Array) -> Vec<i64> {
+    a.as_primitive::<Int64Type>().values().to_vec()
+}
+
+/// Row-major values of a list-of-float column.
+pub(crate) fn float_rows(a: &dyn Array) -> Vec<Vec<f64>> {
+    let l = a.as_list::<i32>();
+    (0..l.len()).map(|r| floats(l.value(r).as_ref())).collect()
+}
+
+/// Asserts two sequences are equal, reporting the first difference (not both whole sequences).
+pub(crate) fn assert_same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], what: &str) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} values, expected {}",
+        got.len(),
+        want.len()
+    );
+    if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
+        let diffs = got.iter().zip(want).filter(|(g, w)| g != w).count();
+        panic!(
+            "{what}: {diffs} values differ, first at [{i}]: {:?} vs {:?}",
+            got[i], want[i]
+        );
+    }
+}
+
+/// Asserts `got` equals `want` within `rel` relative tolerance (absolute near zero).
+pub(crate) fn assert_close(got: &[f64], want: &[f64], rel: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let tol = rel * w.abs().max(1e-3);
+        assert!(
+            (g - w).abs() <= tol || (g.is_nan() && w.is_nan()),
+            "{what}[{i}]: {g} vs {w} (tolerance {tol})"
+        );
+    }
+}
+
+/// Compares a scored output's struct/flat prediction column with a model's golden outputs:
+/// labels exactly, scores within 1e-5 relative.
+pub(crate) fn assert_matches_golden(out: &RecordBatch, prediction: &str, golden_name: &str) {
+    let golden = read_parquet(&models().join(format!("golden/{golden_name}.parquet")));
+    assert_same(
+        &ints(column(out, "customer_id").as_ref()),
+        &ints(column(&golden, "customer_id").as_ref()),
+        "row order (customer_id)",
+    );
+    let pred = column(out, prediction);
+    for field in golden
+        .schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != "customer_id")
+    {
+        let want = column(&golden, field.name());
+        let got = match pred.data_type() {
+            arrow::datatypes::DataType::Struct(_) => pred
+                .as_struct()
+                .column_by_name(field.name())
+                .unwrap_or_else(|| panic!("no field {}", field.name()))
+                .clone(),
+            _ => pred.clone(),
+        };
+        match want.data_type() {
+            arrow::datatypes::DataType::Int64 => assert_same(
+                &ints(got.as_ref()),
+                &ints(want.as_ref()),
+                &format!("{golden_name}.{}", field.name()),
+            ),
+            arrow::datatypes::DataType::List(_) => {
+                let (g, w) = (float_rows(got.as_ref()), float_rows(want.as_ref()));
+                assert_eq!(g.len(), w.len());
+                for (r, (gr, wr)) in g.iter().zip(&w).enumerate() {
+                    assert_close(
+                        gr,
+                        wr,
+                        1e-5,
+                        &format!("{golden_name}.{} row {r}", field.name()),
+                    );
+                }
+            }
+            _ => assert_close(
+                &floats(got.as_ref()),
+                &floats(want.as_ref()),
+                1e-5,
+                &format!("{golden_name}.{}", field.name()),
+            ),
+        }
+    }
+}
