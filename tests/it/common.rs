@@ -51,9 +51,7 @@ pub(crate) fn binary() -> PathBuf {
 /// The CLI with a clean MLflow environment (no tracking URI from the caller's shell).
 pub(crate) fn mlscore() -> Command {
     let mut c = Command::new(binary());
-    c.env_remove("MLFLOW_TRACKING_URI")
-        .env_remove("MLFLOW_REGISTRY_URI")
-        .current_dir(repo());
+    c.env_remove("MLFLOW_TRACKING_URI").env_remove("MLFLOW_REGISTRY_URI").current_dir(repo());
     c
 }
 
@@ -64,11 +62,7 @@ pub(crate) fn run(cmd: &mut Command, expect_ok: bool) -> Output {
         panic!(
             "{:?} {}:\nstdout:\n{}\nstderr:\n{}",
             cmd,
-            if expect_ok {
-                "failed"
-            } else {
-                "unexpectedly succeeded"
-            },
+            if expect_ok { "failed" } else { "unexpectedly succeeded" },
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -97,10 +91,8 @@ pub(crate) fn read_parquet(path: &Path) -> RecordBatch {
     let mut batches = Vec::new();
     let mut schema = None;
     for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap()).unwrap().build().unwrap();
         schema.get_or_insert(arrow::array::RecordBatchReader::schema(&reader));
         batches.extend(reader.map(Result::unwrap));
     }
@@ -109,34 +101,24 @@ pub(crate) fn read_parquet(path: &Path) -> RecordBatch {
 
 /// Parquet key-value metadata of a file.
 pub(crate) fn parquet_metadata(path: &Path) -> Vec<(String, String)> {
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
     reader
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
-                .collect()
-        })
+        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
         .unwrap_or_default()
 }
 
 /// Writes one batch as a Parquet file.
 pub(crate) fn write_parquet(path: &Path, batch: &RecordBatch) {
-    let mut w =
-        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
     w.write(batch).unwrap();
     w.close().unwrap();
 }
 
 /// The sample table with `f` applied to it, written to `dir/name`.
-pub(crate) fn sample_with(
-    dir: &Path,
-    name: &str,
-    f: impl FnOnce(RecordBatch) -> RecordBatch,
-) -> PathBuf {
+pub(crate) fn sample_with(dir: &Path, name: &str, f: impl FnOnce(RecordBatch) -> RecordBatch) -> PathBuf {
     let batch = f(read_parquet(&sample()));
     let path = dir.join(name);
     write_parquet(&path, &batch);
@@ -146,12 +128,7 @@ pub(crate) fn sample_with(
 /// A column of a batch by name.
 pub(crate) fn column(batch: &RecordBatch, name: &str) -> ArrayRef {
     batch
-        .column(
-            batch
-                .schema()
-                .index_of(name)
-                .unwrap_or_else(|_| panic!("no column {name} in {:?}", batch.schema())),
-        )
+        .column(batch.schema().index_of(name).unwrap_or_else(|_| panic!("no column {name} in {:?}", batch.schema())))
         .clone()
 }
 
@@ -165,12 +142,7 @@ pub(crate) fn without(batch: RecordBatch, name: &str) -> RecordBatch {
 /// A batch with one column replaced.
 pub(crate) fn replace(batch: RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
     let idx = batch.schema().index_of(name).unwrap();
-    let mut fields: Vec<arrow::datatypes::Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
+    let mut fields: Vec<arrow::datatypes::Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields[idx] = arrow::datatypes::Field::new(name, array.data_type().clone(), true);
     let mut cols = batch.columns().to_vec();
     cols[idx] = array;
@@ -180,12 +152,9 @@ pub(crate) fn replace(batch: RecordBatch, name: &str, array: ArrayRef) -> Record
 /// Floats of a column (f32 or f64), as f64.
 pub(crate) fn floats(a: &dyn Array) -> Vec<f64> {
     match a.data_type() {
-        arrow::datatypes::DataType::Float32 => a
-            .as_primitive::<Float32Type>()
-            .values()
-            .iter()
-            .map(|v| f64::from(*v))
-            .collect(),
+        arrow::datatypes::DataType::Float32 => {
+            a.as_primitive::<Float32Type>().values().iter().map(|v| f64::from(*v)).collect()
+        }
         arrow::datatypes::DataType::Float64 => a.as_primitive::<Float64Type>().values().to_vec(),
         other => panic!("not a float column: {other}"),
     }
@@ -204,19 +173,10 @@ pub(crate) fn float_rows(a: &dyn Array) -> Vec<Vec<f64>> {
 
 /// Asserts two sequences are equal, reporting the first difference (not both whole sequences).
 pub(crate) fn assert_same<T: PartialEq + std::fmt::Debug>(got: &[T], want: &[T], what: &str) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{what}: {} values, expected {}",
-        got.len(),
-        want.len()
-    );
+    assert_eq!(got.len(), want.len(), "{what}: {} values, expected {}", got.len(), want.len());
     if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
         let diffs = got.iter().zip(want).filter(|(g, w)| g != w).count();
-        panic!(
-            "{what}: {diffs} values differ, first at [{i}]: {:?} vs {:?}",
-            got[i], want[i]
-        );
+        panic!("{what}: {diffs} values differ, first at [{i}]: {:?} vs {:?}", got[i], want[i]);
     }
 }
 
@@ -225,10 +185,7 @@ pub(crate) fn assert_close(got: &[f64], want: &[f64], rel: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let tol = rel * w.abs().max(1e-3);
-        assert!(
-            (g - w).abs() <= tol || (g.is_nan() && w.is_nan()),
-            "{what}[{i}]: {g} vs {w} (tolerance {tol})"
-        );
+        assert!((g - w).abs() <= tol || (g.is_nan() && w.is_nan()), "{what}[{i}]: {g} vs {w} (tolerance {tol})");
     }
 }
 
@@ -242,12 +199,7 @@ pub(crate) fn assert_matches_golden(out: &RecordBatch, prediction: &str, golden_
         "row order (customer_id)",
     );
     let pred = column(out, prediction);
-    for field in golden
-        .schema()
-        .fields()
-        .iter()
-        .filter(|f| f.name() != "customer_id")
-    {
+    for field in golden.schema().fields().iter().filter(|f| f.name() != "customer_id") {
         let want = column(&golden, field.name());
         let got = match pred.data_type() {
             arrow::datatypes::DataType::Struct(_) => pred
@@ -258,21 +210,14 @@ pub(crate) fn assert_matches_golden(out: &RecordBatch, prediction: &str, golden_
             _ => pred.clone(),
         };
         match want.data_type() {
-            arrow::datatypes::DataType::Int64 => assert_same(
-                &ints(got.as_ref()),
-                &ints(want.as_ref()),
-                &format!("{golden_name}.{}", field.name()),
-            ),
+            arrow::datatypes::DataType::Int64 => {
+                assert_same(&ints(got.as_ref()), &ints(want.as_ref()), &format!("{golden_name}.{}", field.name()))
+            }
             arrow::datatypes::DataType::List(_) => {
                 let (g, w) = (float_rows(got.as_ref()), float_rows(want.as_ref()));
                 assert_eq!(g.len(), w.len());
                 for (r, (gr, wr)) in g.iter().zip(&w).enumerate() {
-                    assert_close(
-                        gr,
-                        wr,
-                        1e-5,
-                        &format!("{golden_name}.{} row {r}", field.name()),
-                    );
+                    assert_close(gr, wr, 1e-5, &format!("{golden_name}.{} row {r}", field.name()));
                 }
             }
             _ => assert_close(

@@ -12,19 +12,13 @@ fn score_fails(model: &str, input: &Path, env: &[(&str, String)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.parquet");
     let mut cmd = mlscore();
-    cmd.args(["score", "--model", model, "--input"])
-        .arg(input)
-        .arg("--output")
-        .arg(&out);
+    cmd.args(["score", "--model", model, "--input"]).arg(input).arg("--output").arg(&out);
     for (k, v) in env {
         cmd.env(k, v);
     }
     let o = run(&mut cmd, false);
     assert_eq!(o.status.code(), Some(1));
-    let left: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let left: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(left.is_empty(), "a failed job left files behind: {left:?}");
     stderr(&o)
 }
@@ -46,9 +40,7 @@ fn a_missing_column_is_named_with_the_extra_ones() {
     let input = sample_with(dir.path(), "in.parquet", |b| without(b, "income"));
     let err = score_fails("models/churn", &input, &[]);
     assert!(
-        err.contains("missing inputs [\"income\"]")
-            && err.contains("extra inputs")
-            && err.contains("customer_id"),
+        err.contains("missing inputs [\"income\"]") && err.contains("extra inputs") && err.contains("customer_id"),
         "{err}"
     );
 }
@@ -58,17 +50,10 @@ fn a_column_of_the_wrong_type_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let input = sample_with(dir.path(), "in.parquet", |b| {
         let n = b.num_rows();
-        replace(
-            b,
-            "income",
-            std::sync::Arc::new(StringArray::from(vec!["12.5"; n])),
-        )
+        replace(b, "income", std::sync::Arc::new(StringArray::from(vec!["12.5"; n])))
     });
     let err = score_fails("models/churn", &input, &[]);
-    assert!(
-        err.contains("column 'income'") && err.contains("string to double"),
-        "{err}"
-    );
+    assert!(err.contains("column 'income'") && err.contains("string to double"), "{err}");
 }
 
 #[test]
@@ -78,8 +63,7 @@ fn a_corrupt_mlmodel_is_named() {
     std::fs::write(model.join("MLmodel"), "flavors: [unclosed\n").unwrap();
     let err = score_fails(model.to_str().unwrap(), &sample(), &[]);
     assert!(
-        err.contains("invalid MLmodel file")
-            && err.contains(&model.join("MLmodel").display().to_string()),
+        err.contains("invalid MLmodel file") && err.contains(&model.join("MLmodel").display().to_string()),
         "{err}"
     );
 }
@@ -90,10 +74,7 @@ fn a_missing_onnx_file_is_named() {
     let model = churn_copy(dir.path());
     std::fs::remove_file(model.join("model.onnx")).unwrap();
     let err = score_fails(model.to_str().unwrap(), &sample(), &[]);
-    assert!(
-        err.contains("model.onnx") && err.contains("does not exist"),
-        "{err}"
-    );
+    assert!(err.contains("model.onnx") && err.contains("does not exist"), "{err}");
 }
 
 #[test]
@@ -102,10 +83,7 @@ fn a_corrupt_onnx_file_is_named() {
     let model = churn_copy(dir.path());
     std::fs::write(model.join("model.onnx"), b"not a protobuf at all").unwrap();
     let err = score_fails(model.to_str().unwrap(), &sample(), &[]);
-    assert!(
-        err.contains("cannot load ONNX graph") && err.contains("model.onnx"),
-        "{err}"
-    );
+    assert!(err.contains("cannot load ONNX graph") && err.contains("model.onnx"), "{err}");
 }
 
 #[test]
@@ -123,50 +101,27 @@ fn an_unknown_uri_scheme_is_named() {
 
 #[test]
 fn an_unknown_alias_lists_the_aliases_there_are() {
-    let err = score_fails(
-        "models:/churn@nope",
-        &sample(),
-        &[("MLFLOW_TRACKING_URI", sqlite_store())],
-    );
-    assert!(
-        err.contains("has no alias 'nope'") && err.contains("@champion -> version 2"),
-        "{err}"
-    );
+    let err = score_fails("models:/churn@nope", &sample(), &[("MLFLOW_TRACKING_URI", sqlite_store())]);
+    assert!(err.contains("has no alias 'nope'") && err.contains("@champion -> version 2"), "{err}");
 }
 
 #[test]
 fn an_unknown_version_lists_the_versions_there_are() {
-    let err = score_fails(
-        "models:/churn/7",
-        &sample(),
-        &[("MLFLOW_TRACKING_URI", sqlite_store())],
-    );
-    assert!(
-        err.contains("has no version 7") && err.contains("its versions: 1 (Production), 2"),
-        "{err}"
-    );
+    let err = score_fails("models:/churn/7", &sample(), &[("MLFLOW_TRACKING_URI", sqlite_store())]);
+    assert!(err.contains("has no version 7") && err.contains("its versions: 1 (Production), 2"), "{err}");
 }
 
 #[test]
 fn a_missing_store_is_named() {
-    let err = score_fails(
-        "models:/churn/1",
-        &sample(),
-        &[("MLFLOW_TRACKING_URI", "sqlite:////nowhere/mlflow.db".into())],
-    );
-    assert!(
-        err.contains("/nowhere/mlflow.db does not exist") && err.contains("MLFLOW_TRACKING_URI"),
-        "{err}"
-    );
+    let err =
+        score_fails("models:/churn/1", &sample(), &[("MLFLOW_TRACKING_URI", "sqlite:////nowhere/mlflow.db".into())]);
+    assert!(err.contains("/nowhere/mlflow.db does not exist") && err.contains("MLFLOW_TRACKING_URI"), "{err}");
 }
 
 #[test]
 fn a_missing_input_is_named() {
     let err = score_fails("models/churn", Path::new("/nowhere/data.parquet"), &[]);
-    assert!(
-        err.contains("/nowhere/data.parquet") && err.contains("no such file"),
-        "{err}"
-    );
+    assert!(err.contains("/nowhere/data.parquet") && err.contains("no such file"), "{err}");
 }
 
 #[test]
@@ -175,22 +130,12 @@ fn an_existing_output_is_not_replaced_without_overwrite() {
     let out = dir.path().join("o.parquet");
     std::fs::write(&out, b"precious").unwrap();
     let mut cmd = mlscore();
-    cmd.args(["score", "-m", "models/churn", "-i"])
-        .arg(sample())
-        .arg("-o")
-        .arg(&out);
+    cmd.args(["score", "-m", "models/churn", "-i"]).arg(sample()).arg("-o").arg(&out);
     let err = stderr(&run(&mut cmd, false));
-    assert!(
-        err.contains("already exists") && err.contains("--overwrite"),
-        "{err}"
-    );
+    assert!(err.contains("already exists") && err.contains("--overwrite"), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
     let mut cmd = mlscore();
-    cmd.args(["score", "-m", "models/churn", "-i"])
-        .arg(sample())
-        .arg("-o")
-        .arg(&out)
-        .arg("--overwrite");
+    cmd.args(["score", "-m", "models/churn", "-i"]).arg(sample()).arg("-o").arg(&out).arg("--overwrite");
     run(&mut cmd, true);
     assert_eq!(read_parquet(&out).num_rows(), 1000);
 }
@@ -211,27 +156,14 @@ fn a_failure_in_the_middle_of_a_job_leaves_nothing_behind() {
     let mut values: Vec<Option<i64>> = ints(age.as_ref()).into_iter().map(Some).collect();
     let n = values.len();
     values[n - 1] = None;
-    write_parquet(
-        &last,
-        &replace(
-            batch,
-            "age",
-            std::sync::Arc::new(arrow::array::Int64Array::from(values)),
-        ),
-    );
+    write_parquet(&last, &replace(batch, "age", std::sync::Arc::new(arrow::array::Int64Array::from(values))));
     for out_name in ["out.parquet", "out_dir/"] {
         let out = dir.path().join("o").join(out_name);
         std::fs::create_dir_all(dir.path().join("o")).unwrap();
         let mut cmd = mlscore();
-        cmd.args(["score", "-m", "models/churn", "--partitions", "1", "-i"])
-            .arg(&inputs)
-            .arg("-o")
-            .arg(&out);
+        cmd.args(["score", "-m", "models/churn", "--partitions", "1", "-i"]).arg(&inputs).arg("-o").arg(&out);
         let err = stderr(&run(&mut cmd, false));
-        assert!(
-            err.contains("column 'age'") && err.contains("1 null values"),
-            "{err}"
-        );
+        assert!(err.contains("column 'age'") && err.contains("1 null values"), "{err}");
         let left: Vec<_> = std::fs::read_dir(dir.path().join("o")).unwrap().collect();
         assert!(left.is_empty(), "{out_name}: files left behind: {left:?}");
     }
@@ -248,8 +180,5 @@ fn a_model_without_an_onnx_flavor_is_refused_with_advice() {
     )
     .unwrap();
     let err = score_fails(model.to_str().unwrap(), &sample(), &[]);
-    assert!(
-        err.contains("no onnx flavor") && err.contains("skl2onnx"),
-        "{err}"
-    );
+    assert!(err.contains("no onnx flavor") && err.contains("skl2onnx"), "{err}");
 }

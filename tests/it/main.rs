@@ -5,3 +5,4 @@ mod common;
 mod errors;
 mod resolve;
 mod score;
+mod zoo;

@@ -20,10 +20,7 @@ fn inspect(uri: &str, tracking: Option<&str>, cwd: Option<&Path>) -> serde_json:
 
 fn version_of(v: &serde_json::Value) -> (String, u64) {
     let r = &v["resolved"]["registered_model"];
-    (
-        r["name"].as_str().unwrap().to_string(),
-        r["version"].as_u64().unwrap(),
-    )
+    (r["name"].as_str().unwrap().to_string(), r["version"].as_u64().unwrap())
 }
 
 #[test]
@@ -41,19 +38,9 @@ fn every_models_uri_form_resolves_in_the_sqlite_store() {
     ] {
         let v = inspect(uri, Some(&store), None);
         assert_eq!(version_of(&v), (want.0.to_string(), want.1), "{uri}");
-        let key = if want.0 == "churn" {
-            format!("churn_v{}", want.1)
-        } else {
-            want.0.to_string()
-        };
-        assert_eq!(
-            v["resolved"]["model_id"], m["models"][&key]["model_id"],
-            "{uri}"
-        );
-        assert_eq!(
-            v["resolved"]["run_id"], m["models"][&key]["run_id"],
-            "{uri}"
-        );
+        let key = if want.0 == "churn" { format!("churn_v{}", want.1) } else { want.0.to_string() };
+        assert_eq!(v["resolved"]["model_id"], m["models"][&key]["model_id"], "{uri}");
+        assert_eq!(v["resolved"]["run_id"], m["models"][&key]["run_id"], "{uri}");
     }
 }
 
@@ -64,24 +51,11 @@ fn logged_model_ids_and_runs_resolve_in_the_sqlite_store() {
     let id = info["model_id"].as_str().unwrap();
     let v = inspect(&format!("models:/{id}"), Some(&store), None);
     assert_eq!(v["resolved"]["model_id"].as_str(), Some(id));
-    assert!(
-        v["resolved"]["local_path"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("{id}/artifacts"))
-    );
+    assert!(v["resolved"]["local_path"].as_str().unwrap().ends_with(&format!("{id}/artifacts")));
     // MLflow 3 keeps the model outside the run's artifacts: runs:/ falls back to the run's logged model.
-    let v = inspect(
-        &format!("runs:/{}/model", info["run_id"].as_str().unwrap()),
-        Some(&store),
-        None,
-    );
+    let v = inspect(&format!("runs:/{}/model", info["run_id"].as_str().unwrap()), Some(&store), None);
     assert_eq!(v["resolved"]["model_id"].as_str(), Some(id));
-    assert!(
-        v["resolved"]["steps"]
-            .to_string()
-            .contains("logged model 'model'")
-    );
+    assert!(v["resolved"]["steps"].to_string().contains("logged model 'model'"));
 }
 
 #[test]
@@ -89,29 +63,18 @@ fn the_file_store_resolves_registry_and_runs() {
     let m = manifest();
     let fs = &m["filestore"];
     let root = models().join("filestore/mlruns");
-    for tracking in [
-        root.display().to_string(),
-        format!("file://{}", root.display()),
-    ] {
+    for tracking in [root.display().to_string(), format!("file://{}", root.display())] {
         let v = inspect("models:/churn@champion", Some(&tracking), None);
         assert_eq!(version_of(&v), ("churn".into(), 1));
         assert_eq!(v["resolved"]["model_id"], fs["model_id"]);
-        let v = inspect(
-            &format!("runs:/{}/model", fs["run_id"].as_str().unwrap()),
-            Some(&tracking),
-            None,
-        );
+        let v = inspect(&format!("runs:/{}/model", fs["run_id"].as_str().unwrap()), Some(&tracking), None);
         assert_eq!(v["resolved"]["model_id"], fs["model_id"]);
     }
 }
 
 #[test]
 fn the_default_tracking_uri_is_mlflow_db_in_the_working_directory() {
-    let v = inspect(
-        "models:/churn@champion",
-        None,
-        Some(&models().join("store")),
-    );
+    let v = inspect("models:/churn@champion", None, Some(&models().join("store")));
     assert_eq!(v["resolved"]["store"], "sqlite:///mlflow.db");
     assert_eq!(version_of(&v), ("churn".into(), 2));
 }

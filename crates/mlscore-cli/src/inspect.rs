@@ -70,12 +70,7 @@ fn describe(m: &MlflowModel, compiled: Option<&Model>) -> serde_json::Value {
         let flavors: serde_json::Map<String, serde_json::Value> = mm
             .flavors
             .iter()
-            .map(|(k, conf)| {
-                (
-                    k.clone(),
-                    serde_json::to_value(conf).unwrap_or(serde_json::Value::Null),
-                )
-            })
+            .map(|(k, conf)| (k.clone(), serde_json::to_value(conf).unwrap_or(serde_json::Value::Null)))
             .collect();
         v["mlmodel"] = json!({
             "flavors": flavors,
@@ -92,19 +87,15 @@ fn describe(m: &MlflowModel, compiled: Option<&Model>) -> serde_json::Value {
             "outputs": schema_json(sig.and_then(|s| s.outputs.as_ref())),
             "params": sig.and_then(|s| s.params.as_ref()).map(|p| p.params.iter().map(|p| json!({"name": p.name, "type": p.ty.to_string(), "default": p.default, "shape": p.shape})).collect::<Vec<_>>()),
         });
-        v["spark_udf_result_type"] =
-            match ResultType::infer_from_signature(sig.and_then(|s| s.outputs.as_ref())) {
-                Ok(t) => json!(t.to_string()),
-                Err(e) => json!(format!("cannot be inferred: {e}")),
-            };
+        v["spark_udf_result_type"] = match ResultType::infer_from_signature(sig.and_then(|s| s.outputs.as_ref())) {
+            Ok(t) => json!(t.to_string()),
+            Err(e) => json!(format!("cannot be inferred: {e}")),
+        };
     }
     if let Some(model) = compiled {
         let g = model.graph();
         let io = |specs: &[mlscore_onnx::IoSpec]| {
-            specs
-                .iter()
-                .map(|s| json!({"name": s.name, "type": s.type_text}))
-                .collect::<Vec<_>>()
+            specs.iter().map(|s| json!({"name": s.name, "type": s.type_text})).collect::<Vec<_>>()
         };
         v["onnx"] = json!({
             "sha256": model.onnx_sha256(),
@@ -123,22 +114,14 @@ fn describe(m: &MlflowModel, compiled: Option<&Model>) -> serde_json::Value {
 }
 
 fn print_text(v: &serde_json::Value) {
-    let s = |x: &serde_json::Value| {
-        x.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| x.to_string())
-    };
+    let s = |x: &serde_json::Value| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string());
     println!("model          {}", s(&v["uri"]));
     let r = &v["resolved"];
     if !r["store"].is_null() {
         println!("store          {}", s(&r["store"]));
     }
     if let Some(reg) = r["registered_model"].as_object() {
-        println!(
-            "registered     {} version {}",
-            s(&reg["name"]),
-            reg["version"]
-        );
+        println!("registered     {} version {}", s(&reg["name"]), reg["version"]);
     }
     for (k, label) in [("run_id", "run"), ("model_id", "logged model")] {
         if !r[k].is_null() {
@@ -150,17 +133,10 @@ fn print_text(v: &serde_json::Value) {
         println!("  - {}", s(step));
     }
     if let Some(mm) = v["mlmodel"].as_object() {
-        let flavors: Vec<String> = mm["flavors"]
-            .as_object()
-            .map(|f| f.keys().cloned().collect())
-            .unwrap_or_default();
+        let flavors: Vec<String> = mm["flavors"].as_object().map(|f| f.keys().cloned().collect()).unwrap_or_default();
         println!("flavors        {}", flavors.join(", "));
         if !mm["mlflow_version"].is_null() {
-            println!(
-                "mlflow         {} (created {})",
-                s(&mm["mlflow_version"]),
-                s(&mm["utc_time_created"])
-            );
+            println!("mlflow         {} (created {})", s(&mm["mlflow_version"]), s(&mm["utc_time_created"]));
         }
         let sig = &v["signature"];
         let cols = |x: &serde_json::Value| -> String {
@@ -169,11 +145,7 @@ fn print_text(v: &serde_json::Value) {
                 Some(a) => a
                     .iter()
                     .map(|c| {
-                        let opt = if c["required"] == json!(false) {
-                            " (optional)"
-                        } else {
-                            ""
-                        };
+                        let opt = if c["required"] == json!(false) { " (optional)" } else { "" };
                         let shape = c.get("shape").map(|sh| sh.to_string()).unwrap_or_default();
                         format!("{}: {}{shape}{opt}", s(&c["name"]), s(&c["type"]))
                     })
@@ -198,19 +170,11 @@ fn print_text(v: &serde_json::Value) {
     println!("onnx file      {}", s(&v["onnx_file"]));
     if let Some(o) = v["onnx"].as_object() {
         println!("  sha256       {}", s(&o["sha256"]));
-        println!(
-            "  producer     {} (opset {}, ai.onnx.ml {})",
-            s(&o["producer"]),
-            o["opset"],
-            o["ml_opset"]
-        );
+        println!("  producer     {} (opset {}, ai.onnx.ml {})", s(&o["producer"]), o["opset"], o["ml_opset"]);
         let io = |x: &serde_json::Value| {
             x.as_array()
                 .map(|a| {
-                    a.iter()
-                        .map(|c| format!("{} {}", s(&c["name"]), s(&c["type"])))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    a.iter().map(|c| format!("{} {}", s(&c["name"]), s(&c["type"]))).collect::<Vec<_>>().join(", ")
                 })
                 .unwrap_or_default()
         };
@@ -218,15 +182,9 @@ fn print_text(v: &serde_json::Value) {
         println!("  outputs      {}", io(&o["outputs"]));
     }
     if !v["default_result_type"].is_null() {
-        println!(
-            "result type    {} (mlscore default)",
-            s(&v["default_result_type"])
-        );
+        println!("result type    {} (mlscore default)", s(&v["default_result_type"]));
     }
     if !v["spark_udf_result_type"].is_null() {
-        println!(
-            "               {} (what spark_udf infers from the signature)",
-            s(&v["spark_udf_result_type"])
-        );
+        println!("               {} (what spark_udf infers from the signature)", s(&v["spark_udf_result_type"]));
     }
 }

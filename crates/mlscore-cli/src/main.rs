@@ -11,8 +11,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use mlscore_datafusion::{
-    Codec, EngineOptions, Format, OutputSpec, PredictOptions, ScoreJob, provenance_metadata,
-    scoring_context, write_query,
+    Codec, EngineOptions, Format, OutputSpec, PredictOptions, ScoreJob, provenance_metadata, scoring_context,
+    write_query,
 };
 use mlscore_onnx::{Model, NullPolicy, ResultType};
 
@@ -22,12 +22,7 @@ use mlscore_onnx::{Model, NullPolicy, ResultType};
 /// models:/<name>/latest, models:/<name>/<stage>, models:/<name>@<alias> or models:/<model_id>,
 /// resolved against MLFLOW_TRACKING_URI (default: sqlite:///mlflow.db, or ./mlruns).
 #[derive(Debug, Parser)]
-#[command(
-    name = "mlscore",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "mlscore", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,10 +54,7 @@ struct EngineArgs {
 
 impl EngineArgs {
     fn engine(&self) -> EngineOptions {
-        let mut e = EngineOptions {
-            batch_rows: self.batch_rows,
-            ..EngineOptions::default()
-        };
+        let mut e = EngineOptions { batch_rows: self.batch_rows, ..EngineOptions::default() };
         if let Some(p) = self.partitions {
             e.partitions = p.max(1);
         }
@@ -125,12 +117,8 @@ struct ScoreArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Score(args) => {
-            runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(score(args)))
-        }
-        Command::Sql(args) => {
-            runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(sql::run(args)))
-        }
+        Command::Score(args) => runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(score(args))),
+        Command::Sql(args) => runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(sql::run(args))),
         Command::Inspect(args) => inspect::run(&args),
     };
     match result {
@@ -163,11 +151,7 @@ fn load_model(uri: &str) -> Result<Arc<Model>> {
     Ok(Arc::new(Model::load(uri)?))
 }
 
-fn output_spec(
-    path: &str,
-    args: &OutputArgs,
-    metadata: Vec<(String, String)>,
-) -> Result<OutputSpec> {
+fn output_spec(path: &str, args: &OutputArgs, metadata: Vec<(String, String)>) -> Result<OutputSpec> {
     let mut spec = OutputSpec::new(path, args.output_format, args.overwrite)?;
     spec.codec = args.compression;
     spec.row_group_rows = args.row_group_rows.max(1);
@@ -176,11 +160,7 @@ fn output_spec(
 }
 
 async fn score(args: ScoreArgs) -> Result<()> {
-    let result_type = args
-        .result_type
-        .as_deref()
-        .map(ResultType::parse)
-        .transpose()?;
+    let result_type = args.result_type.as_deref().map(ResultType::parse).transpose()?;
     // Fail on an unwritable output before the model is compiled or data is read.
     let early = OutputSpec::new(&args.output, args.out.output_format, args.out.overwrite)?;
     early.check(&Arc::new(arrow::datatypes::Schema::empty()))?;
@@ -192,20 +172,13 @@ async fn score(args: ScoreArgs) -> Result<()> {
         input_format: args.input_format,
         columns: args.columns.clone(),
         output_column: args.output_column.clone(),
-        options: PredictOptions {
-            result_type,
-            null_policy: args.on_null,
-        },
+        options: PredictOptions { result_type, null_policy: args.on_null },
     };
     let (df, registered) = job.plan(&ctx, model).await?;
     for w in registered.stats.warnings() {
         eprintln!("warning: {w}");
     }
-    let spec = output_spec(
-        &args.output,
-        &args.out,
-        provenance_metadata(std::slice::from_ref(&registered), &[]),
-    )?;
+    let spec = output_spec(&args.output, &args.out, provenance_metadata(std::slice::from_ref(&registered), &[]))?;
     let total = progress::estimated_rows(&df).await;
     let bar = progress::Bar::new(total, args.engine.quiet);
     let report = write_query(df, &spec, std::slice::from_ref(&registered), bar.clone()).await?;

@@ -13,9 +13,7 @@ use mlscore_datafusion::{JobReport, Progress};
 /// The number of rows a query will read, when Parquet footers tell it.
 pub(crate) async fn estimated_rows(df: &DataFrame) -> Option<u64> {
     let plan = df.clone().create_physical_plan().await.ok()?;
-    let stats = StatisticsContext::new()
-        .compute(plan.as_ref(), &StatisticsArgs::new())
-        .ok()?;
+    let stats = StatisticsContext::new().compute(plan.as_ref(), &StatisticsArgs::new()).ok()?;
     match stats.num_rows {
         Precision::Exact(n) | Precision::Inexact(n) => Some(n as u64),
         Precision::Absent => None,
@@ -33,11 +31,14 @@ impl Bar {
         }
         let bar = match total {
             Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {human_pos} rows  {per_sec}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {human_pos} rows  {per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             ),
         };
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -62,11 +63,7 @@ impl Progress for Bar {
 /// One line on stderr: what was written, how fast, and rows that had null inputs.
 pub(crate) fn summary(report: &JobReport, output: &str) {
     let secs = report.elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
-        report.rows as f64 / secs
-    } else {
-        0.0
-    };
+    let rate = if secs > 0.0 { report.rows as f64 / secs } else { 0.0 };
     eprintln!(
         "wrote {} rows to {output} ({} file{}, {:.1} MiB) in {secs:.2}s, {:.0} rows/s on {} partition{}",
         report.rows,

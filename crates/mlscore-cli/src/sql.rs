@@ -6,8 +6,7 @@ use anyhow::{Context, Result, bail};
 use arrow::util::pretty::pretty_format_batches;
 use clap::Args;
 use mlscore_datafusion::{
-    PredictOptions, RegisteredModel, provenance_metadata, register_model, scoring_context,
-    write_query,
+    PredictOptions, RegisteredModel, provenance_metadata, register_model, scoring_context, write_query,
 };
 use mlscore_onnx::{NullPolicy, ResultType};
 
@@ -41,10 +40,7 @@ pub(crate) struct SqlArgs {
 }
 
 /// Splits `NAME=VALUE` options into per-name values and a default for every name.
-fn per_model(
-    values: &[String],
-    names: &[&str],
-) -> Result<(Option<String>, HashMap<String, String>)> {
+fn per_model(values: &[String], names: &[&str]) -> Result<(Option<String>, HashMap<String, String>)> {
     let mut default = None;
     let mut named = HashMap::new();
     for v in values {
@@ -52,10 +48,9 @@ fn per_model(
             Some((n, val)) if names.contains(&n) => {
                 named.insert(n.to_string(), val.to_string());
             }
-            Some((n, _)) if !n.contains(['<', ' ', ',']) => bail!(
-                "'{v}': there is no model named '{n}' (models: {})",
-                names.join(", ")
-            ),
+            Some((n, _)) if !n.contains(['<', ' ', ',']) => {
+                bail!("'{v}': there is no model named '{n}' (models: {})", names.join(", "))
+            }
             _ => default = Some(v.clone()),
         }
     }
@@ -76,9 +71,7 @@ pub(crate) async fn run(args: SqlArgs) -> Result<()> {
                 || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 || n.starts_with(|c: char| c.is_ascii_digit())
             {
-                bail!(
-                    "--model '{m}': the name '{n}' must be a SQL identifier (letters, digits, _)"
-                );
+                bail!("--model '{m}': the name '{n}' must be a SQL identifier (letters, digits, _)");
             }
             Ok((n.to_ascii_lowercase(), u.to_string()))
         })
@@ -89,47 +82,20 @@ pub(crate) async fn run(args: SqlArgs) -> Result<()> {
     let mut models: Vec<RegisteredModel> = Vec::new();
     for (name, uri) in &pairs {
         let model = load_model(uri).with_context(|| format!("model '{name}'"))?;
-        let result_type = rt_named
-            .get(name)
-            .or(rt_default.as_ref())
-            .map(|t| ResultType::parse(t))
-            .transpose()?;
-        let null_policy: NullPolicy = null_named
-            .get(name)
-            .or(null_default.as_ref())
-            .map(|p| p.parse())
-            .transpose()?
-            .unwrap_or_default();
-        models.push(register_model(
-            &ctx,
-            name,
-            model,
-            PredictOptions {
-                result_type,
-                null_policy,
-            },
-        ));
+        let result_type = rt_named.get(name).or(rt_default.as_ref()).map(|t| ResultType::parse(t)).transpose()?;
+        let null_policy: NullPolicy =
+            null_named.get(name).or(null_default.as_ref()).map(|p| p.parse()).transpose()?.unwrap_or_default();
+        models.push(register_model(&ctx, name, model, PredictOptions { result_type, null_policy }));
     }
-    let explain = args
-        .query
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("explain");
-    let df = ctx
-        .sql(&args.query)
-        .await
-        .map_err(mlscore_datafusion::Error::from)?;
+    let explain = args.query.trim_start().to_ascii_lowercase().starts_with("explain");
+    let df = ctx.sql(&args.query).await.map_err(mlscore_datafusion::Error::from)?;
     for m in &models {
         for w in m.stats.warnings() {
             eprintln!("warning: {w}");
         }
     }
     if let Some(out) = &args.output {
-        let spec = output_spec(
-            out,
-            &args.out,
-            provenance_metadata(&models, &[("mlscore.query", args.query.clone())]),
-        )?;
+        let spec = output_spec(out, &args.out, provenance_metadata(&models, &[("mlscore.query", args.query.clone())]))?;
         let total = progress::estimated_rows(&df).await;
         let bar = progress::Bar::new(total, args.engine.quiet);
         let report = write_query(df, &spec, &models, bar.clone()).await?;
@@ -139,16 +105,11 @@ pub(crate) async fn run(args: SqlArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let batches = df
-        .collect()
-        .await
-        .map_err(mlscore_datafusion::Error::from)?;
+    let batches = df.collect().await.map_err(mlscore_datafusion::Error::from)?;
     match args.format.as_str() {
         "table" => println!("{}", pretty_format_batches(&batches)?),
         "csv" => {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(std::io::stdout());
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(std::io::stdout());
             for b in &batches {
                 w.write(b)?;
             }
@@ -185,17 +146,9 @@ pub(crate) fn model_bindings(models: &[RegisteredModel]) -> Vec<String> {
         .iter()
         .map(|m| {
             let r = &m.model.mlflow.resolution;
-            let version = r
-                .registered
-                .as_ref()
-                .map(|(n, v)| format!(" = {n} v{v}"))
-                .unwrap_or_default();
+            let version = r.registered.as_ref().map(|(n, v)| format!(" = {n} v{v}")).unwrap_or_default();
             let result = m.options.result_type.clone().map_or_else(
-                || {
-                    ResultType::infer_from_outputs(&m.model.output_types())
-                        .map(|t| t.to_string())
-                        .unwrap_or_default()
-                },
+                || ResultType::infer_from_outputs(&m.model.output_types()).map(|t| t.to_string()).unwrap_or_default(),
                 |t| t.to_string(),
             );
             format!(

@@ -26,20 +26,8 @@ fn usage_errors_exit_with_2_and_say_what_is_missing() {
 
 #[test]
 fn bad_option_values_are_refused_before_any_work() {
-    let out = mlscore()
-        .args([
-            "score",
-            "-m",
-            "m",
-            "-i",
-            "x",
-            "-o",
-            "y.parquet",
-            "--on-null",
-            "maybe",
-        ])
-        .output()
-        .unwrap();
+    let out =
+        mlscore().args(["score", "-m", "m", "-i", "x", "-o", "y.parquet", "--on-null", "maybe"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown null policy 'maybe'"));
 }

@@ -22,10 +22,7 @@ pub enum Format {
 impl Format {
     /// The format a file name's extension says, if any.
     pub fn from_extension(path: &str) -> Option<Self> {
-        let ext = Path::new(path.trim_end_matches('/'))
-            .extension()?
-            .to_str()?
-            .to_ascii_lowercase();
+        let ext = Path::new(path.trim_end_matches('/')).extension()?.to_str()?.to_ascii_lowercase();
         Some(match ext.as_str() {
             "parquet" | "pq" => Self::Parquet,
             "csv" => Self::Csv,
@@ -51,10 +48,7 @@ impl std::str::FromStr for Format {
             "parquet" => Ok(Self::Parquet),
             "csv" => Ok(Self::Csv),
             "arrow" | "ipc" | "feather" => Ok(Self::Arrow),
-            _ => Err(Error::Input {
-                input: s.to_string(),
-                reason: "unknown format: use parquet, csv or arrow".into(),
-            }),
+            _ => Err(Error::Input { input: s.to_string(), reason: "unknown format: use parquet, csv or arrow".into() }),
         }
     }
 }
@@ -67,10 +61,7 @@ fn is_glob(s: &str) -> bool {
 /// the one given, else the inputs' extension, else what a directory holds, else Parquet.
 pub fn check_inputs(inputs: &[String], format: Option<Format>) -> Result<(Vec<String>, Format)> {
     if inputs.is_empty() {
-        return Err(Error::Input {
-            input: String::new(),
-            reason: "no input given".into(),
-        });
+        return Err(Error::Input { input: String::new(), reason: "no input given".into() });
     }
     let mut detected = format;
     let mut normalized = Vec::with_capacity(inputs.len());
@@ -102,10 +93,7 @@ pub fn check_inputs(inputs: &[String], format: Option<Format>) -> Result<(Vec<St
             detected = detected.or_else(|| Format::from_extension(input));
             normalized.push(input.clone());
         } else {
-            return Err(Error::Input {
-                input: input.clone(),
-                reason: "no such file or directory".into(),
-            });
+            return Err(Error::Input { input: input.clone(), reason: "no such file or directory".into() });
         }
     }
     Ok((normalized, detected.unwrap_or(Format::Parquet)))
@@ -120,10 +108,7 @@ fn dir_files(dir: &Path) -> Vec<String> {
         };
         for e in entries.flatten() {
             let p = e.path();
-            let hidden = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(['.', '_']));
+            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(['.', '_']));
             if hidden {
                 continue;
             }
@@ -145,36 +130,18 @@ fn dir_format(dir: &Path) -> Option<Format> {
 }
 
 fn dir_has(dir: &Path, fmt: Format) -> bool {
-    dir_files(dir)
-        .iter()
-        .any(|p| Format::from_extension(p) == Some(fmt))
+    dir_files(dir).iter().any(|p| Format::from_extension(p) == Some(fmt))
 }
 
 /// Reads the inputs as one table.
-pub async fn read_inputs(
-    ctx: &SessionContext,
-    inputs: &[String],
-    format: Option<Format>,
-) -> Result<DataFrame> {
+pub async fn read_inputs(ctx: &SessionContext, inputs: &[String], format: Option<Format>) -> Result<DataFrame> {
     let (paths, format) = check_inputs(inputs, format)?;
     let df = match format {
-        Format::Parquet => {
-            ctx.read_parquet(paths.clone(), ParquetReadOptions::default())
-                .await
-        }
-        Format::Csv => {
-            ctx.read_csv(paths.clone(), CsvReadOptions::new().has_header(true))
-                .await
-        }
-        Format::Arrow => {
-            ctx.read_arrow(paths.clone(), ArrowReadOptions::default())
-                .await
-        }
+        Format::Parquet => ctx.read_parquet(paths.clone(), ParquetReadOptions::default()).await,
+        Format::Csv => ctx.read_csv(paths.clone(), CsvReadOptions::new().has_header(true)).await,
+        Format::Arrow => ctx.read_arrow(paths.clone(), ArrowReadOptions::default()).await,
     };
-    df.map_err(|e| Error::Input {
-        input: paths.join(", "),
-        reason: crate::error::Error::DataFusion(e).to_string(),
-    })
+    df.map_err(|e| Error::Input { input: paths.join(", "), reason: crate::error::Error::DataFusion(e).to_string() })
 }
 
 #[cfg(test)]
@@ -193,13 +160,8 @@ mod tests {
     fn missing_inputs_and_empty_directories_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.parquet").display().to_string();
-        let err = check_inputs(&[missing.clone()], None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(&missing) && err.contains("no such file"),
-            "{err}"
-        );
+        let err = check_inputs(std::slice::from_ref(&missing), None).unwrap_err().to_string();
+        assert!(err.contains(&missing) && err.contains("no such file"), "{err}");
         let empty = dir.path().display().to_string();
         let err = check_inputs(&[empty], None).unwrap_err().to_string();
         assert!(err.contains("holds no .parquet"), "{err}");

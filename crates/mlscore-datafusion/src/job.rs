@@ -28,10 +28,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self {
-            partitions: std::thread::available_parallelism().map_or(1, usize::from),
-            batch_rows: DEFAULT_BATCH_ROWS,
-        }
+        Self { partitions: std::thread::available_parallelism().map_or(1, usize::from), batch_rows: DEFAULT_BATCH_ROWS }
     }
 }
 
@@ -47,23 +44,12 @@ pub fn scoring_context(engine: &EngineOptions) -> SessionContext {
         .with_repartition_file_min_size(1 << 20)
         .with_information_schema(true);
     // Keep the input's string and binary types as they are (no Utf8View), so outputs round-trip.
-    config
-        .options_mut()
-        .execution
-        .parquet
-        .schema_force_view_types = false;
+    config.options_mut().execution.parquet.schema_force_view_types = false;
     // Idle partitions stealing files from their siblings would reorder rows across partitions.
-    config
-        .options_mut()
-        .execution
-        .enable_file_stream_work_stealing = false;
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_default_features()
-        .build();
+    config.options_mut().execution.enable_file_stream_work_stealing = false;
+    let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
     let mut ctx = SessionContext::new_with_state(state).enable_url_table();
-    ctx.register_function_rewrite(Arc::new(NoArgumentCalls))
-        .ok();
+    ctx.register_function_rewrite(Arc::new(NoArgumentCalls)).ok();
     ctx
 }
 
@@ -81,39 +67,19 @@ pub struct RegisteredModel {
 }
 
 /// Registers `model` as the SQL function `name`.
-pub fn register_model(
-    ctx: &SessionContext,
-    name: &str,
-    model: Arc<Model>,
-    options: PredictOptions,
-) -> RegisteredModel {
+pub fn register_model(ctx: &SessionContext, name: &str, model: Arc<Model>, options: PredictOptions) -> RegisteredModel {
     let udf = PredictUdf::new(name, model.clone(), options.clone());
     let stats = udf.stats();
     ctx.register_udf(ScalarUDF::new_from_impl(udf));
-    RegisteredModel {
-        name: name.to_string(),
-        model,
-        options,
-        stats,
-    }
+    RegisteredModel { name: name.to_string(), model, options, stats }
 }
 
 /// Parquet key-value metadata that records which model produced a file.
-pub fn provenance_metadata(
-    models: &[RegisteredModel],
-    extra: &[(&str, String)],
-) -> Vec<(String, String)> {
-    let mut kv = vec![(
-        "mlscore.version".to_string(),
-        env!("CARGO_PKG_VERSION").to_string(),
-    )];
+pub fn provenance_metadata(models: &[RegisteredModel], extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut kv = vec![("mlscore.version".to_string(), env!("CARGO_PKG_VERSION").to_string())];
     for m in models {
         let p = |k: &str| {
-            if models.len() == 1 {
-                format!("mlscore.model.{k}")
-            } else {
-                format!("mlscore.model.{}.{k}", m.name)
-            }
+            if models.len() == 1 { format!("mlscore.model.{k}") } else { format!("mlscore.model.{}.{k}", m.name) }
         };
         let r = &m.model.mlflow.resolution;
         kv.push((p("uri"), r.uri.clone()));
@@ -173,12 +139,7 @@ pub async fn write_query(
         rows,
         null_rows: models
             .iter()
-            .map(|m| {
-                (
-                    m.name.clone(),
-                    m.stats.null_rows.load(std::sync::atomic::Ordering::Relaxed),
-                )
-            })
+            .map(|m| (m.name.clone(), m.stats.null_rows.load(std::sync::atomic::Ordering::Relaxed)))
             .collect(),
         files,
         bytes,
@@ -207,11 +168,7 @@ pub struct ScoreJob {
 impl ScoreJob {
     /// Plans the job: the query `SELECT *, model(...) AS <output_column> FROM input`.
     /// Fails here (before reading any data) if the table cannot feed the model.
-    pub async fn plan(
-        &self,
-        ctx: &SessionContext,
-        model: Arc<Model>,
-    ) -> Result<(DataFrame, RegisteredModel)> {
+    pub async fn plan(&self, ctx: &SessionContext, model: Arc<Model>) -> Result<(DataFrame, RegisteredModel)> {
         let df = read_inputs(ctx, &self.inputs, self.input_format).await?;
         let schema = df.schema().as_arrow().clone();
         if schema.index_of(&self.output_column).is_ok() {
@@ -228,34 +185,21 @@ impl ScoreJob {
                 let names = model.input_names();
                 if names.is_empty() {
                     // No named signature: every column, in table order (what pyfunc.predict(df) passes).
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| col(quoted(f.name())))
-                        .collect()
+                    schema.fields().iter().map(|f| col(quoted(f.name()))).collect()
                 } else {
                     // Bind against the whole table first, so that a missing column is reported with the table's extra columns.
                     model.bind(&schema)?;
-                    let present: Vec<&String> = names
-                        .iter()
-                        .filter(|n| schema.index_of(n).is_ok())
-                        .collect();
+                    let present: Vec<&String> = names.iter().filter(|n| schema.index_of(n).is_ok()).collect();
                     let mut struct_args = Vec::with_capacity(present.len() * 2);
                     for n in present {
                         struct_args.push(datafusion::prelude::lit(n.as_str()));
                         struct_args.push(col(quoted(n)));
                     }
-                    vec![datafusion::functions::core::expr_fn::named_struct(
-                        struct_args,
-                    )]
+                    vec![datafusion::functions::core::expr_fn::named_struct(struct_args)]
                 }
             }
         };
-        let mut select: Vec<Expr> = schema
-            .fields()
-            .iter()
-            .map(|f| col(quoted(f.name())))
-            .collect();
+        let mut select: Vec<Expr> = schema.fields().iter().map(|f| col(quoted(f.name()))).collect();
         select.push(udf.call(args).alias(&self.output_column));
         let df = df.select(select)?;
         Ok((df, registered))

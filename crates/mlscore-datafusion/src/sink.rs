@@ -68,9 +68,7 @@ impl std::str::FromStr for Codec {
             "lz4" => Self::Lz4,
             "none" | "uncompressed" => Self::Uncompressed,
             _ => {
-                return Err(Error::Query(format!(
-                    "unknown compression '{s}': use snappy, zstd, lz4 or none"
-                )));
+                return Err(Error::Query(format!("unknown compression '{s}': use snappy, zstd, lz4 or none")));
             }
         })
     }
@@ -112,8 +110,7 @@ impl OutputSpec {
     pub fn new(path: &str, format: Option<Format>, overwrite: bool) -> Result<Self> {
         let p = PathBuf::from(path);
         let ext_format = Format::from_extension(path);
-        let directory =
-            path.ends_with('/') || p.is_dir() || (ext_format.is_none() && p.extension().is_none());
+        let directory = path.ends_with('/') || p.is_dir() || (ext_format.is_none() && p.extension().is_none());
         let format = match (format, ext_format) {
             (Some(f), _) => f,
             (None, Some(f)) if !directory => f,
@@ -128,7 +125,8 @@ impl OutputSpec {
         if !directory && ext_format.is_none() && p.extension().is_some() {
             return Err(Error::Output {
                 path: p,
-                reason: "unknown file extension: name the output .parquet or .csv, or end it with / for a directory".into(),
+                reason: "unknown file extension: name the output .parquet or .csv, or end it with / for a directory"
+                    .into(),
             });
         }
         Ok(Self {
@@ -152,10 +150,8 @@ impl OutputSpec {
             });
         }
         if self.path.exists() && !self.overwrite {
-            let is_empty_dir = self.directory
-                && std::fs::read_dir(&self.path)
-                    .map(|mut d| d.next().is_none())
-                    .unwrap_or(false);
+            let is_empty_dir =
+                self.directory && std::fs::read_dir(&self.path).map(|mut d| d.next().is_none()).unwrap_or(false);
             if !is_empty_dir {
                 return Err(Error::Output {
                     path: self.path.clone(),
@@ -173,26 +169,27 @@ impl OutputSpec {
                 },
             });
         }
-        if self.format == Format::Csv {
-            if let Some(f) = schema.fields().iter().find(|f| {
-                matches!(
-                    f.data_type(),
-                    DataType::Struct(_)
-                        | DataType::List(_)
-                        | DataType::LargeList(_)
-                        | DataType::FixedSizeList(..)
-                        | DataType::Map(..)
-                )
-            }) {
-                return Err(Error::Output {
-                    path: self.path.clone(),
-                    reason: format!(
-                        "CSV cannot hold column '{}' of type {}; write Parquet, or choose a scalar --result-type such as double",
-                        f.name(),
-                        f.data_type()
-                    ),
-                });
-            }
+        let nested = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Struct(_)
+                    | DataType::List(_)
+                    | DataType::LargeList(_)
+                    | DataType::FixedSizeList(..)
+                    | DataType::Map(..)
+            )
+        };
+        if self.format == Format::Csv
+            && let Some(f) = schema.fields().iter().find(|f| nested(f.data_type()))
+        {
+            return Err(Error::Output {
+                path: self.path.clone(),
+                reason: format!(
+                    "CSV cannot hold column '{}' of type {}; write Parquet, or choose a scalar --result-type such as double",
+                    f.name(),
+                    f.data_type()
+                ),
+            });
         }
         Ok(())
     }
@@ -214,23 +211,11 @@ struct Staging {
 
 impl Staging {
     fn new(target: &Path) -> Result<Self> {
-        let name = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("output");
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let dir = parent_dir(target).join(format!(
-            ".{name}.mlscore-tmp-{}-{nanos}",
-            std::process::id()
-        ));
+        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("output");
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
+        let dir = parent_dir(target).join(format!(".{name}.mlscore-tmp-{}-{nanos}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
-        Ok(Self {
-            dir,
-            committed: false,
-        })
+        Ok(Self { dir, committed: false })
     }
 }
 
@@ -274,9 +259,7 @@ pub async fn write_plan(
         let progress = progress.clone();
         let header = spec.directory || i == 0;
         tasks.push(tokio::spawn(async move {
-            write_partition(plan, i, ctx, &part, &spec, header, progress.as_ref())
-                .await
-                .map(|rows| (part, rows))
+            write_partition(plan, i, ctx, &part, &spec, header, progress.as_ref()).await.map(|rows| (part, rows))
         }));
     }
     let mut parts = Vec::with_capacity(partitions);
@@ -305,15 +288,9 @@ pub async fn write_plan(
             Format::Parquet => stitch_parquet(&paths, &assembled)?,
             _ => concat_files(&paths, &assembled)?,
         }
-        let bytes = std::fs::metadata(&assembled)
-            .map(|m| m.len())
-            .unwrap_or_default();
+        let bytes = std::fs::metadata(&assembled).map(|m| m.len()).unwrap_or_default();
         replace(&assembled, &spec.path, spec.overwrite)?;
-        WriteStats {
-            rows: 0,
-            files: 1,
-            bytes,
-        }
+        WriteStats { rows: 0, files: 1, bytes }
     };
     Ok(WriteStats { rows, ..stats })
 }
@@ -331,25 +308,18 @@ async fn write_partition(
     let schema = stream.schema();
     let file = File::create(path).map_err(|e| Error::io("cannot create", path, e))?;
     let mut rows = 0u64;
-    let parquet_err = |source| Error::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
+    let parquet_err = |source| Error::Parquet { path: path.to_path_buf(), source };
     match spec.format {
         Format::Parquet => {
             let props = WriterProperties::builder()
                 .set_compression(spec.codec.parquet())
                 .set_max_row_group_row_count(Some(spec.row_group_rows))
                 .set_key_value_metadata(Some(
-                    spec.metadata
-                        .iter()
-                        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                        .collect(),
+                    spec.metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect(),
                 ))
                 .build();
-            let mut writer =
-                ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
-                    .map_err(parquet_err)?;
+            let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
+                .map_err(parquet_err)?;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 writer.write(&batch).map_err(parquet_err)?;
@@ -365,10 +335,7 @@ async fn write_partition(
             let mut wrote_any = false;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                writer.write(&batch).map_err(|e| Error::Output {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                })?;
+                writer.write(&batch).map_err(|e| Error::Output { path: path.to_path_buf(), reason: e.to_string() })?;
                 wrote_any = true;
                 rows += batch.num_rows() as u64;
                 progress.rows_written(batch.num_rows() as u64);
@@ -376,15 +343,10 @@ async fn write_partition(
             if !wrote_any && csv_header {
                 // An empty result still gets its header line.
                 let empty = datafusion::arrow::record_batch::RecordBatch::new_empty(schema);
-                writer.write(&empty).map_err(|e| Error::Output {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                })?;
+                writer.write(&empty).map_err(|e| Error::Output { path: path.to_path_buf(), reason: e.to_string() })?;
             }
             let mut inner = writer.into_inner();
-            inner
-                .flush()
-                .map_err(|e| Error::io("cannot write", path, e))?;
+            inner.flush().map_err(|e| Error::io("cannot write", path, e))?;
         }
     }
     Ok(rows)
@@ -393,10 +355,7 @@ async fn write_partition(
 /// Copies the row groups of `parts`, in order, into one Parquet file (no decoding).
 fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
     fn perr(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
-        move |source| Error::Parquet {
-            path: path.to_path_buf(),
-            source,
-        }
+        move |source| Error::Parquet { path: path.to_path_buf(), source }
     }
     let mut inputs = Vec::with_capacity(parts.len());
     for p in parts {
@@ -410,11 +369,7 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
     let Some((_, first)) = inputs.first() else {
         return Err(Error::Query("no partitions were written".into()));
     };
-    let kv: Vec<KeyValue> = first
-        .file_metadata()
-        .key_value_metadata()
-        .cloned()
-        .unwrap_or_default();
+    let kv: Vec<KeyValue> = first.file_metadata().key_value_metadata().cloned().unwrap_or_default();
     let created_by = first.file_metadata().created_by().map(str::to_string);
     let props = Arc::new(
         WriterProperties::builder()
@@ -425,8 +380,7 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
     let root = first.file_metadata().schema_descr().root_schema_ptr();
     let file = File::create(out).map_err(|e| Error::io("cannot create", out, e))?;
     let mut writer =
-        SerializedFileWriter::new(BufWriter::with_capacity(1 << 20, file), root, props)
-            .map_err(perr(out))?;
+        SerializedFileWriter::new(BufWriter::with_capacity(1 << 20, file), root, props).map_err(perr(out))?;
     for (input, meta) in &inputs {
         let column_index = meta.column_index();
         let offset_index = meta.offset_index();
@@ -438,14 +392,8 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
                     rows_written: rg.num_rows() as u64,
                     metadata: column.clone(),
                     bloom_filter: None,
-                    column_index: column_index
-                        .and_then(|c| c.get(rg_idx))
-                        .and_then(|r| r.get(col_idx))
-                        .cloned(),
-                    offset_index: offset_index
-                        .and_then(|c| c.get(rg_idx))
-                        .and_then(|r| r.get(col_idx))
-                        .cloned(),
+                    column_index: column_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
+                    offset_index: offset_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
                 };
                 rg_out.append_column(input, close).map_err(perr(out))?;
             }
@@ -476,23 +424,14 @@ fn replace(from: &Path, to: &Path, overwrite: bool) -> Result<()> {
     std::fs::rename(from, to).map_err(|e| Error::io("cannot move the finished output to", to, e))
 }
 
-fn commit_dir(
-    staging: &mut Staging,
-    spec: &OutputSpec,
-    parts: &[(PathBuf, u64)],
-) -> Result<WriteStats> {
-    let bytes = parts
-        .iter()
-        .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or_default())
-        .sum();
+fn commit_dir(staging: &mut Staging, spec: &OutputSpec, parts: &[(PathBuf, u64)]) -> Result<WriteStats> {
+    let bytes = parts.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or_default()).sum();
     // Mark the directory as complete, as Spark and Hadoop committers do.
     File::create(staging.dir.join("_SUCCESS"))
         .map_err(|e| Error::io("cannot create", staging.dir.join("_SUCCESS"), e))?;
     let target = &spec.path;
     let old = if target.exists() {
-        let is_empty = std::fs::read_dir(target)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
+        let is_empty = std::fs::read_dir(target).map(|mut d| d.next().is_none()).unwrap_or(false);
         if is_empty {
             std::fs::remove_dir(target).map_err(|e| Error::io("cannot replace", target, e))?;
             None
@@ -509,15 +448,10 @@ fn commit_dir(
     } else {
         None
     };
-    std::fs::rename(&staging.dir, target)
-        .map_err(|e| Error::io("cannot move the finished output to", target, e))?;
+    std::fs::rename(&staging.dir, target).map_err(|e| Error::io("cannot move the finished output to", target, e))?;
     staging.committed = true;
     if let Some(old) = old {
         let _ = std::fs::remove_dir_all(old);
     }
-    Ok(WriteStats {
-        rows: 0,
-        files: parts.len(),
-        bytes,
-    })
+    Ok(WriteStats { rows: 0, files: parts.len(), bytes })
 }

@@ -26,8 +26,8 @@ use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility,
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 use mlscore_onnx::{Model, NullPolicy, ResultType, positional_frame};
 
@@ -55,10 +55,7 @@ pub struct PredictStats {
 impl PredictStats {
     /// Plan-time warnings (e.g. positional arguments whose names differ from the signature).
     pub fn warnings(&self) -> Vec<String> {
-        self.warnings
-            .lock()
-            .map(|w| w.iter().cloned().collect())
-            .unwrap_or_default()
+        self.warnings.lock().map(|w| w.iter().cloned().collect()).unwrap_or_default()
     }
 
     fn warn(&self, w: impl IntoIterator<Item = String>) {
@@ -89,9 +86,7 @@ impl fmt::Debug for PredictUdf {
 
 impl PartialEq for PredictUdf {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-            && Arc::ptr_eq(&self.model, &other.model)
-            && self.options == other.options
+        self.name == other.name && Arc::ptr_eq(&self.model, &other.model) && self.options == other.options
     }
 }
 impl Eq for PredictUdf {}
@@ -149,19 +144,10 @@ impl PredictUdf {
             let sources = (0..fields.len()).map(Source::StructField).collect();
             return Ok((Schema::new(fields.clone()), sources, Vec::new()));
         }
-        let schema = Schema::new(
-            args.iter()
-                .map(|f| f.as_ref().clone())
-                .collect::<Vec<Field>>(),
-        );
+        let schema = Schema::new(args.iter().map(|f| f.as_ref().clone()).collect::<Vec<Field>>());
         let names: Vec<String> = args.iter().map(|f| f.name().clone()).collect();
-        let (frame, indices, warnings) =
-            positional_frame(&self.model, &schema, &names).map_err(external)?;
-        Ok((
-            frame,
-            indices.into_iter().map(Source::Arg).collect(),
-            warnings,
-        ))
+        let (frame, indices, warnings) = positional_frame(&self.model, &schema, &names).map_err(external)?;
+        Ok((frame, indices.into_iter().map(Source::Arg).collect(), warnings))
     }
 }
 
@@ -194,14 +180,9 @@ impl ScalarUDFImpl for PredictUdf {
             // Plan-time binding: missing columns and refused types fail here, before any data is read.
             let (frame, _, warnings) = self.frame(args.arg_fields)?;
             self.model.bind(&frame).map_err(external)?;
-            self.stats
-                .warn(warnings.into_iter().map(|w| format!("{}: {w}", self.name)));
+            self.stats.warn(warnings.into_iter().map(|w| format!("{}: {w}", self.name)));
         }
-        Ok(Arc::new(Field::new(
-            self.name.clone(),
-            ty.arrow_type(),
-            true,
-        )))
+        Ok(Arc::new(Field::new(self.name.clone(), ty.arrow_type(), true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -214,11 +195,7 @@ impl ScalarUDFImpl for PredictUdf {
                 self.model.input_names().join(", ")
             )));
         }
-        let arrays: Vec<ArrayRef> = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<DfResult<_>>()?;
+        let arrays: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(rows)).collect::<DfResult<_>>()?;
         let (frame, sources, _) = self.frame(&args.arg_fields)?;
         let columns: Vec<ArrayRef> = sources
             .iter()
@@ -228,16 +205,11 @@ impl ScalarUDFImpl for PredictUdf {
             })
             .collect();
         let binding = self.model.bind(&frame).map_err(external)?;
-        let prediction = self
-            .model
-            .predict(&binding, &columns, self.options.null_policy)
-            .map_err(external)?;
+        let prediction = self.model.predict(&binding, &columns, self.options.null_policy).map_err(external)?;
         let ty = self.result_type()?;
         let result = ty.convert(&prediction.outputs).map_err(external)?;
         self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        self.stats
-            .null_rows
-            .fetch_add(prediction.null_rows as u64, Ordering::Relaxed);
+        self.stats.null_rows.fetch_add(prediction.null_rows as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         debug_assert_eq!(result.len(), rows);
         Ok(ColumnarValue::Array(result))
@@ -259,12 +231,7 @@ impl FunctionRewrite for NoArgumentCalls {
         "mlscore_no_argument_predict"
     }
 
-    fn rewrite(
-        &self,
-        expr: Expr,
-        schema: &DFSchema,
-        _config: &ConfigOptions,
-    ) -> DfResult<Transformed<Expr>> {
+    fn rewrite(&self, expr: Expr, schema: &DFSchema, _config: &ConfigOptions) -> DfResult<Transformed<Expr>> {
         let Expr::ScalarFunction(ScalarFunction { func, args }) = &expr else {
             return Ok(Transformed::no(expr));
         };
@@ -276,27 +243,21 @@ impl FunctionRewrite for NoArgumentCalls {
         }
         let sig_inputs = udf.model.signature().and_then(|s| s.inputs.as_ref());
         let names = udf.model.input_names();
-        let optional = sig_inputs
-            .and_then(|s| s.columns())
-            .is_some_and(|c| c.iter().any(|c| !c.required));
+        let optional = sig_inputs.and_then(|s| s.columns()).is_some_and(|c| c.iter().any(|c| !c.required));
         if names.is_empty() || optional {
             return Err(DataFusionError::Plan(format!(
                 "Attempting to apply {}() on zero columns: the model has {}; pass its input columns explicitly",
                 udf.name,
-                if optional {
-                    "optional inputs"
-                } else {
-                    "no named input signature"
-                }
+                if optional { "optional inputs" } else { "no named input signature" }
             )));
         }
         let mut new_args = Vec::with_capacity(names.len());
         let mut missing = Vec::new();
         for n in &names {
             match schema.qualified_field_with_unqualified_name(n) {
-                Ok((qualifier, field)) => new_args.push(Expr::Column(
-                    datafusion::common::Column::new(qualifier.cloned(), field.name()),
-                )),
+                Ok((qualifier, field)) => {
+                    new_args.push(Expr::Column(datafusion::common::Column::new(qualifier.cloned(), field.name())))
+                }
                 Err(_) => missing.push(n.to_string()),
             }
         }
@@ -311,9 +272,6 @@ impl FunctionRewrite for NoArgumentCalls {
                 ),
             }));
         }
-        Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction {
-            func: func.clone(),
-            args: new_args,
-        })))
+        Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction { func: func.clone(), args: new_args })))
     }
 }

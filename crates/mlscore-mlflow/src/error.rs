@@ -104,23 +104,12 @@ fn hint_suffix(hint: &Option<String>) -> String {
 }
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Self::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { action, path: path.into(), source }
     }
 
     pub(crate) fn invalid_uri(uri: &str, reason: impl Into<String>) -> Self {
-        Self::InvalidUri {
-            uri: uri.to_string(),
-            reason: reason.into(),
-        }
+        Self::InvalidUri { uri: uri.to_string(), reason: reason.into() }
     }
 }
 

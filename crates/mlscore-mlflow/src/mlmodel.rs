@@ -145,20 +145,13 @@ pub struct SklearnFlavor {
 impl MlModel {
     /// Reads and parses an `MLmodel` file.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io("cannot read MLmodel file", path, e))?;
-        Self::parse(&text).map_err(|reason| Error::InvalidMlModel {
-            path: path.to_path_buf(),
-            reason,
-        })
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read MLmodel file", path, e))?;
+        Self::parse(&text).map_err(|reason| Error::InvalidMlModel { path: path.to_path_buf(), reason })
     }
 
     /// Parses the text of an `MLmodel` file.
     pub fn from_yaml_str(text: &str) -> Result<Self> {
-        Self::parse(text).map_err(|reason| Error::InvalidMlModel {
-            path: PathBuf::from("MLmodel"),
-            reason,
-        })
+        Self::parse(text).map_err(|reason| Error::InvalidMlModel { path: PathBuf::from("MLmodel"), reason })
     }
 
     fn parse(text: &str) -> std::result::Result<Self, String> {
@@ -234,13 +227,8 @@ impl MlModel {
             reason: "flavor python_function has no loader_module".into(),
         })?;
         let env = match m.get("env") {
-            Some(Value::Mapping(e)) => e
-                .iter()
-                .filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?)))
-                .collect(),
-            Some(v) => scalar(v)
-                .map(|p| BTreeMap::from([("conda".to_string(), p)]))
-                .unwrap_or_default(),
+            Some(Value::Mapping(e)) => e.iter().filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?))).collect(),
+            Some(v) => scalar(v).map(|p| BTreeMap::from([("conda".to_string(), p)])).unwrap_or_default(),
             None => BTreeMap::new(),
         };
         Ok(Some(PyFuncFlavor {
@@ -275,21 +263,12 @@ impl MlModel {
         };
         let session_options = match m.get("onnx_session_options") {
             Some(Value::Mapping(o)) => Some(OnnxSessionOptions {
-                intra_op_num_threads: o
-                    .get("intra_op_num_threads")
-                    .and_then(Value::as_u64)
-                    .map(|v| v as u32),
-                inter_op_num_threads: o
-                    .get("inter_op_num_threads")
-                    .and_then(Value::as_u64)
-                    .map(|v| v as u32),
+                intra_op_num_threads: o.get("intra_op_num_threads").and_then(Value::as_u64).map(|v| v as u32),
+                inter_op_num_threads: o.get("inter_op_num_threads").and_then(Value::as_u64).map(|v| v as u32),
                 execution_mode: get_str(o, "execution_mode").map(|s| s.to_lowercase()),
                 graph_optimization_level: o.get("graph_optimization_level").and_then(Value::as_i64),
                 extra_session_config: match o.get("extra_session_config") {
-                    Some(Value::Mapping(e)) => e
-                        .iter()
-                        .filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?)))
-                        .collect(),
+                    Some(Value::Mapping(e)) => e.iter().filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?))).collect(),
                     _ => BTreeMap::new(),
                 },
             }),
@@ -313,8 +292,7 @@ impl MlModel {
         Ok(Some(SklearnFlavor {
             pickled_model: get_str(m, "pickled_model"),
             sklearn_version: get_str(m, "sklearn_version"),
-            serialization_format: get_str(m, "serialization_format")
-                .unwrap_or_else(|| "pickle".into()),
+            serialization_format: get_str(m, "serialization_format").unwrap_or_else(|| "pickle".into()),
             code: get_str(m, "code"),
         }))
     }
@@ -326,12 +304,7 @@ impl MlModel {
             return false;
         };
         matches!(m.get("mlflow.model.is_external"), Some(Value::Bool(true)))
-            || matches!(
-                m.get("mlflow.model.is_external")
-                    .and_then(scalar)
-                    .as_deref(),
-                Some("true" | "True")
-            )
+            || matches!(m.get("mlflow.model.is_external").and_then(scalar).as_deref(), Some("true" | "True"))
     }
 }
 
@@ -344,16 +317,12 @@ fn parse_signature(s: &Mapping) -> std::result::Result<Signature, String> {
         }
     };
     let decode = |part: &'static str| -> std::result::Result<Option<Schema>, String> {
-        doc(part)?
-            .map(|j| Schema::from_json(part, &j).map_err(|e| e.to_string()))
-            .transpose()
+        doc(part)?.map(|j| Schema::from_json(part, &j).map_err(|e| e.to_string())).transpose()
     };
     Ok(Signature {
         inputs: decode("inputs")?,
         outputs: decode("outputs")?,
-        params: doc("params")?
-            .map(|j| ParamSchema::from_json(&j).map_err(|e| e.to_string()))
-            .transpose()?,
+        params: doc("params")?.map(|j| ParamSchema::from_json(&j).map_err(|e| e.to_string())).transpose()?,
     })
 }
 
@@ -430,46 +399,25 @@ a_key_from_the_future: {x: 1}
     fn a_logged_onnx_model_is_read_whole() {
         let m = MlModel::from_yaml_str(LOGGED).unwrap();
         assert_eq!(m.flavor_names(), ["onnx", "python_function"]);
-        assert_eq!(
-            m.model_id.as_deref(),
-            Some("m-be2c9a05a72648d9b7b0c17e80b73f3c")
-        );
-        assert_eq!(
-            m.run_id.as_deref(),
-            Some("2e85721fe3f3431da3081f67bea4eb01")
-        );
+        assert_eq!(m.model_id.as_deref(), Some("m-be2c9a05a72648d9b7b0c17e80b73f3c"));
+        assert_eq!(m.run_id.as_deref(), Some("2e85721fe3f3431da3081f67bea4eb01"));
         assert_eq!(m.mlflow_version.as_deref(), Some("3.17.2"));
         assert_eq!(m.model_size_bytes, Some(944));
-        assert_eq!(
-            m.utc_time_created.as_deref(),
-            Some("2026-11-22 14:17:23.048664")
-        );
+        assert_eq!(m.utc_time_created.as_deref(), Some("2026-11-22 14:17:23.048664"));
         let onnx = m.onnx_flavor().unwrap().unwrap();
-        assert_eq!(
-            onnx.providers,
-            ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        );
+        assert_eq!(onnx.providers, ["CUDAExecutionProvider", "CPUExecutionProvider"]);
         let so = onnx.session_options.unwrap();
         assert_eq!(so.intra_op_num_threads, Some(1));
         assert_eq!(so.execution_mode.as_deref(), Some("sequential"));
-        assert_eq!(
-            so.extra_session_config.get("a").map(String::as_str),
-            Some("b")
-        );
+        assert_eq!(so.extra_session_config.get("a").map(String::as_str), Some("b"));
         let pyfunc = m.pyfunc_flavor().unwrap().unwrap();
         assert_eq!(pyfunc.loader_module, "mlflow.onnx");
-        assert_eq!(
-            pyfunc.env.get("virtualenv").map(String::as_str),
-            Some("python_env.yaml")
-        );
+        assert_eq!(pyfunc.env.get("virtualenv").map(String::as_str), Some("python_env.yaml"));
         let sig = m.signature.clone().unwrap();
         assert_eq!(sig.inputs.unwrap().names(), ["age", "income"]);
         assert!(sig.outputs.unwrap().tensors().is_some());
         assert!(sig.params.is_none());
-        assert_eq!(
-            m.saved_input_example_info.as_ref().unwrap().kind.as_deref(),
-            Some("dataframe")
-        );
+        assert_eq!(m.saved_input_example_info.as_ref().unwrap().kind.as_deref(), Some("dataframe"));
         assert!(!m.is_external());
     }
 
@@ -479,19 +427,8 @@ a_key_from_the_future: {x: 1}
             "flavors: {python_function: {loader_module: mlflow.sklearn, env: conda.yaml}, onnx: {providers: CPUExecutionProvider}}\nmlflow_version: 2.10\nmetadata: {mlflow.model.is_external: true}\n",
         )
         .unwrap();
-        assert_eq!(
-            m.pyfunc_flavor()
-                .unwrap()
-                .unwrap()
-                .env
-                .get("conda")
-                .map(String::as_str),
-            Some("conda.yaml")
-        );
-        assert_eq!(
-            m.onnx_flavor().unwrap().unwrap().providers,
-            ["CPUExecutionProvider"]
-        );
+        assert_eq!(m.pyfunc_flavor().unwrap().unwrap().env.get("conda").map(String::as_str), Some("conda.yaml"));
+        assert_eq!(m.onnx_flavor().unwrap().unwrap().providers, ["CPUExecutionProvider"]);
         assert_eq!(m.mlflow_version.as_deref(), Some("2.1"));
         assert!(m.is_external());
     }
@@ -507,10 +444,7 @@ a_key_from_the_future: {x: 1}
                 "flavors: {onnx: {}}\nsignature: {inputs: '[{\"type\": \"nope\", \"name\": \"a\"}]'}\n",
                 "unknown type 'nope'",
             ),
-            (
-                "flavors: {onnx: {}}\nsignature: {inputs: 3}\n",
-                "must be a JSON string",
-            ),
+            ("flavors: {onnx: {}}\nsignature: {inputs: 3}\n", "must be a JSON string"),
         ] {
             let err = MlModel::from_yaml_str(text).unwrap_err().to_string();
             assert!(err.contains(expected), "{text}: {err}");

@@ -38,18 +38,10 @@ impl MlflowModel {
         let location = resolution.uri.clone();
         if path.is_file() && path.extension().is_some_and(|e| e == "onnx") {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            return Ok(Self {
-                resolution,
-                dir,
-                mlmodel: None,
-                onnx_path: path,
-            });
+            return Ok(Self { resolution, dir, mlmodel: None, onnx_path: path });
         }
         let (dir, mlmodel_path) = if path.is_file() {
-            (
-                path.parent().map(Path::to_path_buf).unwrap_or_default(),
-                path.clone(),
-            )
+            (path.parent().map(Path::to_path_buf).unwrap_or_default(), path.clone())
         } else {
             (path.clone(), path.join("MLmodel"))
         };
@@ -70,9 +62,7 @@ impl MlflowModel {
         let data = match mlmodel.onnx_flavor()? {
             Some(onnx) => onnx.data.unwrap_or_else(|| "model.onnx".into()),
             None => match mlmodel.pyfunc_flavor()? {
-                Some(p) if p.loader_module == "mlflow.onnx" => {
-                    p.data.unwrap_or_else(|| "model.onnx".into())
-                }
+                Some(p) if p.loader_module == "mlflow.onnx" => p.data.unwrap_or_else(|| "model.onnx".into()),
                 _ => {
                     let flavors = mlmodel.flavor_names().join(", ");
                     let advice = if mlmodel.flavors.contains_key("sklearn") {
@@ -93,19 +83,11 @@ impl MlflowModel {
         if !onnx_path.is_file() {
             return Err(Error::NotFound {
                 uri: location,
-                what: format!(
-                    "its MLmodel names the ONNX file '{data}', but {} does not exist",
-                    onnx_path.display()
-                ),
+                what: format!("its MLmodel names the ONNX file '{data}', but {} does not exist", onnx_path.display()),
                 hint: Some("the model directory is incomplete; download or copy it again".into()),
             });
         }
-        Ok(Self {
-            resolution,
-            dir,
-            mlmodel: Some(mlmodel),
-            onnx_path,
-        })
+        Ok(Self { resolution, dir, mlmodel: Some(mlmodel), onnx_path })
     }
 
     /// The signature to enforce: `None` without one, and `None` when MLflow itself would not

@@ -45,17 +45,10 @@ pub struct Resolution {
 /// error by this build; the URI is still parsed and the store consulted.
 pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
     let parsed = ModelUri::parse(uri)?;
-    let mut res = Resolution {
-        uri: uri.to_string(),
-        ..Resolution::default()
-    };
+    let mut res = Resolution { uri: uri.to_string(), ..Resolution::default() };
     let location = match &parsed {
         ModelUri::Local(p) => {
-            let path = if p.is_absolute() {
-                p.clone()
-            } else {
-                config.base_dir.join(p)
-            };
+            let path = if p.is_absolute() { p.clone() } else { config.base_dir.join(p) };
             res.artifact_location = path.display().to_string();
             res.local_path = path;
             return check_local(uri, res);
@@ -63,22 +56,16 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
         ModelUri::MlflowArtifacts(u) | ModelUri::Remote(u) => {
             return Err(remote_unsupported(uri, u));
         }
-        ModelUri::Registered {
-            name,
-            selector,
-            sub_path,
-        } => {
+        ModelUri::Registered { name, selector, sub_path } => {
             let store = config.registry_store()?;
             res.store = Some(store.location());
             let version = select_version(store.as_ref(), uri, name, selector)?;
             res.registered = Some((version.name.clone(), version.version));
             res.run_id.clone_from(&version.run_id);
             res.steps.push(match selector {
-                VersionSelector::Version(_) => format!(
-                    "{uri}: registered model '{name}' version {} in {}",
-                    version.version,
-                    store.location()
-                ),
+                VersionSelector::Version(_) => {
+                    format!("{uri}: registered model '{name}' version {} in {}", version.version, store.location())
+                }
                 other => format!(
                     "{uri}: {other} is version {} of registered model '{name}' in {}",
                     version.version,
@@ -88,16 +75,12 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
             if let Some(status) = version.status.as_deref().filter(|s| *s != "READY") {
                 return Err(Error::NotFound {
                     uri: uri.to_string(),
-                    what: format!(
-                        "version {} of '{name}' has status {status}",
-                        version.version
-                    ),
+                    what: format!("version {} of '{name}' has status {status}", version.version),
                     hint: Some("only READY versions can be loaded".into()),
                 });
             }
             let tracking = config.tracking_store()?;
-            let base =
-                version_location(tracking.as_ref(), store.as_ref(), uri, &version, &mut res)?;
+            let base = version_location(tracking.as_ref(), store.as_ref(), uri, &version, &mut res)?;
             join_sub(&base, sub_path)
         }
         ModelUri::LoggedModel { model_id, sub_path } => {
@@ -139,16 +122,9 @@ pub fn select_version(
     let Some(model) = store.registered_model(name)? else {
         let names = store.registered_model_names()?;
         let hint = if names.is_empty() {
-            format!(
-                "{} has no registered models; check MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI",
-                store.location()
-            )
+            format!("{} has no registered models; check MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI", store.location())
         } else {
-            format!(
-                "registered models in {}: {}",
-                store.location(),
-                names.join(", ")
-            )
+            format!("registered models in {}: {}", store.location(), names.join(", "))
         };
         return Err(Error::NotFound {
             uri: uri.to_string(),
@@ -162,11 +138,7 @@ pub fn select_version(
         VersionSelector::Stage(stage) => model
             .versions
             .iter()
-            .filter(|mv| {
-                mv.current_stage
-                    .as_deref()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(stage))
-            })
+            .filter(|mv| mv.current_stage.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(stage)))
             .max_by_key(|mv| mv.version),
         VersionSelector::Alias(alias) => match model.aliases.get(alias) {
             Some(v) => model.versions.iter().find(|mv| mv.version == *v),
@@ -193,11 +165,7 @@ fn describe_aliases(model: &RegisteredModel) -> String {
             model.name, model.name
         );
     }
-    let list: Vec<String> = model
-        .aliases
-        .iter()
-        .map(|(a, v)| format!("@{a} -> version {v}"))
-        .collect();
+    let list: Vec<String> = model.aliases.iter().map(|(a, v)| format!("@{a} -> version {v}")).collect();
     format!("its aliases: {}", list.join(", "))
 }
 
@@ -208,15 +176,9 @@ fn describe_versions(model: &RegisteredModel) -> String {
     let list: Vec<String> = model
         .versions
         .iter()
-        .map(|v| {
-            match v
-                .current_stage
-                .as_deref()
-                .filter(|s| !s.eq_ignore_ascii_case("none"))
-            {
-                Some(stage) => format!("{} ({stage})", v.version),
-                None => v.version.to_string(),
-            }
+        .map(|v| match v.current_stage.as_deref().filter(|s| !s.eq_ignore_ascii_case("none")) {
+            Some(stage) => format!("{} ({stage})", v.version),
+            None => v.version.to_string(),
         })
         .collect();
     format!("its versions: {}", list.join(", "))
@@ -255,20 +217,11 @@ fn version_location(
     version: &ModelVersion,
     res: &mut Resolution,
 ) -> Result<String> {
-    if let Some(loc) = version
-        .storage_location
-        .as_deref()
-        .filter(|s| !s.is_empty())
-    {
-        if let Some(id) = version
-            .source
-            .as_deref()
-            .and_then(|s| s.strip_prefix("models:/"))
-        {
+    if let Some(loc) = version.storage_location.as_deref().filter(|s| !s.is_empty()) {
+        if let Some(id) = version.source.as_deref().and_then(|s| s.strip_prefix("models:/")) {
             res.model_id = Some(id.split('/').next().unwrap_or(id).to_string());
         }
-        res.steps
-            .push(format!("version {} is stored at {loc}", version.version));
+        res.steps.push(format!("version {} is stored at {loc}", version.version));
         return Ok(loc.to_string());
     }
     let source = version.source.as_deref().unwrap_or_default();
@@ -287,8 +240,7 @@ fn version_location(
             ),
         }),
         Ok(_) if !source.is_empty() => {
-            res.steps
-                .push(format!("version {} has source {source}", version.version));
+            res.steps.push(format!("version {} has source {source}", version.version));
             Ok(source.to_string())
         }
         _ => Err(Error::Store {
@@ -315,10 +267,8 @@ fn run_location(
     })?;
     res.run_id = Some(run.run_id.clone());
     let direct = join_sub(&run.artifact_uri, path);
-    res.steps.push(format!(
-        "run {run_id} (experiment {}) keeps its artifacts at {}",
-        run.experiment_id, run.artifact_uri
-    ));
+    res.steps
+        .push(format!("run {run_id} (experiment {}) keeps its artifacts at {}", run.experiment_id, run.artifact_uri));
     let root = store.local_root();
     if artifact_exists(&direct, root.as_deref()) {
         return Ok(direct);
@@ -350,11 +300,7 @@ fn join_sub(base: &str, sub: &str) -> String {
     if sub.is_empty() {
         base.to_string()
     } else {
-        format!(
-            "{}/{}",
-            base.trim_end_matches('/'),
-            sub.trim_start_matches('/')
-        )
+        format!("{}/{}", base.trim_end_matches('/'), sub.trim_start_matches('/'))
     }
 }
 
@@ -375,10 +321,7 @@ fn artifact_exists(location: &str, store_root: Option<&Path>) -> bool {
 /// that exists below `store_root`.
 fn relocate(recorded: &Path, store_root: Option<&Path>) -> Option<PathBuf> {
     let root = store_root?;
-    let parts: Vec<_> = recorded
-        .components()
-        .filter(|c| matches!(c, std::path::Component::Normal(_)))
-        .collect();
+    let parts: Vec<_> = recorded.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
     // Keep at least two components so a bare file or directory name never matches by accident.
     (0..parts.len().saturating_sub(1))
         .map(|skip| parts[skip..].iter().collect::<PathBuf>())
@@ -411,10 +354,7 @@ fn local_artifact_path(
     }
     Err(Error::NotFound {
         uri: uri.to_string(),
-        what: format!(
-            "the model's files should be at {} but that path does not exist",
-            path.display()
-        ),
+        what: format!("the model's files should be at {} but that path does not exist", path.display()),
         hint: Some("the artifacts were deleted or the store was copied without them".into()),
     })
 }
@@ -423,8 +363,7 @@ fn check_local(uri: &str, res: Resolution) -> Result<Resolution> {
     let p = &res.local_path;
     if p.is_dir()
         || (p.is_file()
-            && (p.extension().is_some_and(|e| e == "onnx")
-                || p.file_name().is_some_and(|n| n == "MLmodel")))
+            && (p.extension().is_some_and(|e| e == "onnx") || p.file_name().is_some_and(|n| n == "MLmodel")))
     {
         return Ok(res);
     }
@@ -435,7 +374,9 @@ fn check_local(uri: &str, res: Resolution) -> Result<Resolution> {
         } else {
             format!("{} does not exist", p.display())
         },
-        hint: (!uri.contains(':')).then(|| "a model URI is a path, runs:/<run_id>/<path>, models:/<name>/<version> or models:/<name>@<alias>".into()),
+        hint: (!uri.contains(':')).then(|| {
+            "a model URI is a path, runs:/<run_id>/<path>, models:/<name>/<version> or models:/<name>@<alias>".into()
+        }),
     })
 }
 
@@ -450,10 +391,7 @@ mod tests {
         std::fs::create_dir_all(&target).unwrap();
         let recorded = Path::new("/elsewhere/checkout/models/store/mlruns/1/models/m-x/artifacts");
         assert_eq!(relocate(recorded, Some(dir.path())), Some(target));
-        assert_eq!(
-            relocate(Path::new("/old/artifacts"), Some(dir.path())),
-            None
-        );
+        assert_eq!(relocate(Path::new("/old/artifacts"), Some(dir.path())), None);
         assert_eq!(relocate(recorded, None), None);
     }
 

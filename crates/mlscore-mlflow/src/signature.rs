@@ -119,13 +119,7 @@ impl fmt::Display for ColType {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
-                    write!(
-                        f,
-                        "{}: {}{}",
-                        p.name,
-                        p.ty,
-                        if p.required { "" } else { " (optional)" }
-                    )?;
+                    write!(f, "{}: {}{}", p.name, p.ty, if p.required { "" } else { " (optional)" })?;
                 }
                 f.write_str(">")
             }
@@ -183,18 +177,14 @@ impl Schema {
     /// the rules `mlflow.types.Schema` enforces.
     pub fn from_json(part: &'static str, json: &str) -> Result<Self> {
         let bad = |reason: String| Error::InvalidSignature { part, reason };
-        let value: Value =
-            serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let Value::Array(items) = value else {
             return Err(bad("expected a JSON list of column or tensor specs".into()));
         };
         if items.is_empty() {
             return Err(bad("the schema is empty".into()));
         }
-        let tensors = items
-            .iter()
-            .filter(|v| v.get("type").and_then(Value::as_str) == Some("tensor"))
-            .count();
+        let tensors = items.iter().filter(|v| v.get("type").and_then(Value::as_str) == Some("tensor")).count();
         let schema = if tensors == 0 {
             let cols = items
                 .iter()
@@ -210,9 +200,7 @@ impl Schema {
                 .collect::<Result<Vec<_>>>()?;
             Schema::Tensors(ts)
         } else {
-            return Err(bad(
-                "column and tensor specs cannot be mixed in one schema".into()
-            ));
+            return Err(bad("column and tensor specs cannot be mixed in one schema".into()));
         };
         schema.validate().map_err(bad)?;
         Ok(schema)
@@ -351,21 +339,15 @@ pub struct ParamSchema {
 impl ParamSchema {
     /// Decodes the params JSON document.
     pub fn from_json(json: &str) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidSignature {
-            part: "params",
-            reason,
-        };
-        let value: Value =
-            serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let bad = |reason: String| Error::InvalidSignature { part: "params", reason };
+        let value: Value = serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let Value::Array(items) = value else {
             return Err(bad("expected a JSON list of param specs".into()));
         };
         let mut params = Vec::with_capacity(items.len());
         let mut seen = BTreeSet::new();
         for (i, item) in items.iter().enumerate() {
-            let obj = item
-                .as_object()
-                .ok_or_else(|| bad(format!("param {i} is not a JSON object")))?;
+            let obj = item.as_object().ok_or_else(|| bad(format!("param {i} is not a JSON object")))?;
             let name = obj
                 .get("name")
                 .and_then(Value::as_str)
@@ -379,9 +361,7 @@ impl ParamSchema {
             let ty = DataType::from_name(ty_name)
                 .ok_or_else(|| bad(format!("param '{name}' has unknown type '{ty_name}'")))?;
             if ty == DataType::Binary {
-                return Err(bad(format!(
-                    "param '{name}': binary params are not allowed"
-                )));
+                return Err(bad(format!("param '{name}': binary params are not allowed")));
             }
             let shape = match obj.get("shape") {
                 None | Some(Value::Null) => None,
@@ -390,12 +370,7 @@ impl ParamSchema {
             if !seen.insert(name.clone()) {
                 return Err(bad(format!("the param '{name}' appears twice")));
             }
-            params.push(ParamSpec {
-                name,
-                ty,
-                default: obj.get("default").cloned().unwrap_or(Value::Null),
-                shape,
-            });
+            params.push(ParamSpec { name, ty, default: obj.get("default").cloned().unwrap_or(Value::Null), shape });
         }
         Ok(Self { params })
     }
@@ -423,11 +398,7 @@ fn parse_colspec(v: &Value) -> std::result::Result<ColSpec, String> {
         Some(n) => format!("'{n}': {e}"),
         None => e,
     })?;
-    Ok(ColSpec {
-        name,
-        ty,
-        required: required_flag(obj)?,
-    })
+    Ok(ColSpec { name, ty, required: required_flag(obj)? })
 }
 
 /// `required` defaults to true; MLflow 2.x wrote `optional: true` instead.
@@ -441,28 +412,17 @@ fn required_flag(obj: &Map<String, Value>) -> std::result::Result<bool, String> 
 }
 
 fn parse_coltype(obj: &Map<String, Value>) -> std::result::Result<ColType, String> {
-    let ty = obj
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or("missing 'type'")?;
+    let ty = obj.get("type").and_then(Value::as_str).ok_or("missing 'type'")?;
     Ok(match ty {
         "array" => {
-            let items = obj
-                .get("items")
-                .and_then(Value::as_object)
-                .ok_or("array type without 'items'")?;
+            let items = obj.get("items").and_then(Value::as_object).ok_or("array type without 'items'")?;
             ColType::Array(Box::new(parse_coltype(items)?))
         }
         "object" => {
-            let props = obj
-                .get("properties")
-                .and_then(Value::as_object)
-                .ok_or("object type without 'properties'")?;
+            let props = obj.get("properties").and_then(Value::as_object).ok_or("object type without 'properties'")?;
             let mut out = Vec::with_capacity(props.len());
             for (name, p) in props {
-                let p = p
-                    .as_object()
-                    .ok_or_else(|| format!("property '{name}' is not a JSON object"))?;
+                let p = p.as_object().ok_or_else(|| format!("property '{name}' is not a JSON object"))?;
                 out.push(Property {
                     name: name.clone(),
                     ty: parse_coltype(p).map_err(|e| format!("property '{name}': {e}"))?,
@@ -472,40 +432,26 @@ fn parse_coltype(obj: &Map<String, Value>) -> std::result::Result<ColType, Strin
             ColType::Object(out)
         }
         "map" => {
-            let values = obj
-                .get("values")
-                .and_then(Value::as_object)
-                .ok_or("map type without 'values'")?;
+            let values = obj.get("values").and_then(Value::as_object).ok_or("map type without 'values'")?;
             ColType::Map(Box::new(parse_coltype(values)?))
         }
         "any" => ColType::Any,
         "sparkml_vector" => ColType::SparkMlVector,
-        other => ColType::Primitive(
-            DataType::from_name(other).ok_or_else(|| format!("unknown type '{other}'"))?,
-        ),
+        other => ColType::Primitive(DataType::from_name(other).ok_or_else(|| format!("unknown type '{other}'"))?),
     })
 }
 
 fn parse_tensorspec(v: &Value) -> std::result::Result<TensorSpec, String> {
     let obj = v.as_object().ok_or("not a JSON object")?;
     let name = obj.get("name").and_then(Value::as_str).map(str::to_string);
-    let spec = obj
-        .get("tensor-spec")
-        .and_then(Value::as_object)
-        .ok_or("tensor without 'tensor-spec'")?;
-    let dtype = spec
-        .get("dtype")
-        .and_then(Value::as_str)
-        .ok_or("tensor-spec without 'dtype'")?
-        .to_string();
+    let spec = obj.get("tensor-spec").and_then(Value::as_object).ok_or("tensor without 'tensor-spec'")?;
+    let dtype = spec.get("dtype").and_then(Value::as_str).ok_or("tensor-spec without 'dtype'")?.to_string();
     let shape = parse_shape(spec.get("shape").ok_or("tensor-spec without 'shape'")?)?;
     Ok(TensorSpec { name, dtype, shape })
 }
 
 fn parse_shape(v: &Value) -> std::result::Result<Vec<i64>, String> {
-    let dims = v
-        .as_array()
-        .ok_or_else(|| format!("shape must be a list, found {v}"))?;
+    let dims = v.as_array().ok_or_else(|| format!("shape must be a list, found {v}"))?;
     dims.iter()
         .map(|d| match d.as_i64() {
             Some(d) if d == -1 || d >= 0 => Ok(d),
@@ -520,9 +466,7 @@ mod tests {
 
     #[test]
     fn every_primitive_type_round_trips_its_name() {
-        for t in [
-            "boolean", "integer", "long", "float", "double", "string", "binary", "datetime",
-        ] {
+        for t in ["boolean", "integer", "long", "float", "double", "string", "binary", "datetime"] {
             assert_eq!(DataType::from_name(t).unwrap().name(), t);
         }
         assert!(DataType::from_name("int").is_none());
@@ -541,23 +485,12 @@ mod tests {
         )
         .unwrap();
         let c = s.columns().unwrap();
-        assert_eq!(
-            c[0].ty,
-            ColType::Array(Box::new(ColType::Primitive(DataType::Double)))
-        );
-        let ColType::Object(props) = &c[1].ty else {
-            panic!("object expected")
-        };
+        assert_eq!(c[0].ty, ColType::Array(Box::new(ColType::Primitive(DataType::Double))));
+        let ColType::Object(props) = &c[1].ty else { panic!("object expected") };
         assert_eq!(props.len(), 2);
         assert!(!props[0].required);
-        assert_eq!(
-            props[1].ty,
-            ColType::Array(Box::new(ColType::Primitive(DataType::Long)))
-        );
-        assert_eq!(
-            c[2].ty,
-            ColType::Map(Box::new(ColType::Primitive(DataType::Float)))
-        );
+        assert_eq!(props[1].ty, ColType::Array(Box::new(ColType::Primitive(DataType::Long))));
+        assert_eq!(c[2].ty, ColType::Map(Box::new(ColType::Primitive(DataType::Float))));
         assert_eq!(c[3].ty, ColType::Any);
         assert_eq!(c[4].ty, ColType::SparkMlVector);
         assert_eq!(s.to_string().matches(':').count(), 7);
@@ -572,17 +505,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             s.tensors().unwrap()[0],
-            TensorSpec {
-                name: Some("x".into()),
-                dtype: "float32".into(),
-                shape: vec![-1, 3]
-            }
+            TensorSpec { name: Some("x".into()), dtype: "float32".into(), shape: vec![-1, 3] }
         );
-        let unnamed = Schema::from_json(
-            "outputs",
-            r#"[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]"#,
-        )
-        .unwrap();
+        let unnamed =
+            Schema::from_json("outputs", r#"[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]"#)
+                .unwrap();
         assert!(!unnamed.is_named());
     }
 
@@ -590,14 +517,8 @@ mod tests {
     fn the_rules_of_mlflow_schema_are_enforced() {
         let cases = [
             ("[]", "empty"),
-            (
-                r#"[{"type": "double", "name": "a"}, {"type": "double"}]"#,
-                "all or none",
-            ),
-            (
-                r#"[{"type": "double", "name": "a"}, {"type": "double", "name": "a"}]"#,
-                "twice",
-            ),
+            (r#"[{"type": "double", "name": "a"}, {"type": "double"}]"#, "all or none"),
+            (r#"[{"type": "double", "name": "a"}, {"type": "double", "name": "a"}]"#, "twice"),
             (r#"[{"type": "double", "required": false}]"#, "optional"),
             (
                 r#"[{"type": "double", "name": "a"}, {"type": "tensor", "name": "b", "tensor-spec": {"dtype": "float32", "shape": [-1]}}]"#,
@@ -607,10 +528,7 @@ mod tests {
                 r#"[{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1]}}, {"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1]}}]"#,
                 "one unnamed tensor",
             ),
-            (
-                r#"[{"type": "decimal", "name": "a"}]"#,
-                "unknown type 'decimal'",
-            ),
+            (r#"[{"type": "decimal", "name": "a"}]"#, "unknown type 'decimal'"),
             (r#"{"type": "double"}"#, "JSON list"),
             ("not json", "not valid JSON"),
         ];
@@ -622,11 +540,7 @@ mod tests {
 
     #[test]
     fn legacy_optional_flag_is_honoured() {
-        let s = Schema::from_json(
-            "inputs",
-            r#"[{"type": "double", "name": "a", "optional": true}]"#,
-        )
-        .unwrap();
+        let s = Schema::from_json("inputs", r#"[{"type": "double", "name": "a", "optional": true}]"#).unwrap();
         assert!(!s.columns().unwrap()[0].required);
     }
 
@@ -640,8 +554,7 @@ mod tests {
         assert_eq!(p.params[0].ty, DataType::Float);
         assert_eq!(p.params[0].default, serde_json::json!(0.5));
         assert_eq!(p.params[1].shape, Some(vec![-1]));
-        let err = ParamSchema::from_json(r#"[{"name": "b", "type": "binary", "default": null}]"#)
-            .unwrap_err();
+        let err = ParamSchema::from_json(r#"[{"name": "b", "type": "binary", "default": null}]"#).unwrap_err();
         assert!(err.to_string().contains("binary params are not allowed"));
     }
 }

@@ -80,9 +80,8 @@ pub enum ModelUri {
 }
 
 /// Object store and web schemes a model (or artifact location) can live under.
-pub const REMOTE_SCHEMES: &[&str] = &[
-    "s3", "s3a", "abfss", "abfs", "az", "azure", "adl", "wasbs", "wasb", "gs", "http", "https",
-];
+pub const REMOTE_SCHEMES: &[&str] =
+    &["s3", "s3a", "abfss", "abfs", "az", "azure", "adl", "wasbs", "wasb", "gs", "http", "https"];
 
 impl ModelUri {
     /// Parses a model URI.
@@ -101,19 +100,13 @@ impl ModelUri {
             "models" => parse_models(uri, rest),
             "mlflow-artifacts" => Ok(Self::MlflowArtifacts(trimmed.to_string())),
             s if REMOTE_SCHEMES.contains(&s) => Ok(Self::Remote(trimmed.to_string())),
-            _ => Err(Error::UnsupportedScheme {
-                uri: uri.to_string(),
-                scheme: scheme.to_string(),
-            }),
+            _ => Err(Error::UnsupportedScheme { uri: uri.to_string(), scheme: scheme.to_string() }),
         }
     }
 
     /// Whether resolving this URI needs a tracking store (`runs:/` and `models:/`).
     pub fn needs_store(&self) -> bool {
-        matches!(
-            self,
-            Self::Run { .. } | Self::Registered { .. } | Self::LoggedModel { .. }
-        )
+        matches!(self, Self::Run { .. } | Self::Registered { .. } | Self::LoggedModel { .. })
     }
 }
 
@@ -127,20 +120,12 @@ impl FromStr for ModelUri {
 impl fmt::Display for ModelUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sub = |p: &str| {
-            if p.is_empty() {
-                String::new()
-            } else {
-                format!("/{p}")
-            }
+            if p.is_empty() { String::new() } else { format!("/{p}") }
         };
         match self {
             Self::Local(p) => write!(f, "{}", p.display()),
             Self::Run { run_id, path } => write!(f, "runs:/{run_id}{}", sub(path)),
-            Self::Registered {
-                name,
-                selector,
-                sub_path,
-            } => match selector {
+            Self::Registered { name, selector, sub_path } => match selector {
                 VersionSelector::Version(v) => write!(f, "models:/{name}/{v}{}", sub(sub_path)),
                 VersionSelector::Latest => write!(f, "models:/{name}/latest{}", sub(sub_path)),
                 VersionSelector::Stage(s) => write!(f, "models:/{name}/{s}{}", sub(sub_path)),
@@ -172,10 +157,7 @@ pub(crate) fn file_uri_path(uri: &str, rest: &str) -> Result<PathBuf> {
     let path = if let Some(after) = rest.strip_prefix("//") {
         let (host, path) = after.split_at(after.find('/').unwrap_or(after.len()));
         if !(host.is_empty() || host == "localhost") {
-            return Err(Error::invalid_uri(
-                uri,
-                format!("file URIs on another host ('{host}') cannot be read"),
-            ));
+            return Err(Error::invalid_uri(uri, format!("file URIs on another host ('{host}') cannot be read")));
         }
         path
     } else {
@@ -188,40 +170,26 @@ pub(crate) fn file_uri_path(uri: &str, rest: &str) -> Result<PathBuf> {
 }
 
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(s.replace('+', "%2B").as_bytes())
-        .map(|(k, v)| k.into_owned() + &v)
-        .collect()
+    url::form_urlencoded::parse(s.replace('+', "%2B").as_bytes()).map(|(k, v)| k.into_owned() + &v).collect()
 }
 
 fn parse_runs(uri: &str, rest: &str) -> Result<ModelUri> {
-    let body = rest
-        .strip_prefix('/')
-        .ok_or_else(|| Error::invalid_uri(uri, "expected runs:/<run_id>/<artifact path>"))?;
+    let body =
+        rest.strip_prefix('/').ok_or_else(|| Error::invalid_uri(uri, "expected runs:/<run_id>/<artifact path>"))?;
     if body.starts_with('/') {
-        return Err(Error::invalid_uri(
-            uri,
-            "runs:// URIs with a host are not supported; use runs:/<run_id>/<path>",
-        ));
+        return Err(Error::invalid_uri(uri, "runs:// URIs with a host are not supported; use runs:/<run_id>/<path>"));
     }
     let (run_id, path) = body.split_once('/').unwrap_or((body, ""));
     if run_id.is_empty() {
-        return Err(Error::invalid_uri(
-            uri,
-            "the run id is missing: expected runs:/<run_id>/<artifact path>",
-        ));
+        return Err(Error::invalid_uri(uri, "the run id is missing: expected runs:/<run_id>/<artifact path>"));
     }
-    Ok(ModelUri::Run {
-        run_id: run_id.to_string(),
-        path: path.trim_matches('/').to_string(),
-    })
+    Ok(ModelUri::Run { run_id: run_id.to_string(), path: path.trim_matches('/').to_string() })
 }
 
 fn parse_models(uri: &str, rest: &str) -> Result<ModelUri> {
     let usage = "expected models:/<name>/<version>, models:/<name>/latest, models:/<name>/<stage>, \
                  models:/<name>@<alias> or models:/<model_id>";
-    let body = rest
-        .strip_prefix('/')
-        .ok_or_else(|| Error::invalid_uri(uri, usage))?;
+    let body = rest.strip_prefix('/').ok_or_else(|| Error::invalid_uri(uri, usage))?;
     if body.starts_with('/') {
         return Err(Error::invalid_uri(
             uri,
@@ -246,40 +214,25 @@ fn parse_models(uri: &str, rest: &str) -> Result<ModelUri> {
         });
     }
     if after.is_empty() {
-        return Ok(ModelUri::LoggedModel {
-            model_id: first.to_string(),
-            sub_path: String::new(),
-        });
+        return Ok(ModelUri::LoggedModel { model_id: first.to_string(), sub_path: String::new() });
     }
     let (second, sub_path) = after.split_once('/').unwrap_or((after, ""));
     let selector = if !second.is_empty() && second.bytes().all(|b| b.is_ascii_digit()) {
-        VersionSelector::Version(
-            second
-                .parse()
-                .map_err(|_| Error::invalid_uri(uri, "version number too large"))?,
-        )
+        VersionSelector::Version(second.parse().map_err(|_| Error::invalid_uri(uri, "version number too large"))?)
     } else if second.eq_ignore_ascii_case("latest") {
         VersionSelector::Latest
     } else if is_model_id(first) {
         // models:/m-<id>/<sub path>: a logged model with a path inside it.
-        return Ok(ModelUri::LoggedModel {
-            model_id: first.to_string(),
-            sub_path: after.to_string(),
-        });
+        return Ok(ModelUri::LoggedModel { model_id: first.to_string(), sub_path: after.to_string() });
     } else {
         VersionSelector::Stage(second.to_string())
     };
-    Ok(ModelUri::Registered {
-        name: first.to_string(),
-        selector,
-        sub_path: sub_path.to_string(),
-    })
+    Ok(ModelUri::Registered { name: first.to_string(), selector, sub_path: sub_path.to_string() })
 }
 
 /// Whether `s` looks like an MLflow 3 logged model id (`m-` and 32 hex digits).
 pub fn is_model_id(s: &str) -> bool {
-    s.strip_prefix("m-")
-        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    s.strip_prefix("m-").is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -287,11 +240,7 @@ mod tests {
     use super::*;
 
     fn reg(name: &str, selector: VersionSelector, sub: &str) -> ModelUri {
-        ModelUri::Registered {
-            name: name.into(),
-            selector,
-            sub_path: sub.into(),
-        }
+        ModelUri::Registered { name: name.into(), selector, sub_path: sub.into() }
     }
 
     #[test]
@@ -302,94 +251,27 @@ mod tests {
             ("/abs/model", ModelUri::Local("/abs/model".into())),
             ("file:///abs/model", ModelUri::Local("/abs/model".into())),
             ("file:/abs/model", ModelUri::Local("/abs/model".into())),
-            (
-                "file://localhost/abs/my%20model",
-                ModelUri::Local("/abs/my model".into()),
-            ),
+            ("file://localhost/abs/my%20model", ModelUri::Local("/abs/my model".into())),
             ("file:rel/model", ModelUri::Local("rel/model".into())),
-            (
-                "runs:/abc123/model",
-                ModelUri::Run {
-                    run_id: "abc123".into(),
-                    path: "model".into(),
-                },
-            ),
-            (
-                "runs:/abc123/nested/model/",
-                ModelUri::Run {
-                    run_id: "abc123".into(),
-                    path: "nested/model".into(),
-                },
-            ),
-            (
-                "runs:/abc123",
-                ModelUri::Run {
-                    run_id: "abc123".into(),
-                    path: String::new(),
-                },
-            ),
-            (
-                "models:/churn/3",
-                reg("churn", VersionSelector::Version(3), ""),
-            ),
-            (
-                "models:/churn/latest",
-                reg("churn", VersionSelector::Latest, ""),
-            ),
-            (
-                "models:/churn/LATEST",
-                reg("churn", VersionSelector::Latest, ""),
-            ),
-            (
-                "models:/churn/Production",
-                reg("churn", VersionSelector::Stage("Production".into()), ""),
-            ),
-            (
-                "models:/churn@champion",
-                reg("churn", VersionSelector::Alias("champion".into()), ""),
-            ),
-            (
-                "models:/churn@champion/sub/dir",
-                reg(
-                    "churn",
-                    VersionSelector::Alias("champion".into()),
-                    "sub/dir",
-                ),
-            ),
-            (
-                "models:/churn/2/sub",
-                reg("churn", VersionSelector::Version(2), "sub"),
-            ),
-            (
-                "models:/my.model-x/1",
-                reg("my.model-x", VersionSelector::Version(1), ""),
-            ),
-            (
-                &format!("models:/{id}"),
-                ModelUri::LoggedModel {
-                    model_id: id.into(),
-                    sub_path: String::new(),
-                },
-            ),
-            (
-                &format!("models:/{id}/onnx"),
-                ModelUri::LoggedModel {
-                    model_id: id.into(),
-                    sub_path: "onnx".into(),
-                },
-            ),
+            ("runs:/abc123/model", ModelUri::Run { run_id: "abc123".into(), path: "model".into() }),
+            ("runs:/abc123/nested/model/", ModelUri::Run { run_id: "abc123".into(), path: "nested/model".into() }),
+            ("runs:/abc123", ModelUri::Run { run_id: "abc123".into(), path: String::new() }),
+            ("models:/churn/3", reg("churn", VersionSelector::Version(3), "")),
+            ("models:/churn/latest", reg("churn", VersionSelector::Latest, "")),
+            ("models:/churn/LATEST", reg("churn", VersionSelector::Latest, "")),
+            ("models:/churn/Production", reg("churn", VersionSelector::Stage("Production".into()), "")),
+            ("models:/churn@champion", reg("churn", VersionSelector::Alias("champion".into()), "")),
+            ("models:/churn@champion/sub/dir", reg("churn", VersionSelector::Alias("champion".into()), "sub/dir")),
+            ("models:/churn/2/sub", reg("churn", VersionSelector::Version(2), "sub")),
+            ("models:/my.model-x/1", reg("my.model-x", VersionSelector::Version(1), "")),
+            (&format!("models:/{id}"), ModelUri::LoggedModel { model_id: id.into(), sub_path: String::new() }),
+            (&format!("models:/{id}/onnx"), ModelUri::LoggedModel { model_id: id.into(), sub_path: "onnx".into() }),
             (
                 "mlflow-artifacts:/1/models/m-x/artifacts",
                 ModelUri::MlflowArtifacts("mlflow-artifacts:/1/models/m-x/artifacts".into()),
             ),
-            (
-                "s3://bucket/models/churn",
-                ModelUri::Remote("s3://bucket/models/churn".into()),
-            ),
-            (
-                "abfss://c@acct.dfs.core.windows.net/m",
-                ModelUri::Remote("abfss://c@acct.dfs.core.windows.net/m".into()),
-            ),
+            ("s3://bucket/models/churn", ModelUri::Remote("s3://bucket/models/churn".into())),
+            ("abfss://c@acct.dfs.core.windows.net/m", ModelUri::Remote("abfss://c@acct.dfs.core.windows.net/m".into())),
             (
                 "wasbs://c@acct.blob.core.windows.net/m",
                 ModelUri::Remote("wasbs://c@acct.blob.core.windows.net/m".into()),
@@ -404,13 +286,9 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in [
-            "runs:/abc/model",
-            "models:/churn/3",
-            "models:/churn/latest",
-            "models:/churn@champion/sub",
-            "s3://b/k",
-        ] {
+        for text in
+            ["runs:/abc/model", "models:/churn/3", "models:/churn/latest", "models:/churn@champion/sub", "s3://b/k"]
+        {
             assert_eq!(ModelUri::parse(text).unwrap().to_string(), text);
         }
     }
@@ -439,9 +317,6 @@ mod tests {
 
     #[test]
     fn windows_drive_letters_are_paths() {
-        assert_eq!(
-            ModelUri::parse("C:/models/x").unwrap(),
-            ModelUri::Local("C:/models/x".into())
-        );
+        assert_eq!(ModelUri::parse("C:/models/x").unwrap(), ModelUri::Local("C:/models/x".into()));
     }
 }

@@ -9,15 +9,15 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray,
-    StringArray,
+    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray, MapArray,
+    StringArray, StructArray,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field};
 use tract_onnx::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::graph::ElemType;
+use crate::graph::{ElemType, MapKeys};
 
 /// An element type a feed buffer can hold.
 pub(crate) trait FeedElem: Datum + Copy + Default {
@@ -136,12 +136,7 @@ pub(crate) fn write_column<E: FeedElem>(
         }
     }
     if let Some(nulls) = array.nulls() {
-        for row in nulls
-            .iter()
-            .enumerate()
-            .filter(|(_, valid)| !valid)
-            .map(|(r, _)| r)
-        {
+        for row in nulls.iter().enumerate().filter(|(_, valid)| !valid).map(|(r, _)| r) {
             out[row * stride + offset] = null_value;
         }
     } else if matches!(array.data_type(), DataType::Null) {
@@ -160,25 +155,11 @@ pub(crate) fn write_strings(
     array: &dyn Array,
     column: &str,
 ) -> Result<()> {
-    let mut put = |row: usize, v: Option<&str>| {
-        out[row * stride + offset] = v.unwrap_or_default().to_string()
-    };
+    let mut put = |row: usize, v: Option<&str>| out[row * stride + offset] = v.unwrap_or_default().to_string();
     match array.data_type() {
-        DataType::Utf8 => array
-            .as_string::<i32>()
-            .iter()
-            .enumerate()
-            .for_each(|(r, v)| put(r, v)),
-        DataType::LargeUtf8 => array
-            .as_string::<i64>()
-            .iter()
-            .enumerate()
-            .for_each(|(r, v)| put(r, v)),
-        DataType::Utf8View => array
-            .as_string_view()
-            .iter()
-            .enumerate()
-            .for_each(|(r, v)| put(r, v)),
+        DataType::Utf8 => array.as_string::<i32>().iter().enumerate().for_each(|(r, v)| put(r, v)),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().enumerate().for_each(|(r, v)| put(r, v)),
+        DataType::Utf8View => array.as_string_view().iter().enumerate().for_each(|(r, v)| put(r, v)),
         DataType::Dictionary(_, _) => {
             let cast = arrow_cast::cast(array, &DataType::Utf8)
                 .map_err(|e| Error::Binding(format!("column '{column}': {e}")))?;
@@ -219,10 +200,7 @@ pub(crate) fn build_tensor(
             tract_ndarray::ArrayD::from_shape_vec(shape, buf).map(IntoTensor::into_tensor)
         }
         other => {
-            return Err(Error::Binding(format!(
-                "model inputs of type {} are not supported",
-                other.onnx_name()
-            )));
+            return Err(Error::Binding(format!("model inputs of type {} are not supported", other.onnx_name())));
         }
     };
     t.map_err(|e| Error::Binding(format!("internal shape error: {e}")))
@@ -241,13 +219,7 @@ pub(crate) enum TensorFiller<'a> {
 
 impl TensorFiller<'_> {
     /// Writes one column at `offset` of rows of width `stride`; nulls become NaN (floats) or 0.
-    pub(crate) fn column(
-        &mut self,
-        stride: usize,
-        offset: usize,
-        array: &dyn Array,
-        column: &str,
-    ) -> Result<()> {
+    pub(crate) fn column(&mut self, stride: usize, offset: usize, array: &dyn Array, column: &str) -> Result<()> {
         match self {
             Self::F32(b) => write_column(b, stride, offset, array, f32::NAN, column),
             Self::F64(b) => write_column(b, stride, offset, array, f64::NAN, column),
@@ -259,13 +231,45 @@ impl TensorFiller<'_> {
     }
 }
 
-/// Converts an output tensor to a column: `[N]`/`[N,1]` to a flat column, `[N,k]` to a list
-/// column. Rows set in `nulls` are null in the result.
-pub(crate) fn tensor_to_array(
+/// A ZipMap output: `[N, C]` probabilities as one `{class label: probability}` map a row.
+pub(crate) fn probabilities_to_map(
     t: &Tensor,
     name: &str,
+    keys: &MapKeys,
     nulls: Option<&NullBuffer>,
 ) -> Result<ArrayRef> {
+    let values = flat_values(t, name)?;
+    let shape = t.shape();
+    let (rows, width) = (shape.first().copied().unwrap_or(0), shape.iter().skip(1).product::<usize>());
+    let count = match keys {
+        MapKeys::Ints(k) => k.len(),
+        MapKeys::Strings(k) => k.len(),
+    };
+    if count != width {
+        return Err(Error::ResultConversion(format!(
+            "model output '{name}': {width} probabilities a row for {count} class labels"
+        )));
+    }
+    let key_array: ArrayRef = match keys {
+        MapKeys::Ints(k) => Arc::new(Int64Array::from_iter_values((0..rows).flat_map(|_| k.iter().copied()))),
+        MapKeys::Strings(k) => Arc::new(StringArray::from_iter_values((0..rows).flat_map(|_| k.iter()))),
+    };
+    let fields = vec![
+        Field::new("key", key_array.data_type().clone(), false),
+        Field::new("value", values.data_type().clone(), true),
+    ];
+    let entries = StructArray::try_new(fields.into(), vec![key_array, values], None)
+        .map_err(|e| Error::ResultConversion(e.to_string()))?;
+    let field = Arc::new(Field::new("entries", entries.data_type().clone(), false));
+    let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(width, rows));
+    let map = MapArray::try_new(field, offsets, entries, nulls.cloned(), false)
+        .map_err(|e| Error::ResultConversion(e.to_string()))?;
+    Ok(Arc::new(map))
+}
+
+/// Converts an output tensor to a column: `[N]`/`[N,1]` to a flat column, `[N,k]` to a list
+/// column. Rows set in `nulls` are null in the result.
+pub(crate) fn tensor_to_array(t: &Tensor, name: &str, nulls: Option<&NullBuffer>) -> Result<ArrayRef> {
     let shape = t.shape();
     let n = shape.first().copied().unwrap_or(1);
     let width: usize = shape.iter().skip(1).product();
@@ -303,45 +307,27 @@ fn flat_values(t: &Tensor, name: &str) -> Result<ArrayRef> {
     let dt = t.datum_type();
     let view = t.try_as_plain_ram().map_err(err)?;
     Ok(if dt == f32::datum_type() {
-        Arc::new(Float32Array::from(
-            view.as_slice::<f32>().map_err(err)?.to_vec(),
-        ))
+        Arc::new(Float32Array::from(view.as_slice::<f32>().map_err(err)?.to_vec()))
     } else if dt == f64::datum_type() {
-        Arc::new(Float64Array::from(
-            view.as_slice::<f64>().map_err(err)?.to_vec(),
-        ))
+        Arc::new(Float64Array::from(view.as_slice::<f64>().map_err(err)?.to_vec()))
     } else if dt == i64::datum_type() {
-        Arc::new(Int64Array::from(
-            view.as_slice::<i64>().map_err(err)?.to_vec(),
-        ))
+        Arc::new(Int64Array::from(view.as_slice::<i64>().map_err(err)?.to_vec()))
     } else if dt == i32::datum_type() {
-        Arc::new(Int32Array::from(
-            view.as_slice::<i32>().map_err(err)?.to_vec(),
-        ))
+        Arc::new(Int32Array::from(view.as_slice::<i32>().map_err(err)?.to_vec()))
     } else if dt == bool::datum_type() {
-        Arc::new(BooleanArray::from(
-            view.as_slice::<bool>().map_err(err)?.to_vec(),
-        ))
+        Arc::new(BooleanArray::from(view.as_slice::<bool>().map_err(err)?.to_vec()))
     } else if dt == String::datum_type() {
-        Arc::new(StringArray::from_iter_values(
-            view.as_slice::<String>().map_err(err)?.iter(),
-        ))
+        Arc::new(StringArray::from_iter_values(view.as_slice::<String>().map_err(err)?.iter()))
     } else if dt == TDim::datum_type() || dt.is_integer() {
         // ONNX Cast(to=INT64) comes out of tract as TDim; every other integer type widens to int64.
         let cast = t.cast_to::<i64>().map_err(err)?;
         let view = cast.try_as_plain_ram().map_err(err)?;
-        Arc::new(Int64Array::from(
-            view.as_slice::<i64>().map_err(err)?.to_vec(),
-        ))
+        Arc::new(Int64Array::from(view.as_slice::<i64>().map_err(err)?.to_vec()))
     } else if dt.is_float() {
         let cast = t.cast_to::<f32>().map_err(err)?;
         let view = cast.try_as_plain_ram().map_err(err)?;
-        Arc::new(Float32Array::from(
-            view.as_slice::<f32>().map_err(err)?.to_vec(),
-        ))
+        Arc::new(Float32Array::from(view.as_slice::<f32>().map_err(err)?.to_vec()))
     } else {
-        return Err(Error::ResultConversion(format!(
-            "model output '{name}' has unsupported element type {dt:?}"
-        )));
+        return Err(Error::ResultConversion(format!("model output '{name}' has unsupported element type {dt:?}")));
     })
 }

@@ -49,10 +49,9 @@ pub fn numpy_name(t: &ArrowType) -> String {
         ArrowType::Float32 => "float32".into(),
         ArrowType::Float64 => "float64".into(),
         ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => "string".into(),
-        ArrowType::Binary
-        | ArrowType::LargeBinary
-        | ArrowType::BinaryView
-        | ArrowType::FixedSizeBinary(_) => "bytes".into(),
+        ArrowType::Binary | ArrowType::LargeBinary | ArrowType::BinaryView | ArrowType::FixedSizeBinary(_) => {
+            "bytes".into()
+        }
         ArrowType::Timestamp(_, _) => "datetime64".into(),
         ArrowType::Decimal128(..) | ArrowType::Decimal256(..) => "decimal".into(),
         ArrowType::Dictionary(_, v) => numpy_name(v),
@@ -86,10 +85,7 @@ pub fn check_column(column: &str, found: &ArrowType, expected: &ColType) -> Resu
     let ok = match (found, expected_prim) {
         (A::Null, _) => true, // all-null column: the null policy decides
         (A::Boolean, D::Boolean) => true,
-        (
-            A::Int8 | A::Int16 | A::Int32 | A::UInt8 | A::UInt16,
-            D::Integer | D::Long | D::Double,
-        ) => true,
+        (A::Int8 | A::Int16 | A::Int32 | A::UInt8 | A::UInt16, D::Integer | D::Long | D::Double) => true,
         (A::UInt32, D::Long | D::Double) => true,
         (A::Int64, D::Long) => true,
         (A::Int64, D::Float | D::Double) => return Ok(Check::ZeroOrOne),
@@ -120,12 +116,8 @@ fn cast_hint(found: &ArrowType, expected: DataType) -> Option<String> {
         _ => return None,
     };
     let lossy = match (found, expected) {
-        (ArrowType::Float64, DataType::Float) => {
-            "MLflow refuses float64 -> float32 because it can lose precision"
-        }
-        (ArrowType::Int64, DataType::Integer) => {
-            "MLflow refuses int64 -> int32 because it can overflow"
-        }
+        (ArrowType::Float64, DataType::Float) => "MLflow refuses float64 -> float32 because it can lose precision",
+        (ArrowType::Int64, DataType::Integer) => "MLflow refuses int64 -> int32 because it can overflow",
         (ArrowType::Int64 | ArrowType::UInt64, DataType::Double | DataType::Float) => {
             "MLflow refuses int64 -> float because large values lose precision"
         }
@@ -175,14 +167,7 @@ mod tests {
     fn the_conversion_matrix_matches_mlflow() {
         use ArrowType as A;
         use DataType as D;
-        let targets = [
-            D::Boolean,
-            D::Integer,
-            D::Long,
-            D::Float,
-            D::Double,
-            D::String,
-        ];
+        let targets = [D::Boolean, D::Integer, D::Long, D::Float, D::Double, D::String];
         // Rows: the table of MLflow's spec; 'z' is the int64 0/1 exception.
         let rows: [(ArrowType, &str); 11] = [
             (A::Int8, "-YY-Y-"),
@@ -210,25 +195,14 @@ mod tests {
         assert!(check_column("c", &A::UInt64, &prim(D::Long)).is_err());
         assert!(check_column("c", &A::UInt64, &prim(D::Double)).is_err());
         assert!(check_column("c", &A::Decimal128(10, 2), &prim(D::Double)).is_ok());
-        assert!(
-            check_column(
-                "c",
-                &A::Dictionary(Box::new(A::Int32), Box::new(A::Utf8)),
-                &prim(D::String)
-            )
-            .is_ok()
-        );
+        assert!(check_column("c", &A::Dictionary(Box::new(A::Int32), Box::new(A::Utf8)), &prim(D::String)).is_ok());
     }
 
     #[test]
     fn refusals_name_the_column_and_say_what_to_do() {
-        let err = check_column("income", &ArrowType::Float64, &prim(DataType::Float))
-            .unwrap_err()
-            .to_string();
+        let err = check_column("income", &ArrowType::Float64, &prim(DataType::Float)).unwrap_err().to_string();
         assert!(
-            err.contains("column 'income'")
-                && err.contains("float64 to float")
-                && err.contains("CAST(col AS FLOAT)"),
+            err.contains("column 'income'") && err.contains("float64 to float") && err.contains("CAST(col AS FLOAT)"),
             "{err}"
         );
     }
@@ -238,9 +212,7 @@ mod tests {
         let ok = arrow_array::Int64Array::from(vec![Some(0), None, Some(1)]);
         assert!(run_check(Check::ZeroOrOne, "a", &ok, &prim(DataType::Double)).is_ok());
         let bad = arrow_array::Int64Array::from(vec![0, 2, 5]);
-        let err = run_check(Check::ZeroOrOne, "a", &bad, &prim(DataType::Double))
-            .unwrap_err()
-            .to_string();
+        let err = run_check(Check::ZeroOrOne, "a", &bad, &prim(DataType::Double)).unwrap_err().to_string();
         assert!(err.contains("2 values"), "{err}");
     }
 }

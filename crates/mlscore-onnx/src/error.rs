@@ -92,11 +92,7 @@ pub enum Error {
 }
 
 fn extra_suffix(extra: &[String]) -> String {
-    if extra.is_empty() {
-        String::new()
-    } else {
-        format!(". Note that there were extra inputs: {extra:?}")
-    }
+    if extra.is_empty() { String::new() } else { format!(". Note that there were extra inputs: {extra:?}") }
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {

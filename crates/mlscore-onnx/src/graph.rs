@@ -126,6 +126,15 @@ impl fmt::Display for Dim {
     }
 }
 
+/// The class labels of a ZipMap output: its maps' keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapKeys {
+    /// `classlabels_int64s`
+    Ints(Vec<i64>),
+    /// `classlabels_strings`
+    Strings(Vec<String>),
+}
+
 /// What the ONNX file declares for one graph input or output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IoSpec {
@@ -137,6 +146,8 @@ pub struct IoSpec {
     pub shape: Option<Vec<Dim>>,
     /// The declared type as text (`tensor(float)[?,6]`, `seq(map(int64,tensor(float)))`).
     pub type_text: String,
+    /// For an output written by skl2onnx's ZipMap: the keys of its `{class: probability}` maps.
+    pub map_keys: Option<MapKeys>,
 }
 
 impl IoSpec {
@@ -192,39 +203,40 @@ impl OnnxGraph {
     /// Loads and compiles the graph at `path`. External data (`<uuid>.data` files) is read
     /// relative to the file's directory.
     pub fn load(path: &Path) -> Result<Self> {
-        let load_err = |e: TractError| Error::Load {
-            path: path.to_path_buf(),
-            reason: format!("{e:#}"),
-        };
+        let load_err = |e: TractError| Error::Load { path: path.to_path_buf(), reason: format!("{e:#}") };
         let fw = framework();
         let proto = fw.proto_model_for_path(path).map_err(load_err)?;
         check_supported(&fw, &proto, path)?;
-        let graph = proto.graph.as_ref().ok_or_else(|| Error::Load {
-            path: path.to_path_buf(),
-            reason: "the file holds no graph".into(),
-        })?;
-        let initializers: std::collections::HashSet<&str> =
-            graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs: Vec<IoSpec> = graph
-            .input
-            .iter()
-            .filter(|i| !initializers.contains(i.name.as_str()))
-            .map(io_spec)
-            .collect();
-        let outputs: Vec<IoSpec> = graph.output.iter().map(io_spec).collect();
-        let opset = proto
-            .opset_import
-            .iter()
-            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-            .map_or(0, |o| o.version);
-        let ml_opset = proto
-            .opset_import
-            .iter()
-            .find(|o| o.domain == "ai.onnx.ml")
-            .map(|o| o.version);
-        let producer = format!("{} {}", proto.producer_name, proto.producer_version)
-            .trim()
-            .to_string();
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| Error::Load { path: path.to_path_buf(), reason: "the file holds no graph".into() })?;
+        let initializers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs: Vec<IoSpec> =
+            graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).map(io_spec).collect();
+        let mut outputs: Vec<IoSpec> = graph.output.iter().map(io_spec).collect();
+        // ZipMap outputs are sequences of maps; mlscore returns them as map columns keyed by the class labels.
+        for node in graph.node.iter().filter(|n| n.op_type == "ZipMap") {
+            let Some(out) = outputs.iter_mut().find(|o| node.output.first() == Some(&o.name)) else { continue };
+            let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
+            let keys = match (attr("classlabels_int64s"), attr("classlabels_strings")) {
+                (Some(a), _) if !a.ints.is_empty() => MapKeys::Ints(a.ints.clone()),
+                (_, Some(a)) => {
+                    MapKeys::Strings(a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+                }
+                _ => continue,
+            };
+            out.elem = Some(ElemType::F32);
+            out.type_text = format!(
+                "seq(map({}, tensor(float)))",
+                if matches!(keys, MapKeys::Ints(_)) { "int64" } else { "string" }
+            );
+            out.map_keys = Some(keys);
+        }
+        let opset =
+            proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(0, |o| o.version);
+        let ml_opset = proto.opset_import.iter().find(|o| o.domain == "ai.onnx.ml").map(|o| o.version);
+        let producer = format!("{} {}", proto.producer_name, proto.producer_version).trim().to_string();
 
         let dir = path.parent().and_then(Path::to_str);
         let parsed = fw.parse(&proto, dir).map_err(load_err)?;
@@ -254,28 +266,21 @@ impl OnnxGraph {
                         (_, Dim::Fixed(k)) => Ok((*k).to_dim()),
                         _ => Err(Error::Load {
                             path: path.to_path_buf(),
-                            reason: format!("input '{}' has a variable dimension {i} ({}); only the batch dimension may vary", spec.name, spec.type_text),
+                            reason: format!(
+                                "input '{}' has a variable dimension {i} ({}); only the batch dimension may vary",
+                                spec.name, spec.type_text
+                            ),
                         }),
                     })
                     .collect::<Result<_>>()?,
             };
-            model
-                .set_input_fact(ix, InferenceFact::dt_shape(elem.datum_type(), shape))
-                .map_err(load_err)?;
+            model.set_input_fact(ix, InferenceFact::dt_shape(elem.datum_type(), shape)).map_err(load_err)?;
         }
         let typed = model.into_typed().map_err(load_err)?;
         let optimized = typed.into_optimized().map_err(load_err)?;
         let optimized = crate::ops::rewrite_optimized(optimized).map_err(load_err)?;
         let plan = optimized.into_runnable().map_err(load_err)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            plan,
-            inputs,
-            outputs,
-            opset,
-            ml_opset,
-            producer,
-        })
+        Ok(Self { path: path.to_path_buf(), plan, inputs, outputs, opset, ml_opset, producer })
     }
 
     /// The ONNX file.
@@ -290,11 +295,8 @@ impl OnnxGraph {
 }
 
 fn io_spec(v: &pb::ValueInfoProto) -> IoSpec {
-    let tensor = v
-        .r#type
-        .as_ref()
-        .and_then(|t| t.value.as_ref())
-        .map(|tract_onnx::pb::type_proto::Value::TensorType(t)| t);
+    let tensor =
+        v.r#type.as_ref().and_then(|t| t.value.as_ref()).map(|tract_onnx::pb::type_proto::Value::TensorType(t)| t);
     match tensor {
         Some(t) => {
             let elem = ElemType::from_onnx(t.elem_type);
@@ -305,9 +307,7 @@ fn io_spec(v: &pb::ValueInfoProto) -> IoSpec {
                         Some(pb::tensor_shape_proto::dimension::Value::DimValue(k)) if *k >= 0 => {
                             Dim::Fixed(*k as usize)
                         }
-                        Some(pb::tensor_shape_proto::dimension::Value::DimParam(p))
-                            if !p.is_empty() =>
-                        {
+                        Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
                             Dim::Named(p.clone())
                         }
                         _ => Dim::Unknown,
@@ -316,23 +316,10 @@ fn io_spec(v: &pb::ValueInfoProto) -> IoSpec {
             });
             let dims = shape
                 .as_ref()
-                .map(|s| {
-                    format!(
-                        "[{}]",
-                        s.iter().map(Dim::to_string).collect::<Vec<_>>().join(",")
-                    )
-                })
+                .map(|s| format!("[{}]", s.iter().map(Dim::to_string).collect::<Vec<_>>().join(",")))
                 .unwrap_or_default();
-            let ty = elem.map_or_else(
-                || format!("tensor(type {})", t.elem_type),
-                |e| e.onnx_name().to_string(),
-            );
-            IoSpec {
-                name: v.name.clone(),
-                elem,
-                shape,
-                type_text: format!("{ty}{dims}"),
-            }
+            let ty = elem.map_or_else(|| format!("tensor(type {})", t.elem_type), |e| e.onnx_name().to_string());
+            IoSpec { name: v.name.clone(), elem, shape, type_text: format!("{ty}{dims}"), map_keys: None }
         }
         // tract's protobuf only models tensor types: sequences and maps decode as "no value".
         None => IoSpec {
@@ -340,6 +327,7 @@ fn io_spec(v: &pb::ValueInfoProto) -> IoSpec {
             elem: None,
             shape: None,
             type_text: "non-tensor (sequence or map)".into(),
+            map_keys: None,
         },
     }
 }
@@ -349,11 +337,7 @@ fn check_supported(fw: &tract_onnx::Onnx, proto: &pb::ModelProto, path: &Path) -
     fn walk(fw: &tract_onnx::Onnx, g: &pb::GraphProto, out: &mut Vec<String>) {
         for node in &g.node {
             if !fw.op_register.0.contains_key(&node.op_type) {
-                let domain = if node.domain.is_empty() {
-                    "ai.onnx"
-                } else {
-                    node.domain.as_str()
-                };
+                let domain = if node.domain.is_empty() { "ai.onnx" } else { node.domain.as_str() };
                 out.push(format!("{domain}:{} (node '{}')", node.op_type, node.name));
             }
             for attr in &node.attribute {
@@ -373,9 +357,6 @@ fn check_supported(fw: &tract_onnx::Onnx, proto: &pb::ModelProto, path: &Path) -
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Error::UnsupportedOperators {
-            path: path.to_path_buf(),
-            ops: missing,
-        })
+        Err(Error::UnsupportedOperators { path: path.to_path_buf(), ops: missing })
     }
 }

@@ -12,7 +12,7 @@ use mlscore_mlflow::{ColType, MlflowModel, Schema, Signature, StoreConfig};
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
-use crate::convert::{build_tensor, tensor_to_array};
+use crate::convert::{build_tensor, probabilities_to_map, tensor_to_array};
 use crate::enforce::{Check, check_column, numpy_name, run_check};
 use crate::error::{Error, Result};
 use crate::graph::{ElemType, IoSpec, OnnxGraph};
@@ -37,9 +37,7 @@ impl std::str::FromStr for NullPolicy {
             "error" => Ok(Self::Error),
             "null" => Ok(Self::Null),
             "nan" => Ok(Self::Nan),
-            _ => Err(Error::Binding(format!(
-                "unknown null policy '{s}': use error, null or nan"
-            ))),
+            _ => Err(Error::Binding(format!("unknown null policy '{s}': use error, null or nan"))),
         }
     }
 }
@@ -81,17 +79,9 @@ pub struct BoundColumn {
 #[derive(Debug, Clone, PartialEq)]
 enum Feed {
     /// `[N, k]`: the columns side by side (k may be 1), or `[N]` when `rank1`.
-    Stack {
-        columns: Vec<usize>,
-        elem: ElemType,
-        rank1: bool,
-    },
+    Stack { columns: Vec<usize>, elem: ElemType, rank1: bool },
     /// `[N, k]` from one list column of width `k`.
-    List {
-        column: usize,
-        width: usize,
-        elem: ElemType,
-    },
+    List { column: usize, width: usize, elem: ElemType },
 }
 
 /// A table's columns matched to a model's inputs, decided once per query before any data is read.
@@ -129,12 +119,7 @@ impl Model {
         let graph = OnnxGraph::load(&mlflow.onnx_path)?;
         let onnx_sha256 = sha256_file(&mlflow.onnx_path)?;
         let signature = mlflow.enforced_signature().cloned();
-        Ok(Self {
-            mlflow,
-            graph,
-            signature,
-            onnx_sha256,
-        })
+        Ok(Self { mlflow, graph, signature, onnx_sha256 })
     }
 
     /// The URI the model was loaded from.
@@ -160,9 +145,7 @@ impl Model {
     /// The signature's input column names, in order (what a no-argument call reads).
     pub fn input_names(&self) -> Vec<String> {
         match self.signature.as_ref().and_then(|s| s.inputs.as_ref()) {
-            Some(schema) if schema.is_named() => {
-                schema.names().into_iter().map(str::to_string).collect()
-            }
+            Some(schema) if schema.is_named() => schema.names().into_iter().map(str::to_string).collect(),
             _ => Vec::new(),
         }
     }
@@ -204,12 +187,7 @@ impl Model {
                     .fields()
                     .iter()
                     .enumerate()
-                    .map(|(i, f)| BoundColumn {
-                        index: i,
-                        name: f.name().clone(),
-                        spec: None,
-                        check: Check::None,
-                    })
+                    .map(|(i, f)| BoundColumn { index: i, name: f.name().clone(), spec: None, check: Check::None })
                     .collect();
                 self.finish_columns(frame, columns)
             }
@@ -238,12 +216,8 @@ impl Model {
         }
         if !missing.is_empty() {
             let wanted: HashSet<&str> = cols.iter().filter_map(|c| c.name.as_deref()).collect();
-            let extra: Vec<String> = frame
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .filter(|n| !wanted.contains(n.as_str()))
-                .collect();
+            let extra: Vec<String> =
+                frame.fields().iter().map(|f| f.name().clone()).filter(|n| !wanted.contains(n.as_str())).collect();
             let close: Vec<String> = missing
                 .iter()
                 .filter_map(|m| {
@@ -255,15 +229,12 @@ impl Model {
                 })
                 .collect();
             let hint = if close.is_empty() {
-                "pass the columns explicitly (--columns a,b,c in the signature's order, or predict(a, b, c) in SQL)".to_string()
+                "pass the columns explicitly (--columns a,b,c in the signature's order, or predict(a, b, c) in SQL)"
+                    .to_string()
             } else {
                 format!("names are case-sensitive: found {}", close.join(", "))
             };
-            return Err(Error::MissingColumns {
-                missing,
-                extra,
-                hint,
-            });
+            return Err(Error::MissingColumns { missing, extra, hint });
         }
         self.finish_columns(frame, columns)
     }
@@ -279,15 +250,14 @@ impl Model {
             {
                 let width = match width {
                     0 => input.width().ok_or_else(|| {
-                        Error::Binding(format!("column '{}' is a list, but the ONNX input '{}' ({}) declares no fixed width", col.name, input.name, input.type_text))
+                        Error::Binding(format!(
+                            "column '{}' is a list, but the ONNX input '{}' ({}) declares no fixed width",
+                            col.name, input.name, input.type_text
+                        ))
                     })?,
                     w => check_width(input, w, &columns)?,
                 };
-                vec![Feed::List {
-                    column: col.index,
-                    width,
-                    elem,
-                }]
+                vec![Feed::List { column: col.index, width, elem }]
             } else {
                 check_width(input, columns.len(), &columns)?;
                 for c in &columns {
@@ -303,14 +273,10 @@ impl Model {
             let mut feeds = Vec::with_capacity(inputs.len());
             for input in inputs {
                 let elem = feed_elem(input)?;
-                let Some(col) = columns
-                    .iter()
-                    .find(|c| c.spec.as_ref().map_or(&c.name, |(n, _)| n) == &input.name)
+                let Some(col) = columns.iter().find(|c| c.spec.as_ref().map_or(&c.name, |(n, _)| n) == &input.name)
                 else {
-                    let have: Vec<&str> = columns
-                        .iter()
-                        .map(|c| c.spec.as_ref().map_or(c.name.as_str(), |(n, _)| n.as_str()))
-                        .collect();
+                    let have: Vec<&str> =
+                        columns.iter().map(|c| c.spec.as_ref().map_or(c.name.as_str(), |(n, _)| n.as_str())).collect();
                     return Err(Error::Binding(format!(
                         "the ONNX graph has {} inputs, one per column, and none is given for input '{}' (columns given: {have:?})",
                         inputs.len(),
@@ -319,38 +285,21 @@ impl Model {
                 };
                 check_feedable(&col.name, frame.field(col.index).data_type(), elem)?;
                 // skl2onnx declares per-column inputs as [N, 1]; MLflow feeds 1-D arrays there and fails. Feed what is declared.
-                feeds.push(Feed::Stack {
-                    columns: vec![col.index],
-                    elem,
-                    rank1: input.rank() == Some(1),
-                });
+                feeds.push(Feed::Stack { columns: vec![col.index], elem, rank1: input.rank() == Some(1) });
             }
             feeds
         };
-        Ok(Binding {
-            columns,
-            feeds,
-            warnings: Vec::new(),
-        })
+        Ok(Binding { columns, feeds, warnings: Vec::new() })
     }
 
-    fn bind_tensors(
-        &self,
-        frame: &ArrowSchema,
-        specs: &[mlscore_mlflow::TensorSpec],
-    ) -> Result<Binding> {
+    fn bind_tensors(&self, frame: &ArrowSchema, specs: &[mlscore_mlflow::TensorSpec]) -> Result<Binding> {
         let unnamed = specs.len() == 1 && specs[0].name.is_none();
         let mut columns = Vec::new();
         if unnamed {
             let spec = &specs[0];
             let fields = frame.fields();
             if fields.len() == 1 && list_width(&fields[0]).is_some() {
-                columns.push(BoundColumn {
-                    index: 0,
-                    name: fields[0].name().clone(),
-                    spec: None,
-                    check: Check::None,
-                });
+                columns.push(BoundColumn { index: 0, name: fields[0].name().clone(), spec: None, check: Check::None });
             } else {
                 for (i, f) in fields.iter().enumerate() {
                     let found = numpy_name(f.data_type());
@@ -362,12 +311,7 @@ impl Model {
                             hint: Some("tensor signatures take columns of exactly their dtype (MLflow: dtype of input does not match expected dtype)".into()),
                         });
                     }
-                    columns.push(BoundColumn {
-                        index: i,
-                        name: f.name().clone(),
-                        spec: None,
-                        check: Check::None,
-                    });
+                    columns.push(BoundColumn { index: i, name: f.name().clone(), spec: None, check: Check::None });
                 }
             }
         } else {
@@ -375,12 +319,7 @@ impl Model {
             for spec in specs {
                 let name = spec.name.clone().unwrap_or_default();
                 match frame.index_of(&name) {
-                    Ok(i) => columns.push(BoundColumn {
-                        index: i,
-                        name: name.clone(),
-                        spec: None,
-                        check: Check::None,
-                    }),
+                    Ok(i) => columns.push(BoundColumn { index: i, name: name.clone(), spec: None, check: Check::None }),
                     Err(_) => missing.push(name),
                 }
             }
@@ -396,12 +335,7 @@ impl Model {
     }
 
     /// Scores one batch of the frame the binding was made for.
-    pub fn predict(
-        &self,
-        binding: &Binding,
-        frame: &[ArrayRef],
-        nulls: NullPolicy,
-    ) -> Result<Prediction> {
+    pub fn predict(&self, binding: &Binding, frame: &[ArrayRef], nulls: NullPolicy) -> Result<Prediction> {
         let rows = frame.first().map_or(0, |a| a.len());
         for c in &binding.columns {
             if let Some((_, ty)) = &c.spec {
@@ -416,15 +350,19 @@ impl Model {
         let outs = if rows == 0 {
             None
         } else {
-            Some(self.graph.run(tensors).map_err(|e| Error::Inference {
-                model: self.uri().to_string(),
-                reason: format!("{e:#}"),
-            })?)
+            Some(
+                self.graph
+                    .run(tensors)
+                    .map_err(|e| Error::Inference { model: self.uri().to_string(), reason: format!("{e:#}") })?,
+            )
         };
         let mut outputs = Vec::with_capacity(self.graph.outputs.len());
         for (i, spec) in self.graph.outputs.iter().enumerate() {
             let array = match &outs {
-                Some(outs) => tensor_to_array(&outs[i], &spec.name, mask.as_ref())?,
+                Some(outs) => match &spec.map_keys {
+                    Some(keys) => probabilities_to_map(&outs[i], &spec.name, keys, mask.as_ref())?,
+                    None => tensor_to_array(&outs[i], &spec.name, mask.as_ref())?,
+                },
                 None => arrow_array::new_empty_array(&output_arrow_type(spec)),
             };
             outputs.push((spec.name.clone(), array));
@@ -432,26 +370,12 @@ impl Model {
         Ok(Prediction { outputs, null_rows })
     }
 
-    fn feed(
-        &self,
-        binding: &Binding,
-        feed: &Feed,
-        frame: &[ArrayRef],
-        rows: usize,
-    ) -> Result<Tensor> {
+    fn feed(&self, binding: &Binding, feed: &Feed, frame: &[ArrayRef], rows: usize) -> Result<Tensor> {
         let name_of = |idx: usize| {
-            binding
-                .columns
-                .iter()
-                .find(|c| c.index == idx)
-                .map_or_else(|| idx.to_string(), |c| c.name.clone())
+            binding.columns.iter().find(|c| c.index == idx).map_or_else(|| idx.to_string(), |c| c.name.clone())
         };
         match feed {
-            Feed::Stack {
-                columns,
-                elem,
-                rank1,
-            } => {
+            Feed::Stack { columns, elem, rank1 } => {
                 let k = columns.len();
                 let shape: Vec<usize> = if *rank1 { vec![rows] } else { vec![rows, k] };
                 build_tensor(*elem, &shape, |filler| {
@@ -461,11 +385,7 @@ impl Model {
                     Ok(())
                 })
             }
-            Feed::List {
-                column,
-                width,
-                elem,
-            } => {
+            Feed::List { column, width, elem } => {
                 let array = frame[*column].as_ref();
                 let name = name_of(*column);
                 let (values, offsets) = list_parts(array, &name)?;
@@ -482,24 +402,25 @@ impl Model {
                 }
                 let start = offsets[0];
                 let values = values.slice(start, rows * width);
-                build_tensor(*elem, &[rows, *width], |filler| {
-                    filler.column(1, 0, values.as_ref(), &name)
-                })
+                build_tensor(*elem, &[rows, *width], |filler| filler.column(1, 0, values.as_ref(), &name))
             }
         }
     }
 
     /// The Arrow types of the outputs as [`Model::predict`] returns them.
     pub fn output_types(&self) -> Vec<(String, ArrowType)> {
-        self.graph
-            .outputs
-            .iter()
-            .map(|o| (o.name.clone(), output_arrow_type(o)))
-            .collect()
+        self.graph.outputs.iter().map(|o| (o.name.clone(), output_arrow_type(o))).collect()
     }
 }
 
 fn output_arrow_type(spec: &IoSpec) -> ArrowType {
+    if let Some(keys) = &spec.map_keys {
+        let key = if matches!(keys, crate::graph::MapKeys::Ints(_)) { ArrowType::Int64 } else { ArrowType::Utf8 };
+        let entries = ArrowType::Struct(
+            vec![Field::new("key", key, false), Field::new("value", ArrowType::Float32, true)].into(),
+        );
+        return ArrowType::Map(Arc::new(Field::new("entries", entries, false)), false);
+    }
     let elem = match spec.elem {
         Some(ElemType::F64) => ArrowType::Float64,
         Some(ElemType::I32) => ArrowType::Int32,
@@ -518,10 +439,7 @@ fn output_arrow_type(spec: &IoSpec) -> ArrowType {
 
 fn feed_elem(input: &IoSpec) -> Result<ElemType> {
     input.elem.ok_or_else(|| {
-        Error::Binding(format!(
-            "ONNX input '{}' is {}; only tensors can be fed",
-            input.name, input.type_text
-        ))
+        Error::Binding(format!("ONNX input '{}' is {}; only tensors can be fed", input.name, input.type_text))
     })
 }
 
@@ -531,21 +449,15 @@ fn check_width(input: &IoSpec, given: usize, columns: &[BoundColumn]) -> Result<
             "the ONNX input '{}' ({}) takes {w} values a row, but {given} are given ({})",
             input.name,
             input.type_text,
-            columns
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
         ))),
         _ => Ok(given),
     }
 }
 
 fn check_feedable(column: &str, t: &ArrowType, elem: ElemType) -> Result<()> {
-    let string_col = matches!(
-        t,
-        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View
-    ) || matches!(t, ArrowType::Dictionary(_, v) if matches!(**v, ArrowType::Utf8 | ArrowType::LargeUtf8));
+    let string_col = matches!(t, ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View)
+        || matches!(t, ArrowType::Dictionary(_, v) if matches!(**v, ArrowType::Utf8 | ArrowType::LargeUtf8));
     let ok = if elem == ElemType::String {
         string_col
     } else {
@@ -576,17 +488,11 @@ fn list_parts(array: &dyn Array, column: &str) -> Result<(ArrayRef, Vec<usize>)>
     Ok(match array.data_type() {
         ArrowType::List(_) => {
             let l = array.as_list::<i32>();
-            (
-                l.values().clone(),
-                l.value_offsets().iter().map(|o| *o as usize).collect(),
-            )
+            (l.values().clone(), l.value_offsets().iter().map(|o| *o as usize).collect())
         }
         ArrowType::LargeList(_) => {
             let l = array.as_list::<i64>();
-            (
-                l.values().clone(),
-                l.value_offsets().iter().map(|o| *o as usize).collect(),
-            )
+            (l.values().clone(), l.value_offsets().iter().map(|o| *o as usize).collect())
         }
         ArrowType::FixedSizeList(_, w) => {
             let l = array.as_fixed_size_list();
@@ -594,34 +500,22 @@ fn list_parts(array: &dyn Array, column: &str) -> Result<(ArrayRef, Vec<usize>)>
             (l.values().clone(), (0..=l.len()).map(|r| r * w).collect())
         }
         other => {
-            return Err(Error::Binding(format!(
-                "column '{column}' of type {other} is not a list"
-            )));
+            return Err(Error::Binding(format!("column '{column}' of type {other} is not a list")));
         }
     })
 }
 
 /// Applies the null policy: an error under `Error`, the output validity mask under `Null`.
-fn null_rows(
-    binding: &Binding,
-    frame: &[ArrayRef],
-    policy: NullPolicy,
-) -> Result<(usize, Option<NullBuffer>)> {
-    let with_nulls: Vec<&BoundColumn> = binding
-        .columns
-        .iter()
-        .filter(|c| frame[c.index].null_count() > 0)
-        .collect();
+fn null_rows(binding: &Binding, frame: &[ArrayRef], policy: NullPolicy) -> Result<(usize, Option<NullBuffer>)> {
+    let with_nulls: Vec<&BoundColumn> = binding.columns.iter().filter(|c| frame[c.index].null_count() > 0).collect();
     if with_nulls.is_empty() {
         return Ok((0, None));
     }
     match policy {
         NullPolicy::Error => {
             let c = with_nulls[0];
-            let others: Vec<String> = with_nulls[1..]
-                .iter()
-                .map(|c| format!("'{}' ({})", c.name, frame[c.index].null_count()))
-                .collect();
+            let others: Vec<String> =
+                with_nulls[1..].iter().map(|c| format!("'{}' ({})", c.name, frame[c.index].null_count())).collect();
             Err(Error::InvalidValues {
                 column: c.name.clone(),
                 reason: format!(
@@ -629,11 +523,7 @@ fn null_rows(
                      --on-null null (null prediction for those rows) or --on-null nan (nulls reach the model as NaN, as in MLflow)",
                     frame[c.index].null_count(),
                     frame[c.index].len(),
-                    if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (also null: {})", others.join(", "))
-                    }
+                    if others.is_empty() { String::new() } else { format!(" (also null: {})", others.join(", ")) }
                 ),
             })
         }
@@ -641,9 +531,7 @@ fn null_rows(
             for c in &with_nulls {
                 let t = frame[c.index].data_type();
                 let feeds_float = binding.feeds.iter().any(|f| match f {
-                    Feed::Stack { columns, elem, .. } => {
-                        columns.contains(&c.index) && elem.is_float()
-                    }
+                    Feed::Stack { columns, elem, .. } => columns.contains(&c.index) && elem.is_float(),
                     Feed::List { column, elem, .. } => *column == c.index && elem.is_float(),
                 });
                 if !feeds_float {
@@ -660,10 +548,7 @@ fn null_rows(
             let mut any = vec![false; frame[0].len()];
             for c in &with_nulls {
                 if let Some(n) = frame[c.index].nulls() {
-                    n.iter()
-                        .enumerate()
-                        .filter(|(_, v)| !v)
-                        .for_each(|(r, _)| any[r] = true);
+                    n.iter().enumerate().filter(|(_, v)| !v).for_each(|(r, _)| any[r] = true);
                 }
             }
             Ok((any.iter().filter(|b| **b).count(), None))
@@ -674,10 +559,7 @@ fn null_rows(
             valid.append_n(len, true);
             for c in &with_nulls {
                 if let Some(n) = frame[c.index].nulls() {
-                    n.iter()
-                        .enumerate()
-                        .filter(|(_, v)| !v)
-                        .for_each(|(r, _)| valid.set_bit(r, false));
+                    n.iter().enumerate().filter(|(_, v)| !v).for_each(|(r, _)| valid.set_bit(r, false));
                 }
             }
             let buf = NullBuffer::new(valid.finish());
@@ -698,10 +580,7 @@ pub fn positional_frame(
     for c in columns {
         indices.push(schema.index_of(c).map_err(|_| {
             let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            Error::Binding(format!(
-                "no column named '{c}' in the input (its columns: {})",
-                names.join(", ")
-            ))
+            Error::Binding(format!("no column named '{c}' in the input (its columns: {})", names.join(", ")))
         })?);
     }
     let sig_names = model.input_names();
@@ -719,7 +598,10 @@ pub fn positional_frame(
         .enumerate()
         .map(|(pos, idx)| {
             let f = schema.field(*idx);
-            let name = sig_names.get(pos).cloned().unwrap_or_else(|| if sig_names.is_empty() { f.name().clone() } else { pos.to_string() });
+            let name = sig_names
+                .get(pos)
+                .cloned()
+                .unwrap_or_else(|| if sig_names.is_empty() { f.name().clone() } else { pos.to_string() });
             if !sig_names.is_empty() && pos < sig_names.len() && f.name() != &name {
                 warnings.push(format!(
                     "column '{}' is passed in position {} and is scored as the model's input '{name}'",
@@ -751,17 +633,12 @@ pub fn predict_batch(model: &Model, batch: &RecordBatch, nulls: NullPolicy) -> R
 }
 
 fn sha256_file(path: &std::path::Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::Load {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| Error::Load { path: path.to_path_buf(), reason: e.to_string() })?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::Load {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let n = f.read(&mut buf).map_err(|e| Error::Load { path: path.to_path_buf(), reason: e.to_string() })?;
         if n == 0 {
             break;
         }

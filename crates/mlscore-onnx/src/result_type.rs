@@ -88,22 +88,14 @@ impl FromStr for ResultType {
 impl ResultType {
     /// Parses a Spark DDL type string, and refuses the types spark_udf refuses.
     pub fn parse(ddl: &str) -> Result<Self> {
-        let bad = |reason: String| Error::InvalidResultType {
-            ty: ddl.to_string(),
-            reason,
-        };
+        let bad = |reason: String| Error::InvalidResultType { ty: ddl.to_string(), reason };
         let tokens = tokenize(ddl).map_err(bad)?;
         let mut p = Parser { tokens, pos: 0 };
         // A bare field list ("a int, b double") is a struct, as in Spark's DDL.
         let looks_like_fields = p.tokens.len() >= 2
             && matches!(p.tokens[0], Tok::Ident(_))
             && (matches!(p.tokens[1], Tok::Colon) || matches!(p.tokens[1], Tok::Ident(_)));
-        let parsed = if looks_like_fields {
-            p.fields().map(Parsed::Struct)
-        } else {
-            p.ty()
-        }
-        .map_err(bad)?;
+        let parsed = if looks_like_fields { p.fields().map(Parsed::Struct) } else { p.ty() }.map_err(bad)?;
         if p.pos != p.tokens.len() {
             return Err(bad(format!("unexpected '{}'", p.tokens[p.pos])));
         }
@@ -125,12 +117,9 @@ impl ResultType {
             Self::String => ArrowType::Utf8,
             Self::Boolean => ArrowType::Boolean,
             Self::Array(t) => ArrowType::List(Arc::new(Field::new("item", t.arrow_type(), true))),
-            Self::Struct(fields) => ArrowType::Struct(
-                fields
-                    .iter()
-                    .map(|(n, t)| Field::new(n, t.arrow_type(), true))
-                    .collect(),
-            ),
+            Self::Struct(fields) => {
+                ArrowType::Struct(fields.iter().map(|(n, t)| Field::new(n, t.arrow_type(), true)).collect())
+            }
             Self::Map(k, v) => ArrowType::Map(
                 Arc::new(Field::new(
                     "entries",
@@ -148,11 +137,7 @@ impl ResultType {
     /// The result type of a column that holds this Arrow type unchanged, if there is one.
     pub fn from_arrow(t: &ArrowType) -> Option<Self> {
         Some(match t {
-            ArrowType::Int8
-            | ArrowType::Int16
-            | ArrowType::Int32
-            | ArrowType::UInt8
-            | ArrowType::UInt16 => Self::Int,
+            ArrowType::Int8 | ArrowType::Int16 | ArrowType::Int32 | ArrowType::UInt8 | ArrowType::UInt16 => Self::Int,
             ArrowType::Int64 | ArrowType::UInt32 => Self::Long,
             ArrowType::Float16 | ArrowType::Float32 => Self::Float,
             ArrowType::Float64 => Self::Double,
@@ -178,35 +163,26 @@ impl ResultType {
         let Some(schema) = outputs else {
             return Ok(Self::Double);
         };
-        let err = |reason: String| Error::InvalidResultType {
-            ty: schema.to_string(),
-            reason,
-        };
+        let err = |reason: String| Error::InvalidResultType { ty: schema.to_string(), reason };
         let types: Vec<(String, Self)> = match schema {
             Schema::Columns(cols) => cols
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    Ok((
-                        c.name.clone().unwrap_or_else(|| i.to_string()),
-                        coltype_to_spark(&c.ty).map_err(err)?,
-                    ))
+                    Ok((c.name.clone().unwrap_or_else(|| i.to_string()), coltype_to_spark(&c.ty).map_err(err)?))
                 })
                 .collect::<Result<_>>()?,
             Schema::Tensors(ts) => ts
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    let elem = numpy_to_spark(&t.dtype).ok_or_else(|| {
-                        err(format!("tensor dtype {} has no Spark type", t.dtype))
-                    })?;
+                    let elem = numpy_to_spark(&t.dtype)
+                        .ok_or_else(|| err(format!("tensor dtype {} has no Spark type", t.dtype)))?;
                     let ty = match t.shape.len() {
                         1 => Self::Array(Box::new(elem)),
                         2 => Self::Array(Box::new(Self::Array(Box::new(elem)))),
                         n => {
-                            return Err(err(format!(
-                                "tensors of rank {n} cannot be returned by a Spark UDF"
-                            )));
+                            return Err(err(format!("tensors of rank {n} cannot be returned by a Spark UDF")));
                         }
                     };
                     Ok((t.name.clone().unwrap_or_else(|| i.to_string()), ty))
@@ -214,11 +190,7 @@ impl ResultType {
                 .collect::<Result<_>>()?,
         };
         Ok(if types.len() == 1 {
-            types
-                .into_iter()
-                .next()
-                .map(|(_, t)| t)
-                .unwrap_or(Self::Double)
+            types.into_iter().next().map(|(_, t)| t).unwrap_or(Self::Double)
         } else {
             Self::Struct(types)
         })
@@ -230,21 +202,15 @@ impl ResultType {
         let types = outputs
             .iter()
             .map(|(name, t)| {
-                Self::from_arrow(t)
-                    .map(|r| (name.clone(), r))
-                    .ok_or_else(|| Error::InvalidResultType {
-                        ty: t.to_string(),
-                        reason: format!("model output '{name}' has no Spark type"),
-                    })
+                Self::from_arrow(t).map(|r| (name.clone(), r)).ok_or_else(|| Error::InvalidResultType {
+                    ty: t.to_string(),
+                    reason: format!("model output '{name}' has no Spark type"),
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         match types.len() {
             0 => Err(Error::ResultConversion("the model has no outputs".into())),
-            1 => Ok(types
-                .into_iter()
-                .next()
-                .map(|(_, t)| t)
-                .unwrap_or(Self::Double)),
+            1 => Ok(types.into_iter().next().map(|(_, t)| t).unwrap_or(Self::Double)),
             _ => Ok(Self::Struct(types)),
         }
     }
@@ -265,33 +231,31 @@ impl ResultType {
                     };
                     arrays.push(convert_field(name, out, ty)?);
                 }
-                let fields: Fields = fields
-                    .iter()
-                    .zip(&arrays)
-                    .map(|((n, _), a)| Field::new(n, a.data_type().clone(), true))
-                    .collect();
+                let fields: Fields =
+                    fields.iter().zip(&arrays).map(|((n, _), a)| Field::new(n, a.data_type().clone(), true)).collect();
                 // Rows with a null prediction (null policy `null`) are null structs, not structs of nulls.
                 let nulls = outputs.first().and_then(|(_, a)| a.nulls().cloned());
-                let s = StructArray::try_new(fields, arrays, nulls)
-                    .map_err(|e| Error::ResultConversion(e.to_string()))?;
+                let s =
+                    StructArray::try_new(fields, arrays, nulls).map_err(|e| Error::ResultConversion(e.to_string()))?;
                 Ok(Arc::new(s))
             }
-            Self::Map(..) => Err(Error::ResultConversion(format!(
-                "result type {self} needs a model that returns a map (skl2onnx's ZipMap output); request \
-                 array<float> or a struct instead"
-            ))),
+            Self::Map(..) => match outputs.iter().find(|(_, a)| matches!(a.data_type(), ArrowType::Map(..))) {
+                Some((_, map)) => cast_to(map, self),
+                None => Err(Error::ResultConversion(format!(
+                    "result type {self} needs a model that returns a map (skl2onnx's ZipMap output); request \
+                     array<float> or a struct instead"
+                ))),
+            },
             Self::Array(inner) => match **inner {
                 // array<array<T>>: one inner array per output (spark_udf fails here for ONNX models).
                 Self::Array(_) => {
-                    let per_output: Vec<ArrayRef> = outputs
-                        .iter()
-                        .map(|(n, a)| convert_field(n, a, inner))
-                        .collect::<Result<_>>()?;
+                    let per_output: Vec<ArrayRef> =
+                        outputs.iter().map(|(n, a)| convert_field(n, a, inner)).collect::<Result<_>>()?;
                     nest_outputs(&per_output, inner, len)
                 }
-                Self::Struct(_) | Self::Map(..) => Err(Error::ResultConversion(format!(
-                    "result type {self} is not supported for ONNX model outputs"
-                ))),
+                Self::Struct(_) | Self::Map(..) => {
+                    Err(Error::ResultConversion(format!("result type {self} is not supported for ONNX model outputs")))
+                }
                 _ => {
                     let cols = compatible_columns(self, inner, outputs)?;
                     gather_rows(&cols, inner, len)
@@ -320,15 +284,11 @@ fn compatible_columns(
                 let list = a.as_list::<i32>();
                 let width = list.value_length(0) as usize;
                 for j in 0..width {
-                    let idx: Vec<u64> = (0..list.len())
-                        .map(|r| (list.value_offsets()[r] as usize + j) as u64)
-                        .collect();
-                    let col = arrow_select::take::take(
-                        list.values().as_ref(),
-                        &arrow_array::UInt64Array::from(idx),
-                        None,
-                    )
-                    .map_err(|e| Error::ResultConversion(e.to_string()))?;
+                    let idx: Vec<u64> =
+                        (0..list.len()).map(|r| (list.value_offsets()[r] as usize + j) as u64).collect();
+                    let col =
+                        arrow_select::take::take(list.values().as_ref(), &arrow_array::UInt64Array::from(idx), None)
+                            .map_err(|e| Error::ResultConversion(e.to_string()))?;
                     cols.push((format!("{name}[{j}]"), col));
                 }
             }
@@ -339,29 +299,21 @@ fn compatible_columns(
         use ArrowType as A;
         match elem {
             ResultType::Int => matches!(t, A::Int8 | A::Int16 | A::Int32 | A::UInt8 | A::UInt16),
-            ResultType::Long => matches!(
-                t,
-                A::Int8 | A::Int16 | A::Int32 | A::Int64 | A::UInt8 | A::UInt16 | A::UInt32
-            ),
+            ResultType::Long => {
+                matches!(t, A::Int8 | A::Int16 | A::Int32 | A::Int64 | A::UInt8 | A::UInt16 | A::UInt32)
+            }
             ResultType::Float | ResultType::Double => t.is_numeric(),
             ResultType::Boolean => matches!(t, A::Boolean),
             ResultType::String => true,
             _ => false,
         }
     };
-    let kept: Vec<_> = cols
-        .into_iter()
-        .filter(|(_, a)| keep(a.data_type()))
-        .collect();
+    let kept: Vec<_> = cols.into_iter().filter(|(_, a)| keep(a.data_type())).collect();
     if kept.is_empty() {
         return Err(Error::ResultConversion(format!(
             "The model did not produce any values compatible with the requested type '{full}'. Consider requesting udf \
              with StringType or Arraytype(StringType). (outputs: {})",
-            outputs
-                .iter()
-                .map(|(n, a)| format!("{n}: {}", a.data_type()))
-                .collect::<Vec<_>>()
-                .join(", ")
+            outputs.iter().map(|(n, a)| format!("{n}: {}", a.data_type())).collect::<Vec<_>>().join(", ")
         )));
     }
     Ok(kept)
@@ -372,20 +324,15 @@ fn cast_to(a: &ArrayRef, ty: &ResultType) -> Result<ArrayRef> {
     if a.data_type() == &target {
         return Ok(a.clone());
     }
-    let opts = CastOptions {
-        safe: false,
-        ..Default::default()
-    };
-    cast_with_options(a, &target, &opts).map_err(|e| {
-        Error::ResultConversion(format!("cannot convert {} to {ty}: {e}", a.data_type()))
-    })
+    let opts = CastOptions { safe: false, ..Default::default() };
+    cast_with_options(a, &target, &opts)
+        .map_err(|e| Error::ResultConversion(format!("cannot convert {} to {ty}: {e}", a.data_type())))
 }
 
 /// One struct field (or one output) as `ty`: scalars from `[N]` outputs, arrays from `[N, k]` ones.
 fn convert_field(name: &str, out: &ArrayRef, ty: &ResultType) -> Result<ArrayRef> {
     match (out.data_type(), ty) {
-        (ArrowType::List(_), ResultType::Array(_))
-        | (_, ResultType::Struct(_) | ResultType::Map(..)) => {
+        (ArrowType::List(_), ResultType::Array(_)) | (_, ResultType::Struct(_) | ResultType::Map(..)) => {
             cast_to(out, ty).map_err(|e| Error::ResultConversion(format!("output '{name}': {e}")))
         }
         (ArrowType::List(_), scalar) => {
@@ -414,23 +361,17 @@ fn convert_field(name: &str, out: &ArrayRef, ty: &ResultType) -> Result<ArrayRef
 
 /// `array<T>`: each row holds the row's values of every kept column, in order.
 fn gather_rows(cols: &[(String, ArrayRef)], elem: &ResultType, len: usize) -> Result<ArrayRef> {
-    let cast: Vec<ArrayRef> = cols
-        .iter()
-        .map(|(_, a)| cast_to(a, elem))
-        .collect::<Result<_>>()?;
+    let cast: Vec<ArrayRef> = cols.iter().map(|(_, a)| cast_to(a, elem)).collect::<Result<_>>()?;
     let refs: Vec<&dyn Array> = cast.iter().map(AsRef::as_ref).collect();
     let k = cols.len();
     // Interleave column-major values into row-major order.
     let indices: Vec<(usize, usize)> = (0..len).flat_map(|r| (0..k).map(move |c| (c, r))).collect();
-    let values = arrow_select::interleave::interleave(&refs, &indices)
-        .map_err(|e| Error::ResultConversion(e.to_string()))?;
+    let values =
+        arrow_select::interleave::interleave(&refs, &indices).map_err(|e| Error::ResultConversion(e.to_string()))?;
     let nulls = cast.first().and_then(|a| a.nulls().cloned());
     let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(k, len));
     let field = Arc::new(Field::new("item", elem.arrow_type(), true));
-    Ok(Arc::new(
-        ListArray::try_new(field, offsets, values, nulls)
-            .map_err(|e| Error::ResultConversion(e.to_string()))?,
-    ))
+    Ok(Arc::new(ListArray::try_new(field, offsets, values, nulls).map_err(|e| Error::ResultConversion(e.to_string()))?))
 }
 
 /// `array<array<T>>`: each row holds one inner array per output.
@@ -438,15 +379,12 @@ fn nest_outputs(per_output: &[ArrayRef], inner: &ResultType, len: usize) -> Resu
     let refs: Vec<&dyn Array> = per_output.iter().map(AsRef::as_ref).collect();
     let k = per_output.len();
     let indices: Vec<(usize, usize)> = (0..len).flat_map(|r| (0..k).map(move |c| (c, r))).collect();
-    let values = arrow_select::interleave::interleave(&refs, &indices)
-        .map_err(|e| Error::ResultConversion(e.to_string()))?;
+    let values =
+        arrow_select::interleave::interleave(&refs, &indices).map_err(|e| Error::ResultConversion(e.to_string()))?;
     let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(k, len));
     let field = Arc::new(Field::new("item", inner.arrow_type(), true));
     let nulls = per_output.first().and_then(|a| a.nulls().cloned());
-    Ok(Arc::new(
-        ListArray::try_new(field, offsets, values, nulls)
-            .map_err(|e| Error::ResultConversion(e.to_string()))?,
-    ))
+    Ok(Arc::new(ListArray::try_new(field, offsets, values, nulls).map_err(|e| Error::ResultConversion(e.to_string()))?))
 }
 
 /// A null column of the result type (for batches where every row's prediction is null).
@@ -472,9 +410,7 @@ fn coltype_to_spark(t: &ColType) -> std::result::Result<ResultType, String> {
                 .map(|p| Ok((p.name.clone(), coltype_to_spark(&p.ty)?)))
                 .collect::<std::result::Result<_, String>>()?,
         ),
-        ColType::Map(v) => {
-            ResultType::Map(Box::new(ResultType::String), Box::new(coltype_to_spark(v)?))
-        }
+        ColType::Map(v) => ResultType::Map(Box::new(ResultType::String), Box::new(coltype_to_spark(v)?)),
         ColType::Any | ColType::SparkMlVector => {
             return Err(format!("{t} outputs have no Spark type"));
         }
@@ -563,16 +499,11 @@ fn tokenize(s: &str) -> std::result::Result<Vec<Tok>, String> {
                     n.push(d);
                     chars.next();
                 }
-                out.push(Tok::Number(
-                    n.parse().map_err(|_| format!("number {n} too large"))?,
-                ));
+                out.push(Tok::Number(n.parse().map_err(|_| format!("number {n} too large"))?));
             }
             c if c.is_alphanumeric() || c == '_' => {
                 let mut id = String::new();
-                while let Some(&d) = chars
-                    .peek()
-                    .filter(|d| d.is_alphanumeric() || **d == '_' || **d == '.')
-                {
+                while let Some(&d) = chars.peek().filter(|d| d.is_alphanumeric() || **d == '_' || **d == '.') {
                     id.push(d);
                     chars.next();
                 }
@@ -668,11 +599,7 @@ impl Parser {
             }
             "struct" => {
                 self.expect(&Tok::Lt)?;
-                let fields = if self.tokens.get(self.pos) == Some(&Tok::Gt) {
-                    Vec::new()
-                } else {
-                    self.fields()?
-                };
+                let fields = if self.tokens.get(self.pos) == Some(&Tok::Gt) { Vec::new() } else { self.fields()? };
                 self.expect(&Tok::Gt)?;
                 Parsed::Struct(fields)
             }
@@ -682,8 +609,8 @@ impl Parser {
                 }
                 Parsed::Other(lower)
             }
-            "tinyint" | "byte" | "smallint" | "short" | "date" | "timestamp" | "timestamp_ntz"
-            | "timestamp_ltz" | "binary" | "void" | "interval" | "variant" => Parsed::Other(lower),
+            "tinyint" | "byte" | "smallint" | "short" | "date" | "timestamp" | "timestamp_ntz" | "timestamp_ltz"
+            | "binary" | "void" | "interval" | "variant" => Parsed::Other(lower),
             _ => return Err(format!("unknown type '{name}'")),
         })
     }
@@ -699,8 +626,7 @@ impl Parser {
             }
             let t = self.ty()?;
             // Spark DDL allows `NOT NULL` after a field type; nullability does not change the result.
-            if matches!(self.tokens.get(self.pos), Some(Tok::Ident(n)) if n.eq_ignore_ascii_case("not"))
-            {
+            if matches!(self.tokens.get(self.pos), Some(Tok::Ident(n)) if n.eq_ignore_ascii_case("not")) {
                 self.pos += 1;
                 match self.next() {
                     Some(Tok::Ident(n)) if n.eq_ignore_ascii_case("null") => {}
@@ -743,14 +669,8 @@ mod tests {
             ("bool", "boolean"),
             ("array<float>", "array<float>"),
             ("array< array<double> >", "array<array<double>>"),
-            (
-                "struct<label:bigint,probabilities:array<float>>",
-                "struct<label:bigint,probabilities:array<float>>",
-            ),
-            (
-                "struct<label bigint, `p q` double NOT NULL>",
-                "struct<label:bigint,p q:double>",
-            ),
+            ("struct<label:bigint,probabilities:array<float>>", "struct<label:bigint,probabilities:array<float>>"),
+            ("struct<label bigint, `p q` double NOT NULL>", "struct<label:bigint,p q:double>"),
             ("m float, s double", "struct<m:float,s:double>"),
             ("map<string, float>", "map<string,float>"),
         ] {
@@ -762,15 +682,12 @@ mod tests {
     fn types_spark_udf_refuses_are_refused() {
         for (ddl, expected) in [
             ("date", "Invalid 'spark_udf' result type: date"),
-            (
-                "array<timestamp>",
-                "Invalid 'spark_udf' result type: timestamp",
-            ),
+            ("array<timestamp>", "Invalid 'spark_udf' result type: timestamp"),
             ("decimal(10, 2)", "Invalid 'spark_udf' result type: decimal"),
             ("map<int,double>", "map keys must be strings"),
             ("array<", "expected a type name"),
             ("struct<a:int,a:int>", "appears twice"),
-            ("double double", "unknown type"),
+            ("frobnicate", "unknown type 'frobnicate'"),
             ("", "empty"),
         ] {
             let err = ResultType::parse(ddl).unwrap_err().to_string();
@@ -780,14 +697,8 @@ mod tests {
 
     fn classifier_outputs() -> Vec<(String, ArrayRef)> {
         vec![
-            (
-                "label".into(),
-                Arc::new(Int64Array::from(vec![1, 0])) as ArrayRef,
-            ),
-            (
-                "probabilities".into(),
-                list_of_f32(&[&[0.25, 0.75], &[0.875, 0.125]]),
-            ),
+            ("label".into(), Arc::new(Int64Array::from(vec![1, 0])) as ArrayRef),
+            ("probabilities".into(), list_of_f32(&[&[0.25, 0.75], &[0.875, 0.125]])),
         ]
     }
 
@@ -795,39 +706,20 @@ mod tests {
     fn primitive_types_take_the_leftmost_compatible_output() {
         let out = classifier_outputs();
         let d = ResultType::Double.convert(&out).unwrap();
-        assert_eq!(
-            d.as_primitive::<arrow_array::types::Float64Type>()
-                .values()
-                .to_vec(),
-            vec![1.0, 0.0]
-        );
+        assert_eq!(d.as_primitive::<arrow_array::types::Float64Type>().values().to_vec(), vec![1.0, 0.0]);
         let err = ResultType::Int.convert(&out).unwrap_err().to_string();
-        assert!(
-            err.contains("did not produce any values compatible with the requested type 'int'"),
-            "{err}"
-        );
+        assert!(err.contains("did not produce any values compatible with the requested type 'int'"), "{err}");
         let s = ResultType::String.convert(&out).unwrap();
         assert_eq!(s.as_string::<i32>().value(0), "1");
     }
 
     #[test]
     fn arrays_gather_every_value_of_a_row() {
-        let a = ResultType::parse("array<double>")
-            .unwrap()
-            .convert(&classifier_outputs())
-            .unwrap();
+        let a = ResultType::parse("array<double>").unwrap().convert(&classifier_outputs()).unwrap();
         let list = a.as_list::<i32>();
         let row0 = list.value(0);
-        assert_eq!(
-            row0.as_primitive::<arrow_array::types::Float64Type>()
-                .values()
-                .to_vec(),
-            vec![1.0, 0.25, 0.75]
-        );
-        let nested = ResultType::parse("array<array<double>>")
-            .unwrap()
-            .convert(&classifier_outputs())
-            .unwrap();
+        assert_eq!(row0.as_primitive::<arrow_array::types::Float64Type>().values().to_vec(), vec![1.0, 0.25, 0.75]);
+        let nested = ResultType::parse("array<array<double>>").unwrap().convert(&classifier_outputs()).unwrap();
         assert_eq!(nested.as_list::<i32>().value(1).len(), 2);
     }
 
@@ -836,22 +728,10 @@ mod tests {
         let t = ResultType::parse("struct<probabilities:array<double>, label:int>").unwrap();
         let s = t.convert(&classifier_outputs()).unwrap();
         let s = s.as_struct();
-        assert_eq!(
-            s.column(1)
-                .as_primitive::<arrow_array::types::Int32Type>()
-                .values()
-                .to_vec(),
-            vec![1, 0]
-        );
-        let missing = ResultType::parse("struct<score:double>")
-            .unwrap()
-            .convert(&classifier_outputs())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            missing.contains("field 'score'") && missing.contains("label"),
-            "{missing}"
-        );
+        assert_eq!(s.column(1).as_primitive::<arrow_array::types::Int32Type>().values().to_vec(), vec![1, 0]);
+        let missing =
+            ResultType::parse("struct<score:double>").unwrap().convert(&classifier_outputs()).unwrap_err().to_string();
+        assert!(missing.contains("field 'score'") && missing.contains("label"), "{missing}");
         let wide = ResultType::parse("struct<probabilities:double>")
             .unwrap()
             .convert(&classifier_outputs())
@@ -863,44 +743,20 @@ mod tests {
     #[test]
     fn default_types_come_from_outputs_or_the_signature() {
         let out = classifier_outputs();
-        let types: Vec<(String, ArrowType)> = out
-            .iter()
-            .map(|(n, a)| (n.clone(), a.data_type().clone()))
-            .collect();
+        let types: Vec<(String, ArrowType)> = out.iter().map(|(n, a)| (n.clone(), a.data_type().clone())).collect();
         assert_eq!(
             ResultType::infer_from_outputs(&types).unwrap().to_string(),
             "struct<label:bigint,probabilities:array<float>>"
         );
         let single = vec![("variable".to_string(), ArrowType::Float32)];
-        assert_eq!(
-            ResultType::infer_from_outputs(&single).unwrap(),
-            ResultType::Float
-        );
-        let sig = Schema::from_json(
-            "outputs",
-            r#"[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            ResultType::infer_from_signature(Some(&sig))
-                .unwrap()
-                .to_string(),
-            "array<bigint>"
-        );
-        let cols = Schema::from_json(
-            "outputs",
-            r#"[{"type": "float", "name": "s"}, {"type": "float", "name": "m"}]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            ResultType::infer_from_signature(Some(&cols))
-                .unwrap()
-                .to_string(),
-            "struct<s:float,m:float>"
-        );
-        assert_eq!(
-            ResultType::infer_from_signature(None).unwrap(),
-            ResultType::Double
-        );
+        assert_eq!(ResultType::infer_from_outputs(&single).unwrap(), ResultType::Float);
+        let sig =
+            Schema::from_json("outputs", r#"[{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]"#)
+                .unwrap();
+        assert_eq!(ResultType::infer_from_signature(Some(&sig)).unwrap().to_string(), "array<bigint>");
+        let cols = Schema::from_json("outputs", r#"[{"type": "float", "name": "s"}, {"type": "float", "name": "m"}]"#)
+            .unwrap();
+        assert_eq!(ResultType::infer_from_signature(Some(&cols)).unwrap().to_string(), "struct<s:float,m:float>");
+        assert_eq!(ResultType::infer_from_signature(None).unwrap(), ResultType::Double);
     }
 }

@@ -34,10 +34,7 @@ impl FileStore {
                 ),
             });
         }
-        Ok(Self {
-            uri: uri.to_string(),
-            root: root.to_path_buf(),
-        })
+        Ok(Self { uri: uri.to_string(), root: root.to_path_buf() })
     }
 
     fn read_meta(&self, path: &Path) -> Result<Option<Mapping>> {
@@ -57,16 +54,13 @@ impl FileStore {
 
     /// Experiment directories (numeric ids; `models` and `.trash` are not experiments).
     fn experiment_dirs(&self) -> Result<Vec<PathBuf>> {
-        let entries =
-            std::fs::read_dir(&self.root).map_err(|e| Error::io("cannot list", &self.root, e))?;
+        let entries = std::fs::read_dir(&self.root).map_err(|e| Error::io("cannot list", &self.root, e))?;
         let mut dirs: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
                 p.is_dir()
-                    && p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n != "models" && !n.starts_with('.'))
+                    && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n != "models" && !n.starts_with('.'))
             })
             .collect();
         dirs.sort();
@@ -77,12 +71,8 @@ impl FileStore {
         let Some(m) = self.read_meta(&dir.join("meta.yaml"))? else {
             return Ok(None);
         };
-        let model_id = text(&m, "model_id").unwrap_or_else(|| {
-            dir.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned()
-        });
+        let model_id =
+            text(&m, "model_id").unwrap_or_else(|| dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
         Ok(Some(LoggedModelInfo {
             model_id,
             experiment_id: text(&m, "experiment_id").unwrap_or_default(),
@@ -132,10 +122,9 @@ impl TrackingStore for FileStore {
         // Older layouts keep aliases as files under aliases/<alias> holding the version.
         if let Ok(entries) = std::fs::read_dir(dir.join("aliases")) {
             for e in entries.flatten() {
-                let (Some(alias), Ok(v)) = (
-                    e.file_name().to_str().map(str::to_string),
-                    std::fs::read_to_string(e.path()),
-                ) else {
+                let (Some(alias), Ok(v)) =
+                    (e.file_name().to_str().map(str::to_string), std::fs::read_to_string(e.path()))
+                else {
                     continue;
                 };
                 if let Ok(v) = v.trim().parse() {
@@ -147,10 +136,7 @@ impl TrackingStore for FileStore {
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("cannot list", &dir, e))?;
         for e in entries.flatten() {
             let fname = e.file_name();
-            let Some(v) = fname
-                .to_str()
-                .and_then(|n| n.strip_prefix("version-"))
-                .and_then(|v| v.parse::<u64>().ok())
+            let Some(v) = fname.to_str().and_then(|n| n.strip_prefix("version-")).and_then(|v| v.parse::<u64>().ok())
             else {
                 continue;
             };
@@ -172,11 +158,7 @@ impl TrackingStore for FileStore {
             });
         }
         versions.sort_by_key(|v| v.version);
-        Ok(Some(RegisteredModel {
-            name: name.to_string(),
-            versions,
-            aliases,
-        }))
+        Ok(Some(RegisteredModel { name: name.to_string(), versions, aliases }))
     }
 
     fn registered_model_names(&self) -> Result<Vec<String>> {
@@ -216,12 +198,8 @@ impl TrackingStore for FileStore {
             };
             return Ok(Some(RunInfo {
                 run_id: run_id.to_string(),
-                experiment_id: text(&m, "experiment_id").unwrap_or_else(|| {
-                    exp.file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned()
-                }),
+                experiment_id: text(&m, "experiment_id")
+                    .unwrap_or_else(|| exp.file_name().unwrap_or_default().to_string_lossy().into_owned()),
                 artifact_uri: text(&m, "artifact_uri")
                     .unwrap_or_else(|| exp.join(run_id).join("artifacts").display().to_string()),
             }));

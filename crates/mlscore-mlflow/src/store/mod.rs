@@ -122,14 +122,9 @@ impl StoreConfig {
     pub fn from_env() -> Self {
         let base_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let tracking_uri =
-            env("MLFLOW_TRACKING_URI").unwrap_or_else(|| default_tracking_uri(&base_dir));
+        let tracking_uri = env("MLFLOW_TRACKING_URI").unwrap_or_else(|| default_tracking_uri(&base_dir));
         let registry_uri = env("MLFLOW_REGISTRY_URI").unwrap_or_else(|| tracking_uri.clone());
-        Self {
-            tracking_uri,
-            registry_uri,
-            base_dir,
-        }
+        Self { tracking_uri, registry_uri, base_dir }
     }
 
     /// A configuration with one URI for tracking and registry.
@@ -156,25 +151,14 @@ impl StoreConfig {
 fn default_tracking_uri(base: &Path) -> String {
     let mlruns = base.join("mlruns");
     let has_experiments = std::fs::read_dir(&mlruns)
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.path().join("meta.yaml").is_file())
-        })
+        .map(|entries| entries.flatten().any(|e| e.path().join("meta.yaml").is_file()))
         .unwrap_or(false);
-    if has_experiments {
-        "./mlruns".to_string()
-    } else {
-        "sqlite:///mlflow.db".to_string()
-    }
+    if has_experiments { "./mlruns".to_string() } else { "sqlite:///mlflow.db".to_string() }
 }
 
 /// Opens the store a tracking URI names.
 pub fn open_store(uri: &str, base_dir: &Path) -> Result<Box<dyn TrackingStore>> {
-    let unsupported = |reason: &str| Error::UnsupportedTrackingUri {
-        uri: uri.to_string(),
-        reason: reason.to_string(),
-    };
+    let unsupported = |reason: &str| Error::UnsupportedTrackingUri { uri: uri.to_string(), reason: reason.to_string() };
     // MLflow's bare "databricks" / "databricks-uc" tracking URIs have no colon.
     let scheme = scheme_of(uri).or_else(|| uri.starts_with("databricks").then_some(uri));
     match scheme.map(str::to_ascii_lowercase).as_deref() {
@@ -183,10 +167,7 @@ pub fn open_store(uri: &str, base_dir: &Path) -> Result<Box<dyn TrackingStore>> 
             let path = file_uri_path(uri, &uri[5..])?;
             Ok(Box::new(FileStore::open(uri, &base_dir.join(path))?))
         }
-        Some("sqlite") => Ok(Box::new(SqliteStore::open(
-            uri,
-            &sqlite_path(uri, base_dir)?,
-        )?)),
+        Some("sqlite") => Ok(Box::new(SqliteStore::open(uri, &sqlite_path(uri, base_dir)?)?)),
         Some("http" | "https") => Err(unsupported(
             "this build of mlscore reads local stores only (sqlite:///mlflow.db or a mlruns/ directory); \
              point MLFLOW_TRACKING_URI at one, or pass the model's artifact path or URL directly",
@@ -204,12 +185,10 @@ pub fn open_store(uri: &str, base_dir: &Path) -> Result<Box<dyn TrackingStore>> 
 /// SQLAlchemy's sqlite URLs: `sqlite:///relative.db`, `sqlite:////abs/path.db`.
 fn sqlite_path(uri: &str, base_dir: &Path) -> Result<PathBuf> {
     let rest = uri["sqlite:".len()..].split('?').next().unwrap_or_default();
-    let path = rest
-        .strip_prefix("///")
-        .ok_or_else(|| Error::UnsupportedTrackingUri {
-            uri: uri.to_string(),
-            reason: "expected sqlite:///<relative path> or sqlite:////<absolute path>".into(),
-        })?;
+    let path = rest.strip_prefix("///").ok_or_else(|| Error::UnsupportedTrackingUri {
+        uri: uri.to_string(),
+        reason: "expected sqlite:///<relative path> or sqlite:////<absolute path>".into(),
+    })?;
     if path.is_empty() || path == ":memory:" {
         return Err(Error::UnsupportedTrackingUri {
             uri: uri.to_string(),
@@ -226,29 +205,18 @@ mod tests {
     #[test]
     fn sqlite_urls_follow_sqlalchemy() {
         let base = Path::new("/work");
-        assert_eq!(
-            sqlite_path("sqlite:///mlflow.db", base).unwrap(),
-            Path::new("/work/mlflow.db")
-        );
-        assert_eq!(
-            sqlite_path("sqlite:///sub/mlflow.db?mode=ro", base).unwrap(),
-            Path::new("/work/sub/mlflow.db")
-        );
-        assert_eq!(
-            sqlite_path("sqlite:////abs/mlflow.db", base).unwrap(),
-            Path::new("/abs/mlflow.db")
-        );
+        assert_eq!(sqlite_path("sqlite:///mlflow.db", base).unwrap(), Path::new("/work/mlflow.db"));
+        assert_eq!(sqlite_path("sqlite:///sub/mlflow.db?mode=ro", base).unwrap(), Path::new("/work/sub/mlflow.db"));
+        assert_eq!(sqlite_path("sqlite:////abs/mlflow.db", base).unwrap(), Path::new("/abs/mlflow.db"));
         assert!(sqlite_path("sqlite://", base).is_err());
         assert!(sqlite_path("sqlite:///:memory:", base).is_err());
     }
 
     #[test]
     fn remote_and_unknown_tracking_uris_are_refused_with_advice() {
-        for (uri, expected) in [
-            ("databricks", "Databricks"),
-            ("postgresql://u@h/db", "mlflow server"),
-            ("weird://x", "unknown scheme"),
-        ] {
+        for (uri, expected) in
+            [("databricks", "Databricks"), ("postgresql://u@h/db", "mlflow server"), ("weird://x", "unknown scheme")]
+        {
             let err = open_store(uri, Path::new("/")).unwrap_err().to_string();
             assert!(err.contains(expected), "{uri}: {err}");
         }

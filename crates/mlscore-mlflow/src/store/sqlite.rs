@@ -34,18 +34,14 @@ impl SqliteStore {
                 ),
             });
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sql_error(uri, path, &e))?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(|e| sql_error(uri, path, &e))?;
         let store_err = |e: rusqlite::Error| sql_error(uri, path, &e);
         let has_table = |t: &str| -> Result<bool> {
-            conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [t],
-                |r| r.get::<_, i64>(0),
-            )
+            conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [t], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n > 0)
             .map_err(store_err)
         };
@@ -60,43 +56,25 @@ impl SqliteStore {
         }
         let workspaces = conn
             .prepare("SELECT name FROM pragma_table_info('model_versions')")
-            .and_then(|mut s| {
-                s.query_map([], |r| r.get::<_, String>(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(store_err)?
             .iter()
             .any(|c| c == "workspace");
-        Ok(Self {
-            uri: uri.to_string(),
-            path: path.to_path_buf(),
-            conn: std::sync::Mutex::new(conn),
-            workspaces,
-        })
+        Ok(Self { uri: uri.to_string(), path: path.to_path_buf(), conn: std::sync::Mutex::new(conn), workspaces })
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&conn).map_err(|e| sql_error(&self.uri, &self.path, &e))
     }
 
     fn ws_filter(&self) -> &'static str {
-        if self.workspaces {
-            " AND workspace = 'default'"
-        } else {
-            ""
-        }
+        if self.workspaces { " AND workspace = 'default'" } else { "" }
     }
 }
 
 fn sql_error(uri: &str, path: &Path, e: &rusqlite::Error) -> Error {
-    Error::Store {
-        store: uri.to_string(),
-        reason: format!("cannot read {}: {e}", path.display()),
-    }
+    Error::Store { store: uri.to_string(), reason: format!("cannot read {}: {e}", path.display()) }
 }
 
 fn logged_model_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LoggedModelInfo> {
@@ -151,9 +129,7 @@ impl TrackingStore for SqliteStore {
     fn registered_model_names(&self) -> Result<Vec<String>> {
         let ws = self.ws_filter();
         self.with_conn(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT name FROM registered_models WHERE 1 = 1{ws} ORDER BY name"
-            ))?;
+            let mut stmt = c.prepare(&format!("SELECT name FROM registered_models WHERE 1 = 1{ws} ORDER BY name"))?;
             stmt.query_map([], |r| r.get(0))?.collect()
         })
     }
@@ -176,25 +152,24 @@ impl TrackingStore for SqliteStore {
 
     fn run(&self, run_id: &str) -> Result<Option<RunInfo>> {
         self.with_conn(|c| {
-            c.query_row(
-                "SELECT run_uuid, experiment_id, artifact_uri FROM runs WHERE run_uuid = ?1",
-                [run_id],
-                |r| {
-                    Ok(RunInfo {
-                        run_id: r.get(0)?,
-                        experiment_id: r.get::<_, i64>(1)?.to_string(),
-                        artifact_uri: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    })
-                },
-            )
+            c.query_row("SELECT run_uuid, experiment_id, artifact_uri FROM runs WHERE run_uuid = ?1", [run_id], |r| {
+                Ok(RunInfo {
+                    run_id: r.get(0)?,
+                    experiment_id: r.get::<_, i64>(1)?.to_string(),
+                    artifact_uri: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            })
             .optional()
         })
     }
 
     fn logged_models_of_run(&self, run: &RunInfo) -> Result<Vec<LoggedModelInfo>> {
         self.with_conn(|c| {
-            let has_table: i64 =
-                c.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'logged_models'", [], |r| r.get(0))?;
+            let has_table: i64 = c.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'logged_models'",
+                [],
+                |r| r.get(0),
+            )?;
             if has_table == 0 {
                 return Ok(Vec::new());
             }

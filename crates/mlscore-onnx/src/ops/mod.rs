@@ -1,10 +1,40 @@
-//! mlscore's own ONNX operators, registered into tract over (or beside) the stock ones.
+//! mlscore's own ONNX-ML operators, registered into tract over (or beside) the stock ones.
+//!
+//! tract 0.23 parses most of ai.onnx.ml but runs only part of it, and some of that differently
+//! from onnxruntime (binary tree classifiers, `Normalizer(MAX)`, NaN through `LinearClassifier`,
+//! a tree kernel quadratic in the forest size). Every operator scikit-learn's exporter emits is
+//! implemented here with onnxruntime's semantics, on mlscore's kernels; the stock one kept is
+//! `CategoryMapper`, which matches it.
+
+mod kernel;
+mod linear;
+mod preprocess;
+mod svm;
+mod transform;
+pub(crate) mod tree;
 
 use tract_onnx::model::OnnxOpRegister;
 use tract_onnx::prelude::*;
 
-/// Registers mlscore's operator builders.
-pub(crate) fn register(_reg: &mut OnnxOpRegister) {}
+/// Registers mlscore's operator builders (replacing tract's where both exist).
+pub(crate) fn register(reg: &mut OnnxOpRegister) {
+    reg.insert("LinearRegressor", linear::linear_regressor);
+    reg.insert("LinearClassifier", linear::linear_classifier);
+    reg.insert("Scaler", preprocess::scaler);
+    reg.insert("Normalizer", preprocess::normalizer);
+    reg.insert("Imputer", preprocess::imputer);
+    reg.insert("Binarizer", preprocess::binarizer);
+    reg.insert("OneHotEncoder", preprocess::one_hot_encoder);
+    reg.insert("LabelEncoder", preprocess::label_encoder);
+    reg.insert("FeatureVectorizer", preprocess::feature_vectorizer);
+    reg.insert("ZipMap", preprocess::zip_map);
+    reg.insert("ArrayFeatureExtractor", preprocess::array_feature_extractor);
+    reg.insert("SVMClassifier", svm::svm_classifier);
+    reg.insert("SVMRegressor", svm::svm_regressor);
+    reg.insert("TreeEnsembleClassifier", tree::tree_ensemble_classifier);
+    reg.insert("TreeEnsembleRegressor", tree::tree_ensemble_regressor);
+    reg.insert("TreeEnsemble", tree::tree_ensemble_v5);
+}
 
 /// Rewrites applied to the optimized graph before it is made runnable.
 pub(crate) fn rewrite_optimized(model: TypedModel) -> TractResult<TypedModel> {

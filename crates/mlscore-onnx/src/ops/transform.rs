@@ -1,0 +1,243 @@
+//! Post-transforms of the ONNX-ML classifiers and regressors, with onnxruntime's exact semantics.
+//!
+//! onnxruntime's numerics are the reference: a stable logistic, its own inverse-erf
+//! approximation for PROBIT, softmax with the max subtracted, and SOFTMAX_ZERO that leaves
+//! zero scores at zero. The binary cases (one score for two classes) follow its rules for
+//! writing the second class.
+
+use tract_onnx::tract_hir::internal::*;
+
+/// `post_transform`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) enum PostTransform {
+    #[default]
+    None,
+    Logistic,
+    Softmax,
+    SoftmaxZero,
+    Probit,
+}
+
+impl PostTransform {
+    pub(crate) fn parse(s: Option<&str>) -> TractResult<Self> {
+        Ok(match s.unwrap_or("NONE") {
+            "NONE" | "" => Self::None,
+            "LOGISTIC" => Self::Logistic,
+            "SOFTMAX" => Self::Softmax,
+            "SOFTMAX_ZERO" => Self::SoftmaxZero,
+            "PROBIT" => Self::Probit,
+            other => bail!("unknown post_transform '{other}'"),
+        })
+    }
+}
+
+pub(crate) fn logistic(v: f32) -> f32 {
+    let e = 1.0 / (1.0 + (-v.abs()).exp());
+    if v < 0.0 { 1.0 - e } else { e }
+}
+
+fn erf_inv(x: f32) -> f32 {
+    let sgn = if x < 0.0 { -1.0f32 } else { 1.0 };
+    let x = (1.0 - x) * (1.0 + x);
+    let log = x.ln();
+    let v = 2.0 / (std::f32::consts::PI * 0.147) + 0.5 * log;
+    let v2 = 1.0 / 0.147 * log;
+    let v3 = -v + (v * v - v2).sqrt();
+    sgn * v3.sqrt()
+}
+
+/// onnxruntime's vectorized logistic (MLAS, the rational approximation Eigen uses), which it
+/// applies to whole score matrices (`batched_update_scores_inplace`): linear models and SVMs.
+/// It differs from the exact logistic by up to a few percent in the far tails, so matching
+/// onnxruntime there means computing it the same way, fused multiply-adds included.
+pub(crate) fn mlas_logistic(v: f32) -> f32 {
+    if v.is_nan() {
+        return v;
+    }
+    let x = v.clamp(-18.0, 18.0);
+    let x2 = x * x;
+    // MLAS's coefficients, as f32 (the shortest decimals that round to the same floats).
+    let p = x2.mul_add(4.37031e-11, 1.156_273_2e-7);
+    let p = p.mul_add(x2, 6.085_749e-5);
+    let p = p.mul_add(x2, 0.008_513_771);
+    let p = p.mul_add(x2, 0.248_287_95);
+    let p = p * x;
+    let q = x2.mul_add(6.102_473_7e-13, 5.761_021_4e-9);
+    let q = q.mul_add(x2, 6.291_068e-6);
+    let q = q.mul_add(x2, 0.001_701_988_2);
+    let q = q.mul_add(x2, 0.116_817_65);
+    let q = q.mul_add(x2, 0.993_151_9);
+    (p / q + 0.5).clamp(0.0, 1.0)
+}
+
+/// onnxruntime's `batched_update_scores_inplace` for a row of two or more scores: like
+/// [`apply_row`], with MLAS's logistic.
+pub(crate) fn apply_row_batched(t: PostTransform, row: &mut [f32]) {
+    match t {
+        PostTransform::Logistic => row.iter_mut().for_each(|v| *v = mlas_logistic(*v)),
+        other => apply_row(other, row),
+    }
+}
+
+/// The K stride MLAS's SGEMM uses for an `[M, K] x [K, N]` product: 128, deepened when the
+/// output is narrow and made shallower when K is small (`MlasSgemmOperation`).
+pub(crate) fn gemm_stride_k(n: usize, k: usize) -> usize {
+    let mut stride_k = 128usize;
+    if n >= k {
+        while stride_k / 2 >= k {
+            stride_k /= 2;
+        }
+    } else {
+        // The N stride starts at 128 and halves while the output stays narrower than half of it.
+        let mut stride_n = 128usize;
+        while stride_n > 16 && stride_n / 2 >= n {
+            stride_k *= 2;
+            stride_n /= 2;
+        }
+    }
+    stride_k.max(1)
+}
+
+/// A dot product the way MLAS's SGEMM computes it: fused multiply-adds in order, in blocks of
+/// `stride_k` (see [`gemm_stride_k`]) along the shared dimension, each block's sum added to what
+/// is already there (the bias, then the previous blocks).
+pub(crate) fn gemm_dot(x: &[f32], w: &[f32], bias: Option<f32>, stride_k: usize) -> f32 {
+    let mut c = bias;
+    for (xb, wb) in x.chunks(stride_k).zip(w.chunks(stride_k)) {
+        let mut acc = 0.0f32;
+        for (a, b) in xb.iter().zip(wb) {
+            acc = a.mul_add(*b, acc);
+        }
+        c = Some(match c {
+            Some(c) => acc + c,
+            None => acc,
+        });
+    }
+    c.unwrap_or(0.0)
+}
+
+pub(crate) fn probit(v: f32) -> f32 {
+    std::f32::consts::SQRT_2 * erf_inv(2.0 * v - 1.0)
+}
+
+pub(crate) fn softmax(row: &mut [f32]) {
+    let max = row.iter().fold(-f32::MAX, |m, v| if *v > m { *v } else { m });
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+pub(crate) fn softmax_zero(row: &mut [f32]) {
+    let max = row.iter().fold(-f32::MAX, |m, v| if *v > m { *v } else { m });
+    let exp_neg_max = (-max).exp();
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        if *v > 0.000_000_1 || *v < -0.000_000_1 {
+            *v = (*v - max).exp();
+            sum += *v;
+        } else {
+            *v *= exp_neg_max;
+        }
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Applies the transform to a row of two or more scores, in place.
+pub(crate) fn apply_row(t: PostTransform, row: &mut [f32]) {
+    match t {
+        PostTransform::None => {}
+        PostTransform::Logistic => row.iter_mut().for_each(|v| *v = logistic(*v)),
+        PostTransform::Probit => row.iter_mut().for_each(|v| *v = probit(*v)),
+        PostTransform::Softmax => softmax(row),
+        PostTransform::SoftmaxZero => softmax_zero(row),
+    }
+}
+
+/// How a single binary score becomes two (onnxruntime's `add_second_class`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecondClass {
+    /// Write the score alone.
+    No,
+    /// `[1 - s, s]` (weights all positive).
+    Complement,
+    /// `[-s, s]`, or `[logistic(-s), logistic(s)]` under LOGISTIC (mixed-sign weights).
+    Mirror,
+}
+
+/// onnxruntime's `write_scores`: transforms `scores` (one value a class, or a single binary
+/// score) and writes them to `out`, which has room for `out.len()` values.
+pub(crate) fn write_scores(scores: &[f32], t: PostTransform, second: SecondClass, out: &mut [f32]) {
+    if scores.len() >= 2 {
+        out[..scores.len()].copy_from_slice(scores);
+        apply_row(t, &mut out[..scores.len()]);
+    } else if let Some(&s) = scores.first() {
+        if t == PostTransform::Probit {
+            out[0] = probit(s);
+            return;
+        }
+        match second {
+            SecondClass::Complement => {
+                out[0] = 1.0 - s;
+                if out.len() > 1 {
+                    out[1] = s;
+                }
+            }
+            SecondClass::Mirror => {
+                let (a, b) = if t == PostTransform::Logistic { (logistic(-s), logistic(s)) } else { (-s, s) };
+                out[0] = a;
+                if out.len() > 1 {
+                    out[1] = b;
+                }
+            }
+            SecondClass::No => out[0] = s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logistic_is_stable_at_the_extremes() {
+        assert_eq!(logistic(0.0), 0.5);
+        assert!((logistic(2.0) + logistic(-2.0) - 1.0).abs() < 1e-7);
+        assert_eq!(logistic(-200.0), 0.0);
+        assert!(logistic(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_softmax_zero_keeps_zeros() {
+        let mut r = [1.0f32, 2.0, 3.0];
+        softmax(&mut r);
+        assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let mut z = [0.0f32, 2.0, 3.0];
+        softmax_zero(&mut z);
+        assert_eq!(z[0], 0.0);
+        assert!((z[1] + z[2] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn probit_inverts_the_normal_cdf_closely() {
+        assert!(probit(0.5).abs() < 1e-6);
+        assert!((probit(0.975) - 1.959_964).abs() < 2e-2);
+    }
+
+    #[test]
+    fn binary_scores_get_their_second_class() {
+        let mut out = [0.0f32; 2];
+        write_scores(&[0.8], PostTransform::None, SecondClass::Complement, &mut out);
+        assert_eq!(out, [0.19999999, 0.8]);
+        write_scores(&[0.0], PostTransform::Logistic, SecondClass::Mirror, &mut out);
+        assert_eq!(out, [0.5, 0.5]);
+        write_scores(&[1.5], PostTransform::None, SecondClass::Mirror, &mut out);
+        assert_eq!(out, [-1.5, 1.5]);
+    }
+}

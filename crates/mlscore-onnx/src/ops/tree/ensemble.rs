@@ -1,0 +1,494 @@
+//! A tree ensemble compiled for fast evaluation.
+//!
+//! Every tree is re-laid out breadth-first in one flat array of 16-byte nodes (24 for f64).
+//! Leaves point to themselves, so walking a tree is `depth` identical steps with no branch on
+//! the node kind. Rows are walked in blocks: for each tree, every row of the block advances one
+//! level at a time, so the loads of different rows overlap instead of waiting on each other,
+//! and the tree's nodes and the block's features stay in L1.
+//!
+//! All comparisons are rewritten as `x <= t` with the node's children ordered accordingly:
+//! `x < t` is `x <= pred(t)`, `x > t` is `!(x <= t)`, `x >= t` is `!(x <= pred(t))`. What a NaN
+//! does (the true branch when `missing_value_tracks_true`, else the branch the comparison gives)
+//! is one bit a node. Trees with EQ, NEQ or MEMBER nodes, or thresholds that cannot be
+//! rewritten, take the exact per-mode path.
+
+use std::collections::VecDeque;
+
+use tract_onnx::tract_hir::internal::*;
+
+/// A branch mode of the ONNX tree operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Mode {
+    Leq,
+    Lt,
+    Gte,
+    Gt,
+    Eq,
+    Neq,
+    Member,
+}
+
+/// Where a branch leads, before compilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    Node(usize),
+    Leaf(usize),
+}
+
+/// A split, before compilation.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RawNode {
+    pub(crate) feature: usize,
+    pub(crate) threshold: f64,
+    pub(crate) mode: Mode,
+    pub(crate) members: Vec<f64>,
+    pub(crate) yes: Target,
+    pub(crate) no: Target,
+    pub(crate) missing_true: bool,
+}
+
+/// An ensemble as the ONNX attributes describe it (every version maps to this).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct RawEnsemble {
+    pub(crate) nodes: Vec<RawNode>,
+    /// Each leaf's `(output index, weight)` entries, in attribute order.
+    pub(crate) leaves: Vec<Vec<(usize, f64)>>,
+    pub(crate) roots: Vec<Target>,
+}
+
+/// The float types an ensemble is evaluated in (that of its input).
+pub(crate) trait Float:
+    Datum
+    + Copy
+    + Default
+    + PartialOrd
+    + std::ops::AddAssign
+    + std::ops::Add<Output = Self>
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const INFINITY: Self;
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn is_nan(self) -> bool;
+    /// The largest value below `self`, if there is one (`None` for -inf and NaN).
+    fn pred(self) -> Option<Self>;
+}
+
+impl Float for f32 {
+    const INFINITY: Self = f32::INFINITY;
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+    fn pred(self) -> Option<Self> {
+        if self.is_nan() || self == f32::NEG_INFINITY {
+            None
+        } else if self == 0.0 {
+            Some(-f32::from_bits(1))
+        } else if self > 0.0 {
+            Some(f32::from_bits(self.to_bits() - 1))
+        } else {
+            Some(f32::from_bits(self.to_bits() + 1))
+        }
+    }
+}
+
+impl Float for f64 {
+    const INFINITY: Self = f64::INFINITY;
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+    fn pred(self) -> Option<Self> {
+        if self.is_nan() || self == f64::NEG_INFINITY {
+            None
+        } else if self == 0.0 {
+            Some(-f64::from_bits(1))
+        } else if self > 0.0 {
+            Some(f64::from_bits(self.to_bits() - 1))
+        } else {
+            Some(f64::from_bits(self.to_bits() + 1))
+        }
+    }
+}
+
+const NAN_BIT: u32 = 1 << 31;
+
+/// A compiled node: go to `children[1]` when `x <= threshold` (or when `x` is NaN and the NaN
+/// bit of `feature` is set), else to `children[0]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub(crate) struct Node<T> {
+    feature: u32,
+    threshold: T,
+    children: [u32; 2],
+}
+
+/// How an exact-mode node decides (for trees the `<=` form cannot express).
+#[derive(Debug, Clone, PartialEq)]
+struct Exact<T> {
+    mode: Mode,
+    threshold: T,
+    members: Vec<T>,
+    missing_true: bool,
+    /// `[false branch, true branch]`.
+    children: [u32; 2],
+}
+
+/// A compiled ensemble.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Ensemble<T> {
+    nodes: Vec<Node<T>>,
+    /// Per tree: its root and its depth (the number of steps that reach any leaf).
+    trees: Vec<(u32, u32)>,
+    /// Per node: the leaf it is, or `u32::MAX` for a split.
+    leaf_of: Vec<u32>,
+    /// Exact-mode nodes, when the fast form cannot express the ensemble.
+    exact: Option<Vec<Exact<T>>>,
+    /// Per leaf: the sum of its weights for output 0, and whether it has any (single-output ensembles).
+    single: Option<Vec<(T, bool)>>,
+    /// Per leaf: its entries' range in `weights`.
+    ranges: Vec<(u32, u32)>,
+    weights: Vec<(u32, T)>,
+    /// Number of outputs (classes or targets).
+    pub(crate) outputs: usize,
+    /// The highest feature index read, plus one.
+    pub(crate) features: usize,
+}
+
+impl<T: Float> Ensemble<T> {
+    /// Compiles an ensemble with `outputs` outputs.
+    pub(crate) fn compile(raw: &RawEnsemble, outputs: usize) -> TractResult<Self> {
+        ensure!(!raw.roots.is_empty(), "the ensemble has no trees");
+        for (i, leaf) in raw.leaves.iter().enumerate() {
+            if let Some((o, _)) = leaf.iter().find(|(o, _)| *o >= outputs) {
+                bail!("leaf {i} has a weight for output {o}, but there are {outputs} outputs");
+            }
+        }
+        let fast = raw.nodes.iter().all(|n| match n.mode {
+            Mode::Leq | Mode::Gt => true,
+            Mode::Lt | Mode::Gte => T::from_f64(n.threshold).pred().is_some(),
+            Mode::Eq | Mode::Neq | Mode::Member => false,
+        });
+        let mut nodes: Vec<Node<T>> = Vec::with_capacity(raw.nodes.len() + raw.leaves.len());
+        let mut leaf_of = Vec::with_capacity(nodes.capacity());
+        let mut exact = Vec::new();
+        let mut trees = Vec::with_capacity(raw.roots.len());
+        let mut features = 0;
+        for root in &raw.roots {
+            // Breadth-first: a tree's nodes are contiguous and its upper levels share cache lines.
+            let base = nodes.len();
+            let mut order: Vec<Target> = vec![*root];
+            let mut index = std::collections::HashMap::new();
+            index.insert(*root, base);
+            let mut queue = VecDeque::from([*root]);
+            let mut depth_of = std::collections::HashMap::from([(*root, 0u32)]);
+            let mut depth = 0u32;
+            while let Some(t) = queue.pop_front() {
+                let d = depth_of[&t];
+                depth = depth.max(d);
+                if let Target::Node(i) = t {
+                    let n = raw.nodes.get(i).with_context(|| format!("node index {i} out of range"))?;
+                    for child in [n.no, n.yes] {
+                        if let std::collections::hash_map::Entry::Vacant(e) = index.entry(child) {
+                            e.insert(base + order.len());
+                            order.push(child);
+                            depth_of.insert(child, d + 1);
+                            queue.push_back(child);
+                        }
+                    }
+                    ensure!(order.len() <= raw.nodes.len() + raw.leaves.len(), "a tree has a cycle");
+                }
+            }
+            for t in &order {
+                let here = index[t] as u32;
+                match *t {
+                    Target::Leaf(l) => {
+                        ensure!(l < raw.leaves.len(), "leaf index {l} out of range");
+                        nodes.push(Node { feature: 0, threshold: T::INFINITY, children: [here, here] });
+                        leaf_of.push(l as u32);
+                        exact.push(Exact {
+                            mode: Mode::Leq,
+                            threshold: T::INFINITY,
+                            members: vec![],
+                            missing_true: false,
+                            children: [here, here],
+                        });
+                    }
+                    Target::Node(i) => {
+                        let n = &raw.nodes[i];
+                        features = features.max(n.feature + 1);
+                        let yes = index[&n.yes] as u32;
+                        let no = index[&n.no] as u32;
+                        let thr = T::from_f64(n.threshold);
+                        // In the `<=` form: [children when x <= t' is false, ... true], and where NaN goes.
+                        let (threshold, children, nan_to_second) = match n.mode {
+                            Mode::Leq => (thr, [no, yes], n.missing_true),
+                            Mode::Lt => (thr.pred().unwrap_or(thr), [no, yes], n.missing_true),
+                            Mode::Gt => (thr, [yes, no], !n.missing_true),
+                            Mode::Gte => (thr.pred().unwrap_or(thr), [yes, no], !n.missing_true),
+                            _ => (thr, [no, yes], n.missing_true),
+                        };
+                        let feature = u32::try_from(n.feature).context("feature index too large")?;
+                        ensure!(feature < NAN_BIT, "feature index too large");
+                        nodes.push(Node {
+                            feature: feature | if nan_to_second { NAN_BIT } else { 0 },
+                            threshold,
+                            children,
+                        });
+                        leaf_of.push(u32::MAX);
+                        exact.push(Exact {
+                            mode: n.mode,
+                            threshold: thr,
+                            members: n.members.iter().map(|m| T::from_f64(*m)).collect(),
+                            missing_true: n.missing_true,
+                            children: [no, yes],
+                        });
+                    }
+                }
+            }
+            trees.push((base as u32, depth));
+        }
+        let single = (outputs == 1).then(|| {
+            raw.leaves
+                .iter()
+                .map(|w| (w.iter().fold(T::default(), |acc, (_, v)| acc + T::from_f64(*v)), !w.is_empty()))
+                .collect()
+        });
+        let mut ranges = Vec::with_capacity(raw.leaves.len());
+        let mut weights = Vec::new();
+        for leaf in &raw.leaves {
+            let start = weights.len() as u32;
+            weights.extend(leaf.iter().map(|(o, v)| (*o as u32, T::from_f64(*v))));
+            ranges.push((start, weights.len() as u32));
+        }
+        Ok(Self { nodes, trees, leaf_of, exact: (!fast).then_some(exact), single, ranges, weights, outputs, features })
+    }
+
+    /// Number of trees.
+    pub(crate) fn n_trees(&self) -> usize {
+        self.trees.len()
+    }
+
+    /// Walks every tree for the rows of `x` (row-major, `width` values a row) and calls
+    /// `visit(row, leaf)` for each tree in order, row by row within a block.
+    fn walk(&self, x: &[T], width: usize, rows: usize, mut visit: impl FnMut(usize, u32)) {
+        const BLOCK: usize = 128;
+        let mut idx = [0u32; BLOCK];
+        for start in (0..rows).step_by(BLOCK) {
+            let n = BLOCK.min(rows - start);
+            let xb = &x[start * width..(start + n) * width];
+            for &(root, depth) in &self.trees {
+                idx[..n].fill(root);
+                match &self.exact {
+                    None => {
+                        for _ in 0..depth {
+                            for (r, i) in idx[..n].iter_mut().enumerate() {
+                                let node = &self.nodes[*i as usize];
+                                let f = (node.feature & !NAN_BIT) as usize;
+                                let v = xb[r * width + f];
+                                let go = (v <= node.threshold) as usize
+                                    | (v.is_nan() as usize & (node.feature >> 31) as usize);
+                                *i = node.children[go];
+                            }
+                        }
+                    }
+                    Some(exact) => {
+                        for _ in 0..depth {
+                            for (r, i) in idx[..n].iter_mut().enumerate() {
+                                let node = &exact[*i as usize];
+                                let v = xb[r * width + (self.nodes[*i as usize].feature & !NAN_BIT) as usize];
+                                *i = node.children[usize::from(exact_decision(node, v))];
+                            }
+                        }
+                    }
+                }
+                for (r, i) in idx[..n].iter().enumerate() {
+                    visit(start + r, self.leaf_of[*i as usize]);
+                }
+            }
+        }
+    }
+
+    /// Aggregates every tree's leaves for each row: the per-output sums (or min / max) and whether
+    /// any leaf reached gave the output a weight.
+    pub(crate) fn aggregate(
+        &self,
+        x: &[T],
+        width: usize,
+        rows: usize,
+        agg: Aggregate,
+    ) -> TractResult<(Vec<T>, Vec<bool>)> {
+        ensure!(
+            width >= self.features,
+            "the model reads feature {} but the input has {width} columns",
+            self.features.saturating_sub(1)
+        );
+        let k = self.outputs;
+        let mut acc = vec![T::default(); rows * k];
+        let mut has = vec![false; rows * k];
+        let combine = |a: &mut T, h: &mut bool, v: T| {
+            match agg {
+                Aggregate::Sum | Aggregate::Average => *a += v,
+                Aggregate::Min => {
+                    if !*h || v < *a {
+                        *a = v;
+                    }
+                }
+                Aggregate::Max => {
+                    if !*h || v > *a {
+                        *a = v;
+                    }
+                }
+            }
+            *h = true;
+        };
+        match (&self.single, agg) {
+            // The common case: one output, summed. Keep the inner loop tight.
+            (Some(single), Aggregate::Sum | Aggregate::Average) => self.walk(x, width, rows, |r, leaf| {
+                let (v, h) = single[leaf as usize];
+                acc[r] += v;
+                has[r] |= h;
+            }),
+            _ => self.walk(x, width, rows, |r, leaf| {
+                let (s, e) = self.ranges[leaf as usize];
+                for &(o, v) in &self.weights[s as usize..e as usize] {
+                    let j = r * k + o as usize;
+                    combine(&mut acc[j], &mut has[j], v);
+                }
+            }),
+        }
+        Ok((acc, has))
+    }
+}
+
+fn exact_decision<T: Float>(node: &Exact<T>, v: T) -> bool {
+    let t = node.threshold;
+    let cmp = match node.mode {
+        Mode::Leq => v <= t,
+        Mode::Lt => v < t,
+        Mode::Gte => v >= t,
+        Mode::Gt => v > t,
+        Mode::Eq => v == t,
+        Mode::Neq => v != t,
+        Mode::Member => node.members.contains(&v),
+    };
+    cmp || (node.missing_true && v.is_nan())
+}
+
+/// `aggregate_function`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Aggregate {
+    Sum,
+    Average,
+    Min,
+    Max,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// x0 <= 1 ? (x1 < 5 ? leaf0 : leaf1) : leaf2
+    fn small(mode_inner: Mode, missing_true: bool) -> RawEnsemble {
+        RawEnsemble {
+            nodes: vec![
+                RawNode {
+                    feature: 0,
+                    threshold: 1.0,
+                    mode: Mode::Leq,
+                    members: vec![],
+                    yes: Target::Node(1),
+                    no: Target::Leaf(2),
+                    missing_true,
+                },
+                RawNode {
+                    feature: 1,
+                    threshold: 5.0,
+                    mode: mode_inner,
+                    members: vec![],
+                    yes: Target::Leaf(0),
+                    no: Target::Leaf(1),
+                    missing_true: false,
+                },
+            ],
+            leaves: vec![vec![(0, 10.0)], vec![(0, 20.0)], vec![(0, 30.0)]],
+            roots: vec![Target::Node(0)],
+        }
+    }
+
+    fn score<T: Float>(e: &Ensemble<T>, x: &[T]) -> Vec<T> {
+        e.aggregate(x, 2, x.len() / 2, Aggregate::Sum).unwrap().0
+    }
+
+    #[test]
+    fn every_mode_matches_its_comparison_exactly_at_the_threshold() {
+        for (mode, at, below, above) in [
+            (Mode::Leq, 10.0, 10.0, 20.0),
+            (Mode::Lt, 20.0, 10.0, 20.0),
+            (Mode::Gte, 10.0, 20.0, 10.0),
+            (Mode::Gt, 20.0, 20.0, 10.0),
+            (Mode::Eq, 10.0, 20.0, 20.0),
+            (Mode::Neq, 20.0, 10.0, 10.0),
+        ] {
+            let e32 = Ensemble::<f32>::compile(&small(mode, false), 1).unwrap();
+            assert_eq!(
+                score(&e32, &[0.0, 5.0, 0.0, 4.999_999_5, 0.0, 5.000_000_5]),
+                vec![at, below, above],
+                "{mode:?} f32"
+            );
+            let e64 = Ensemble::<f64>::compile(&small(mode, false), 1).unwrap();
+            assert_eq!(
+                score(&e64, &[0.0, 5.0, 0.0, 4.999_999_999_999, 0.0, 5.000_000_000_001]),
+                vec![at as f64, below as f64, above as f64],
+                "{mode:?} f64"
+            );
+        }
+    }
+
+    #[test]
+    fn nan_follows_the_missing_value_track() {
+        let tracked = Ensemble::<f32>::compile(&small(Mode::Leq, true), 1).unwrap();
+        assert_eq!(score(&tracked, &[f32::NAN, 0.0]), vec![10.0]);
+        let untracked = Ensemble::<f32>::compile(&small(Mode::Leq, false), 1).unwrap();
+        assert_eq!(score(&untracked, &[f32::NAN, 0.0]), vec![30.0]);
+        // x > t is false for NaN: without tracking NaN goes to the false branch, as onnxruntime does.
+        let gt = Ensemble::<f32>::compile(&small(Mode::Gt, false), 1).unwrap();
+        assert_eq!(score(&gt, &[0.0, f32::NAN]), vec![20.0]);
+    }
+
+    #[test]
+    fn blocks_and_several_trees_sum_in_order() {
+        let mut raw = small(Mode::Leq, false);
+        raw.roots.push(Target::Node(0));
+        let e = Ensemble::<f32>::compile(&raw, 1).unwrap();
+        let x: Vec<f32> = (0..300).flat_map(|i| [(i % 3) as f32, (i % 7) as f32]).collect();
+        let got = score(&e, &x);
+        for (i, g) in got.iter().enumerate() {
+            let (a, b) = ((i % 3) as f32, (i % 7) as f32);
+            let one = if a <= 1.0 { if b <= 5.0 { 10.0 } else { 20.0 } } else { 30.0 };
+            assert_eq!(*g, 2.0 * one, "row {i}");
+        }
+    }
+
+    #[test]
+    fn pred_is_the_next_float_down() {
+        assert_eq!(1.0f32.pred(), Some(0.99999994));
+        assert_eq!((-1.0f32).pred(), Some(-1.0000001));
+        assert!(0.0f32.pred().unwrap() < 0.0);
+        assert_eq!(f32::NEG_INFINITY.pred(), None);
+    }
+}
