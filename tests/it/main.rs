@@ -5,4 +5,5 @@ mod common;
 mod errors;
 mod resolve;
 mod score;
+mod slt;
 mod zoo;

@@ -1,6 +1,7 @@
 //! `mlscore`: score MLflow models over Parquet, from the command line.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI talks on stdout and stderr
 
+mod bench;
 mod inspect;
 mod progress;
 mod sql;
@@ -36,6 +37,8 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Show a model: where it resolves to, flavors, signature, ONNX inputs and outputs, result types.
     Inspect(inspect::InspectArgs),
+    /// Measure how fast a model scores a table (in memory), by batch size and thread count.
+    Bench(bench::BenchArgs),
 }
 
 /// Options shared by the commands that run queries.
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Command::Score(args) => runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(score(args))),
         Command::Sql(args) => runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(sql::run(args))),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Bench(args) => runtime(1).and_then(|rt| rt.block_on(bench::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -152,6 +152,13 @@ impl ResultType {
                     .map(|f| Some((f.name().clone(), Self::from_arrow(f.data_type())?)))
                     .collect::<Option<_>>()?,
             ),
+            ArrowType::Map(entries, _) => match entries.data_type() {
+                ArrowType::Struct(kv) if kv.len() == 2 => Self::Map(
+                    Box::new(Self::from_arrow(kv[0].data_type())?),
+                    Box::new(Self::from_arrow(kv[1].data_type())?),
+                ),
+                _ => return None,
+            },
             _ => return None,
         })
     }
