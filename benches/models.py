@@ -80,9 +80,13 @@ def agree(binary: Path, model_dir: str, table: str, x: np.ndarray, onnx_file: st
         out = Path(d) / "o.parquet"
         subprocess.run([str(binary), "score", "-q", "--model", model_dir, "--input", str(first), "--output", str(out)], check=True)
         got = pq.read_table(out).column("prediction").combine_chunks()
-        n = len(got)
-        sess = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
-        want = sess.run(None, {sess.get_inputs()[0].name: x[:n]})
+        features = json.loads((DATA / "models.json").read_text())["features"]
+        x = pq.read_table(first, columns=features).to_pandas().to_numpy(np.float32)
+        # One thread: onnxruntime's multi-threaded tree ensembles add the trees' scores in another order.
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        sess = ort.InferenceSession(onnx_file, so, providers=["CPUExecutionProvider"])
+        want = sess.run(None, {sess.get_inputs()[0].name: x})
         labels = np.asarray(got.field("label")) if got.type.num_fields else None
         if labels is not None and not np.array_equal(labels, want[0]):
             return f"LABELS DIFFER ({int((labels != want[0]).sum())} rows)"

@@ -11,22 +11,37 @@
 //! - [`onnx`]: compiled models, binding tables to them, predictions and result types;
 //! - [`datafusion`]: the `predict` UDF, scoring jobs and their outputs.
 //!
-//! Scoring a table in SQL:
+//! Scoring a table in SQL, on your own DataFusion session:
 //!
-//! ```no_run
+//! ```
 //! use std::sync::Arc;
-//! use mlscore::datafusion::{PredictOptions, predict_udf, scoring_context, EngineOptions};
-//! use mlscore::onnx::Model;
+//! use datafusion::execution::FunctionRegistry;
+//! use datafusion::prelude::{ParquetReadOptions, SessionContext};
+//! use mlscore::datafusion::{NoArgumentCalls, PredictOptions, predict_udf};
+//! use mlscore::Model;
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! // Resolve and compile the model once; every partition shares it.
 //! let model = Arc::new(Model::load("models/churn")?);
-//! let ctx = scoring_context(&EngineOptions::default());
+//!
+//! let mut ctx = SessionContext::new();
 //! ctx.register_udf(predict_udf("churn", model, PredictOptions::default()));
-//! let df = ctx.sql("SELECT customer_id, churn() AS p FROM 'models/data/customers/'").await?;
-//! df.show().await?;
-//! # Ok(())
+//! // Lets `churn()` read the signature's input columns by name.
+//! ctx.register_function_rewrite(Arc::new(NoArgumentCalls))?;
+//! ctx.register_parquet("customers", "models/data/customers/", ParquetReadOptions::default()).await?;
+//!
+//! let df = ctx.sql("SELECT customer_id, churn()['probabilities'][2] AS p FROM customers ORDER BY p DESC LIMIT 3").await?;
+//! let top = df.collect().await?;
+//! assert_eq!(top[0].num_rows(), 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })
 //! # }
 //! ```
+//!
+//! [`datafusion::scoring_context`] gives a session already set up for scoring (order-preserving
+//! partitions, `FROM 'data/*.parquet'` tables, the rewrite above), and [`datafusion::ScoreJob`]
+//! is `mlscore score` as a library call.
 #![warn(missing_docs)]
 
 pub use mlscore_datafusion as datafusion;

@@ -10,9 +10,10 @@ use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-/// The repository root.
+/// The repository root: read when the test runs (cargo sets it), not baked in when it is compiled, so that a
+/// test binary reused from a shared target directory by another checkout still looks at its own files.
 pub(crate) fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// `models/` of the repository.

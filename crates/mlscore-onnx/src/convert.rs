@@ -218,6 +218,18 @@ pub(crate) enum TensorFiller<'a> {
 }
 
 impl TensorFiller<'_> {
+    /// The part of the buffer from element `start` to `end`.
+    pub(crate) fn rows(&mut self, start: usize, end: usize) -> TensorFiller<'_> {
+        match self {
+            Self::F32(b) => TensorFiller::F32(&mut b[start..end]),
+            Self::F64(b) => TensorFiller::F64(&mut b[start..end]),
+            Self::I64(b) => TensorFiller::I64(&mut b[start..end]),
+            Self::I32(b) => TensorFiller::I32(&mut b[start..end]),
+            Self::Bool(b) => TensorFiller::Bool(&mut b[start..end]),
+            Self::String(b) => TensorFiller::String(&mut b[start..end]),
+        }
+    }
+
     /// Writes one column at `offset` of rows of width `stride`; nulls become NaN (floats) or 0.
     pub(crate) fn column(&mut self, stride: usize, offset: usize, array: &dyn Array, column: &str) -> Result<()> {
         match self {

@@ -379,8 +379,14 @@ impl Model {
                 let k = columns.len();
                 let shape: Vec<usize> = if *rank1 { vec![rows] } else { vec![rows, k] };
                 build_tensor(*elem, &shape, |filler| {
-                    for (j, idx) in columns.iter().enumerate() {
-                        filler.column(k, j, frame[*idx].as_ref(), &name_of(*idx))?;
+                    // Row blocks: each block of the row-major buffer stays in cache while every column is written into it.
+                    const BLOCK: usize = 1024;
+                    for start in (0..rows).step_by(BLOCK) {
+                        let len = BLOCK.min(rows - start);
+                        let mut block = filler.rows(start * k, (start + len) * k);
+                        for (j, idx) in columns.iter().enumerate() {
+                            block.column(k, j, frame[*idx].slice(start, len).as_ref(), &name_of(*idx))?;
+                        }
                     }
                     Ok(())
                 })

@@ -5,7 +5,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::kernel::{Kernel, OutShape, OutSpec, as_f32, attr, boxed, rows_and_width, tensor_from};
-use super::transform::{PostTransform, SecondClass, apply_row_batched, gemm_dot, gemm_stride_k, write_scores};
+use super::transform::{PostTransform, SecondClass, apply_row_batched, fma, gemm_stride_k, write_scores};
 
 /// Class labels of a classifier: ints or strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,6 +61,8 @@ impl Labels {
     }
 }
 
+/// `x · coefficientsᵀ + intercepts` for every row, each value computed as MLAS's SGEMM does (see
+/// [`gemm_dot`]). Rows are taken in blocks so that their independent sums overlap.
 fn dot_rows(
     x: &[f32],
     rows: usize,
@@ -69,13 +71,35 @@ fn dot_rows(
     intercepts: Option<&[f32]>,
     targets: usize,
 ) -> Vec<f32> {
+    const BLOCK: usize = 64;
     let mut out = vec![0.0f32; rows * targets];
-    let stride = gemm_stride_k(targets, features);
-    for r in 0..rows {
-        let xr = &x[r * features..(r + 1) * features];
+    let stride = gemm_stride_k(targets, features).max(1);
+    for r0 in (0..rows).step_by(BLOCK) {
+        let n = BLOCK.min(rows - r0);
+        let xb = &x[r0 * features..(r0 + n) * features];
         for t in 0..targets {
             let w = &coefficients[t * features..(t + 1) * features];
-            out[r * targets + t] = gemm_dot(xr, w, intercepts.map(|b| b[t]), stride);
+            let mut c = [0.0f32; BLOCK];
+            let mut have = false;
+            if let Some(b) = intercepts {
+                c[..n].fill(b[t]);
+                have = true;
+            }
+            for k0 in (0..features).step_by(stride) {
+                let mut acc = [0.0f32; BLOCK];
+                for (k, wk) in w.iter().enumerate().take((k0 + stride).min(features)).skip(k0) {
+                    for (a, row) in acc[..n].iter_mut().zip(xb.chunks_exact(features)) {
+                        *a = fma(row[k], *wk, *a);
+                    }
+                }
+                for (c, a) in c[..n].iter_mut().zip(&acc[..n]) {
+                    *c = if have { a + *c } else { *a };
+                }
+                have = true;
+            }
+            for (r, c) in c[..n].iter().enumerate() {
+                out[(r0 + r) * targets + t] = *c;
+            }
         }
     }
     out

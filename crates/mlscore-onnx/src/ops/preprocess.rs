@@ -56,19 +56,24 @@ impl Kernel for Scaler {
             "Scaler: scale and offset hold {} values; expected 1 or {width}",
             self.scale.len()
         );
-        let k = |i: usize| if per_feature { i % width } else { 0 };
-        let out: Vec<f32> = if inputs[0].datum_type() == f64::datum_type() {
+        // One offset and scale per column (a single value applies to every column).
+        let per_column = |v: &[f32]| -> Vec<f32> { if per_feature { v.to_vec() } else { vec![v[0]; width] } };
+        let (offset, scale) = (per_column(&self.offset), per_column(&self.scale));
+        let mut out: Vec<f32> = Vec::with_capacity(inputs[0].len());
+        if inputs[0].datum_type() == f64::datum_type() {
             let x = inputs[0].try_as_plain_ram()?;
-            x.as_slice::<f64>()?
-                .iter()
-                .enumerate()
-                .map(|(i, v)| ((v - f64::from(self.offset[k(i)])) * f64::from(self.scale[k(i)])) as f32)
-                .collect()
+            for row in x.as_slice::<f64>()?.chunks_exact(width.max(1)) {
+                out.extend(
+                    row.iter().zip(&offset).zip(&scale).map(|((v, o), s)| ((v - f64::from(*o)) * f64::from(*s)) as f32),
+                );
+            }
         } else {
             let x = as_f32(&inputs[0])?;
             let x = x.try_as_plain_ram()?;
-            x.as_slice::<f32>()?.iter().enumerate().map(|(i, v)| (v - self.offset[k(i)]) * self.scale[k(i)]).collect()
-        };
+            for row in x.as_slice::<f32>()?.chunks_exact(width.max(1)) {
+                out.extend(row.iter().zip(&offset).zip(&scale).map(|((v, o), s)| (v - o) * s));
+            }
+        }
         Ok(tvec!(tensor_from(inputs[0].shape(), out)?.into_tvalue()))
     }
 }

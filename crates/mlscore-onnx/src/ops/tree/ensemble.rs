@@ -127,20 +127,24 @@ impl Float for f64 {
 
 const NAN_BIT: u32 = 1 << 31;
 
-/// A compiled node: go to `children[1]` when `x <= threshold` (or when `x` is NaN and the NaN
-/// bit of `feature` is set), else to `children[0]`.
+/// A node of the fast layout: go to `left` when not `x <= threshold`, to `left + 1` when it is
+/// (or when `x` is NaN and the NaN bit of `feature` is set). The two children of a split sit side
+/// by side, so a step is one load of the node, one of the feature, a compare and an add. A leaf
+/// is stored three times, as its parent's child and as a pair pointing to itself, so that extra
+/// steps stay on it; in single-output ensembles its `threshold` holds its value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
-pub(crate) struct Node<T> {
-    feature: u32,
+struct FastNode<T> {
     threshold: T,
-    children: [u32; 2],
+    feature: u32,
+    left: u32,
 }
 
 /// How an exact-mode node decides (for trees the `<=` form cannot express).
 #[derive(Debug, Clone, PartialEq)]
 struct Exact<T> {
     mode: Mode,
+    feature: u32,
     threshold: T,
     members: Vec<T>,
     missing_true: bool,
@@ -148,16 +152,25 @@ struct Exact<T> {
     children: [u32; 2],
 }
 
+/// The node layout an ensemble was compiled to.
+#[derive(Debug, Clone, PartialEq)]
+enum Layout<T> {
+    /// Every split written as `x <= t` (the common case).
+    Fast { nodes: Vec<FastNode<T>>, any_nan: bool },
+    /// Splits evaluated by their own mode (EQ, NEQ, MEMBER, unrepresentable thresholds).
+    Exact(Vec<Exact<T>>),
+}
+
 /// A compiled ensemble.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Ensemble<T> {
-    nodes: Vec<Node<T>>,
+    layout: Layout<T>,
     /// Per tree: its root and its depth (the number of steps that reach any leaf).
     trees: Vec<(u32, u32)>,
     /// Per node: the leaf it is, or `u32::MAX` for a split.
     leaf_of: Vec<u32>,
-    /// Exact-mode nodes, when the fast form cannot express the ensemble.
-    exact: Option<Vec<Exact<T>>>,
+    /// Single-output ensembles whose every leaf has a weight: the leaf's value is in its node.
+    value_in_node: bool,
     /// Per leaf: the sum of its weights for output 0, and whether it has any (single-output ensembles).
     single: Option<Vec<(T, bool)>>,
     /// Per leaf: its entries' range in `weights`.
@@ -169,6 +182,21 @@ pub(crate) struct Ensemble<T> {
     pub(crate) features: usize,
 }
 
+/// A split in the `x <= t` form: threshold, `[child when false, child when true]`, and whether
+/// NaN takes the true child.
+fn leq_form<T: Float>(n: &RawNode) -> (T, [Target; 2], bool) {
+    let thr = T::from_f64(n.threshold);
+    match n.mode {
+        Mode::Lt => (thr.pred().unwrap_or(thr), [n.no, n.yes], n.missing_true),
+        Mode::Gt => (thr, [n.yes, n.no], !n.missing_true),
+        Mode::Gte => (thr.pred().unwrap_or(thr), [n.yes, n.no], !n.missing_true),
+        _ => (thr, [n.no, n.yes], n.missing_true),
+    }
+}
+
+/// A hard limit on compiled nodes, against graphs whose trees share subtrees exponentially.
+const MAX_NODES: usize = 1 << 28;
+
 impl<T: Float> Ensemble<T> {
     /// Compiles an ensemble with `outputs` outputs.
     pub(crate) fn compile(raw: &RawEnsemble, outputs: usize) -> TractResult<Self> {
@@ -178,96 +206,116 @@ impl<T: Float> Ensemble<T> {
                 bail!("leaf {i} has a weight for output {o}, but there are {outputs} outputs");
             }
         }
+        for n in &raw.nodes {
+            for t in [n.yes, n.no] {
+                match t {
+                    Target::Node(i) => ensure!(i < raw.nodes.len(), "node index {i} out of range"),
+                    Target::Leaf(l) => ensure!(l < raw.leaves.len(), "leaf index {l} out of range"),
+                }
+            }
+        }
         let fast = raw.nodes.iter().all(|n| match n.mode {
             Mode::Leq | Mode::Gt => true,
             Mode::Lt | Mode::Gte => T::from_f64(n.threshold).pred().is_some(),
             Mode::Eq | Mode::Neq | Mode::Member => false,
         });
-        let mut nodes: Vec<Node<T>> = Vec::with_capacity(raw.nodes.len() + raw.leaves.len());
-        let mut leaf_of = Vec::with_capacity(nodes.capacity());
-        let mut exact = Vec::new();
-        let mut trees = Vec::with_capacity(raw.roots.len());
-        let mut features = 0;
-        for root in &raw.roots {
-            // Breadth-first: a tree's nodes are contiguous and its upper levels share cache lines.
-            let base = nodes.len();
-            let mut order: Vec<Target> = vec![*root];
-            let mut index = std::collections::HashMap::new();
-            index.insert(*root, base);
-            let mut queue = VecDeque::from([*root]);
-            let mut depth_of = std::collections::HashMap::from([(*root, 0u32)]);
-            let mut depth = 0u32;
-            while let Some(t) = queue.pop_front() {
-                let d = depth_of[&t];
-                depth = depth.max(d);
-                if let Target::Node(i) = t {
-                    let n = raw.nodes.get(i).with_context(|| format!("node index {i} out of range"))?;
-                    for child in [n.no, n.yes] {
-                        if let std::collections::hash_map::Entry::Vacant(e) = index.entry(child) {
-                            e.insert(base + order.len());
-                            order.push(child);
-                            depth_of.insert(child, d + 1);
-                            queue.push_back(child);
-                        }
-                    }
-                    ensure!(order.len() <= raw.nodes.len() + raw.leaves.len(), "a tree has a cycle");
-                }
-            }
-            for t in &order {
-                let here = index[t] as u32;
-                match *t {
-                    Target::Leaf(l) => {
-                        ensure!(l < raw.leaves.len(), "leaf index {l} out of range");
-                        nodes.push(Node { feature: 0, threshold: T::INFINITY, children: [here, here] });
-                        leaf_of.push(l as u32);
-                        exact.push(Exact {
-                            mode: Mode::Leq,
-                            threshold: T::INFINITY,
-                            members: vec![],
-                            missing_true: false,
-                            children: [here, here],
-                        });
-                    }
-                    Target::Node(i) => {
-                        let n = &raw.nodes[i];
-                        features = features.max(n.feature + 1);
-                        let yes = index[&n.yes] as u32;
-                        let no = index[&n.no] as u32;
-                        let thr = T::from_f64(n.threshold);
-                        // In the `<=` form: [children when x <= t' is false, ... true], and where NaN goes.
-                        let (threshold, children, nan_to_second) = match n.mode {
-                            Mode::Leq => (thr, [no, yes], n.missing_true),
-                            Mode::Lt => (thr.pred().unwrap_or(thr), [no, yes], n.missing_true),
-                            Mode::Gt => (thr, [yes, no], !n.missing_true),
-                            Mode::Gte => (thr.pred().unwrap_or(thr), [yes, no], !n.missing_true),
-                            _ => (thr, [no, yes], n.missing_true),
-                        };
-                        let feature = u32::try_from(n.feature).context("feature index too large")?;
-                        ensure!(feature < NAN_BIT, "feature index too large");
-                        nodes.push(Node {
-                            feature: feature | if nan_to_second { NAN_BIT } else { 0 },
-                            threshold,
-                            children,
-                        });
-                        leaf_of.push(u32::MAX);
-                        exact.push(Exact {
-                            mode: n.mode,
-                            threshold: thr,
-                            members: n.members.iter().map(|m| T::from_f64(*m)).collect(),
-                            missing_true: n.missing_true,
-                            children: [no, yes],
-                        });
-                    }
-                }
-            }
-            trees.push((base as u32, depth));
-        }
-        let single = (outputs == 1).then(|| {
+        let features = raw.nodes.iter().map(|n| n.feature + 1).max().unwrap_or(0);
+        ensure!(features < NAN_BIT as usize, "feature index too large");
+        let single: Option<Vec<(T, bool)>> = (outputs == 1).then(|| {
             raw.leaves
                 .iter()
                 .map(|w| (w.iter().fold(T::default(), |acc, (_, v)| acc + T::from_f64(*v)), !w.is_empty()))
                 .collect()
         });
+        let value_in_node = fast && single.as_ref().is_some_and(|s| s.iter().all(|(_, h)| *h));
+        let leaf_value =
+            |l: usize| if value_in_node { single.as_ref().map_or(T::INFINITY, |s| s[l].0) } else { T::INFINITY };
+        let mut trees = Vec::with_capacity(raw.roots.len());
+        let mut leaf_of = Vec::new();
+        let layout = if fast {
+            let mut nodes: Vec<FastNode<T>> = Vec::with_capacity(3 * (raw.nodes.len() + raw.leaves.len()));
+            let mut any_nan = false;
+            for root in &raw.roots {
+                // Breadth-first, allocating each split's two children side by side.
+                let root_slot = nodes.len() as u32;
+                nodes.push(FastNode { threshold: T::INFINITY, feature: 0, left: 0 });
+                leaf_of.push(u32::MAX);
+                let mut queue = VecDeque::from([(root_slot, *root, 0u32)]);
+                let mut depth = 0;
+                while let Some((slot, target, d)) = queue.pop_front() {
+                    depth = depth.max(d);
+                    let pair = nodes.len() as u32;
+                    ensure!(nodes.len() + 2 < MAX_NODES, "the trees are too large");
+                    match target {
+                        Target::Leaf(l) => {
+                            let node = FastNode { threshold: leaf_value(l), feature: 0, left: pair };
+                            nodes[slot as usize] = node;
+                            nodes.extend([node, node]);
+                            leaf_of[slot as usize] = l as u32;
+                            leaf_of.extend([l as u32, l as u32]);
+                        }
+                        Target::Node(i) => {
+                            let n = &raw.nodes[i];
+                            let (threshold, children, nan) = leq_form::<T>(n);
+                            any_nan |= nan;
+                            let feature = n.feature as u32 | if nan { NAN_BIT } else { 0 };
+                            nodes[slot as usize] = FastNode { threshold, feature, left: pair };
+                            nodes.extend([FastNode { threshold: T::INFINITY, feature: 0, left: 0 }; 2]);
+                            leaf_of.extend([u32::MAX, u32::MAX]);
+                            queue.push_back((pair, children[0], d + 1));
+                            queue.push_back((pair + 1, children[1], d + 1));
+                        }
+                    }
+                }
+                trees.push((root_slot, depth));
+            }
+            Layout::Fast { nodes, any_nan }
+        } else {
+            let mut nodes: Vec<Exact<T>> = Vec::new();
+            for root in &raw.roots {
+                let root_slot = nodes.len() as u32;
+                let blank = Exact {
+                    mode: Mode::Leq,
+                    feature: 0,
+                    threshold: T::INFINITY,
+                    members: vec![],
+                    missing_true: false,
+                    children: [0, 0],
+                };
+                nodes.push(blank.clone());
+                leaf_of.push(u32::MAX);
+                let mut queue = VecDeque::from([(root_slot, *root, 0u32)]);
+                let mut depth = 0;
+                while let Some((slot, target, d)) = queue.pop_front() {
+                    depth = depth.max(d);
+                    ensure!(nodes.len() + 2 < MAX_NODES, "the trees are too large");
+                    match target {
+                        Target::Leaf(l) => {
+                            nodes[slot as usize].children = [slot, slot];
+                            leaf_of[slot as usize] = l as u32;
+                        }
+                        Target::Node(i) => {
+                            let n = &raw.nodes[i];
+                            let (no, yes) = (nodes.len() as u32, nodes.len() as u32 + 1);
+                            nodes[slot as usize] = Exact {
+                                mode: n.mode,
+                                feature: n.feature as u32,
+                                threshold: T::from_f64(n.threshold),
+                                members: n.members.iter().map(|m| T::from_f64(*m)).collect(),
+                                missing_true: n.missing_true,
+                                children: [no, yes],
+                            };
+                            nodes.extend([blank.clone(), blank.clone()]);
+                            leaf_of.extend([u32::MAX, u32::MAX]);
+                            queue.push_back((no, n.no, d + 1));
+                            queue.push_back((yes, n.yes, d + 1));
+                        }
+                    }
+                }
+                trees.push((root_slot, depth));
+            }
+            Layout::Exact(nodes)
+        };
         let mut ranges = Vec::with_capacity(raw.leaves.len());
         let mut weights = Vec::new();
         for leaf in &raw.leaves {
@@ -275,7 +323,7 @@ impl<T: Float> Ensemble<T> {
             weights.extend(leaf.iter().map(|(o, v)| (*o as u32, T::from_f64(*v))));
             ranges.push((start, weights.len() as u32));
         }
-        Ok(Self { nodes, trees, leaf_of, exact: (!fast).then_some(exact), single, ranges, weights, outputs, features })
+        Ok(Self { layout, trees, leaf_of, value_in_node, single, ranges, weights, outputs, features })
     }
 
     /// Number of trees.
@@ -283,42 +331,47 @@ impl<T: Float> Ensemble<T> {
         self.trees.len()
     }
 
-    /// Walks every tree for the rows of `x` (row-major, `width` values a row) and calls
-    /// `visit(row, leaf)` for each tree in order, row by row within a block.
-    fn walk(&self, x: &[T], width: usize, rows: usize, mut visit: impl FnMut(usize, u32)) {
+    /// Walks every tree for the rows of `x` (row-major, `width` values a row): for each block of
+    /// rows and each tree in order, calls `visit(first row of the block, final node of each row)`.
+    fn walk(&self, x: &[T], width: usize, rows: usize, mut visit: impl FnMut(usize, &[u32])) {
         const BLOCK: usize = 128;
         let mut idx = [0u32; BLOCK];
         for start in (0..rows).step_by(BLOCK) {
             let n = BLOCK.min(rows - start);
             let xb = &x[start * width..(start + n) * width];
+            let idx = &mut idx[..n];
             for &(root, depth) in &self.trees {
-                idx[..n].fill(root);
-                match &self.exact {
-                    None => {
+                idx.fill(root);
+                match &self.layout {
+                    Layout::Fast { nodes, any_nan: false } => {
                         for _ in 0..depth {
-                            for (r, i) in idx[..n].iter_mut().enumerate() {
-                                let node = &self.nodes[*i as usize];
-                                let f = (node.feature & !NAN_BIT) as usize;
-                                let v = xb[r * width + f];
-                                let go = (v <= node.threshold) as usize
-                                    | (v.is_nan() as usize & (node.feature >> 31) as usize);
-                                *i = node.children[go];
+                            for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
+                                let node = &nodes[*i as usize];
+                                let v = row[node.feature as usize];
+                                *i = node.left + u32::from(v <= node.threshold);
                             }
                         }
                     }
-                    Some(exact) => {
+                    Layout::Fast { nodes, any_nan: true } => {
                         for _ in 0..depth {
-                            for (r, i) in idx[..n].iter_mut().enumerate() {
-                                let node = &exact[*i as usize];
-                                let v = xb[r * width + (self.nodes[*i as usize].feature & !NAN_BIT) as usize];
-                                *i = node.children[usize::from(exact_decision(node, v))];
+                            for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
+                                let node = &nodes[*i as usize];
+                                let v = row[(node.feature & !NAN_BIT) as usize];
+                                *i = node.left
+                                    + (u32::from(v <= node.threshold) | (u32::from(v.is_nan()) & (node.feature >> 31)));
+                            }
+                        }
+                    }
+                    Layout::Exact(nodes) => {
+                        for _ in 0..depth {
+                            for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
+                                let node = &nodes[*i as usize];
+                                *i = node.children[usize::from(exact_decision(node, row[node.feature as usize]))];
                             }
                         }
                     }
                 }
-                for (r, i) in idx[..n].iter().enumerate() {
-                    visit(start + r, self.leaf_of[*i as usize]);
-                }
+                visit(start, idx);
             }
         }
     }
@@ -356,18 +409,30 @@ impl<T: Float> Ensemble<T> {
             }
             *h = true;
         };
-        match (&self.single, agg) {
-            // The common case: one output, summed. Keep the inner loop tight.
-            (Some(single), Aggregate::Sum | Aggregate::Average) => self.walk(x, width, rows, |r, leaf| {
-                let (v, h) = single[leaf as usize];
-                acc[r] += v;
-                has[r] |= h;
+        match (&self.layout, &self.single, agg) {
+            // The common case: one output, summed, values in the leaves' nodes.
+            (Layout::Fast { nodes, .. }, _, Aggregate::Sum | Aggregate::Average) if self.value_in_node => {
+                self.walk(x, width, rows, |start, idx| {
+                    for (a, i) in acc[start..].iter_mut().zip(idx) {
+                        *a += nodes[*i as usize].threshold;
+                    }
+                });
+                has.fill(true);
+            }
+            (_, Some(single), Aggregate::Sum | Aggregate::Average) => self.walk(x, width, rows, |start, idx| {
+                for (r, i) in idx.iter().enumerate() {
+                    let (v, h) = single[self.leaf_of[*i as usize] as usize];
+                    acc[start + r] += v;
+                    has[start + r] |= h;
+                }
             }),
-            _ => self.walk(x, width, rows, |r, leaf| {
-                let (s, e) = self.ranges[leaf as usize];
-                for &(o, v) in &self.weights[s as usize..e as usize] {
-                    let j = r * k + o as usize;
-                    combine(&mut acc[j], &mut has[j], v);
+            _ => self.walk(x, width, rows, |start, idx| {
+                for (r, i) in idx.iter().enumerate() {
+                    let (s, e) = self.ranges[self.leaf_of[*i as usize] as usize];
+                    for &(o, v) in &self.weights[s as usize..e as usize] {
+                        let j = (start + r) * k + o as usize;
+                        combine(&mut acc[j], &mut has[j], v);
+                    }
                 }
             }),
         }
