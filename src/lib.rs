@@ -17,8 +17,8 @@
 //! use std::sync::Arc;
 //! use datafusion::execution::FunctionRegistry;
 //! use datafusion::prelude::{ParquetReadOptions, SessionContext};
-//! use mlscore::datafusion::{NoArgumentCalls, PredictOptions, predict_udf};
-//! use mlscore::Model;
+//! use mlscore::datafusion::NoArgumentCalls;
+//! use mlscore::{Model, PredictOptions, predict_udf};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # tokio::runtime::Runtime::new()?.block_on(async {
@@ -48,4 +48,5 @@ pub use mlscore_datafusion as datafusion;
 pub use mlscore_mlflow as mlflow;
 pub use mlscore_onnx as onnx;
 
+pub use mlscore_datafusion::{PredictOptions, ScoreJob, predict_udf, scoring_context};
 pub use mlscore_onnx::{Model, NullPolicy, ResultType};
