@@ -539,7 +539,11 @@ fn walk_fast<T: Float, const NAN: bool>(
         cur[live] = r as u8;
         live += usize::from(leaf_of[*i as usize] == u32::MAX);
     }
-    while live > 0 {
+    // Every live row reaches its leaf within the tree's depth: the bound only guards the loop.
+    for _ in tree.switch..tree.depth {
+        if live == 0 {
+            break;
+        }
         let mut kept = 0;
         for &r in &cur[..live] {
             let r = usize::from(r);
