@@ -370,6 +370,13 @@ impl Model {
         Ok(Prediction { outputs, null_rows })
     }
 
+    /// The tensors [`Model::predict`] feeds the graph for a batch of the frame: the Arrow to
+    /// tensor stage alone (signature checks and null handling excluded), for benchmarks and debugging.
+    pub fn input_tensors(&self, binding: &Binding, frame: &[ArrayRef]) -> Result<Vec<Tensor>> {
+        let rows = frame.first().map_or(0, |a| a.len());
+        binding.feeds.iter().map(|feed| self.feed(binding, feed, frame, rows)).collect()
+    }
+
     fn feed(&self, binding: &Binding, feed: &Feed, frame: &[ArrayRef], rows: usize) -> Result<Tensor> {
         let name_of = |idx: usize| {
             binding.columns.iter().find(|c| c.index == idx).map_or_else(|| idx.to_string(), |c| c.name.clone())
