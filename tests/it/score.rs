@@ -190,6 +190,30 @@ fn provenance_is_recorded_in_the_parquet_footer() {
 }
 
 #[test]
+fn floating_point_columns_are_written_without_dictionaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("o.parquet");
+    score("models/churn", &p, &[]);
+    let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+    let meta = parquet::file::reader::FileReader::metadata(&reader);
+    let mut seen = 0;
+    for rg in meta.row_groups() {
+        for c in rg.columns() {
+            let path = c.column_path().string();
+            let float = matches!(c.column_type(), parquet::basic::Type::DOUBLE | parquet::basic::Type::FLOAT);
+            if float {
+                seen += 1;
+                assert_eq!(c.dictionary_page_offset(), None, "{path} has a dictionary page");
+            } else if path == "customer_id" {
+                assert!(c.dictionary_page_offset().is_some(), "{path} lost its dictionary");
+            }
+        }
+    }
+    // income, balance and the probabilities' values.
+    assert!(seen >= 3, "{seen} floating-point column chunks");
+}
+
+#[test]
 fn null_policies_decide_what_a_null_means() {
     let dir = tempfile::tempdir().unwrap();
     let with_nulls = sample_with(dir.path(), "nulls.parquet", |b| {

@@ -45,6 +45,24 @@ impl Progress for NoProgress {
     fn rows_written(&self, _rows: u64) {}
 }
 
+/// Turns dictionary encoding off for floating-point columns. Features and scores seldom repeat,
+/// so the writer would intern every value of a row group (a hash table as large as the data)
+/// only to fall back to plain encoding: measured, a third of a 28-feature job's time.
+fn float_columns_plain(
+    mut props: parquet::file::properties::WriterPropertiesBuilder,
+    schema: &arrow::datatypes::Schema,
+) -> parquet::file::properties::WriterPropertiesBuilder {
+    use parquet::basic::Type as Physical;
+    if let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(schema) {
+        for column in descr.columns() {
+            if matches!(column.physical_type(), Physical::FLOAT | Physical::DOUBLE) {
+                props = props.set_column_dictionary_enabled(column.path().clone(), false);
+            }
+        }
+    }
+    props
+}
+
 /// Parquet compression codecs offered for outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Codec {
@@ -311,7 +329,7 @@ async fn write_partition(
     let parquet_err = |source| Error::Parquet { path: path.to_path_buf(), source };
     match spec.format {
         Format::Parquet => {
-            let props = WriterProperties::builder()
+            let props = float_columns_plain(WriterProperties::builder(), &schema)
                 .set_compression(spec.codec.parquet())
                 .set_max_row_group_row_count(Some(spec.row_group_rows))
                 .set_key_value_metadata(Some(
