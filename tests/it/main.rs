@@ -4,6 +4,7 @@
 mod common;
 mod errors;
 mod resolve;
+mod rest;
 mod score;
 mod slt;
 mod zoo;

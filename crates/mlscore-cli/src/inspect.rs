@@ -17,8 +17,7 @@ pub(crate) struct InspectArgs {
 }
 
 pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    let config = mlscore_mlflow::StoreConfig::from_env();
-    let resolution = resolve(&args.model, &config)?;
+    let resolution = resolve(&args.model, crate::stores())?;
     let mlflow = MlflowModel::open(resolution)?;
     // Compile the graph too: inspect says whether the model can be scored, and why not.
     let compiled = Model::from_mlflow(mlflow.clone());

@@ -27,6 +27,20 @@ use mlscore_onnx::{Model, NullPolicy, ResultType};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Download models from an MLflow tracking server again, even when the cache holds them.
+    #[arg(long, global = true)]
+    no_cache: bool,
+    /// Where models downloaded from a tracking server are kept [default: $MLSCORE_CACHE_DIR, else ~/.cache/mlscore/models].
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<std::path::PathBuf>,
+}
+
+/// Where models are looked up (MLflow's environment variables and the cache options), set once in `main`.
+static STORES: std::sync::OnceLock<mlscore_mlflow::StoreConfig> = std::sync::OnceLock::new();
+
+/// The store configuration of this run.
+pub(crate) fn stores() -> &'static mlscore_mlflow::StoreConfig {
+    STORES.get_or_init(mlscore_mlflow::StoreConfig::from_env)
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +139,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut config = mlscore_mlflow::StoreConfig::from_env();
+    config.refresh = cli.no_cache;
+    if let Some(dir) = cli.cache_dir {
+        config.cache_dir = dir;
+    }
+    let _ = STORES.set(config);
     let result = match cli.command {
         Command::Score(args) => runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(score(args))),
         Command::Sql(args) => runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(sql::run(args))),
@@ -158,7 +178,7 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 
 /// Loads a model, saying which URI failed.
 fn load_model(uri: &str) -> Result<Arc<Model>> {
-    Ok(Arc::new(Model::load(uri)?))
+    Ok(Arc::new(Model::load_with(uri, stores())?))
 }
 
 fn output_spec(path: &str, args: &OutputArgs, metadata: Vec<(String, String)>) -> Result<OutputSpec> {

@@ -39,6 +39,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// An MLflow tracking server (or its artifact proxy) failed or refused a request.
+    #[error("MLflow server request {url} failed: {reason}")]
+    Remote {
+        /// The endpoint called (never with credentials).
+        url: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
+
     /// A file or directory could not be read or written.
     #[error("{action} {}: {source}", path.display())]
     Io {

@@ -53,7 +53,12 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
             res.local_path = path;
             return check_local(uri, res);
         }
-        ModelUri::MlflowArtifacts(u) | ModelUri::Remote(u) => {
+        ModelUri::MlflowArtifacts(u) => {
+            res.artifact_location.clone_from(u);
+            res.local_path = fetch_from_server(uri, u, config, &mut res.steps)?;
+            return check_local(uri, res);
+        }
+        ModelUri::Remote(u) => {
             return Err(remote_unsupported(uri, u));
         }
         ModelUri::Registered { name, selector, sub_path } => {
@@ -97,9 +102,60 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
         }
     };
     res.artifact_location.clone_from(&location);
+    if location.starts_with("mlflow-artifacts:") {
+        res.local_path = fetch_from_server(uri, &location, config, &mut res.steps)?;
+        return check_local(uri, res);
+    }
     let store_root = config.tracking_store().ok().and_then(|s| s.local_root());
     res.local_path = local_artifact_path(uri, &location, store_root.as_deref(), &mut res.steps)?;
     check_local(uri, res)
+}
+
+/// Downloads `mlflow-artifacts:` files through the tracking server into the cache, once: the
+/// cache holds one directory per server and artifact location (a registered version's or a
+/// logged model's files never change), filled under a temporary name and renamed when complete.
+fn fetch_from_server(uri: &str, location: &str, config: &StoreConfig, steps: &mut Vec<String>) -> Result<PathBuf> {
+    use sha2::Digest;
+    let tracking = config.tracking_store()?;
+    let registry = config.registry_store()?;
+    let Some(server) = tracking.remote_artifacts().or_else(|| registry.remote_artifacts()) else {
+        return Err(Error::Unsupported {
+            location: uri.to_string(),
+            reason: format!(
+                "its files are at {location}, which only an MLflow tracking server can serve; set MLFLOW_TRACKING_URI \
+                 to the server's http(s):// URI"
+            ),
+        });
+    };
+    let digest = sha2::Sha256::digest(format!("{}\n{location}", server.location()).as_bytes());
+    let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let dir = config.cache_dir.join(&key);
+    if dir.is_dir() && !config.refresh {
+        steps.push(format!("{location}: in the cache at {}", dir.display()));
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&config.cache_dir).map_err(|e| Error::io("cannot create", &config.cache_dir, e))?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let tmp = config.cache_dir.join(format!(".{key}.tmp-{}-{nanos}", std::process::id()));
+    let bytes = match server.download_artifacts(location, &tmp) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if config.refresh && dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("cannot replace", &dir, e))?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Another process filled the same entry meanwhile: theirs is as good.
+        if !dir.is_dir() {
+            return Err(Error::io("cannot create", &dir, e));
+        }
+    }
+    steps.push(format!("{location}: downloaded {bytes} bytes from {} into {}", server.location(), dir.display()));
+    Ok(dir)
 }
 
 fn remote_unsupported(uri: &str, location: &str) -> Error {
@@ -270,7 +326,11 @@ fn run_location(
     res.steps
         .push(format!("run {run_id} (experiment {}) keeps its artifacts at {}", run.experiment_id, run.artifact_uri));
     let root = store.local_root();
-    if artifact_exists(&direct, root.as_deref()) {
+    let exists = match store.remote_artifacts() {
+        Some(server) if direct.starts_with("mlflow-artifacts:") => server.has_artifacts(&direct)?,
+        _ => artifact_exists(&direct, root.as_deref()),
+    };
+    if exists {
         return Ok(direct);
     }
     // MLflow 3: models are logged models outside the run's artifacts; the first path segment is their name.

@@ -97,9 +97,9 @@ pub(crate) fn write_column<E: FeedElem>(
     macro_rules! prim {
         ($ty:ty, $conv:expr) => {{
             let a = array.as_primitive::<$ty>();
-            let values = a.values();
-            for (row, v) in values.iter().enumerate() {
-                out[row * stride + offset] = $conv(*v);
+            // Strided writes through an iterator: no index arithmetic or bounds check a value.
+            for (o, v) in out.iter_mut().skip(offset).step_by(stride).zip(a.values().iter()) {
+                *o = $conv(*v);
             }
         }};
     }

@@ -7,9 +7,11 @@
 //!
 //! Stores read here:
 //! - [`SqliteStore`]: `sqlite:///mlflow.db`, MLflow's default backend, read with SQLite itself;
-//! - [`FileStore`]: a `mlruns/` directory (`file:` tracking URIs and plain paths).
+//! - [`FileStore`]: a `mlruns/` directory (`file:` tracking URIs and plain paths);
+//! - [`RestStore`]: an MLflow tracking server (`http://`, `https://`), artifacts through its proxy.
 
 mod file;
+mod rest;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -17,6 +19,7 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 pub use file::FileStore;
+pub use rest::RestStore;
 pub use sqlite::SqliteStore;
 
 use crate::error::{Error, Result};
@@ -103,6 +106,11 @@ pub trait TrackingStore: Debug + Send + Sync {
     fn local_root(&self) -> Option<PathBuf> {
         None
     }
+
+    /// For tracking servers: the client that downloads `mlflow-artifacts:` URIs.
+    fn remote_artifacts(&self) -> Option<&RestStore> {
+        None
+    }
 }
 
 /// Where models are looked up: MLflow's tracking and registry URIs.
@@ -114,6 +122,22 @@ pub struct StoreConfig {
     pub registry_uri: String,
     /// Directory relative store paths are taken from (the current directory).
     pub base_dir: PathBuf,
+    /// Where models downloaded from a tracking server are kept (`MLSCORE_CACHE_DIR`, else
+    /// `~/.cache/mlscore/models`), one directory per artifact location.
+    pub cache_dir: PathBuf,
+    /// Download again even when the cache holds the model (`--no-cache`).
+    pub refresh: bool,
+}
+
+/// `MLSCORE_CACHE_DIR`, else `$XDG_CACHE_HOME/mlscore/models`, else `~/.cache/mlscore/models`.
+pub fn default_cache_dir() -> PathBuf {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("MLSCORE_CACHE_DIR").unwrap_or_else(|| {
+        env("XDG_CACHE_HOME")
+            .or_else(|| env("HOME").map(|h| h.join(".cache")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("mlscore/models")
+    })
 }
 
 impl StoreConfig {
@@ -124,7 +148,7 @@ impl StoreConfig {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let tracking_uri = env("MLFLOW_TRACKING_URI").unwrap_or_else(|| default_tracking_uri(&base_dir));
         let registry_uri = env("MLFLOW_REGISTRY_URI").unwrap_or_else(|| tracking_uri.clone());
-        Self { tracking_uri, registry_uri, base_dir }
+        Self { tracking_uri, registry_uri, base_dir, cache_dir: default_cache_dir(), refresh: false }
     }
 
     /// A configuration with one URI for tracking and registry.
@@ -134,6 +158,8 @@ impl StoreConfig {
             registry_uri: uri.clone(),
             tracking_uri: uri,
             base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            cache_dir: default_cache_dir(),
+            refresh: false,
         }
     }
 
@@ -168,10 +194,7 @@ pub fn open_store(uri: &str, base_dir: &Path) -> Result<Box<dyn TrackingStore>> 
             Ok(Box::new(FileStore::open(uri, &base_dir.join(path))?))
         }
         Some("sqlite") => Ok(Box::new(SqliteStore::open(uri, &sqlite_path(uri, base_dir)?)?)),
-        Some("http" | "https") => Err(unsupported(
-            "this build of mlscore reads local stores only (sqlite:///mlflow.db or a mlruns/ directory); \
-             point MLFLOW_TRACKING_URI at one, or pass the model's artifact path or URL directly",
-        )),
+        Some("http" | "https") => Ok(Box::new(RestStore::open(uri)?)),
         Some("databricks" | "databricks-uc" | "uc") => Err(unsupported(
             "Databricks workspaces are not supported yet; pass the model's storage URL (abfss://, s3://, gs://) instead",
         )),

@@ -1,0 +1,500 @@
+//! An MLflow tracking server, over its REST API (`http://` and `https://` tracking URIs).
+//!
+//! The calls are the ones MLflow's own client makes (`/api/2.0/mlflow/...`), with its
+//! authentication (`MLFLOW_TRACKING_TOKEN` as a bearer token, or `MLFLOW_TRACKING_USERNAME` and
+//! `MLFLOW_TRACKING_PASSWORD` as basic auth), retries with exponential backoff on connection
+//! failures, 408, 429 and 5xx replies, and a timeout per request. Credentials never appear in
+//! messages: errors name the server and the endpoint only.
+//!
+//! Artifacts behind the server's proxy (`mlflow-artifacts:/…`) are listed and downloaded with
+//! [`RestStore::download_artifacts`].
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{LoggedModelInfo, ModelVersion, RegisteredModel, RunInfo, TrackingStore};
+use crate::error::{Error, Result};
+
+/// Requests tried at most this many times.
+const ATTEMPTS: u32 = 5;
+
+/// An MLflow tracking server.
+pub struct RestStore {
+    /// The tracking URI without a trailing slash (and without credentials).
+    base: String,
+    /// The `Authorization` header value, if any (never printed).
+    auth: Option<String>,
+    agent: ureq::Agent,
+    /// First retry delay; doubled every attempt.
+    backoff: Duration,
+}
+
+impl std::fmt::Debug for RestStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestStore")
+            .field("base", &self.base)
+            .field("auth", &self.auth.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RestStore {
+    /// A client for the server at `uri`, authenticated from MLflow's environment variables.
+    pub fn open(uri: &str) -> Result<Self> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let auth = match (env("MLFLOW_TRACKING_TOKEN"), env("MLFLOW_TRACKING_USERNAME")) {
+            (_, Some(user)) => {
+                let password = env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
+                Some(format!("Basic {}", base64(format!("{user}:{password}").as_bytes())))
+            }
+            (Some(token), None) => Some(format!("Bearer {token}")),
+            (None, None) => None,
+        };
+        let timeout = env("MLFLOW_HTTP_REQUEST_TIMEOUT").and_then(|s| s.parse().ok()).unwrap_or(120);
+        Self::with_options(uri, auth, Duration::from_secs(timeout), Duration::from_millis(500))
+    }
+
+    /// A client with explicit options: an `Authorization` header value, the timeout of one
+    /// request, and the first retry delay.
+    pub fn with_options(uri: &str, auth: Option<String>, timeout: Duration, backoff: Duration) -> Result<Self> {
+        let parsed = url::Url::parse(uri).map_err(|e| Error::UnsupportedTrackingUri {
+            uri: uri.to_string(),
+            reason: format!("not a valid URL: {e}"),
+        })?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(Error::UnsupportedTrackingUri {
+                uri: redact(&parsed),
+                reason: "credentials in the tracking URI are not used; set MLFLOW_TRACKING_USERNAME and \
+                         MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
+                    .into(),
+            });
+        }
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
+        Ok(Self { base: uri.trim_end_matches('/').to_string(), auth, agent, backoff })
+    }
+
+    /// GET `/api/2.0/mlflow/<endpoint>` with query parameters; `None` on 404 and on MLflow's
+    /// `RESOURCE_DOES_NOT_EXIST`.
+    fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Option<Value>> {
+        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
+        self.call(&url, |agent| {
+            let mut req = agent.get(&url);
+            for (k, v) in query {
+                req = req.query(*k, *v);
+            }
+            if let Some(a) = &self.auth {
+                req = req.header("Authorization", a);
+            }
+            req.call()
+        })
+    }
+
+    /// POST a JSON body to `/api/2.0/mlflow/<endpoint>`.
+    fn post(&self, endpoint: &str, body: &Value) -> Result<Option<Value>> {
+        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
+        let body = body.to_string();
+        self.call(&url, |agent| {
+            let mut req = agent.post(&url).header("Content-Type", "application/json");
+            if let Some(a) = &self.auth {
+                req = req.header("Authorization", a);
+            }
+            req.send(body.as_str())
+        })
+    }
+
+    /// Sends a request, retrying transient failures; parses a JSON reply.
+    fn call(
+        &self,
+        url: &str,
+        send: impl Fn(&ureq::Agent) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Option<Value>> {
+        let mut resp = self.with_retries(url, || send(&self.agent))?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().map_err(|e| self.remote(url, format!("reading the reply: {e}")))?;
+        let json: Value = if text.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_str(&text).map_err(|e| self.remote(url, format!("the reply is not JSON ({e})")))?
+        };
+        match status {
+            200..=299 => Ok(Some(json)),
+            404 => Ok(None),
+            _ if json["error_code"] == "RESOURCE_DOES_NOT_EXIST" => Ok(None),
+            401 | 403 => Err(self.remote(
+                url,
+                format!(
+                    "HTTP {status}: not authorized; set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
+                ),
+            )),
+            _ => Err(self.remote(url, format!("HTTP {status}: {}", json["message"].as_str().unwrap_or(text.trim())))),
+        }
+    }
+
+    /// Runs `send` up to [`ATTEMPTS`] times while it fails in a way worth retrying.
+    fn with_retries(
+        &self,
+        url: &str,
+        send: impl Fn() -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut delay = self.backoff;
+        let mut attempt = 1;
+        loop {
+            let outcome = send();
+            let retry = match &outcome {
+                Ok(r) => matches!(r.status().as_u16(), 408 | 429 | 500 | 502 | 503 | 504),
+                Err(e) => transient(e),
+            };
+            if !retry || attempt >= ATTEMPTS {
+                return match outcome {
+                    Ok(r) if retry => Err(self.remote(
+                        url,
+                        format!(
+                            "HTTP {} after {attempt} attempts; is the server overloaded or down?",
+                            r.status().as_u16()
+                        ),
+                    )),
+                    Ok(r) => Ok(r),
+                    Err(e) => Err(self.remote(
+                        url,
+                        if retry {
+                            format!("{e} (after {attempt} attempts); is the server running?")
+                        } else {
+                            e.to_string()
+                        },
+                    )),
+                };
+            }
+            std::thread::sleep(delay);
+            delay *= 2;
+            attempt += 1;
+        }
+    }
+
+    fn remote(&self, url: &str, reason: String) -> Error {
+        Error::Remote { url: url.to_string(), reason }
+    }
+
+    /// Whether anything is stored under `mlflow-artifacts:/<path>`.
+    pub fn has_artifacts(&self, artifact_uri: &str) -> Result<bool> {
+        Ok(!self.list(&artifact_path(artifact_uri)?)?.is_empty())
+    }
+
+    /// One level of the artifact proxy's listing of `dir`: `{path, is_dir, file_size}` entries
+    /// named relative to `dir`.
+    fn list(&self, dir: &str) -> Result<Vec<Value>> {
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts", self.base);
+        let listing = self
+            .call(&url, |agent| {
+                let mut req = agent.get(&url).query("path", dir);
+                if let Some(a) = &self.auth {
+                    req = req.header("Authorization", a);
+                }
+                req.call()
+            })?
+            .unwrap_or_default();
+        Ok(listing["files"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Downloads every file under `mlflow-artifacts:/<path>` (recursively) into `dest`, through
+    /// the server's artifact proxy. Entry names that would leave `dest` are refused.
+    pub fn download_artifacts(&self, artifact_uri: &str, dest: &Path) -> Result<u64> {
+        let path = artifact_path(artifact_uri)?;
+        let mut bytes = 0;
+        let mut todo = vec![String::new()];
+        while let Some(rel) = todo.pop() {
+            let dir = join_rel(&path, &rel);
+            let files = self.list(&dir)?;
+            if files.is_empty() && rel.is_empty() {
+                return Err(Error::NotFound {
+                    uri: artifact_uri.to_string(),
+                    what: format!("no artifacts under {artifact_uri} on {}", self.base),
+                    hint: Some("the model's files were deleted, or the server does not proxy artifacts".into()),
+                });
+            }
+            for f in files {
+                let name = f["path"].as_str().unwrap_or_default();
+                let child = join_rel(&rel, name);
+                let target = safe_join(dest, &child).ok_or_else(|| Error::Remote {
+                    url: format!("{}/api/2.0/mlflow-artifacts/artifacts?path={dir}", self.base),
+                    reason: format!("the artifact name '{name}' would be written outside {}; refused", dest.display()),
+                })?;
+                if f["is_dir"].as_bool().unwrap_or(false) {
+                    std::fs::create_dir_all(&target).map_err(|e| Error::io("cannot create", &target, e))?;
+                    todo.push(child);
+                } else {
+                    bytes += self.download_file(&join_rel(&path, &child), &target)?;
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    fn download_file(&self, path: &str, target: &Path) -> Result<u64> {
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}", self.base, encode_path(path));
+        let mut resp = self.with_retries(&url, || {
+            let mut req = self.agent.get(&url);
+            if let Some(a) = &self.auth {
+                req = req.header("Authorization", a);
+            }
+            req.call()
+        })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(self.remote(&url, format!("HTTP {status} while downloading")));
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
+        }
+        let mut file = std::fs::File::create(target).map_err(|e| Error::io("cannot create", target, e))?;
+        let n = std::io::copy(&mut resp.body_mut().as_reader(), &mut file)
+            .map_err(|e| self.remote(&url, format!("download interrupted: {e}")))?;
+        file.flush().map_err(|e| Error::io("cannot write", target, e))?;
+        Ok(n)
+    }
+
+    fn model_version(&self, v: &Value) -> Option<ModelVersion> {
+        let s = |k: &str| v[k].as_str().map(str::to_string);
+        Some(ModelVersion {
+            name: s("name")?,
+            version: v["version"].as_str()?.parse().ok()?,
+            source: s("source"),
+            storage_location: s("storage_location"),
+            run_id: s("run_id").filter(|r| !r.is_empty()),
+            status: s("status"),
+            current_stage: s("current_stage"),
+        })
+    }
+}
+
+impl TrackingStore for RestStore {
+    fn location(&self) -> String {
+        self.base.clone()
+    }
+
+    fn registered_model(&self, name: &str) -> Result<Option<RegisteredModel>> {
+        let Some(model) = self.get("registered-models/get", &[("name", name)])? else {
+            return Ok(None);
+        };
+        let aliases: BTreeMap<String, u64> = model["registered_model"]["aliases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| Some((a["alias"].as_str()?.to_string(), a["version"].as_str()?.parse().ok()?)))
+            .collect();
+        let mut versions = Vec::new();
+        let filter = format!("name='{}'", name.replace('\'', "\\'"));
+        let mut token = String::new();
+        loop {
+            let mut query = vec![("filter", filter.as_str()), ("max_results", "1000")];
+            if !token.is_empty() {
+                query.push(("page_token", token.as_str()));
+            }
+            let page = self.get("model-versions/search", &query)?.unwrap_or_default();
+            versions
+                .extend(page["model_versions"].as_array().into_iter().flatten().filter_map(|v| self.model_version(v)));
+            match page["next_page_token"].as_str() {
+                Some(t) if !t.is_empty() => token = t.to_string(),
+                _ => break,
+            }
+        }
+        versions.sort_by_key(|v| v.version);
+        Ok(Some(RegisteredModel { name: name.to_string(), versions, aliases }))
+    }
+
+    fn registered_model_names(&self) -> Result<Vec<String>> {
+        let page = self.get("registered-models/search", &[("max_results", "1000")])?.unwrap_or_default();
+        Ok(page["registered_models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["name"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    fn logged_model(&self, model_id: &str) -> Result<Option<LoggedModelInfo>> {
+        let Some(reply) = self.get(&format!("logged-models/{model_id}"), &[])? else {
+            return Ok(None);
+        };
+        Ok(logged_model_info(&reply["model"]["info"]))
+    }
+
+    fn run(&self, run_id: &str) -> Result<Option<RunInfo>> {
+        let Some(reply) = self.get("runs/get", &[("run_id", run_id)])? else {
+            return Ok(None);
+        };
+        let info = &reply["run"]["info"];
+        Ok(Some(RunInfo {
+            run_id: run_id.to_string(),
+            experiment_id: info["experiment_id"].as_str().unwrap_or_default().to_string(),
+            artifact_uri: info["artifact_uri"].as_str().unwrap_or_default().to_string(),
+        }))
+    }
+
+    fn logged_models_of_run(&self, run: &RunInfo) -> Result<Vec<LoggedModelInfo>> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = serde_json::json!({ "experiment_ids": [run.experiment_id], "max_results": 100 });
+            if let Some(t) = &token {
+                body["page_token"] = Value::String(t.clone());
+            }
+            let page = self.post("logged-models/search", &body)?.unwrap_or_default();
+            found.extend(
+                page["models"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| logged_model_info(&m["info"]))
+                    .filter(|m| m.source_run_id.as_deref() == Some(run.run_id.as_str())),
+            );
+            match page["next_page_token"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    fn remote_artifacts(&self) -> Option<&RestStore> {
+        Some(self)
+    }
+}
+
+fn logged_model_info(info: &Value) -> Option<LoggedModelInfo> {
+    let s = |k: &str| info[k].as_str().map(str::to_string);
+    Some(LoggedModelInfo {
+        model_id: s("model_id")?,
+        experiment_id: s("experiment_id").unwrap_or_default(),
+        name: s("name").unwrap_or_default(),
+        artifact_location: s("artifact_uri")?,
+        source_run_id: s("source_run_id"),
+    })
+}
+
+/// Failures worth another attempt: the server not answering (yet, or for a moment).
+fn transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound
+    )
+}
+
+/// The path of `mlflow-artifacts:/<path>` (a host in the URI, `mlflow-artifacts://h/<path>`,
+/// is the tracking server's, which this client already talks to).
+fn artifact_path(uri: &str) -> Result<String> {
+    let rest = uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| Error::InvalidUri {
+        uri: uri.to_string(),
+        reason: "expected an mlflow-artifacts: URI".into(),
+    })?;
+    let path = match rest.strip_prefix("//") {
+        Some(with_host) => with_host.split_once('/').map_or("", |(_, p)| p),
+        None => rest,
+    };
+    Ok(path.trim_matches('/').to_string())
+}
+
+fn join_rel(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// `dest/rel`, or `None` when `rel` is absolute or climbs out of `dest`.
+pub(crate) fn safe_join(dest: &Path, rel: &str) -> Option<std::path::PathBuf> {
+    let rel = Path::new(rel);
+    if rel.components().all(|c| matches!(c, Component::Normal(_))) { Some(dest.join(rel)) } else { None }
+}
+
+/// Percent-encodes a path for a URL, keeping its slashes.
+fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| url::form_urlencoded::byte_serialize(seg.as_bytes()).collect::<String>().replace('+', "%20"))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn redact(url: &url::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// Standard base64 (for basic auth).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_is_standard_base64() {
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+    }
+
+    #[test]
+    fn artifact_names_cannot_leave_the_destination() {
+        let d = Path::new("/cache/x");
+        assert_eq!(safe_join(d, "model/MLmodel"), Some(d.join("model/MLmodel")));
+        assert_eq!(safe_join(d, "../escape"), None);
+        assert_eq!(safe_join(d, "a/../../b"), None);
+        assert_eq!(safe_join(d, "/etc/passwd"), None);
+    }
+
+    #[test]
+    fn artifact_uris_give_their_path() {
+        assert_eq!(artifact_path("mlflow-artifacts:/1/models/m-1/artifacts").unwrap(), "1/models/m-1/artifacts");
+        assert_eq!(artifact_path("mlflow-artifacts://host:5000/1/x/").unwrap(), "1/x");
+        assert!(artifact_path("s3://b/k").is_err());
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let s = RestStore::with_options(
+            "http://127.0.0.1:1",
+            Some("Bearer secret-token".into()),
+            Duration::from_secs(1),
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("secret"));
+        let err = RestStore::with_options("http://u:pw@127.0.0.1:1", None, Duration::from_secs(1), Duration::ZERO)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn a_server_that_is_down_is_retried_then_named() {
+        // Port 9 (discard) on the loopback interface: nothing listens there.
+        let s = RestStore::with_options("http://127.0.0.1:9", None, Duration::from_secs(2), Duration::from_millis(1))
+            .unwrap();
+        let err = s.registered_model("churn").unwrap_err().to_string();
+        assert!(err.contains("http://127.0.0.1:9/api/2.0/mlflow/registered-models/get"), "{err}");
+        assert!(err.contains("after 5 attempts"), "{err}");
+    }
+}
