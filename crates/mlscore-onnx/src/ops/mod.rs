@@ -36,7 +36,32 @@ pub(crate) fn register(reg: &mut OnnxOpRegister) {
     reg.insert("TreeEnsemble", tree::tree_ensemble_v5);
 }
 
-/// Rewrites applied to the optimized graph before it is made runnable.
-pub(crate) fn rewrite_optimized(model: TypedModel) -> TractResult<TypedModel> {
+/// Rewrites applied to the optimized graph before it is made runnable: tract's `ArgMax` over the
+/// last axis of a `[N, k]` f32 tensor (every classifier's label) goes through ndarray views a row,
+/// which costs more than the rest of a small MLP's tail; a flat row kernel replaces it.
+pub(crate) fn rewrite_optimized(mut model: TypedModel) -> TractResult<TypedModel> {
+    use tract_onnx::prelude::tract_itertools::Itertools;
+    use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+    let candidates = model
+        .nodes()
+        .iter()
+        .filter_map(|node| {
+            let reduce = node.op_as::<Reduce>()?;
+            let Reducer::ArgMax(last) = reduce.reducer else { return None };
+            let fact = model.outlet_fact(*node.inputs.first()?).ok()?;
+            (fact.datum_type == f32::datum_type() && fact.rank() == 2 && reduce.axes.as_slice() == [1])
+                .then_some((node.id, last))
+        })
+        .collect_vec();
+    for (id, last) in candidates {
+        let node = model.node(id);
+        let patch = TypedModelPatch::replace_single_op(
+            &model,
+            node,
+            &node.inputs,
+            kernel::KernelOp(transform::RowArgMax { last }),
+        )?;
+        patch.apply(&mut model)?;
+    }
     Ok(model)
 }

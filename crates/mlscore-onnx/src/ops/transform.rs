@@ -250,3 +250,64 @@ mod tests {
         assert_eq!(out, [-1.5, 1.5]);
     }
 }
+
+/// `ArgMax` over the last axis of a `[N, k]` f32 tensor, keeping the axis (`[N, 1]` int64), with
+/// tract's semantics: the first maximum (the last with `select_last_index`), NaN never chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct RowArgMax {
+    pub(crate) last: bool,
+}
+
+impl super::kernel::Kernel for RowArgMax {
+    fn name(&self) -> &'static str {
+        "ArgMax"
+    }
+
+    fn outputs(&self) -> Vec<super::kernel::OutSpec> {
+        vec![super::kernel::OutSpec::new(i64::datum_type(), super::kernel::OutShape::RowsBy(1))]
+    }
+
+    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = &inputs[0];
+        let (rows, k) = match x.shape() {
+            [n, k] => (*n, *k),
+            other => bail!("ArgMax: expected a [N, k] input, got {other:?}"),
+        };
+        let values = x.try_as_plain_ram()?.as_slice::<f32>()?;
+        let mut out = Vec::with_capacity(rows);
+        for row in values.chunks_exact(k.max(1)).take(rows) {
+            let (mut best, mut at) = (-f32::MAX, 0usize);
+            for (j, v) in row.iter().enumerate() {
+                if *v > best || (self.last && *v == best) {
+                    best = *v;
+                    at = j;
+                }
+            }
+            out.push(at as i64);
+        }
+        out.resize(rows, 0);
+        Ok(tvec!(super::kernel::tensor_from(&[rows, 1], out)?.into_tvalue()))
+    }
+}
+
+#[cfg(test)]
+mod argmax_tests {
+    use super::super::kernel::{Kernel, tensor_from};
+    use super::*;
+
+    fn argmax(last: bool, rows: usize, values: Vec<f32>) -> Vec<i64> {
+        let k = values.len() / rows.max(1);
+        let t = tensor_from(&[rows, k], values).unwrap();
+        let out = RowArgMax { last }.eval(tvec!(t.into_tvalue())).unwrap();
+        assert_eq!(out[0].shape(), &[rows, 1]);
+        out[0].try_as_plain_ram().unwrap().as_slice::<i64>().unwrap().to_vec()
+    }
+
+    #[test]
+    fn row_argmax_takes_the_first_maximum_unless_asked_for_the_last_and_never_nan() {
+        let x = vec![0.2, 0.8, 0.8, f32::NAN, 0.1, 0.0, f32::NAN, f32::NAN, f32::NAN];
+        assert_eq!(argmax(false, 3, x.clone()), vec![1, 1, 0]);
+        assert_eq!(argmax(true, 3, x), vec![2, 1, 0]);
+        assert_eq!(argmax(false, 0, vec![]), Vec::<i64>::new());
+    }
+}
