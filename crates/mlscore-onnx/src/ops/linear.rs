@@ -7,6 +7,14 @@ use tract_onnx::tract_hir::internal::*;
 use super::kernel::{Kernel, OutShape, OutSpec, as_f32, attr, boxed, rows_and_width, tensor_from};
 use super::transform::{PostTransform, SecondClass, apply_row_batched, fma, gemm_stride_k, write_scores};
 
+/// A classifier's label for one row: the index of a class label, or a literal 0 / 1 (onnxruntime's
+/// fallback for binary models with one class label, or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Choice {
+    Index(usize),
+    Literal(i64),
+}
+
 /// Class labels of a classifier: ints or strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Labels {
@@ -40,6 +48,37 @@ impl Labels {
         match self {
             Labels::Ints(_) => i64::datum_type(),
             Labels::Strings(_) => String::datum_type(),
+        }
+    }
+
+    /// A `[N]` tensor of the chosen labels. Int labels take a literal as it is; what a literal is
+    /// among string labels differs between onnxruntime's operators, so `string_literal` says.
+    pub(crate) fn choose(
+        &self,
+        picks: &[Choice],
+        string_literal: impl Fn(&[String], i64) -> String,
+    ) -> TractResult<Tensor> {
+        match self {
+            Labels::Ints(v) => tensor_from(
+                &[picks.len()],
+                picks
+                    .iter()
+                    .map(|p| match p {
+                        Choice::Index(i) => v[*i],
+                        Choice::Literal(l) => *l,
+                    })
+                    .collect::<Vec<i64>>(),
+            ),
+            Labels::Strings(v) => tensor_from(
+                &[picks.len()],
+                picks
+                    .iter()
+                    .map(|p| match p {
+                        Choice::Index(i) => v[*i].clone(),
+                        Choice::Literal(l) => string_literal(v, *l),
+                    })
+                    .collect::<Vec<String>>(),
+            ),
         }
     }
 

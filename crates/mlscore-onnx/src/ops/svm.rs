@@ -6,7 +6,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::kernel::{Kernel, OutShape, OutSpec, as_f32, attr, boxed, rows_and_width, tensor_from};
-use super::linear::Labels;
+use super::linear::{Choice, Labels};
 use super::transform::{
     PostTransform, SecondClass, apply_row_batched, gemm_dot, gemm_stride_k, logistic, write_scores,
 };
@@ -311,15 +311,9 @@ impl Kernel for SvmClassifier {
                 }
             }
         }
-        let labels = self.labels_tensor(&picks)?;
+        let labels = self.labels.choose(&picks, |_, l| l.to_string())?;
         Ok(tvec!(labels.into_tvalue(), tensor_from(&[rows, width], z)?.into_tvalue()))
     }
-}
-
-/// A label: an index into the class labels, or onnxruntime's literal 1 / 0.
-enum Choice {
-    Index(usize),
-    Literal(i64),
 }
 
 impl SvmClassifier {
@@ -335,31 +329,6 @@ impl SvmClassifier {
             }
         } else {
             Choice::Literal(i64::from(max_weight > 0.0))
-        }
-    }
-
-    fn labels_tensor(&self, picks: &[Choice]) -> TractResult<Tensor> {
-        match &self.labels {
-            Labels::Ints(v) => tensor_from(
-                &[picks.len()],
-                picks
-                    .iter()
-                    .map(|p| match p {
-                        Choice::Index(i) => v[*i],
-                        Choice::Literal(l) => *l,
-                    })
-                    .collect::<Vec<i64>>(),
-            ),
-            Labels::Strings(v) => tensor_from(
-                &[picks.len()],
-                picks
-                    .iter()
-                    .map(|p| match p {
-                        Choice::Index(i) => v[*i].clone(),
-                        Choice::Literal(l) => l.to_string(),
-                    })
-                    .collect::<Vec<String>>(),
-            ),
         }
     }
 }

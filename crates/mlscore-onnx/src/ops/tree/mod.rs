@@ -12,7 +12,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use self::ensemble::{Aggregate, Ensemble, Float, Mode, RawEnsemble, RawNode, Target};
 use super::kernel::{Kernel, OutShape, OutSpec, OutType, as_f32, attr, boxed, rows_and_width, tensor_from};
-use super::linear::Labels;
+use super::linear::{Choice, Labels};
 use super::transform::{PostTransform, apply_row, logistic, probit};
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
@@ -318,12 +318,6 @@ pub(crate) fn tree_ensemble_v5(ctx: &ParsingContext, node: &NodeProto) -> Built 
     Ok(boxed(TreeOp { kind: Kind::V5, f32, f64, base_values: vec![], aggregate, post }))
 }
 
-/// A label: the index of a class label, or a literal 0/1 (onnxruntime's binary fallback).
-enum Pick {
-    Index(usize),
-    Literal(i64),
-}
-
 impl TreeOp {
     fn outputs_count(&self) -> usize {
         match &self.kind {
@@ -339,7 +333,7 @@ impl TreeOp {
         x: &[T],
         width: usize,
         rows: usize,
-    ) -> TractResult<(Vec<f64>, Option<Vec<Pick>>)> {
+    ) -> TractResult<(Vec<f64>, Option<Vec<Choice>>)> {
         let (acc, has) = e.aggregate(x, width, rows, self.aggregate)?;
         let k = e.outputs;
         let n_trees = e.n_trees() as f64;
@@ -418,7 +412,7 @@ fn classify(
     binary_case: bool,
     all_positive: bool,
     z: &mut [f64],
-) -> Pick {
+) -> Choice {
     let classes = s.len();
     let value = |s: f32, h: bool| if h { s } else { 0.0 };
     if classes > 2 {
@@ -442,7 +436,7 @@ fn classify(
         for (o, v) in z.iter_mut().zip(row) {
             *o = f64::from(v);
         }
-        return Pick::Index(best.unwrap_or(0));
+        return Choice::Index(best.unwrap_or(0));
     }
     // Two classes.
     #[derive(Clone, Copy, PartialEq)]
@@ -493,9 +487,9 @@ fn classify(
             second = Second::Mirror;
             0.0
         };
-        if pos > threshold { Pick::Index(1) } else { Pick::Index(0) }
+        if pos > threshold { Choice::Index(1) } else { Choice::Index(0) }
     } else {
-        Pick::Literal(i64::from(pos > 0.0))
+        Choice::Literal(i64::from(pos > 0.0))
     };
     if len == 2 {
         let mut row = vec![value(s[0], h[0]), value(s[1], h[1])];
@@ -568,28 +562,8 @@ impl Kernel for TreeOp {
         };
         match (&self.kind, picks) {
             (Kind::Classifier { labels, .. }, Some(picks)) => {
-                let label = match labels {
-                    Labels::Ints(v) => tensor_from(
-                        &[rows],
-                        picks
-                            .iter()
-                            .map(|p| match p {
-                                Pick::Index(i) => v[*i],
-                                Pick::Literal(l) => *l,
-                            })
-                            .collect::<Vec<i64>>(),
-                    )?,
-                    Labels::Strings(v) => tensor_from(
-                        &[rows],
-                        picks
-                            .iter()
-                            .map(|p| match p {
-                                Pick::Index(i) => v[*i].clone(),
-                                Pick::Literal(l) => v[*l as usize].clone(),
-                            })
-                            .collect::<Vec<String>>(),
-                    )?,
-                };
+                // A literal among string labels is the label at that index.
+                let label = labels.choose(&picks, |v, l| v[l as usize].clone())?;
                 Ok(tvec!(label.into_tvalue(), scores.into_tvalue()))
             }
             _ => Ok(tvec!(scores.into_tvalue())),
