@@ -343,10 +343,8 @@ impl Model {
             }
         }
         let (null_rows, mask) = null_rows(binding, frame, nulls)?;
-        let mut tensors: TVec<TValue> = TVec::with_capacity(binding.feeds.len());
-        for feed in &binding.feeds {
-            tensors.push(self.feed(binding, feed, frame, rows)?.into_tvalue());
-        }
+        let tensors: TVec<TValue> =
+            self.input_tensors(binding, frame)?.into_iter().map(IntoTValue::into_tvalue).collect();
         let outs = if rows == 0 {
             None
         } else {

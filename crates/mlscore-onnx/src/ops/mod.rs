@@ -40,7 +40,6 @@ pub(crate) fn register(reg: &mut OnnxOpRegister) {
 /// last axis of a `[N, k]` f32 tensor (every classifier's label) goes through ndarray views a row,
 /// which costs more than the rest of a small MLP's tail; a flat row kernel replaces it.
 pub(crate) fn rewrite_optimized(mut model: TypedModel) -> TractResult<TypedModel> {
-    use tract_onnx::prelude::tract_itertools::Itertools;
     use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
     let candidates = model
         .nodes()
@@ -52,7 +51,7 @@ pub(crate) fn rewrite_optimized(mut model: TypedModel) -> TractResult<TypedModel
             (fact.datum_type == f32::datum_type() && fact.rank() == 2 && reduce.axes.as_slice() == [1])
                 .then_some((node.id, last))
         })
-        .collect_vec();
+        .collect::<Vec<_>>();
     for (id, last) in candidates {
         let node = model.node(id);
         let patch = TypedModelPatch::replace_single_op(

@@ -140,8 +140,6 @@ struct Tree {
     root: u32,
     /// The number of steps that reach every leaf.
     depth: u32,
-    /// The number of steps before any row can reach a leaf.
-    min_depth: u32,
     /// The steps every row takes before the walk follows only the rows still on a split
     /// (`depth`: never).
     switch: u32,
@@ -202,8 +200,7 @@ enum Layout<T> {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Ensemble<T> {
     layout: Layout<T>,
-    /// Per tree: its root, its depth (the number of steps that reach any leaf) and the depth of
-    /// its shallowest leaf (steps every row takes before any can reach a leaf).
+    /// Per tree: its root, its depth and how its rows are walked.
     trees: Vec<Tree>,
     /// Per node: the leaf it is, or `u32::MAX` for a split.
     leaf_of: Vec<u32>,
@@ -320,7 +317,7 @@ impl<T: Float> Ensemble<T> {
                     }
                 }
                 let switch = switch_depth(&live, min_depth);
-                trees.push(Tree { root: root_slot, depth, min_depth, switch });
+                trees.push(Tree { root: root_slot, depth, switch });
             }
             Layout::Fast { nodes, any_nan }
         } else {
@@ -365,7 +362,7 @@ impl<T: Float> Ensemble<T> {
                         }
                     }
                 }
-                trees.push(Tree { root: root_slot, depth, min_depth: 0, switch: depth });
+                trees.push(Tree { root: root_slot, depth, switch: depth });
             }
             Layout::Exact(nodes)
         };
