@@ -116,16 +116,22 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
 /// logged model's files never change), filled under a temporary name and renamed when complete.
 fn fetch_from_server(uri: &str, location: &str, config: &StoreConfig, steps: &mut Vec<String>) -> Result<PathBuf> {
     use sha2::Digest;
+    let no_server = || Error::Unsupported {
+        location: uri.to_string(),
+        reason: format!(
+            "its files are at {location}, which only an MLflow tracking server can serve; set MLFLOW_TRACKING_URI \
+             to the server's http(s):// URI"
+        ),
+    };
+    // The tracking server serves artifacts; the registry is asked only when tracking is not a server.
     let tracking = config.tracking_store()?;
-    let registry = config.registry_store()?;
-    let Some(server) = tracking.remote_artifacts().or_else(|| registry.remote_artifacts()) else {
-        return Err(Error::Unsupported {
-            location: uri.to_string(),
-            reason: format!(
-                "its files are at {location}, which only an MLflow tracking server can serve; set MLFLOW_TRACKING_URI \
-                 to the server's http(s):// URI"
-            ),
-        });
+    let registry;
+    let server = match tracking.remote_artifacts() {
+        Some(server) => server,
+        None => {
+            registry = config.registry_store()?;
+            registry.remote_artifacts().ok_or_else(no_server)?
+        }
     };
     let digest = sha2::Sha256::digest(format!("{}\n{location}", server.location()).as_bytes());
     let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();

@@ -14,6 +14,8 @@ use std::io::Write;
 use std::path::{Component, Path};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
 use super::{LoggedModelInfo, ModelVersion, RegisteredModel, RunInfo, TrackingStore};
@@ -49,7 +51,7 @@ impl RestStore {
         let auth = match (env("MLFLOW_TRACKING_TOKEN"), env("MLFLOW_TRACKING_USERNAME")) {
             (_, Some(user)) => {
                 let password = env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
-                Some(format!("Basic {}", base64(format!("{user}:{password}").as_bytes())))
+                Some(format!("Basic {}", BASE64.encode(format!("{user}:{password}"))))
             }
             (Some(token), None) => Some(format!("Bearer {token}")),
             (None, None) => None,
@@ -81,14 +83,15 @@ impl RestStore {
     /// GET `/api/2.0/mlflow/<endpoint>` with query parameters; `None` on 404 and on MLflow's
     /// `RESOURCE_DOES_NOT_EXIST`.
     fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Option<Value>> {
-        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
-        self.call(&url, |agent| {
-            let mut req = agent.get(&url);
+        self.get_json(&format!("{}/api/2.0/mlflow/{endpoint}", self.base), query)
+    }
+
+    /// GET a JSON document from `url` with query parameters.
+    fn get_json(&self, url: &str, query: &[(&str, &str)]) -> Result<Option<Value>> {
+        self.call(url, |agent| {
+            let mut req = self.authorized(agent.get(url));
             for (k, v) in query {
                 req = req.query(*k, *v);
-            }
-            if let Some(a) = &self.auth {
-                req = req.header("Authorization", a);
             }
             req.call()
         })
@@ -99,12 +102,16 @@ impl RestStore {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
         let body = body.to_string();
         self.call(&url, |agent| {
-            let mut req = agent.post(&url).header("Content-Type", "application/json");
-            if let Some(a) = &self.auth {
-                req = req.header("Authorization", a);
-            }
-            req.send(body.as_str())
+            self.authorized(agent.post(&url)).header("Content-Type", "application/json").send(body.as_str())
         })
+    }
+
+    /// The request with the credentials' `Authorization` header, if there are credentials.
+    fn authorized<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
     }
 
     /// Sends a request, retrying transient failures; parses a JSON reply.
@@ -187,17 +194,8 @@ impl RestStore {
     /// One level of the artifact proxy's listing of `dir`: `{path, is_dir, file_size}` entries
     /// named relative to `dir`.
     fn list(&self, dir: &str) -> Result<Vec<Value>> {
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts", self.base);
-        let listing = self
-            .call(&url, |agent| {
-                let mut req = agent.get(&url).query("path", dir);
-                if let Some(a) = &self.auth {
-                    req = req.header("Authorization", a);
-                }
-                req.call()
-            })?
-            .unwrap_or_default();
-        Ok(listing["files"].as_array().cloned().unwrap_or_default())
+        let listing = self.get_json(&format!("{}/api/2.0/mlflow-artifacts/artifacts", self.base), &[("path", dir)])?;
+        Ok(listing.unwrap_or_default()["files"].as_array().cloned().unwrap_or_default())
     }
 
     /// Downloads every file under `mlflow-artifacts:/<path>` (recursively) into `dest`, through
@@ -236,13 +234,7 @@ impl RestStore {
 
     fn download_file(&self, path: &str, target: &Path) -> Result<u64> {
         let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}", self.base, encode_path(path));
-        let mut resp = self.with_retries(&url, || {
-            let mut req = self.agent.get(&url);
-            if let Some(a) = &self.auth {
-                req = req.header("Authorization", a);
-            }
-            req.call()
-        })?;
+        let mut resp = self.with_retries(&url, || self.authorized(self.agent.get(&url)).call())?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(self.remote(&url, format!("HTTP {status} while downloading")));
@@ -427,33 +419,15 @@ fn redact(url: &url::Url) -> String {
     u.to_string()
 }
 
-/// Standard base64 (for basic auth).
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn basic_auth_is_standard_base64() {
-        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(base64(b"a"), "YQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(BASE64.encode(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(BASE64.encode(b"a"), "YQ==");
+        assert_eq!(BASE64.encode(b"ab"), "YWI=");
     }
 
     #[test]
