@@ -37,17 +37,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench-data"
+from common import DATA, mlscore_binary
+
 VARIANTS = ["mlscore", "ort", "spark-onnx", "spark-sklearn"]
 PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def mlscore_binary() -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/mlscore/target"))
-    env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "mlscore-cli"], cwd=ROOT, check=True, env=env)
-    return target / "release" / "mlscore"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,16 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench-data"
+from common import DATA, ROOT, mlscore_binary
+
 FILES = 8
-
-
-def mlscore_binary() -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/mlscore/target"))
-    env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "mlscore-cli"], cwd=ROOT, check=True, env=env)
-    return target / "release" / "mlscore"
 
 
 def table(rows: int) -> Path:

@@ -29,14 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as ds
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench-data"
-
-
-def mlscore_binary() -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/mlscore/target"))
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "mlscore-cli"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(target)})
-    return target / "release" / "mlscore"
+from common import DATA, mlscore_binary
 
 
 def ort_rate(path: str, x: np.ndarray, batch: int, threads: int, seconds: float) -> tuple[float, float]:
