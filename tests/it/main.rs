@@ -3,8 +3,10 @@
 
 mod common;
 mod errors;
+mod objects;
 mod resolve;
 mod rest;
 mod score;
+mod servers;
 mod slt;
 mod zoo;

@@ -152,3 +152,57 @@ fn a_server_that_does_not_answer_is_named_after_retries() {
     assert!(err.contains("attempts"), "{err}");
     assert!(!dir.path().join("o.parquet").exists());
 }
+
+/// POSTs JSON to the server's REST API, as MLflow's client does.
+fn post(path: &str, body: serde_json::Value) -> serde_json::Value {
+    let url = format!("{}/api/2.0/mlflow/{path}", server().url);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent.post(&url).header("content-type", "application/json").send(body.to_string()).unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 200, "POST {url} {body}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_version_whose_files_are_on_azure_is_read_from_azure_not_through_the_server() {
+    use crate::servers::{AZURE_ACCOUNT, Azurite, put_dir};
+    let az = Azurite::shared();
+    az.create_container("r1-models");
+    put_dir(az.store("r1-models").as_ref(), &models().join("churn"), "churn/v1");
+    // A registry entry whose source is a storage URL: the server records it and does not proxy it.
+    let source = format!("abfss://r1-models@{AZURE_ACCOUNT}.dfs.core.windows.net/churn/v1");
+    post("registered-models/create", serde_json::json!({"name": "churn_on_azure"}));
+    let v = post("model-versions/create", serde_json::json!({"name": "churn_on_azure", "source": source}));
+    assert_eq!(v["model_version"]["version"], "1", "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = remote(&dir.path().join("cache"));
+    az.env(&mut cmd);
+    let out = run(cmd.args(["inspect", "models:/churn_on_azure/1"]), true);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&source) && text.contains("downloaded"), "{text}");
+}
+
+#[test]
+fn a_server_dying_in_the_middle_of_a_download_is_named_and_leaves_no_cache_entry() {
+    use crate::servers::{CutProxy, Direction};
+    let port: u16 = server().url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
+    // The lookups and the listing take well under 3 KiB; the files come after.
+    let proxy = CutProxy::start(port, Direction::Down, 3000);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = run(
+        mlscore()
+            .env("MLFLOW_TRACKING_URI", format!("http://127.0.0.1:{}", proxy.port))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["inspect", "models:/churn_remote/1"]),
+        false,
+    );
+    let err = stderr(&out);
+    assert!(proxy.was_cut(), "{err}");
+    assert!(err.contains(&format!("http://127.0.0.1:{}/api/2.0/mlflow", proxy.port)), "{err}");
+    let left: Vec<_> =
+        std::fs::read_dir(&cache).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "a partial download was left in the cache: {left:?}");
+}

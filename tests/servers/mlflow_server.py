@@ -47,6 +47,9 @@ def main() -> None:
          "--backend-store-uri", f"sqlite:///{d / 'mlflow.db'}", "--artifacts-destination", str(d / "artifacts"),
          "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # Registry entries may point at storage the server does not proxy (as on Databricks and
+        # Azure ML): the tests register a version whose files are on Azurite.
+        env={**os.environ, "MLFLOW_ALLOWED_HOST_ADDRESSED_ARTIFACT_SCHEMES": "abfss,s3,gs"},
     )
 
     def stop(*_):

@@ -193,7 +193,7 @@ async fn score(args: ScoreArgs) -> Result<()> {
     let result_type = args.result_type.as_deref().map(ResultType::parse).transpose()?;
     // Fail on an unwritable output before the model is compiled or data is read.
     let early = OutputSpec::new(&args.output, args.out.output_format, args.out.overwrite)?;
-    early.check(&Arc::new(arrow::datatypes::Schema::empty()))?;
+    early.check(&Arc::new(arrow::datatypes::Schema::empty())).await?;
     let model = load_model(&args.model)?;
     let engine = args.engine.engine();
     let ctx = scoring_context(&engine);

@@ -6,6 +6,8 @@ use datafusion::dataframe::DataFrame;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 
+use mlscore_mlflow::objects;
+
 use crate::error::{Error, Result};
 
 /// File formats mlscore reads and writes.
@@ -108,8 +110,7 @@ fn dir_files(dir: &Path) -> Vec<String> {
         };
         for e in entries.flatten() {
             let p = e.path();
-            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(['.', '_']));
-            if hidden {
+            if p.file_name().and_then(|n| n.to_str()).is_some_and(hidden) {
                 continue;
             }
             if p.is_dir() {
@@ -133,9 +134,59 @@ fn dir_has(dir: &Path, fmt: Format) -> bool {
     dir_files(dir).iter().any(|p| Format::from_extension(p) == Some(fmt))
 }
 
+fn hidden(name: &str) -> bool {
+    name.starts_with(['.', '_'])
+}
+
+/// An object store input (`abfss://`, `s3://`, `gs://`, `https://`, `file://`): its URL as
+/// DataFusion should read it (`wasbs://` as `abfss://`, a prefix ending in `/`), checked to name
+/// at least one object, and the format its files' extensions say.
+async fn check_remote(ctx: &SessionContext, input: &str) -> Result<(String, Option<Format>)> {
+    let err = |reason: String| Error::Input { input: input.to_string(), reason };
+    let url = objects::parse_url(input).map_err(|e| err(e.to_string()))?;
+    if is_glob(url.path()) {
+        return Ok((url.to_string(), Format::from_extension(url.path())));
+    }
+    let store =
+        ctx.runtime_env().object_store_registry.get_store(&url).map_err(|e| err(Error::DataFusion(e).to_string()))?;
+    let path = objects::path_in_store(&url).map_err(|e| err(e.to_string()))?;
+    let files = objects::list(store.as_ref(), &url, &path).await.map_err(|e| err(e.to_string()))?;
+    if files.len() == 1 && files[0].location == path {
+        return Ok((url.to_string(), Format::from_extension(url.path())));
+    }
+    let visible: Vec<&str> =
+        files.iter().map(|f| f.relative.as_str()).filter(|rel| !rel.split('/').any(hidden)).collect();
+    let format = [Format::Parquet, Format::Csv, Format::Arrow]
+        .into_iter()
+        .find(|f| visible.iter().any(|p| Format::from_extension(p) == Some(*f)));
+    if format.is_none() {
+        return Err(err(if files.is_empty() {
+            "no such object or prefix (check the URL, and that the credentials in the environment can list it)".into()
+        } else {
+            "the prefix holds no .parquet, .csv or .arrow files".into()
+        }));
+    }
+    let mut dir = url.to_string();
+    if !dir.ends_with('/') {
+        dir.push('/');
+    }
+    Ok((dir, format))
+}
+
 /// Reads the inputs as one table.
 pub async fn read_inputs(ctx: &SessionContext, inputs: &[String], format: Option<Format>) -> Result<DataFrame> {
-    let (paths, format) = check_inputs(inputs, format)?;
+    let mut checked = Vec::with_capacity(inputs.len());
+    let mut detected = format;
+    for input in inputs {
+        if objects::is_object_url(input) {
+            let (url, f) = check_remote(ctx, input).await?;
+            detected = detected.or(f);
+            checked.push(url);
+        } else {
+            checked.push(input.clone());
+        }
+    }
+    let (paths, format) = check_inputs(&checked, detected)?;
     let df = match format {
         Format::Parquet => ctx.read_parquet(paths.clone(), ParquetReadOptions::default()).await,
         Format::Csv => ctx.read_csv(paths.clone(), CsvReadOptions::new().has_header(true)).await,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::prelude::{SessionConfig, SessionContext, col};
@@ -12,6 +13,7 @@ use mlscore_onnx::Model;
 use crate::error::{Error, Result};
 use crate::input::{Format, read_inputs};
 use crate::sink::{OutputSpec, Progress, WriteStats, write_plan};
+use crate::stores::StoreRegistry;
 use crate::udf::{NoArgumentCalls, PredictOptions, PredictStats, PredictUdf};
 
 /// Rows per batch the engine scores at a time (DataFusion's default).
@@ -47,7 +49,13 @@ pub fn scoring_context(engine: &EngineOptions) -> SessionContext {
     config.options_mut().execution.parquet.schema_force_view_types = false;
     // Idle partitions stealing files from their siblings would reorder rows across partitions.
     config.options_mut().execution.enable_file_stream_work_stealing = false;
-    let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+    // Object stores (abfss://, s3://, gs://, https://) are opened on first use from the environment.
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(StoreRegistry::default()))
+        .build_arc()
+        .unwrap_or_default();
+    let state =
+        SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
     let mut ctx = SessionContext::new_with_state(state).enable_url_table();
     ctx.register_function_rewrite(Arc::new(NoArgumentCalls)).ok();
     ctx

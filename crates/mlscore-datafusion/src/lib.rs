@@ -6,6 +6,7 @@ mod error;
 pub mod input;
 pub mod job;
 pub mod sink;
+pub mod stores;
 pub mod udf;
 
 pub use error::{Error, Result};
@@ -15,4 +16,5 @@ pub use job::{
     write_query,
 };
 pub use sink::{Codec, NoProgress, OutputSpec, Progress};
+pub use stores::StoreRegistry;
 pub use udf::{NoArgumentCalls, PredictOptions, PredictStats, PredictUdf, predict_udf};

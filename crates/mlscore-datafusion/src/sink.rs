@@ -8,6 +8,12 @@
 //! - a single `.csv` file: the parts are concatenated under one header;
 //! - a directory: the temporary directory, holding `part-00000.<ext>`, … in order, is renamed.
 //!
+//! Object store targets (`abfss://`, `s3://`, `gs://`, …) are committed the way object stores
+//! allow: a directory's part files stream straight into multipart uploads, which stay invisible
+//! until completed; they are completed only once every partition has finished, then `_SUCCESS`
+//! is written. A single remote file is assembled locally as above and uploaded the same way.
+//! On failure every upload is aborted, so readers never see part of an output.
+//!
 //! Partitions cover the input in order (files sorted by name, byte ranges in order), so rows
 //! keep the input's order. A failure, or an interrupted job, leaves no output behind.
 
@@ -27,6 +33,11 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
+
+use mlscore_mlflow::objects;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use url::Url;
 
 use crate::error::{Error, Result};
 use crate::input::Format;
@@ -106,8 +117,10 @@ impl Codec {
 /// Where and how a result is written.
 #[derive(Debug, Clone)]
 pub struct OutputSpec {
-    /// The target file or directory.
+    /// The target file or directory (for an object store target, its URL).
     pub path: PathBuf,
+    /// The object store URL of a remote target; `None` for local files.
+    pub url: Option<Url>,
     /// Parquet or CSV.
     pub format: Format,
     /// One file, or a directory of part files.
@@ -125,10 +138,28 @@ pub struct OutputSpec {
 impl OutputSpec {
     /// An output at `path`: a directory when the path ends with `/`, is an existing directory
     /// or has no extension; otherwise a file whose format is its extension's.
+    ///
+    /// Object store URLs (`abfss://`, `az://`, `wasbs://`, `s3://`, `gs://`) are remote
+    /// targets, a directory unless the last segment has an extension; `file://` is a local path.
     pub fn new(path: &str, format: Option<Format>, overwrite: bool) -> Result<Self> {
-        let p = PathBuf::from(path);
+        let (p, url) = if objects::is_object_url(path) {
+            let url = objects::parse_url(path)
+                .map_err(|e| Error::Output { path: PathBuf::from(path), reason: e.to_string() })?;
+            if url.scheme() == "file" {
+                let local = url.to_file_path().map_err(|()| Error::Output {
+                    path: PathBuf::from(path),
+                    reason: "not a local file path".into(),
+                })?;
+                (local, None)
+            } else {
+                (PathBuf::from(url.as_str()), Some(url))
+            }
+        } else {
+            (PathBuf::from(path), None)
+        };
         let ext_format = Format::from_extension(path);
-        let directory = path.ends_with('/') || p.is_dir() || (ext_format.is_none() && p.extension().is_none());
+        let directory =
+            path.ends_with('/') || (url.is_none() && p.is_dir()) || (ext_format.is_none() && p.extension().is_none());
         let format = match (format, ext_format) {
             (Some(f), _) => f,
             (None, Some(f)) if !directory => f,
@@ -149,6 +180,7 @@ impl OutputSpec {
         }
         Ok(Self {
             path: p,
+            url,
             format,
             directory,
             overwrite,
@@ -158,8 +190,31 @@ impl OutputSpec {
         })
     }
 
-    /// Checks the target can be written, before any work is done.
-    pub fn check(&self, schema: &SchemaRef) -> Result<()> {
+    /// Checks the target can be written, before any work is done: its directory exists (for an
+    /// object store, the store is reachable with the environment's credentials) and it is absent
+    /// unless `overwrite`.
+    pub async fn check(&self, schema: &SchemaRef) -> Result<()> {
+        self.check_format(schema)?;
+        match &self.url {
+            Some(url) => self.check_remote(url).await,
+            None => self.check_local(),
+        }
+    }
+
+    async fn check_remote(&self, url: &Url) -> Result<()> {
+        let (store, prefix) = open_target(url, &self.path)?;
+        let existing = objects::list(store.as_ref(), url, &prefix).await.map_err(|e| self.error(e))?;
+        if !existing.is_empty() && !self.overwrite {
+            return Err(self.error("already exists; pass --overwrite to replace it"));
+        }
+        Ok(())
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> Error {
+        Error::Output { path: self.path.clone(), reason: reason.to_string() }
+    }
+
+    fn check_local(&self) -> Result<()> {
         let parent = parent_dir(&self.path);
         if !parent.is_dir() {
             return Err(Error::Output {
@@ -187,6 +242,10 @@ impl OutputSpec {
                 },
             });
         }
+        Ok(())
+    }
+
+    fn check_format(&self, schema: &SchemaRef) -> Result<()> {
         let nested = |t: &DataType| {
             matches!(
                 t,
@@ -213,6 +272,11 @@ impl OutputSpec {
     }
 }
 
+/// The store of a remote target and the target's path in it.
+fn open_target(url: &Url, shown: &Path) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    objects::open(url).map_err(|e| Error::Output { path: shown.to_path_buf(), reason: e.to_string() })
+}
+
 fn parent_dir(p: &Path) -> PathBuf {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -228,10 +292,12 @@ struct Staging {
 }
 
 impl Staging {
-    fn new(target: &Path) -> Result<Self> {
+    /// A directory beside `target`, or in the system's temporary directory for a remote target.
+    fn new(target: &Path, remote: bool) -> Result<Self> {
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("output");
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
-        let dir = parent_dir(target).join(format!(".{name}.mlscore-tmp-{}-{nanos}", std::process::id()));
+        let parent = if remote { std::env::temp_dir() } else { parent_dir(target) };
+        let dir = parent.join(format!(".{name}.mlscore-tmp-{}-{nanos}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
         Ok(Self { dir, committed: false })
     }
@@ -264,8 +330,11 @@ pub async fn write_plan(
     progress: Arc<dyn Progress>,
 ) -> Result<WriteStats> {
     let schema = plan.schema();
-    spec.check(&schema)?;
-    let mut staging = Staging::new(&spec.path)?;
+    spec.check(&schema).await?;
+    if let (Some(url), true) = (&spec.url, spec.directory) {
+        return write_remote_dir(plan, task_ctx, spec, url, progress).await;
+    }
+    let mut staging = Staging::new(&spec.path, spec.url.is_some())?;
     let partitions = plan.properties().partitioning.partition_count().max(1);
     let ext = spec.format.extension();
     let mut tasks = Vec::with_capacity(partitions);
@@ -307,7 +376,10 @@ pub async fn write_plan(
             _ => concat_files(&paths, &assembled)?,
         }
         let bytes = std::fs::metadata(&assembled).map(|m| m.len()).unwrap_or_default();
-        replace(&assembled, &spec.path, spec.overwrite)?;
+        match &spec.url {
+            Some(url) => upload_file(&assembled, spec, url).await?,
+            None => replace(&assembled, &spec.path, spec.overwrite)?,
+        }
         WriteStats { rows: 0, files: 1, bytes }
     };
     Ok(WriteStats { rows, ..stats })
@@ -329,13 +401,7 @@ async fn write_partition(
     let parquet_err = |source| Error::Parquet { path: path.to_path_buf(), source };
     match spec.format {
         Format::Parquet => {
-            let props = float_columns_plain(WriterProperties::builder(), &schema)
-                .set_compression(spec.codec.parquet())
-                .set_max_row_group_row_count(Some(spec.row_group_rows))
-                .set_key_value_metadata(Some(
-                    spec.metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect(),
-                ))
-                .build();
+            let props = parquet_props(spec, &schema);
             let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
                 .map_err(parquet_err)?;
             while let Some(batch) = stream.next().await {
@@ -368,6 +434,14 @@ async fn write_partition(
         }
     }
     Ok(rows)
+}
+
+fn parquet_props(spec: &OutputSpec, schema: &SchemaRef) -> WriterProperties {
+    float_columns_plain(WriterProperties::builder(), schema)
+        .set_compression(spec.codec.parquet())
+        .set_max_row_group_row_count(Some(spec.row_group_rows))
+        .set_key_value_metadata(Some(spec.metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect()))
+        .build()
 }
 
 /// Copies the row groups of `parts`, in order, into one Parquet file (no decoding).
@@ -472,4 +546,215 @@ fn commit_dir(staging: &mut Staging, spec: &OutputSpec, parts: &[(PathBuf, u64)]
         let _ = std::fs::remove_dir_all(old);
     }
     Ok(WriteStats { rows: 0, files: parts.len(), bytes })
+}
+
+/// Bytes buffered before they are handed to a multipart upload, and uploads in flight per part.
+const UPLOAD_CHUNK: usize = 8 << 20;
+const UPLOADS_IN_FLIGHT: usize = 2;
+
+/// A part file of a remote directory, uploaded but not yet completed (so not yet visible).
+#[derive(Debug)]
+struct PendingPart {
+    upload: WriteMultipart,
+    location: ObjectPath,
+    rows: u64,
+    bytes: u64,
+}
+
+/// Streams each partition into a multipart upload under the target prefix, then completes them
+/// all (or, on any failure, aborts them all) and writes `_SUCCESS`.
+async fn write_remote_dir(
+    plan: Arc<dyn ExecutionPlan>,
+    task_ctx: Arc<TaskContext>,
+    spec: &OutputSpec,
+    url: &Url,
+    progress: Arc<dyn Progress>,
+) -> Result<WriteStats> {
+    let (store, prefix) = open_target(url, &spec.path)?;
+    let existing = objects::list(store.as_ref(), url, &prefix).await.map_err(|e| spec.error(e))?;
+    let partitions = plan.properties().partitioning.partition_count().max(1);
+    let ext = spec.format.extension();
+    let mut tasks = Vec::with_capacity(partitions);
+    for i in 0..partitions {
+        let location = prefix.clone().join(format!("part-{i:05}{ext}"));
+        let (plan, ctx, spec, progress, store) =
+            (plan.clone(), task_ctx.clone(), spec.clone(), progress.clone(), store.clone());
+        tasks.push(tokio::spawn(async move {
+            write_remote_partition(plan, i, ctx, store, location, &spec, progress.as_ref()).await
+        }));
+    }
+    let mut parts = Vec::with_capacity(partitions);
+    let mut first_error = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(p)) => parts.push(p),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(join) => {
+                first_error.get_or_insert(Error::Query(format!("a writer task failed: {join}")));
+            }
+        }
+    }
+    if first_error.is_none() && !spec.overwrite {
+        match objects::list(store.as_ref(), url, &prefix).await {
+            Ok(now) if !now.is_empty() => {
+                first_error = Some(spec.error("appeared while the job ran; not replaced"));
+            }
+            Ok(_) => {}
+            Err(e) => first_error = Some(spec.error(e)),
+        }
+    }
+    if let Some(e) = first_error {
+        for p in parts {
+            let _ = p.upload.abort().await;
+        }
+        return Err(e);
+    }
+    let rows = parts.iter().map(|p| p.rows).sum();
+    let bytes = parts.iter().map(|p| p.bytes).sum();
+    let files = parts.len();
+    let written: Vec<ObjectPath> = parts.iter().map(|p| p.location.clone()).collect();
+    let mut pending = parts.into_iter();
+    while let Some(part) = pending.next() {
+        if let Err(e) = part.upload.finish().await {
+            for p in pending {
+                let _ = p.upload.abort().await;
+            }
+            return Err(spec.error(format!("cannot complete {}: {e}", part.location)));
+        }
+    }
+    // Replaced outputs: what the new parts did not overwrite goes.
+    for old in existing.iter().filter(|o| !written.contains(&o.location)) {
+        store
+            .delete(&old.location)
+            .await
+            .map_err(|e| spec.error(format!("cannot remove the old {}: {e}", old.location)))?;
+    }
+    store
+        .put(&prefix.clone().join("_SUCCESS"), Vec::<u8>::new().into())
+        .await
+        .map_err(|e| spec.error(format!("cannot write _SUCCESS: {e}")))?;
+    Ok(WriteStats { rows, files, bytes })
+}
+
+async fn write_remote_partition(
+    plan: Arc<dyn ExecutionPlan>,
+    partition: usize,
+    ctx: Arc<TaskContext>,
+    store: Arc<dyn ObjectStore>,
+    location: ObjectPath,
+    spec: &OutputSpec,
+    progress: &dyn Progress,
+) -> Result<PendingPart> {
+    let upload = store
+        .put_multipart(&location)
+        .await
+        .map_err(|e| spec.error(format!("cannot start uploading {location}: {e}")))?;
+    let mut upload = WriteMultipart::new_with_chunk_size(upload, UPLOAD_CHUNK);
+    let mut bytes = 0u64;
+    let written = async {
+        let mut stream = plan.execute(partition, ctx)?;
+        let schema = stream.schema();
+        let mut rows = 0u64;
+        let upload_err = |e: object_store::Error| spec.error(format!("uploading {location}: {e}"));
+        match spec.format {
+            Format::Parquet => {
+                let parquet_err =
+                    |source| Error::Parquet { path: spec.path.join(location.filename().unwrap_or_default()), source };
+                let mut writer = ArrowWriter::try_new(
+                    Vec::with_capacity(UPLOAD_CHUNK),
+                    schema,
+                    Some(parquet_props(spec, &stream.schema())),
+                )
+                .map_err(parquet_err)?;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    writer.write(&batch).map_err(parquet_err)?;
+                    rows += batch.num_rows() as u64;
+                    progress.rows_written(batch.num_rows() as u64);
+                    let buf = writer.inner_mut();
+                    if buf.len() >= UPLOAD_CHUNK {
+                        upload.write(buf);
+                        bytes += buf.len() as u64;
+                        buf.clear();
+                        upload.wait_for_capacity(UPLOADS_IN_FLIGHT).await.map_err(upload_err)?;
+                    }
+                }
+                // The footer; finishing flushes everything into the buffer.
+                writer.finish().map_err(parquet_err)?;
+                let rest = std::mem::take(writer.inner_mut());
+                upload.write(&rest);
+                bytes += rest.len() as u64;
+            }
+            _ => {
+                let mut first = true;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    let text = csv_bytes(&batch, first, spec)?;
+                    first = false;
+                    upload.write(&text);
+                    bytes += text.len() as u64;
+                    rows += batch.num_rows() as u64;
+                    progress.rows_written(batch.num_rows() as u64);
+                    upload.wait_for_capacity(UPLOADS_IN_FLIGHT).await.map_err(upload_err)?;
+                }
+                if first {
+                    let text = csv_bytes(&datafusion::arrow::record_batch::RecordBatch::new_empty(schema), true, spec)?;
+                    upload.write(&text);
+                    bytes += text.len() as u64;
+                }
+            }
+        }
+        // Every part uploaded; completing the upload is left to the commit.
+        upload.wait_for_capacity(0).await.map_err(upload_err)?;
+        Ok(rows)
+    }
+    .await;
+    match written {
+        Ok(rows) => Ok(PendingPart { upload, location, rows, bytes }),
+        Err(e) => {
+            let _ = upload.abort().await;
+            Err(e)
+        }
+    }
+}
+
+fn csv_bytes(batch: &datafusion::arrow::record_batch::RecordBatch, header: bool, spec: &OutputSpec) -> Result<Vec<u8>> {
+    let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(header).build(Vec::new());
+    writer.write(batch).map_err(|e| spec.error(e))?;
+    Ok(writer.into_inner())
+}
+
+/// Uploads a finished local file onto a remote target (visible only once complete).
+async fn upload_file(file: &Path, spec: &OutputSpec, url: &Url) -> Result<()> {
+    use std::io::Read;
+    let (store, location) = open_target(url, &spec.path)?;
+    if !spec.overwrite && store.head(&location).await.is_ok() {
+        return Err(spec.error("appeared while the job ran; not replaced"));
+    }
+    let upload =
+        store.put_multipart(&location).await.map_err(|e| spec.error(format!("cannot start the upload: {e}")))?;
+    let mut upload = WriteMultipart::new_with_chunk_size(upload, UPLOAD_CHUNK);
+    let sent = async {
+        let mut f = File::open(file).map_err(|e| Error::io("cannot open", file, e))?;
+        let mut buf = vec![0u8; UPLOAD_CHUNK];
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io("cannot read", file, e))?;
+            if n == 0 {
+                break;
+            }
+            upload.write(&buf[..n]);
+            upload.wait_for_capacity(UPLOADS_IN_FLIGHT).await.map_err(|e| spec.error(e))?;
+        }
+        Ok(())
+    }
+    .await;
+    match sent {
+        Ok(()) => upload.finish().await.map(|_| ()).map_err(|e| spec.error(format!("cannot complete the upload: {e}"))),
+        Err(e) => {
+            let _ = upload.abort().await;
+            Err(e)
+        }
+    }
 }

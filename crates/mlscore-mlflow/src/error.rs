@@ -48,6 +48,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// An object store (Azure, S3, GCS, HTTP) refused or failed a request, or is misconfigured.
+    #[error("object store {url}: {reason}")]
+    ObjectStore {
+        /// The URL involved (object store URLs carry no credentials).
+        url: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
+
     /// A file or directory could not be read or written.
     #[error("{action} {}: {source}", path.display())]
     Io {

@@ -20,6 +20,7 @@
 mod error;
 pub mod mlmodel;
 mod model;
+pub mod objects;
 pub mod resolve;
 pub mod signature;
 pub mod store;

@@ -41,8 +41,8 @@ pub struct Resolution {
 
 /// Resolves a model URI to local model files.
 ///
-/// Remote artifact locations (object stores, `mlflow-artifacts:`) are refused with a clear
-/// error by this build; the URI is still parsed and the store consulted.
+/// Remote files (object stores, `mlflow-artifacts:` through a tracking server) are downloaded
+/// into the cache directory of `config` once, and read from there.
 pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
     let parsed = ModelUri::parse(uri)?;
     let mut res = Resolution { uri: uri.to_string(), ..Resolution::default() };
@@ -59,7 +59,9 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
             return check_local(uri, res);
         }
         ModelUri::Remote(u) => {
-            return Err(remote_unsupported(uri, u));
+            res.artifact_location.clone_from(u);
+            res.local_path = fetch_from_object_store(uri, u, config, &mut res.steps)?;
+            return check_local(uri, res);
         }
         ModelUri::Registered { name, selector, sub_path } => {
             let store = config.registry_store()?;
@@ -106,6 +108,10 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
         res.local_path = fetch_from_server(uri, &location, config, &mut res.steps)?;
         return check_local(uri, res);
     }
+    if as_local_path(&location).is_none() && crate::objects::is_object_url(&location) {
+        res.local_path = fetch_from_object_store(uri, &location, config, &mut res.steps)?;
+        return check_local(uri, res);
+    }
     let store_root = config.tracking_store().ok().and_then(|s| s.local_root());
     res.local_path = local_artifact_path(uri, &location, store_root.as_deref(), &mut res.steps)?;
     check_local(uri, res)
@@ -115,7 +121,6 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
 /// cache holds one directory per server and artifact location (a registered version's or a
 /// logged model's files never change), filled under a temporary name and renamed when complete.
 fn fetch_from_server(uri: &str, location: &str, config: &StoreConfig, steps: &mut Vec<String>) -> Result<PathBuf> {
-    use sha2::Digest;
     let no_server = || Error::Unsupported {
         location: uri.to_string(),
         reason: format!(
@@ -133,17 +138,85 @@ fn fetch_from_server(uri: &str, location: &str, config: &StoreConfig, steps: &mu
             registry.remote_artifacts().ok_or_else(no_server)?
         }
     };
-    let digest = sha2::Sha256::digest(format!("{}\n{location}", server.location()).as_bytes());
-    let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    let dir = config.cache_dir.join(&key);
+    let key = cache_key(&format!("{}\n{location}", server.location()));
+    let (dir, bytes) = match fill_cache(config, &key, |tmp| server.download_artifacts(location, tmp))? {
+        Cached::Hit(dir) => {
+            steps.push(format!("{location}: in the cache at {}", dir.display()));
+            return Ok(dir);
+        }
+        Cached::Filled(dir, bytes) => (dir, bytes),
+    };
+    steps.push(format!("{location}: downloaded {bytes} bytes from {} into {}", server.location(), dir.display()));
+    Ok(dir)
+}
+
+/// Downloads a model from an object store (or an `https://` URL) into the cache. The cache entry
+/// is keyed by the URL and the listing (names, sizes, ETags), so a model overwritten in place is
+/// downloaded again while an unchanged one is read from the cache.
+fn fetch_from_object_store(
+    uri: &str,
+    location: &str,
+    config: &StoreConfig,
+    steps: &mut Vec<String>,
+) -> Result<PathBuf> {
+    use crate::objects;
+    let url = objects::parse_url(location)?;
+    let (store, prefix) = objects::open(&url)?;
+    let files = objects::block_on(objects::list(store.as_ref(), &url, &prefix))??;
+    if files.is_empty() {
+        return Err(Error::NotFound {
+            uri: uri.to_string(),
+            what: format!("no objects at {location}"),
+            hint: Some("check the URL and that the credentials in the environment can list it".into()),
+        });
+    }
+    let single = (files.len() == 1 && files[0].location == prefix).then(|| files[0].relative.clone());
+    let mut listing = format!("objects\n{url}");
+    for f in &files {
+        listing.push_str(&format!("\n{}\t{}\t{}", f.relative, f.size, f.version));
+    }
+    let key = cache_key(&listing);
+    let fetched = fill_cache(config, &key, |tmp| {
+        std::fs::create_dir_all(tmp).map_err(|e| Error::io("cannot create", tmp, e))?;
+        objects::block_on(objects::download(store.as_ref(), &url, &files, tmp))?
+    })?;
+    let dir = match fetched {
+        Cached::Hit(dir) => {
+            steps.push(format!("{location}: unchanged since it was cached at {}", dir.display()));
+            dir
+        }
+        Cached::Filled(dir, bytes) => {
+            steps.push(format!("{location}: downloaded {bytes} bytes ({} files) into {}", files.len(), dir.display()));
+            dir
+        }
+    };
+    Ok(match single {
+        Some(name) => dir.join(name),
+        None => dir,
+    })
+}
+
+fn cache_key(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+enum Cached {
+    Hit(PathBuf),
+    Filled(PathBuf, u64),
+}
+
+/// The cache entry `key`: there already (unless refreshing), or filled by `download` under a
+/// temporary name and renamed when complete, so an interrupted download leaves nothing behind.
+fn fill_cache(config: &StoreConfig, key: &str, download: impl FnOnce(&Path) -> Result<u64>) -> Result<Cached> {
+    let dir = config.cache_dir.join(key);
     if dir.is_dir() && !config.refresh {
-        steps.push(format!("{location}: in the cache at {}", dir.display()));
-        return Ok(dir);
+        return Ok(Cached::Hit(dir));
     }
     std::fs::create_dir_all(&config.cache_dir).map_err(|e| Error::io("cannot create", &config.cache_dir, e))?;
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let tmp = config.cache_dir.join(format!(".{key}.tmp-{}-{nanos}", std::process::id()));
-    let bytes = match server.download_artifacts(location, &tmp) {
+    let bytes = match download(&tmp) {
         Ok(b) => b,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -160,16 +233,17 @@ fn fetch_from_server(uri: &str, location: &str, config: &StoreConfig, steps: &mu
             return Err(Error::io("cannot create", &dir, e));
         }
     }
-    steps.push(format!("{location}: downloaded {bytes} bytes from {} into {}", server.location(), dir.display()));
-    Ok(dir)
+    Ok(Cached::Filled(dir, bytes))
 }
 
 fn remote_unsupported(uri: &str, location: &str) -> Error {
     Error::Unsupported {
         location: uri.to_string(),
         reason: format!(
-            "its files are at {location}, and this build of mlscore reads models from local paths and local MLflow \
-             stores only; download the model directory (e.g. `mlflow artifacts download -u {uri}`) and pass its path"
+            "its files are at {location}, a kind of location mlscore cannot read (it reads local paths, \
+             mlflow-artifacts: through a tracking server, and {} URLs); download the model directory \
+             (e.g. `mlflow artifacts download -u {uri}`) and pass its path",
+            crate::objects::SCHEMES.join(", ")
         ),
     }
 }
@@ -334,6 +408,7 @@ fn run_location(
     let root = store.local_root();
     let exists = match store.remote_artifacts() {
         Some(server) if direct.starts_with("mlflow-artifacts:") => server.has_artifacts(&direct)?,
+        _ if as_local_path(&direct).is_none() && crate::objects::is_object_url(&direct) => object_exists(&direct)?,
         _ => artifact_exists(&direct, root.as_deref()),
     };
     if exists {
@@ -377,6 +452,14 @@ fn as_local_path(location: &str) -> Option<PathBuf> {
         Some("file") => file_uri_path(location, &location[5..]).ok(),
         Some(_) => None,
     }
+}
+
+/// Whether anything is stored under an object store location (a run's artifact directory).
+fn object_exists(location: &str) -> Result<bool> {
+    use crate::objects;
+    let url = objects::parse_url(location)?;
+    let (store, prefix) = objects::open(&url)?;
+    Ok(!objects::block_on(objects::list(store.as_ref(), &url, &prefix))??.is_empty())
 }
 
 fn artifact_exists(location: &str, store_root: Option<&Path>) -> bool {

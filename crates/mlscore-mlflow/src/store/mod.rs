@@ -14,6 +14,8 @@ mod file;
 mod rest;
 mod sqlite;
 
+pub(crate) use rest::safe_join;
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
