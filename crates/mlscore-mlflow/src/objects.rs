@@ -6,6 +6,7 @@
 //!
 //! URLs are object_store's, plus the two it does not parse: `wasbs://` and `wasb://` name the
 //! same container as `abfss://` and `abfs://` (Blob and ADLS Gen2 endpoints serve the same data).
+//! Azure `https://<account>.blob.core.windows.net/<container>/…` URLs are read as `abfss://` too.
 //!
 //! ```
 //! use mlscore_mlflow::objects::{parse_url, store_key};
@@ -57,6 +58,17 @@ pub fn parse_url(s: &str) -> Result<Url> {
         let rest = &url.as_str()[url.scheme().len()..];
         url = Url::parse(&format!("{scheme}{rest}")).map_err(|e| invalid(s, e))?;
         url.set_host(Some(&host)).map_err(|e| invalid(s, e))?;
+    }
+    // An Azure HTTPS URL names the container in its path; as abfss:// it is the same data, and
+    // DataFusion (which keys stores by authority) keeps one store per container.
+    let host = url.host_str().unwrap_or_default().to_string();
+    if url.scheme() == "https"
+        && let Some(account) =
+            host.strip_suffix(".blob.core.windows.net").or(host.strip_suffix(".dfs.core.windows.net"))
+        && let Some((container, path)) = url.path().trim_start_matches('/').split_once('/')
+    {
+        url = Url::parse(&format!("abfss://{container}@{account}.dfs.core.windows.net/{path}"))
+            .map_err(|e| invalid(s, e))?;
     }
     if !SCHEMES.contains(&url.scheme()) {
         return Err(invalid(s, format!("unknown scheme; use one of {}", SCHEMES.join("://, "))));
@@ -262,6 +274,8 @@ mod tests {
         assert_eq!(u.as_str(), "abfss://c@acct.dfs.core.windows.net/models/churn");
         let u = parse_url("wasb://c@acct.blob.core.windows.net/x").unwrap();
         assert_eq!(u.as_str(), "abfs://c@acct.dfs.core.windows.net/x");
+        let u = parse_url("https://acct.blob.core.windows.net/c/data/x.parquet").unwrap();
+        assert_eq!(u.as_str(), "abfss://c@acct.dfs.core.windows.net/data/x.parquet");
         assert!(parse_url("ftp://host/x").unwrap_err().to_string().contains("unknown scheme"));
     }
 
@@ -271,7 +285,8 @@ mod tests {
         assert_eq!(key("abfss://a@acct.dfs.core.windows.net/x/y"), "abfss://a@acct.dfs.core.windows.net");
         assert_ne!(key("abfss://a@acct.dfs.core.windows.net/"), key("abfss://b@acct.dfs.core.windows.net/"));
         assert_eq!(key("s3://bucket/k/e/y"), "s3://bucket");
-        assert_eq!(key("https://acct.blob.core.windows.net/c1/p"), "https://acct.blob.core.windows.net/c1");
+        let https = Url::parse("https://acct.blob.core.windows.net/c1/p").unwrap();
+        assert_eq!(store_key(&https), "https://acct.blob.core.windows.net/c1");
         assert_eq!(key("http://127.0.0.1:8080/data/x.parquet"), "http://127.0.0.1:8080");
         assert!(is_object_url("AZ://c/p") && is_object_url("file:///tmp/x") && !is_object_url("/tmp/x"));
     }
