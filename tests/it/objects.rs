@@ -58,6 +58,20 @@ fn an_azure_model_and_table_score_into_another_container_as_they_do_locally() {
     run(&mut score(&output, &["--overwrite", "--partitions", "1"]), true);
     assert_eq!(list(data.as_ref(), "scored"), ["_SUCCESS", "part-00000.parquet"]);
 
+    // SQL reads URL tables from the store too, with the same answer as over the local files.
+    let sql = |model: &str, table: &str| {
+        let mut cmd = mlscore();
+        az.env(&mut cmd);
+        let query = format!("SELECT count(*) AS n, sum(churn()) AS churned FROM '{table}'");
+        cmd.arg("--cache-dir").arg(&cache).args(["sql", "--result-type", "bigint", "--format", "csv"]);
+        let out = run(cmd.args(["--model", &format!("churn={model}"), &query]), true);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let remote = sql(&abfss("a1-models", "churn"), &abfss("a1-data", "customers/"));
+    let local = sql("models/churn", &format!("{}/", sample().display()));
+    assert_eq!(remote, local);
+    assert!(remote.contains(&format!("{},", want.num_rows())), "{remote}");
+
     // The model was downloaded once; unchanged on the store, it comes from the cache.
     let mut inspect = mlscore();
     az.env(&mut inspect);
