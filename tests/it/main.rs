@@ -4,6 +4,7 @@
 mod common;
 mod errors;
 mod objects;
+mod python;
 mod resolve;
 mod rest;
 mod score;

@@ -1,0 +1,77 @@
+"""``load_model(uri).predict(data)`` over pyarrow data, without Spark."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pyarrow as pa
+
+from mlscore import _native
+
+
+class Model:
+    """An MLflow model compiled by mlscore. Build it with :func:`load_model`."""
+
+    def __init__(self, native: "_native.Model"):
+        self._native = native
+
+    @property
+    def uri(self) -> str:
+        """The URI the model was loaded from."""
+        return self._native.uri
+
+    @property
+    def input_names(self) -> list:
+        """The signature's input column names, in order."""
+        return list(self._native.input_names)
+
+    @property
+    def local_path(self) -> str:
+        """Where the model's files were read from (the cache, for remote models)."""
+        return self._native.local_path
+
+    def result_type(self, requested: Optional[str] = None) -> str:
+        """The Spark DDL type predictions have: inferred from the model's outputs as
+        ``spark_udf`` infers it, or ``requested`` once checked."""
+        return self._native.result_type(requested)
+
+    def predict(self, data: Any, result_type: Optional[str] = None, on_null: str = "nan",
+                positional: bool = False):
+        """Scores ``data``: a ``pyarrow.RecordBatch`` or ``Table``, or anything exposing the Arrow
+        PyCapsule interface (polars, DuckDB, nanoarrow results). Columns are matched to the
+        signature by name (``positional=True``: by position). Returns a ``pyarrow.Array`` for a
+        batch and a ``pyarrow.ChunkedArray`` for a table.
+
+        ``on_null``: ``"nan"`` (MLflow's: nulls reach the model as NaN), ``"null"`` (a null
+        prediction for rows with a null input) or ``"error"``.
+        """
+        if isinstance(data, pa.RecordBatch):
+            return self._native.predict(data, result_type, on_null, positional)
+        if not isinstance(data, pa.Table):
+            if hasattr(data, "__arrow_c_stream__"):
+                data = pa.table(data)
+            elif hasattr(data, "__arrow_c_array__"):
+                return self._native.predict(pa.record_batch(data), result_type, on_null, positional)
+            else:
+                raise TypeError(
+                    f"predict() takes a pyarrow RecordBatch or Table (or an Arrow PyCapsule object), "
+                    f"not {type(data).__name__}; for pandas use pyarrow.Table.from_pandas(df)"
+                )
+        ddl = self.result_type(result_type)
+        chunks = [self._native.predict(b, ddl, on_null, positional) for b in data.to_batches() if b.num_rows]
+        if not chunks:
+            empty = data.slice(0, 0).combine_chunks().to_batches()
+            batch = empty[0] if empty else pa.RecordBatch.from_pylist([], schema=data.schema)
+            return pa.chunked_array([self._native.predict(batch, ddl, on_null, positional)])
+        return pa.chunked_array(chunks)
+
+    def __repr__(self) -> str:
+        return f"mlscore.Model({self.uri!r})"
+
+
+def load_model(model_uri: str, cache_dir: Optional[str] = None) -> Model:
+    """Loads an MLflow model: a path, ``runs:/<run>/<path>``, ``models:/<name>/<version>``,
+    ``models:/<name>@<alias>``, ``models:/m-<id>`` or an object store URL (``abfss://``,
+    ``s3://``, ``gs://``), resolved with MLflow's environment variables
+    (``MLFLOW_TRACKING_URI``…). Remote models are downloaded into the cache once."""
+    return Model(_native.Model(model_uri, cache_dir))

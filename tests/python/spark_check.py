@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""The mlscore Python package against MLflow and onnxruntime on the bundled models, on local
+PySpark: load_model().predict(), spark_udf's call styles and result types next to
+mlflow.pyfunc.spark_udf's, nulls, a multi-partition DataFrame, and score() over mapInArrow.
+
+Run by tests/it/python.rs with PYTHONPATH set to a freshly assembled mlscore package:
+    scripts/python-env tests/python/spark_check.py <repo root>
+Prints one line per check and exits non-zero on the first failure.
+"""
+
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = sys.argv[1]
+os.chdir(ROOT)
+SCRATCH = sys.argv[2]
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{SCRATCH}/mlflow.db"
+# Spark's Python workers run this interpreter (the pinned virtualenv), with the same PYTHONPATH.
+os.environ["PYSPARK_PYTHON"] = sys.executable
+warnings.filterwarnings("ignore")
+
+import mlscore  # noqa: E402
+import mlscore.spark  # noqa: E402
+
+SAMPLE = f"{ROOT}/models/data/customers"
+FEATURES = ["age", "income", "tenure", "balance", "products", "active"]
+
+
+def check(name, ok, detail=""):
+    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + str(detail) if detail and not ok else ''}", flush=True)
+    if not ok:
+        sys.exit(1)
+
+
+def onnx_outputs(model_dir, table):
+    sess = ort.InferenceSession(f"{model_dir}/model.onnx", providers=["CPUExecutionProvider"])
+    x = np.column_stack([table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in FEATURES])
+    return sess.run(None, {sess.get_inputs()[0].name: x})
+
+
+def close(a, b, rel=1e-5):
+    def one(x, y):
+        if x is None or y is None:
+            return x is None and y is None
+        if math.isnan(x) or math.isnan(y):
+            return math.isnan(x) and math.isnan(y)
+        return math.isclose(x, y, rel_tol=rel, abs_tol=1e-6)
+
+    return len(a) == len(b) and all(one(x, y) for x, y in zip(a, b))
+
+
+# --- without Spark ---------------------------------------------------------------------------
+table = pq.read_table(SAMPLE)
+churn = mlscore.load_model("models/churn")
+labels, probs = onnx_outputs("models/churn", table)
+got = churn.predict(table, result_type="struct<label:bigint,probabilities:array<float>>")
+got_labels = got.combine_chunks().field("label").to_pylist()
+check("load_model().predict labels equal onnxruntime's", got_labels == labels.tolist())
+got_probs = [p for row in got.combine_chunks().field("probabilities").to_pylist() for p in row]
+check("load_model().predict probabilities within 1e-5 of onnxruntime's", close(got_probs, probs.ravel().tolist()))
+try:
+    churn.predict(table.drop(["income"]))
+    check("a missing column is an MlscoreError", False)
+except mlscore.MlscoreError as e:
+    check("a missing column is an MlscoreError naming it", "income" in str(e), e)
+
+# --- a model mlflow's ONNX spark_udf can score: the bundled ones mix boolean and numeric
+# columns, which MLflow's ONNX flavor stacks into a string tensor and onnxruntime refuses. -------
+import mlflow  # noqa: E402
+import mlflow.onnx  # noqa: E402
+from skl2onnx import to_onnx  # noqa: E402
+from sklearn.linear_model import LinearRegression  # noqa: E402
+
+NUMERIC = ["income", "balance"]
+X = table.select(NUMERIC).to_pandas()
+y = table.column("age").to_numpy().astype(np.float64)
+onx = to_onnx(LinearRegression().fit(X.to_numpy(), y), X.to_numpy()[:1].astype(np.float32))
+mlflow.set_experiment("spark-check")
+with mlflow.start_run():
+    pred = ort.InferenceSession(onx.SerializeToString()).run(None, {"X": X.to_numpy().astype(np.float32)})[0]
+    signature = mlflow.models.infer_signature(X, pred.ravel())
+    mlflow.onnx.log_model(onx, name="model", signature=signature, registered_model_name="age_lr")
+print("note logged age_lr (LinearRegression, skl2onnx) with MLflow", mlflow.__version__)
+
+# --- on Spark --------------------------------------------------------------------------------
+from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+import mlflow.pyfunc  # noqa: E402
+
+spark = (
+    SparkSession.builder.master("local[2]")
+    .config("spark.ui.enabled", "false")
+    .config("spark.sql.shuffle.partitions", "4")
+    .config("spark.sql.execution.arrow.maxRecordsPerBatch", "128")
+    .getOrCreate()
+)
+spark.sparkContext.setLogLevel("ERROR")
+df = spark.read.parquet(SAMPLE).repartition(4)
+check("the DataFrame has several partitions", df.rdd.getNumPartitions() == 4)
+
+theirs = mlflow.pyfunc.spark_udf(spark, "models:/age_lr/1")
+ours = mlscore.spark.spark_udf(spark, "models:/age_lr/1")
+check("result_type=None infers spark_udf's type", str(ours.returnType) == str(theirs.returnType),
+      (ours.returnType, theirs.returnType))
+
+
+def by_id(frame, col="p"):
+    return {r["customer_id"]: r[col] for r in frame.select("customer_id", col).collect()}
+
+
+def same(a, b):
+    if set(a) != set(b):
+        return False
+    flat = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+    bad = [k for k in a if not close(flat(a[k]), flat(b[k]))]
+    if bad:
+        print(f"     e.g. row {bad[0]}: {a[bad[0]]} vs {b[bad[0]]} ({len(bad)} rows differ)")
+    return not bad
+
+
+want = by_id(df.withColumn("p", theirs()))
+for style, args in [("udf()", ()), ("udf('a', 'b')", tuple(NUMERIC)), ("udf(struct(...))", (F.struct(*NUMERIC[::-1]),))]:
+    got = by_id(df.withColumn("p", ours(*args)))
+    check(f"spark_udf {style} equals mlflow's on 4 partitions", same(got, want))
+
+theirs_d = mlflow.pyfunc.spark_udf(spark, "models:/age_lr/1", result_type="double")
+ours_d = mlscore.spark.spark_udf(spark, "models:/age_lr/1", result_type="double")
+check("result_type='double' equals mlflow's",
+      same(by_id(df.withColumn("p", ours_d())), by_id(df.withColumn("p", theirs_d()))))
+
+# Nulls: Spark null doubles reach MLflow's model as NaN; on_null='nan' (the default) matches it.
+nulls = df.withColumn("income", F.when(F.col("customer_id") % 7 == 0, F.lit(None)).otherwise(F.col("income")))
+check("null inputs score as mlflow's (NaN)",
+      same(by_id(nulls.withColumn("p", ours_d())), by_id(nulls.withColumn("p", theirs_d()))))
+ours_null = mlscore.spark.spark_udf(spark, "models:/age_lr/1", result_type="double", on_null="null")
+got = by_id(nulls.withColumn("p", ours_null()))
+check("on_null='null' gives null predictions exactly for rows with a null input",
+      all((got[k] is None) == (k % 7 == 0) for k in got))
+
+# A classifier: mlflow's ONNX spark_udf cannot return it (label and [N, 2] probabilities), so
+# mlscore's struct result is checked against onnxruntime.
+struct_type = "struct<label:bigint,probabilities:array<float>>"
+try:
+    df.withColumn("p", mlflow.pyfunc.spark_udf(spark, "models/churn", result_type=struct_type)()).collect()
+    mlflow_fails = False
+except Exception:
+    mlflow_fails = True
+print(f"note mlflow's spark_udf on the skl2onnx classifier {'fails' if mlflow_fails else 'works'}")
+churn_udf = mlscore.spark.spark_udf(spark, "models/churn", result_type=struct_type)
+rows = df.withColumn("p", churn_udf()).select("customer_id", "p.label", "p.probabilities").collect()
+want_label = dict(zip(table.column("customer_id").to_pylist(), labels.tolist()))
+want_prob = dict(zip(table.column("customer_id").to_pylist(), probs.tolist()))
+check("spark_udf struct results equal onnxruntime's labels",
+      all(r["label"] == want_label[r["customer_id"]] for r in rows) and len(rows) == table.num_rows)
+check("spark_udf struct results equal onnxruntime's probabilities",
+      all(close(r["probabilities"], want_prob[r["customer_id"]]) for r in rows))
+
+scored = mlscore.spark.score(df, "models/churn", result_type="bigint")
+check("score() keeps every column and adds the prediction", scored.columns == df.columns + ["prediction"])
+got = by_id(scored, "prediction")
+check("score() over mapInArrow equals onnxruntime's labels", got == want_label)
+
+spark.stop()
+print("all checks passed")
