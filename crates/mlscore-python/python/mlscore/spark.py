@@ -37,8 +37,14 @@ def _pack(path: str) -> bytes:
 def _unpack(data: bytes) -> str:
     target = tempfile.mkdtemp(prefix="mlscore-model-")
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-        tar.extractall(target, filter="data")
-        root = tar.getnames()[0].split("/")[0]
+        names = tar.getnames()
+        if any(n.startswith("/") or ".." in n.split("/") for n in names):
+            raise MlscoreError("the shipped model archive names a path outside its directory; refused")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(target, filter="data")
+        else:  # Python < 3.9.17 / 3.10.12 / 3.11.4: names were checked above.
+            tar.extractall(target)
+        root = names[0].split("/")[0]
     return os.path.join(target, root)
 
 
