@@ -196,18 +196,19 @@ impl OutputSpec {
     pub async fn check(&self, schema: &SchemaRef) -> Result<()> {
         self.check_format(schema)?;
         match &self.url {
-            Some(url) => self.check_remote(url).await,
+            Some(url) => self.remote_target(url).await.map(|_| ()),
             None => self.check_local(),
         }
     }
 
-    async fn check_remote(&self, url: &Url) -> Result<()> {
+    /// A remote target's store, its path there and what it holds now (allowed only with `overwrite`).
+    async fn remote_target(&self, url: &Url) -> Result<RemoteTarget> {
         let (store, prefix) = open_target(url, &self.path)?;
         let existing = objects::list(store.as_ref(), url, &prefix).await.map_err(|e| self.error(e))?;
         if !existing.is_empty() && !self.overwrite {
             return Err(self.error("already exists; pass --overwrite to replace it"));
         }
-        Ok(())
+        Ok(RemoteTarget { store, prefix, existing })
     }
 
     fn error(&self, reason: impl std::fmt::Display) -> Error {
@@ -272,6 +273,13 @@ impl OutputSpec {
     }
 }
 
+/// An object store target, checked: see [`OutputSpec::remote_target`].
+struct RemoteTarget {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    existing: Vec<objects::Listed>,
+}
+
 /// The store of a remote target and the target's path in it.
 fn open_target(url: &Url, shown: &Path) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
     objects::open(url).map_err(|e| Error::Output { path: shown.to_path_buf(), reason: e.to_string() })
@@ -322,6 +330,25 @@ pub struct WriteStats {
     pub bytes: u64,
 }
 
+/// Waits for every partition writer: what the finished ones wrote, and the first error, if any
+/// (every writer runs to its end either way, so nothing is left writing behind a failure).
+async fn join_writers<T>(tasks: Vec<tokio::task::JoinHandle<Result<T>>>) -> (Vec<T>, Option<Error>) {
+    let mut done = Vec::with_capacity(tasks.len());
+    let mut first_error = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(p)) => done.push(p),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(join) => {
+                first_error.get_or_insert(Error::Query(format!("a writer task failed: {join}")));
+            }
+        }
+    }
+    (done, first_error)
+}
+
 /// Runs every partition of `plan`, writes them, and commits the output.
 pub async fn write_plan(
     plan: Arc<dyn ExecutionPlan>,
@@ -330,10 +357,13 @@ pub async fn write_plan(
     progress: Arc<dyn Progress>,
 ) -> Result<WriteStats> {
     let schema = plan.schema();
-    spec.check(&schema).await?;
     if let (Some(url), true) = (&spec.url, spec.directory) {
-        return write_remote_dir(plan, task_ctx, spec, url, progress).await;
+        // The check lists the target; writing needs that listing, so it is taken once.
+        spec.check_format(&schema)?;
+        let target = spec.remote_target(url).await?;
+        return write_remote_dir(plan, task_ctx, spec, url, target, progress).await;
     }
+    spec.check(&schema).await?;
     let mut staging = Staging::new(&spec.path, spec.url.is_some())?;
     let partitions = plan.properties().partitioning.partition_count().max(1);
     let ext = spec.format.extension();
@@ -349,19 +379,7 @@ pub async fn write_plan(
             write_partition(plan, i, ctx, &part, &spec, header, progress.as_ref()).await.map(|rows| (part, rows))
         }));
     }
-    let mut parts = Vec::with_capacity(partitions);
-    let mut first_error = None;
-    for t in tasks {
-        match t.await {
-            Ok(Ok(p)) => parts.push(p),
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(join) => {
-                first_error.get_or_insert(Error::Query(format!("a writer task failed: {join}")));
-            }
-        }
-    }
+    let (parts, first_error) = join_writers(tasks).await;
     if let Some(e) = first_error {
         return Err(e);
     }
@@ -568,10 +586,10 @@ async fn write_remote_dir(
     task_ctx: Arc<TaskContext>,
     spec: &OutputSpec,
     url: &Url,
+    target: RemoteTarget,
     progress: Arc<dyn Progress>,
 ) -> Result<WriteStats> {
-    let (store, prefix) = open_target(url, &spec.path)?;
-    let existing = objects::list(store.as_ref(), url, &prefix).await.map_err(|e| spec.error(e))?;
+    let RemoteTarget { store, prefix, existing } = target;
     let partitions = plan.properties().partitioning.partition_count().max(1);
     let ext = spec.format.extension();
     let mut tasks = Vec::with_capacity(partitions);
@@ -583,19 +601,7 @@ async fn write_remote_dir(
             write_remote_partition(plan, i, ctx, store, location, &spec, progress.as_ref()).await
         }));
     }
-    let mut parts = Vec::with_capacity(partitions);
-    let mut first_error = None;
-    for t in tasks {
-        match t.await {
-            Ok(Ok(p)) => parts.push(p),
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(join) => {
-                first_error.get_or_insert(Error::Query(format!("a writer task failed: {join}")));
-            }
-        }
-    }
+    let (parts, mut first_error) = join_writers(tasks).await;
     if first_error.is_none() && !spec.overwrite {
         match objects::list(store.as_ref(), url, &prefix).await {
             Ok(now) if !now.is_empty() => {
