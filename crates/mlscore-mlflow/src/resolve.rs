@@ -160,9 +160,7 @@ fn fetch_from_object_store(
     steps: &mut Vec<String>,
 ) -> Result<PathBuf> {
     use crate::objects;
-    let url = objects::parse_url(location)?;
-    let (store, prefix) = objects::open(&url)?;
-    let files = objects::block_on(objects::list(store.as_ref(), &url, &prefix))??;
+    let Listing { url, store, prefix, files } = list_location(location)?;
     if files.is_empty() {
         return Err(Error::NotFound {
             uri: uri.to_string(),
@@ -456,10 +454,23 @@ fn as_local_path(location: &str) -> Option<PathBuf> {
 
 /// Whether anything is stored under an object store location (a run's artifact directory).
 fn object_exists(location: &str) -> Result<bool> {
+    Ok(!list_location(location)?.files.is_empty())
+}
+
+/// An object store location, opened and listed.
+struct Listing {
+    url: url::Url,
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    prefix: object_store::path::Path,
+    files: Vec<crate::objects::Listed>,
+}
+
+fn list_location(location: &str) -> Result<Listing> {
     use crate::objects;
     let url = objects::parse_url(location)?;
     let (store, prefix) = objects::open(&url)?;
-    Ok(!objects::block_on(objects::list(store.as_ref(), &url, &prefix))??.is_empty())
+    let files = objects::block_on(objects::list(store.as_ref(), &url, &prefix))??;
+    Ok(Listing { url, store, prefix, files })
 }
 
 fn artifact_exists(location: &str, store_root: Option<&Path>) -> bool {
