@@ -73,35 +73,45 @@ impl Drop for Process {
     }
 }
 
+/// A tool from `scripts/tools` serving on a free port, with a scratch directory of its own
+/// (its log is `server.log` there).
+struct Server {
+    port: u16,
+    _process: Process,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `tool` with the arguments `args` gives for its port and scratch directory, and
+    /// waits until it accepts connections.
+    fn start(tool_name: &str, args: impl FnOnce(u16, &Path) -> Vec<String>) -> Self {
+        let bin = tool(tool_name);
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = dir.path().join("server.log");
+        let process = Process::spawn(&bin, &args(port, dir.path()), &log);
+        wait_for_port(port, tool_name, &log);
+        Self { port, _process: process, dir }
+    }
+}
+
 /// A running Azurite blob service.
 pub(crate) struct Azurite {
     pub(crate) port: u16,
-    _process: Process,
-    _dir: tempfile::TempDir,
+    _server: Server,
 }
 
 impl Azurite {
     pub(crate) fn start() -> Self {
-        let bin = tool("azurite");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = dir.path().join("azurite.log");
-        let args: Vec<String> = [
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            &port.to_string(),
-            "--location",
-            &dir.path().join("data").display().to_string(),
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--loose",
-        ]
-        .map(String::from)
-        .to_vec();
-        let process = Process::spawn(&bin, &args, &log);
-        wait_for_port(port, "Azurite", &log);
-        Self { port, _process: process, _dir: dir }
+        let server = Server::start("azurite", |port, dir| {
+            let (port, data) = (port.to_string(), dir.join("data").display().to_string());
+            ["--blobHost", "127.0.0.1", "--blobPort", &port, "--location", &data]
+                .into_iter()
+                .chain(["--skipApiVersionCheck", "--disableTelemetry", "--loose"])
+                .map(String::from)
+                .collect()
+        });
+        Self { port: server.port, _server: server }
     }
 
     /// The Azurite shared by every test of the run.
@@ -160,8 +170,7 @@ impl Azurite {
 pub(crate) struct S3 {
     pub(crate) port: u16,
     pub(crate) root: PathBuf,
-    _process: Process,
-    _dir: tempfile::TempDir,
+    _server: Server,
 }
 
 pub(crate) const S3_KEY_ID: &str = "AKIDMLSCORETEST";
@@ -171,28 +180,15 @@ impl S3 {
     pub(crate) fn shared() -> &'static Self {
         static S3: OnceLock<S3> = OnceLock::new();
         S3.get_or_init(|| {
-            let bin = tool("s3s-fs");
-            let dir = tempfile::tempdir().unwrap();
-            let root = dir.path().join("root");
-            std::fs::create_dir_all(&root).unwrap();
-            let port = free_port();
-            let log = dir.path().join("s3s.log");
-            let args: Vec<String> = [
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--access-key",
-                S3_KEY_ID,
-                "--secret-key",
-                S3_SECRET,
-                &root.display().to_string(),
-            ]
-            .map(String::from)
-            .to_vec();
-            let process = Process::spawn(&bin, &args, &log);
-            wait_for_port(port, "s3s-fs", &log);
-            S3 { port, root, _process: process, _dir: dir }
+            let server = Server::start("s3s-fs", |port, dir| {
+                let root = dir.join("root");
+                std::fs::create_dir_all(&root).unwrap();
+                let (port, root) = (port.to_string(), root.display().to_string());
+                ["--host", "127.0.0.1", "--port", &port, "--access-key", S3_KEY_ID, "--secret-key", S3_SECRET, &root]
+                    .map(String::from)
+                    .to_vec()
+            });
+            S3 { port: server.port, root: server.dir.path().join("root"), _server: server }
         })
     }
 
