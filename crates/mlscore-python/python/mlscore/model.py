@@ -60,8 +60,7 @@ class Model:
         ddl = self.result_type(result_type)
         chunks = [self._native.predict(b, ddl, on_null, positional) for b in data.to_batches() if b.num_rows]
         if not chunks:
-            empty = data.slice(0, 0).combine_chunks().to_batches()
-            batch = empty[0] if empty else pa.RecordBatch.from_pylist([], schema=data.schema)
+            batch = pa.RecordBatch.from_pylist([], schema=data.schema)
             return pa.chunked_array([self._native.predict(batch, ddl, on_null, positional)])
         return pa.chunked_array(chunks)
 
