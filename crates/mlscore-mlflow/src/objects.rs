@@ -202,6 +202,17 @@ pub struct Listed {
     pub version: String,
 }
 
+impl Listed {
+    fn new(meta: object_store::ObjectMeta, relative: String) -> Self {
+        Self {
+            version: meta.e_tag.unwrap_or_else(|| meta.last_modified.to_rfc3339()),
+            location: meta.location,
+            relative,
+            size: meta.size,
+        }
+    }
+}
+
 /// Lists the objects under `url` (recursively), or the single object it names.
 pub async fn list(store: &dyn ObjectStore, url: &Url, prefix: &Path) -> Result<Vec<Listed>> {
     let fail = |e: object_store::Error| invalid(url.as_str(), e);
@@ -211,21 +222,11 @@ pub async fn list(store: &dyn ObjectStore, url: &Url, prefix: &Path) -> Result<V
     while let Some(meta) = stream.next().await {
         let meta = meta.map_err(fail)?;
         let relative = meta.location.as_ref()[base..].trim_start_matches('/').to_string();
-        out.push(Listed {
-            version: meta.e_tag.clone().unwrap_or_else(|| meta.last_modified.to_rfc3339()),
-            location: meta.location,
-            relative,
-            size: meta.size,
-        });
+        out.push(Listed::new(meta, relative));
     }
     if out.is_empty() && !prefix.as_ref().is_empty() {
         match store.head(prefix).await {
-            Ok(meta) => out.push(Listed {
-                version: meta.e_tag.clone().unwrap_or_else(|| meta.last_modified.to_rfc3339()),
-                relative: prefix.filename().unwrap_or("file").to_string(),
-                location: meta.location,
-                size: meta.size,
-            }),
+            Ok(meta) => out.push(Listed::new(meta, prefix.filename().unwrap_or("file").to_string())),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(fail(e)),
         }
