@@ -82,7 +82,8 @@ NUMERIC = ["income", "balance"]
 X = table.select(NUMERIC).to_pandas()
 y = table.column("age").to_numpy().astype(np.float64)
 onx = to_onnx(LinearRegression().fit(X.to_numpy(), y), X.to_numpy()[:1].astype(np.float32))
-mlflow.set_experiment("spark-check")
+# Artifacts in the scratch directory too (a sqlite store's default is ./mlruns in the checkout).
+mlflow.set_experiment(experiment_id=mlflow.create_experiment("spark-check", artifact_location=f"{SCRATCH}/artifacts"))
 with mlflow.start_run():
     pred = ort.InferenceSession(onx.SerializeToString()).run(None, {"X": X.to_numpy().astype(np.float32)})[0]
     signature = mlflow.models.infer_signature(X, pred.ravel())
