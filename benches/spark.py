@@ -9,7 +9,7 @@ interleaved per round:
   jvm-floor       the same job with a constant instead of a model: Spark's own share (the floor)
   mlflow-sklearn  mlflow.pyfunc.spark_udf on the scikit-learn flavor (pandas UDF, pickled model)
   mlflow-onnx     mlflow.pyfunc.spark_udf on the ONNX flavor (fails for skl2onnx classifiers)
-  mlscore         mlscore.spark.spark_udf on the ONNX flavor (Arrow UDF, Rust), release build
+  mlscore         mlscore.spark.spark_udf on the ONNX flavor (Arrow UDF, Rust), release wheel
 Prints one JSON line per run and a table of medians: job seconds (without JVM start-up), the
 time beyond the jvm-floor (what scoring adds to Spark's own read and write), and the speed-ups
 over mlflow-sklearn. Wall time only: the JVM is not a waited-for child, so rusage cannot count
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,16 +35,20 @@ VARIANTS = ["jvm-floor", "mlflow-sklearn", "mlflow-onnx", "mlscore"]
 
 
 def package() -> Path:
-    """The mlscore package with the release extension module, as a wheel lays it out."""
+    """The mlscore wheel, built in release with maturin and installed into a directory of its own."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/mlscore/target"))
     env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "mlscore-python"], cwd=ROOT, check=True, env=env)
-    pkg = DATA / "python-pkg" / "mlscore"
-    pkg.mkdir(parents=True, exist_ok=True)
-    for f in (ROOT / "crates/mlscore-python/python/mlscore").glob("*.py"):
-        (pkg / f.name).write_bytes(f.read_bytes())
-    (pkg / "_native.abi3.so").write_bytes((target / "release/lib_native.so").read_bytes())
-    return pkg.parent
+    wheels = DATA / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    maturin = Path(sys.executable).with_name("maturin")
+    cmd = [str(maturin), "build", "--quiet", "--release", "-m", "crates/mlscore-python/Cargo.toml",
+           "--interpreter", sys.executable, "--out", str(wheels)]
+    subprocess.run(cmd, cwd=ROOT, check=True, env=env)
+    site = DATA / "python-pkg"
+    shutil.rmtree(site, ignore_errors=True)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site)]
+    subprocess.run(pip + [str(w) for w in wheels.glob("*.whl")], check=True)
+    return site
 
 
 def worker(variant: str, model: dict, features: list, table: str, out: str, tracking_uri: str) -> None:

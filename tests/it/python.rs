@@ -1,48 +1,72 @@
-//! The `mlscore` Python package (crates/mlscore-python): the extension module this build made,
-//! laid out as the wheel lays it out, checked by tests/python/spark_check.py on local PySpark
-//! against MLflow's own spark_udf and onnxruntime.
+//! The `mlscore` Python package: the wheel maturin built from crates/mlscore-python (scripts/test
+//! builds it into `<target>/wheels`), installed with pip and checked by
+//! tests/python/spark_check.py on local PySpark, classic and Spark Connect, against MLflow's own
+//! spark_udf and onnxruntime.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::SystemTime;
 
 use crate::common::*;
 
-/// A package directory: `mlscore/*.py` from the source tree and `mlscore/_native.abi3.so`, the
-/// extension module `cargo build --workspace` (scripts/test) built beside the CLI.
-fn assembled_package(dir: &std::path::Path) -> std::path::PathBuf {
-    let built =
-        binary().with_file_name(format!("{}_native{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
-    assert!(
-        built.is_file(),
-        "{} is missing: scripts/test builds it (cargo build --workspace), or run cargo build -p mlscore-python",
-        built.display()
-    );
-    let sources = repo().join("crates/mlscore-python/src/lib.rs");
-    let stale = std::fs::metadata(&sources).unwrap().modified().unwrap()
-        > std::fs::metadata(&built).unwrap().modified().unwrap();
-    assert!(!stale, "{} is older than {}: rebuild it with scripts/test", built.display(), sources.display());
-    let package = dir.join("mlscore");
-    std::fs::create_dir_all(&package).unwrap();
-    for e in std::fs::read_dir(repo().join("crates/mlscore-python/python/mlscore")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "py") {
-            std::fs::copy(&p, package.join(p.file_name().unwrap())).unwrap();
-        }
+/// The newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> SystemTime {
+    let mut latest = SystemTime::UNIX_EPOCH;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let t =
+            if e.file_type().unwrap().is_dir() { newest(&e.path()) } else { e.metadata().unwrap().modified().unwrap() };
+        latest = latest.max(t);
     }
-    std::os::unix::fs::symlink(&built, package.join("_native.abi3.so")).unwrap();
-    dir.to_path_buf()
+    latest
+}
+
+/// The wheel scripts/test built, refused when a source it is built from is newer.
+fn built_wheel() -> PathBuf {
+    let wheels = binary().parent().and_then(Path::parent).unwrap().join("wheels");
+    let wheel = std::fs::read_dir(&wheels)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("mlscore-")
+                && p.extension().is_some_and(|x| x == "whl")
+        })
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    let Some(wheel) = wheel else {
+        panic!("no mlscore wheel in {}: scripts/test builds it (maturin build --profile dev)", wheels.display())
+    };
+    let built = std::fs::metadata(&wheel).unwrap().modified().unwrap();
+    for sources in ["crates/mlscore-python", "crates/mlscore-onnx/src", "crates/mlscore-mlflow/src"] {
+        assert!(
+            newest(&repo().join(sources)) <= built,
+            "{} is older than {sources}: rebuild it with scripts/test",
+            wheel.display()
+        );
+    }
+    wheel
 }
 
 #[test]
-fn the_python_package_scores_on_spark_like_mlflow_spark_udf_and_onnxruntime() {
+fn the_python_wheel_scores_on_spark_like_mlflow_spark_udf_and_onnxruntime() {
     let dir = tempfile::tempdir().unwrap();
-    let path = assembled_package(&dir.path().join("pkg"));
+    let site = dir.path().join("site");
+    let python = repo().join("scripts/python-env");
+    // The venv's pip, so that the wheel's tags are checked against the interpreter that runs it.
+    let install = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check", "--target"])
+        .arg(&site)
+        .arg(built_wheel())
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "pip install failed:\n{}", String::from_utf8_lossy(&install.stderr));
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
-    let out = Command::new(repo().join("scripts/python-env"))
+    let out = Command::new(&python)
         .arg(repo().join("tests/python/spark_check.py"))
         .arg(repo())
         .arg(&scratch)
-        .env("PYTHONPATH", &path)
+        .env("PYTHONPATH", &site)
         .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .unwrap();

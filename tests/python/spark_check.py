@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """The mlscore Python package against MLflow and onnxruntime on the bundled models, on local
 PySpark: load_model().predict(), spark_udf's call styles and result types next to
-mlflow.pyfunc.spark_udf's, nulls, a multi-partition DataFrame, and score() over mapInArrow.
+mlflow.pyfunc.spark_udf's, nulls, a multi-partition DataFrame, and score() over mapInArrow, on a
+classic session and over Spark Connect.
 
-Run by tests/it/python.rs with PYTHONPATH set to a freshly assembled mlscore package:
-    scripts/python-env tests/python/spark_check.py <repo root>
+Run by tests/it/python.rs with PYTHONPATH set to the freshly built mlscore wheel, installed:
+    scripts/python-env tests/python/spark_check.py <repo root> <scratch directory>
 Prints one line per check and exits non-zero on the first failure.
 """
 
 import math
 import os
+import shutil
 import sys
 import warnings
 
@@ -155,19 +157,54 @@ try:
 except Exception:
     mlflow_fails = True
 print(f"note mlflow's spark_udf on the skl2onnx classifier {'fails' if mlflow_fails else 'works'}")
-churn_udf = mlscore.spark.spark_udf(spark, "models/churn", result_type=struct_type)
-rows = df.withColumn("p", churn_udf()).select("customer_id", "p.label", "p.probabilities").collect()
 want_label = dict(zip(table.column("customer_id").to_pylist(), labels.tolist()))
 want_prob = dict(zip(table.column("customer_id").to_pylist(), probs.tolist()))
-check("spark_udf struct results equal onnxruntime's labels",
-      all(r["label"] == want_label[r["customer_id"]] for r in rows) and len(rows) == table.num_rows)
-check("spark_udf struct results equal onnxruntime's probabilities",
-      all(close(r["probabilities"], want_prob[r["customer_id"]]) for r in rows))
 
-scored = mlscore.spark.score(df, "models/churn", result_type="bigint")
-check("score() keeps every column and adds the prediction", scored.columns == df.columns + ["prediction"])
-got = by_id(scored, "prediction")
-check("score() over mapInArrow equals onnxruntime's labels", got == want_label)
 
+def shipped_copy(name):
+    """A copy of models/churn that is deleted once the UDF exists: the workers can only score
+    with the files that were shipped to them."""
+    path = os.path.join(SCRATCH, name)
+    shutil.copytree("models/churn", path)
+    return path
+
+
+def check_classifier(spark, df, mode):
+    path = shipped_copy(f"churn-{mode}")
+    churn_udf = mlscore.spark.spark_udf(spark, path, result_type=struct_type)
+    shutil.rmtree(path)
+    rows = df.withColumn("p", churn_udf()).select("customer_id", "p.label", "p.probabilities").collect()
+    check(f"{mode}: spark_udf struct results equal onnxruntime's labels",
+          all(r["label"] == want_label[r["customer_id"]] for r in rows) and len(rows) == table.num_rows)
+    check(f"{mode}: spark_udf struct results equal onnxruntime's probabilities",
+          all(close(r["probabilities"], want_prob[r["customer_id"]]) for r in rows))
+
+    path = shipped_copy(f"churn-score-{mode}")
+    scored = mlscore.spark.score(df, path, result_type="bigint")
+    shutil.rmtree(path)
+    check(f"{mode}: score() keeps every column and adds the prediction",
+          scored.columns == df.columns + ["prediction"])
+    check(f"{mode}: score() over mapInArrow equals onnxruntime's labels", by_id(scored, "prediction") == want_label)
+
+
+check_classifier(spark, df, "classic")
+spark.stop()
+
+# --- over Spark Connect (what Databricks serverless and standard clusters run): no SparkContext,
+# no broadcasts; the model's files travel inside the function. --------------------------------
+spark = (
+    SparkSession.builder.remote("local[2]")
+    .config("spark.sql.shuffle.partitions", "4")
+    .config("spark.sql.execution.arrow.maxRecordsPerBatch", "128")
+    .getOrCreate()
+)
+check("connect: the session is a Spark Connect client", type(spark).__module__.startswith("pyspark.sql.connect"),
+      type(spark))
+df = spark.read.parquet(SAMPLE).repartition(4)
+ours = mlscore.spark.spark_udf(spark, "models:/age_lr/1")
+for style, args in [("udf()", ()), ("udf('a', 'b')", tuple(NUMERIC)), ("udf(struct(...))", (F.struct(*NUMERIC[::-1]),))]:
+    got = by_id(df.withColumn("p", ours(*args)))
+    check(f"connect: spark_udf {style} equals mlflow's (classic) spark_udf", same(got, want))
+check_classifier(spark, df, "connect")
 spark.stop()
 print("all checks passed")
