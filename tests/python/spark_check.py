@@ -26,6 +26,9 @@ SCRATCH = sys.argv[2]
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{SCRATCH}/mlflow.db"
 # Spark's Python workers run this interpreter (the pinned virtualenv), with the same PYTHONPATH.
 os.environ["PYSPARK_PYTHON"] = sys.executable
+# Every Python worker logs each model it compiles (mlscore.spark._log_load).
+LOAD_LOG = os.path.join(SCRATCH, "loads.log")
+os.environ["MLSCORE_SPARK_LOAD_LOG"] = LOAD_LOG
 warnings.filterwarnings("ignore")
 
 import mlscore  # noqa: E402
@@ -207,4 +210,10 @@ for style, args in [("udf()", ()), ("udf('a', 'b')", tuple(NUMERIC)), ("udf(stru
     check(f"connect: spark_udf {style} equals mlflow's (classic) spark_udf", same(got, want))
 check_classifier(spark, df, "connect")
 spark.stop()
+
+with open(LOAD_LOG) as f:
+    loads = [tuple(line.split()) for line in f]
+pids = {pid for pid, _ in loads}
+check(f"no Python worker compiled a model twice ({len(loads)} compilations in {len(pids)} workers, classic and Connect)",
+      len(loads) == len(set(loads)) and len(loads) > 0, loads)
 print("all checks passed")

@@ -72,7 +72,17 @@ class _Shipped:
                     data = self._broadcast.value if self._broadcast is not None else self._data
                     model = _native.Model(_unpack(data))
                     _MODELS[self.key] = model
+                    _log_load(self.key)
         return model
+
+
+def _log_load(key: str) -> None:
+    """With MLSCORE_SPARK_LOAD_LOG set (to a file every worker can write), each Python worker
+    appends one line per model it unpacks and compiles: its pid and the model's SHA-256."""
+    path = os.environ.get("MLSCORE_SPARK_LOAD_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()} {key}\n")
 
 
 def _nan_to_null(array: pa.Array) -> pa.Array:
