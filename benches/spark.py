@@ -7,13 +7,15 @@ Same table (bench-data/higgs-<rows>, 28 float64 features), same cores (local[<co
 job: read Parquet, add the predicted label, write Parquet. Variants, each in a fresh JVM,
 interleaved per round:
   jvm-floor       the same job with a constant instead of a model: Spark's own share (the floor)
+  arrow-floor     an Arrow UDF over the same struct of features that returns zeros: Spark's
+                  Arrow hop to a Python worker and back, what any Python-side scorer pays
   mlflow-sklearn  mlflow.pyfunc.spark_udf on the scikit-learn flavor (pandas UDF, pickled model)
   mlflow-onnx     mlflow.pyfunc.spark_udf on the ONNX flavor (fails for skl2onnx classifiers)
   mlscore         mlscore.spark.spark_udf on the ONNX flavor (Arrow UDF, Rust), release wheel
-Prints one JSON line per run and a table of medians: job seconds (without JVM start-up), the
-time beyond the jvm-floor (what scoring adds to Spark's own read and write), and the speed-ups
-over mlflow-sklearn. Wall time only: the JVM is not a waited-for child, so rusage cannot count
-its CPU.
+Prints one JSON line per run and a table of medians, for wall seconds and CPU seconds of the
+job (without JVM start-up; CPU of the driver, the JVM and Spark's Python workers, read from
+/proc): the value, what it adds to the jvm-floor ("-floor": scoring's share beyond Spark's own
+read and write), and the speed-ups over mlflow-sklearn, end to end and beyond the floor.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, ROOT  # noqa: E402
 
-VARIANTS = ["jvm-floor", "mlflow-sklearn", "mlflow-onnx", "mlscore"]
+VARIANTS = ["jvm-floor", "arrow-floor", "mlflow-sklearn", "mlflow-onnx", "mlscore"]
 
 
 def package() -> Path:
@@ -51,6 +53,27 @@ def package() -> Path:
     return site
 
 
+def tree_cpu_s() -> float:
+    """CPU seconds used so far by this process and every live descendant (the JVM, Spark's Python
+    daemon and workers), each with the children it has reaped, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 0-based.
+        stats[int(pid)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
+    total, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0))[1]
+        todo.extend(child for child, (ppid, _) in stats.items() if ppid == pid)
+    return total / tick
+
+
 def worker(variant: str, model: dict, features: list, table: str, out: str, tracking_uri: str) -> None:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
@@ -65,10 +88,18 @@ def worker(variant: str, model: dict, features: list, table: str, out: str, trac
     )
     spark.sparkContext.setLogLevel("ERROR")
     startup = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    t1, cpu1 = time.perf_counter(), tree_cpu_s()
     df = spark.read.parquet(table)
     if variant == "jvm-floor":
         pred = F.lit(0).cast("long")
+    elif variant == "arrow-floor":
+        import pyarrow as pa
+        from pyspark.sql.pandas.functions import ArrowUDFType, arrow_udf
+
+        def zeros(features):
+            return pa.nulls(len(features), pa.int64()).fill_null(0)
+
+        pred = arrow_udf(zeros, "long", ArrowUDFType.SCALAR)(F.struct(*features))
     elif variant == "mlscore":
         import mlscore.spark
 
@@ -80,9 +111,9 @@ def worker(variant: str, model: dict, features: list, table: str, out: str, trac
         uri = model["sklearn_uri"] if variant == "mlflow-sklearn" else model["onnx_uri"]
         pred = mlflow.pyfunc.spark_udf(spark, uri, result_type="long", env_manager="local")(F.struct(*features))
     df.withColumn("prediction", pred).write.mode("overwrite").parquet(out)
-    job = time.perf_counter() - t1
+    job, cpu = time.perf_counter() - t1, tree_cpu_s() - cpu1
     spark.stop()
-    print(json.dumps({"startup_s": startup, "job_s": job}))
+    print(json.dumps({"startup_s": startup, "job_s": job, "cpu_s": cpu}))
 
 
 def run(variant: str, name: str, meta: dict, table: Path, out: Path, pkg: Path) -> dict:
@@ -129,24 +160,27 @@ def main() -> None:
         for r in runs:
             f.write(json.dumps({"rows": args.rows, **r}) + "\n")
     print(f"\n{args.rows} rows, local[{os.cpu_count()}], median of {args.repeat}")
-    print(f"{'model':6} {'variant':15} {'job s':>8} {'beyond floor s':>15} {'speed-up':>9} {'beyond floor':>13}")
+    head = f"{'model':6} {'variant':15}"
+    for metric in ("wall", "cpu"):
+        head += f" {metric + ' s':>8} {'-floor':>7} {'speed-up':>9} {'-floor':>7}"
+    print(head)
     for name in args.models.split(","):
-        med = {}
-        for v in VARIANTS:
-            ok = [r["job_s"] for r in runs if r["model"] == name and r["variant"] == v and "job_s" in r]
-            if ok:
-                med[v] = statistics.median(ok)
-        base, floor = med.get("mlflow-sklearn"), med.get("jvm-floor", 0.0)
+        rows = {v: [r for r in runs if r["model"] == name and r["variant"] == v and "job_s" in r] for v in VARIANTS}
+        med = {v: {k: statistics.median(r[k] for r in rs) for k in ("job_s", "cpu_s")} for v, rs in rows.items() if rs}
         for v in VARIANTS:
             if v not in med:
                 print(f"{name:6} {v:15} {'failed':>8}")
                 continue
-            job = med[v]
-            speed = f"{base / job:8.1f}x" if base else ""
-            extra = job - floor
-            beyond = f"{(base - floor) / extra:12.1f}x" if base and v != "jvm-floor" and extra > 0 else ""
-            print(f"{name:6} {v:15} {job:8.2f} {extra:15.2f} {speed:>9} {beyond:>13}")
-
+            line = f"{name:6} {v:15}"
+            for key in ("job_s", "cpu_s"):
+                base = med.get("mlflow-sklearn", {}).get(key)
+                floor = med.get("jvm-floor", {}).get(key, 0.0)
+                here = med[v][key]
+                extra = here - floor
+                speed = f"{base / here:8.1f}x" if base else ""
+                beyond = f"{(base - floor) / extra:6.1f}x" if base and v != "jvm-floor" and extra > 0 else ""
+                line += f" {here:8.2f} {extra:7.2f} {speed:>9} {beyond:>7}"
+            print(line)
 
 if __name__ == "__main__":
     main()
