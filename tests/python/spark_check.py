@@ -151,6 +151,22 @@ got = by_id(nulls.withColumn("p", ours_null()))
 check("on_null='null' gives null predictions exactly for rows with a null input",
       all((got[k] is None) == (k % 7 == 0) for k in got))
 
+# Spark before 4.1 has no arrow_udf: spark_udf falls back to a pandas UDF, as mlflow's is.
+import pyspark.sql.pandas.functions as spark_pandas_functions  # noqa: E402
+
+arrow_udf = spark_pandas_functions.arrow_udf
+del spark_pandas_functions.arrow_udf
+try:
+    old_d = mlscore.spark.spark_udf(spark, "models:/age_lr/1", result_type="double")
+    old_struct = mlscore.spark.spark_udf(spark, "models/churn", result_type="struct<label:bigint,probabilities:array<float>>")
+finally:
+    spark_pandas_functions.arrow_udf = arrow_udf
+for style, args in [("udf()", ()), ("udf(struct(...))", (F.struct(*NUMERIC[::-1]),))]:
+    check(f"without arrow_udf (Spark < 4.1): spark_udf {style} with nulls equals mlflow's",
+          same(by_id(nulls.withColumn("p", old_d(*args))), by_id(nulls.withColumn("p", theirs_d()))))
+old_rows = {r["customer_id"]: (r["label"], r["probabilities"])
+            for r in df.withColumn("p", old_struct()).select("customer_id", "p.label", "p.probabilities").collect()}
+
 # A classifier: mlflow's ONNX spark_udf cannot return it (label and [N, 2] probabilities), so
 # mlscore's struct result is checked against onnxruntime.
 struct_type = "struct<label:bigint,probabilities:array<float>>"
@@ -181,6 +197,9 @@ def check_classifier(spark, df, mode):
           all(r["label"] == want_label[r["customer_id"]] for r in rows) and len(rows) == table.num_rows)
     check(f"{mode}: spark_udf struct results equal onnxruntime's probabilities",
           all(close(r["probabilities"], want_prob[r["customer_id"]]) for r in rows))
+    if mode == "classic":
+        check("without arrow_udf (Spark < 4.1): spark_udf struct results equal the Arrow UDF's",
+              old_rows == {r["customer_id"]: (r["label"], r["probabilities"]) for r in rows})
 
     path = shipped_copy(f"churn-score-{mode}")
     scored = mlscore.spark.score(df, path, result_type="bigint")

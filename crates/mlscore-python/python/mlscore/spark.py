@@ -117,6 +117,25 @@ def _check_unused(env_manager: Any, params: Any, extra_env: Any, prebuilt_env_ur
         os.environ.update(extra_env)
 
 
+def _pandas_udf(predict: Any, ddl: str) -> Any:
+    """``predict`` (Arrow arrays in, an Arrow array out) as a pandas UDF, for Spark before 4.1:
+    Spark hands pandas Series (or a DataFrame for a struct argument), whose nulls are already NaN
+    as mlflow's spark_udf sees them; they go to Arrow and back around the Rust call."""
+    from pyspark.sql.functions import pandas_udf
+
+    def predict_pandas(*columns):
+        if len(columns) == 1 and hasattr(columns[0], "columns"):  # a struct argument: a DataFrame
+            frame = pa.RecordBatch.from_pandas(columns[0], preserve_index=False)
+            result = predict(pa.StructArray.from_arrays(frame.columns, names=frame.schema.names))
+        else:
+            result = predict(*[pa.Array.from_pandas(c) for c in columns])
+        if pa.types.is_struct(result.type):
+            return pa.RecordBatch.from_struct_array(result).to_pandas()
+        return result.to_pandas()
+
+    return pandas_udf(predict_pandas, ddl)
+
+
 def spark_udf(
     spark: Any,
     model_uri: str,
@@ -137,14 +156,10 @@ def spark_udf(
 
     ``on_null`` is mlscore's: ``"nan"`` (spark_udf's behaviour: nulls reach the model as NaN),
     ``"null"`` (null predictions for rows with a null input) or ``"error"``.
+
+    On PySpark 4.1 and later this is an Arrow UDF: no pandas in the data path. On older Spark it
+    is a pandas UDF, as mlflow's is (there, NaN inputs count as nulls for ``on_null``).
     """
-    try:
-        from pyspark.sql.pandas.functions import ArrowUDFType, arrow_udf
-    except ImportError as e:  # Spark < 4.1 has no Arrow UDFs; mapInArrow works from 3.3.
-        raise MlscoreError(
-            "mlscore.spark.spark_udf needs PySpark 4.1 or later (pyspark.sql.functions.arrow_udf); "
-            "on older Spark use mlscore.spark.score(df, model_uri), which runs on mapInArrow"
-        ) from e
     _check_unused(env_manager, params, extra_env, prebuilt_env_uri, model_config)
     model = _native.Model(model_uri)
     requested = _requested_type(result_type)
@@ -160,7 +175,12 @@ def spark_udf(
         batch = pa.RecordBatch.from_arrays(list(columns), names=[f"_{i}" for i in range(len(columns))])
         return _nan_to_null(m.predict(batch, ddl, on_null, True))
 
-    udf = arrow_udf(predict, ddl, ArrowUDFType.SCALAR)
+    try:
+        from pyspark.sql.pandas.functions import ArrowUDFType, arrow_udf
+
+        udf = arrow_udf(predict, ddl, ArrowUDFType.SCALAR)
+    except ImportError:  # Spark < 4.1 has no Arrow UDFs: a pandas UDF, as mlflow's spark_udf.
+        udf = _pandas_udf(predict, ddl)
 
     def udf_with_default_cols(*args):
         if not args:
