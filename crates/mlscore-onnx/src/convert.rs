@@ -4,6 +4,7 @@
 //! input's element type, converting values the way numpy's `astype` does. Outputs: `[N]` and
 //! `[N, 1]` tensors become plain columns, `[N, k]` tensors list columns.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -84,21 +85,24 @@ impl FeedElem for bool {
     }
 }
 
-/// Writes `array` into `out[row * stride + offset]` for every row, converting each value.
-/// Null slots receive `null_value` (callers have already applied the null policy).
+/// Writes rows `rows` of `array` into `out[row * stride + offset]` (rows counted from the
+/// range's start), converting each value. Null slots receive `null_value` (callers have already
+/// applied the null policy). The range is read in place: no sliced array is made.
 pub(crate) fn write_column<E: FeedElem>(
     out: &mut [E],
     stride: usize,
     offset: usize,
     array: &dyn Array,
+    rows: Range<usize>,
     null_value: E,
     column: &str,
 ) -> Result<()> {
+    let start = rows.start;
     macro_rules! prim {
         ($ty:ty, $conv:expr) => {{
             let a = array.as_primitive::<$ty>();
             // Strided writes through an iterator: no index arithmetic or bounds check a value.
-            for (o, v) in out.iter_mut().skip(offset).step_by(stride).zip(a.values().iter()) {
+            for (o, v) in out.iter_mut().skip(offset).step_by(stride).zip(&a.values()[rows.clone()]) {
                 *o = $conv(*v);
             }
         }};
@@ -117,14 +121,14 @@ pub(crate) fn write_column<E: FeedElem>(
         DataType::UInt8 => prim!(UInt8Type, |v: u8| E::from_u64(u64::from(v))),
         DataType::Boolean => {
             let a = array.as_boolean();
-            for row in 0..a.len() {
-                out[row * stride + offset] = E::from_bool(a.value(row));
+            for row in rows.clone() {
+                out[(row - start) * stride + offset] = E::from_bool(a.value(row));
             }
         }
         DataType::Decimal128(_, scale) => {
             let a = array.as_primitive::<Decimal128Type>();
             let div = 10f64.powi(i32::from(*scale));
-            for (row, v) in a.values().iter().enumerate() {
+            for (row, v) in a.values()[rows.clone()].iter().enumerate() {
                 out[row * stride + offset] = E::from_f64(*v as f64 / div);
             }
         }
@@ -135,13 +139,13 @@ pub(crate) fn write_column<E: FeedElem>(
             )));
         }
     }
-    if let Some(nulls) = array.nulls() {
-        for row in nulls.iter().enumerate().filter(|(_, valid)| !valid).map(|(r, _)| r) {
-            out[row * stride + offset] = null_value;
+    if matches!(array.data_type(), DataType::Null) {
+        for row in rows {
+            out[(row - start) * stride + offset] = null_value;
         }
-    } else if matches!(array.data_type(), DataType::Null) {
-        for row in 0..array.len() {
-            out[row * stride + offset] = null_value;
+    } else if let Some(nulls) = array.nulls().filter(|n| n.null_count() > 0) {
+        for row in rows.filter(|r| nulls.is_null(*r)) {
+            out[(row - start) * stride + offset] = null_value;
         }
     }
     Ok(())
@@ -181,11 +185,15 @@ pub(crate) fn build_tensor(
     fill: impl FnOnce(&mut TensorFiller<'_>) -> Result<()>,
 ) -> Result<Tensor> {
     let len: usize = shape.iter().product();
+    // Numbers are written straight into the tensor's own (aligned) buffer: building an ndarray
+    // first would cost a copy of the whole batch (tract copies arrays into its aligned storage).
     macro_rules! numeric {
         ($t:ty, $variant:ident) => {{
-            let mut buf = vec![<$t>::default(); len];
-            fill(&mut TensorFiller::$variant(&mut buf))?;
-            tract_ndarray::ArrayD::from_shape_vec(shape, buf).map(IntoTensor::into_tensor)
+            let internal = |e: TractError| Error::Binding(format!("internal tensor error: {e:#}"));
+            let mut t = Tensor::zero_dt(<$t>::datum_type(), shape).map_err(internal)?;
+            let mut view = t.try_as_plain_ram_mut().map_err(internal)?;
+            fill(&mut TensorFiller::$variant(view.as_slice_mut::<$t>().map_err(internal)?))?;
+            Ok(t)
         }};
     }
     let t = match elem {
@@ -230,15 +238,23 @@ impl TensorFiller<'_> {
         }
     }
 
-    /// Writes one column at `offset` of rows of width `stride`; nulls become NaN (floats) or 0.
-    pub(crate) fn column(&mut self, stride: usize, offset: usize, array: &dyn Array, column: &str) -> Result<()> {
+    /// Writes rows `rows` of a column at `offset` of rows of width `stride`; nulls become NaN
+    /// (floats) or 0.
+    pub(crate) fn column(
+        &mut self,
+        stride: usize,
+        offset: usize,
+        array: &dyn Array,
+        rows: Range<usize>,
+        column: &str,
+    ) -> Result<()> {
         match self {
-            Self::F32(b) => write_column(b, stride, offset, array, f32::NAN, column),
-            Self::F64(b) => write_column(b, stride, offset, array, f64::NAN, column),
-            Self::I64(b) => write_column(b, stride, offset, array, 0, column),
-            Self::I32(b) => write_column(b, stride, offset, array, 0, column),
-            Self::Bool(b) => write_column(b, stride, offset, array, false, column),
-            Self::String(b) => write_strings(b, stride, offset, array, column),
+            Self::F32(b) => write_column(b, stride, offset, array, rows, f32::NAN, column),
+            Self::F64(b) => write_column(b, stride, offset, array, rows, f64::NAN, column),
+            Self::I64(b) => write_column(b, stride, offset, array, rows, 0, column),
+            Self::I32(b) => write_column(b, stride, offset, array, rows, 0, column),
+            Self::Bool(b) => write_column(b, stride, offset, array, rows, false, column),
+            Self::String(b) => write_strings(b, stride, offset, array.slice(rows.start, rows.len()).as_ref(), column),
         }
     }
 }

@@ -383,6 +383,7 @@ impl Model {
             Feed::Stack { columns, elem, rank1 } => {
                 let k = columns.len();
                 let shape: Vec<usize> = if *rank1 { vec![rows] } else { vec![rows, k] };
+                let names: Vec<String> = columns.iter().map(|idx| name_of(*idx)).collect();
                 build_tensor(*elem, &shape, |filler| {
                     // Row blocks: each block of the row-major buffer stays in L1 (256 rows of 28 f32 features
                     // are 28 KiB) while every column is written into it.
@@ -391,7 +392,7 @@ impl Model {
                         let len = BLOCK.min(rows - start);
                         let mut block = filler.rows(start * k, (start + len) * k);
                         for (j, idx) in columns.iter().enumerate() {
-                            block.column(k, j, frame[*idx].slice(start, len).as_ref(), &name_of(*idx))?;
+                            block.column(k, j, frame[*idx].as_ref(), start..start + len, &names[j])?;
                         }
                     }
                     Ok(())
@@ -414,7 +415,9 @@ impl Model {
                 }
                 let start = offsets[0];
                 let values = values.slice(start, rows * width);
-                build_tensor(*elem, &[rows, *width], |filler| filler.column(1, 0, values.as_ref(), &name))
+                build_tensor(*elem, &[rows, *width], |filler| {
+                    filler.column(1, 0, values.as_ref(), 0..values.len(), &name)
+                })
             }
         }
     }

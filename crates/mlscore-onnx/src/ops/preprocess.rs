@@ -48,7 +48,7 @@ impl Kernel for Scaler {
         vec![OutSpec::new(f32::datum_type(), OutShape::SameAsInput)]
     }
 
-    fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    fn eval(&self, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (_, width) = rows_and_width(&inputs[0]);
         let per_feature = self.scale.len() == width;
         ensure!(
@@ -59,22 +59,34 @@ impl Kernel for Scaler {
         // One offset and scale per column (a single value applies to every column).
         let per_column = |v: &[f32]| -> Vec<f32> { if per_feature { v.to_vec() } else { vec![v[0]; width] } };
         let (offset, scale) = (per_column(&self.offset), per_column(&self.scale));
-        let mut out: Vec<f32> = Vec::with_capacity(inputs[0].len());
+        let shape: TVec<usize> = inputs[0].shape().into();
         if inputs[0].datum_type() == f64::datum_type() {
-            let x = inputs[0].try_as_plain_ram()?;
-            for row in x.as_slice::<f64>()?.chunks_exact(width.max(1)) {
-                out.extend(
-                    row.iter().zip(&offset).zip(&scale).map(|((v, o), s)| ((v - f64::from(*o)) * f64::from(*s)) as f32),
-                );
+            let mut out = Tensor::zero::<f32>(&shape)?;
+            {
+                let x = inputs[0].try_as_plain_ram()?;
+                let mut view = out.try_as_plain_ram_mut()?;
+                let rows = x.as_slice::<f64>()?.chunks_exact(width.max(1));
+                for (row, o_row) in rows.zip(view.as_slice_mut::<f32>()?.chunks_exact_mut(width.max(1))) {
+                    for (((v, o), s), out) in row.iter().zip(&offset).zip(&scale).zip(o_row) {
+                        *out = ((v - f64::from(*o)) * f64::from(*s)) as f32;
+                    }
+                }
             }
-        } else {
-            let x = as_f32(&inputs[0])?;
-            let x = x.try_as_plain_ram()?;
-            for row in x.as_slice::<f32>()?.chunks_exact(width.max(1)) {
-                out.extend(row.iter().zip(&offset).zip(&scale).map(|((v, o), s)| (v - o) * s));
+            return Ok(tvec!(out.into_tvalue()));
+        }
+        // f32 in place: the input is usually this node's alone, so no new batch is allocated.
+        let input = inputs.swap_remove(0);
+        let mut x =
+            if input.datum_type() == f32::datum_type() { input.into_tensor() } else { as_f32(&input)?.into_owned() };
+        {
+            let mut view = x.try_as_plain_ram_mut()?;
+            for row in view.as_slice_mut::<f32>()?.chunks_exact_mut(width.max(1)) {
+                for ((v, o), s) in row.iter_mut().zip(&offset).zip(&scale) {
+                    *v = (*v - o) * s;
+                }
             }
         }
-        Ok(tvec!(tensor_from(inputs[0].shape(), out)?.into_tvalue()))
+        Ok(tvec!(x.into_tvalue()))
     }
 }
 

@@ -59,10 +59,8 @@ pub(crate) fn fma(a: f32, b: f32, c: f32) -> f32 {
     (f64::from(a) * f64::from(b) + f64::from(c)) as f32
 }
 
+/// Branch-free, so that a loop over many scores vectorizes: a NaN stays NaN through both clamps.
 pub(crate) fn mlas_logistic(v: f32) -> f32 {
-    if v.is_nan() {
-        return v;
-    }
     let x = v.clamp(-18.0, 18.0);
     let x2 = x * x;
     // MLAS's coefficients, as f32 (the shortest decimals that round to the same floats).
@@ -82,9 +80,16 @@ pub(crate) fn mlas_logistic(v: f32) -> f32 {
 /// onnxruntime's `batched_update_scores_inplace` for a row of two or more scores: like
 /// [`apply_row`], with MLAS's logistic.
 pub(crate) fn apply_row_batched(t: PostTransform, row: &mut [f32]) {
+    apply_rows_batched(t, row, row.len());
+}
+
+/// [`apply_row_batched`] over every row of a row-major score matrix of rows `width` wide. The
+/// logistic applies to each score alone, so it runs as one pass over the whole matrix.
+pub(crate) fn apply_rows_batched(t: PostTransform, scores: &mut [f32], width: usize) {
     match t {
-        PostTransform::Logistic => row.iter_mut().for_each(|v| *v = mlas_logistic(*v)),
-        other => apply_row(other, row),
+        PostTransform::Logistic => scores.iter_mut().for_each(|v| *v = mlas_logistic(*v)),
+        other if width > 0 => scores.chunks_exact_mut(width).for_each(|row| apply_row(other, row)),
+        _ => {}
     }
 }
 
