@@ -4,7 +4,7 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
-use mlscore::onnx::{Model, NullPolicy};
+use mlscore::onnx::{CHUNK_ROWS, Model, NullPolicy};
 
 use crate::common::*;
 
@@ -72,6 +72,8 @@ fn close(got: &[f64], want: &[f64]) -> Result<(), String> {
     Ok(())
 }
 
+/// The case's rows as they are, then repeated to more than `CHUNK_ROWS`: a long batch is scored
+/// in chunks through the plan compiled for the chunk size, and must give the same answers.
 fn run_case(case: &serde_json::Value) -> Result<(), String> {
     let name = case["case"].as_str().unwrap();
     let dir = models().join("zoo").join(name);
@@ -80,13 +82,19 @@ fn run_case(case: &serde_json::Value) -> Result<(), String> {
     let golden = read_parquet(&dir.join("golden.parquet"));
     let binding = model.bind(input.schema().as_ref()).map_err(|e| format!("{name}: {e}"))?;
     let policy = if case["handles_nan"].as_bool() == Some(true) { NullPolicy::Nan } else { NullPolicy::Error };
-    let prediction = model.predict(&binding, input.columns(), policy).map_err(|e| format!("{name}: {e}"))?;
-    for field in golden.schema().fields() {
-        let want = column(&golden, field.name());
-        let Some((_, got)) = prediction.outputs.iter().find(|(n, _)| n == field.name()) else {
-            return Err(format!("{name}: mlscore has no output '{}'", field.name()));
-        };
-        compare(name, field.name(), got, &want)?;
+    let times = CHUNK_ROWS / input.num_rows() + 2;
+    for repeat in [1, times] {
+        let input = arrow::compute::concat_batches(&input.schema(), &vec![input.clone(); repeat]).unwrap();
+        let label = format!("{name} x{repeat} ({} rows)", input.num_rows());
+        let prediction = model.predict(&binding, input.columns(), policy).map_err(|e| format!("{label}: {e}"))?;
+        for field in golden.schema().fields() {
+            let want = column(&golden, field.name());
+            let want = arrow::compute::concat(&vec![want.as_ref(); repeat]).unwrap();
+            let Some((_, got)) = prediction.outputs.iter().find(|(n, _)| n == field.name()) else {
+                return Err(format!("{label}: mlscore has no output '{}'", field.name()));
+            };
+            compare(&label, field.name(), got, &want)?;
+        }
     }
     Ok(())
 }

@@ -23,6 +23,6 @@ mod ops;
 mod result_type;
 
 pub use error::{Error, Result};
-pub use graph::{Dim, ElemType, IoSpec, MapKeys, OnnxGraph};
+pub use graph::{CHUNK_ROWS, Dim, ElemType, IoSpec, MapKeys, OnnxGraph};
 pub use model::{Binding, BoundColumn, Model, NullPolicy, Prediction, positional_frame, predict_batch};
 pub use result_type::{ResultType, null_column};

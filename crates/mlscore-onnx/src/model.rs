@@ -15,7 +15,7 @@ use tract_onnx::prelude::*;
 use crate::convert::{build_tensor, probabilities_to_map, tensor_to_array};
 use crate::enforce::{Check, check_column, numpy_name, run_check};
 use crate::error::{Error, Result};
-use crate::graph::{ElemType, IoSpec, OnnxGraph};
+use crate::graph::{CHUNK_ROWS, ElemType, IoSpec, OnnxGraph};
 
 /// What happens to rows with a null in a model input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -343,17 +343,7 @@ impl Model {
             }
         }
         let (null_rows, mask) = null_rows(binding, frame, nulls)?;
-        let tensors: TVec<TValue> =
-            self.input_tensors(binding, frame)?.into_iter().map(IntoTValue::into_tvalue).collect();
-        let outs = if rows == 0 {
-            None
-        } else {
-            Some(
-                self.graph
-                    .run(tensors)
-                    .map_err(|e| Error::Inference { model: self.uri().to_string(), reason: format!("{e:#}") })?,
-            )
-        };
+        let outs = if rows == 0 { None } else { Some(self.run(binding, frame, rows)?) };
         let mut outputs = Vec::with_capacity(self.graph.outputs.len());
         for (i, spec) in self.graph.outputs.iter().enumerate() {
             let array = match &outs {
@@ -366,6 +356,38 @@ impl Model {
             outputs.push((spec.name.clone(), array));
         }
         Ok(Prediction { outputs, null_rows })
+    }
+
+    /// The graph's outputs for every row of the frame. A batch larger than [`CHUNK_ROWS`] goes
+    /// through the graph in chunks of that many rows (the last one shorter), each built from
+    /// zero-copy slices of the columns, and the chunks' outputs are stacked.
+    fn run(&self, binding: &Binding, frame: &[ArrayRef], rows: usize) -> Result<TVec<TValue>> {
+        let infer = |e: TractError| Error::Inference { model: self.uri().to_string(), reason: format!("{e:#}") };
+        let run_one = |frame: &[ArrayRef]| -> Result<TVec<TValue>> {
+            let tensors = self.input_tensors(binding, frame)?.into_iter().map(IntoTValue::into_tvalue).collect();
+            self.graph.run(tensors).map_err(infer)
+        };
+        if rows <= CHUNK_ROWS {
+            return run_one(frame);
+        }
+        let mut chunks = Vec::with_capacity(rows.div_ceil(CHUNK_ROWS));
+        for start in (0..rows).step_by(CHUNK_ROWS) {
+            let len = CHUNK_ROWS.min(rows - start);
+            let sliced: Vec<ArrayRef> = frame.iter().map(|a| a.slice(start, len)).collect();
+            let outs = run_one(&sliced)?;
+            if outs.iter().any(|t| t.shape().first() != Some(&len)) {
+                // An output that is not one row per input row cannot be stacked: whole batch.
+                return run_one(frame);
+            }
+            chunks.push(outs);
+        }
+        let outputs = chunks.first().map_or(0, TVec::len);
+        (0..outputs)
+            .map(|i| {
+                let parts: Vec<&Tensor> = chunks.iter().map(|c| &*c[i]).collect();
+                Ok(Tensor::stack_tensors(0, &parts).map_err(infer)?.into_tvalue())
+            })
+            .collect()
     }
 
     /// The tensors [`Model::predict`] feeds the graph for a batch of the frame: the Arrow to
