@@ -70,6 +70,17 @@ got_labels = got.combine_chunks().field("label").to_pylist()
 check("load_model().predict labels equal onnxruntime's", got_labels == labels.tolist())
 got_probs = [p for row in got.combine_chunks().field("probabilities").to_pylist() for p in row]
 check("load_model().predict probabilities within 1e-5 of onnxruntime's", close(got_probs, probs.ravel().tolist()))
+# A table of 140k rows: three slices of at most 65,536 rows, scored on threads, in row order.
+big = pa.concat_tables([table] * 140)
+par = churn.predict(big, result_type="bigint", threads=4).to_pylist()
+check("predict on a 140k-row table in 4 threads equals onnxruntime's labels in row order",
+      par == labels.tolist() * 140)
+check("... and one thread's", churn.predict(big, result_type="bigint", threads=1).to_pylist() == par)
+try:
+    churn.predict(big, threads=0)
+    check("threads=0 is refused", False)
+except ValueError as e:
+    check("threads=0 is refused", "threads" in str(e), e)
 try:
     churn.predict(table.drop(["income"]))
     check("a missing column is an MlscoreError", False)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import pyarrow as pa
 
 from mlscore import _native
+
+
+# A table's batches are cut into slices of at most this many rows, so that one large batch (a
+# whole Parquet row group) still spreads over the threads.
+_SLICE_ROWS = 65536
 
 
 class Model:
@@ -36,7 +43,7 @@ class Model:
         return self._native.result_type(requested)
 
     def predict(self, data: Any, result_type: Optional[str] = None, on_null: str = "nan",
-                positional: bool = False):
+                positional: bool = False, threads: Optional[int] = None):
         """Scores ``data``: a ``pyarrow.RecordBatch`` or ``Table``, or anything exposing the Arrow
         PyCapsule interface (polars, DuckDB, nanoarrow results). Columns are matched to the
         signature by name (``positional=True``: by position). Returns a ``pyarrow.Array`` for a
@@ -44,6 +51,10 @@ class Model:
 
         ``on_null``: ``"nan"`` (MLflow's: nulls reach the model as NaN), ``"null"`` (a null
         prediction for rows with a null input) or ``"error"``.
+
+        A table is scored in slices of at most 65,536 rows on ``threads`` threads (default: one
+        per core; the GIL is released while Rust scores), results in the table's row order.
+        A batch is scored on the calling thread.
         """
         if isinstance(data, pa.RecordBatch):
             return self._native.predict(data, result_type, on_null, positional)
@@ -58,7 +69,19 @@ class Model:
                     f"not {type(data).__name__}; for pandas use pyarrow.Table.from_pandas(df)"
                 )
         ddl = self.result_type(result_type)
-        chunks = [self._native.predict(b, ddl, on_null, positional) for b in data.to_batches() if b.num_rows]
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be 1 or more, not {threads}")
+        slices = [b.slice(s, _SLICE_ROWS) for b in data.to_batches() for s in range(0, b.num_rows, _SLICE_ROWS)]
+        workers = min(threads or os.cpu_count() or 1, len(slices))
+
+        def score(batch: pa.RecordBatch) -> pa.Array:
+            return self._native.predict(batch, ddl, on_null, positional)
+
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mlscore") as pool:
+                chunks = list(pool.map(score, slices))
+        else:
+            chunks = [score(b) for b in slices]
         if not chunks:
             batch = pa.RecordBatch.from_pylist([], schema=data.schema)
             return pa.chunked_array([self._native.predict(batch, ddl, on_null, positional)])
