@@ -12,7 +12,11 @@
 //! is one bit a node. Trees with EQ, NEQ or MEMBER nodes, or thresholds that cannot be
 //! rewritten, take the exact per-mode path.
 
+mod bits;
+
 use std::collections::VecDeque;
+
+use self::bits::{BitTrees, Reached, leaf_bit};
 
 use tract_onnx::tract_hir::internal::*;
 
@@ -70,6 +74,7 @@ pub(crate) trait Float:
     + 'static
 {
     const INFINITY: Self;
+    const NEG_INFINITY: Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn is_nan(self) -> bool;
@@ -79,6 +84,7 @@ pub(crate) trait Float:
 
 impl Float for f32 {
     const INFINITY: Self = f32::INFINITY;
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
     fn from_f64(v: f64) -> Self {
         v as f32
     }
@@ -103,6 +109,7 @@ impl Float for f32 {
 
 impl Float for f64 {
     const INFINITY: Self = f64::INFINITY;
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
     fn from_f64(v: f64) -> Self {
         v
     }
@@ -196,8 +203,9 @@ struct Exact<T> {
 /// The node layout an ensemble was compiled to.
 #[derive(Debug, Clone, PartialEq)]
 enum Layout<T> {
-    /// Every split written as `x <= t` (the common case).
-    Fast { nodes: Vec<FastNode<T>>, any_nan: bool },
+    /// Every split written as `x <= t` (the common case); the trees of at most 32 leaves are
+    /// also compiled for the bit-vector walk.
+    Fast { nodes: Vec<FastNode<T>>, any_nan: bool, bits: Option<BitTrees<T>> },
     /// Splits evaluated by their own mode (EQ, NEQ, MEMBER, unrepresentable thresholds).
     Exact(Vec<Exact<T>>),
 }
@@ -237,6 +245,7 @@ fn leq_form<T: Float>(n: &RawNode) -> (T, [Target; 2], bool) {
 
 /// Rows walked together through each tree.
 const BLOCK: usize = 128;
+const _: () = assert!(BLOCK.is_multiple_of(bits::LANES));
 
 /// A hard limit on compiled nodes, against graphs whose trees share subtrees exponentially.
 const MAX_NODES: usize = 1 << 28;
@@ -325,7 +334,8 @@ impl<T: Float> Ensemble<T> {
                 let switch = switch_depth(&live, min_depth);
                 trees.push(Tree { root: root_slot, depth, switch });
             }
-            Layout::Fast { nodes, any_nan }
+            let bits = BitTrees::build(&nodes, &leaf_of, &trees, features);
+            Layout::Fast { nodes, any_nan, bits }
         } else {
             let mut nodes: Vec<Exact<T>> = Vec::new();
             for root in &raw.roots {
@@ -388,25 +398,37 @@ impl<T: Float> Ensemble<T> {
     }
 
     /// Walks every tree for the rows of `x` (row-major, `width` values a row): for each block of
-    /// rows and each tree in order, calls `visit(first row of the block, final node of each row)`.
-    fn walk(&self, x: &[T], width: usize, rows: usize, mut visit: impl FnMut(usize, &[u32])) {
+    /// rows and each tree in order, calls `visit(first row of the block, leaf of each row)`.
+    fn walk(&self, x: &[T], width: usize, rows: usize, mut visit: impl FnMut(usize, Reached<'_, T>)) {
         let mut idx = [0u32; BLOCK];
         let mut active = [0u8; 2 * BLOCK];
+        let mut masks = match &self.layout {
+            Layout::Fast { bits: Some(bits), .. } => vec![0u32; bits.trees() * BLOCK],
+            _ => Vec::new(),
+        };
         for start in (0..rows).step_by(BLOCK) {
             let n = BLOCK.min(rows - start);
             let xb = &x[start * width..(start + n) * width];
             let idx = &mut idx[..n];
             match &self.layout {
-                Layout::Fast { nodes, any_nan } => {
+                Layout::Fast { nodes, any_nan, bits } => {
+                    let walked = bits.as_ref().map_or(self.trees.len(), |b| self.trees.len() - b.trees());
+                    if let Some(bits) = bits {
+                        bits.masks(xb, width, n, &mut masks, BLOCK);
+                    }
                     // NaN handling costs a few operations a step: only blocks that hold a NaN pay them.
-                    let nan = *any_nan && xb.iter().any(|v| v.is_nan());
-                    for tree in &self.trees {
+                    let nan = *any_nan && walked > 0 && xb.iter().any(|v| v.is_nan());
+                    for (t, tree) in self.trees.iter().enumerate() {
+                        if let Some((bits, row)) = bits.as_ref().and_then(|b| Some((b, b.row_of[t]?))) {
+                            visit(start, bits.reached(row, &masks, BLOCK, n));
+                            continue;
+                        }
                         if nan {
                             walk_fast::<T, true>(nodes, tree, &self.leaf_of, xb, width, idx, &mut active);
                         } else {
                             walk_fast::<T, false>(nodes, tree, &self.leaf_of, xb, width, idx, &mut active);
                         }
-                        visit(start, idx);
+                        visit(start, Reached::Slots(idx));
                     }
                 }
                 Layout::Exact(nodes) => {
@@ -418,7 +440,7 @@ impl<T: Float> Ensemble<T> {
                                 *i = node.children[usize::from(exact_decision(node, row[node.feature as usize]))];
                             }
                         }
-                        visit(start, idx);
+                        visit(start, Reached::Slots(idx));
                     }
                 }
             }
@@ -461,28 +483,35 @@ impl<T: Float> Ensemble<T> {
         match (&self.layout, &self.single, agg) {
             // The common case: one output, summed, values in the leaves' nodes.
             (Layout::Fast { nodes, .. }, _, Aggregate::Sum | Aggregate::Average) if self.value_in_node => {
-                self.walk(x, width, rows, |start, idx| {
-                    for (a, i) in acc[start..].iter_mut().zip(idx) {
-                        *a += nodes[*i as usize].threshold;
+                self.walk(x, width, rows, |start, reached| match reached {
+                    Reached::Slots(idx) => {
+                        for (a, i) in acc[start..].iter_mut().zip(idx) {
+                            *a += nodes[*i as usize].threshold;
+                        }
+                    }
+                    Reached::Masks { masks, values, .. } => {
+                        for (a, m) in acc[start..].iter_mut().zip(masks) {
+                            *a += values[leaf_bit(*m)];
+                        }
                     }
                 });
                 has.fill(true);
             }
-            (_, Some(single), Aggregate::Sum | Aggregate::Average) => self.walk(x, width, rows, |start, idx| {
-                for (r, i) in idx.iter().enumerate() {
-                    let (v, h) = single[self.leaf_of[*i as usize] as usize];
+            (_, Some(single), Aggregate::Sum | Aggregate::Average) => self.walk(x, width, rows, |start, reached| {
+                reached.for_each_slot(|r, i| {
+                    let (v, h) = single[self.leaf_of[i as usize] as usize];
                     acc[start + r] += v;
                     has[start + r] |= h;
-                }
+                });
             }),
-            _ => self.walk(x, width, rows, |start, idx| {
-                for (r, i) in idx.iter().enumerate() {
-                    let (s, e) = self.ranges[self.leaf_of[*i as usize] as usize];
+            _ => self.walk(x, width, rows, |start, reached| {
+                reached.for_each_slot(|r, i| {
+                    let (s, e) = self.ranges[self.leaf_of[i as usize] as usize];
                     for &(o, v) in &self.weights[s as usize..e as usize] {
                         let j = (start + r) * k + o as usize;
                         combine(&mut acc[j], &mut has[j], v);
                     }
-                }
+                });
             }),
         }
         Ok((acc, has))
@@ -709,6 +738,129 @@ mod tests {
         let got = score(&e, &x);
         for (r, row) in rows.iter().enumerate() {
             assert_eq!(got[r], 2.0 * expect(*row), "row {r}: {row:?}");
+        }
+    }
+
+    /// A small deterministic generator (64-bit LCG, high bits).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((self.0 >> 33) % n as u64) as usize
+        }
+    }
+
+    /// Random trees of 1 to 48 leaves (so both walks are used) over 5 features, with thresholds
+    /// from a small set that the inputs hit exactly, every fast mode, NaN tracking on some splits.
+    fn random_ensemble(rng: &mut Rng, trees: usize, outputs: usize) -> RawEnsemble {
+        let mut raw = RawEnsemble::default();
+        for _ in 0..trees {
+            let want = 1 + rng.below(48);
+            raw.roots.push(Target::Leaf(0));
+            // Grow by splitting a random leaf until the tree has `want` leaves. A leaf is a hole:
+            // its parent split (`None`: the root) and which branch of it.
+            let mut holes: Vec<(Option<usize>, bool)> = vec![(None, false)];
+            while holes.len() < want {
+                let (parent, yes) = holes.swap_remove(rng.below(holes.len()));
+                let node = raw.nodes.len();
+                let mode = [Mode::Leq, Mode::Lt, Mode::Gte, Mode::Gt][rng.below(4)];
+                raw.nodes.push(RawNode {
+                    feature: rng.below(5),
+                    threshold: (rng.below(9) as f64 - 4.0) / 2.0,
+                    mode,
+                    members: vec![],
+                    yes: Target::Leaf(0),
+                    no: Target::Leaf(0),
+                    missing_true: rng.below(2) == 0,
+                });
+                match parent {
+                    None => *raw.roots.last_mut().expect("root") = Target::Node(node),
+                    Some(p) if yes => raw.nodes[p].yes = Target::Node(node),
+                    Some(p) => raw.nodes[p].no = Target::Node(node),
+                }
+                holes.push((Some(node), true));
+                holes.push((Some(node), false));
+            }
+            for (parent, yes) in holes {
+                let leaf = raw.leaves.len();
+                let weights = (0..1 + rng.below(outputs)).map(|_| (rng.below(outputs), rng.below(1000) as f64 / 8.0));
+                raw.leaves.push(weights.collect());
+                match parent {
+                    None => *raw.roots.last_mut().expect("root") = Target::Leaf(leaf),
+                    Some(p) if yes => raw.nodes[p].yes = Target::Leaf(leaf),
+                    Some(p) => raw.nodes[p].no = Target::Leaf(leaf),
+                }
+            }
+        }
+        raw
+    }
+
+    /// The ensemble evaluated node by node from its attributes, summing trees in order.
+    fn oracle<T: Float>(raw: &RawEnsemble, row: &[T], outputs: usize) -> Vec<T> {
+        let mut acc = vec![T::default(); outputs];
+        for root in &raw.roots {
+            let mut at = *root;
+            while let Target::Node(i) = at {
+                let n = &raw.nodes[i];
+                let v = row[n.feature];
+                let t = T::from_f64(n.threshold);
+                let cmp = match n.mode {
+                    Mode::Leq => v <= t,
+                    Mode::Lt => v < t,
+                    Mode::Gte => v >= t,
+                    Mode::Gt => v > t,
+                    _ => unreachable!("not generated"),
+                };
+                at = if cmp || (n.missing_true && v.is_nan()) { n.yes } else { n.no };
+            }
+            let Target::Leaf(l) = at else { unreachable!() };
+            for &(o, w) in &raw.leaves[l] {
+                acc[o] += T::from_f64(w);
+            }
+        }
+        acc
+    }
+
+    fn check_against_oracle<T: Float>(seed: u64, outputs: usize) {
+        let mut rng = Rng(seed);
+        let raw = random_ensemble(&mut rng, 60, outputs);
+        let bits = Ensemble::<T>::compile(&raw, outputs).unwrap();
+        let Layout::Fast { bits: Some(b), .. } = &bits.layout else { panic!("no bit-vector trees") };
+        let walked_by_bits = b.row_of.iter().filter(|r| r.is_some()).count();
+        assert!(walked_by_bits > 0 && walked_by_bits < raw.roots.len(), "{walked_by_bits} of {}", raw.roots.len());
+        let mut nodes_only = bits.clone();
+        if let Layout::Fast { bits, .. } = &mut nodes_only.layout {
+            *bits = None;
+        }
+        // 300 rows: two full blocks and a partial one whose second 64-row chunk is partial too.
+        // Values hit the thresholds exactly, fall between them, or are NaN (from row 128 on).
+        // Rows 128..192 stay below most thresholds, so that their splits' lists end early.
+        let rows = 300;
+        let x: Vec<T> = (0..rows * 5)
+            .map(|i| {
+                let top = if (128..192).contains(&(i / 5)) { 4 } else { 12 };
+                match rng.below(top) {
+                    0 if i / 5 >= 128 => T::from_f64(f64::NAN),
+                    k => T::from_f64((k as f64 - 6.0) / 2.0 + if rng.below(3) == 0 { 0.25 } else { 0.0 }),
+                }
+            })
+            .collect();
+        for (name, e) in [("bit-vector", &bits), ("node", &nodes_only)] {
+            let (got, _) = e.aggregate(&x, 5, rows, Aggregate::Sum).unwrap();
+            for (r, row) in x.chunks_exact(5).enumerate() {
+                let want = oracle(&raw, row, outputs);
+                assert_eq!(&got[r * outputs..(r + 1) * outputs], &want[..], "{name} walk, row {r}: {row:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn both_walks_reach_the_leaves_an_attribute_by_attribute_walk_reaches() {
+        for seed in 0..8 {
+            check_against_oracle::<f32>(seed, 1);
+            check_against_oracle::<f64>(seed, 1);
+            check_against_oracle::<f32>(seed, 3);
         }
     }
 

@@ -342,9 +342,10 @@ impl TreeOp {
             Kind::Classifier { labels, binary_case, weights_all_positive } => {
                 let classes = labels.len();
                 let mut picks = Vec::with_capacity(rows);
+                let (mut s, mut h) = (vec![0.0f32; classes], vec![false; classes]);
                 for r in 0..rows {
-                    let mut s = vec![0.0f32; classes];
-                    let mut h = vec![false; classes];
+                    s.fill(0.0);
+                    h.fill(false);
                     for j in 0..k {
                         s[j] = acc[r * k + j].to_f64() as f32;
                         h[j] = has[r * k + j];
