@@ -647,6 +647,13 @@ mod tests {
         }
     }
 
+    /// The ensemble with every tree walked node by node.
+    fn without_bits<T: Float>(mut e: Ensemble<T>) -> Ensemble<T> {
+        let Layout::Fast { bits, .. } = &mut e.layout else { panic!("not the fast layout") };
+        assert!(bits.take().is_some(), "no tree was walked by bit-vectors");
+        e
+    }
+
     fn score<T: Float>(e: &Ensemble<T>, x: &[T]) -> Vec<T> {
         e.aggregate(x, 2, x.len() / 2, Aggregate::Sum).unwrap().0
     }
@@ -719,8 +726,8 @@ mod tests {
             .collect();
         let leaves = (0..=depth).map(|k| vec![(0, k as f64)]).collect();
         let raw = RawEnsemble { nodes, leaves, roots: vec![Target::Node(0), Target::Node(0)] };
-        let e = Ensemble::<f32>::compile(&raw, 1).unwrap();
-        let Layout::Fast { .. } = &e.layout else { panic!("not the fast layout") };
+        // Walked node by node (its 13 leaves would otherwise be walked by bit-vectors).
+        let e = without_bits(Ensemble::<f32>::compile(&raw, 1).unwrap());
         assert!(e.trees[0].switch < e.trees[0].depth, "{:?}", e.trees[0]);
         let expect = |x: [f32; 2]| {
             (0..depth)
@@ -829,10 +836,7 @@ mod tests {
         let Layout::Fast { bits: Some(b), .. } = &bits.layout else { panic!("no bit-vector trees") };
         let walked_by_bits = b.row_of.iter().filter(|r| r.is_some()).count();
         assert!(walked_by_bits > 0 && walked_by_bits < raw.roots.len(), "{walked_by_bits} of {}", raw.roots.len());
-        let mut nodes_only = bits.clone();
-        if let Layout::Fast { bits, .. } = &mut nodes_only.layout {
-            *bits = None;
-        }
+        let nodes_only = without_bits(bits.clone());
         // 300 rows: two full blocks and a partial one whose second 64-row chunk is partial too.
         // Values hit the thresholds exactly, fall between them, or are NaN (from row 128 on).
         // Rows 128..192 stay below most thresholds, so that their splits' lists end early.
