@@ -196,6 +196,8 @@ def cases():
         ("column_transformer_onehot_logistic", "multiclass", lambda: onehot_pipeline(LogisticRegression(max_iter=2000)), "mixed", False),
         ("column_transformer_onehot_random_forest", "binary", lambda: onehot_pipeline(RandomForestClassifier(n_estimators=10, max_depth=5, random_state=r)), "mixed", False),
         ("column_transformer_ordinal_tree", "regression", lambda: ordinal_pipeline(), "mixed", False),
+        # A binary MLP ends in Sigmoid; test rows far from the training data saturate it (p = 1, 1 - p = 0).
+        ("mlp_classifier_binary", "binary", lambda: MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=300, random_state=r), "numeric_far", False),
     ]
 
 
@@ -273,6 +275,10 @@ def main() -> None:
         "numeric_nan": (numeric_frame(N_TRAIN, rng, 0.08), numeric_frame(N_TEST, rng, 0.12)),
         "mixed": (mixed_frame(N_TRAIN, rng), mixed_frame(N_TEST, rng)),
     }
+    # The numeric test rows, every other one moved 6x further from the mean (no draw: later cases keep their data).
+    far = data["numeric"][1].copy()
+    far.iloc[::2] = far.iloc[::2] * 6 - far.mean() * 5
+    data["numeric_far"] = (data["numeric"][0], far)
     manifest = []
     for name, task, factory, kind, handles_nan in cases():
         train, test = data[kind]

@@ -4,7 +4,8 @@
 //! from onnxruntime (binary tree classifiers, `Normalizer(MAX)`, NaN through `LinearClassifier`,
 //! a tree kernel quadratic in the forest size). Every operator scikit-learn's exporter emits is
 //! implemented here with onnxruntime's semantics, on mlscore's kernels; the stock one kept is
-//! `CategoryMapper`, which matches it.
+//! `CategoryMapper`, which matches it. One standard operator is replaced too: `Sigmoid`, whose
+//! f32 approximation in tract differs from onnxruntime's near 0 and 1 (MLP classifiers).
 
 mod kernel;
 mod linear;
@@ -34,6 +35,7 @@ pub(crate) fn register(reg: &mut OnnxOpRegister) {
     reg.insert("TreeEnsembleClassifier", tree::tree_ensemble_classifier);
     reg.insert("TreeEnsembleRegressor", tree::tree_ensemble_regressor);
     reg.insert("TreeEnsemble", tree::tree_ensemble_v5);
+    reg.insert("Sigmoid", transform::sigmoid);
 }
 
 /// Rewrites applied to the optimized graph before it is made runnable: tract's `ArgMax` over the

@@ -295,6 +295,49 @@ impl super::kernel::Kernel for RowArgMax {
     }
 }
 
+/// ONNX `Sigmoid` as onnxruntime computes it: MLAS's logistic over f32 (tract's own approximation
+/// differs from it by up to 8 units in the last place near 0 and 1: 0.9999995 where onnxruntime
+/// gives 1, which a following `1 - p` turns into 4.8e-7 against 0), the stable formula over f64.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sigmoid;
+
+pub(crate) fn sigmoid(
+    _ctx: &tract_onnx::model::ParsingContext,
+    _node: &tract_onnx::pb::NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    Ok(super::kernel::boxed(Sigmoid))
+}
+
+impl super::kernel::Kernel for Sigmoid {
+    fn name(&self) -> &'static str {
+        "Sigmoid"
+    }
+
+    fn outputs(&self) -> Vec<super::kernel::OutSpec> {
+        vec![super::kernel::OutSpec::same_as_input()]
+    }
+
+    fn eval(&self, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        // In place: the input is usually this node's alone.
+        let mut x = inputs.swap_remove(0).into_tensor();
+        let dt = x.datum_type();
+        {
+            let mut view = x.try_as_plain_ram_mut()?;
+            if dt == f32::datum_type() {
+                view.as_slice_mut::<f32>()?.iter_mut().for_each(|v| *v = mlas_logistic(*v));
+            } else if dt == f64::datum_type() {
+                view.as_slice_mut::<f64>()?.iter_mut().for_each(|v| {
+                    let e = 1.0 / (1.0 + (-v.abs()).exp());
+                    *v = if *v < 0.0 { 1.0 - e } else { e };
+                });
+            } else {
+                bail!("Sigmoid over {dt:?} values is not supported (float and double are)");
+            }
+        }
+        Ok(tvec!(x.into_tvalue()))
+    }
+}
+
 #[cfg(test)]
 mod argmax_tests {
     use super::super::kernel::{Kernel, tensor_from};
@@ -306,6 +349,24 @@ mod argmax_tests {
         let out = RowArgMax { last }.eval(tvec!(t.into_tvalue())).unwrap();
         assert_eq!(out[0].shape(), &[rows, 1]);
         out[0].try_as_plain_ram().unwrap().as_slice::<i64>().unwrap().to_vec()
+    }
+
+    #[test]
+    fn sigmoid_is_mlas_logistic_over_floats_and_exact_over_doubles() {
+        let x = tensor_from(&[2, 2], vec![0.0f32, 18.5, -30.0, f32::NAN]).unwrap();
+        let out = Sigmoid.eval(tvec!(x.into_tvalue())).unwrap();
+        let got = out[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+        assert_eq!(&got[..3], &[0.5, 1.0, 0.0]);
+        assert!(got[3].is_nan());
+        let x = tensor_from(&[3], vec![0.0f64, 20.0, -2.0]).unwrap();
+        let out = Sigmoid.eval(tvec!(x.into_tvalue())).unwrap();
+        let got = out[0].try_as_plain_ram().unwrap().as_slice::<f64>().unwrap().to_vec();
+        assert_eq!(got[0], 0.5);
+        assert!((got[1] - 1.0 / (1.0 + (-20.0f64).exp())).abs() < 1e-16 && got[1] < 1.0);
+        assert!((got[2] - 1.0 / (1.0 + 2.0f64.exp())).abs() < 1e-15);
+        let x = tensor_from(&[1], vec![1i64]).unwrap();
+        let err = Sigmoid.eval(tvec!(x.into_tvalue())).unwrap_err();
+        assert!(format!("{err}").contains("Sigmoid over I64"), "{err}");
     }
 
     #[test]
