@@ -1,6 +1,6 @@
 //! A tree ensemble compiled for fast evaluation.
 //!
-//! Every tree is re-laid out breadth-first in one flat array of 16-byte nodes (24 for f64).
+//! Every tree is re-laid out breadth-first in one flat array of 12-byte nodes (16 for f64).
 //! Leaves point to themselves, so walking a tree is `depth` identical steps with no branch on
 //! the node kind. Rows are walked in blocks: for each tree, every row of the block advances one
 //! level at a time, so the loads of different rows overlap instead of waiting on each other,
@@ -11,6 +11,10 @@
 //! does (the true branch when `missing_value_tracks_true`, else the branch the comparison gives)
 //! is one bit a node. Trees with EQ, NEQ or MEMBER nodes, or thresholds that cannot be
 //! rewritten, take the exact per-mode path.
+//!
+//! Before any node is walked, the `x <= t` form is also scored by bit-vectors ([`bits`]): whole
+//! trees of up to 32 leaves, and the top levels of larger trees, whose walk then starts from the
+//! node the masks reached.
 
 mod bits;
 
@@ -203,8 +207,8 @@ struct Exact<T> {
 /// The node layout an ensemble was compiled to.
 #[derive(Debug, Clone, PartialEq)]
 enum Layout<T> {
-    /// Every split written as `x <= t` (the common case); the trees of at most 32 leaves are
-    /// also compiled for the bit-vector walk.
+    /// Every split written as `x <= t` (the common case), also compiled for the bit-vector walk
+    /// (whole trees of at most 32 leaves, the top of larger ones).
     Fast { nodes: Vec<FastNode<T>>, any_nan: bool, bits: Option<BitTrees<T>> },
     /// Splits evaluated by their own mode (EQ, NEQ, MEMBER, unrepresentable thresholds).
     Exact(Vec<Exact<T>>),
@@ -412,21 +416,30 @@ impl<T: Float> Ensemble<T> {
             let idx = &mut idx[..n];
             match &self.layout {
                 Layout::Fast { nodes, any_nan, bits } => {
-                    let walked = bits.as_ref().map_or(self.trees.len(), |b| self.trees.len() - b.trees());
+                    let walked = bits.as_ref().map_or(self.trees.len(), |b| self.trees.len() - b.whole_trees());
                     if let Some(bits) = bits {
                         bits.masks(xb, width, n, &mut masks, BLOCK);
                     }
                     // NaN handling costs a few operations a step: only blocks that hold a NaN pay them.
                     let nan = *any_nan && walked > 0 && xb.iter().any(|v| v.is_nan());
                     for (t, tree) in self.trees.iter().enumerate() {
+                        let mut from = 0;
                         if let Some((bits, row)) = bits.as_ref().and_then(|b| Some((b, b.row_of[t]?))) {
-                            visit(start, bits.reached(row, &masks, BLOCK, n));
-                            continue;
+                            match bits.resume_at(row) {
+                                None => {
+                                    visit(start, bits.reached(row, &masks, BLOCK, n));
+                                    continue;
+                                }
+                                Some(depth) => {
+                                    bits.frontier(row, &masks, BLOCK, idx);
+                                    from = depth;
+                                }
+                            }
                         }
                         if nan {
-                            walk_fast::<T, true>(nodes, tree, &self.leaf_of, xb, width, idx, &mut active);
+                            walk_fast::<T, true>(nodes, tree, &self.leaf_of, xb, width, idx, &mut active, from);
                         } else {
-                            walk_fast::<T, false>(nodes, tree, &self.leaf_of, xb, width, idx, &mut active);
+                            walk_fast::<T, false>(nodes, tree, &self.leaf_of, xb, width, idx, &mut active, from);
                         }
                         visit(start, Reached::Slots(idx));
                     }
@@ -525,13 +538,15 @@ fn fast_step<T: Float, const NAN: bool>(node: &FastNode<T>, v: T) -> u32 {
     if NAN { yes | (u32::from(v.is_nan()) & (node.feature >> 31)) } else { yes }
 }
 
-/// Walks one tree of the fast layout for a block of rows from its root; leaves each row's leaf in `idx`.
+/// Walks one tree of the fast layout for a block of rows, from its root (`from` = 0) or from the
+/// nodes at depth `from` that `idx` holds; leaves each row's leaf in `idx`.
 ///
-/// The first `switch` steps are taken by every row, rows on leaves looping on themselves. Trees
+/// Steps before `switch` are taken by every row, rows on leaves looping on themselves. Trees
 /// whose leaves all lie at about the same depth (random forests) take all their steps that way.
 /// Lopsided trees (boosting) then keep a list of the rows still on a split, and step only those:
 /// a row's walk then costs about its own path length, not the depth of the deepest leaf.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn walk_fast<T: Float, const NAN: bool>(
     nodes: &[FastNode<T>],
     tree: &Tree,
@@ -540,6 +555,7 @@ fn walk_fast<T: Float, const NAN: bool>(
     width: usize,
     idx: &mut [u32],
     active: &mut [u8],
+    from: u32,
 ) {
     let every_row = |idx: &mut [u32]| {
         for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
@@ -551,16 +567,21 @@ fn walk_fast<T: Float, const NAN: bool>(
         idx.fill(tree.root);
         return;
     }
-    // The first step: every row is on the root, which is loaded once.
-    let root = &nodes[tree.root as usize];
-    let f = (root.feature & FEATURE_MASK) as usize;
-    for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
-        *i = root.left + fast_step::<T, NAN>(root, row[f]);
+    let mut level = from;
+    if level == 0 {
+        // The first step: every row is on the root, which is loaded once.
+        let root = &nodes[tree.root as usize];
+        let f = (root.feature & FEATURE_MASK) as usize;
+        for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
+            *i = root.left + fast_step::<T, NAN>(root, row[f]);
+        }
+        level = 1;
     }
-    for _ in 1..tree.switch.max(1) {
+    let switch = tree.switch.max(level);
+    for _ in level..switch {
         every_row(idx);
     }
-    if tree.switch == tree.depth {
+    if switch >= tree.depth {
         return;
     }
     // Two lists, read from one and written to the other, so that no load waits on a store.
@@ -572,7 +593,7 @@ fn walk_fast<T: Float, const NAN: bool>(
         live += usize::from(leaf_of[*i as usize] == u32::MAX);
     }
     // Every live row reaches its leaf within the tree's depth: the bound only guards the loop.
-    for _ in tree.switch..tree.depth {
+    for _ in switch..tree.depth {
         if live == 0 {
             break;
         }
@@ -834,8 +855,9 @@ mod tests {
         let raw = random_ensemble(&mut rng, 60, outputs);
         let bits = Ensemble::<T>::compile(&raw, outputs).unwrap();
         let Layout::Fast { bits: Some(b), .. } = &bits.layout else { panic!("no bit-vector trees") };
-        let walked_by_bits = b.row_of.iter().filter(|r| r.is_some()).count();
-        assert!(walked_by_bits > 0 && walked_by_bits < raw.roots.len(), "{walked_by_bits} of {}", raw.roots.len());
+        // Trees of up to 32 leaves are scored by masks alone, larger ones walked on from their cut.
+        let whole = b.whole_trees();
+        assert!(whole > 0 && whole < raw.roots.len(), "{whole} of {}", raw.roots.len());
         let nodes_only = without_bits(bits.clone());
         // 300 rows: two full blocks and a partial one whose second 64-row chunk is partial too.
         // Values hit the thresholds exactly, fall between them, or are NaN (from row 128 on).

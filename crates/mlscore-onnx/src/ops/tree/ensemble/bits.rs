@@ -1,4 +1,5 @@
-//! The bit-vector walk, for trees of at most 32 leaves (QuickScorer: Lucchese et al., SIGIR 2015).
+//! The bit-vector walk (QuickScorer: Lucchese et al., SIGIR 2015), for trees of at most 32 leaves
+//! and for the top of larger ones.
 //!
 //! Number a tree's leaves left to right, the true branch of every split first. A row's leaf is
 //! then the first leaf that none of the splits it fails rules out, where a failed split (the row
@@ -12,6 +13,9 @@
 //!
 //! Lopsided boosting trees (scikit-learn's HistGradientBoosting, 31 leaves) cost a node walk
 //! about their path length in dependent steps a row; here they cost their 30 splits in SIMD lanes.
+//! A tree of more than 32 leaves is cut at the deepest level where its frontier (the leaves above
+//! that level and the nodes at it) still fits 32 bits: the masks take each row to its frontier node
+//! (a random forest's depth-8 trees: the first 5 levels), and the node walk goes on from there.
 
 use super::{FEATURE_MASK, FastNode, Float, NAN_BIT, Tree};
 
@@ -38,17 +42,20 @@ pub(super) struct BitTrees<T> {
     splits: Vec<Split<T>>,
     /// Per feature: where its splits start, where those NaN passes start, and where they end.
     bounds: Vec<[u32; 3]>,
-    /// Per tree walked this way: the fast-layout slot of each of its leaves, left to right.
+    /// Per tree: the fast-layout slot of each node of its frontier, left to right.
     leaves: Vec<[u32; MAX_LEAVES]>,
-    /// Per tree walked this way: each leaf's value (its node's `threshold`), left to right.
+    /// Per tree: each frontier leaf's value (its node's `threshold`), left to right.
     values: Vec<[T; MAX_LEAVES]>,
-    /// Per tree of the ensemble: its row in the masks, or `None` when it is walked node by node.
+    /// Per tree: `None` when its frontier is its leaves, else the depth of its frontier, from
+    /// which the walk goes on node by node.
+    resume: Vec<Option<u32>>,
+    /// Per tree of the ensemble: its row in the masks.
     pub(super) row_of: Vec<Option<u32>>,
 }
 
 impl<T: Float> BitTrees<T> {
-    /// Collects the trees with at most 32 leaves; `None` when there are none, or when a threshold
-    /// is NaN (which the sorted lists cannot place).
+    /// Collects every tree down to its [`cut_depth`]; `None` when a threshold is NaN (which the
+    /// sorted lists cannot place).
     pub(super) fn build(nodes: &[FastNode<T>], leaf_of: &[u32], trees: &[Tree], features: usize) -> Option<Self> {
         if nodes.iter().zip(leaf_of).any(|(n, l)| *l == u32::MAX && n.threshold.is_nan()) {
             return None;
@@ -56,12 +63,12 @@ impl<T: Float> BitTrees<T> {
         let mut by_feature: Vec<[Vec<Split<T>>; 2]> = (0..features).map(|_| [Vec::new(), Vec::new()]).collect();
         let mut leaves = Vec::new();
         let mut values = Vec::new();
+        let mut resume = Vec::new();
         let mut row_of = Vec::with_capacity(trees.len());
         for tree in trees {
-            let Some((slots, splits)) = in_order(nodes, leaf_of, tree.root) else {
-                row_of.push(None);
-                continue;
-            };
+            let cut = cut_depth(nodes, leaf_of, tree.root);
+            let (slots, splits) = in_order(nodes, leaf_of, tree.root, cut);
+            resume.push(slots.iter().any(|s| leaf_of[*s as usize] == u32::MAX).then_some(cut));
             let row = leaves.len() as u32;
             let mut table = [slots[0]; MAX_LEAVES];
             table[..slots.len()].copy_from_slice(&slots);
@@ -74,9 +81,6 @@ impl<T: Float> BitTrees<T> {
                 let split = Split { threshold: node.threshold, tree: row, keep };
                 by_feature[(node.feature & FEATURE_MASK) as usize][usize::from(nan_passes)].push(split);
             }
-        }
-        if leaves.is_empty() {
-            return None;
         }
         let mut splits = Vec::new();
         let mut bounds = Vec::with_capacity(features);
@@ -91,7 +95,7 @@ impl<T: Float> BitTrees<T> {
             splits.extend(nan_passes);
             bounds.push([start, mid, splits.len() as u32]);
         }
-        Some(Self { splits, bounds, leaves, values, row_of })
+        Some(Self { splits, bounds, leaves, values, resume, row_of })
     }
 
     /// Number of trees walked this way (rows of the masks).
@@ -106,7 +110,27 @@ impl<T: Float> BitTrees<T> {
         fill_masks(&self.splits, &self.bounds, xb, width, n, masks, stride);
     }
 
-    /// The leaves the first `n` rows reached in tree `row` (a row of the masks).
+    /// Number of trees whose frontier is their leaves.
+    pub(super) fn whole_trees(&self) -> usize {
+        self.resume.iter().filter(|r| r.is_none()).count()
+    }
+
+    /// For tree `row` (a row of the masks): `None` when the masks reach its leaves, else the depth
+    /// from which its walk goes on.
+    pub(super) fn resume_at(&self, row: u32) -> Option<u32> {
+        self.resume[row as usize]
+    }
+
+    /// The frontier node each row reached in tree `row` (a row of the masks), as fast-layout slots.
+    pub(super) fn frontier(&self, row: u32, masks: &[u32], stride: usize, idx: &mut [u32]) {
+        let slots = &self.leaves[row as usize];
+        for (i, m) in idx.iter_mut().zip(&masks[row as usize * stride..]) {
+            *i = slots[leaf_bit(*m)];
+        }
+    }
+
+    /// The leaves the first `n` rows reached in tree `row` (a row of the masks), when
+    /// [`Self::resume_at`] is `None`.
     pub(super) fn reached<'a>(&'a self, row: u32, masks: &'a [u32], stride: usize, n: usize) -> Reached<'a, T> {
         let row = row as usize;
         Reached::Masks { masks: &masks[row * stride..][..n], slots: &self.leaves[row], values: &self.values[row] }
@@ -209,37 +233,56 @@ fn clear<T: Float, const NAN_FAILS: bool>(
     }
 }
 
-/// A tree's leaves left to right (true branches first) as fast-layout slots, and each split's
-/// slot with the mask of the leaves not under its true branch.
+/// A tree's frontier left to right (true branches first) as fast-layout slots, and each split
+/// above it with the mask of the frontier nodes not under its true branch. The frontier is the
+/// tree's leaves down to depth `cut` and its nodes at that depth.
 type InOrder = (Vec<u32>, Vec<(u32, u32)>);
 
-/// A tree's [`InOrder`] numbering; `None` past 32 leaves.
-fn in_order<T: Float>(nodes: &[FastNode<T>], leaf_of: &[u32], root: u32) -> Option<InOrder> {
-    let mut leaves = Vec::new();
+/// The deepest level at which a tree's frontier (its leaves above that level and its nodes at it)
+/// holds at most 32 nodes: the whole tree when it has at most 32 leaves.
+fn cut_depth<T: Float>(nodes: &[FastNode<T>], leaf_of: &[u32], root: u32) -> u32 {
+    let is_leaf = |slot: u32| leaf_of[slot as usize] != u32::MAX;
+    let (mut level, mut leaves_above, mut depth) = (vec![root], 0, 0);
+    loop {
+        let splits: Vec<u32> = level.iter().copied().filter(|s| !is_leaf(*s)).collect();
+        if splits.is_empty() {
+            return depth;
+        }
+        leaves_above += level.len() - splits.len();
+        let next: Vec<u32> =
+            splits.iter().flat_map(|s| [nodes[*s as usize].left + 1, nodes[*s as usize].left]).collect();
+        if leaves_above + next.len() > MAX_LEAVES {
+            return depth;
+        }
+        (level, depth) = (next, depth + 1);
+    }
+}
+
+/// A tree's [`InOrder`] numbering down to depth `cut`.
+fn in_order<T: Float>(nodes: &[FastNode<T>], leaf_of: &[u32], root: u32, cut: u32) -> InOrder {
+    let mut frontier = Vec::new();
     let mut splits = Vec::new();
-    // Depth-first, true child first. `Some(first leaf)` marks a split whose true subtree is done.
-    let mut stack = vec![(root, None::<usize>)];
-    while let Some((slot, done)) = stack.pop() {
-        if leaf_of[slot as usize] != u32::MAX {
-            if leaves.len() == MAX_LEAVES {
-                return None;
-            }
-            leaves.push(slot);
+    // Depth-first, true child first. `Some(first)` marks a split whose true subtree is done.
+    let mut stack = vec![(root, 0u32, None::<usize>)];
+    while let Some((slot, depth, done)) = stack.pop() {
+        if leaf_of[slot as usize] != u32::MAX || depth == cut {
+            frontier.push(slot);
             continue;
         }
         let node = &nodes[slot as usize];
         match done {
             None => {
                 // Visit the true subtree, then come back to close it and visit the false one.
-                stack.push((slot, Some(leaves.len())));
-                stack.push((node.left + 1, None));
+                stack.push((slot, depth, Some(frontier.len())));
+                stack.push((node.left + 1, depth + 1, None));
             }
             Some(first) => {
-                let under_true = (first..leaves.len()).fold(0u32, |m, l| m | 1 << l);
+                let under_true = (first..frontier.len()).fold(0u32, |m, l| m | 1 << l);
                 splits.push((slot, !under_true));
-                stack.push((node.left, None));
+                stack.push((node.left, depth + 1, None));
             }
         }
     }
-    Some((leaves, splits))
+    debug_assert!(frontier.len() <= MAX_LEAVES);
+    (frontier, splits)
 }
