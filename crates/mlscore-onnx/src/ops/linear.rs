@@ -101,7 +101,7 @@ impl Labels {
 }
 
 /// `x · coefficientsᵀ + intercepts` for every row, each value computed as MLAS's SGEMM does (see
-/// [`gemm_dot`]). Rows are taken in blocks, transposed so that one feature of every row of the
+/// [`gemm_dot`](super::transform::gemm_dot)). Rows are taken in blocks, transposed so that one feature of every row of the
 /// block is contiguous: the block's independent sums then run in SIMD lanes, each in MLAS's order.
 fn dot_rows(
     x: &[f32],
