@@ -432,10 +432,13 @@ fn classify(
                 best = Some(j);
             }
         }
-        let mut row: Vec<f32> = (0..classes).map(|j| value(s[j], h[j])).collect();
-        apply_row(post, &mut row);
-        for (o, v) in z.iter_mut().zip(row) {
-            *o = f64::from(v);
+        // In place: `s` is the caller's scratch row.
+        for (v, h) in s.iter_mut().zip(h.iter()) {
+            *v = value(*v, *h);
+        }
+        apply_row(post, s);
+        for (o, v) in z.iter_mut().zip(s.iter()) {
+            *o = f64::from(*v);
         }
         return Choice::Index(best.unwrap_or(0));
     }
