@@ -189,15 +189,10 @@ fn fill_masks<T: Float>(
             if start == end {
                 continue;
             }
-            let (mut max, mut nan) = (T::NEG_INFINITY, false);
             for (c, row) in column.iter_mut().zip(xs.chunks_exact(width)) {
-                let v = row[f];
-                *c = v;
-                nan |= v.is_nan();
-                if v > max {
-                    max = v;
-                }
+                *c = row[f];
             }
+            let (max, nan) = max_and_nan(&column[..rows]);
             // Splits at or above the block's largest value fail no row, except that NaN fails
             // every split of the first list.
             let fails = &splits[start as usize..mid as usize];
@@ -208,6 +203,26 @@ fn fill_masks<T: Float>(
             clear::<T, false>(passes, &column, masks, stride, first);
         }
     }
+}
+
+/// The largest value that is not NaN (-inf if none) and whether any is NaN, over eight
+/// independent lanes: a single running maximum would make every row wait on the one before.
+#[inline(always)]
+fn max_and_nan<T: Float>(values: &[T]) -> (T, bool) {
+    let (mut max, mut nan) = ([T::NEG_INFINITY; 8], [false; 8]);
+    let mut chunks = values.chunks_exact(8);
+    for chunk in &mut chunks {
+        for ((m, n), &v) in max.iter_mut().zip(&mut nan).zip(chunk) {
+            *n |= v.is_nan();
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    for (i, &v) in chunks.remainder().iter().enumerate() {
+        nan[i] |= v.is_nan();
+        max[i] = if v > max[i] { v } else { max[i] };
+    }
+    let top = max.iter().fold(T::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    (top, nan.iter().any(|n| *n))
 }
 
 /// Clears, for each split, its leaves from the masks of the rows (of 64 from `first`) that fail
