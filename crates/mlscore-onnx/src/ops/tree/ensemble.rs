@@ -424,7 +424,8 @@ impl<T: Float> Ensemble<T> {
                     let nan = *any_nan && walked > 0 && xb.iter().any(|v| v.is_nan());
                     for (t, tree) in self.trees.iter().enumerate() {
                         let mut from = 0;
-                        if let Some((bits, row)) = bits.as_ref().and_then(|b| Some((b, b.row_of[t]?))) {
+                        if let Some(bits) = bits {
+                            let row = t as u32;
                             match bits.resume_at(row) {
                                 None => {
                                     visit(start, bits.reached(row, &masks, BLOCK, n));

@@ -49,8 +49,6 @@ pub(super) struct BitTrees<T> {
     /// Per tree: `None` when its frontier is its leaves, else the depth of its frontier, from
     /// which the walk goes on node by node.
     resume: Vec<Option<u32>>,
-    /// Per tree of the ensemble: its row in the masks.
-    pub(super) row_of: Vec<Option<u32>>,
 }
 
 impl<T: Float> BitTrees<T> {
@@ -64,7 +62,6 @@ impl<T: Float> BitTrees<T> {
         let mut leaves = Vec::new();
         let mut values = Vec::new();
         let mut resume = Vec::new();
-        let mut row_of = Vec::with_capacity(trees.len());
         for tree in trees {
             let cut = cut_depth(nodes, leaf_of, tree.root);
             let (slots, splits) = in_order(nodes, leaf_of, tree.root, cut);
@@ -74,7 +71,6 @@ impl<T: Float> BitTrees<T> {
             table[..slots.len()].copy_from_slice(&slots);
             leaves.push(table);
             values.push(table.map(|slot| nodes[slot as usize].threshold));
-            row_of.push(Some(row));
             for (slot, keep) in splits {
                 let node = &nodes[slot as usize];
                 let nan_passes = node.feature & NAN_BIT != 0;
@@ -95,10 +91,10 @@ impl<T: Float> BitTrees<T> {
             splits.extend(nan_passes);
             bounds.push([start, mid, splits.len() as u32]);
         }
-        Some(Self { splits, bounds, leaves, values, resume, row_of })
+        Some(Self { splits, bounds, leaves, values, resume })
     }
 
-    /// Number of trees walked this way (rows of the masks).
+    /// Number of trees (rows of the masks: one per tree of the ensemble, in order).
     pub(super) fn trees(&self) -> usize {
         self.leaves.len()
     }
