@@ -31,9 +31,11 @@ impl PostTransform {
     }
 }
 
-pub(crate) fn logistic(v: f32) -> f32 {
-    let e = 1.0 / (1.0 + (-v.abs()).exp());
-    if v < 0.0 { 1.0 - e } else { e }
+/// onnxruntime's stable logistic (post-transforms, and `Sigmoid` over doubles).
+pub(crate) fn logistic<F: tract_num_traits::Float>(v: F) -> F {
+    let one = F::one();
+    let e = one / (one + (-v.abs()).exp());
+    if v < F::zero() { one - e } else { e }
 }
 
 fn erf_inv(x: f32) -> f32 {
@@ -221,9 +223,9 @@ mod tests {
 
     #[test]
     fn logistic_is_stable_at_the_extremes() {
-        assert_eq!(logistic(0.0), 0.5);
-        assert!((logistic(2.0) + logistic(-2.0) - 1.0).abs() < 1e-7);
-        assert_eq!(logistic(-200.0), 0.0);
+        assert_eq!(logistic(0.0f32), 0.5);
+        assert!((logistic(2.0f32) + logistic(-2.0f32) - 1.0).abs() < 1e-7);
+        assert_eq!(logistic(-200.0f32), 0.0);
         assert!(logistic(f32::NAN).is_nan());
     }
 
@@ -326,10 +328,7 @@ impl super::kernel::Kernel for Sigmoid {
             if dt == f32::datum_type() {
                 view.as_slice_mut::<f32>()?.iter_mut().for_each(|v| *v = mlas_logistic(*v));
             } else if dt == f64::datum_type() {
-                view.as_slice_mut::<f64>()?.iter_mut().for_each(|v| {
-                    let e = 1.0 / (1.0 + (-v.abs()).exp());
-                    *v = if *v < 0.0 { 1.0 - e } else { e };
-                });
+                view.as_slice_mut::<f64>()?.iter_mut().for_each(|v| *v = logistic(*v));
             } else {
                 bail!("Sigmoid over {dt:?} values is not supported (float and double are)");
             }
