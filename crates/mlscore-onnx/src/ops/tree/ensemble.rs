@@ -410,13 +410,17 @@ impl<T: Float> Ensemble<T> {
             Layout::Fast { bits: Some(bits), .. } => vec![0u32; bits.trees() * BLOCK],
             _ => Vec::new(),
         };
+        // Trees some step of whose walk goes node by node (the others end in the masks).
+        let walked = match &self.layout {
+            Layout::Fast { bits: Some(bits), .. } => self.trees.len() - bits.whole_trees(),
+            _ => self.trees.len(),
+        };
         for start in (0..rows).step_by(BLOCK) {
             let n = BLOCK.min(rows - start);
             let xb = &x[start * width..(start + n) * width];
             let idx = &mut idx[..n];
             match &self.layout {
                 Layout::Fast { nodes, any_nan, bits } => {
-                    let walked = bits.as_ref().map_or(self.trees.len(), |b| self.trees.len() - b.whole_trees());
                     if let Some(bits) = bits {
                         bits.masks(xb, width, n, &mut masks, BLOCK);
                     }
