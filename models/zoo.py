@@ -201,6 +201,24 @@ def cases():
     ]
 
 
+def string_label_cases():
+    """(name, task, estimator factory): classifiers fitted on string labels, one per kernel family."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    out = []
+    for task in ("binary", "multiclass"):
+        out += [
+            (f"str_labels_decision_tree_{task}", task, lambda: DecisionTreeClassifier(max_depth=6, random_state=0)),
+            (f"str_labels_random_forest_{task}", task, lambda: RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0)),
+            (f"str_labels_logistic_{task}", task, lambda: LogisticRegression(max_iter=2000)),
+            (f"str_labels_mlp_{task}", task, lambda: MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=300, random_state=0)),
+        ]
+    return out
+
+
 def label_encoder_case():
     """LabelEncoder is fitted on labels, not features: exported alone, it maps strings to ints."""
     from sklearn.preprocessing import LabelEncoder
@@ -241,6 +259,18 @@ def ort_feed(sess, frame: pd.DataFrame, sig_columns: list[str]):
     return {i.name: column(i.name, np_type[i.type]) for i in inputs}
 
 
+def single_thread():
+    """onnxruntime's options for goldens: one thread, so that a forest's trees are summed in order
+    (as mlscore sums them). With more threads onnxruntime sums them in another order, which moves
+    a probability by an ulp: enough to make a binary forest's 1 - p come out as -1.2e-7 or 0."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    return so
+
+
 def golden_table(outputs: dict, names: list[str]) -> pa.Table:
     cols = {}
     for name in names:
@@ -253,6 +283,54 @@ def golden_table(outputs: dict, names: list[str]) -> pa.Table:
             v = v[:, 0]
         cols[name] = pa.array(list(v)) if v.ndim == 2 else pa.array(v)
     return pa.table(cols)
+
+
+def export_case(name, task, factory, kind, handles_nan, train, test, y, rng, labels="int") -> list[dict]:
+    """Fits one estimator, exports it (twice for classifiers), scores the test rows with onnxruntime
+    and writes the case directories; returns their manifest entries."""
+    import mlflow
+    import onnxruntime as ort
+    from mlflow.models import infer_signature
+    from skl2onnx import to_onnx
+
+    model = factory()
+    model.fit(train, y) if y is not None else model.fit(train)
+    # Classifiers twice: dense probabilities (zipmap=False) and skl2onnx's default ZipMap output.
+    # Plain estimators take one float32 X (what skl2onnx does for arrays); ColumnTransformers one input per column.
+    # (float32 columns: skl2onnx builds double pipelines from float64 frames, and its ZipMap refuses doubles.)
+    if kind == "mixed":
+        sample = train[:1].astype({c: np.float32 for c in train.select_dtypes("number").columns})
+    else:
+        sample = train[:1].to_numpy(np.float32)
+    variants = [("", {"zipmap": False}), ("_zipmap", None)] if task in ("binary", "multiclass") else [("", None)]
+    entries = []
+    for suffix, options in variants:
+        case = name + suffix
+        try:
+            onx = to_onnx(model, sample, options=options)
+        except NameError as e:  # estimators without probabilities (LinearSVC) have no zipmap option
+            if "zipmap" not in str(e):
+                raise
+            if suffix:
+                continue
+            onx = to_onnx(model, sample)
+        case_test = plant_thresholds(onx, test, list(train.columns), rng) if kind != "mixed" else test
+        sess = ort.InferenceSession(onx.SerializeToString(), single_thread(), providers=["CPUExecutionProvider"])
+        out_names = [o.name for o in sess.get_outputs()]
+        outputs = dict(zip(out_names, sess.run(out_names, ort_feed(sess, case_test, list(train.columns)))))
+        d = ZOO / case
+        d.mkdir()
+        sig = infer_signature(train, model.predict(train) if hasattr(model, "predict") else model.transform(train))
+        mlflow.onnx.save_model(onx, d / "model", signature=sig, input_example=train.head(3))
+        pq.write_table(pa.Table.from_pandas(case_test, preserve_index=False), d / "input.parquet")
+        pq.write_table(golden_table(outputs, out_names), d / "golden.parquet")
+        ops = sorted({(n.domain or "ai.onnx") + ":" + n.op_type for n in onx.graph.node})
+        entry = {"case": case, "estimator": type(model).__name__, "task": task, "zipmap": suffix == "_zipmap", "handles_nan": handles_nan, "outputs": out_names, "ops": ops}
+        if labels != "int":
+            entry["labels"] = labels
+        entries.append(entry)
+        print(f"{case:45s} {', '.join(ops)}")
+    return entries
 
 
 def main() -> None:
@@ -284,45 +362,13 @@ def main() -> None:
         train, test = data[kind]
         reg, binary, multi = targets(train.select_dtypes("number"), rng)
         y = {"regression": reg, "binary": binary, "multiclass": multi}.get(task)
-        model = factory()
-        model.fit(train, y) if y is not None else model.fit(train)
-        # Classifiers twice: dense probabilities (zipmap=False) and skl2onnx's default ZipMap output.
-        # Plain estimators take one float32 X (what skl2onnx does for arrays); ColumnTransformers one input per column.
-        # (float32 columns: skl2onnx builds double pipelines from float64 frames, and its ZipMap refuses doubles.)
-        if kind == "mixed":
-            sample = train[:1].astype({c: np.float32 for c in train.select_dtypes("number").columns})
-        else:
-            sample = train[:1].to_numpy(np.float32)
-        variants = [("", {"zipmap": False}), ("_zipmap", None)] if task in ("binary", "multiclass") else [("", None)]
-        for suffix, options in variants:
-            case = name + suffix
-            try:
-                onx = to_onnx(model, sample, options=options)
-            except NameError as e:  # estimators without probabilities (LinearSVC) have no zipmap option
-                if "zipmap" not in str(e):
-                    raise
-                if suffix:
-                    continue
-                onx = to_onnx(model, sample)
-            case_test = plant_thresholds(onx, test, list(train.columns), rng) if kind != "mixed" else test
-            sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
-            out_names = [o.name for o in sess.get_outputs()]
-            outputs = dict(zip(out_names, sess.run(out_names, ort_feed(sess, case_test, list(train.columns)))))
-            d = ZOO / case
-            d.mkdir()
-            sig = infer_signature(train, model.predict(train) if hasattr(model, "predict") else model.transform(train))
-            mlflow.onnx.save_model(onx, d / "model", signature=sig, input_example=train.head(3))
-            pq.write_table(pa.Table.from_pandas(case_test, preserve_index=False), d / "input.parquet")
-            pq.write_table(golden_table(outputs, out_names), d / "golden.parquet")
-            ops = sorted({(n.domain or "ai.onnx") + ":" + n.op_type for n in onx.graph.node})
-            manifest.append({"case": case, "estimator": type(model).__name__, "task": task, "zipmap": suffix == "_zipmap", "handles_nan": handles_nan, "outputs": out_names, "ops": ops})
-            print(f"{case:45s} {', '.join(ops)}")
+        manifest += export_case(name, task, factory, kind, handles_nan, train, test, y, rng)
 
     # LabelEncoder: a string -> int mapping over one string column.
     enc = label_encoder_case()
     onx = to_onnx(enc, np.array(["paris"]).reshape(-1, 1))
     frame = pd.DataFrame({"city": rng.choice(["paris", "lyon", "nice", "lille", "rome"], N_TEST)})
-    sess = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(onx.SerializeToString(), single_thread(), providers=["CPUExecutionProvider"])
     out_names = [o.name for o in sess.get_outputs()]
     outputs = dict(zip(out_names, sess.run(out_names, {sess.get_inputs()[0].name: np.array(frame["city"].tolist(), dtype=object).reshape(-1, 1)})))
     d = ZOO / "label_encoder"
@@ -331,6 +377,15 @@ def main() -> None:
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), d / "input.parquet")
     pq.write_table(golden_table(outputs, out_names), d / "golden.parquet")
     manifest.append({"case": "label_encoder", "estimator": "LabelEncoder", "task": "transform", "zipmap": False, "handles_nan": False, "outputs": out_names, "ops": sorted({(n.domain or "ai.onnx") + ":" + n.op_type for n in onx.graph.node})})
+    # Classifiers with string class labels (skl2onnx writes classlabels_strings, string label
+    # tensors and string-keyed ZipMaps). Their own seeded stream: the cases above keep their data.
+    rng = np.random.default_rng(SEED + 1)
+    for name, task, factory in string_label_cases():
+        train, test = data["numeric"]
+        _, binary, multi = targets(train, rng)
+        y = np.array(["no", "yes"])[binary] if task == "binary" else np.array(["bronze", "silver", "gold", "platinum"])[multi]
+        manifest += export_case(name, task, factory, "numeric", False, train, test, y, rng, labels="string")
+
     (ZOO / "cases.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"{len(manifest)} cases")
 

@@ -4,7 +4,7 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
-use mlscore::onnx::{CHUNK_ROWS, Model, NullPolicy};
+use mlscore::onnx::{CHUNK_ROWS, Model, NullPolicy, ResultType};
 
 use crate::common::*;
 
@@ -96,6 +96,26 @@ fn run_case(case: &serde_json::Value) -> Result<(), String> {
             compare(&label, field.name(), got, &want)?;
         }
     }
+    // Under the `null` policy a row with a null input gets a null prediction and the others
+    // their own: row 0 nulled, rows 1.. as the golden's (for the cases whose input has no nulls).
+    if policy == NullPolicy::Nan {
+        return Ok(());
+    }
+    let nulled = with_a_null_row(&input);
+    let label = format!("{name} (row 0 null)");
+    let prediction =
+        model.predict(&binding, nulled.columns(), NullPolicy::Null).map_err(|e| format!("{label}: {e}"))?;
+    for field in golden.schema().fields() {
+        let out = field.name();
+        let Some((_, got)) = prediction.outputs.iter().find(|(n, _)| n == out) else {
+            return Err(format!("{label}: mlscore has no output '{out}'"));
+        };
+        if !got.is_null(0) || got.null_count() != 1 {
+            return Err(format!("{label}.{out}: {} nulls, row 0 null: {}", got.null_count(), got.is_null(0)));
+        }
+        let want = column(&golden, out).slice(1, input.num_rows() - 1);
+        compare(&label, out, &got.slice(1, input.num_rows() - 1), &want)?;
+    }
     Ok(())
 }
 
@@ -112,4 +132,106 @@ fn every_scikit_learn_estimator_scores_like_onnxruntime() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// Every result type a user can ask for, over the outputs of the model at hand: each spark_udf
+/// type alone and in arrays, nested arrays, maps, the classifier structs, a struct of every
+/// output by name, and the two defaults (from the outputs, from the signature).
+fn result_types(model: &Model) -> Vec<ResultType> {
+    let scalars = ["int", "bigint", "float", "double", "string", "boolean"];
+    let mut ddl: Vec<String> = scalars.iter().map(|s| s.to_string()).collect();
+    ddl.extend(scalars.iter().map(|s| format!("array<{s}>")));
+    ddl.extend(
+        ["array<array<double>>", "array<array<string>>", "map<string,float>", "map<string,double>"].map(String::from),
+    );
+    ddl.extend(["map<string,string>", "map<string,bigint>"].map(String::from));
+    for label in ["bigint", "string", "double", "boolean"] {
+        for probs in ["array<double>", "array<float>", "double", "map<string,double>"] {
+            ddl.push(format!("struct<label:{label},probabilities:{probs}>"));
+            ddl.push(format!("struct<output_label:{label},output_probability:{probs}>"));
+        }
+    }
+    let outputs = model.output_types();
+    ddl.push(format!("struct<{}>", outputs.iter().map(|(n, _)| format!("`{n}`:string")).collect::<Vec<_>>().join(",")));
+    let mut types: Vec<ResultType> = ddl.iter().map(|d| ResultType::parse(d).unwrap()).collect();
+    types.extend(ResultType::infer_from_outputs(&outputs).ok());
+    types.extend(ResultType::infer_from_signature(model.signature().and_then(|s| s.outputs.as_ref())).ok());
+    types
+}
+
+/// The case's input with row 0 of its first column null (scored under the `null` policy).
+fn with_a_null_row(input: &RecordBatch) -> RecordBatch {
+    let first = input.column(0);
+    let mask = arrow::array::BooleanArray::from((0..first.len()).map(|r| r == 0).collect::<Vec<_>>());
+    let nulled = arrow::compute::nullif(first, &mask).unwrap();
+    let mut columns = input.columns().to_vec();
+    columns[0] = nulled;
+    RecordBatch::try_new(input.schema(), columns).unwrap()
+}
+
+/// Drives one result type over one prediction: a column of the type's Arrow type and the
+/// prediction's length, or an error that names the type or an output. Never a panic.
+fn convert_case(label: &str, ty: &ResultType, outputs: &[(String, ArrayRef)], rows: usize) -> Result<(), String> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ty.convert(outputs)));
+    match result {
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(format!("{label} as {ty}: panicked: {text}"))
+        }
+        Ok(Ok(column)) if column.len() != rows => Err(format!("{label} as {ty}: {} rows for {rows}", column.len())),
+        Ok(Ok(column)) if column.data_type() != &ty.arrow_type() => {
+            Err(format!("{label} as {ty}: a {} column, not {}", column.data_type(), ty.arrow_type()))
+        }
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            let named = text.contains(&ty.to_string()) || outputs.iter().any(|(n, _)| text.contains(&format!("'{n}'")));
+            if named { Ok(()) } else { Err(format!("{label} as {ty}: the error names neither: {text}")) }
+        }
+    }
+}
+
+#[test]
+fn every_result_type_converts_every_output_kind_or_says_why() {
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(models().join("zoo/cases.json")).unwrap()).unwrap();
+    // The zoo must hold every output kind: int and string labels, ZipMap maps with int and string
+    // keys, probability matrices, plain scores.
+    let kinds = |pred: &dyn Fn(&serde_json::Value) -> bool| cases.iter().filter(|c| pred(c)).count();
+    assert!(kinds(&|c| c["labels"] == "string" && c["zipmap"] == true) >= 8, "string-label ZipMap cases missing");
+    assert!(kinds(&|c| c["labels"] == "string" && c["zipmap"] == false) >= 8, "string-label dense cases missing");
+    let mut failures = Vec::new();
+    let mut conversions = 0;
+    for case in &cases {
+        let name = case["case"].as_str().unwrap();
+        let dir = models().join("zoo").join(name);
+        let model = Model::load(dir.join("model").to_str().unwrap()).unwrap();
+        let input = read_parquet(&dir.join("input.parquet"));
+        let types = result_types(&model);
+        for (label, input, policy) in [
+            (name.to_string(), input.clone(), NullPolicy::Nan),
+            (format!("{name} (a null row)"), with_a_null_row(&input), NullPolicy::Null),
+            (format!("{name} (no rows)"), input.slice(0, 0), NullPolicy::Error),
+        ] {
+            let binding = model.bind(input.schema().as_ref()).unwrap();
+            let prediction = match model.predict(&binding, input.columns(), policy) {
+                Ok(p) => p,
+                Err(e) => {
+                    failures.push(format!("{label}: {e}"));
+                    continue;
+                }
+            };
+            for ty in &types {
+                conversions += 1;
+                if let Err(e) = convert_case(&label, ty, &prediction.outputs, input.num_rows()) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {conversions} conversions failed:\n{}", failures.len(), failures.join("\n"));
 }

@@ -7,13 +7,14 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray, MapArray,
     StringArray, StructArray,
 };
-use arrow_buffer::{NullBuffer, OffsetBuffer};
+use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field};
 use tract_onnx::prelude::*;
 
@@ -260,12 +261,7 @@ impl TensorFiller<'_> {
 }
 
 /// A ZipMap output: `[N, C]` probabilities as one `{class label: probability}` map a row.
-pub(crate) fn probabilities_to_map(
-    t: &Tensor,
-    name: &str,
-    keys: &MapKeys,
-    nulls: Option<&NullBuffer>,
-) -> Result<ArrayRef> {
+pub(crate) fn probabilities_to_map(t: &Tensor, name: &str, keys: &MapKeys) -> Result<ArrayRef> {
     let values = flat_values(t, name)?;
     let shape = t.shape();
     let (rows, width) = (shape.first().copied().unwrap_or(0), shape.iter().skip(1).product::<usize>());
@@ -278,9 +274,22 @@ pub(crate) fn probabilities_to_map(
             "model output '{name}': {width} probabilities a row for {count} class labels"
         )));
     }
+    // The keys repeat once a row. Built by appending, not from a flat-mapped iterator: arrow's
+    // `from_iter_values` needs an exact upper size bound, which a flat map never has (it panicked).
     let key_array: ArrayRef = match keys {
-        MapKeys::Ints(k) => Arc::new(Int64Array::from_iter_values((0..rows).flat_map(|_| k.iter().copied()))),
-        MapKeys::Strings(k) => Arc::new(StringArray::from_iter_values((0..rows).flat_map(|_| k.iter()))),
+        MapKeys::Ints(k) => {
+            let mut values = Vec::with_capacity(rows * k.len());
+            (0..rows).for_each(|_| values.extend_from_slice(k));
+            Arc::new(Int64Array::from(values))
+        }
+        MapKeys::Strings(k) => {
+            let bytes: usize = k.iter().map(String::len).sum();
+            let mut b = StringBuilder::with_capacity(rows * k.len(), rows * bytes);
+            for _ in 0..rows {
+                k.iter().for_each(|key| b.append_value(key));
+            }
+            Arc::new(b.finish())
+        }
     };
     let fields = vec![
         Field::new("key", key_array.data_type().clone(), false),
@@ -290,14 +299,14 @@ pub(crate) fn probabilities_to_map(
         .map_err(|e| Error::ResultConversion(e.to_string()))?;
     let field = Arc::new(Field::new("entries", entries.data_type().clone(), false));
     let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(width, rows));
-    let map = MapArray::try_new(field, offsets, entries, nulls.cloned(), false)
-        .map_err(|e| Error::ResultConversion(e.to_string()))?;
+    let map =
+        MapArray::try_new(field, offsets, entries, None, false).map_err(|e| Error::ResultConversion(e.to_string()))?;
     Ok(Arc::new(map))
 }
 
 /// Converts an output tensor to a column: `[N]`/`[N,1]` to a flat column, `[N,k]` to a list
-/// column. Rows set in `nulls` are null in the result.
-pub(crate) fn tensor_to_array(t: &Tensor, name: &str, nulls: Option<&NullBuffer>) -> Result<ArrayRef> {
+/// column.
+pub(crate) fn tensor_to_array(t: &Tensor, name: &str) -> Result<ArrayRef> {
     let shape = t.shape();
     let n = shape.first().copied().unwrap_or(1);
     let width: usize = shape.iter().skip(1).product();
@@ -308,26 +317,12 @@ pub(crate) fn tensor_to_array(t: &Tensor, name: &str, nulls: Option<&NullBuffer>
     }
     let values = flat_values(t, name)?;
     if shape.len() <= 1 || width == 1 {
-        return with_nulls(values, nulls);
+        return Ok(values);
     }
     let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(width, n));
     let field = Arc::new(Field::new("item", values.data_type().clone(), false));
-    let list = ListArray::try_new(field, offsets, values, nulls.cloned())
-        .map_err(|e| Error::ResultConversion(e.to_string()))?;
+    let list = ListArray::try_new(field, offsets, values, None).map_err(|e| Error::ResultConversion(e.to_string()))?;
     Ok(Arc::new(list))
-}
-
-fn with_nulls(values: ArrayRef, nulls: Option<&NullBuffer>) -> Result<ArrayRef> {
-    let Some(nulls) = nulls else {
-        return Ok(values);
-    };
-    let data = values
-        .to_data()
-        .into_builder()
-        .nulls(Some(nulls.clone()))
-        .build()
-        .map_err(|e| Error::ResultConversion(e.to_string()))?;
-    Ok(arrow_array::make_array(data))
 }
 
 fn flat_values(t: &Tensor, name: &str) -> Result<ArrayRef> {

@@ -343,19 +343,73 @@ impl Model {
             }
         }
         let (null_rows, mask) = null_rows(binding, frame, nulls)?;
+        let outputs = match mask {
+            Some(mask) if mask.null_count() > 0 => self.predict_valid_rows(binding, frame, &mask)?,
+            _ => self.outputs(binding, frame, rows)?,
+        };
+        Ok(Prediction { outputs, null_rows })
+    }
+
+    /// Scores the rows `valid` marks and gives the others null predictions: under
+    /// [`NullPolicy::Null`] the model never sees a row with a null input (a NaN or 0 in its place
+    /// could fail the model, as a Binarizer fails on NaN, or cost time for nothing).
+    fn predict_valid_rows(
+        &self,
+        binding: &Binding,
+        frame: &[ArrayRef],
+        valid: &NullBuffer,
+    ) -> Result<Vec<(String, ArrayRef)>> {
+        let rows = valid.len();
+        let conversion = |e: arrow_schema::ArrowError| Error::ResultConversion(e.to_string());
+        if valid.null_count() == rows {
+            return Ok(self
+                .output_types()
+                .into_iter()
+                .map(|(name, ty)| (name, arrow_array::new_null_array(&ty, rows)))
+                .collect());
+        }
+        let keep = arrow_array::BooleanArray::new(valid.inner().clone(), None);
+        let kept: Vec<ArrayRef> = frame
+            .iter()
+            .map(|a| arrow_select::filter::filter(a.as_ref(), &keep))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(conversion)?;
+        let scored = self.outputs(binding, &kept, rows - valid.null_count())?;
+        // Row r takes the next scored row when it is valid, a null otherwise.
+        let mut next = 0u32;
+        let positions: arrow_array::UInt32Array = valid
+            .iter()
+            .map(|is_valid| {
+                is_valid.then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        scored
+            .into_iter()
+            .map(|(name, a)| {
+                let placed = arrow_select::take::take(a.as_ref(), &positions, None).map_err(conversion)?;
+                Ok((name, placed))
+            })
+            .collect()
+    }
+
+    /// Every output of the graph for `rows` rows of the frame, as Arrow columns.
+    fn outputs(&self, binding: &Binding, frame: &[ArrayRef], rows: usize) -> Result<Vec<(String, ArrayRef)>> {
         let outs = if rows == 0 { None } else { Some(self.run(binding, frame, rows)?) };
         let mut outputs = Vec::with_capacity(self.graph.outputs.len());
         for (i, spec) in self.graph.outputs.iter().enumerate() {
             let array = match &outs {
                 Some(outs) => match &spec.map_keys {
-                    Some(keys) => probabilities_to_map(&outs[i], &spec.name, keys, mask.as_ref())?,
-                    None => tensor_to_array(&outs[i], &spec.name, mask.as_ref())?,
+                    Some(keys) => probabilities_to_map(&outs[i], &spec.name, keys)?,
+                    None => tensor_to_array(&outs[i], &spec.name)?,
                 },
                 None => arrow_array::new_empty_array(&output_arrow_type(spec)),
             };
             outputs.push((spec.name.clone(), array));
         }
-        Ok(Prediction { outputs, null_rows })
+        Ok(outputs)
     }
 
     /// The graph's outputs for every row of the frame. A batch larger than [`CHUNK_ROWS`] goes

@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, ListArray, StructArray, new_null_array};
+use arrow_array::{Array, ArrayRef, ListArray, StructArray, new_empty_array, new_null_array};
 use arrow_buffer::OffsetBuffer;
 use arrow_cast::cast::{CastOptions, cast_with_options};
 use arrow_schema::{DataType as ArrowType, Field, Fields};
@@ -226,6 +226,10 @@ impl ResultType {
     /// into one column of this type.
     pub fn convert(&self, outputs: &[(String, ArrayRef)]) -> Result<ArrayRef> {
         let len = outputs.first().map_or(0, |(_, a)| a.len());
+        if len == 0 {
+            // An empty batch: its `[N, k]` outputs do not even say k. Nothing to convert.
+            return Ok(new_empty_array(&self.arrow_type()));
+        }
         match self {
             Self::Struct(fields) => {
                 let mut arrays = Vec::with_capacity(fields.len());
@@ -247,7 +251,7 @@ impl ResultType {
                 Ok(Arc::new(s))
             }
             Self::Map(..) => match outputs.iter().find(|(_, a)| matches!(a.data_type(), ArrowType::Map(..))) {
-                Some((_, map)) => cast_to(map, self),
+                Some((name, map)) => cast_to(name, map, self),
                 None => Err(Error::ResultConversion(format!(
                     "result type {self} needs a model that returns a map (skl2onnx's ZipMap output); request \
                      array<float> or a struct instead"
@@ -270,8 +274,8 @@ impl ResultType {
             },
             prim => {
                 let cols = compatible_columns(self, prim, outputs)?;
-                let (_, first) = &cols[0];
-                cast_to(first, prim)
+                let (name, first) = &cols[0];
+                cast_to(name, first, prim)
             }
         }
     }
@@ -326,21 +330,31 @@ fn compatible_columns(
     Ok(kept)
 }
 
-fn cast_to(a: &ArrayRef, ty: &ResultType) -> Result<ArrayRef> {
+/// The values of model output `name` as `ty`, or an error that names both and says what to ask
+/// for instead.
+fn cast_to(name: &str, a: &ArrayRef, ty: &ResultType) -> Result<ArrayRef> {
     let target = ty.arrow_type();
     if a.data_type() == &target {
         return Ok(a.clone());
     }
+    if matches!(a.data_type(), ArrowType::Map(..)) && !matches!(ty, ResultType::Map(..)) {
+        return Err(Error::ResultConversion(format!(
+            "model output '{name}' is a map of class label to probability (skl2onnx's ZipMap) and cannot be \
+             returned as {ty}; request map<string,double> for it, or export the model with \
+             options={{'zipmap': False}} to get array<double>"
+        )));
+    }
     let opts = CastOptions { safe: false, ..Default::default() };
-    cast_with_options(a, &target, &opts)
-        .map_err(|e| Error::ResultConversion(format!("cannot convert {} to {ty}: {e}", a.data_type())))
+    cast_with_options(a, &target, &opts).map_err(|e| {
+        Error::ResultConversion(format!("model output '{name}' ({}) cannot be returned as {ty}: {e}", a.data_type()))
+    })
 }
 
 /// One struct field (or one output) as `ty`: scalars from `[N]` outputs, arrays from `[N, k]` ones.
 fn convert_field(name: &str, out: &ArrayRef, ty: &ResultType) -> Result<ArrayRef> {
     match (out.data_type(), ty) {
         (ArrowType::List(_), ResultType::Array(_)) | (_, ResultType::Struct(_) | ResultType::Map(..)) => {
-            cast_to(out, ty).map_err(|e| Error::ResultConversion(format!("output '{name}': {e}")))
+            cast_to(name, out, ty)
         }
         (ArrowType::List(_), scalar) => {
             let list = out.as_list::<i32>();
@@ -350,11 +364,11 @@ fn convert_field(name: &str, out: &ArrayRef, ty: &ResultType) -> Result<ArrayRef
                     list.value_length(0)
                 )));
             }
-            cast_to(list.values(), scalar)
+            cast_to(name, list.values(), scalar)
         }
         (_, ResultType::Array(inner)) => {
             // A [N] output requested as an array: one value per row.
-            let values = cast_to(out, inner)?;
+            let values = cast_to(name, out, inner)?;
             let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(1, out.len()));
             let field = Arc::new(Field::new("item", values.data_type().clone(), true));
             Ok(Arc::new(
@@ -362,13 +376,13 @@ fn convert_field(name: &str, out: &ArrayRef, ty: &ResultType) -> Result<ArrayRef
                     .map_err(|e| Error::ResultConversion(e.to_string()))?,
             ))
         }
-        (_, scalar) => cast_to(out, scalar),
+        (_, scalar) => cast_to(name, out, scalar),
     }
 }
 
 /// `array<T>`: each row holds the row's values of every kept column, in order.
 fn gather_rows(cols: &[(String, ArrayRef)], elem: &ResultType, len: usize) -> Result<ArrayRef> {
-    let cast: Vec<ArrayRef> = cols.iter().map(|(_, a)| cast_to(a, elem)).collect::<Result<_>>()?;
+    let cast: Vec<ArrayRef> = cols.iter().map(|(name, a)| cast_to(name, a, elem)).collect::<Result<_>>()?;
     let refs: Vec<&dyn Array> = cast.iter().map(AsRef::as_ref).collect();
     let k = cols.len();
     // Interleave column-major values into row-major order.
