@@ -164,6 +164,9 @@ fn a_failure_in_the_middle_of_a_job_leaves_nothing_behind() {
         cmd.args(["score", "-m", "models/churn", "--partitions", "1", "-i"]).arg(&inputs).arg("-o").arg(&out);
         let err = stderr(&run(&mut cmd, false));
         assert!(err.contains("column 'age'") && err.contains("1 null values"), "{err}");
+        // Said once, without the wrapper words of the layers it passed through.
+        assert_eq!(err.matches("1 null values").count(), 1, "{err}");
+        assert!(!err.contains("External error") && !err.contains("caused by"), "{err}");
         let left: Vec<_> = std::fs::read_dir(dir.path().join("o")).unwrap().collect();
         assert!(left.is_empty(), "{out_name}: files left behind: {left:?}");
     }
@@ -181,4 +184,74 @@ fn a_model_without_an_onnx_flavor_is_refused_with_advice() {
     .unwrap();
     let err = score_fails(model.to_str().unwrap(), &sample(), &[]);
     assert!(err.contains("no onnx flavor") && err.contains("skl2onnx"), "{err}");
+}
+
+/// Starts a scoring job on a table large enough to take a while, kills it with SIGKILL once its
+/// staging directory exists, and returns what the kill left beside the target.
+#[cfg(unix)]
+fn killed_job(dir: &std::path::Path, out_name: &str) -> Vec<std::path::PathBuf> {
+    use std::time::{Duration, Instant};
+    let input = dir.join("big.parquet");
+    if !input.exists() {
+        let batch = read_parquet(&sample());
+        let big = arrow::compute::concat_batches(&batch.schema(), &vec![batch; 400]).unwrap();
+        write_parquet(&input, &big);
+    }
+    let out = dir.join("o").join(out_name);
+    std::fs::create_dir_all(dir.join("o")).unwrap();
+    let mut child = mlscore()
+        .args(["score", "-q", "-m", "models/churn", "--partitions", "1", "--batch-rows", "512", "-i"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let staged = || {
+        std::fs::read_dir(dir.join("o")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+    };
+    while !staged() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    child.kill().unwrap(); // SIGKILL: no destructor runs
+    child.wait().unwrap();
+    std::fs::read_dir(dir.join("o")).unwrap().flatten().map(|e| e.path()).collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn temporary_outputs_of_a_killed_job_are_removed_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for out_name in ["out.parquet", "out_dir/"] {
+        let left = killed_job(dir.path(), out_name);
+        assert!(
+            left.iter().any(|p| p.file_name().unwrap().to_string_lossy().contains(".mlscore-tmp-")),
+            "{out_name}: the kill came too late to leave a staging directory: {left:?}"
+        );
+        // A job writing somewhere else leaves them alone.
+        let other = dir.path().join("o").join("other.parquet");
+        let mut cmd = mlscore();
+        cmd.args(["score", "-m", "models/churn", "-i"]).arg(sample()).arg("-o").arg(&other);
+        run(&mut cmd, true);
+        let after_other: Vec<_> =
+            std::fs::read_dir(dir.path().join("o")).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(left.iter().all(|p| after_other.contains(p)), "{out_name}: another target's run swept {left:?}");
+        // The next run to the same target sweeps them and says so.
+        let out = dir.path().join("o").join(out_name);
+        let mut cmd = mlscore();
+        cmd.args(["score", "-m", "models/churn", "-i"]).arg(sample()).arg("-o").arg(&out);
+        let err = stderr(&run(&mut cmd, true));
+        assert!(err.contains("removed") && err.contains("temporary output"), "{err}");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("o"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let target = out_name.trim_end_matches('/');
+        assert_eq!(names, vec!["other.parquet".to_string(), target.to_string()], "{out_name}");
+        assert_eq!(read_parquet(&out).num_rows(), 1000);
+        std::fs::remove_dir_all(dir.path().join("o")).unwrap();
+    }
 }

@@ -62,6 +62,16 @@ impl Progress for Bar {
 
 /// One line on stderr: what was written, how fast, and rows that had null inputs.
 pub(crate) fn summary(report: &JobReport, output: &str) {
+    if !report.swept.is_empty() {
+        let bytes: u64 = report.swept.iter().map(|s| s.bytes).sum();
+        eprintln!(
+            "removed {} temporary output{} of interrupted runs ({:.1} MiB): {}",
+            report.swept.len(),
+            if report.swept.len() == 1 { "" } else { "s" },
+            bytes as f64 / (1024.0 * 1024.0),
+            report.swept.iter().map(|s| s.path.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
     let secs = report.elapsed.as_secs_f64();
     let rate = if secs > 0.0 { report.rows as f64 / secs } else { 0.0 };
     let peak = peak_memory_mib().map(|m| format!(", peak memory {m:.0} MiB")).unwrap_or_default();

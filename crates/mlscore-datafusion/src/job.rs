@@ -12,7 +12,7 @@ use mlscore_onnx::Model;
 
 use crate::error::{Error, Result};
 use crate::input::{Format, read_inputs};
-use crate::sink::{OutputSpec, Progress, WriteStats, write_plan};
+use crate::sink::{OutputSpec, Progress, Swept, WriteStats, write_plan};
 use crate::stores::StoreRegistry;
 use crate::udf::{NoArgumentCalls, PredictOptions, PredictStats, PredictUdf};
 
@@ -129,6 +129,8 @@ pub struct JobReport {
     pub elapsed: Duration,
     /// Plan-time warnings.
     pub warnings: Vec<String>,
+    /// Temporary outputs that earlier, interrupted jobs left beside the target, removed first.
+    pub swept: Vec<Swept>,
 }
 
 /// Runs a query and writes its result as `spec` says, reporting on `models`.
@@ -142,7 +144,7 @@ pub async fn write_query(
     let task_ctx = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await?;
     let partitions = plan.properties().partitioning.partition_count();
-    let WriteStats { rows, files, bytes } = write_plan(plan, task_ctx, spec, progress).await?;
+    let WriteStats { rows, files, bytes, swept } = write_plan(plan, task_ctx, spec, progress).await?;
     Ok(JobReport {
         rows,
         null_rows: models
@@ -154,6 +156,7 @@ pub async fn write_query(
         partitions,
         elapsed: start.elapsed(),
         warnings: models.iter().flat_map(|m| m.stats.warnings()).collect(),
+        swept,
     })
 }
 

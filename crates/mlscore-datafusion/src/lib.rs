@@ -15,6 +15,6 @@ pub use job::{
     EngineOptions, JobReport, RegisteredModel, ScoreJob, provenance_metadata, register_model, scoring_context,
     write_query,
 };
-pub use sink::{Codec, NoProgress, OutputSpec, Progress};
+pub use sink::{Codec, NoProgress, OutputSpec, Progress, Swept};
 pub use stores::StoreRegistry;
 pub use udf::{NoArgumentCalls, PredictOptions, PredictStats, PredictUdf, predict_udf};

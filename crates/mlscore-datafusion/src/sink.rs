@@ -293,11 +293,31 @@ fn parent_dir(p: &Path) -> PathBuf {
 }
 
 /// The temporary directory of an output being written; removed unless committed.
+///
+/// Beside it lies a lock file (`<dir>.lock`) that this process holds locked for as long as the
+/// output is being written. The operating system releases the lock when the process dies,
+/// SIGKILL included, so the next job writing to the same place can tell an abandoned staging
+/// directory from a live one and removes it ([`sweep_stale`]).
 #[derive(Debug)]
 struct Staging {
     dir: PathBuf,
+    lock_path: PathBuf,
+    _lock: File,
     committed: bool,
+    /// Abandoned staging directories of earlier jobs removed before this one started.
+    swept: Vec<Swept>,
 }
+
+/// A temporary output of a dead job, removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// The directory that was removed.
+    pub path: PathBuf,
+    /// The bytes it held.
+    pub bytes: u64,
+}
+
+const STAGING_MARK: &str = ".mlscore-tmp-";
 
 impl Staging {
     /// A directory beside `target`, or in the system's temporary directory for a remote target.
@@ -305,9 +325,16 @@ impl Staging {
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("output");
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
         let parent = if remote { std::env::temp_dir() } else { parent_dir(target) };
-        let dir = parent.join(format!(".{name}.mlscore-tmp-{}-{nanos}", std::process::id()));
-        std::fs::create_dir(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
-        Ok(Self { dir, committed: false })
+        let swept = sweep_stale(&parent, name);
+        let dir = parent.join(format!(".{name}{STAGING_MARK}{}-{nanos}", std::process::id()));
+        let lock_path = with_suffix(&dir, ".lock");
+        let lock = File::create(&lock_path).map_err(|e| Error::io("cannot create", &lock_path, e))?;
+        lock.try_lock().map_err(|e| Error::io("cannot lock", &lock_path, e.into()))?;
+        if let Err(e) = std::fs::create_dir(&dir) {
+            let _ = std::fs::remove_file(&lock_path);
+            return Err(Error::io("cannot create", &dir, e));
+        }
+        Ok(Self { dir, lock_path, _lock: lock, committed: false, swept })
     }
 }
 
@@ -316,7 +343,64 @@ impl Drop for Staging {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+        let _ = std::fs::remove_file(&self.lock_path);
     }
+}
+
+/// `path` with `suffix` appended to its last component.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Removes the staging directories that jobs writing `name` in `parent` left when they died:
+/// those whose lock file nobody holds any more, with their lock files and any `.old` copy of a
+/// replaced output. Staging directories of running jobs (their lock is held) are left alone, and
+/// so is anything this process cannot read or remove: sweeping never fails a job.
+fn sweep_stale(parent: &Path, name: &str) -> Vec<Swept> {
+    let prefix = format!(".{name}{STAGING_MARK}");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut swept = Vec::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(lock_name) = file_name.to_str().filter(|n| n.starts_with(&prefix)) else {
+            continue;
+        };
+        let Some(stem) = lock_name.strip_suffix(".lock") else {
+            continue;
+        };
+        let lock_path = entry.path();
+        let Ok(lock) = File::options().write(true).open(&lock_path) else {
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue; // a live job holds it
+        }
+        for dir in [parent.join(stem), parent.join(format!("{stem}.old"))] {
+            let bytes = tree_bytes(&dir);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => swept.push(Swept { path: dir, bytes }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => continue,
+            }
+        }
+        let _ = std::fs::remove_file(&lock_path);
+    }
+    swept
+}
+
+/// The bytes of the files under `path` (0 where it cannot be read).
+fn tree_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path).map(|entries| entries.flatten().map(|e| tree_bytes(&e.path())).sum()).unwrap_or_default()
 }
 
 /// What writing produced.
@@ -328,6 +412,8 @@ pub struct WriteStats {
     pub files: usize,
     /// Bytes of the committed output.
     pub bytes: u64,
+    /// Temporary outputs of dead jobs removed before writing.
+    pub swept: Vec<Swept>,
 }
 
 /// Waits for every partition writer: what the finished ones wrote, and the first error, if any
@@ -398,9 +484,9 @@ pub async fn write_plan(
             Some(url) => upload_file(&assembled, spec, url).await?,
             None => replace(&assembled, &spec.path, spec.overwrite)?,
         }
-        WriteStats { rows: 0, files: 1, bytes }
+        WriteStats { rows: 0, files: 1, bytes, swept: Vec::new() }
     };
-    Ok(WriteStats { rows, ..stats })
+    Ok(WriteStats { rows, swept: std::mem::take(&mut staging.swept), ..stats })
 }
 
 async fn write_partition(
@@ -546,7 +632,7 @@ fn commit_dir(staging: &mut Staging, spec: &OutputSpec, parts: &[(PathBuf, u64)]
             std::fs::remove_dir(target).map_err(|e| Error::io("cannot replace", target, e))?;
             None
         } else if spec.overwrite {
-            let old = staging.dir.with_extension("old");
+            let old = with_suffix(&staging.dir, ".old");
             std::fs::rename(target, &old).map_err(|e| Error::io("cannot move aside", target, e))?;
             Some(old)
         } else {
@@ -563,7 +649,7 @@ fn commit_dir(staging: &mut Staging, spec: &OutputSpec, parts: &[(PathBuf, u64)]
     if let Some(old) = old {
         let _ = std::fs::remove_dir_all(old);
     }
-    Ok(WriteStats { rows: 0, files: parts.len(), bytes })
+    Ok(WriteStats { rows: 0, files: parts.len(), bytes, swept: Vec::new() })
 }
 
 /// Bytes buffered before they are handed to a multipart upload, and uploads in flight per part.
@@ -641,7 +727,7 @@ async fn write_remote_dir(
         .put(&prefix.clone().join("_SUCCESS"), Vec::<u8>::new().into())
         .await
         .map_err(|e| spec.error(format!("cannot write _SUCCESS: {e}")))?;
-    Ok(WriteStats { rows, files, bytes })
+    Ok(WriteStats { rows, files, bytes, swept: Vec::new() })
 }
 
 async fn write_remote_partition(
