@@ -154,18 +154,37 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = e.source();
-            while let Some(s) = source {
-                let text = s.to_string();
-                if !e.to_string().contains(&text) {
-                    eprintln!("  caused by: {text}");
+            for (i, line) in error_lines(&*e).iter().enumerate() {
+                if i == 0 {
+                    eprintln!("error: {line}");
+                } else {
+                    eprintln!("  caused by: {line}");
                 }
-                source = s.source();
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once: a cause whose text an earlier line already holds is
+/// left out, and the wrapper words that DataFusion and Arrow put before an error they pass on
+/// (`External error: `, `Arrow error: `) are taken off.
+fn error_lines(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    const WRAPPERS: [&str; 4] = ["External error: ", "Arrow error: ", "Execution error: ", "Parquet error: "];
+    let mut lines: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let mut text = err.to_string();
+        while let Some(rest) = WRAPPERS.iter().find_map(|w| text.strip_prefix(w)) {
+            text = rest.to_string();
+        }
+        let text = text.trim().to_string();
+        if !text.is_empty() && !lines.iter().any(|l| l.contains(&text)) {
+            lines.push(text);
+        }
+        next = err.source();
+    }
+    lines
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+
 /// Everything that can go wrong while planning or running a scoring query or job.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -12,7 +15,7 @@ pub enum Error {
 
     /// DataFusion failed to plan or execute the query.
     #[error("{}", datafusion_message(.0))]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    DataFusion(#[source] datafusion::error::DataFusionError),
 
     /// An input path, glob or directory is unusable.
     #[error("input {input}: {reason}")]
@@ -66,6 +69,41 @@ fn datafusion_message(e: &datafusion::error::DataFusionError) -> String {
     match root {
         datafusion::error::DataFusionError::External(inner) => inner.to_string(),
         other => other.to_string(),
+    }
+}
+
+impl From<DataFusionError> for Error {
+    /// A model's error raised inside a query reaches us wrapped in DataFusion's layers
+    /// (`External`, `Context`, Arrow's `ExternalError`): those are taken off, so that the error
+    /// is the model's own, with its own causes, and no wrapper words are printed.
+    fn from(e: DataFusionError) -> Self {
+        match unwrap_model_error(e) {
+            Ok(model) => Self::Model(model),
+            Err(e) => Self::DataFusion(e),
+        }
+    }
+}
+
+fn unwrap_model_error(e: DataFusionError) -> std::result::Result<mlscore_onnx::Error, DataFusionError> {
+    fn boxed(b: Box<dyn std::error::Error + Send + Sync>) -> std::result::Result<mlscore_onnx::Error, DataFusionError> {
+        match b.downcast::<mlscore_onnx::Error>() {
+            Ok(model) => Ok(*model),
+            Err(b) => match b.downcast::<DataFusionError>() {
+                Ok(inner) => unwrap_model_error(*inner),
+                Err(b) => Err(DataFusionError::External(b)),
+            },
+        }
+    }
+    match e {
+        DataFusionError::External(b) => boxed(b),
+        DataFusionError::Context(context, inner) => {
+            unwrap_model_error(*inner).map_err(|e| DataFusionError::Context(context, Box::new(e)))
+        }
+        DataFusionError::ArrowError(arrow, backtrace) => match *arrow {
+            ArrowError::ExternalError(b) => boxed(b),
+            other => Err(DataFusionError::ArrowError(Box::new(other), backtrace)),
+        },
+        other => Err(other),
     }
 }
 
