@@ -5,7 +5,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::kernel::{Kernel, OutShape, OutSpec, as_f32, attr, boxed, rows_and_width, tensor_from};
-use super::transform::{PostTransform, SecondClass, apply_rows_batched, fma, gemm_stride_k, write_scores};
+use mlscore_kernels::transform::{PostTransform, SecondClass, apply_rows_batched, fma, gemm_stride_k, write_scores};
 
 /// A classifier's label for one row: the index of a class label, or a literal 0 / 1 (onnxruntime's
 /// fallback for binary models with one class label, or none).
@@ -101,7 +101,7 @@ impl Labels {
 }
 
 /// `x · coefficientsᵀ + intercepts` for every row, each value computed as MLAS's SGEMM does (see
-/// [`gemm_dot`](super::transform::gemm_dot)). Rows are taken in blocks, transposed so that one feature of every row of the
+/// [`gemm_dot`](mlscore_kernels::transform::gemm_dot)). Rows are taken in blocks, transposed so that one feature of every row of the
 /// block is contiguous: the block's independent sums then run in SIMD lanes, each in MLAS's order.
 fn dot_rows(
     x: &[f32],
@@ -219,7 +219,7 @@ impl Kernel for LinearRegressor {
         if self.targets > 1 {
             apply_rows_batched(self.post, &mut out, self.targets);
         } else if self.post == PostTransform::Probit {
-            out.iter_mut().for_each(|v| *v = super::transform::probit(*v));
+            out.iter_mut().for_each(|v| *v = mlscore_kernels::transform::probit(*v));
         }
         Ok(tvec!(tensor_from(&[rows, self.targets], out)?.into_tvalue()))
     }

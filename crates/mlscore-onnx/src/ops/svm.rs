@@ -7,7 +7,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::kernel::{Kernel, OutShape, OutSpec, as_f32, attr, boxed, rows_and_width, tensor_from};
 use super::linear::{Choice, Labels};
-use super::transform::{
+use mlscore_kernels::transform::{
     PostTransform, SecondClass, apply_row_batched, gemm_dot, gemm_stride_k, logistic, write_scores,
 };
 

@@ -1,8 +1,7 @@
 //! Tree ensembles: `TreeEnsembleClassifier`, `TreeEnsembleRegressor` (ai.onnx.ml 1-3) and
 //! `TreeEnsemble` (ai.onnx.ml 5), with onnxruntime's aggregation, base values, binary-class
-//! rules and post-transforms, on mlscore's own compiled kernel ([`ensemble`]).
-
-pub(crate) mod ensemble;
+//! rules and post-transforms, on the tree kernel of `mlscore-kernels` (this module turns the
+//! node's attributes into its `RawEnsemble`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -10,10 +9,10 @@ use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
-use self::ensemble::{Aggregate, Ensemble, Float, Mode, RawEnsemble, RawNode, Target};
 use super::kernel::{Kernel, OutShape, OutSpec, OutType, as_f32, attr, boxed, rows_and_width, tensor_from};
 use super::linear::{Choice, Labels};
-use super::transform::{PostTransform, apply_row, logistic, probit};
+use mlscore_kernels::transform::{PostTransform, apply_row, logistic, probit};
+use mlscore_kernels::tree::{Aggregate, Ensemble, Float, Mode, RawEnsemble, RawNode, Target};
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
@@ -162,7 +161,7 @@ fn raw_v3(ctx: &ParsingContext, node: &NodeProto, prefix: &str) -> TractResult<R
 }
 
 fn compile(raw: &RawEnsemble, outputs: usize, node: &NodeProto) -> TractResult<(Ensemble<f32>, Ensemble<f64>)> {
-    let err = |e: TractError| format_err!("node '{}' ({}): {e}", node.name, node.op_type);
+    let err = |e: mlscore_kernels::Error| format_err!("node '{}' ({}): {e}", node.name, node.op_type);
     Ok((Ensemble::compile(raw, outputs).map_err(err)?, Ensemble::compile(raw, outputs).map_err(err)?))
 }
 
@@ -327,7 +326,7 @@ impl TreeOp {
     }
 
     /// Scores every row; returns `[rows, width]` values (as f64) and, for classifiers, labels.
-    fn run<T: Float>(
+    fn run<T: Float + Datum>(
         &self,
         e: &Ensemble<T>,
         x: &[T],

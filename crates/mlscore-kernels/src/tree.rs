@@ -22,52 +22,70 @@ use std::collections::VecDeque;
 
 use self::bits::{BitTrees, Reached, leaf_bit};
 
-use tract_onnx::tract_hir::internal::*;
+use crate::error::Result;
+use crate::{bail, ensure};
 
 /// A branch mode of the ONNX tree operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Mode {
+pub enum Mode {
+    /// `x <= threshold` takes the true branch.
     Leq,
+    /// `x < threshold`.
     Lt,
+    /// `x >= threshold`.
     Gte,
+    /// `x > threshold`.
     Gt,
+    /// `x == threshold`.
     Eq,
+    /// `x != threshold`.
     Neq,
+    /// `x` is one of the node's `members` (a categorical split).
     Member,
 }
 
 /// Where a branch leads, before compilation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Target {
+pub enum Target {
+    /// An index into [`RawEnsemble::nodes`].
     Node(usize),
+    /// An index into [`RawEnsemble::leaves`].
     Leaf(usize),
 }
 
 /// A split, before compilation.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RawNode {
-    pub(crate) feature: usize,
-    pub(crate) threshold: f64,
-    pub(crate) mode: Mode,
-    pub(crate) members: Vec<f64>,
-    pub(crate) yes: Target,
-    pub(crate) no: Target,
-    pub(crate) missing_true: bool,
+pub struct RawNode {
+    /// The input column the split reads.
+    pub feature: usize,
+    /// The threshold, as written by the model (rounded to the ensemble's float type when compiled).
+    pub threshold: f64,
+    /// The comparison.
+    pub mode: Mode,
+    /// The values a [`Mode::Member`] split sends to the true branch.
+    pub members: Vec<f64>,
+    /// Where rows the comparison holds for go.
+    pub yes: Target,
+    /// Where the others go.
+    pub no: Target,
+    /// Whether a NaN goes to `yes` (else it goes where its comparison, always false, sends it).
+    pub missing_true: bool,
 }
 
 /// An ensemble as the ONNX attributes describe it (every version maps to this).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct RawEnsemble {
-    pub(crate) nodes: Vec<RawNode>,
+pub struct RawEnsemble {
+    /// Every split of every tree.
+    pub nodes: Vec<RawNode>,
     /// Each leaf's `(output index, weight)` entries, in attribute order.
-    pub(crate) leaves: Vec<Vec<(usize, f64)>>,
-    pub(crate) roots: Vec<Target>,
+    pub leaves: Vec<Vec<(usize, f64)>>,
+    /// Each tree's first node (or leaf, for a tree that is a single leaf), in tree order.
+    pub roots: Vec<Target>,
 }
 
 /// The float types an ensemble is evaluated in (that of its input).
-pub(crate) trait Float:
-    Datum
-    + Copy
+pub trait Float:
+    Copy
     + Default
     + PartialOrd
     + std::ops::AddAssign
@@ -77,10 +95,15 @@ pub(crate) trait Float:
     + Sync
     + 'static
 {
+    /// Positive infinity.
     const INFINITY: Self;
+    /// Negative infinity.
     const NEG_INFINITY: Self;
+    /// The nearest value to `v`.
     fn from_f64(v: f64) -> Self;
+    /// The value, exactly.
     fn to_f64(self) -> f64;
+    /// Whether it is NaN.
     fn is_nan(self) -> bool;
     /// The largest value below `self`, if there is one (`None` for -inf and NaN).
     fn pred(self) -> Option<Self>;
@@ -216,7 +239,7 @@ enum Layout<T> {
 
 /// A compiled ensemble.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Ensemble<T> {
+pub struct Ensemble<T> {
     layout: Layout<T>,
     /// Per tree: its root, its depth and how its rows are walked.
     trees: Vec<Tree>,
@@ -230,9 +253,9 @@ pub(crate) struct Ensemble<T> {
     ranges: Vec<(u32, u32)>,
     weights: Vec<(u32, T)>,
     /// Number of outputs (classes or targets).
-    pub(crate) outputs: usize,
+    pub outputs: usize,
     /// The highest feature index read, plus one.
-    pub(crate) features: usize,
+    pub features: usize,
 }
 
 /// A split in the `x <= t` form: threshold, `[child when false, child when true]`, and whether
@@ -256,7 +279,7 @@ const MAX_NODES: usize = 1 << 28;
 
 impl<T: Float> Ensemble<T> {
     /// Compiles an ensemble with `outputs` outputs.
-    pub(crate) fn compile(raw: &RawEnsemble, outputs: usize) -> TractResult<Self> {
+    pub fn compile(raw: &RawEnsemble, outputs: usize) -> Result<Self> {
         ensure!(!raw.roots.is_empty(), "the ensemble has no trees");
         for (i, leaf) in raw.leaves.iter().enumerate() {
             if let Some((o, _)) = leaf.iter().find(|(o, _)| *o >= outputs) {
@@ -397,7 +420,7 @@ impl<T: Float> Ensemble<T> {
     }
 
     /// Number of trees.
-    pub(crate) fn n_trees(&self) -> usize {
+    pub fn n_trees(&self) -> usize {
         self.trees.len()
     }
 
@@ -467,13 +490,7 @@ impl<T: Float> Ensemble<T> {
 
     /// Aggregates every tree's leaves for each row: the per-output sums (or min / max) and whether
     /// any leaf reached gave the output a weight.
-    pub(crate) fn aggregate(
-        &self,
-        x: &[T],
-        width: usize,
-        rows: usize,
-        agg: Aggregate,
-    ) -> TractResult<(Vec<T>, Vec<bool>)> {
+    pub fn aggregate(&self, x: &[T], width: usize, rows: usize, agg: Aggregate) -> Result<(Vec<T>, Vec<bool>)> {
         ensure!(
             width >= self.features,
             "the model reads feature {} but the input has {width} columns",
@@ -634,10 +651,14 @@ fn exact_decision<T: Float>(node: &Exact<T>, v: T) -> bool {
 
 /// `aggregate_function`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Aggregate {
+pub enum Aggregate {
+    /// The sum of the trees' leaf weights.
     Sum,
+    /// The sum, divided by the number of trees by the caller.
     Average,
+    /// The smallest leaf weight.
     Min,
+    /// The largest leaf weight.
     Max,
 }
 
