@@ -19,7 +19,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::compute::concat_batches;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use mlscore::{Model, NullPolicy, ResultType};
+use mlscore::onnx::Model;
+use mlscore::{NullPolicy, ResultType, Scorer};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const MODELS: [&str; 4] =

@@ -6,9 +6,14 @@
 //! ONNX graph (scikit-learn's ai.onnx.ml operators included) and returns Arrow columns, one
 //! batch or one partition-parallel, streaming DataFusion query at a time.
 //!
-//! This crate is a facade over the workspace's crates:
-//! - [`mlflow`]: `MLmodel`, signatures, model URIs and MLflow stores;
-//! - [`onnx`]: compiled models, binding tables to them, predictions and result types;
+//! This crate is a facade over the workspace's crates, lowest layer first:
+//! - [`mlflow`]: `MLmodel`, signatures, model URIs and MLflow stores (no runtime);
+//! - [`kernels`]: the numeric kernels every format is scored with (tree ensembles,
+//!   post-transforms), over plain slices;
+//! - [`core`]: the scoring contract ([`Scorer`]): binding tables to a model's signature, null
+//!   policies, predictions and result types, over Arrow;
+//! - [`onnx`] (feature `onnx`, on by default): the ONNX front end, tract graphs;
+//! - [`formats`]: [`load`] a model URI with the front end its format needs;
 //! - [`datafusion`]: the `predict` UDF, scoring jobs and their outputs.
 //!
 //! Scoring a table in SQL, on your own DataFusion session:
@@ -18,12 +23,12 @@
 //! use datafusion::execution::FunctionRegistry;
 //! use datafusion::prelude::{ParquetReadOptions, SessionContext};
 //! use mlscore::datafusion::NoArgumentCalls;
-//! use mlscore::{Model, PredictOptions, predict_udf};
+//! use mlscore::{PredictOptions, predict_udf};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # tokio::runtime::Runtime::new()?.block_on(async {
-//! // Resolve and compile the model once; every partition shares it.
-//! let model = Arc::new(Model::load("models/churn")?);
+//! // Resolve and load the model once (an ONNX graph, compiled); every partition shares it.
+//! let model = mlscore::load("models/churn")?;
 //!
 //! let mut ctx = SessionContext::new();
 //! ctx.register_udf(predict_udf("churn", model, PredictOptions::default()));
@@ -44,9 +49,19 @@
 //! is `mlscore score` as a library call.
 #![warn(missing_docs)]
 
+pub use mlscore_core as core;
 pub use mlscore_datafusion as datafusion;
+pub use mlscore_formats as formats;
+pub use mlscore_kernels as kernels;
 pub use mlscore_mlflow as mlflow;
+#[cfg(feature = "onnx")]
 pub use mlscore_onnx as onnx;
 
+pub use mlscore_core::{NullPolicy, ResultType, Scorer};
 pub use mlscore_datafusion::{PredictOptions, ScoreJob, predict_udf, scoring_context};
-pub use mlscore_onnx::{Model, NullPolicy, ResultType};
+
+/// Resolves a model URI with MLflow's environment variables (`MLFLOW_TRACKING_URI`, ...) and
+/// loads the model with the front end its format needs.
+pub fn load(uri: &str) -> mlscore_core::Result<std::sync::Arc<dyn Scorer>> {
+    mlscore_formats::load(uri, &mlscore_mlflow::StoreConfig::from_env())
+}

@@ -182,6 +182,7 @@ fn a_model_without_an_onnx_flavor_is_refused_with_advice() {
         "flavors:\n  python_function: {loader_module: mlflow.sklearn, model_path: model.pkl}\n  sklearn: {pickled_model: model.pkl, serialization_format: cloudpickle}\n",
     )
     .unwrap();
+    std::fs::write(model.join("model.pkl"), b"\x80\x05N.").unwrap();
     let err = score_fails(model.to_str().unwrap(), &sample(), &[]);
     assert!(err.contains("no onnx flavor") && err.contains("skl2onnx"), "{err}");
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::servers::{AZURE_ACCOUNT, Azurite, CutProxy, Direction, S3, S3_SECRET, get_dir, list, put_dir};
+use crate::servers::{
+    AZURE_ACCOUNT, Azurite, CutProxy, Direction, S3, S3_SECRET, get_dir, list, put_dir, servers_installed,
+};
 
 fn abfss(container: &str, path: &str) -> String {
     format!("abfss://{container}@{AZURE_ACCOUNT}.dfs.core.windows.net/{path}")
@@ -24,6 +26,9 @@ fn scored_locally(dir: &Path) -> arrow::array::RecordBatch {
 
 #[test]
 fn an_azure_model_and_table_score_into_another_container_as_they_do_locally() {
+    if !servers_installed("an_azure_model_and_table_score_into_another_container_as_they_do_locally") {
+        return;
+    }
     let az = Azurite::shared();
     az.create_container("a1-models");
     az.create_container("a1-data");
@@ -82,6 +87,11 @@ fn an_azure_model_and_table_score_into_another_container_as_they_do_locally() {
 
 #[test]
 fn a_single_output_file_on_azure_is_uploaded_whole_and_az_urls_take_the_account_from_the_environment() {
+    if !servers_installed(
+        "a_single_output_file_on_azure_is_uploaded_whole_and_az_urls_take_the_account_from_the_environment",
+    ) {
+        return;
+    }
     let az = Azurite::shared();
     az.create_container("a2-data");
     let data = az.store("a2-data");
@@ -95,7 +105,7 @@ fn a_single_output_file_on_azure_is_uploaded_whole_and_az_urls_take_the_account_
     let (got, want) = (read_parquet(&dir.path().join("scored.parquet")), scored_locally(dir.path()));
     assert_eq!(got.column_by_name("prediction").unwrap(), want.column_by_name("prediction").unwrap());
     let kv = parquet_metadata(&dir.path().join("scored.parquet"));
-    assert!(kv.iter().any(|(k, _)| k == "mlscore.model.onnx_sha256"), "{kv:?}");
+    assert!(kv.iter().any(|(k, _)| k == "mlscore.model.artifact_sha256"), "{kv:?}");
 
     // A missing input prefix is named, and nothing is written.
     let mut cmd = mlscore();
@@ -108,6 +118,9 @@ fn a_single_output_file_on_azure_is_uploaded_whole_and_az_urls_take_the_account_
 
 #[test]
 fn an_s3_model_and_table_score_into_s3_with_sigv4_and_a_wrong_secret_is_refused() {
+    if !servers_installed("an_s3_model_and_table_score_into_s3_with_sigv4_and_a_wrong_secret_is_refused") {
+        return;
+    }
     let s3 = S3::shared();
     let bucket = s3.root.join("bucket-one");
     copy_dir(&models().join("churn"), &bucket.join("models/churn"));
@@ -140,6 +153,9 @@ fn an_s3_model_and_table_score_into_s3_with_sigv4_and_a_wrong_secret_is_refused(
 
 #[test]
 fn azurite_dying_in_the_middle_of_an_upload_fails_naming_the_output_and_leaves_nothing() {
+    if !servers_installed("azurite_dying_in_the_middle_of_an_upload_fails_naming_the_output_and_leaves_nothing") {
+        return;
+    }
     let az = Azurite::start();
     az.create_container("f1-data");
     let data = az.store("f1-data");

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::SystemTime;
 
 use crate::common::*;
+use crate::servers::servers_installed;
 
 /// The newest modification time of the files under `dir`.
 fn newest(dir: &Path) -> SystemTime {
@@ -49,6 +50,9 @@ fn built_wheel() -> PathBuf {
 
 #[test]
 fn the_python_wheel_scores_on_spark_like_mlflow_spark_udf_and_onnxruntime() {
+    if !servers_installed("the_python_wheel_scores_on_spark_like_mlflow_spark_udf_and_onnxruntime") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
     let python = repo().join("scripts/python-env");

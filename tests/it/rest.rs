@@ -7,6 +7,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use crate::common::*;
+use crate::servers::servers_installed;
 
 /// The running server: its URL, ids of what was logged, and the pipe whose closing stops it.
 struct Server {
@@ -65,6 +66,9 @@ fn remote(cache: &std::path::Path) -> Command {
 
 #[test]
 fn a_registered_alias_on_a_server_scores_like_the_local_model() {
+    if !servers_installed("a_registered_alias_on_a_server_scores_like_the_local_model") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("remote.parquet");
     run(
@@ -89,6 +93,9 @@ fn a_registered_alias_on_a_server_scores_like_the_local_model() {
 
 #[test]
 fn every_uri_form_resolves_over_rest_and_the_cache_is_used_the_second_time() {
+    if !servers_installed("every_uri_form_resolves_over_rest_and_the_cache_is_used_the_second_time") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let s = server();
@@ -119,6 +126,9 @@ fn every_uri_form_resolves_over_rest_and_the_cache_is_used_the_second_time() {
 
 #[test]
 fn an_unknown_alias_on_a_server_lists_the_aliases_and_the_token_is_never_printed() {
+    if !servers_installed("an_unknown_alias_on_a_server_lists_the_aliases_and_the_token_is_never_printed") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = run(
         remote(&dir.path().join("cache"))
@@ -166,6 +176,9 @@ fn post(path: &str, body: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn a_version_whose_files_are_on_azure_is_read_from_azure_not_through_the_server() {
+    if !servers_installed("a_version_whose_files_are_on_azure_is_read_from_azure_not_through_the_server") {
+        return;
+    }
     use crate::servers::{AZURE_ACCOUNT, Azurite, put_dir};
     let az = Azurite::shared();
     az.create_container("r1-models");
@@ -185,6 +198,9 @@ fn a_version_whose_files_are_on_azure_is_read_from_azure_not_through_the_server(
 
 #[test]
 fn a_server_dying_in_the_middle_of_a_download_is_named_and_leaves_no_cache_entry() {
+    if !servers_installed("a_server_dying_in_the_middle_of_a_download_is_named_and_leaves_no_cache_entry") {
+        return;
+    }
     use crate::servers::{CutProxy, Direction};
     let port: u16 = server().url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap();
     // The lookups and the listing take well under 3 KiB; the files come after.

@@ -185,7 +185,8 @@ fn provenance_is_recorded_in_the_parquet_footer() {
     assert_eq!(get("mlscore.model.registered_version"), "2");
     assert_eq!(get("mlscore.model.run_id"), m["models"]["churn_v2"]["run_id"].as_str().unwrap());
     assert_eq!(get("mlscore.model.model_id"), m["models"]["churn_v2"]["model_id"].as_str().unwrap());
-    assert_eq!(get("mlscore.model.onnx_sha256").len(), 64);
+    assert_eq!(get("mlscore.model.format"), "onnx");
+    assert_eq!(get("mlscore.model.artifact_sha256").len(), 64);
     assert_eq!(get("mlscore.version"), env!("CARGO_PKG_VERSION"));
 }
 

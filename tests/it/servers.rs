@@ -19,6 +19,22 @@ use crate::common::repo;
 pub(crate) const AZURE_ACCOUNT: &str = "devstoreaccount1";
 const AZURE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
+/// Whether the tools this test needs are meant to be there: `scripts/test` installs the storage
+/// servers and the Python environment (MLflow, PySpark) and sets `MLSCORE_TEST_SERVERS=1`. Under a
+/// plain `cargo test` the tests that need them are skipped, each with one line on stderr saying
+/// why (written past the test harness's capture, so that it shows).
+pub(crate) fn servers_installed(test: &str) -> bool {
+    use std::io::Write;
+    if std::env::var_os("MLSCORE_TEST_SERVERS").is_some_and(|v| !v.is_empty()) {
+        return true;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped {test}: it needs the storage servers, MLflow or PySpark that scripts/test installs (run scripts/test, or set MLSCORE_TEST_SERVERS=1)"
+    );
+    false
+}
+
 /// The path of a tool `scripts/tools` installs (once per machine).
 fn tool(name: &str) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());

@@ -12,9 +12,12 @@ use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use mlscore::datafusion::{EngineOptions, PredictOptions, RegisteredModel, register_model, scoring_context};
+use mlscore::datafusion::{
+    EngineOptions, PredictOptions, RegisteredModel, model_binding, register_model, scoring_context,
+};
 use mlscore::mlflow::StoreConfig;
-use mlscore::onnx::{Model, NullPolicy, ResultType};
+use mlscore::onnx::Model;
+use mlscore::{NullPolicy, ResultType};
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 use crate::common::*;
@@ -113,24 +116,17 @@ impl sqllogictest::AsyncDB for Db {
             let plan: String = out.iter().flatten().cloned().collect::<Vec<_>>().join("\n");
             for m in &self.models {
                 if plan.contains(&format!("{}(", m.name)) {
-                    let r = &m.model.mlflow.resolution;
-                    let version =
-                        r.registered.as_ref().map(|(n, v)| format!("{n} v{v}")).unwrap_or_else(|| "(path)".into());
-                    let result = m.options.result_type.clone().map_or_else(
-                        || ResultType::infer_from_outputs(&m.model.output_types()).unwrap().to_string(),
-                        |t| t.to_string(),
-                    );
-                    out.push(vec![
-                        "model_binding".into(),
-                        format!("{}({}) -> {result} = {version}", m.name, m.model.input_names().join(", ")),
-                    ]);
+                    // The line `mlscore sql` prints for the model under an EXPLAIN.
+                    out.push(vec!["model_binding".into(), model_binding(m)]);
                 }
             }
             // Plans hold absolute paths and partition details: keep the first line of each plan and the bindings.
             out.retain(|r| r[0] == "model_binding" || !r[0].is_empty());
             let root = repo().display().to_string();
             for r in &mut out {
-                if r[0] != "model_binding" {
+                if r[0] == "model_binding" {
+                    r[1] = r[1].replace(&root, "$REPO");
+                } else {
                     r[1] = r[1].lines().next().unwrap_or_default().replace(root.trim_start_matches('/'), "$REPO");
                 }
             }

@@ -4,7 +4,8 @@
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
-use mlscore::onnx::{CHUNK_ROWS, Model, NullPolicy, ResultType};
+use mlscore::onnx::{CHUNK_ROWS, Model};
+use mlscore::{NullPolicy, ResultType, Scorer};
 
 use crate::common::*;
 

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use clap::Args;
+use mlscore_core::NullPolicy;
 use mlscore_datafusion::{EngineOptions, Format, scoring_context};
-use mlscore_onnx::NullPolicy;
 use rayon::prelude::*;
 
 use crate::load_model;

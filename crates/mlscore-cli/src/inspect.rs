@@ -2,7 +2,9 @@
 
 use clap::Args;
 use mlscore_mlflow::{MlflowModel, Schema, resolve};
-use mlscore_onnx::{Model, ResultType};
+use std::sync::Arc;
+
+use mlscore_core::{ResultType, Scorer};
 use serde_json::json;
 
 /// Arguments of `mlscore inspect`.
@@ -19,8 +21,8 @@ pub(crate) struct InspectArgs {
 pub(crate) fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let resolution = resolve(&args.model, crate::stores())?;
     let mlflow = MlflowModel::open(resolution)?;
-    // Compile the graph too: inspect says whether the model can be scored, and why not.
-    let compiled = Model::from_mlflow(mlflow.clone());
+    // Load it with its format's front end too: inspect says whether the model can be scored, and why not.
+    let compiled = mlscore_formats::from_mlflow(mlflow.clone());
     let report = describe(&mlflow, compiled.as_ref().ok());
     if args.json {
         let mut value = report;
@@ -50,7 +52,7 @@ fn schema_json(s: Option<&Schema>) -> serde_json::Value {
     }
 }
 
-fn describe(m: &MlflowModel, compiled: Option<&Model>) -> serde_json::Value {
+fn describe(m: &MlflowModel, compiled: Option<&Arc<dyn Scorer>>) -> serde_json::Value {
     let r = &m.resolution;
     let mut v = json!({
         "uri": r.uri,
@@ -63,7 +65,8 @@ fn describe(m: &MlflowModel, compiled: Option<&Model>) -> serde_json::Value {
             "local_path": r.local_path.display().to_string(),
             "steps": r.steps,
         },
-        "onnx_file": m.onnx_path.display().to_string(),
+        "format": m.format.name(),
+        "model_file": m.format.path().map(|p| p.display().to_string()),
     });
     if let Some(mm) = &m.mlmodel {
         let flavors: serde_json::Map<String, serde_json::Value> = mm
@@ -92,18 +95,20 @@ fn describe(m: &MlflowModel, compiled: Option<&Model>) -> serde_json::Value {
         };
     }
     if let Some(model) = compiled {
-        let g = model.graph();
-        let io = |specs: &[mlscore_onnx::IoSpec]| {
-            specs.iter().map(|s| json!({"name": s.name, "type": s.type_text})).collect::<Vec<_>>()
-        };
-        v["onnx"] = json!({
-            "sha256": model.onnx_sha256(),
-            "producer": g.producer,
-            "opset": g.opset,
-            "ml_opset": g.ml_opset,
-            "inputs": io(&g.inputs),
-            "outputs": io(&g.outputs),
-        });
+        v["artifact_sha256"] = json!(model.artifact_sha256());
+        if let Some(onnx) = model.as_any().downcast_ref::<mlscore_onnx::Model>() {
+            let g = onnx.graph();
+            let io = |specs: &[mlscore_onnx::IoSpec]| {
+                specs.iter().map(|s| json!({"name": s.name, "type": s.type_text})).collect::<Vec<_>>()
+            };
+            v["onnx"] = json!({
+                "producer": g.producer,
+                "opset": g.opset,
+                "ml_opset": g.ml_opset,
+                "inputs": io(&g.inputs),
+                "outputs": io(&g.outputs),
+            });
+        }
         v["default_result_type"] = match ResultType::infer_from_outputs(&model.output_types()) {
             Ok(t) => json!(t.to_string()),
             Err(e) => json!(format!("cannot be inferred: {e}")),
@@ -166,9 +171,11 @@ fn print_text(v: &serde_json::Value) {
             println!("  (inferred from type hints: not enforced on data, as in MLflow)");
         }
     }
-    println!("onnx file      {}", s(&v["onnx_file"]));
+    println!("format         {} ({})", s(&v["format"]), s(&v["model_file"]));
+    if !v["artifact_sha256"].is_null() {
+        println!("  sha256       {}", s(&v["artifact_sha256"]));
+    }
     if let Some(o) = v["onnx"].as_object() {
-        println!("  sha256       {}", s(&o["sha256"]));
         println!("  producer     {} (opset {}, ai.onnx.ml {})", s(&o["producer"]), o["opset"], o["ml_opset"]);
         let io = |x: &serde_json::Value| {
             x.as_array()

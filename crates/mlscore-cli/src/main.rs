@@ -1,5 +1,8 @@
 //! `mlscore`: score MLflow models over Parquet, from the command line.
-#![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI talks on stdout and stderr
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+// a CLI talks on stdout and stderr
+// The doc comments of the clap types are the --help text, whose <placeholders> are not HTML.
+#![allow(rustdoc::invalid_html_tags)]
 
 mod bench;
 mod inspect;
@@ -11,11 +14,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use mlscore_core::{NullPolicy, ResultType, Scorer};
 use mlscore_datafusion::{
     Codec, EngineOptions, Format, OutputSpec, PredictOptions, ScoreJob, provenance_metadata, scoring_context,
     write_query,
 };
-use mlscore_onnx::{Model, NullPolicy, ResultType};
 
 /// Batch-score MLflow models over Arrow/Parquet tables, natively.
 ///
@@ -196,8 +199,8 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 /// Loads a model, saying which URI failed.
-fn load_model(uri: &str) -> Result<Arc<Model>> {
-    Ok(Arc::new(Model::load_with(uri, stores())?))
+fn load_model(uri: &str) -> Result<Arc<dyn Scorer>> {
+    Ok(mlscore_formats::load(uri, stores())?)
 }
 
 fn output_spec(path: &str, args: &OutputArgs, metadata: Vec<(String, String)>) -> Result<OutputSpec> {

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, bail};
 use arrow::util::pretty::pretty_format_batches;
 use clap::Args;
+use mlscore_core::{NullPolicy, ResultType};
 use mlscore_datafusion::{
-    PredictOptions, RegisteredModel, provenance_metadata, register_model, scoring_context, write_query,
+    PredictOptions, RegisteredModel, model_binding, provenance_metadata, register_model, scoring_context, write_query,
 };
-use mlscore_onnx::{NullPolicy, ResultType};
 
 use crate::{EngineArgs, OutputArgs, load_model, output_spec, progress};
 
@@ -125,8 +125,8 @@ pub(crate) async fn run(args: SqlArgs) -> Result<()> {
     }
     if explain {
         println!("model bindings:");
-        for line in model_bindings(&models) {
-            println!("  {line}");
+        for m in &models {
+            println!("  {}", model_binding(m));
         }
     }
     if !args.engine.quiet {
@@ -138,27 +138,4 @@ pub(crate) async fn run(args: SqlArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// One line per model: the function, what it resolved to, what it reads and returns.
-pub(crate) fn model_bindings(models: &[RegisteredModel]) -> Vec<String> {
-    models
-        .iter()
-        .map(|m| {
-            let r = &m.model.mlflow.resolution;
-            let version = r.registered.as_ref().map(|(n, v)| format!(" = {n} v{v}")).unwrap_or_default();
-            let result = m.options.result_type.clone().map_or_else(
-                || ResultType::infer_from_outputs(&m.model.output_types()).map(|t| t.to_string()).unwrap_or_default(),
-                |t| t.to_string(),
-            );
-            format!(
-                "{}({}) -> {result}: {}{version}, onnx sha256 {}, nulls: {}",
-                m.name,
-                m.model.input_names().join(", "),
-                r.uri,
-                &m.model.onnx_sha256()[..12],
-                m.options.null_policy
-            )
-        })
-        .collect()
 }

@@ -11,7 +11,7 @@ use datafusion::error::DataFusionError;
 pub enum Error {
     /// The model could not be loaded, bound or run.
     #[error(transparent)]
-    Model(#[from] mlscore_onnx::Error),
+    Model(#[from] mlscore_core::Error),
 
     /// DataFusion failed to plan or execute the query.
     #[error("{}", datafusion_message(.0))]
@@ -33,6 +33,26 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong and what to do.
         reason: String,
+    },
+
+    /// The output's object store cannot be opened (a URL it cannot parse, missing credentials).
+    #[error("output {}: {source}", path.display())]
+    OutputStore {
+        /// The output as given.
+        path: PathBuf,
+        /// Why the store cannot be opened.
+        #[source]
+        source: mlscore_mlflow::Error,
+    },
+
+    /// Writing CSV failed.
+    #[error("writing CSV {}: {source}", path.display())]
+    Csv {
+        /// The file being written.
+        path: PathBuf,
+        /// Arrow's CSV writer's error.
+        #[source]
+        source: datafusion::arrow::error::ArrowError,
     },
 
     /// A file-system operation failed.
@@ -84,9 +104,9 @@ impl From<DataFusionError> for Error {
     }
 }
 
-fn unwrap_model_error(e: DataFusionError) -> std::result::Result<mlscore_onnx::Error, DataFusionError> {
-    fn boxed(b: Box<dyn std::error::Error + Send + Sync>) -> std::result::Result<mlscore_onnx::Error, DataFusionError> {
-        match b.downcast::<mlscore_onnx::Error>() {
+fn unwrap_model_error(e: DataFusionError) -> std::result::Result<mlscore_core::Error, DataFusionError> {
+    fn boxed(b: Box<dyn std::error::Error + Send + Sync>) -> std::result::Result<mlscore_core::Error, DataFusionError> {
+        match b.downcast::<mlscore_core::Error>() {
             Ok(model) => Ok(*model),
             Err(b) => match b.downcast::<DataFusionError>() {
                 Ok(inner) => unwrap_model_error(*inner),

@@ -8,7 +8,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::prelude::{SessionConfig, SessionContext, col};
-use mlscore_onnx::Model;
+use mlscore_core::{ResultType, Scorer};
 
 use crate::error::{Error, Result};
 use crate::input::{Format, read_inputs};
@@ -67,7 +67,7 @@ pub struct RegisteredModel {
     /// The SQL function name.
     pub name: String,
     /// The model.
-    pub model: Arc<Model>,
+    pub model: Arc<dyn Scorer>,
     /// Its UDF's options.
     pub options: PredictOptions,
     /// Its UDF's counters.
@@ -75,11 +75,38 @@ pub struct RegisteredModel {
 }
 
 /// Registers `model` as the SQL function `name`.
-pub fn register_model(ctx: &SessionContext, name: &str, model: Arc<Model>, options: PredictOptions) -> RegisteredModel {
+pub fn register_model(
+    ctx: &SessionContext,
+    name: &str,
+    model: Arc<dyn Scorer>,
+    options: PredictOptions,
+) -> RegisteredModel {
     let udf = PredictUdf::new(name, model.clone(), options.clone());
     let stats = udf.stats();
     ctx.register_udf(ScalarUDF::new_from_impl(udf));
     RegisteredModel { name: name.to_string(), model, options, stats }
+}
+
+/// What `EXPLAIN` adds for a registered model (`mlscore sql` prints it under the plan): the
+/// function, the columns it reads, its result type, what its URI resolved to, the format and
+/// artifact hash, and its null policy.
+pub fn model_binding(m: &RegisteredModel) -> String {
+    let r = &m.model.mlflow().resolution;
+    let version = r.registered.as_ref().map(|(n, v)| format!(" = {n} v{v}")).unwrap_or_default();
+    let result = match &m.options.result_type {
+        Some(t) => t.to_string(),
+        None => ResultType::infer_from_outputs(&m.model.output_types())
+            .map_or_else(|e| format!("(no default result type: {e})"), |t| t.to_string()),
+    };
+    format!(
+        "{}({}) -> {result}: {}{version}, {} sha256 {}, nulls: {}",
+        m.name,
+        m.model.input_names().join(", "),
+        r.uri,
+        m.model.format(),
+        m.model.artifact_sha256().get(..12).unwrap_or_default(),
+        m.options.null_policy
+    )
 }
 
 /// Parquet key-value metadata that records which model produced a file.
@@ -89,7 +116,7 @@ pub fn provenance_metadata(models: &[RegisteredModel], extra: &[(&str, String)])
         let p = |k: &str| {
             if models.len() == 1 { format!("mlscore.model.{k}") } else { format!("mlscore.model.{}.{k}", m.name) }
         };
-        let r = &m.model.mlflow.resolution;
+        let r = &m.model.mlflow().resolution;
         kv.push((p("uri"), r.uri.clone()));
         if let Some((name, version)) = &r.registered {
             kv.push((p("registered_name"), name.clone()));
@@ -102,7 +129,8 @@ pub fn provenance_metadata(models: &[RegisteredModel], extra: &[(&str, String)])
             kv.push((p("model_id"), id.clone()));
         }
         kv.push((p("artifact_location"), r.artifact_location.clone()));
-        kv.push((p("onnx_sha256"), m.model.onnx_sha256().to_string()));
+        kv.push((p("format"), m.model.format().to_string()));
+        kv.push((p("artifact_sha256"), m.model.artifact_sha256().to_string()));
         kv.push((p("null_policy"), m.options.null_policy.to_string()));
         if let Some(t) = &m.options.result_type {
             kv.push((p("result_type"), t.to_string()));
@@ -179,7 +207,7 @@ pub struct ScoreJob {
 impl ScoreJob {
     /// Plans the job: the query `SELECT *, model(...) AS <output_column> FROM input`.
     /// Fails here (before reading any data) if the table cannot feed the model.
-    pub async fn plan(&self, ctx: &SessionContext, model: Arc<Model>) -> Result<(DataFrame, RegisteredModel)> {
+    pub async fn plan(&self, ctx: &SessionContext, model: Arc<dyn Scorer>) -> Result<(DataFrame, RegisteredModel)> {
         let df = read_inputs(ctx, &self.inputs, self.input_format).await?;
         let schema = df.schema().as_arrow().clone();
         if schema.index_of(&self.output_column).is_ok() {

@@ -12,8 +12,8 @@ pub mod udf;
 pub use error::{Error, Result};
 pub use input::Format;
 pub use job::{
-    EngineOptions, JobReport, RegisteredModel, ScoreJob, provenance_metadata, register_model, scoring_context,
-    write_query,
+    EngineOptions, JobReport, RegisteredModel, ScoreJob, model_binding, provenance_metadata, register_model,
+    scoring_context, write_query,
 };
 pub use sink::{Codec, NoProgress, OutputSpec, Progress, Swept};
 pub use stores::StoreRegistry;

@@ -143,8 +143,8 @@ impl OutputSpec {
     /// targets, a directory unless the last segment has an extension; `file://` is a local path.
     pub fn new(path: &str, format: Option<Format>, overwrite: bool) -> Result<Self> {
         let (p, url) = if objects::is_object_url(path) {
-            let url = objects::parse_url(path)
-                .map_err(|e| Error::Output { path: PathBuf::from(path), reason: e.to_string() })?;
+            let url =
+                objects::parse_url(path).map_err(|source| Error::OutputStore { path: PathBuf::from(path), source })?;
             if url.scheme() == "file" {
                 let local = url.to_file_path().map_err(|()| Error::Output {
                     path: PathBuf::from(path),
@@ -282,7 +282,7 @@ struct RemoteTarget {
 
 /// The store of a remote target and the target's path in it.
 fn open_target(url: &Url, shown: &Path) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
-    objects::open(url).map_err(|e| Error::Output { path: shown.to_path_buf(), reason: e.to_string() })
+    objects::open(url).map_err(|source| Error::OutputStore { path: shown.to_path_buf(), source })
 }
 
 fn parent_dir(p: &Path) -> PathBuf {
@@ -523,7 +523,7 @@ async fn write_partition(
             let mut wrote_any = false;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                writer.write(&batch).map_err(|e| Error::Output { path: path.to_path_buf(), reason: e.to_string() })?;
+                writer.write(&batch).map_err(|source| Error::Csv { path: path.to_path_buf(), source })?;
                 wrote_any = true;
                 rows += batch.num_rows() as u64;
                 progress.rows_written(batch.num_rows() as u64);
@@ -531,7 +531,7 @@ async fn write_partition(
             if !wrote_any && csv_header {
                 // An empty result still gets its header line.
                 let empty = datafusion::arrow::record_batch::RecordBatch::new_empty(schema);
-                writer.write(&empty).map_err(|e| Error::Output { path: path.to_path_buf(), reason: e.to_string() })?;
+                writer.write(&empty).map_err(|source| Error::Csv { path: path.to_path_buf(), source })?;
             }
             let mut inner = writer.into_inner();
             inner.flush().map_err(|e| Error::io("cannot write", path, e))?;

@@ -29,7 +29,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
     Volatility,
 };
-use mlscore_onnx::{Model, NullPolicy, ResultType, positional_frame};
+use mlscore_core::{NullPolicy, ResultType, Scorer, positional_frame};
 
 /// Options of one model's UDF.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -68,7 +68,7 @@ impl PredictStats {
 /// The scalar UDF of one loaded model.
 pub struct PredictUdf {
     name: String,
-    model: Arc<Model>,
+    model: Arc<dyn Scorer>,
     options: PredictOptions,
     signature: Signature,
     stats: Arc<PredictStats>,
@@ -86,7 +86,9 @@ impl fmt::Debug for PredictUdf {
 
 impl PartialEq for PredictUdf {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name && Arc::ptr_eq(&self.model, &other.model) && self.options == other.options
+        self.name == other.name
+            && std::ptr::addr_eq(Arc::as_ptr(&self.model), Arc::as_ptr(&other.model))
+            && self.options == other.options
     }
 }
 impl Eq for PredictUdf {}
@@ -94,13 +96,13 @@ impl Eq for PredictUdf {}
 impl Hash for PredictUdf {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.name.hash(state);
-        self.model.onnx_sha256().hash(state);
+        self.model.artifact_sha256().hash(state);
     }
 }
 
 impl PredictUdf {
     /// A UDF named `name` that scores with `model`.
-    pub fn new(name: impl Into<String>, model: Arc<Model>, options: PredictOptions) -> Self {
+    pub fn new(name: impl Into<String>, model: Arc<dyn Scorer>, options: PredictOptions) -> Self {
         Self {
             name: name.into(),
             model,
@@ -114,7 +116,7 @@ impl PredictUdf {
     }
 
     /// The model.
-    pub fn model(&self) -> &Arc<Model> {
+    pub fn model(&self) -> &Arc<dyn Scorer> {
         &self.model
     }
 
@@ -146,7 +148,7 @@ impl PredictUdf {
         }
         let schema = Schema::new(args.iter().map(|f| f.as_ref().clone()).collect::<Vec<Field>>());
         let names: Vec<String> = args.iter().map(|f| f.name().clone()).collect();
-        let (frame, indices, warnings) = positional_frame(&self.model, &schema, &names).map_err(external)?;
+        let (frame, indices, warnings) = positional_frame(self.model.as_ref(), &schema, &names).map_err(external)?;
         Ok((frame, indices.into_iter().map(Source::Arg).collect(), warnings))
     }
 }
@@ -157,7 +159,7 @@ enum Source {
     StructField(usize),
 }
 
-fn external(e: mlscore_onnx::Error) -> DataFusionError {
+fn external(e: mlscore_core::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 
@@ -217,7 +219,7 @@ impl ScalarUDFImpl for PredictUdf {
 }
 
 /// Builds the UDF of a model: register it with `ctx.register_udf(...)`.
-pub fn predict_udf(name: &str, model: Arc<Model>, options: PredictOptions) -> ScalarUDF {
+pub fn predict_udf(name: &str, model: Arc<dyn Scorer>, options: PredictOptions) -> ScalarUDF {
     ScalarUDF::new_from_impl(PredictUdf::new(name, model, options))
 }
 
@@ -263,7 +265,7 @@ impl FunctionRewrite for NoArgumentCalls {
         }
         if !missing.is_empty() {
             let have: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-            return Err(external(mlscore_onnx::Error::MissingColumns {
+            return Err(external(mlscore_core::Error::MissingColumns {
                 missing,
                 extra: have.into_iter().filter(|h| !names.contains(h)).collect(),
                 hint: format!(

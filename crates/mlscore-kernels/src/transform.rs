@@ -4,6 +4,9 @@
 //! approximation for PROBIT, softmax with the max subtracted, and SOFTMAX_ZERO that leaves
 //! zero scores at zero. The binary cases (one score for two classes) follow its rules for
 //! writing the second class.
+//!
+//! The small functions are `#[inline]`: the front ends call them once a value from their own
+//! loops, in other crates, where they must inline to vectorize (release builds have no LTO).
 
 use crate::error::{Error, Result};
 
@@ -44,6 +47,7 @@ pub fn logistic<F: num_traits::Float>(v: F) -> F {
     if v < F::zero() { one - e } else { e }
 }
 
+#[inline]
 fn erf_inv(x: f32) -> f32 {
     let sgn = if x < 0.0 { -1.0f32 } else { 1.0 };
     let x = (1.0 - x) * (1.0 + x);
@@ -68,6 +72,7 @@ pub fn fma(a: f32, b: f32, c: f32) -> f32 {
 }
 
 /// Branch-free, so that a loop over many scores vectorizes: a NaN stays NaN through both clamps.
+#[inline]
 pub fn mlas_logistic(v: f32) -> f32 {
     let x = v.clamp(-18.0, 18.0);
     let x2 = x * x;
@@ -87,12 +92,14 @@ pub fn mlas_logistic(v: f32) -> f32 {
 
 /// onnxruntime's `batched_update_scores_inplace` for a row of two or more scores: like
 /// [`apply_row`], with MLAS's logistic.
+#[inline]
 pub fn apply_row_batched(t: PostTransform, row: &mut [f32]) {
     apply_rows_batched(t, row, row.len());
 }
 
 /// [`apply_row_batched`] over every row of a row-major score matrix of rows `width` wide. The
 /// logistic applies to each score alone, so it runs as one pass over the whole matrix.
+#[inline]
 pub fn apply_rows_batched(t: PostTransform, scores: &mut [f32], width: usize) {
     match t {
         PostTransform::Logistic => scores.iter_mut().for_each(|v| *v = mlas_logistic(*v)),
@@ -103,6 +110,7 @@ pub fn apply_rows_batched(t: PostTransform, scores: &mut [f32], width: usize) {
 
 /// The K stride MLAS's SGEMM uses for an `[M, K] x [K, N]` product: 128, deepened when the
 /// output is narrow and made shallower when K is small (`MlasSgemmOperation`).
+#[inline]
 pub fn gemm_stride_k(n: usize, k: usize) -> usize {
     let mut stride_k = 128usize;
     if n >= k {
@@ -123,6 +131,7 @@ pub fn gemm_stride_k(n: usize, k: usize) -> usize {
 /// A dot product the way MLAS's SGEMM computes it: fused multiply-adds in order, in blocks of
 /// `stride_k` (see [`gemm_stride_k`]) along the shared dimension, each block's sum added to what
 /// is already there (the bias, then the previous blocks).
+#[inline]
 pub fn gemm_dot(x: &[f32], w: &[f32], bias: Option<f32>, stride_k: usize) -> f32 {
     let mut c = bias;
     for (xb, wb) in x.chunks(stride_k).zip(w.chunks(stride_k)) {
@@ -139,11 +148,13 @@ pub fn gemm_dot(x: &[f32], w: &[f32], bias: Option<f32>, stride_k: usize) -> f32
 }
 
 /// The inverse of the standard normal CDF, with onnxruntime's approximation of `erf⁻¹`.
+#[inline]
 pub fn probit(v: f32) -> f32 {
     std::f32::consts::SQRT_2 * erf_inv(2.0 * v - 1.0)
 }
 
 /// Softmax of a row, in place (the maximum subtracted first).
+#[inline]
 pub fn softmax(row: &mut [f32]) {
     let max = row.iter().fold(-f32::MAX, |m, v| if *v > m { *v } else { m });
     let mut sum = 0.0f32;
@@ -157,6 +168,7 @@ pub fn softmax(row: &mut [f32]) {
 }
 
 /// onnxruntime's `SOFTMAX_ZERO`: softmax over the non-zero scores; zeros stay zero.
+#[inline]
 pub fn softmax_zero(row: &mut [f32]) {
     let max = row.iter().fold(-f32::MAX, |m, v| if *v > m { *v } else { m });
     let exp_neg_max = (-max).exp();
@@ -175,6 +187,7 @@ pub fn softmax_zero(row: &mut [f32]) {
 }
 
 /// Applies the transform to a row of two or more scores, in place.
+#[inline]
 pub fn apply_row(t: PostTransform, row: &mut [f32]) {
     match t {
         PostTransform::None => {}
@@ -198,6 +211,7 @@ pub enum SecondClass {
 
 /// onnxruntime's `write_scores`: transforms `scores` (one value a class, or a single binary
 /// score) and writes them to `out`, which has room for `out.len()` values.
+#[inline]
 pub fn write_scores(scores: &[f32], t: PostTransform, second: SecondClass, out: &mut [f32]) {
     if scores.len() >= 2 {
         out[..scores.len()].copy_from_slice(scores);

@@ -12,7 +12,7 @@
 //! is one bit a node. Trees with EQ, NEQ or MEMBER nodes, or thresholds that cannot be
 //! rewritten, take the exact per-mode path.
 //!
-//! Before any node is walked, the `x <= t` form is also scored by bit-vectors ([`bits`]): whole
+//! Before any node is walked, the `x <= t` form is also scored by bit-vectors (the `bits` module): whole
 //! trees of up to 32 leaves, and the top levels of larger trees, whose walk then starts from the
 //! node the masks reached.
 
@@ -112,15 +112,19 @@ pub trait Float:
 impl Float for f32 {
     const INFINITY: Self = f32::INFINITY;
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    #[inline]
     fn from_f64(v: f64) -> Self {
         v as f32
     }
+    #[inline]
     fn to_f64(self) -> f64 {
         f64::from(self)
     }
+    #[inline]
     fn is_nan(self) -> bool {
         f32::is_nan(self)
     }
+    #[inline]
     fn pred(self) -> Option<Self> {
         if self.is_nan() || self == f32::NEG_INFINITY {
             None
@@ -137,15 +141,19 @@ impl Float for f32 {
 impl Float for f64 {
     const INFINITY: Self = f64::INFINITY;
     const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    #[inline]
     fn from_f64(v: f64) -> Self {
         v
     }
+    #[inline]
     fn to_f64(self) -> f64 {
         self
     }
+    #[inline]
     fn is_nan(self) -> bool {
         f64::is_nan(self)
     }
+    #[inline]
     fn pred(self) -> Option<Self> {
         if self.is_nan() || self == f64::NEG_INFINITY {
             None

@@ -12,7 +12,7 @@
 //! use mlscore_mlflow::{MlflowModel, StoreConfig};
 //! // MLFLOW_TRACKING_URI=sqlite:///mlflow.db, as MLflow's own client reads it.
 //! let model = MlflowModel::load_with("models:/churn@champion", &StoreConfig::from_env())?;
-//! println!("{} from {}", model.onnx_path.display(), model.resolution.store.unwrap_or_default());
+//! println!("{} model from {}", model.format.name(), model.resolution.store.unwrap_or_default());
 //! # Ok::<(), mlscore_mlflow::Error>(())
 //! ```
 #![warn(missing_docs)]
@@ -28,7 +28,7 @@ mod uri;
 
 pub use error::{Error, Result};
 pub use mlmodel::MlModel;
-pub use model::MlflowModel;
+pub use model::{MlflowModel, ModelFormat};
 pub use resolve::{Resolution, resolve};
 pub use signature::{ColSpec, ColType, DataType, ParamSchema, Schema, Signature, TensorSpec};
 pub use store::StoreConfig;

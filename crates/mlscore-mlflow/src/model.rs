@@ -1,4 +1,4 @@
-//! A model found on disk: its `MLmodel`, signature and ONNX file.
+//! A model found on disk: its `MLmodel`, signature, and what its flavors say about its files.
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +17,53 @@ pub struct MlflowModel {
     pub dir: PathBuf,
     /// The parsed `MLmodel` file; `None` for a bare `.onnx` file.
     pub mlmodel: Option<MlModel>,
-    /// The ONNX graph to run.
-    pub onnx_path: PathBuf,
+    /// The model's format and its file, as its flavors describe it. Which runtime scores it is
+    /// not decided here: a front end is chosen for it by the format (`mlscore-scorers`).
+    pub format: ModelFormat,
+}
+
+/// What a model's flavors say it is, and where its file is. Formats are listed in the order
+/// they are preferred when a model has several flavors (a model that also has an ONNX flavor is
+/// scored from its ONNX graph).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ModelFormat {
+    /// An ONNX graph (`mlflow.onnx`, or a bare `.onnx` file).
+    Onnx {
+        /// The `.onnx` file.
+        path: PathBuf,
+    },
+    /// A scikit-learn estimator (`mlflow.sklearn`): a pickle, cloudpickle or skops file.
+    Sklearn {
+        /// The serialized estimator.
+        path: PathBuf,
+        /// `pickle`, `cloudpickle` or `skops`, as `MLmodel` records it.
+        serialization_format: String,
+    },
+    /// Any other flavor set.
+    Other {
+        /// The flavor names, as in `MLmodel`.
+        flavors: Vec<String>,
+    },
+}
+
+impl ModelFormat {
+    /// A short name: `onnx`, `sklearn`, or the flavors joined by `+`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Onnx { .. } => "onnx".into(),
+            Self::Sklearn { .. } => "sklearn".into(),
+            Self::Other { flavors } => flavors.join("+"),
+        }
+    }
+
+    /// The model file the format names, if it has one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Onnx { path } | Self::Sklearn { path, .. } => Some(path),
+            Self::Other { .. } => None,
+        }
+    }
 }
 
 impl MlflowModel {
@@ -38,7 +83,7 @@ impl MlflowModel {
         let location = resolution.uri.clone();
         if path.is_file() && path.extension().is_some_and(|e| e == "onnx") {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            return Ok(Self { resolution, dir, mlmodel: None, onnx_path: path });
+            return Ok(Self { resolution, dir, mlmodel: None, format: ModelFormat::Onnx { path } });
         }
         let (dir, mlmodel_path) = if path.is_file() {
             (path.parent().map(Path::to_path_buf).unwrap_or_default(), path.clone())
@@ -59,35 +104,23 @@ impl MlflowModel {
                 reason: "its metadata marks it as an external model (mlflow.model.is_external), which MLflow itself refuses to load".into(),
             });
         }
-        let data = match mlmodel.onnx_flavor()? {
-            Some(onnx) => onnx.data.unwrap_or_else(|| "model.onnx".into()),
+        let onnx = match mlmodel.onnx_flavor()? {
+            Some(onnx) => Some(onnx.data.unwrap_or_else(|| "model.onnx".into())),
             None => match mlmodel.pyfunc_flavor()? {
-                Some(p) if p.loader_module == "mlflow.onnx" => p.data.unwrap_or_else(|| "model.onnx".into()),
-                _ => {
-                    let flavors = mlmodel.flavor_names().join(", ");
-                    let advice = if mlmodel.flavors.contains_key("sklearn") {
-                        "convert the estimator with skl2onnx (to_onnx(model, X[:1], options={'zipmap': False})) and log it with mlflow.onnx.log_model"
-                    } else {
-                        "export it to ONNX and log it with mlflow.onnx.log_model"
-                    };
-                    return Err(Error::Unsupported {
-                        location,
-                        reason: format!(
-                            "it has the flavors [{flavors}] but no onnx flavor, and mlscore runs ONNX graphs; {advice}"
-                        ),
-                    });
-                }
+                Some(p) if p.loader_module == "mlflow.onnx" => Some(p.data.unwrap_or_else(|| "model.onnx".into())),
+                _ => None,
             },
         };
-        let onnx_path = dir.join(&data);
-        if !onnx_path.is_file() {
-            return Err(Error::NotFound {
-                uri: location,
-                what: format!("its MLmodel names the ONNX file '{data}', but {} does not exist", onnx_path.display()),
-                hint: Some("the model directory is incomplete; download or copy it again".into()),
-            });
-        }
-        Ok(Self { resolution, dir, mlmodel: Some(mlmodel), onnx_path })
+        let format = if let Some(data) = onnx {
+            ModelFormat::Onnx { path: existing_file(&dir, &data, "ONNX", &location)? }
+        } else if let Some(sk) = mlmodel.sklearn_flavor()? {
+            let name = sk.pickled_model.clone().unwrap_or_else(|| "model.pkl".into());
+            let path = existing_file(&dir, &name, "scikit-learn", &location)?;
+            ModelFormat::Sklearn { path, serialization_format: sk.serialization_format }
+        } else {
+            ModelFormat::Other { flavors: mlmodel.flavor_names().iter().map(|f| f.to_string()).collect() }
+        };
+        Ok(Self { resolution, dir, mlmodel: Some(mlmodel), format })
     }
 
     /// The signature to enforce: `None` without one, and `None` when MLflow itself would not
@@ -104,4 +137,17 @@ impl MlflowModel {
     pub fn signature(&self) -> Option<&Signature> {
         self.mlmodel.as_ref()?.signature.as_ref()
     }
+}
+
+/// `dir/name`, which the model's MLmodel names as its `kind` file, if it exists.
+fn existing_file(dir: &Path, name: &str, kind: &str, location: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    Err(Error::NotFound {
+        uri: location.to_string(),
+        what: format!("its MLmodel names the {kind} file '{name}', but {} does not exist", path.display()),
+        hint: Some("the model directory is incomplete; download or copy it again".into()),
+    })
 }

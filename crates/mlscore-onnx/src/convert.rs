@@ -18,8 +18,8 @@ use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field};
 use tract_onnx::prelude::*;
 
-use crate::error::{Error, Result};
 use crate::graph::{ElemType, MapKeys};
+use mlscore_core::{Error, Result};
 
 /// An element type a feed buffer can hold.
 pub(crate) trait FeedElem: Datum + Copy + Default {

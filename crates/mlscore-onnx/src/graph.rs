@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-use crate::error::{Error, Result};
+use mlscore_core::{Error, Result};
 
 /// ONNX tensor element types mlscore feeds and reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -212,14 +212,16 @@ impl OnnxGraph {
     /// Loads and compiles the graph at `path`. External data (`<uuid>.data` files) is read
     /// relative to the file's directory.
     pub fn load(path: &Path) -> Result<Self> {
-        let load_err = |e: TractError| Error::Load { path: path.to_path_buf(), reason: format!("{e:#}") };
+        let load_err =
+            |e: TractError| Error::Load { kind: "ONNX graph", path: path.to_path_buf(), reason: format!("{e:#}") };
         let fw = framework();
         let proto = fw.proto_model_for_path(path).map_err(load_err)?;
         check_supported(&fw, &proto, path)?;
-        let graph = proto
-            .graph
-            .as_ref()
-            .ok_or_else(|| Error::Load { path: path.to_path_buf(), reason: "the file holds no graph".into() })?;
+        let graph = proto.graph.as_ref().ok_or_else(|| Error::Load {
+            kind: "ONNX graph",
+            path: path.to_path_buf(),
+            reason: "the file holds no graph".into(),
+        })?;
         let initializers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs: Vec<IoSpec> =
             graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).map(io_spec).collect();
@@ -251,6 +253,7 @@ impl OnnxGraph {
         let parsed = fw.parse(&proto, dir).map_err(load_err)?;
         if !parsed.unresolved_inputs.is_empty() {
             return Err(Error::Load {
+                kind: "ONNX graph",
                 path: path.to_path_buf(),
                 reason: format!("unresolved inputs {:?}", parsed.unresolved_inputs),
             });
@@ -259,6 +262,7 @@ impl OnnxGraph {
         let n = model.sym("N");
         for (ix, spec) in inputs.iter().enumerate() {
             let elem = spec.elem.ok_or_else(|| Error::Load {
+                kind: "ONNX graph",
                 path: path.to_path_buf(),
                 reason: format!(
                     "input '{}' is not a tensor ({}); only tensor inputs can be fed",
@@ -274,6 +278,7 @@ impl OnnxGraph {
                         (0, _) => Ok(n.to_dim()),
                         (_, Dim::Fixed(k)) => Ok((*k).to_dim()),
                         _ => Err(Error::Load {
+                            kind: "ONNX graph",
                             path: path.to_path_buf(),
                             reason: format!(
                                 "input '{}' has a variable dimension {i} ({}); only the batch dimension may vary",
@@ -305,7 +310,7 @@ impl OnnxGraph {
     /// [`CHUNK_ROWS`] rows run on the plan compiled for that size (see [`Model::predict`], which
     /// feeds large batches in such chunks).
     ///
-    /// [`Model::predict`]: crate::Model::predict
+    /// [`Model::predict`]: mlscore_core::Scorer::predict
     pub fn run(&self, inputs: TVec<TValue>) -> std::result::Result<TVec<TValue>, TractError> {
         match &self.chunk_plan {
             Some(plan) if inputs.first().and_then(|t| t.shape().first()) == Some(&CHUNK_ROWS) => plan.run(inputs),
@@ -377,6 +382,6 @@ fn check_supported(fw: &tract_onnx::Onnx, proto: &pb::ModelProto, path: &Path) -
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Error::UnsupportedOperators { path: path.to_path_buf(), ops: missing })
+        Err(Error::Unsupported { kind: "ONNX graph", path: path.to_path_buf(), items: missing })
     }
 }

@@ -1,8 +1,12 @@
-//! ONNX scoring for mlscore: tract plans, Arrow <-> tensor conversion and MLflow's signature
-//! enforcement, for models logged with `mlflow.onnx`.
+//! The ONNX front end of mlscore: models logged with `mlflow.onnx` (and bare `.onnx` files),
+//! compiled with tract, with mlscore's own ai.onnx.ml operators (on the kernels of
+//! `mlscore-kernels`) and Arrow <-> tensor conversion. [`Model`] implements the scoring
+//! contract of `mlscore-core` ([`Scorer`]); everything else about scoring (signatures, nulls,
+//! result types) lives there.
 //!
 //! ```no_run
-//! use mlscore_onnx::{Model, NullPolicy, ResultType};
+//! use mlscore_core::{NullPolicy, ResultType, Scorer};
+//! use mlscore_onnx::Model;
 //! # fn batch() -> arrow_array::RecordBatch { unimplemented!() }
 //! let model = Model::load("models:/churn@champion")?;          // resolve, compile once
 //! let batch = batch();                                          // columns named as the signature's inputs
@@ -10,19 +14,15 @@
 //! let prediction = model.predict(&binding, batch.columns(), NullPolicy::Error)?;
 //! let result = ResultType::parse("struct<label:bigint,probabilities:array<float>>")?;
 //! let column = result.convert(&prediction.outputs)?;
-//! # Ok::<(), mlscore_onnx::Error>(())
+//! # Ok::<(), mlscore_core::Error>(())
 //! ```
 #![warn(missing_docs)]
 
 mod convert;
-pub mod enforce;
-mod error;
 mod graph;
 mod model;
 mod ops;
-mod result_type;
 
-pub use error::{Error, Result};
 pub use graph::{CHUNK_ROWS, Dim, ElemType, IoSpec, MapKeys, OnnxGraph};
-pub use model::{Binding, BoundColumn, Model, NullPolicy, Prediction, positional_frame, predict_batch};
-pub use result_type::{ResultType, null_column};
+pub use mlscore_core::{Error, Result, Scorer};
+pub use model::Model;

@@ -1,6 +1,6 @@
 //! `mlscore._native`: the Rust side of the `mlscore` Python package.
 //!
-//! One class, [`Model`]: an MLflow model resolved (any URI mlscore reads, downloaded into the
+//! One class, `Model`: an MLflow model resolved (any URI mlscore reads, downloaded into the
 //! cache once) and compiled, scoring pyarrow record batches. Batches cross the boundary through
 //! the Arrow PyCapsule interface, without copies, and the GIL is released while a batch scores.
 //! Spark and the call styles of `spark_udf` live in the Python package (`python/mlscore`).
@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
+use mlscore_core::{NullPolicy, ResultType, Scorer, positional_frame};
 use mlscore_mlflow::StoreConfig;
-use mlscore_onnx::{NullPolicy, ResultType, positional_frame};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3_arrow::{PyArray, PyRecordBatch};
@@ -30,7 +30,7 @@ fn err(e: impl std::fmt::Display) -> PyErr {
 /// A compiled MLflow model.
 #[pyclass(frozen, module = "mlscore._native")]
 struct Model {
-    inner: Arc<mlscore_onnx::Model>,
+    inner: Arc<dyn Scorer>,
 }
 
 #[pymethods]
@@ -44,8 +44,8 @@ impl Model {
         if let Some(dir) = cache_dir {
             config.cache_dir = dir;
         }
-        let model = py.detach(|| mlscore_onnx::Model::load_with(uri, &config)).map_err(err)?;
-        Ok(Self { inner: Arc::new(model) })
+        let model = py.detach(|| mlscore_formats::load(uri, &config)).map_err(err)?;
+        Ok(Self { inner: model })
     }
 
     /// The URI the model was loaded from.
@@ -57,7 +57,7 @@ impl Model {
     /// The local directory (or file) the model's files were read from.
     #[getter]
     fn local_path(&self) -> String {
-        self.inner.mlflow.resolution.local_path.display().to_string()
+        self.inner.mlflow().resolution.local_path.display().to_string()
     }
 
     /// The signature's input column names, in order (empty without a named signature).
@@ -66,10 +66,16 @@ impl Model {
         self.inner.input_names()
     }
 
-    /// SHA-256 of the ONNX graph.
+    /// The model's format (`onnx`, ...).
     #[getter]
-    fn onnx_sha256(&self) -> String {
-        self.inner.onnx_sha256().to_string()
+    fn format(&self) -> String {
+        self.inner.format().to_string()
+    }
+
+    /// SHA-256 of the model's artifact (the ONNX graph, for an ONNX model).
+    #[getter]
+    fn artifact_sha256(&self) -> String {
+        self.inner.artifact_sha256().to_string()
     }
 
     /// The result type (a Spark DDL string) for a requested one: `None` infers it from the
@@ -109,7 +115,7 @@ impl Model {
         let batch = batch.into_inner();
         let model = &self.inner;
         let result = py.detach(|| -> Result<_, String> {
-            let (schema, columns) = frame(model, &batch, positional)?;
+            let (schema, columns) = frame(model.as_ref(), &batch, positional)?;
             let binding = model.bind(&schema).map_err(|e| e.to_string())?;
             let prediction = model.predict(&binding, &columns, nulls).map_err(|e| e.to_string())?;
             ty.convert(&prediction.outputs).map_err(|e| e.to_string())
@@ -132,7 +138,7 @@ impl Model {
 
 /// The columns the model sees, named as it expects them.
 fn frame(
-    model: &mlscore_onnx::Model,
+    model: &dyn Scorer,
     batch: &RecordBatch,
     positional: bool,
 ) -> Result<(Schema, Vec<arrow::array::ArrayRef>), String> {

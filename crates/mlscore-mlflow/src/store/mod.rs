@@ -3,7 +3,7 @@
 //! A store answers a handful of questions (a registered model with its versions and aliases,
 //! a logged model, a run); choosing the version a URI names and following MLflow 3's
 //! indirections (`models:/m-…` sources, the `runs:/` fallback to logged models) is shared
-//! code in [`crate::resolve`], so every store behaves the same way.
+//! code in [`crate::resolve()`], so every store behaves the same way.
 //!
 //! Stores read here:
 //! - [`SqliteStore`]: `sqlite:///mlflow.db`, MLflow's default backend, read with SQLite itself;

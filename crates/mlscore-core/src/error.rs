@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while compiling a model, binding a table to it, or scoring.
+/// Everything that can go wrong while loading a model, binding a table to it, or scoring: the
+/// error of the scoring contract, which every front end (ONNX, and the formats to come) returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -10,22 +11,47 @@ pub enum Error {
     #[error(transparent)]
     Mlflow(#[from] mlscore_mlflow::Error),
 
-    /// The ONNX file could not be parsed or compiled.
-    #[error("cannot load ONNX graph {}: {reason}", path.display())]
+    /// The model's file could not be read, parsed or compiled.
+    #[error("cannot load {kind} {}: {reason}", path.display())]
     Load {
-        /// The ONNX file.
+        /// What the file is (`ONNX graph`, ...).
+        kind: &'static str,
+        /// The file.
         path: PathBuf,
-        /// What failed (tract's error chain, with the node it names).
+        /// What failed (the front end's error chain, with the part of the model it names).
         reason: String,
     },
 
-    /// The graph uses operators (or attribute values) mlscore cannot run.
-    #[error("ONNX graph {} uses what mlscore cannot run yet: {}", path.display(), ops.join("; "))]
-    UnsupportedOperators {
-        /// The ONNX file.
+    /// Reading a model's file failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`read`, ...).
+        action: &'static str,
+        /// The file.
         path: PathBuf,
-        /// One entry per offending node: `domain:OpType (node 'name')` and, where known, why.
-        ops: Vec<String>,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The model uses what mlscore cannot score (operators, estimators, attribute values).
+    #[error("{kind} {} uses what mlscore cannot run yet: {}", path.display(), items.join("; "))]
+    Unsupported {
+        /// What the file is (`ONNX graph`, ...).
+        kind: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// One entry per offending part: for ONNX, `domain:OpType (node 'name')` and, where known, why.
+        items: Vec<String>,
+    },
+
+    /// No front end of this build scores the model's format.
+    #[error("cannot score model {uri}: {reason}")]
+    UnsupportedFormat {
+        /// The model URI.
+        uri: String,
+        /// Its flavors, and what to do.
+        reason: String,
     },
 
     /// Required model inputs are absent from the table.

@@ -10,11 +10,11 @@
 //! evident thing instead: each `[N, k]` output counts as `k` values of the row.
 //!
 //! ```
-//! use mlscore_onnx::ResultType;
+//! use mlscore_core::ResultType;
 //! let t: ResultType = "struct<label: bigint, probabilities: array<float>>".parse()?;
 //! assert_eq!(t.to_string(), "struct<label:bigint,probabilities:array<float>>");
 //! assert!("date".parse::<ResultType>().is_err());
-//! # Ok::<(), mlscore_onnx::Error>(())
+//! # Ok::<(), mlscore_core::Error>(())
 //! ```
 
 use std::fmt;
@@ -264,9 +264,9 @@ impl ResultType {
                         outputs.iter().map(|(n, a)| convert_field(n, a, inner)).collect::<Result<_>>()?;
                     nest_outputs(&per_output, inner, len)
                 }
-                Self::Struct(_) | Self::Map(..) => {
-                    Err(Error::ResultConversion(format!("result type {self} is not supported for ONNX model outputs")))
-                }
+                Self::Struct(_) | Self::Map(..) => Err(Error::ResultConversion(format!(
+                    "result type {self} is not supported: arrays of structs or maps cannot be built from model outputs"
+                ))),
                 _ => {
                     let cols = compatible_columns(self, inner, outputs)?;
                     gather_rows(&cols, inner, len)
