@@ -53,7 +53,7 @@ fn stages(c: &mut Criterion) {
             let frame: Vec<ArrayRef> = batch.columns().to_vec();
             group.throughput(Throughput::Elements(rows as u64));
             group.bench_with_input(BenchmarkId::new("to_tensor", rows), &frame, |b, frame| {
-                b.iter(|| black_box(model.input_tensors(&binding, frame).expect("tensors")))
+                b.iter(|| black_box(model.build_inputs(&binding, frame).expect("tensors")))
             });
             group.bench_with_input(BenchmarkId::new("predict", rows), &frame, |b, frame| {
                 b.iter(|| black_box(model.predict(&binding, frame, NullPolicy::Nan).expect("a prediction")))

@@ -8,8 +8,9 @@
 //!   comparison and a per-node missing-value direction; leaves with weights per output) is
 //!   compiled once into an [`tree::Ensemble`], scored by bit-vectors (QuickScorer) and a blocked
 //!   node walk, in `f32` or `f64`.
+//! - [`linear`] and [`svm`]: linear scores and SVM kernels, summed as onnxruntime's MLAS does;
 //! - [`transform`]: post-transforms (logistic, softmax, probit and onnxruntime's binary-class
-//!   conventions) and the dot products of linear models, computed as onnxruntime's MLAS does.
+//!   conventions) and the dot products they share.
 //!
 //! ```
 //! use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Target};
@@ -36,6 +37,8 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod linear;
+pub mod svm;
 pub mod transform;
 pub mod tree;
 

@@ -63,7 +63,7 @@ impl ElemType {
     }
 
     /// tract's datum type for it.
-    pub fn datum_type(self) -> DatumType {
+    pub(crate) fn datum_type(self) -> DatumType {
         match self {
             Self::F32 => f32::datum_type(),
             Self::F64 => f64::datum_type(),
@@ -311,7 +311,7 @@ impl OnnxGraph {
     /// feeds large batches in such chunks).
     ///
     /// [`Model::predict`]: mlscore_core::Scorer::predict
-    pub fn run(&self, inputs: TVec<TValue>) -> std::result::Result<TVec<TValue>, TractError> {
+    pub(crate) fn run(&self, inputs: TVec<TValue>) -> std::result::Result<TVec<TValue>, TractError> {
         match &self.chunk_plan {
             Some(plan) if inputs.first().and_then(|t| t.shape().first()) == Some(&CHUNK_ROWS) => plan.run(inputs),
             _ => self.plan.run(inputs),

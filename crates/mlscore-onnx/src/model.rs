@@ -187,9 +187,14 @@ impl Model {
             .collect()
     }
 
-    /// The tensors [`Scorer::predict`] feeds the graph for a batch of the frame: the Arrow to
-    /// tensor stage alone (signature checks and null handling excluded), for benchmarks and debugging.
-    pub fn input_tensors(&self, binding: &Binding, frame: &[ArrayRef]) -> Result<Vec<Tensor>> {
+    /// Builds the tensors [`Scorer::predict`] feeds the graph for a batch of the frame and returns
+    /// how many values they hold: the Arrow to tensor stage alone (signature checks and null
+    /// handling excluded), for benchmarks. The tensors themselves are tract's and stay inside.
+    pub fn build_inputs(&self, binding: &Binding, frame: &[ArrayRef]) -> Result<usize> {
+        Ok(self.input_tensors(binding, frame)?.iter().map(Tensor::len).sum())
+    }
+
+    fn input_tensors(&self, binding: &Binding, frame: &[ArrayRef]) -> Result<Vec<Tensor>> {
         let rows = frame.first().map_or(0, |a| a.len());
         feeds(binding)?.iter().map(|feed| self.feed(binding, feed, frame, rows)).collect()
     }
