@@ -9,6 +9,7 @@
 //!   compiled once into an [`tree::Ensemble`], scored by bit-vectors (QuickScorer) and a blocked
 //!   node walk, in `f32` or `f64`.
 //! - [`linear`] and [`svm`]: linear scores and SVM kernels, summed as onnxruntime's MLAS does;
+//! - [`preprocess`]: scaling, row normalization and imputation;
 //! - [`transform`]: post-transforms (logistic, softmax, probit and onnxruntime's binary-class
 //!   conventions) and the dot products they share.
 //!
@@ -38,6 +39,7 @@
 
 mod error;
 pub mod linear;
+pub mod preprocess;
 pub mod svm;
 pub mod transform;
 pub mod tree;

@@ -9,6 +9,7 @@ use tract_onnx::tract_hir::internal::*;
 
 use super::kernel::{Kernel, OutShape, OutSpec, OutType, as_f32, as_i64, attr, boxed, rows_and_width, tensor_from};
 use super::linear::Labels;
+use mlscore_kernels::preprocess::{self as kernels, Norm};
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
@@ -65,12 +66,7 @@ impl Kernel for Scaler {
             {
                 let x = inputs[0].try_as_plain_ram()?;
                 let mut view = out.try_as_plain_ram_mut()?;
-                let rows = x.as_slice::<f64>()?.chunks_exact(width.max(1));
-                for (row, o_row) in rows.zip(view.as_slice_mut::<f32>()?.chunks_exact_mut(width.max(1))) {
-                    for (((v, o), s), out) in row.iter().zip(&offset).zip(&scale).zip(o_row) {
-                        *out = ((v - f64::from(*o)) * f64::from(*s)) as f32;
-                    }
-                }
+                kernels::scale_rows_f64(x.as_slice::<f64>()?, view.as_slice_mut::<f32>()?, width, &offset, &scale);
             }
             return Ok(tvec!(out.into_tvalue()));
         }
@@ -80,24 +76,13 @@ impl Kernel for Scaler {
             if input.datum_type() == f32::datum_type() { input.into_tensor() } else { as_f32(&input)?.into_owned() };
         {
             let mut view = x.try_as_plain_ram_mut()?;
-            for row in view.as_slice_mut::<f32>()?.chunks_exact_mut(width.max(1)) {
-                for ((v, o), s) in row.iter_mut().zip(&offset).zip(&scale) {
-                    *v = (*v - o) * s;
-                }
-            }
+            kernels::scale_rows(view.as_slice_mut::<f32>()?, width, &offset, &scale);
         }
         Ok(tvec!(x.into_tvalue()))
     }
 }
 
 // ---------------------------------------------------------------- Normalizer
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Norm {
-    Max,
-    L1,
-    L2,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Normalizer(Norm);
@@ -125,35 +110,7 @@ impl Kernel for Normalizer {
         let (_, width) = rows_and_width(&inputs[0]);
         let x = values_f64(&inputs[0])?;
         let mut out = vec![0.0f32; x.len()];
-        for (row, o) in x.chunks(width.max(1)).zip(out.chunks_mut(width.max(1))) {
-            match self.0 {
-                // onnxruntime divides by the plain maximum (not the maximum absolute value).
-                Norm::Max => {
-                    let max = row.iter().fold(f32::MIN, |m, v| m.max(*v as f32));
-                    for (o, v) in o.iter_mut().zip(row) {
-                        *o = if max != 0.0 { *v as f32 / max } else { *v as f32 };
-                    }
-                }
-                Norm::L1 => {
-                    let sum: f32 = row.iter().map(|v| v.abs() as f32).sum();
-                    for (o, v) in o.iter_mut().zip(row) {
-                        *o = if sum != 0.0 { *v as f32 / sum } else { *v as f32 };
-                    }
-                }
-                Norm::L2 => {
-                    let sq: Vec<f32> = row.iter().map(|v| (v * v) as f32).collect();
-                    let sum: f32 = sq.iter().sum();
-                    for ((o, v), s) in o.iter_mut().zip(row).zip(&sq) {
-                        *o = if sum != 0.0 {
-                            let r = (s / sum).sqrt();
-                            if *v < 0.0 { -r } else { r }
-                        } else {
-                            *v as f32
-                        };
-                    }
-                }
-            }
-        }
+        kernels::normalize_rows(&x, &mut out, width, self.0);
         Ok(tvec!(tensor_from(inputs[0].shape(), out)?.into_tvalue()))
     }
 }
@@ -196,7 +153,6 @@ impl Kernel for Imputer {
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (_, width) = rows_and_width(&inputs[0]);
         let shape = inputs[0].shape().to_vec();
-        let pick = |values_len: usize, i: usize| if values_len == width { i % width } else { 0 };
         let out = match self {
             Imputer::Floats { replaced, imputed } => {
                 ensure!(
@@ -206,18 +162,7 @@ impl Kernel for Imputer {
                 );
                 let x = as_f32(&inputs[0])?;
                 let x = x.try_as_plain_ram()?;
-                let v: Vec<f32> = x
-                    .as_slice::<f32>()?
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        if (v.is_nan() && replaced.is_nan()) || v == replaced {
-                            imputed[pick(imputed.len(), i)]
-                        } else {
-                            *v
-                        }
-                    })
-                    .collect();
+                let v = kernels::impute(x.as_slice::<f32>()?, width, *replaced, imputed);
                 let t = tensor_from(&shape, v)?;
                 if inputs[0].datum_type() == f32::datum_type() {
                     t
@@ -228,12 +173,7 @@ impl Kernel for Imputer {
             Imputer::Ints { replaced, imputed } => {
                 let x = as_i64(&inputs[0])?;
                 let x = x.try_as_plain_ram()?;
-                let v: Vec<i64> = x
-                    .as_slice::<i64>()?
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| if v == replaced { imputed[pick(imputed.len(), i)] } else { *v })
-                    .collect();
+                let v = kernels::impute(x.as_slice::<i64>()?, width, *replaced, imputed);
                 tensor_from(&shape, v)?
             }
         };
