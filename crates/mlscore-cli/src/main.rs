@@ -1,6 +1,6 @@
 //! `mlscore`: score MLflow models over Parquet, from the command line.
+// A CLI talks on stdout and stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
-// a CLI talks on stdout and stderr
 // The doc comments of the clap types are the --help text, whose <placeholders> are not HTML.
 #![allow(rustdoc::invalid_html_tags)]
 

@@ -379,15 +379,20 @@ fn sweep_stale(parent: &Path, name: &str) -> Vec<Swept> {
         if lock.try_lock().is_err() {
             continue; // a live job holds it
         }
+        let mut removed_all = true;
         for dir in [parent.join(stem), parent.join(format!("{stem}.old"))] {
             let bytes = tree_bytes(&dir);
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => swept.push(Swept { path: dir, bytes }),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(_) => continue,
+                Err(_) => removed_all = false,
             }
         }
-        let _ = std::fs::remove_file(&lock_path);
+        // The lock file is what marks the leftovers as this kind of debris: it goes last, and
+        // only when nothing of them is left, so that a later job can try again.
+        if removed_all {
+            let _ = std::fs::remove_file(&lock_path);
+        }
     }
     swept
 }

@@ -18,7 +18,7 @@ pub struct MlflowModel {
     /// The parsed `MLmodel` file; `None` for a bare `.onnx` file.
     pub mlmodel: Option<MlModel>,
     /// The model's format and its file, as its flavors describe it. Which runtime scores it is
-    /// not decided here: a front end is chosen for it by the format (`mlscore-scorers`).
+    /// not decided here: a front end is chosen for it by the format (`mlscore-formats`).
     pub format: ModelFormat,
 }
 

@@ -79,7 +79,7 @@ impl Model {
     }
 
     /// Maps the bound columns onto the ONNX inputs (§3.1 of MLflow's ONNX flavor).
-    fn finish_columns(&self, frame: &ArrowSchema, columns: Vec<BoundColumn>) -> Result<Binding> {
+    fn finish_columns(&self, frame: &ArrowSchema, mut columns: Vec<BoundColumn>) -> Result<Binding> {
         let inputs = &self.graph.inputs;
         let feeds = if inputs.len() == 1 {
             let input = &inputs[0];
@@ -128,7 +128,6 @@ impl Model {
             }
             feeds
         };
-        let mut columns = columns;
         for c in &mut columns {
             c.nan_ok = feeds.iter().any(|f| match f {
                 Feed::Stack { columns, elem, .. } => columns.contains(&c.index) && elem.is_float(),
@@ -136,23 +135,6 @@ impl Model {
             });
         }
         Ok(Binding { columns, warnings: Vec::new(), plan: Arc::new(feeds) })
-    }
-
-    /// Every output of the graph for `rows` rows of the frame, as Arrow columns.
-    fn outputs(&self, binding: &Binding, frame: &[ArrayRef], rows: usize) -> Result<Vec<(String, ArrayRef)>> {
-        let outs = if rows == 0 { None } else { Some(self.run(binding, frame, rows)?) };
-        let mut outputs = Vec::with_capacity(self.graph.outputs.len());
-        for (i, spec) in self.graph.outputs.iter().enumerate() {
-            let array = match &outs {
-                Some(outs) => match &spec.map_keys {
-                    Some(keys) => probabilities_to_map(&outs[i], &spec.name, keys)?,
-                    None => tensor_to_array(&outs[i], &spec.name)?,
-                },
-                None => arrow_array::new_empty_array(&output_arrow_type(spec)),
-            };
-            outputs.push((spec.name.clone(), array));
-        }
-        Ok(outputs)
     }
 
     /// The graph's outputs for every row of the frame. A batch larger than [`CHUNK_ROWS`] goes
@@ -272,7 +254,20 @@ impl Scorer for Model {
     }
 
     fn score(&self, binding: &Binding, frame: &[ArrayRef]) -> Result<Vec<(String, ArrayRef)>> {
-        self.outputs(binding, frame, frame.first().map_or(0, |a| a.len()))
+        let rows = frame.first().map_or(0, |a| a.len());
+        let outs = if rows == 0 { None } else { Some(self.run(binding, frame, rows)?) };
+        let mut outputs = Vec::with_capacity(self.graph.outputs.len());
+        for (i, spec) in self.graph.outputs.iter().enumerate() {
+            let array = match &outs {
+                Some(outs) => match &spec.map_keys {
+                    Some(keys) => probabilities_to_map(&outs[i], &spec.name, keys)?,
+                    None => tensor_to_array(&outs[i], &spec.name)?,
+                },
+                None => arrow_array::new_empty_array(&output_arrow_type(spec)),
+            };
+            outputs.push((spec.name.clone(), array));
+        }
+        Ok(outputs)
     }
 
     fn as_any(&self) -> &dyn Any {
