@@ -1,10 +1,12 @@
 //! # mlscore
 //!
 //! Batch-score MLflow models over Arrow and Parquet tables, natively: no JVM, no Python
-//! workers, no pandas. mlscore reads a model logged with `mlflow.onnx` (from a path, `runs:/`,
-//! `models:/…@alias` or an MLflow store), enforces its signature the way MLflow does, runs its
-//! ONNX graph (scikit-learn's ai.onnx.ml operators included) and returns Arrow columns, one
-//! batch or one partition-parallel, streaming DataFusion query at a time.
+//! workers, no pandas. mlscore reads a model logged with `mlflow.onnx`, `mlflow.xgboost` or
+//! `mlflow.lightgbm` (from a path, `runs:/`, `models:/…@alias` or an MLflow store), enforces its
+//! signature the way MLflow does, scores it with its own kernels (ONNX graphs with
+//! scikit-learn's ai.onnx.ml operators through tract; XGBoost and LightGBM files read as data)
+//! and returns Arrow columns, one batch or one partition-parallel, streaming DataFusion query at
+//! a time.
 //!
 //! This crate is a facade over the workspace's crates, lowest layer first:
 //! - [`mlflow`]: `MLmodel`, signatures, model URIs and MLflow stores (no runtime);
@@ -13,6 +15,7 @@
 //! - [`core`]: the scoring contract ([`Scorer`]): binding tables to a model's signature, null
 //!   policies, predictions and result types, over Arrow;
 //! - [`onnx`] (feature `onnx`, on by default): the ONNX front end, tract graphs;
+//! - [`gbdt`] (feature `gbdt`, on by default): the XGBoost and LightGBM front end;
 //! - [`formats`]: [`load`] a model URI with the front end its format needs;
 //! - [`datafusion`]: the `predict` UDF, scoring jobs and their outputs.
 //!
@@ -52,6 +55,8 @@
 pub use mlscore_core as core;
 pub use mlscore_datafusion as datafusion;
 pub use mlscore_formats as formats;
+#[cfg(feature = "gbdt")]
+pub use mlscore_gbdt as gbdt;
 pub use mlscore_kernels as kernels;
 pub use mlscore_mlflow as mlflow;
 #[cfg(feature = "onnx")]

@@ -3,6 +3,7 @@
 
 mod common;
 mod errors;
+mod gbdt;
 mod objects;
 mod python;
 mod resolve;

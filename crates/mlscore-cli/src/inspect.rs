@@ -109,7 +109,7 @@ fn describe(m: &MlflowModel, compiled: Option<&Arc<dyn Scorer>>) -> serde_json::
                 "outputs": io(&g.outputs),
             });
         }
-        v["default_result_type"] = match ResultType::infer_from_outputs(&model.output_types()) {
+        v["default_result_type"] = match model.default_result_type() {
             Ok(t) => json!(t.to_string()),
             Err(e) => json!(format!("cannot be inferred: {e}")),
         };

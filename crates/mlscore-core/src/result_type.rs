@@ -225,6 +225,14 @@ impl ResultType {
     /// Converts named model outputs (`[N]` columns or `[N, k]` list columns, all of one length)
     /// into one column of this type.
     pub fn convert(&self, outputs: &[(String, ArrayRef)]) -> Result<ArrayRef> {
+        self.convert_with(outputs, outputs.len())
+    }
+
+    /// [`ResultType::convert`] for a model whose first `pyfunc` outputs are what MLflow's pyfunc
+    /// returns: a struct takes its fields by name from every output, other types are built from
+    /// those first outputs alone (as spark_udf builds them from pyfunc's frame).
+    pub fn convert_with(&self, all: &[(String, ArrayRef)], pyfunc: usize) -> Result<ArrayRef> {
+        let outputs = if matches!(self, Self::Struct(_)) || pyfunc >= all.len() { all } else { &all[..pyfunc.max(1)] };
         let len = outputs.first().map_or(0, |(_, a)| a.len());
         if len == 0 {
             // An empty batch: its `[N, k]` outputs do not even say k. Nothing to convert.

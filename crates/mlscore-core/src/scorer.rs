@@ -14,6 +14,7 @@ use mlscore_mlflow::{ColType, MlflowModel, Schema, Signature};
 
 use crate::enforce::{Check, numpy_name, run_check};
 use crate::error::{Error, Result};
+use crate::result_type::ResultType;
 
 /// What happens to rows with a null in a model input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -137,6 +138,25 @@ pub trait Scorer: fmt::Debug + Send + Sync {
 
     /// The concrete scorer, for what only one format can tell (the ONNX graph's inputs, say).
     fn as_any(&self) -> &dyn Any;
+
+    /// How many outputs, the first ones, make up what MLflow's pyfunc `predict` returns (all,
+    /// unless the format adds more). The default result type and every result type but a struct
+    /// are built from those; the others (an XGBoost classifier's probabilities and margins next
+    /// to its labels) are asked for by name in a struct result type.
+    fn pyfunc_outputs(&self) -> usize {
+        self.output_types().len()
+    }
+
+    /// The result type used when none is given: that of the pyfunc outputs.
+    fn default_result_type(&self) -> Result<ResultType> {
+        let types = self.output_types();
+        ResultType::infer_from_outputs(&types[..self.pyfunc_outputs().min(types.len())])
+    }
+
+    /// Converts this model's outputs (from [`Scorer::predict`]) to one column of type `ty`.
+    fn convert(&self, ty: &ResultType, outputs: &[(String, ArrayRef)]) -> Result<ArrayRef> {
+        ty.convert_with(outputs, self.pyfunc_outputs())
+    }
 
     /// The URI the model was loaded from.
     fn uri(&self) -> &str {

@@ -8,7 +8,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::prelude::{SessionConfig, SessionContext, col};
-use mlscore_core::{ResultType, Scorer};
+use mlscore_core::Scorer;
 
 use crate::error::{Error, Result};
 use crate::input::{Format, read_inputs};
@@ -95,8 +95,9 @@ pub fn model_binding(m: &RegisteredModel) -> String {
     let version = r.registered.as_ref().map(|(n, v)| format!(" = {n} v{v}")).unwrap_or_default();
     let result = match &m.options.result_type {
         Some(t) => t.to_string(),
-        None => ResultType::infer_from_outputs(&m.model.output_types())
-            .map_or_else(|e| format!("(no default result type: {e})"), |t| t.to_string()),
+        None => {
+            m.model.default_result_type().map_or_else(|e| format!("(no default result type: {e})"), |t| t.to_string())
+        }
     };
     format!(
         "{}({}) -> {result}: {}{version}, {} sha256 {}, nulls: {}",

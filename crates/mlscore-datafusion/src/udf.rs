@@ -134,7 +134,7 @@ impl PredictUdf {
     pub fn result_type(&self) -> DfResult<ResultType> {
         match &self.options.result_type {
             Some(t) => Ok(t.clone()),
-            None => ResultType::infer_from_outputs(&self.model.output_types()).map_err(external),
+            None => self.model.default_result_type().map_err(external),
         }
     }
 
@@ -209,7 +209,7 @@ impl ScalarUDFImpl for PredictUdf {
         let binding = self.model.bind(&frame).map_err(external)?;
         let prediction = self.model.predict(&binding, &columns, self.options.null_policy).map_err(external)?;
         let ty = self.result_type()?;
-        let result = ty.convert(&prediction.outputs).map_err(external)?;
+        let result = self.model.convert(&ty, &prediction.outputs).map_err(external)?;
         self.stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
         self.stats.null_rows.fetch_add(prediction.null_rows as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);

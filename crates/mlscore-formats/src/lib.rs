@@ -2,7 +2,7 @@
 //!
 //! `mlscore-mlflow` reads what a model's flavors say it is ([`ModelFormat`]); this crate picks
 //! the front end that scores that format and loads the model with it. Each front end is a cargo
-//! feature (`onnx`, on by default), so a build carries only the runtimes it needs; a format whose
+//! feature (`onnx` and `gbdt`, on by default), so a build carries only the runtimes it needs; a format whose
 //! front end is not built in, or that no front end scores yet, is refused with what to do.
 //!
 //! ```no_run
@@ -30,6 +30,10 @@ pub fn from_mlflow(mlflow: MlflowModel) -> Result<Arc<dyn Scorer>> {
     match &mlflow.format {
         #[cfg(feature = "onnx")]
         ModelFormat::Onnx { .. } => Ok(Arc::new(mlscore_onnx::Model::from_mlflow(mlflow)?)),
+        #[cfg(feature = "gbdt")]
+        ModelFormat::Xgboost { .. } | ModelFormat::Lightgbm { .. } => {
+            Ok(Arc::new(mlscore_gbdt::Model::from_mlflow(mlflow)?))
+        }
         other => Err(Error::UnsupportedFormat { uri: mlflow.resolution.uri.clone(), reason: advice(other) }),
     }
 }
@@ -40,6 +44,10 @@ fn advice(format: &ModelFormat) -> String {
         ModelFormat::Onnx { .. } => {
             "it is an ONNX model and this build of mlscore has no ONNX front end (the `onnx` feature)".into()
         }
+        ModelFormat::Xgboost { .. } | ModelFormat::Lightgbm { .. } => format!(
+            "it is a {} model and this build of mlscore has no XGBoost/LightGBM front end (the `gbdt` feature)",
+            format.name()
+        ),
         ModelFormat::Sklearn { serialization_format, .. } => format!(
             "it has the flavors [sklearn ({serialization_format})] but no onnx flavor, and mlscore scores ONNX graphs \
              for now; convert the estimator with skl2onnx (to_onnx(model, X[:1], options={{'zipmap': False}})) and log it \

@@ -499,13 +499,32 @@ impl<T: Float> Ensemble<T> {
     /// Aggregates every tree's leaves for each row: the per-output sums (or min / max) and whether
     /// any leaf reached gave the output a weight.
     pub fn aggregate(&self, x: &[T], width: usize, rows: usize, agg: Aggregate) -> Result<(Vec<T>, Vec<bool>)> {
+        self.aggregate_from(x, width, rows, agg, &[])
+    }
+
+    /// [`Ensemble::aggregate`], with each row's sums starting from `init` (one value per output,
+    /// or empty for zeros) rather than added to it afterwards: libraries that accumulate in
+    /// float32 from their base margin (XGBoost) round exactly this way.
+    pub fn aggregate_from(
+        &self,
+        x: &[T],
+        width: usize,
+        rows: usize,
+        agg: Aggregate,
+        init: &[T],
+    ) -> Result<(Vec<T>, Vec<bool>)> {
         ensure!(
             width >= self.features,
             "the model reads feature {} but the input has {width} columns",
             self.features.saturating_sub(1)
         );
         let k = self.outputs;
-        let mut acc = vec![T::default(); rows * k];
+        ensure!(init.is_empty() || init.len() == k, "{} initial values for {k} outputs", init.len());
+        ensure!(
+            init.is_empty() || matches!(agg, Aggregate::Sum | Aggregate::Average),
+            "initial values are for sums, not {agg:?}"
+        );
+        let mut acc = if init.is_empty() { vec![T::default(); rows * k] } else { init.repeat(rows) };
         let mut has = vec![false; rows * k];
         let combine = |a: &mut T, h: &mut bool, v: T| {
             match agg {

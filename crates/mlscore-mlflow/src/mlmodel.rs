@@ -142,6 +142,35 @@ pub struct SklearnFlavor {
     pub code: Option<String>,
 }
 
+/// The `xgboost` flavor (`mlflow.xgboost`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XgboostFlavor {
+    /// `data`: the model file, relative to the model directory (`model.xgb` before MLflow 2.6).
+    pub data: String,
+    /// `model_class`: `xgboost.core.Booster` (also what a missing key means) or a sklearn-API
+    /// class such as `xgboost.sklearn.XGBClassifier`, which decides what pyfunc's predict returns.
+    pub model_class: String,
+    /// `model_format`: `ubj`, `json` or `xgb` (the file's bytes decide what it really is).
+    pub model_format: Option<String>,
+    /// `xgb_version`.
+    pub xgb_version: Option<String>,
+}
+
+/// The `lightgbm` flavor (`mlflow.lightgbm`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LightgbmFlavor {
+    /// `data`: the model file, relative to the model directory.
+    pub data: String,
+    /// `model_class`: `lightgbm.basic.Booster` (a text model in `data`) or a sklearn-API class
+    /// (`lightgbm.sklearn.LGBMClassifier`, ...), serialized as `serialization_format` says.
+    pub model_class: String,
+    /// `serialization_format` (`skops`, `pickle`, `cloudpickle`; written even for Boosters,
+    /// whose file is text whatever it says).
+    pub serialization_format: Option<String>,
+    /// `lgb_version`.
+    pub lgb_version: Option<String>,
+}
+
 impl MlModel {
     /// Reads and parses an `MLmodel` file.
     pub fn from_path(path: &Path) -> Result<Self> {
@@ -294,6 +323,34 @@ impl MlModel {
             sklearn_version: get_str(m, "sklearn_version"),
             serialization_format: get_str(m, "serialization_format").unwrap_or_else(|| "pickle".into()),
             code: get_str(m, "code"),
+        }))
+    }
+
+    /// The `xgboost` flavor, if the model has one.
+    pub fn xgboost_flavor(&self) -> Result<Option<XgboostFlavor>> {
+        let Some(conf) = self.flavors.get("xgboost") else {
+            return Ok(None);
+        };
+        let m = flavor_map("xgboost", conf)?;
+        Ok(Some(XgboostFlavor {
+            data: get_str(m, "data").unwrap_or_else(|| "model.xgb".into()),
+            model_class: get_str(m, "model_class").unwrap_or_else(|| "xgboost.core.Booster".into()),
+            model_format: get_str(m, "model_format"),
+            xgb_version: get_str(m, "xgb_version"),
+        }))
+    }
+
+    /// The `lightgbm` flavor, if the model has one.
+    pub fn lightgbm_flavor(&self) -> Result<Option<LightgbmFlavor>> {
+        let Some(conf) = self.flavors.get("lightgbm") else {
+            return Ok(None);
+        };
+        let m = flavor_map("lightgbm", conf)?;
+        Ok(Some(LightgbmFlavor {
+            data: get_str(m, "data").unwrap_or_else(|| "model.lgb".into()),
+            model_class: get_str(m, "model_class").unwrap_or_else(|| "lightgbm.basic.Booster".into()),
+            serialization_format: get_str(m, "serialization_format"),
+            lgb_version: get_str(m, "lgb_version"),
         }))
     }
 

@@ -40,6 +40,24 @@ pub enum ModelFormat {
         /// `pickle`, `cloudpickle` or `skops`, as `MLmodel` records it.
         serialization_format: String,
     },
+    /// An XGBoost model (`mlflow.xgboost`): a Booster or a sklearn-API estimator saved with
+    /// `save_model` (UBJSON, JSON, or XGBoost's legacy binary format).
+    Xgboost {
+        /// The model file.
+        path: PathBuf,
+        /// The flavor's `model_class` (what pyfunc's predict returns depends on it).
+        model_class: String,
+    },
+    /// A LightGBM model (`mlflow.lightgbm`): a Booster's text model, or a sklearn-API estimator
+    /// serialized like a scikit-learn model.
+    Lightgbm {
+        /// The model file.
+        path: PathBuf,
+        /// The flavor's `model_class`.
+        model_class: String,
+        /// How a sklearn-API estimator is serialized (`skops`, `pickle`, `cloudpickle`).
+        serialization_format: Option<String>,
+    },
     /// Any other flavor set.
     Other {
         /// The flavor names, as in `MLmodel`.
@@ -48,11 +66,13 @@ pub enum ModelFormat {
 }
 
 impl ModelFormat {
-    /// A short name: `onnx`, `sklearn`, or the flavors joined by `+`.
+    /// A short name: `onnx`, `sklearn`, `xgboost`, `lightgbm`, or the flavors joined by `+`.
     pub fn name(&self) -> String {
         match self {
             Self::Onnx { .. } => "onnx".into(),
             Self::Sklearn { .. } => "sklearn".into(),
+            Self::Xgboost { .. } => "xgboost".into(),
+            Self::Lightgbm { .. } => "lightgbm".into(),
             Self::Other { flavors } => flavors.join("+"),
         }
     }
@@ -60,7 +80,10 @@ impl ModelFormat {
     /// The model file the format names, if it has one.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Self::Onnx { path } | Self::Sklearn { path, .. } => Some(path),
+            Self::Onnx { path }
+            | Self::Sklearn { path, .. }
+            | Self::Xgboost { path, .. }
+            | Self::Lightgbm { path, .. } => Some(path),
             Self::Other { .. } => None,
         }
     }
@@ -113,6 +136,17 @@ impl MlflowModel {
         };
         let format = if let Some(data) = onnx {
             ModelFormat::Onnx { path: existing_file(&dir, &data, "ONNX", &location)? }
+        } else if let Some(xgb) = mlmodel.xgboost_flavor()? {
+            ModelFormat::Xgboost {
+                path: existing_file(&dir, &xgb.data, "XGBoost", &location)?,
+                model_class: xgb.model_class,
+            }
+        } else if let Some(lgb) = mlmodel.lightgbm_flavor()? {
+            ModelFormat::Lightgbm {
+                path: existing_file(&dir, &lgb.data, "LightGBM", &location)?,
+                model_class: lgb.model_class,
+                serialization_format: lgb.serialization_format,
+            }
         } else if let Some(sk) = mlmodel.sklearn_flavor()? {
             let name = sk.pickled_model.clone().unwrap_or_else(|| "model.pkl".into());
             let path = existing_file(&dir, &name, "scikit-learn", &location)?;

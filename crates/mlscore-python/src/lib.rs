@@ -118,7 +118,7 @@ impl Model {
             let (schema, columns) = frame(model.as_ref(), &batch, positional)?;
             let binding = model.bind(&schema).map_err(|e| e.to_string())?;
             let prediction = model.predict(&binding, &columns, nulls).map_err(|e| e.to_string())?;
-            ty.convert(&prediction.outputs).map_err(|e| e.to_string())
+            model.convert(&ty, &prediction.outputs).map_err(|e| e.to_string())
         });
         let array = result.map_err(err)?;
         let field = Arc::new(Field::new("prediction", array.data_type().clone(), true));
@@ -131,7 +131,7 @@ impl Model {
     fn resolve_type(&self, requested: Option<&str>) -> PyResult<ResultType> {
         match requested {
             Some(ddl) => ResultType::parse(ddl).map_err(err),
-            None => ResultType::infer_from_outputs(&self.inner.output_types()).map_err(err),
+            None => self.inner.default_result_type().map_err(err),
         }
     }
 }

@@ -1,0 +1,256 @@
+//! A boosted tree model as both libraries describe it: trees per output group, a base margin,
+//! an objective's output transform, and the rules that turn transformed output into what
+//! MLflow's pyfunc returns. Readers ([`crate::xgboost`], [`crate::lightgbm`]) build it; scoring
+//! is the kernel's tree ensemble plus the arithmetic here, in the library's own float type.
+
+use mlscore_kernels::tree::{Aggregate, Ensemble, Float, RawEnsemble};
+
+use crate::error::ReadError;
+
+/// The float types the libraries predict in: XGBoost in `f32`, LightGBM in `f64`.
+pub(crate) trait Real: Float + num_traits::Float {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// How margins become the library's prediction (its objective's output transform).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Transform {
+    /// The margin itself (squared error, ranking, `binary:logitraw`, ...).
+    Identity,
+    /// `1 / (1 + exp(-scale * m))`.
+    Sigmoid(f64),
+    /// Softmax over the output groups.
+    Softmax,
+    /// The index of the largest margin, as a float (`multi:softmax`).
+    ArgMax,
+    /// 1 when the margin is positive, else 0 (`binary:hinge`).
+    Hinge,
+    /// `exp(m)` (Poisson, gamma, Tweedie).
+    Exp,
+    /// `sign(m) * m^2` (LightGBM `regression` with `reg_sqrt`).
+    SignedSquare,
+    /// `log(1 + exp(m))` (LightGBM `cross_entropy_lambda`).
+    Log1pExp,
+}
+
+impl Transform {
+    /// The number of values a row's prediction has, for `groups` margins.
+    pub(crate) fn width(self, groups: usize) -> usize {
+        if self == Transform::ArgMax { 1 } else { groups }
+    }
+
+    /// Applies the transform to one row's margins, writing `out` ([`Transform::width`] values).
+    pub(crate) fn apply<T: Real>(self, m: &[T], out: &mut [T]) {
+        let one = T::one();
+        match self {
+            Transform::Identity => out.copy_from_slice(m),
+            Transform::Sigmoid(scale) => {
+                for (o, v) in out.iter_mut().zip(m) {
+                    *o = sigmoid(*v * Float::from_f64(scale));
+                }
+            }
+            Transform::Softmax => {
+                // Both libraries sum the exponentials in float64 (XGBoost then divides by the
+                // sum rounded to float32): bit for bit what they return.
+                let max = m.iter().copied().fold(T::neg_infinity(), T::max);
+                let mut sum = 0.0f64;
+                for (o, v) in out.iter_mut().zip(m) {
+                    *o = (*v - max).exp();
+                    sum += Float::to_f64(*o);
+                }
+                let sum = <T as Float>::from_f64(sum);
+                for o in out.iter_mut() {
+                    *o = *o / sum;
+                }
+            }
+            Transform::ArgMax => out[0] = <T as Float>::from_f64(arg_max(m) as f64),
+            Transform::Hinge => {
+                for (o, v) in out.iter_mut().zip(m) {
+                    *o = if *v > T::zero() { one } else { T::zero() };
+                }
+            }
+            Transform::Exp => {
+                for (o, v) in out.iter_mut().zip(m) {
+                    *o = v.exp();
+                }
+            }
+            Transform::SignedSquare => {
+                for (o, v) in out.iter_mut().zip(m) {
+                    *o = v.signum() * *v * *v;
+                }
+            }
+            Transform::Log1pExp => {
+                for (o, v) in out.iter_mut().zip(m) {
+                    *o = v.exp().ln_1p();
+                }
+            }
+        }
+    }
+}
+
+/// `1 / (1 + exp(-v))`, as both libraries write it (XGBoost clamps the exponent at 88.7 so that
+/// float32 does not overflow; in float64 the clamp never binds before the result is 0).
+fn sigmoid<T: Real>(v: T) -> T {
+    let e = (-v).min(<T as Float>::from_f64(88.7)).exp();
+    T::one() / (T::one() + e)
+}
+
+/// The first index of the largest value (numpy's `argmax`; NaN never wins).
+pub(crate) fn arg_max<T: Real>(v: &[T]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] || (Float::is_nan(v[best]) && !Float::is_nan(*x)) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// What MLflow's pyfunc `predict` returns for the model (decided by the flavor's `model_class`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pyfunc {
+    /// The transformed prediction (a Booster; a sklearn-API regressor).
+    Prediction,
+    /// Class labels `0..K-1` (an `XGBClassifier`: `p > 0.5` for one group, else the argmax of
+    /// the probabilities).
+    Labels,
+}
+
+/// How a row's inputs are read before the walk (LightGBM's rules, per feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum FeatureRule {
+    /// As given (XGBoost).
+    #[default]
+    AsIs,
+    /// Values within [`ZERO_THRESHOLD`] of zero are 0 (LightGBM drops them from a row: a
+    /// threshold of -1e-35 splits negatives from zeros).
+    TinyIsZero,
+    /// Values within [`ZERO_THRESHOLD`] of zero are missing (LightGBM's `zero_as_missing` splits).
+    TinyIsMissing,
+}
+
+/// LightGBM's `kZeroThreshold`.
+pub(crate) const ZERO_THRESHOLD: f64 = 1.000_000_018_002_509_5e-35;
+
+/// A boosted model, ready to score in the float type `T`.
+#[derive(Debug)]
+pub(crate) struct Booster<T> {
+    pub ensemble: Ensemble<T>,
+    /// The number of margins a row has (classes for multiclass, else 1).
+    pub groups: usize,
+    /// Each group's base margin, which the sums start from.
+    pub base: Vec<T>,
+    /// Divide the sums by this before the transform (LightGBM random forests average their
+    /// trees; their raw scores are the sums).
+    pub average: Option<T>,
+    pub transform: Transform,
+    pub pyfunc: Pyfunc,
+    /// The number of input features, and their names where the model has them.
+    pub n_features: usize,
+    pub feature_names: Vec<String>,
+    /// One rule per feature.
+    pub rules: Vec<FeatureRule>,
+}
+
+/// The scores of a batch: margins and transformed values, row-major.
+#[derive(Debug)]
+pub(crate) struct Scores<T> {
+    pub margins: Vec<T>,
+    pub values: Vec<T>,
+}
+
+impl<T: Real> Booster<T> {
+    /// Compiles the trees of `raw`, checked for `groups` outputs and `n_features` inputs.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        raw: &RawEnsemble,
+        groups: usize,
+        base: Vec<T>,
+        transform: Transform,
+        pyfunc: Pyfunc,
+        n_features: usize,
+        feature_names: Vec<String>,
+        rules: Vec<FeatureRule>,
+    ) -> Result<Self, ReadError> {
+        if base.len() != groups {
+            return Err(ReadError::Invalid(format!("{} base margins for {groups} output groups", base.len())));
+        }
+        if !feature_names.is_empty() && feature_names.len() != n_features {
+            return Err(ReadError::Invalid(format!("{} feature names for {n_features} features", feature_names.len())));
+        }
+        if let Some(n) = raw.nodes.iter().find(|n| n.feature >= n_features) {
+            return Err(ReadError::Invalid(format!(
+                "a split reads feature {}, but the model has {n_features} features",
+                n.feature
+            )));
+        }
+        let ensemble = Ensemble::compile(raw, groups).map_err(|e| ReadError::Invalid(e.to_string()))?;
+        Ok(Self { ensemble, groups, base, average: None, transform, pyfunc, n_features, feature_names, rules })
+    }
+
+    /// Scores `rows` rows of `x` (row-major, [`Booster::n_features`] values a row, already read
+    /// by the feature rules).
+    pub(crate) fn score(&self, x: &[T], rows: usize) -> Result<Scores<T>, ReadError> {
+        let (margins, _) = self
+            .ensemble
+            .aggregate_from(x, self.n_features, rows, Aggregate::Sum, &self.base)
+            .map_err(|e| ReadError::Invalid(e.to_string()))?;
+        let width = self.transform.width(self.groups);
+        let mut values = vec![T::zero(); rows * width];
+        let mut averaged = vec![T::zero(); self.groups];
+        for (m, v) in margins.chunks_exact(self.groups).zip(values.chunks_exact_mut(width)) {
+            match self.average {
+                Some(n) => {
+                    for (a, m) in averaged.iter_mut().zip(m) {
+                        *a = *m / n;
+                    }
+                    self.transform.apply(&averaged, v);
+                }
+                None => self.transform.apply(m, v),
+            }
+        }
+        Ok(Scores { margins, values })
+    }
+
+    /// Applies the feature rules to a row-major batch, in place.
+    pub(crate) fn read_features(&self, x: &mut [T]) {
+        if self.rules.iter().all(|r| *r == FeatureRule::AsIs) {
+            return;
+        }
+        let zero = <T as Float>::from_f64(ZERO_THRESHOLD);
+        for row in x.chunks_exact_mut(self.n_features) {
+            for (v, rule) in row.iter_mut().zip(&self.rules) {
+                if v.abs() <= zero {
+                    match rule {
+                        FeatureRule::AsIs => {}
+                        FeatureRule::TinyIsZero => *v = T::zero(),
+                        FeatureRule::TinyIsMissing => *v = T::nan(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transforms_match_their_formulas() {
+        let mut out = [0.0f64; 3];
+        Transform::Softmax.apply(&[1.0, 2.0, 3.0], &mut out);
+        let e: Vec<f64> = [1.0f64, 2.0, 3.0].iter().map(|v| (v - 3.0).exp()).collect();
+        let s: f64 = e.iter().sum();
+        assert_eq!(out.to_vec(), e.iter().map(|v| v / s).collect::<Vec<_>>());
+        let mut one = [0.0f32];
+        Transform::Sigmoid(1.0).apply(&[-200.0f32], &mut one);
+        assert!(one[0] > 0.0 && one[0] < 1e-38);
+        Transform::ArgMax.apply(&[0.5f32, 2.0, 2.0], &mut one);
+        assert_eq!(one[0], 1.0);
+        Transform::SignedSquare.apply(&[-3.0f32], &mut one);
+        assert_eq!(one[0], -9.0);
+        Transform::Hinge.apply(&[0.0f32], &mut one);
+        assert_eq!(one[0], 0.0);
+    }
+}

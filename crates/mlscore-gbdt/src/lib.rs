@@ -1,0 +1,355 @@
+//! XGBoost and LightGBM models logged with `mlflow.xgboost` and `mlflow.lightgbm`, scored
+//! without either library: their files are read as data (XGBoost's UBJSON and JSON, LightGBM's
+//! text format) into mlscore's tree kernel, with each library's own arithmetic, so that
+//! predictions are those of `mlflow.pyfunc.load_model(uri).predict(df)`.
+//!
+//! - XGBoost: a Booster's transformed output (probabilities, values) in float32; an
+//!   `XGBClassifier`'s labels, predicted with the rounds up to its `best_iteration`; an
+//!   `XGBRegressor`'s values. Splits are `f32(x) < f32(threshold)`, NaN follows each node's
+//!   default child, margins are float32 sums from the base margin.
+//! - LightGBM: a Booster's transformed output in float64. Splits are `x <= threshold`, with
+//!   LightGBM's missing-value rules per split (NaN read as 0, zero as missing, NaN as missing).
+//!
+//! Every model has, after the output pyfunc returns, the raw margins (`margin`) and for
+//! classifiers the class probabilities (`probabilities`), which a struct result type can ask
+//! for by name.
+//!
+//! ```no_run
+//! use mlscore_core::Scorer;
+//! use mlscore_mlflow::MlflowModel;
+//! let model = mlscore_gbdt::Model::from_mlflow(MlflowModel::load("models:/churn-xgb/3")?)?;
+//! // `prediction` (what pyfunc returns), then `margin`.
+//! println!("{:?}", model.output_types());
+//! # Ok::<(), mlscore_core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod booster;
+mod error;
+mod lightgbm;
+mod value;
+mod xgboost;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{ArrowPrimitiveType, Float32Type, Float64Type};
+use arrow_array::{Array, ArrayRef, Int64Array, ListArray, PrimitiveArray};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType as ArrowType, Field, Schema as ArrowSchema};
+use mlscore_core::bind::signature_columns;
+use mlscore_core::enforce::numpy_name;
+use mlscore_core::{Binding, BoundColumn, Error, Result, Scorer};
+use mlscore_mlflow::{MlflowModel, ModelFormat, Signature};
+use sha2::{Digest, Sha256};
+
+use crate::booster::{Booster, Pyfunc, Real, arg_max};
+pub use crate::error::ReadError;
+
+/// Rows scored at a time: bounds the row-major copy of the inputs a batch needs.
+const CHUNK_ROWS: usize = 16_384;
+
+/// An XGBoost or LightGBM model, ready to score: shared by all threads, compiled once.
+#[derive(Debug)]
+pub struct Model {
+    mlflow: MlflowModel,
+    trees: Trees,
+    signature: Option<Signature>,
+    sha256: String,
+}
+
+#[derive(Debug)]
+enum Trees {
+    Xgboost(Booster<f32>),
+    Lightgbm(Booster<f64>),
+}
+
+/// Which frame column feeds each model feature: the plan of this format's [`Binding`].
+#[derive(Debug, Clone, PartialEq)]
+struct Features(Vec<usize>);
+
+impl Model {
+    /// Reads an opened MLflow model whose format is XGBoost or LightGBM.
+    pub fn from_mlflow(mlflow: MlflowModel) -> Result<Self> {
+        let (path, kind, model_class) = match &mlflow.format {
+            ModelFormat::Xgboost { path, model_class } => (path.clone(), "XGBoost model", model_class.clone()),
+            ModelFormat::Lightgbm { path, model_class, .. } => (path.clone(), "LightGBM model", model_class.clone()),
+            other => {
+                return Err(Error::UnsupportedFormat {
+                    uri: mlflow.resolution.uri.clone(),
+                    reason: format!("it is a {} model, not an XGBoost or LightGBM one", other.name()),
+                });
+            }
+        };
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io { action: "read", path: path.clone(), source })?;
+        let load = |e: ReadError| match e {
+            ReadError::Unsupported(item) => Error::Unsupported { kind, path: path.clone(), items: vec![item] },
+            e => Error::Load { kind, path: path.clone(), reason: e.to_string() },
+        };
+        let trees = if matches!(mlflow.format, ModelFormat::Xgboost { .. }) {
+            Trees::Xgboost(xgboost::read(&bytes, &model_class).map_err(load)?)
+        } else {
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| load(ReadError::Invalid("it is not text: not a LightGBM model file".into())))?;
+            Trees::Lightgbm(lightgbm::read(text, &model_class).map_err(load)?)
+        };
+        let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let signature = mlflow.enforced_signature().cloned();
+        Ok(Self { mlflow, trees, signature, sha256 })
+    }
+
+    /// The number of trees scored (for an early-stopped sklearn-API XGBoost model, those up
+    /// to its best iteration).
+    pub fn n_trees(&self) -> usize {
+        match &self.trees {
+            Trees::Xgboost(b) => b.ensemble.n_trees(),
+            Trees::Lightgbm(b) => b.ensemble.n_trees(),
+        }
+    }
+
+    fn n_features(&self) -> usize {
+        match &self.trees {
+            Trees::Xgboost(b) => b.n_features,
+            Trees::Lightgbm(b) => b.n_features,
+        }
+    }
+
+    fn feature_names(&self) -> &[String] {
+        match &self.trees {
+            Trees::Xgboost(b) => &b.feature_names,
+            Trees::Lightgbm(b) => &b.feature_names,
+        }
+    }
+
+    /// Matches the bound columns to the model's features: by name where the model names its
+    /// features and every name is bound (XGBoost checks names; columns in another order are
+    /// still read right), else by position (LightGBM's own rule).
+    fn features(&self, columns: &[BoundColumn], warnings: &mut Vec<String>) -> Result<Vec<usize>> {
+        let n = self.n_features();
+        let names = self.feature_names();
+        let bound_name = |c: &BoundColumn| c.spec.as_ref().map_or(c.name.clone(), |(s, _)| s.clone());
+        if !names.is_empty() {
+            let by_name: Option<Vec<usize>> =
+                names.iter().map(|f| columns.iter().find(|c| bound_name(c) == *f).map(|c| c.index)).collect();
+            if let Some(indices) = by_name {
+                return Ok(indices);
+            }
+            if matches!(self.trees, Trees::Xgboost(_)) {
+                let missing: Vec<String> =
+                    names.iter().filter(|f| !columns.iter().any(|c| bound_name(c) == **f)).cloned().collect();
+                let extra: Vec<String> = columns.iter().map(bound_name).filter(|c| !names.contains(c)).collect();
+                return Err(Error::MissingColumns {
+                    missing,
+                    extra,
+                    hint: "XGBoost reads features by name (its feature_names); give the table those columns".into(),
+                });
+            }
+        }
+        if columns.len() < n {
+            return Err(Error::Binding(format!(
+                "the model reads {n} features, and {} columns are given ({})",
+                columns.len(),
+                columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for (f, c) in names.iter().zip(columns) {
+            if *f != bound_name(c) {
+                warnings.push(format!(
+                    "column '{}' is read as the model's feature '{f}' (LightGBM reads features by position)",
+                    c.name
+                ));
+                break;
+            }
+        }
+        Ok(columns[..n].iter().map(|c| c.index).collect())
+    }
+}
+
+/// The Arrow type a float type's outputs have.
+trait Output: Real {
+    type Arrow: ArrowPrimitiveType<Native = Self>;
+    const ARROW: ArrowType;
+}
+
+impl Output for f32 {
+    type Arrow = Float32Type;
+    const ARROW: ArrowType = ArrowType::Float32;
+}
+
+impl Output for f64 {
+    type Arrow = Float64Type;
+    const ARROW: ArrowType = ArrowType::Float64;
+}
+
+fn list_type(elem: ArrowType) -> ArrowType {
+    ArrowType::List(Arc::new(Field::new("item", elem, false)))
+}
+
+/// `[N]` values for a width of 1, else `[N, width]` as a list column.
+fn column<T: Output>(values: Vec<T>, width: usize) -> ArrayRef {
+    let flat = PrimitiveArray::<T::Arrow>::from_iter_values(values);
+    if width == 1 {
+        return Arc::new(flat);
+    }
+    let rows = flat.len() / width.max(1);
+    let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(width, rows));
+    Arc::new(ListArray::new(Arc::new(Field::new("item", T::ARROW, false)), offsets, Arc::new(flat), None))
+}
+
+fn output_types<T: Output>(b: &Booster<T>) -> Vec<(String, ArrowType)> {
+    let shaped = |width: usize| if width == 1 { T::ARROW } else { list_type(T::ARROW) };
+    let margin = ("margin".to_string(), shaped(b.groups));
+    match b.pyfunc {
+        Pyfunc::Prediction => vec![("prediction".into(), shaped(b.transform.width(b.groups))), margin],
+        Pyfunc::Labels => {
+            vec![("label".into(), ArrowType::Int64), ("probabilities".into(), list_type(T::ARROW)), margin]
+        }
+    }
+}
+
+/// Reads the bound columns into row-major chunks and scores them.
+fn score<T: Output>(b: &Booster<T>, features: &[usize], frame: &[ArrayRef]) -> Result<Vec<(String, ArrayRef)>> {
+    let rows = frame.first().map_or(0, |a| a.len());
+    let columns: Vec<Vec<f64>> = features.iter().map(|i| as_f64(&frame[*i])).collect::<Result<_>>()?;
+    let width = b.n_features;
+    let (mut margins, mut values) = (Vec::with_capacity(rows * b.groups), Vec::new());
+    let mut x: Vec<T> = Vec::new();
+    for start in (0..rows).step_by(CHUNK_ROWS) {
+        let n = CHUNK_ROWS.min(rows - start);
+        x.clear();
+        x.resize(n * width, T::zero());
+        for (f, col) in columns.iter().enumerate() {
+            for (r, v) in col[start..start + n].iter().enumerate() {
+                x[r * width + f] = <T as mlscore_kernels::tree::Float>::from_f64(*v);
+            }
+        }
+        b.read_features(&mut x);
+        let s = b.score(&x, n).map_err(|e| Error::Inference { model: String::new(), reason: e.to_string() })?;
+        margins.extend(s.margins);
+        values.extend(s.values);
+    }
+    let k = b.groups;
+    let margin = ("margin".to_string(), column(margins, k));
+    Ok(match b.pyfunc {
+        Pyfunc::Prediction => vec![("prediction".into(), column(values, b.transform.width(k))), margin],
+        Pyfunc::Labels => {
+            let (labels, proba): (Vec<i64>, Vec<T>) = if k == 1 {
+                let half = <T as mlscore_kernels::tree::Float>::from_f64(0.5);
+                let labels = values.iter().map(|p| i64::from(*p > half)).collect();
+                (labels, values.iter().flat_map(|p| [T::one() - *p, *p]).collect())
+            } else {
+                (values.chunks_exact(k).map(|p| arg_max(p) as i64).collect(), values)
+            };
+            vec![
+                ("label".into(), Arc::new(Int64Array::from(labels)) as ArrayRef),
+                ("probabilities".into(), column(proba, if k == 1 { 2 } else { k })),
+                margin,
+            ]
+        }
+    })
+}
+
+/// A numeric or boolean column as float64 values, nulls as NaN (the binding allows nulls only
+/// under the `nan` policy).
+fn as_f64(a: &ArrayRef) -> Result<Vec<f64>> {
+    use arrow_array::types::*;
+    macro_rules! prim {
+        ($t:ty) => {
+            a.as_primitive::<$t>().iter().map(|v| v.map_or(f64::NAN, |v| v as f64)).collect()
+        };
+    }
+    Ok(match a.data_type() {
+        ArrowType::Float64 => prim!(Float64Type),
+        ArrowType::Float32 => prim!(Float32Type),
+        ArrowType::Int64 => prim!(Int64Type),
+        ArrowType::Int32 => prim!(Int32Type),
+        ArrowType::Int16 => prim!(Int16Type),
+        ArrowType::Int8 => prim!(Int8Type),
+        ArrowType::UInt64 => prim!(UInt64Type),
+        ArrowType::UInt32 => prim!(UInt32Type),
+        ArrowType::UInt16 => prim!(UInt16Type),
+        ArrowType::UInt8 => prim!(UInt8Type),
+        ArrowType::Boolean => a.as_boolean().iter().map(|v| v.map_or(f64::NAN, f64::from)).collect(),
+        ArrowType::Null => vec![f64::NAN; a.len()],
+        other => return Err(Error::Binding(format!("a {other} column cannot feed a tree model"))),
+    })
+}
+
+fn feedable(t: &ArrowType) -> bool {
+    (t.is_numeric() && !matches!(t, ArrowType::Float16 | ArrowType::Decimal128(..) | ArrowType::Decimal256(..)))
+        || matches!(t, ArrowType::Boolean | ArrowType::Null)
+}
+
+impl Scorer for Model {
+    fn mlflow(&self) -> &MlflowModel {
+        &self.mlflow
+    }
+
+    fn format(&self) -> &str {
+        match self.trees {
+            Trees::Xgboost(_) => "xgboost",
+            Trees::Lightgbm(_) => "lightgbm",
+        }
+    }
+
+    fn artifact_sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn signature(&self) -> Option<&Signature> {
+        self.signature.as_ref()
+    }
+
+    fn output_types(&self) -> Vec<(String, ArrowType)> {
+        match &self.trees {
+            Trees::Xgboost(b) => output_types(b),
+            Trees::Lightgbm(b) => output_types(b),
+        }
+    }
+
+    fn pyfunc_outputs(&self) -> usize {
+        1
+    }
+
+    fn bind(&self, frame: &ArrowSchema) -> Result<Binding> {
+        let mut columns = signature_columns(self.signature.as_ref(), frame)?;
+        for c in &mut columns {
+            let t = frame.field(c.index).data_type();
+            if !feedable(t) {
+                return Err(Error::IncompatibleType {
+                    column: c.name.clone(),
+                    found: numpy_name(t),
+                    expected: "a number or a boolean".into(),
+                    hint: Some(format!(
+                        "{} models read numeric features; categorical features are not scored yet",
+                        self.format()
+                    )),
+                });
+            }
+            c.nan_ok = true;
+        }
+        let mut warnings = Vec::new();
+        let features = self.features(&columns, &mut warnings)?;
+        Ok(Binding { columns, warnings, plan: Arc::new(Features(features)) })
+    }
+
+    fn score(&self, binding: &Binding, frame: &[ArrayRef]) -> Result<Vec<(String, ArrayRef)>> {
+        let Features(features) = binding
+            .plan::<Features>()
+            .ok_or_else(|| Error::Binding("the binding was made by another model's scorer".into()))?;
+        let named = |e: Error| match e {
+            Error::Inference { reason, .. } => Error::Inference { model: self.uri().to_string(), reason },
+            e => e,
+        };
+        match &self.trees {
+            Trees::Xgboost(b) => score(b, features, frame),
+            Trees::Lightgbm(b) => score(b, features, frame),
+        }
+        .map_err(named)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,307 @@
+//! LightGBM text models (`model.lgb`, `Booster.save_model`), read into a [`Booster`] with
+//! LightGBM's semantics (`include/LightGBM/tree.h`): inputs within 1e-35 of 0 read as 0 (its
+//! dense-row reader drops them, `c_api.cpp`), splits `x <= threshold` in float64, NaN read as 0
+//! on splits whose missing type is None, zeros sent to the default child on Zero splits
+//! (`zero_as_missing`), NaN to it on NaN splits.
+
+use std::collections::HashMap;
+
+use mlscore_kernels::tree::{Mode, RawEnsemble, RawNode, Target};
+
+use crate::booster::{Booster, FeatureRule, Pyfunc, Transform};
+use crate::error::ReadError;
+
+/// Reads a LightGBM text model for the flavor's `model_class`.
+pub(crate) fn read(text: &str, model_class: &str) -> Result<Booster<f64>, ReadError> {
+    let class = model_class.rsplit('.').next().unwrap_or(model_class);
+    if class != "Booster" {
+        return Err(ReadError::Unsupported(format!(
+            "its model_class is {class}, a scikit-learn API estimator that MLflow serializes with skops or pickle; \
+             mlscore reads LightGBM Boosters (model.lgb) and has no skops/pickle reader yet. Log the booster instead \
+             (mlflow.lightgbm.log_model(model.booster_, ...): its pyfunc then returns probabilities or values, not labels)"
+        )));
+    }
+    let mut lines = text.lines().map(str::trim_end);
+    let mut header: HashMap<&str, &str> = HashMap::new();
+    let mut average_output = false;
+    let mut first_tree = None;
+    for line in lines.by_ref() {
+        if let Some(id) = line.strip_prefix("Tree=") {
+            first_tree = Some(id);
+            break;
+        }
+        if line == "average_output" {
+            average_output = true;
+        } else if let Some((k, v)) = line.split_once('=') {
+            header.insert(k, v);
+        }
+    }
+    if !text.starts_with("tree") {
+        return Err(ReadError::Invalid("it does not start with 'tree': not a LightGBM text model".into()));
+    }
+    let count = |key: &str| -> Result<usize, ReadError> {
+        let v = header.get(key).ok_or_else(|| ReadError::Missing(key.into()))?;
+        v.trim().parse().map_err(|_| ReadError::Invalid(format!("{key}={v} is not a count")))
+    };
+    let groups = count("num_tree_per_iteration")?;
+    if groups == 0 {
+        return Err(ReadError::Invalid("num_tree_per_iteration=0".into()));
+    }
+    let n_features = count("max_feature_idx")? + 1;
+    let feature_names: Vec<String> = match header.get("feature_names") {
+        Some(v) => v.split(' ').map(str::to_string).collect(),
+        None => Vec::new(),
+    };
+    let transform = objective_transform(header.get("objective").copied())?;
+
+    // Tree blocks: "Tree=i", key=value lines, a blank line; then "end of trees".
+    let mut raw = RawEnsemble::default();
+    let mut rules = vec![None::<u8>; n_features];
+    let mut next = first_tree;
+    let mut t = 0;
+    while let Some(id) = next {
+        if id.trim() != t.to_string() {
+            return Err(ReadError::Invalid(format!("tree {t} is numbered '{id}'")));
+        }
+        let mut fields: HashMap<&str, &str> = HashMap::new();
+        next = None;
+        for line in lines.by_ref() {
+            if let Some(id) = line.strip_prefix("Tree=") {
+                next = Some(id);
+                break;
+            }
+            if line == "end of trees" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once('=') {
+                fields.insert(k, v);
+            }
+        }
+        add_tree(&mut raw, &fields, t, t % groups, &mut rules)?;
+        t += 1;
+    }
+    if raw.roots.is_empty() {
+        return Err(ReadError::Invalid("the model has no trees".into()));
+    }
+    if raw.roots.len() % groups != 0 {
+        return Err(ReadError::Invalid(format!(
+            "{} trees is not a whole number of iterations of {groups} trees",
+            raw.roots.len()
+        )));
+    }
+    let rules = rules
+        .into_iter()
+        .map(|r| if r == Some(MISSING_ZERO) { FeatureRule::TinyIsMissing } else { FeatureRule::TinyIsZero })
+        .collect();
+    let iterations = raw.roots.len() / groups;
+    let mut booster =
+        Booster::new(&raw, groups, vec![0.0; groups], transform, Pyfunc::Prediction, n_features, feature_names, rules)?;
+    if average_output {
+        booster.average = Some(iterations as f64);
+    }
+    Ok(booster)
+}
+
+/// The objective line (`binary sigmoid:1`, `multiclass num_class:3`, `regression sqrt`, ...)
+/// as an output transform (`src/objective/*.hpp`, `ConvertOutput`).
+fn objective_transform(line: Option<&str>) -> Result<Transform, ReadError> {
+    let Some(line) = line else {
+        // No objective (a custom one): predictions are the raw scores.
+        return Ok(Transform::Identity);
+    };
+    let mut words = line.split(' ');
+    let name = words.next().unwrap_or_default();
+    let params: Vec<&str> = words.collect();
+    let sigmoid = || -> Result<f64, ReadError> {
+        match params.iter().find_map(|p| p.strip_prefix("sigmoid:")) {
+            Some(v) => v.parse().map_err(|_| ReadError::Invalid(format!("objective '{line}': sigmoid:{v}"))),
+            None => Ok(1.0),
+        }
+    };
+    Ok(match name {
+        "binary" | "multiclassova" => Transform::Sigmoid(sigmoid()?),
+        "multiclass" => Transform::Softmax,
+        "cross_entropy" => Transform::Sigmoid(1.0),
+        "cross_entropy_lambda" => Transform::Log1pExp,
+        "regression" if params.contains(&"sqrt") => Transform::SignedSquare,
+        "regression" | "regression_l1" | "huber" | "fair" | "quantile" | "mape" | "lambdarank" | "rank_xendcg"
+        | "custom" => Transform::Identity,
+        "poisson" | "gamma" | "tweedie" => Transform::Exp,
+        other => {
+            return Err(ReadError::Unsupported(format!(
+                "its objective {other} is not one mlscore scores yet (binary, multiclass, multiclassova, cross_entropy, \
+                 cross_entropy_lambda, regression[ sqrt], regression_l1, huber, fair, quantile, mape, poisson, gamma, \
+                 tweedie, lambdarank, rank_xendcg)"
+            )));
+        }
+    })
+}
+
+const MISSING_NONE: u8 = 0;
+const MISSING_ZERO: u8 = 1;
+const MISSING_NAN: u8 = 2;
+
+/// Adds one tree; `rules` collects each feature's missing type (Zero and NaN must not mix on
+/// one feature: LightGBM decides it per feature, and mlscore reads zeros as missing per feature).
+fn add_tree(
+    raw: &mut RawEnsemble,
+    fields: &HashMap<&str, &str>,
+    t: usize,
+    group: usize,
+    rules: &mut [Option<u8>],
+) -> Result<(), ReadError> {
+    let ctx = |what: &str| format!("tree {t}: {what}");
+    let get = |key: &str| fields.get(key).copied().ok_or_else(|| ReadError::Missing(ctx(key)));
+    let list =
+        |key: &str| -> Result<Vec<&str>, ReadError> { Ok(get(key)?.split(' ').filter(|s| !s.is_empty()).collect()) };
+    fn parse<T: std::str::FromStr>(v: &[&str], what: &str) -> Result<Vec<T>, ReadError> {
+        v.iter().map(|s| s.parse().map_err(|_| ReadError::Invalid(format!("{what}: '{s}' is not a number")))).collect()
+    }
+    let num_leaves: usize =
+        get("num_leaves")?.trim().parse().map_err(|_| ReadError::Invalid(ctx("num_leaves is not a count")))?;
+    if fields.get("is_linear").is_some_and(|v| v.trim() != "0") {
+        return Err(ReadError::Unsupported(ctx(
+            "it is a linear tree (linear_tree=true), which mlscore does not score yet; train without linear_tree",
+        )));
+    }
+    if fields.get("num_cat").is_some_and(|v| v.trim() != "0") {
+        return Err(ReadError::Unsupported(ctx(
+            "it has categorical splits, which mlscore does not score yet; pass categories as numeric (one-hot or \
+             ordinal) features without categorical_feature, or log an ONNX export",
+        )));
+    }
+    let leaf_value: Vec<f64> = parse(&list("leaf_value")?, &ctx("leaf_value"))?;
+    if num_leaves == 0 || leaf_value.len() != num_leaves {
+        return Err(ReadError::Invalid(ctx(&format!("{} leaf values for {num_leaves} leaves", leaf_value.len()))));
+    }
+    let leaf_base = raw.leaves.len();
+    raw.leaves.extend(leaf_value.iter().map(|v| vec![(group, *v)]));
+    if num_leaves == 1 {
+        raw.roots.push(Target::Leaf(leaf_base));
+        return Ok(());
+    }
+    let n = num_leaves - 1;
+    let feature: Vec<usize> = parse(&list("split_feature")?, &ctx("split_feature"))?;
+    let threshold: Vec<f64> = parse(&list("threshold")?, &ctx("threshold"))?;
+    let decision: Vec<u8> = parse(&list("decision_type")?, &ctx("decision_type"))?;
+    let left: Vec<i64> = parse(&list("left_child")?, &ctx("left_child"))?;
+    let right: Vec<i64> = parse(&list("right_child")?, &ctx("right_child"))?;
+    if [feature.len(), threshold.len(), decision.len(), left.len(), right.len()].iter().any(|l| *l != n) {
+        return Err(ReadError::Invalid(ctx(&format!(
+            "its split arrays do not all have {n} entries ({num_leaves} leaves)"
+        ))));
+    }
+    let node_base = raw.nodes.len();
+    let target = |c: i64| -> Result<Target, ReadError> {
+        if c >= 0 {
+            usize::try_from(c).ok().filter(|c| *c < n).map(|c| Target::Node(node_base + c))
+        } else {
+            usize::try_from(!c).ok().filter(|l| *l < num_leaves).map(|l| Target::Leaf(leaf_base + l))
+        }
+        .ok_or_else(|| ReadError::Invalid(ctx(&format!("child {c} is out of range"))))
+    };
+    for i in 0..n {
+        let dt = decision[i];
+        if dt & 1 != 0 {
+            return Err(ReadError::Unsupported(ctx(&format!(
+                "split {i} is categorical, which mlscore does not score yet"
+            ))));
+        }
+        let default_left = dt & 2 != 0;
+        let missing = (dt >> 2) & 3;
+        let f = feature[i];
+        let rule = rules
+            .get_mut(f)
+            .ok_or_else(|| ReadError::Invalid(ctx(&format!("split {i} reads feature {f}, past max_feature_idx"))))?;
+        match (*rule, missing) {
+            (_, MISSING_NONE) => {}
+            (None, m) => *rule = Some(m),
+            (Some(r), m) if r == m => {}
+            _ => {
+                return Err(ReadError::Unsupported(ctx(&format!(
+                    "feature {f} has splits with both the Zero and the NaN missing type, which mlscore cannot score exactly"
+                ))));
+            }
+        }
+        let missing_true = match missing {
+            // NaN is read as 0.0 and compared.
+            MISSING_NONE => 0.0 <= threshold[i],
+            MISSING_ZERO | MISSING_NAN => default_left,
+            m => return Err(ReadError::Invalid(ctx(&format!("split {i} has missing type {m}")))),
+        };
+        raw.nodes.push(RawNode {
+            feature: f,
+            threshold: threshold[i],
+            mode: Mode::Leq,
+            members: vec![],
+            yes: target(left[i])?,
+            no: target(right[i])?,
+            missing_true,
+        });
+    }
+    // Every split and leaf reached exactly once from the root (split 0).
+    let mut seen_nodes = vec![false; n];
+    let mut seen_leaves = vec![false; num_leaves];
+    let mut stack = vec![Target::Node(node_base)];
+    while let Some(at) = stack.pop() {
+        let seen = match at {
+            Target::Node(i) => {
+                let node = &raw.nodes[i];
+                stack.extend([node.yes, node.no]);
+                &mut seen_nodes[i - node_base]
+            }
+            Target::Leaf(l) => &mut seen_leaves[l - leaf_base],
+        };
+        if std::mem::replace(seen, true) {
+            return Err(ReadError::Invalid(ctx("a split or leaf is reached twice (a cycle or a shared child)")));
+        }
+    }
+    raw.roots.push(Target::Node(node_base));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(decision: &str, left: &str, right: &str) -> String {
+        format!(
+            "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nmax_feature_idx=0\nobjective=regression\n\n\
+             Tree=0\nnum_leaves=3\nnum_cat=0\nsplit_feature=0 0\nthreshold=1.5 -0.5\ndecision_type={decision}\n\
+             left_child={left}\nright_child={right}\nleaf_value=10 20 30\nis_linear=0\nshrinkage=1\n\n\nend of trees\n"
+        )
+    }
+
+    fn score(text: &str, x: &[f64]) -> Vec<f64> {
+        let b = read(text, "lightgbm.basic.Booster").unwrap();
+        let mut x = x.to_vec();
+        b.read_features(&mut x);
+        b.score(&x, x.len()).unwrap().values
+    }
+
+    #[test]
+    fn missing_types_decide_where_nan_and_zero_go() {
+        // Split 0: x <= 1.5 ? split 1 : leaf 2. Split 1: x <= -0.5 ? leaf 0 : leaf 1.
+        let (l, r) = ("1 -1", "-3 -2");
+        // None (default_left set, ignored): NaN is 0: 0 <= 1.5, 0 > -0.5 -> leaf 1.
+        assert_eq!(score(&model("2 2", l, r), &[f64::NAN, 1.5, -0.5, 2.0]), vec![20.0, 20.0, 10.0, 30.0]);
+        // NaN, default right on split 0: NaN -> leaf 2; zero is a number.
+        assert_eq!(score(&model("8 8", l, r), &[f64::NAN, 0.0]), vec![30.0, 20.0]);
+        // Zero, default left everywhere: 0 and NaN go left twice -> leaf 0.
+        assert_eq!(score(&model("6 6", l, r), &[0.0, f64::NAN, 1e-36, 0.1]), vec![10.0, 10.0, 10.0, 20.0]);
+    }
+
+    #[test]
+    fn crafted_trees_are_errors() {
+        for (left, right, want) in
+            [("1 -1", "-3 -7", "out of range"), ("0 -1", "-3 -2", "reached twice"), ("1", "-3 -2", "entries")]
+        {
+            let e = read(&model("2 2", left, right), "lightgbm.basic.Booster").unwrap_err();
+            assert!(e.to_string().contains(want), "{e}");
+        }
+        let e = read(&model("1 2", "1 -1", "-3 -2"), "lightgbm.basic.Booster").unwrap_err();
+        assert!(e.to_string().contains("categorical"), "{e}");
+        let e = read("tree\n", "lightgbm.sklearn.LGBMClassifier").unwrap_err();
+        assert!(e.to_string().contains("booster_"), "{e}");
+    }
+}

@@ -1,0 +1,216 @@
+//! XGBoost and LightGBM models logged by MLflow (models/gbdt.py), scored by mlscore's own reader
+//! and tree kernel, compared with what the libraries gave on the same rows: pyfunc's prediction
+//! (type and values), the raw margins, a classifier's probabilities. Labels exactly, scores within
+//! 1e-6 relative. Then crafted and unsupported files: each an error naming the file, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::DataType;
+use mlscore::core::predict_batch;
+use mlscore::{NullPolicy, ResultType};
+
+use crate::common::*;
+
+fn cases() -> Vec<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(models().join("gbdt/cases.json")).unwrap()).unwrap()
+}
+
+fn close(got: &[f64], want: &[f64], what: &str) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
+    }
+    // Relative 1e-6, absolute near zero (a margin summing to about 0 is a difference of leaves).
+    let same =
+        |i: usize| (got[i] - want[i]).abs() <= 1e-6 * want[i].abs().max(1e-2) || (got[i].is_nan() && want[i].is_nan());
+    let bad: Vec<usize> = (0..got.len()).filter(|&i| !same(i)).collect();
+    match bad.first() {
+        Some(&i) => Err(format!("{what}: {} values differ, first [{i}]: {} vs {}", bad.len(), got[i], want[i])),
+        None => Ok(()),
+    }
+}
+
+fn rows(a: &dyn Array) -> Vec<Vec<f64>> {
+    match a.data_type() {
+        DataType::List(_) => float_rows(a),
+        _ => floats(a).into_iter().map(|v| vec![v]).collect(),
+    }
+}
+
+fn output<'a>(outputs: &'a [(String, ArrayRef)], name: &str) -> Result<&'a ArrayRef, String> {
+    outputs.iter().find(|(n, _)| n == name).map(|(_, a)| a).ok_or_else(|| format!("no output '{name}'"))
+}
+
+fn run_case(case: &serde_json::Value) -> Result<(), String> {
+    let name = case["case"].as_str().unwrap();
+    let dir = models().join("gbdt").join(name);
+    let err = |e: String| format!("{name}: {e}");
+    let model = mlscore::load(dir.join("model").to_str().unwrap()).map_err(|e| err(e.to_string()))?;
+    let input = read_parquet(&dir.join("input.parquet"));
+    let golden = read_parquet(&dir.join("golden.parquet"));
+    let prediction = predict_batch(model.as_ref(), &input, NullPolicy::Nan).map_err(|e| err(e.to_string()))?;
+    let outputs = &prediction.outputs;
+
+    // What pyfunc returns, through the default result type: its type and its values.
+    let ty = model.default_result_type().map_err(|e| err(e.to_string()))?;
+    let got = model.convert(&ty, outputs).map_err(|e| err(e.to_string()))?;
+    let want = column(&golden, "prediction");
+    match want.data_type() {
+        DataType::Int64 => {
+            if got.data_type() != &DataType::Int64 {
+                return Err(err(format!("labels are {}, pyfunc gives int64", got.data_type())));
+            }
+            let (g, w) = (ints(got.as_ref()), ints(want.as_ref()));
+            if let Some(i) = (0..w.len()).find(|&i| g[i] != w[i]) {
+                return Err(err(format!("label [{i}]: {} vs {}", g[i], w[i])));
+            }
+        }
+        DataType::List(_) => {
+            close(&rows(got.as_ref()).concat(), &rows(want.as_ref()).concat(), &err("prediction".into()))?
+        }
+        t => {
+            if got.data_type() != t {
+                return Err(err(format!("prediction is {}, pyfunc gives {t}", got.data_type())));
+            }
+            close(&floats(got.as_ref()), &floats(want.as_ref()), &err("prediction".into()))?
+        }
+    }
+    let margin = output(outputs, "margin").map_err(err)?;
+    close(&rows(margin.as_ref()).concat(), &rows(column(&golden, "margin").as_ref()).concat(), &err("margin".into()))?;
+    if golden.schema().index_of("proba").is_ok() {
+        let proba = output(outputs, "probabilities").map_err(err)?;
+        close(&rows(proba.as_ref()).concat(), &rows(column(&golden, "proba").as_ref()).concat(), &err("proba".into()))?;
+        // Label and probabilities together, by name.
+        let both = ResultType::parse("struct<label:bigint,probabilities:array<double>>").unwrap();
+        let s = model.convert(&both, outputs).map_err(|e| err(e.to_string()))?;
+        let s = s.as_struct();
+        if ints(s.column(0).as_ref()) != ints(want.as_ref()) || s.column(1).len() != input.num_rows() {
+            return Err(err("the label/probabilities struct differs from the outputs".into()));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_xgboost_and_lightgbm_model_scores_like_its_library() {
+    let cases = cases();
+    assert!(cases.len() >= 40, "models/gbdt lists {} cases", cases.len());
+    for lib in ["xgboost", "lightgbm"] {
+        assert!(cases.iter().filter(|c| c["library"] == lib).count() >= 15, "too few {lib} cases");
+    }
+    let failures: Vec<String> = cases.iter().filter_map(|c| run_case(c).err()).collect();
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// A copy of a case's model directory, with its model file changed by `edit`.
+fn edited(case: &str, file: &str, tmp: &Path, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> PathBuf {
+    let src = models().join("gbdt").join(case).join("model");
+    let dst = tempfile::tempdir_in(tmp).unwrap().keep().join(case);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    let bytes = std::fs::read(dst.join(file)).unwrap();
+    std::fs::write(dst.join(file), edit(bytes)).unwrap();
+    dst
+}
+
+fn replace_once(bytes: Vec<u8>, from: &str, to: &str) -> Vec<u8> {
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains(from), "'{from}' not in the file");
+    text.replacen(from, to, 1).into_bytes()
+}
+
+fn load_error(dir: &Path) -> String {
+    let result = std::panic::catch_unwind(|| mlscore::load(dir.to_str().unwrap()));
+    match result {
+        Ok(Ok(_)) => panic!("{} loaded", dir.display()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => panic!("loading {} panicked", dir.display()),
+    }
+}
+
+#[test]
+fn crafted_and_unsupported_model_files_are_errors_that_name_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let cases: Vec<(PathBuf, &str, &str)> = vec![
+        (edited("xgb_binary_logistic", "model.ubj", t, |b| b[..b.len() / 2].to_vec()), "model.ubj", "truncated"),
+        (
+            edited("xgb_binary_logistic_json", "model.json", t, |b| {
+                replace_once(b, "\"left_children\":[1,", "\"left_children\":[99999,")
+            }),
+            "model.json",
+            "left child 99999 is out of range",
+        ),
+        (
+            edited("xgb_squarederror", "model.ubj", t, |_| b"\x00\x00\x00\x01binf\x00\x00\x00\x00".to_vec()),
+            "model.ubj",
+            "legacy binary format",
+        ),
+        (
+            edited("lgb_multiclass", "model.lgb", t, |b| {
+                replace_once(b, "num_tree_per_iteration=4", "num_tree_per_iteration=3")
+            }),
+            "model.lgb",
+            "not a whole number of iterations",
+        ),
+        (
+            edited("lgb_binary", "model.lgb", t, |b| replace_once(b, "left_child=1 ", "left_child=40 ")),
+            "model.lgb",
+            "out of range",
+        ),
+        (
+            edited("lgb_binary", "MLmodel", t, |b| {
+                replace_once(b, "model_class: lightgbm.basic.Booster", "model_class: lightgbm.sklearn.LGBMClassifier")
+            }),
+            "model.lgb",
+            "booster_",
+        ),
+    ];
+    for (dir, file, want) in cases {
+        let e = load_error(&dir);
+        assert!(e.contains(file) && e.contains(want), "{}: {e}", dir.display());
+    }
+    // The tree-to-class map must agree with num_class: a tree credited to class 7 of 4.
+    let json = edited("xgb_binary_logistic_json", "model.json", t, |b| {
+        replace_once(b, "\"tree_info\":[0,", "\"tree_info\":[7,")
+    });
+    let e = load_error(&json);
+    assert!(e.contains("output group 7") && e.contains("model.json"), "{e}");
+}
+
+#[test]
+fn a_classifier_scores_from_the_cli_as_labels_or_labels_with_probabilities() {
+    let dir = models().join("gbdt/xgb_classifier_binary");
+    let out = tempfile::tempdir().unwrap();
+    let labels = out.path().join("labels.parquet");
+    let both = out.path().join("both.parquet");
+    for (path, extra) in [
+        (&labels, vec![]),
+        (&both, vec!["--result-type", "struct<label:bigint,probabilities:array<double>,margin:double>"]),
+    ] {
+        let mut cmd = mlscore();
+        cmd.args(["score", "--model"])
+            .arg(dir.join("model"))
+            .arg("--input")
+            .arg(dir.join("input.parquet"))
+            .arg("--output")
+            .arg(path)
+            .args(["--on-null", "nan"])
+            .args(extra);
+        run(&mut cmd, true);
+    }
+    let golden = read_parquet(&dir.join("golden.parquet"));
+    let labels = read_parquet(&labels);
+    assert_eq!(column(&labels, "prediction").data_type(), &DataType::Int64);
+    assert_same(&ints(column(&labels, "prediction").as_ref()), &ints(column(&golden, "prediction").as_ref()), "labels");
+    let both = read_parquet(&both);
+    let s = column(&both, "prediction");
+    let s = s.as_struct();
+    assert_same(&ints(s.column(0).as_ref()), &ints(column(&golden, "prediction").as_ref()), "struct labels");
+    let margins = floats(s.column(2).as_ref());
+    let want: Vec<f64> = rows(column(&golden, "margin").as_ref()).concat();
+    close(&margins, &want, "struct margins").unwrap();
+}
