@@ -2,6 +2,7 @@
 """Regenerate the gradient-boosting cases: XGBoost and LightGBM models logged by MLflow, with goldens.
 
     scripts/python-env models/gbdt.py           # writes models/gbdt/
+    scripts/python-env models/gbdt.py NAME...   # only those cases, keeping the others
 
 Every case is trained here on a small table, saved with `mlflow.xgboost.save_model` or
 `mlflow.lightgbm.save_model` (signature inferred from the training frame), and scored on a test
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -272,22 +274,103 @@ def make_lgb(rng, name, params, target, nan):
     }
 
 
+CITIES = ["lille", "lyon", "nice", "paris", "rennes", "toulouse"]
+PLANS = ["basic", "pro", "team"]
+
+
+def categorical_frame(n: int, rng: np.random.Generator, unseen: bool) -> pd.DataFrame:
+    """Two numeric features and two pandas categoricals; nulls in both, an unseen city if asked."""
+    df = frame(n, rng, 0.0)[["f0", "f1"]]
+    cities = CITIES + (["rome"] if unseen else [])
+    city = rng.choice(cities, n).astype(object)
+    city[rng.random(n) < 0.05] = None
+    plan = rng.choice(PLANS, n).astype(object)
+    plan[rng.random(n) < 0.05] = None
+    df["city"] = pd.Categorical(city, categories=cities)
+    df["plan"] = pd.Categorical(plan, categories=PLANS)
+    return df
+
+
+def categorical_target(df: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    bonus = df["city"].map({"nice": 1.5, "paris": -1.0, "lille": 0.7}).astype(float).fillna(0).to_numpy().copy()
+    bonus += df["plan"].map({"pro": 0.8, "team": -0.6}).astype(float).fillna(0).to_numpy()
+    return ((df["f0"].to_numpy() + bonus + rng.normal(0, 0.3, len(df))) > 0.3).astype("int64")
+
+
+def make_categorical(rng, name: str, library: str) -> dict:
+    """A Booster trained on pandas categoricals. MLflow's pyfunc cannot score these at all (its
+    signature says string; XGBoost refuses strings, schema enforcement refuses categories), so the
+    prediction golden is the library's own predict on categorical columns."""
+    import lightgbm as lgb
+    import mlflow
+    import xgboost as xgb
+    from mlflow.models import infer_signature
+
+    train = categorical_frame(N_TRAIN, rng, unseen=False)
+    # XGBoost refuses categories it did not see in training; LightGBM sends them right.
+    test = categorical_frame(N_TEST, rng, unseen=library == "lightgbm")
+    y = categorical_target(train, rng)
+    d = OUT / name
+    d.mkdir(parents=True)
+    if library == "xgboost":
+        model = xgb.train({"objective": "binary:logistic", "max_depth": 4, "eta": 0.3, "seed": 0, "nthread": 1, "max_cat_to_onehot": 1}, xgb.DMatrix(train, label=y, enable_categorical=True), 20)
+        predict = lambda df, **kw: model.predict(xgb.DMatrix(df, enable_categorical=True), **kw)  # noqa: E731
+        sig = infer_signature(train, predict(train))
+        mlflow.xgboost.save_model(model, d / "model", signature=sig, input_example=train.head(3))
+        prediction, margin = predict(test), predict(test, output_margin=True)
+    else:
+        model = lgb.train({"objective": "binary", "num_leaves": 15, "learning_rate": 0.2, "verbose": -1, "seed": 0, "num_threads": 1, "min_data_in_leaf": 10, "cat_smooth": 1, "min_data_per_group": 5}, lgb.Dataset(train, label=y), 20)
+        sig = infer_signature(train, model.predict(train))
+        mlflow.lightgbm.save_model(model, d / "model", signature=sig, input_example=train.head(3))
+        prediction, margin = model.predict(test), model.predict(test, raw_score=True)
+    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), d / "input.parquet")
+    pq.write_table(golden_table(prediction, margin), d / "golden.parquet")
+    return {
+        "case": name,
+        "library": library,
+        "objective": "binary:logistic" if library == "xgboost" else "binary",
+        "model_class": "xgboost.core.Booster" if library == "xgboost" else "lightgbm.basic.Booster",
+        "prediction_dtype": str(np.asarray(prediction).dtype),
+        "columns": ["prediction", "margin"],
+        "golden": "the library's predict on pandas categoricals (MLflow's pyfunc cannot score this model)",
+    }
+
+
+def all_cases():
+    """Every case: (name, function of its generator that makes it and returns its entry)."""
+    out = []
+    # One generator per case, seeded by its position: adding a case at the end changes no other.
+    for i, (name, objective, target, nan, how, params) in enumerate(xgb_cases()):
+        out.append((name, [SEED, i], lambda rng, a=(name, objective, target, nan, how, params): make_xgb(rng, *a)))
+    for i, (name, params, target, nan) in enumerate(lgb_cases()):
+        out.append((name, [SEED, 1000 + i], lambda rng, a=(name, params, target, nan): make_lgb(rng, *a)))
+    out.append(("xgb_categorical", [SEED, 2000], lambda rng: make_categorical(rng, "xgb_categorical", "xgboost")))
+    out.append(("lgb_categorical", [SEED, 2001], lambda rng: make_categorical(rng, "lgb_categorical", "lightgbm")))
+    return out
+
+
 def main() -> None:
+    """`gbdt.py` regenerates every case; `gbdt.py NAME...` only those, keeping the others."""
     warnings.filterwarnings("ignore")
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.CRITICAL)
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir()
-    entries = []
-    # One generator per case, seeded by its position: adding a case at the end changes no other.
-    for i, (name, objective, target, nan, how, params) in enumerate(xgb_cases()):
-        entries.append(make_xgb(np.random.default_rng([SEED, i]), name, objective, target, nan, how, params))
-        print(f"{name:32s} {entries[-1]['model_class']}")
-    for i, (name, params, target, nan) in enumerate(lgb_cases()):
-        entries.append(make_lgb(np.random.default_rng([SEED, 1000 + i]), name, params, target, nan))
-        print(f"{name:32s} {entries[-1]['model_class']}")
-    (OUT / "cases.json").write_text(json.dumps(entries, indent=1) + "\n")
+    only = set(sys.argv[1:])
+    entries = {}
+    if only and (OUT / "cases.json").exists():
+        entries = {e["case"]: e for e in json.loads((OUT / "cases.json").read_text())}
+    else:
+        shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(exist_ok=True)
+    for name, seed, make in all_cases():
+        if only and name not in only:
+            continue
+        shutil.rmtree(OUT / name, ignore_errors=True)
+        entries[name] = make(np.random.default_rng(seed))
+        print(f"{name:32s} {entries[name]['model_class']}")
+    order = [name for name, _, _ in all_cases()]
+    ordered = [entries[n] for n in order if n in entries]
+    (OUT / "cases.json").write_text(json.dumps(ordered, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -214,3 +214,34 @@ fn a_classifier_scores_from_the_cli_as_labels_or_labels_with_probabilities() {
     let want: Vec<f64> = rows(column(&golden, "margin").as_ref()).concat();
     close(&margins, &want, "struct margins").unwrap();
 }
+
+/// Categorical features are re-coded by name from the categories the model stores, whatever
+/// the column's encoding (the parquet file holds dictionaries; plain strings score the same).
+/// A category XGBoost never saw is an error naming it, as in XGBoost; codes given as numbers
+/// for a feature whose categories are names are refused at bind time.
+#[test]
+fn categories_are_read_by_name_and_unseen_ones_are_refused_by_xgboost() {
+    use arrow::array::{Int64Array, StringArray};
+    let dir = models().join("gbdt/xgb_categorical");
+    let model = mlscore::load(dir.join("model").to_str().unwrap()).unwrap();
+    let input = read_parquet(&dir.join("input.parquet"));
+    let golden = read_parquet(&dir.join("golden.parquet"));
+    let city = column(&input, "city");
+    assert!(matches!(city.data_type(), DataType::Dictionary(..)), "{}", city.data_type());
+    let plain = arrow::compute::cast(&city, &DataType::Utf8).unwrap();
+    let as_strings = replace(input.clone(), "city", plain.clone());
+    let p = predict_batch(model.as_ref(), &as_strings, NullPolicy::Nan).unwrap();
+    let got = floats(output(&p.outputs, "prediction").unwrap().as_ref());
+    close(&got, &floats(column(&golden, "prediction").as_ref()), "plain strings").unwrap();
+
+    let mut values: Vec<Option<String>> = plain.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect();
+    values[7] = Some("rome".into());
+    let unseen = replace(input.clone(), "city", std::sync::Arc::new(StringArray::from(values)));
+    let e = predict_batch(model.as_ref(), &unseen, NullPolicy::Nan).unwrap_err().to_string();
+    assert!(e.contains("'city'") && e.contains("'rome'") && e.contains("'paris'"), "{e}");
+
+    let codes = replace(input, "city", std::sync::Arc::new(Int64Array::from(vec![1i64; 300])));
+    let e = predict_batch(model.as_ref(), &codes, NullPolicy::Nan).unwrap_err().to_string();
+    // The signature says string: MLflow's type check refuses the codes before the model sees them.
+    assert!(e.contains("'city'") && e.contains("int64 to string"), "{e}");
+}

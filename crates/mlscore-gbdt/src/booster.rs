@@ -127,6 +127,9 @@ pub(crate) enum FeatureRule {
     TinyIsZero,
     /// Values within [`ZERO_THRESHOLD`] of zero are missing (LightGBM's `zero_as_missing` splits).
     TinyIsMissing,
+    /// A categorical feature: category codes, truncated toward zero as both libraries cast them
+    /// to integers (NaN stays missing).
+    Category,
 }
 
 /// LightGBM's `kZeroThreshold`.
@@ -150,6 +153,11 @@ pub(crate) struct Booster<T> {
     pub feature_names: Vec<String>,
     /// One rule per feature.
     pub rules: Vec<FeatureRule>,
+    /// Per feature: the training categories by name, for categorical features whose model
+    /// stores them (a string column is re-coded to their positions).
+    pub categories: Vec<Option<Vec<String>>>,
+    /// Whether a category not seen in training is an error (XGBoost) or missing (LightGBM).
+    pub unseen_is_error: bool,
 }
 
 /// The scores of a batch: margins and transformed values, row-major.
@@ -185,7 +193,19 @@ impl<T: Real> Booster<T> {
             )));
         }
         let ensemble = Ensemble::compile(raw, groups).map_err(|e| ReadError::Invalid(e.to_string()))?;
-        Ok(Self { ensemble, groups, base, average: None, transform, pyfunc, n_features, feature_names, rules })
+        Ok(Self {
+            ensemble,
+            groups,
+            base,
+            average: None,
+            transform,
+            pyfunc,
+            n_features,
+            feature_names,
+            rules,
+            categories: vec![None; n_features],
+            unseen_is_error: false,
+        })
     }
 
     /// Scores `rows` rows of `x` (row-major, [`Booster::n_features`] values a row, already read
@@ -220,12 +240,12 @@ impl<T: Real> Booster<T> {
         let zero = <T as Float>::from_f64(ZERO_THRESHOLD);
         for row in x.chunks_exact_mut(self.n_features) {
             for (v, rule) in row.iter_mut().zip(&self.rules) {
-                if v.abs() <= zero {
-                    match rule {
-                        FeatureRule::AsIs => {}
-                        FeatureRule::TinyIsZero => *v = T::zero(),
-                        FeatureRule::TinyIsMissing => *v = T::nan(),
-                    }
+                match rule {
+                    FeatureRule::AsIs => {}
+                    FeatureRule::TinyIsZero if v.abs() <= zero => *v = T::zero(),
+                    FeatureRule::TinyIsMissing if v.abs() <= zero => *v = T::nan(),
+                    FeatureRule::Category => *v = v.trunc(),
+                    _ => {}
                 }
             }
         }

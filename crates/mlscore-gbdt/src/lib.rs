@@ -31,6 +31,7 @@ mod value;
 mod xgboost;
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -65,9 +66,20 @@ enum Trees {
     Lightgbm(Booster<f64>),
 }
 
-/// Which frame column feeds each model feature: the plan of this format's [`Binding`].
+/// Which frame column feeds each model feature, and how: the plan of this format's [`Binding`].
 #[derive(Debug, Clone, PartialEq)]
-struct Features(Vec<usize>);
+struct Features(Vec<Feed>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct Feed {
+    /// The frame column.
+    column: usize,
+    /// Its name, for errors.
+    name: String,
+    /// For a categorical feature whose model stores its categories: each category's code (its
+    /// position in training), by name; values are looked up by name (numbers by their text).
+    codes: Option<Arc<HashMap<String, f64>>>,
+}
 
 impl Model {
     /// Reads an opened MLflow model whose format is XGBoost or LightGBM.
@@ -113,6 +125,51 @@ impl Model {
             Trees::Xgboost(b) => b.n_features,
             Trees::Lightgbm(b) => b.n_features,
         }
+    }
+
+    fn categories(&self) -> (&[Option<Vec<String>>], bool) {
+        match &self.trees {
+            Trees::Xgboost(b) => (&b.categories, b.unseen_is_error),
+            Trees::Lightgbm(b) => (&b.categories, b.unseen_is_error),
+        }
+    }
+
+    /// How each feature is fed: the column, and for categorical features the codes of their
+    /// categories; a column whose type cannot feed its feature is an error naming both.
+    fn feeds(&self, frame: &ArrowSchema, columns: &[BoundColumn], indices: Vec<usize>) -> Result<Vec<Feed>> {
+        let (categories, _) = self.categories();
+        let names = self.feature_names();
+        indices
+            .into_iter()
+            .enumerate()
+            .map(|(f, column)| {
+                let name = columns.iter().find(|c| c.index == column).map_or_else(|| column.to_string(), |c| c.name.clone());
+                let t = frame.field(column).data_type();
+                let feature = names.get(f).map_or_else(|| format!("feature {f}"), |n| format!("feature '{n}'"));
+                let cats = categories.get(f).and_then(Option::as_ref);
+                let numeric_names = cats.is_some_and(|c| c.iter().all(|n| n.parse::<f64>().is_ok()));
+                let fits = if is_string(t) { cats.is_some() } else { feedable(t) && (cats.is_none() || numeric_names) };
+                if !fits {
+                    let expected = match cats {
+                        Some(c) if !numeric_names => {
+                            format!("the categories of {feature} as strings ({})", preview(c))
+                        }
+                        _ => format!("a number or a boolean for {feature}"),
+                    };
+                    return Err(Error::IncompatibleType {
+                        column: name,
+                        found: numpy_name(t),
+                        expected,
+                        hint: (is_string(t) && cats.is_none()).then(|| {
+                            "the model stores no category names for this feature: give its category codes as numbers".into()
+                        }),
+                    });
+                }
+                let codes =
+                    cats.map(|c| Arc::new(c.iter().enumerate().map(|(i, n)| (n.clone(), i as f64)).collect()));
+                Ok(Feed { column, name, codes })
+            })
+            .collect()
     }
 
     fn feature_names(&self) -> &[String] {
@@ -209,9 +266,15 @@ fn output_types<T: Output>(b: &Booster<T>) -> Vec<(String, ArrowType)> {
 }
 
 /// Reads the bound columns into row-major chunks and scores them.
-fn score<T: Output>(b: &Booster<T>, features: &[usize], frame: &[ArrayRef]) -> Result<Vec<(String, ArrayRef)>> {
+fn score<T: Output>(b: &Booster<T>, feeds: &[Feed], frame: &[ArrayRef]) -> Result<Vec<(String, ArrayRef)>> {
     let rows = frame.first().map_or(0, |a| a.len());
-    let columns: Vec<Vec<f64>> = features.iter().map(|i| as_f64(&frame[*i])).collect::<Result<_>>()?;
+    let columns: Vec<Vec<f64>> = feeds
+        .iter()
+        .map(|feed| match &feed.codes {
+            None => as_f64(&frame[feed.column]),
+            Some(codes) => category_codes(&frame[feed.column], feed, codes, b.unseen_is_error),
+        })
+        .collect::<Result<_>>()?;
     let width = b.n_features;
     let (mut margins, mut values) = (Vec::with_capacity(rows * b.groups), Vec::new());
     let mut x: Vec<T> = Vec::new();
@@ -276,6 +339,59 @@ fn as_f64(a: &ArrayRef) -> Result<Vec<f64>> {
     })
 }
 
+/// A categorical column (strings, or numbers where the categories are numbers) as the codes of
+/// its values; nulls are NaN (missing), and so are unseen categories unless `unseen_is_error`.
+fn category_codes(a: &ArrayRef, feed: &Feed, codes: &HashMap<String, f64>, unseen_is_error: bool) -> Result<Vec<f64>> {
+    let text = arrow_cast::cast(a, &ArrowType::Utf8)
+        .map_err(|e| Error::Binding(format!("column '{}' cannot be read as categories: {e}", feed.name)))?;
+    let mut out = Vec::with_capacity(a.len());
+    for v in text.as_string::<i32>().iter() {
+        let Some(v) = v else {
+            out.push(f64::NAN);
+            continue;
+        };
+        // Numbers by their integer text where they are integers (arrow writes 3.0 as "3.0").
+        let key = match v.parse::<f64>() {
+            Ok(x) if !is_string(a.data_type()) && x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", x as i64),
+            _ => v.to_string(),
+        };
+        match codes.get(&key) {
+            Some(c) => out.push(*c),
+            None if unseen_is_error => {
+                let mut known: Vec<(&String, &f64)> = codes.iter().collect();
+                known.sort_by(|x, y| x.1.total_cmp(y.1));
+                let known: Vec<String> = known.into_iter().map(|(k, _)| k.clone()).collect();
+                return Err(Error::InvalidValues {
+                    column: feed.name.clone(),
+                    reason: format!(
+                        "category '{v}' was not seen in training (the model's categories: {}); XGBoost refuses it too",
+                        preview(&known)
+                    ),
+                });
+            }
+            None => out.push(f64::NAN),
+        }
+    }
+    Ok(out)
+}
+
+fn is_string(t: &ArrowType) -> bool {
+    match t {
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => true,
+        ArrowType::Dictionary(_, v) => is_string(v),
+        _ => false,
+    }
+}
+
+/// The first few names of a list, for messages.
+fn preview(names: &[String]) -> String {
+    let mut s: Vec<String> = names.iter().take(8).map(|n| format!("'{n}'")).collect();
+    if names.len() > 8 {
+        s.push(format!("... {} in all", names.len()));
+    }
+    s.join(", ")
+}
+
 fn feedable(t: &ArrowType) -> bool {
     (t.is_numeric() && !matches!(t, ArrowType::Float16 | ArrowType::Decimal128(..) | ArrowType::Decimal256(..)))
         || matches!(t, ArrowType::Boolean | ArrowType::Null)
@@ -315,27 +431,17 @@ impl Scorer for Model {
     fn bind(&self, frame: &ArrowSchema) -> Result<Binding> {
         let mut columns = signature_columns(self.signature.as_ref(), frame)?;
         for c in &mut columns {
-            let t = frame.field(c.index).data_type();
-            if !feedable(t) {
-                return Err(Error::IncompatibleType {
-                    column: c.name.clone(),
-                    found: numpy_name(t),
-                    expected: "a number or a boolean".into(),
-                    hint: Some(format!(
-                        "{} models read numeric features; categorical features are not scored yet",
-                        self.format()
-                    )),
-                });
-            }
+            // Nulls are missing values, for categories too.
             c.nan_ok = true;
         }
         let mut warnings = Vec::new();
-        let features = self.features(&columns, &mut warnings)?;
-        Ok(Binding { columns, warnings, plan: Arc::new(Features(features)) })
+        let indices = self.features(&columns, &mut warnings)?;
+        let feeds = self.feeds(frame, &columns, indices)?;
+        Ok(Binding { columns, warnings, plan: Arc::new(Features(feeds)) })
     }
 
     fn score(&self, binding: &Binding, frame: &[ArrayRef]) -> Result<Vec<(String, ArrayRef)>> {
-        let Features(features) = binding
+        let Features(feeds) = binding
             .plan::<Features>()
             .ok_or_else(|| Error::Binding("the binding was made by another model's scorer".into()))?;
         let named = |e: Error| match e {
@@ -343,8 +449,8 @@ impl Scorer for Model {
             e => e,
         };
         match &self.trees {
-            Trees::Xgboost(b) => score(b, features, frame),
-            Trees::Lightgbm(b) => score(b, features, frame),
+            Trees::Xgboost(b) => score(b, feeds, frame),
+            Trees::Lightgbm(b) => score(b, feeds, frame),
         }
         .map_err(named)
     }

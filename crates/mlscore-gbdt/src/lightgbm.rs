@@ -89,17 +89,66 @@ pub(crate) fn read(text: &str, model_class: &str) -> Result<Booster<f64>, ReadEr
             raw.roots.len()
         )));
     }
-    let rules = rules
+    let rules: Vec<FeatureRule> = rules
         .into_iter()
-        .map(|r| if r == Some(MISSING_ZERO) { FeatureRule::TinyIsMissing } else { FeatureRule::TinyIsZero })
+        .map(|r| match r {
+            Some(MISSING_ZERO) => FeatureRule::TinyIsMissing,
+            Some(MISSING_CATEGORY) => FeatureRule::Category,
+            _ => FeatureRule::TinyIsZero,
+        })
         .collect();
+    let categories = pandas_categories(text, header.get("feature_infos").copied(), &rules)?;
     let iterations = raw.roots.len() / groups;
     let mut booster =
         Booster::new(&raw, groups, vec![0.0; groups], transform, Pyfunc::Prediction, n_features, feature_names, rules)?;
     if average_output {
         booster.average = Some(iterations as f64);
     }
+    booster.categories = categories;
     Ok(booster)
+}
+
+/// The category names of the features that were pandas categoricals in training
+/// (`pandas_categorical:` at the end of the file, one list per categorical column in column
+/// order). The categorical features are those `feature_infos` lists categories for
+/// (`0:1:2`, where numeric features have `[min:max]`); a file where the two disagree is refused.
+fn pandas_categories(
+    text: &str,
+    feature_infos: Option<&str>,
+    rules: &[FeatureRule],
+) -> Result<Vec<Option<Vec<String>>>, ReadError> {
+    let mut out = vec![None; rules.len()];
+    let Some(json) = text.lines().rev().find_map(|l| l.strip_prefix("pandas_categorical:")) else {
+        return Ok(out);
+    };
+    let lists: Option<Vec<Vec<serde_json::Value>>> = serde_json::from_str(json.trim())
+        .map_err(|e| ReadError::Invalid(format!("pandas_categorical is not a JSON list of lists: {e}")))?;
+    let lists = lists.unwrap_or_default();
+    if lists.is_empty() {
+        return Ok(out);
+    }
+    let infos: Vec<&str> = feature_infos.unwrap_or_default().split(' ').collect();
+    let categorical: Vec<usize> =
+        (0..rules.len()).filter(|f| infos.get(*f).is_some_and(|i| !i.starts_with('[') && *i != "none")).collect();
+    if categorical.len() != lists.len() {
+        return Err(ReadError::Unsupported(format!(
+            "its pandas_categorical has {} category lists for {} categorical features: mlscore cannot tell which \
+             list belongs to which feature",
+            lists.len(),
+            categorical.len()
+        )));
+    }
+    for (f, list) in categorical.into_iter().zip(lists) {
+        out[f] = Some(
+            list.into_iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect(),
+        );
+    }
+    Ok(out)
 }
 
 /// The objective line (`binary sigmoid:1`, `multiclass num_class:3`, `regression sqrt`, ...)
@@ -140,6 +189,8 @@ fn objective_transform(line: Option<&str>) -> Result<Transform, ReadError> {
 const MISSING_NONE: u8 = 0;
 const MISSING_ZERO: u8 = 1;
 const MISSING_NAN: u8 = 2;
+/// Not a missing type: marks a feature with categorical splits in `add_tree`'s `rules`.
+const MISSING_CATEGORY: u8 = 255;
 
 /// Adds one tree; `rules` collects each feature's missing type (Zero and NaN must not mix on
 /// one feature: LightGBM decides it per feature, and mlscore reads zeros as missing per feature).
@@ -164,12 +215,22 @@ fn add_tree(
             "it is a linear tree (linear_tree=true), which mlscore does not score yet; train without linear_tree",
         )));
     }
-    if fields.get("num_cat").is_some_and(|v| v.trim() != "0") {
-        return Err(ReadError::Unsupported(ctx(
-            "it has categorical splits, which mlscore does not score yet; pass categories as numeric (one-hot or \
-             ordinal) features without categorical_feature, or log an ONNX export",
-        )));
-    }
+    let num_cat: usize = match fields.get("num_cat") {
+        Some(v) => v.trim().parse().map_err(|_| ReadError::Invalid(ctx("num_cat is not a count")))?,
+        None => 0,
+    };
+    // Categorical splits: split i's threshold indexes `cat_boundaries`, which slices
+    // `cat_threshold` into the u32 words of a bitset of the categories that go left.
+    let (cat_boundaries, cat_threshold): (Vec<usize>, Vec<u32>) = if num_cat > 0 {
+        let b: Vec<usize> = parse(&list("cat_boundaries")?, &ctx("cat_boundaries"))?;
+        let t: Vec<u32> = parse(&list("cat_threshold")?, &ctx("cat_threshold"))?;
+        if b.len() != num_cat + 1 || b.windows(2).any(|w| w[0] > w[1]) || b.last().is_some_and(|e| *e > t.len()) {
+            return Err(ReadError::Invalid(ctx("cat_boundaries do not slice cat_threshold")));
+        }
+        (b, t)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let leaf_value: Vec<f64> = parse(&list("leaf_value")?, &ctx("leaf_value"))?;
     if num_leaves == 0 || leaf_value.len() != num_leaves {
         return Err(ReadError::Invalid(ctx(&format!("{} leaf values for {num_leaves} leaves", leaf_value.len()))));
@@ -203,9 +264,31 @@ fn add_tree(
     for i in 0..n {
         let dt = decision[i];
         if dt & 1 != 0 {
-            return Err(ReadError::Unsupported(ctx(&format!(
-                "split {i} is categorical, which mlscore does not score yet"
-            ))));
+            // Categories whose bit is set go left; NaN, negative and unset values go right.
+            let idx = threshold[i] as usize;
+            if threshold[i] < 0.0 || idx + 1 >= cat_boundaries.len().max(1) {
+                return Err(ReadError::Invalid(ctx(&format!("categorical split {i} has bitset {}", threshold[i]))));
+            }
+            let words = &cat_threshold[cat_boundaries[idx]..cat_boundaries[idx + 1]];
+            let members =
+                (0..words.len() * 32).filter(|c| words[c / 32] >> (c % 32) & 1 == 1).map(|c| c as f64).collect();
+            let f = feature[i];
+            let rule =
+                rules.get_mut(f).ok_or_else(|| ReadError::Invalid(ctx(&format!("split {i} reads feature {f}"))))?;
+            if rule.is_some_and(|r| r != MISSING_CATEGORY) {
+                return Err(ReadError::Invalid(ctx(&format!("feature {f} has both numeric and categorical splits"))));
+            }
+            *rule = Some(MISSING_CATEGORY);
+            raw.nodes.push(RawNode {
+                feature: f,
+                threshold: 0.0,
+                mode: Mode::Member,
+                members,
+                yes: target(left[i])?,
+                no: target(right[i])?,
+                missing_true: false,
+            });
+            continue;
         }
         let default_left = dt & 2 != 0;
         let missing = (dt >> 2) & 3;
@@ -214,6 +297,9 @@ fn add_tree(
             .get_mut(f)
             .ok_or_else(|| ReadError::Invalid(ctx(&format!("split {i} reads feature {f}, past max_feature_idx"))))?;
         match (*rule, missing) {
+            (Some(MISSING_CATEGORY), _) => {
+                return Err(ReadError::Invalid(ctx(&format!("feature {f} has both numeric and categorical splits"))));
+            }
             (_, MISSING_NONE) => {}
             (None, m) => *rule = Some(m),
             (Some(r), m) if r == m => {}

@@ -128,8 +128,68 @@ pub(crate) fn read(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, Read
         Some(v) => v.strings("feature_names")?,
         None => Vec::new(),
     };
-    let rules = vec![FeatureRule::AsIs; n_features];
-    Booster::new(&raw, groups, base, transform, pyfunc, n_features, feature_names, rules)
+    let feature_types = match learner.get("feature_types") {
+        Some(v) => v.strings("feature_types")?,
+        None => Vec::new(),
+    };
+    let mut rules = vec![FeatureRule::AsIs; n_features];
+    for (rule, ty) in rules.iter_mut().zip(&feature_types) {
+        if ty == "c" {
+            *rule = FeatureRule::Category;
+        }
+    }
+    for n in raw.nodes.iter().filter(|n| n.mode == Mode::Member) {
+        if let Some(rule) = rules.get_mut(n.feature) {
+            *rule = FeatureRule::Category;
+        }
+    }
+    let mut booster = Booster::new(&raw, groups, base, transform, pyfunc, n_features, feature_names, rules)?;
+    if let Some(cats) = model.get("cats") {
+        booster.categories = categories(cats, n_features)?;
+    }
+    booster.unseen_is_error = true;
+    Ok(booster)
+}
+
+/// The training categories xgboost >= 3.1 stores (`cats.enc`: per feature, the names' UTF-8
+/// bytes concatenated, with offsets); a feature's code is its category's position.
+fn categories(cats: &Value, n_features: usize) -> Result<Vec<Option<Vec<String>>>, ReadError> {
+    let mut out = vec![None; n_features];
+    let Some(enc) = cats.get("enc") else {
+        return Ok(out);
+    };
+    let enc = enc.items("cats/enc")?;
+    if !enc.is_empty() && enc.len() != n_features {
+        return Err(ReadError::Invalid(format!("cats/enc has {} entries for {n_features} features", enc.len())));
+    }
+    for (f, e) in enc.iter().enumerate() {
+        let (Some(offsets), Some(values)) = (e.get("offsets"), e.get("values")) else {
+            // Numeric categories (no names): codes are the values themselves.
+            continue;
+        };
+        let offsets: Vec<i64> = offsets.numbers("cats/enc/offsets")?;
+        let values: Vec<i64> = values.numbers("cats/enc/values")?;
+        if offsets.is_empty() {
+            continue;
+        }
+        let bytes: Vec<u8> = values.iter().map(|b| u8::try_from(*b).unwrap_or(0)).collect();
+        let mut names = Vec::with_capacity(offsets.len());
+        for (i, start) in offsets.iter().enumerate() {
+            let end = offsets.get(i + 1).copied().unwrap_or(bytes.len() as i64);
+            let range = usize::try_from(*start)
+                .ok()
+                .zip(usize::try_from(end).ok())
+                .filter(|(s, e)| s <= e && *e <= bytes.len());
+            let (s, e) =
+                range.ok_or_else(|| ReadError::Invalid(format!("cats/enc of feature {f}: offsets out of range")))?;
+            names.push(
+                String::from_utf8(bytes[s..e].to_vec())
+                    .map_err(|_| ReadError::Invalid(format!("cats/enc of feature {f}: a category is not UTF-8")))?,
+            );
+        }
+        out[f] = Some(names);
+    }
+    Ok(out)
 }
 
 /// How base_score (stored in the objective's output space) becomes a margin.
@@ -229,27 +289,36 @@ fn add_tree(raw: &mut RawEnsemble, tree: &Value, t: usize, group: usize, weight:
             raw.leaves.push(vec![(group, f64::from(cond[i] * weight))]);
             Target::Leaf(raw.leaves.len() - 1)
         } else {
-            if split_type[i] != 0 {
-                return Err(ReadError::Unsupported(ctx(&format!(
-                    "node {i} is a categorical split, which mlscore does not score yet; train with numeric (e.g. \
-                     one-hot or ordinal-coded) features or log an ONNX export"
-                ))));
-            }
             let feature = usize::try_from(index[i])
                 .map_err(|_| ReadError::Invalid(ctx(&format!("node {i} reads feature {}", index[i]))))?;
             let (l, r) = (child(left[i], "left child")?, child(right[i], "right child")?);
-            raw.nodes.push(RawNode {
-                feature,
-                threshold: f64::from(cond[i]),
-                mode: Mode::Lt,
-                members: vec![],
-                yes: Target::Leaf(0),
-                no: Target::Leaf(0),
-                missing_true: default_left[i] != 0,
-            });
-            let me = raw.nodes.len() - 1;
-            stack.push((r, Some((me, false))));
-            stack.push((l, Some((me, true))));
+            let me = raw.nodes.len();
+            if split_type[i] == 0 {
+                raw.nodes.push(RawNode {
+                    feature,
+                    threshold: f64::from(cond[i]),
+                    mode: Mode::Lt,
+                    members: vec![],
+                    yes: Target::Leaf(0),
+                    no: Target::Leaf(0),
+                    missing_true: default_left[i] != 0,
+                });
+                stack.push((r, Some((me, false))));
+                stack.push((l, Some((me, true))));
+            } else {
+                // The listed categories go right, every other value left; NaN to the default.
+                raw.nodes.push(RawNode {
+                    feature,
+                    threshold: 0.0,
+                    mode: Mode::Member,
+                    members: split_categories(tree, i, &ctx)?,
+                    yes: Target::Leaf(0),
+                    no: Target::Leaf(0),
+                    missing_true: default_left[i] == 0,
+                });
+                stack.push((r, Some((me, true))));
+                stack.push((l, Some((me, false))));
+            }
             Target::Node(me)
         };
         match parent {
@@ -259,6 +328,25 @@ fn add_tree(raw: &mut RawEnsemble, tree: &Value, t: usize, group: usize, weight:
         }
     }
     Ok(())
+}
+
+/// The categories a categorical split of node `i` sends right (`categories_nodes` lists the
+/// categorical nodes; `categories_segments` / `categories_sizes` their slices of `categories`).
+fn split_categories(tree: &Value, i: usize, ctx: &dyn Fn(&str) -> String) -> Result<Vec<f64>, ReadError> {
+    let field = |key: &str| -> Result<Vec<i64>, ReadError> {
+        tree.at(key).map_err(|_| ReadError::Missing(ctx(key)))?.numbers(&ctx(key))
+    };
+    let (nodes, segments, sizes, cats) =
+        (field("categories_nodes")?, field("categories_segments")?, field("categories_sizes")?, field("categories")?);
+    let k = nodes
+        .iter()
+        .position(|n| *n == i as i64)
+        .ok_or_else(|| ReadError::Invalid(ctx(&format!("categorical node {i} is not in categories_nodes"))))?;
+    let (start, size) = (segments.get(k).copied().unwrap_or(-1), sizes.get(k).copied().unwrap_or(-1));
+    let range = usize::try_from(start).ok().zip(usize::try_from(size).ok()).filter(|(s, n)| s + n <= cats.len());
+    let (s, n) =
+        range.ok_or_else(|| ReadError::Invalid(ctx(&format!("the categories of node {i} are out of range"))))?;
+    Ok(cats[s..s + n].iter().map(|c| *c as f64).collect())
 }
 
 #[cfg(test)]

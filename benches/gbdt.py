@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Model-level benchmark for XGBoost and LightGBM: mlscore's reader and tree kernel against the
+libraries' own predict, on the same models and rows, in one invocation.
+
+    scripts/python-env benches/gbdt.py [--trees 100,500] [--batches 1024,65536] [--threads 1,2]
+                                       [--rows 65536] [--repeat 3] [--seconds 1]
+
+Models: XGBoost (binary:logistic, depth 6) and LightGBM (binary, 63 leaves) Boosters with
+`--trees` trees each, trained on a HIGGS-like table (28 float64 features; benches/setup.py's
+generator) and saved with mlflow.xgboost / mlflow.lightgbm into bench-data/gbdt/.
+For every model, batch size and thread count, interleaved `--repeat` times (median kept):
+  xgboost:  Booster.inplace_predict on float64 numpy slices (nthread = threads);
+  lightgbm: Booster.predict on float64 numpy slices (num_threads = threads);
+  mlscore:  the release example `bench` of mlscore-gbdt: Arrow float64 columns in, bind once,
+            Scorer::predict per batch; with several threads each scores the whole table (as the
+            engine scores partitions side by side), the libraries split each batch instead.
+Prints rows/s, CPU seconds a pass, the ratio mlscore / library (rows/s, and CPU seconds per row),
+peak RSS of each side, and checks that both give the same predictions. Appends JSON lines to
+bench-data/results-gbdt.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench-data" / "gbdt"
+sys.path.insert(0, str(ROOT / "benches"))
+
+
+def example_binary() -> Path:
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/mlscore/target"))
+    env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
+    subprocess.run(["cargo", "build", "--release", "-q", "--example", "bench", "-p", "mlscore-gbdt"], cwd=ROOT, check=True, env=env)
+    return target / "release" / "examples" / "bench"
+
+
+def models(trees: list[int], x: np.ndarray, y: np.ndarray) -> dict[str, tuple[str, object]]:
+    import lightgbm as lgb
+    import mlflow
+    import xgboost as xgb
+
+    cols = [f"f{i:02d}" for i in range(x.shape[1])]
+    df = pd.DataFrame(x, columns=cols)
+    out = {}
+    for n in trees:
+        d = OUT / f"xgb{n}"
+        if not d.exists():
+            b = xgb.train({"objective": "binary:logistic", "max_depth": 6, "eta": 0.1, "nthread": 2, "seed": 0}, xgb.DMatrix(df, label=y), n)
+            mlflow.xgboost.save_model(b, d)
+        b = xgb.Booster()
+        b.load_model(str(d / "model.ubj"))
+        out[f"xgb{n}"] = (str(d), b)
+        d = OUT / f"lgb{n}"
+        if not d.exists():
+            b = lgb.train({"objective": "binary", "num_leaves": 63, "learning_rate": 0.1, "verbose": -1, "num_threads": 2, "seed": 0}, lgb.Dataset(df, label=y), n)
+            mlflow.lightgbm.save_model(b, d)
+        out[f"lgb{n}"] = (str(d), lgb.Booster(model_file=str(d / "model.lgb")))
+    return out
+
+
+def library_rate(name: str, booster, x: np.ndarray, batch: int, threads: int, seconds: float) -> tuple[float, float]:
+    slices = [x[i : i + batch] for i in range(0, len(x), batch)]
+    if name.startswith("xgb"):
+        booster.set_param({"nthread": threads})
+        fn = lambda s: booster.inplace_predict(s)  # noqa: E731
+    else:
+        fn = lambda s: booster.predict(s, num_threads=threads)  # noqa: E731
+    fn(slices[0])
+    passes, start, cpu0 = 0, time.perf_counter(), time.process_time()
+    while passes == 0 or time.perf_counter() - start < seconds:
+        for s in slices:
+            fn(s)
+        passes += 1
+    wall = time.perf_counter() - start
+    return len(x) * passes / wall, (time.process_time() - cpu0) / passes
+
+
+def mlscore_rate(binary: Path, model_dir: str, data: str, features: int, rows: int, batch: int, threads: int, seconds: float) -> tuple[float, float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([str(binary), model_dir, data, str(features), str(batch), str(threads), str(seconds)], check=True, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    v = json.loads(out.stdout.strip().splitlines()[-1])
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    passes = v["rows"] / rows
+    return v["rows_per_s"], cpu / passes, after.ru_maxrss / 1024
+
+
+def agree(binary: Path, name: str, model_dir: str, booster, data: str, x: np.ndarray) -> str:
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "p.f64"
+        subprocess.run([str(binary), model_dir, data, str(x.shape[1]), "65536", "1", "0", str(out)], check=True, capture_output=True)
+        got = np.fromfile(out, dtype="<f8")
+    want = booster.inplace_predict(x) if name.startswith("xgb") else booster.predict(x)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return f"SHAPES DIFFER {got.shape} vs {want.shape}"
+    diff = np.abs(got - want)
+    return f"{int((diff == 0).sum())} of {len(want)} predictions bit-identical, max abs diff {diff.max():.1e}"
+
+
+def main() -> None:
+    from setup import higgs_like
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--trees", default="100,500")
+    p.add_argument("--rows", type=int, default=65_536)
+    p.add_argument("--batches", default="1024,65536")
+    p.add_argument("--threads", default=f"1,{os.cpu_count()}")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=1.0)
+    args = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = higgs_like(100_000, seed=1)
+    x, _ = higgs_like(args.rows, seed=2)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    data = OUT / f"x-{args.rows}.f64"
+    x.astype("<f8").tofile(data)
+    binary = example_binary()
+    ms = models([int(t) for t in args.trees.split(",")], train_x, train_y)
+    results = ROOT / "bench-data" / "results-gbdt.jsonl"
+    print(f"{len(x)} rows x {x.shape[1]} float64 features; mlscore {binary}")
+    print(f"{'model':7} {'batch':>6} {'thr':>3} {'lib rows/s':>12} {'mlscore rows/s':>15} {'ratio':>7} {'lib cpu/pass':>12} {'mls cpu/pass':>12} {'cpu ratio':>9} {'mls RSS MB':>10}")
+    for name, (model_dir, booster) in ms.items():
+        for batch in map(int, args.batches.split(",")):
+            for threads in map(int, args.threads.split(",")):
+                lib, mls = [], []
+                for _ in range(args.repeat):
+                    lib.append(library_rate(name, booster, x, batch, threads, args.seconds))
+                    mls.append(mlscore_rate(binary, model_dir, str(data), x.shape[1], len(x), batch, threads, args.seconds))
+                lr, mr = statistics.median(v[0] for v in lib), statistics.median(v[0] for v in mls)
+                lc, mc = statistics.median(v[1] for v in lib), statistics.median(v[1] for v in mls)
+                rss = max(v[2] for v in mls)
+                print(f"{name:7} {batch:>6} {threads:>3} {lr:>12.0f} {mr:>15.0f} {mr / lr:>6.2f}x {lc:>12.3f} {mc:>12.3f} {lc / mc:>8.2f}x {rss:>10.0f}", flush=True)
+                with results.open("a") as f:
+                    f.write(json.dumps({"time": time.time(), "model": name, "rows": len(x), "batch": batch, "threads": threads, "lib_rows_per_s": lr, "mlscore_rows_per_s": mr, "ratio": mr / lr, "lib_cpu_s_per_pass": lc, "mlscore_cpu_s_per_pass": mc, "mlscore_peak_rss_mb": rss}) + "\n")
+        print(f"{name:7} check: {agree(binary, name, model_dir, booster, str(data), x)}", flush=True)
+    print(f"library side peak RSS (this Python process, all models loaded): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

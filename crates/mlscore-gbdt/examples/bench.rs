@@ -1,0 +1,85 @@
+//! The model-level benchmark's mlscore side (driven by `benches/gbdt.py`): scores a row-major
+//! float64 matrix with an XGBoost or LightGBM MLflow model through the scoring contract (Arrow
+//! columns in, bind once, `predict` per batch), on `threads` threads, for about `seconds`.
+//!
+//!     cargo run --release --example bench -p mlscore-gbdt -- MODEL_DIR X.f64 FEATURES BATCH THREADS SECONDS [OUT.f64]
+//!
+//! Prints one JSON line: rows scored (all threads), wall seconds, rows/s. With OUT, first writes the default
+//! prediction of every row (float64, row-major) there, for the benchmark's agreement check.
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, Float64Array};
+use arrow_schema::{DataType, Field, Schema};
+use mlscore_core::{NullPolicy, Scorer};
+use mlscore_mlflow::MlflowModel;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [dir, data, features, batch, threads, seconds, rest @ ..] = args.as_slice() else {
+        return Err("usage: bench MODEL_DIR X.f64 FEATURES BATCH THREADS SECONDS [OUT.f64]".into());
+    };
+    let (features, batch, threads): (usize, usize, usize) = (features.parse()?, batch.parse()?, threads.parse()?);
+    let seconds: f64 = seconds.parse()?;
+    let model = Arc::new(mlscore_gbdt::Model::from_mlflow(MlflowModel::load(dir)?)?);
+    let bytes = std::fs::read(data)?;
+    let x: Vec<f64> = bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
+    let rows = x.len() / features;
+    let mut names = model.input_names();
+    if names.is_empty() {
+        names = (0..features).map(|i| format!("f{i:02}")).collect();
+    }
+    let columns: Vec<ArrayRef> = (0..features)
+        .map(|f| Arc::new(Float64Array::from_iter_values((0..rows).map(|r| x[r * features + f]))) as ArrayRef)
+        .collect();
+    let schema = Schema::new(names.iter().map(|n| Field::new(n, DataType::Float64, true)).collect::<Vec<_>>());
+    let binding = model.bind(&schema)?;
+    let batches: Vec<Vec<ArrayRef>> =
+        (0..rows).step_by(batch).map(|s| columns.iter().map(|c| c.slice(s, batch.min(rows - s))).collect()).collect();
+    if let Some(out) = rest.first() {
+        let ty = model.default_result_type()?;
+        let mut values = Vec::with_capacity(rows);
+        for b in &batches {
+            let p = model.predict(&binding, b, NullPolicy::Nan)?;
+            let col = model.convert(&ty, &p.outputs)?;
+            match col.data_type() {
+                DataType::Float32 => {
+                    values.extend(col.as_primitive::<Float32Type>().values().iter().map(|v| f64::from(*v)))
+                }
+                DataType::Float64 => values.extend(col.as_primitive::<Float64Type>().values().iter().copied()),
+                DataType::Int64 => values.extend(col.as_primitive::<Int64Type>().values().iter().map(|v| *v as f64)),
+                other => return Err(format!("prediction type {other}").into()),
+            }
+        }
+        std::fs::write(out, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    }
+    let deadline = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let scored: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (model, binding, batches) = (&model, &binding, &batches);
+                s.spawn(move || {
+                    let mut n = 0;
+                    // Every thread passes over the whole table (from its own starting batch) until the
+                    // time is up: `threads` tables scored at once, as the engine scores partitions.
+                    while n == 0 || start.elapsed() < deadline {
+                        for b in batches.iter().cycle().skip(t).take(batches.len()) {
+                            let p = model.predict(binding, b, NullPolicy::Nan).expect("scoring failed");
+                            n += p.outputs[0].1.len();
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    let wall = start.elapsed().as_secs_f64();
+    println!("{{\"rows\": {scored}, \"wall_s\": {wall}, \"rows_per_s\": {}}}", scored as f64 / wall);
+    Ok(())
+}
