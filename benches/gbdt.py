@@ -15,7 +15,7 @@ For every model, batch size and thread count, interleaved `--repeat` times (medi
             Scorer::predict per batch; with several threads each scores the whole table (as the
             engine scores partitions side by side), the libraries split each batch instead.
 Prints rows/s, CPU seconds a pass, the ratio mlscore / library (rows/s, and CPU seconds per row),
-peak RSS of each side, and checks that both give the same predictions. Appends JSON lines to
+peak RSS of mlscore's process (the table as Arrow columns and one model) and of this Python process, and checks that both give the same predictions. Appends JSON lines to
 bench-data/results-gbdt.jsonl.
 """
 
@@ -95,7 +95,7 @@ def mlscore_rate(binary: Path, model_dir: str, data: str, features: int, rows: i
     v = json.loads(out.stdout.strip().splitlines()[-1])
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     passes = v["rows"] / rows
-    return v["rows_per_s"], cpu / passes, after.ru_maxrss / 1024
+    return v["rows_per_s"], cpu / passes, v["peak_rss_mb"]
 
 
 def agree(binary: Path, name: str, model_dir: str, booster, data: str, x: np.ndarray) -> str:
@@ -147,7 +147,7 @@ def main() -> None:
                 with results.open("a") as f:
                     f.write(json.dumps({"time": time.time(), "model": name, "rows": len(x), "batch": batch, "threads": threads, "lib_rows_per_s": lr, "mlscore_rows_per_s": mr, "ratio": mr / lr, "lib_cpu_s_per_pass": lc, "mlscore_cpu_s_per_pass": mc, "mlscore_peak_rss_mb": rss}) + "\n")
         print(f"{name:7} check: {agree(binary, name, model_dir, booster, str(data), x)}", flush=True)
-    print(f"library side peak RSS (this Python process, all models loaded): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"library side peak RSS (this Python process: the table, all models loaded): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":

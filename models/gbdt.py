@@ -42,16 +42,10 @@ N_TEST = 300
 
 
 def frame(n: int, rng: np.random.Generator, nan_fraction: float) -> pd.DataFrame:
-    df = pd.DataFrame(
-        {
-            "f0": rng.normal(0, 1, n),
-            "f1": rng.normal(5, 2, n),
-            "f2": rng.integers(0, 20, n).astype("float64"),
-            "f3": rng.uniform(-3, 3, n),
-            "f4": rng.integers(18, 90, n).astype("float64"),
-            "f5": rng.exponential(2.0, n),
-        }
-    )
+    """The zoo's six numeric features (models/zoo.py), with zeros planted, then NaNs."""
+    from zoo import numeric_frame
+
+    df = numeric_frame(n, rng)
     # Zeros matter to LightGBM's zero_as_missing and to missing type None (NaN read as 0).
     df.loc[rng.random(n) < 0.1, "f3"] = 0.0
     if nan_fraction:

@@ -4,7 +4,7 @@
 //!
 //!     cargo run --release --example bench -p mlscore-gbdt -- MODEL_DIR X.f64 FEATURES BATCH THREADS SECONDS [OUT.f64]
 //!
-//! Prints one JSON line: rows scored (all threads), wall seconds, rows/s. With OUT, first writes the default
+//! Prints one JSON line: rows scored (all threads), wall seconds, rows/s, peak RSS. With OUT, first writes the default
 //! prediction of every row (float64, row-major) there, for the benchmark's agreement check.
 #![allow(clippy::print_stdout)]
 
@@ -80,6 +80,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
     });
     let wall = start.elapsed().as_secs_f64();
-    println!("{{\"rows\": {scored}, \"wall_s\": {wall}, \"rows_per_s\": {}}}", scored as f64 / wall);
+    // Peak resident memory of this process (Linux), in MB.
+    let peak_mb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").trim().to_string()))
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0);
+    println!(
+        "{{\"rows\": {scored}, \"wall_s\": {wall}, \"rows_per_s\": {}, \"peak_rss_mb\": {peak_mb}}}",
+        scored as f64 / wall
+    );
     Ok(())
 }

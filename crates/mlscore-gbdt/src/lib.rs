@@ -49,7 +49,7 @@ use crate::booster::{Booster, Pyfunc, Real, arg_max};
 pub use crate::error::ReadError;
 
 /// Rows scored at a time: bounds the row-major copy of the inputs a batch needs.
-const CHUNK_ROWS: usize = 16_384;
+const CHUNK_ROWS: usize = 4_096;
 
 /// An XGBoost or LightGBM model, ready to score: shared by all threads, compiled once.
 #[derive(Debug)]
@@ -268,22 +268,35 @@ fn output_types<T: Output>(b: &Booster<T>) -> Vec<(String, ArrowType)> {
 /// Reads the bound columns into row-major chunks and scores them.
 fn score<T: Output>(b: &Booster<T>, feeds: &[Feed], frame: &[ArrayRef]) -> Result<Vec<(String, ArrayRef)>> {
     let rows = frame.first().map_or(0, |a| a.len());
-    let columns: Vec<Vec<f64>> = feeds
+    // Categorical columns are re-coded once; the others are read a chunk at a time straight
+    // from their Arrow buffers into the row-major chunk the kernel walks.
+    let codes: Vec<Option<Vec<f64>>> = feeds
         .iter()
-        .map(|feed| match &feed.codes {
-            None => as_f64(&frame[feed.column]),
-            Some(codes) => category_codes(&frame[feed.column], feed, codes, b.unseen_is_error),
+        .map(|feed| {
+            feed.codes.as_ref().map(|c| category_codes(&frame[feed.column], feed, c, b.unseen_is_error)).transpose()
         })
         .collect::<Result<_>>()?;
     let width = b.n_features;
     let (mut margins, mut values) = (Vec::with_capacity(rows * b.groups), Vec::new());
     let mut x: Vec<T> = Vec::new();
+    let mut scratch: Vec<f64>;
     for start in (0..rows).step_by(CHUNK_ROWS) {
         let n = CHUNK_ROWS.min(rows - start);
         x.clear();
         x.resize(n * width, T::zero());
-        for (f, col) in columns.iter().enumerate() {
-            for (r, v) in col[start..start + n].iter().enumerate() {
+        for (f, (feed, codes)) in feeds.iter().zip(&codes).enumerate() {
+            let col = &frame[feed.column];
+            let chunk: &[f64] = match (codes, col.data_type()) {
+                (Some(c), _) => &c[start..start + n],
+                (None, ArrowType::Float64) if col.null_count() == 0 => {
+                    &col.as_primitive::<Float64Type>().values()[start..start + n]
+                }
+                (None, _) => {
+                    scratch = as_f64(&col.slice(start, n))?;
+                    &scratch
+                }
+            };
+            for (r, v) in chunk.iter().enumerate() {
                 x[r * width + f] = <T as mlscore_kernels::tree::Float>::from_f64(*v);
             }
         }
