@@ -245,3 +245,62 @@ fn categories_are_read_by_name_and_unseen_ones_are_refused_by_xgboost() {
     // The signature says string: MLflow's type check refuses the codes before the model sees them.
     assert!(e.contains("'city'") && e.contains("int64 to string"), "{e}");
 }
+
+/// A seeded mutation loop over real model files (UBJSON, JSON, LightGBM text): bytes flipped,
+/// digits changed, spans cut or repeated. Every mutant either loads and scores the case's rows,
+/// or is an error; none panics. (`MLSCORE_FUZZ_ROUNDS` runs more rounds outside CI.)
+#[test]
+fn mutated_model_files_are_errors_or_models_never_panics() {
+    let rounds: usize = std::env::var("MLSCORE_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n.max(1) as u64) as usize
+    };
+    let mut outcomes = [0usize; 2];
+    for (case, file) in [
+        ("xgb_classifier_early_stopped", "model.ubj"),
+        ("xgb_binary_logistic_json", "model.json"),
+        ("xgb_categorical", "model.ubj"),
+        ("lgb_multiclass", "model.lgb"),
+        ("lgb_categorical", "model.lgb"),
+    ] {
+        let input = read_parquet(&models().join("gbdt").join(case).join("input.parquet"));
+        let original = std::fs::read(models().join("gbdt").join(case).join("model").join(file)).unwrap();
+        for round in 0..rounds {
+            let mut b = original.clone();
+            for _ in 0..1 + next(4) {
+                let at = next(b.len());
+                match next(5) {
+                    0 => b[at] ^= 1 << next(8),
+                    1 => b[at] = b"0123456789-.e"[next(13)],
+                    2 => b.truncate(at),
+                    3 => {
+                        let end = (at + next(64)).min(b.len());
+                        let span = b[at..end].to_vec();
+                        b.splice(at..at, span);
+                    }
+                    _ => {
+                        let end = (at + next(16)).min(b.len());
+                        b.drain(at..end);
+                    }
+                }
+            }
+            let dir = edited(case, file, tmp.path(), |_| b);
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let model = mlscore::load(dir.to_str().unwrap())?;
+                predict_batch(model.as_ref(), &input, NullPolicy::Nan).map(|_| ())
+            }));
+            match result {
+                Ok(r) => outcomes[usize::from(r.is_ok())] += 1,
+                Err(_) => panic!("{case} mutant {round} panicked ({})", dir.display()),
+            }
+            std::fs::remove_dir_all(&dir).ok();
+        }
+    }
+    // Both outcomes occur: the mutations reach the readers' checks and past them.
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "errors / scored: {outcomes:?}");
+}

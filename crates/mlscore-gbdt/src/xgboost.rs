@@ -109,7 +109,12 @@ pub(crate) fn read(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, Read
         };
         n_trees =
             indptr.get(best + 1).and_then(|n| usize::try_from(*n).ok()).filter(|n| *n <= trees.len()).ok_or_else(
-                || ReadError::Invalid(format!("best_iteration {best} is past the model's {} rounds", indptr.len() - 1)),
+                || {
+                    ReadError::Invalid(format!(
+                        "best_iteration {best} is past the model's {} rounds",
+                        indptr.len().saturating_sub(1)
+                    ))
+                },
             )?;
     }
 
