@@ -304,3 +304,26 @@ fn mutated_model_files_are_errors_or_models_never_panics() {
     // Both outcomes occur: the mutations reach the readers' checks and past them.
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "errors / scored: {outcomes:?}");
 }
+
+/// `mlscore inspect` says how many trees are scored (an early-stopped classifier: those up to its
+/// best iteration) and lists every output, the ones reachable only by name marked.
+#[test]
+fn inspect_shows_the_trees_scored_and_every_output() {
+    let case = &cases().into_iter().find(|c| c["case"] == "xgb_classifier_early_stopped").unwrap();
+    let best = case["best_iteration"].as_u64().unwrap();
+    let mut cmd = mlscore();
+    cmd.args(["inspect", "--json"]).arg(models().join("gbdt/xgb_classifier_early_stopped/model"));
+    let out = run(&mut cmd, true);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["format"], "xgboost");
+    assert_eq!(v["trees"].as_u64(), Some(best + 1), "{v}");
+    let outputs: Vec<(String, bool)> = v["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["name"].as_str().unwrap().to_string(), o["pyfunc"].as_bool().unwrap()))
+        .collect();
+    let want = [("label", true), ("probabilities", false), ("margin", false)].map(|(n, p)| (n.to_string(), p));
+    assert_eq!(outputs, want);
+    assert_eq!(v["default_result_type"], "bigint");
+}

@@ -109,6 +109,19 @@ fn describe(m: &MlflowModel, compiled: Option<&Arc<dyn Scorer>>) -> serde_json::
                 "outputs": io(&g.outputs),
             });
         }
+        if let Some(gbdt) = model.as_any().downcast_ref::<mlscore_gbdt::Model>() {
+            v["trees"] = json!(gbdt.n_trees());
+        }
+        // Every output, the ones MLflow's pyfunc returns first; the others by name in a struct.
+        let pyfunc = model.pyfunc_outputs();
+        v["outputs"] = model
+            .output_types()
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ty))| {
+                json!({"name": name, "type": ResultType::from_arrow(ty).map_or_else(|| ty.to_string(), |t| t.to_string()), "pyfunc": i < pyfunc})
+            })
+            .collect();
         v["default_result_type"] = match model.default_result_type() {
             Ok(t) => json!(t.to_string()),
             Err(e) => json!(format!("cannot be inferred: {e}")),
@@ -186,6 +199,19 @@ fn print_text(v: &serde_json::Value) {
         };
         println!("  inputs       {}", io(&o["inputs"]));
         println!("  outputs      {}", io(&o["outputs"]));
+    }
+    if let Some(n) = v["trees"].as_u64() {
+        println!("  trees        {n} (scored)");
+    }
+    if let Some(outputs) = v["outputs"].as_array() {
+        let list: Vec<String> = outputs
+            .iter()
+            .map(|o| {
+                let by_name = if o["pyfunc"] == json!(true) { "" } else { " (by name)" };
+                format!("{}: {}{by_name}", s(&o["name"]), s(&o["type"]))
+            })
+            .collect();
+        println!("outputs        {}", list.join(", "));
     }
     if !v["default_result_type"].is_null() {
         println!("result type    {} (mlscore default)", s(&v["default_result_type"]));
