@@ -148,16 +148,21 @@ pub(crate) struct Booster<T> {
     pub average: Option<T>,
     pub transform: Transform,
     pub pyfunc: Pyfunc,
-    /// The number of input features, and their names where the model has them.
+    pub inputs: Inputs,
+}
+
+/// What a model says about its input features.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Inputs {
+    /// The number of features.
     pub n_features: usize,
-    pub feature_names: Vec<String>,
+    /// Their names, where the model has them (else empty).
+    pub names: Vec<String>,
     /// One rule per feature.
     pub rules: Vec<FeatureRule>,
     /// Per feature: the training categories by name, for categorical features whose model
     /// stores them (a string column is re-coded to their positions).
     pub categories: Vec<Option<Vec<String>>>,
-    /// Whether a category not seen in training is an error (XGBoost) or missing (LightGBM).
-    pub unseen_is_error: bool,
 }
 
 /// The scores of a batch: margins and transformed values, row-major.
@@ -168,23 +173,27 @@ pub(crate) struct Scores<T> {
 }
 
 impl<T: Real> Booster<T> {
-    /// Compiles the trees of `raw`, checked for `groups` outputs and `n_features` inputs.
-    #[allow(clippy::too_many_arguments)]
+    /// Compiles the trees of `raw`, checked for `groups` outputs and the model's inputs.
     pub(crate) fn new(
         raw: &RawEnsemble,
         groups: usize,
         base: Vec<T>,
         transform: Transform,
         pyfunc: Pyfunc,
-        n_features: usize,
-        feature_names: Vec<String>,
-        rules: Vec<FeatureRule>,
+        inputs: Inputs,
     ) -> Result<Self, ReadError> {
         if base.len() != groups {
             return Err(ReadError::Invalid(format!("{} base margins for {groups} output groups", base.len())));
         }
-        if !feature_names.is_empty() && feature_names.len() != n_features {
-            return Err(ReadError::Invalid(format!("{} feature names for {n_features} features", feature_names.len())));
+        let n_features = inputs.n_features;
+        for (what, len, optional) in [
+            ("feature names", inputs.names.len(), true),
+            ("feature rules", inputs.rules.len(), false),
+            ("category lists", inputs.categories.len(), false),
+        ] {
+            if len != n_features && !(optional && len == 0) {
+                return Err(ReadError::Invalid(format!("{len} {what} for {n_features} features")));
+            }
         }
         if let Some(n) = raw.nodes.iter().find(|n| n.feature >= n_features) {
             return Err(ReadError::Invalid(format!(
@@ -193,27 +202,15 @@ impl<T: Real> Booster<T> {
             )));
         }
         let ensemble = Ensemble::compile(raw, groups).map_err(|e| ReadError::Invalid(e.to_string()))?;
-        Ok(Self {
-            ensemble,
-            groups,
-            base,
-            average: None,
-            transform,
-            pyfunc,
-            n_features,
-            feature_names,
-            rules,
-            categories: vec![None; n_features],
-            unseen_is_error: false,
-        })
+        Ok(Self { ensemble, groups, base, average: None, transform, pyfunc, inputs })
     }
 
-    /// Scores `rows` rows of `x` (row-major, [`Booster::n_features`] values a row, already read
+    /// Scores `rows` rows of `x` (row-major, [`Inputs::n_features`] values a row, already read
     /// by the feature rules).
     pub(crate) fn score(&self, x: &[T], rows: usize) -> Result<Scores<T>, ReadError> {
         let (margins, _) = self
             .ensemble
-            .aggregate_from(x, self.n_features, rows, Aggregate::Sum, &self.base)
+            .aggregate_from(x, self.inputs.n_features, rows, Aggregate::Sum, &self.base)
             .map_err(|e| ReadError::Invalid(e.to_string()))?;
         let width = self.transform.width(self.groups);
         let mut values = vec![T::zero(); rows * width];
@@ -234,12 +231,13 @@ impl<T: Real> Booster<T> {
 
     /// Applies the feature rules to a row-major batch, in place.
     pub(crate) fn read_features(&self, x: &mut [T]) {
-        if self.rules.iter().all(|r| *r == FeatureRule::AsIs) {
+        let rules = &self.inputs.rules;
+        if rules.iter().all(|r| *r == FeatureRule::AsIs) {
             return;
         }
         let zero = <T as Float>::from_f64(ZERO_THRESHOLD);
-        for row in x.chunks_exact_mut(self.n_features) {
-            for (v, rule) in row.iter_mut().zip(&self.rules) {
+        for row in x.chunks_exact_mut(self.inputs.n_features) {
+            for (v, rule) in row.iter_mut().zip(rules) {
                 match rule {
                     FeatureRule::AsIs => {}
                     FeatureRule::TinyIsZero if v.abs() <= zero => *v = T::zero(),

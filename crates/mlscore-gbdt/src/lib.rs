@@ -38,14 +38,14 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, Float32Type, Float64Type};
 use arrow_array::{Array, ArrayRef, Int64Array, ListArray, PrimitiveArray};
 use arrow_buffer::OffsetBuffer;
-use arrow_schema::{DataType as ArrowType, Field, Schema as ArrowSchema};
+use arrow_schema::{DataType as ArrowType, Field, FieldRef, Schema as ArrowSchema};
 use mlscore_core::bind::signature_columns;
 use mlscore_core::enforce::numpy_name;
 use mlscore_core::{Binding, BoundColumn, Error, Result, Scorer};
 use mlscore_mlflow::{MlflowModel, ModelFormat, Signature};
 use sha2::{Digest, Sha256};
 
-use crate::booster::{Booster, Pyfunc, Real, arg_max};
+use crate::booster::{Booster, Inputs, Pyfunc, Real, arg_max};
 pub use crate::error::ReadError;
 
 /// Rows scored at a time: bounds the row-major copy of the inputs a batch needs.
@@ -84,9 +84,9 @@ struct Feed {
 impl Model {
     /// Reads an opened MLflow model whose format is XGBoost or LightGBM.
     pub fn from_mlflow(mlflow: MlflowModel) -> Result<Self> {
-        let (path, kind, model_class) = match &mlflow.format {
-            ModelFormat::Xgboost { path, model_class } => (path.clone(), "XGBoost model", model_class.clone()),
-            ModelFormat::Lightgbm { path, model_class, .. } => (path.clone(), "LightGBM model", model_class.clone()),
+        let (path, model_class, xgboost) = match &mlflow.format {
+            ModelFormat::Xgboost { path, model_class } => (path.clone(), model_class.clone(), true),
+            ModelFormat::Lightgbm { path, model_class, .. } => (path.clone(), model_class.clone(), false),
             other => {
                 return Err(Error::UnsupportedFormat {
                     uri: mlflow.resolution.uri.clone(),
@@ -95,11 +95,12 @@ impl Model {
             }
         };
         let bytes = std::fs::read(&path).map_err(|source| Error::Io { action: "read", path: path.clone(), source })?;
+        let kind = if xgboost { "XGBoost model" } else { "LightGBM model" };
         let load = |e: ReadError| match e {
             ReadError::Unsupported(item) => Error::Unsupported { kind, path: path.clone(), items: vec![item] },
             e => Error::Load { kind, path: path.clone(), reason: e.to_string() },
         };
-        let trees = if matches!(mlflow.format, ModelFormat::Xgboost { .. }) {
+        let trees = if xgboost {
             Trees::Xgboost(xgboost::read(&bytes, &model_class).map_err(load)?)
         } else {
             let text = std::str::from_utf8(&bytes)
@@ -120,25 +121,23 @@ impl Model {
         }
     }
 
-    fn n_features(&self) -> usize {
+    fn inputs(&self) -> &Inputs {
         match &self.trees {
-            Trees::Xgboost(b) => b.n_features,
-            Trees::Lightgbm(b) => b.n_features,
+            Trees::Xgboost(b) => &b.inputs,
+            Trees::Lightgbm(b) => &b.inputs,
         }
     }
 
-    fn categories(&self) -> (&[Option<Vec<String>>], bool) {
-        match &self.trees {
-            Trees::Xgboost(b) => (&b.categories, b.unseen_is_error),
-            Trees::Lightgbm(b) => (&b.categories, b.unseen_is_error),
-        }
+    /// Whether a category not seen in training is an error (XGBoost refuses it) or missing
+    /// (LightGBM sends it right).
+    fn unseen_is_error(&self) -> bool {
+        matches!(self.trees, Trees::Xgboost(_))
     }
 
     /// How each feature is fed: the column, and for categorical features the codes of their
     /// categories; a column whose type cannot feed its feature is an error naming both.
     fn feeds(&self, frame: &ArrowSchema, columns: &[BoundColumn], indices: Vec<usize>) -> Result<Vec<Feed>> {
-        let (categories, _) = self.categories();
-        let names = self.feature_names();
+        let Inputs { names, categories, .. } = self.inputs();
         indices
             .into_iter()
             .enumerate()
@@ -172,19 +171,12 @@ impl Model {
             .collect()
     }
 
-    fn feature_names(&self) -> &[String] {
-        match &self.trees {
-            Trees::Xgboost(b) => &b.feature_names,
-            Trees::Lightgbm(b) => &b.feature_names,
-        }
-    }
-
     /// Matches the bound columns to the model's features: by name where the model names its
     /// features and every name is bound (XGBoost checks names; columns in another order are
     /// still read right), else by position (LightGBM's own rule).
     fn features(&self, columns: &[BoundColumn], warnings: &mut Vec<String>) -> Result<Vec<usize>> {
-        let n = self.n_features();
-        let names = self.feature_names();
+        let Inputs { n_features: n, names, .. } = self.inputs();
+        let n = *n;
         let bound_name = |c: &BoundColumn| c.spec.as_ref().map_or(c.name.clone(), |(s, _)| s.clone());
         if !names.is_empty() {
             let by_name: Option<Vec<usize>> =
@@ -239,8 +231,8 @@ impl Output for f64 {
     const ARROW: ArrowType = ArrowType::Float64;
 }
 
-fn list_type(elem: ArrowType) -> ArrowType {
-    ArrowType::List(Arc::new(Field::new("item", elem, false)))
+fn list_item(elem: ArrowType) -> FieldRef {
+    Arc::new(Field::new("item", elem, false))
 }
 
 /// `[N]` values for a width of 1, else `[N, width]` as a list column.
@@ -251,32 +243,44 @@ fn column<T: Output>(values: Vec<T>, width: usize) -> ArrayRef {
     }
     let rows = flat.len() / width.max(1);
     let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(width, rows));
-    Arc::new(ListArray::new(Arc::new(Field::new("item", T::ARROW, false)), offsets, Arc::new(flat), None))
+    Arc::new(ListArray::new(list_item(T::ARROW), offsets, Arc::new(flat), None))
 }
 
 fn output_types<T: Output>(b: &Booster<T>) -> Vec<(String, ArrowType)> {
-    let shaped = |width: usize| if width == 1 { T::ARROW } else { list_type(T::ARROW) };
+    let shaped = |width: usize| if width == 1 { T::ARROW } else { ArrowType::List(list_item(T::ARROW)) };
     let margin = ("margin".to_string(), shaped(b.groups));
     match b.pyfunc {
         Pyfunc::Prediction => vec![("prediction".into(), shaped(b.transform.width(b.groups))), margin],
         Pyfunc::Labels => {
-            vec![("label".into(), ArrowType::Int64), ("probabilities".into(), list_type(T::ARROW)), margin]
+            vec![
+                ("label".into(), ArrowType::Int64),
+                ("probabilities".into(), ArrowType::List(list_item(T::ARROW))),
+                margin,
+            ]
         }
     }
 }
 
-/// Reads the bound columns into row-major chunks and scores them.
-fn score<T: Output>(b: &Booster<T>, feeds: &[Feed], frame: &[ArrayRef]) -> Result<Vec<(String, ArrayRef)>> {
+/// Reads the bound columns into row-major chunks and scores them with `model`'s trees.
+fn score<T: Output>(
+    model: &Model,
+    b: &Booster<T>,
+    feeds: &[Feed],
+    frame: &[ArrayRef],
+) -> Result<Vec<(String, ArrayRef)>> {
     let rows = frame.first().map_or(0, |a| a.len());
     // Categorical columns are re-coded once; the others are read a chunk at a time straight
     // from their Arrow buffers into the row-major chunk the kernel walks.
     let codes: Vec<Option<Vec<f64>>> = feeds
         .iter()
         .map(|feed| {
-            feed.codes.as_ref().map(|c| category_codes(&frame[feed.column], feed, c, b.unseen_is_error)).transpose()
+            feed.codes
+                .as_ref()
+                .map(|c| category_codes(&frame[feed.column], feed, c, model.unseen_is_error()))
+                .transpose()
         })
         .collect::<Result<_>>()?;
-    let width = b.n_features;
+    let width = b.inputs.n_features;
     let (mut margins, mut values) = (Vec::with_capacity(rows * b.groups), Vec::new());
     let mut x: Vec<T> = Vec::new();
     let mut scratch: Vec<f64>;
@@ -301,7 +305,8 @@ fn score<T: Output>(b: &Booster<T>, feeds: &[Feed], frame: &[ArrayRef]) -> Resul
             }
         }
         b.read_features(&mut x);
-        let s = b.score(&x, n).map_err(|e| Error::Inference { model: String::new(), reason: e.to_string() })?;
+        let s =
+            b.score(&x, n).map_err(|e| Error::Inference { model: model.uri().to_string(), reason: e.to_string() })?;
         margins.extend(s.margins);
         values.extend(s.values);
     }
@@ -457,15 +462,10 @@ impl Scorer for Model {
         let Features(feeds) = binding
             .plan::<Features>()
             .ok_or_else(|| Error::Binding("the binding was made by another model's scorer".into()))?;
-        let named = |e: Error| match e {
-            Error::Inference { reason, .. } => Error::Inference { model: self.uri().to_string(), reason },
-            e => e,
-        };
         match &self.trees {
-            Trees::Xgboost(b) => score(b, feeds, frame),
-            Trees::Lightgbm(b) => score(b, feeds, frame),
+            Trees::Xgboost(b) => score(self, b, feeds, frame),
+            Trees::Lightgbm(b) => score(self, b, feeds, frame),
         }
-        .map_err(named)
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use mlscore_kernels::tree::{Mode, RawEnsemble, RawNode, Target};
 
-use crate::booster::{Booster, FeatureRule, Pyfunc, Transform};
+use crate::booster::{Booster, FeatureRule, Inputs, Pyfunc, Transform};
 use crate::error::ReadError;
 
 /// Reads a LightGBM text model for the flavor's `model_class`.
@@ -97,14 +97,13 @@ pub(crate) fn read(text: &str, model_class: &str) -> Result<Booster<f64>, ReadEr
             _ => FeatureRule::TinyIsZero,
         })
         .collect();
-    let categories = pandas_categories(text, header.get("feature_infos").copied(), &rules)?;
+    let categories = pandas_categories(text, header.get("feature_infos").copied(), n_features)?;
     let iterations = raw.roots.len() / groups;
-    let mut booster =
-        Booster::new(&raw, groups, vec![0.0; groups], transform, Pyfunc::Prediction, n_features, feature_names, rules)?;
+    let inputs = Inputs { n_features, names: feature_names, rules, categories };
+    let mut booster = Booster::new(&raw, groups, vec![0.0; groups], transform, Pyfunc::Prediction, inputs)?;
     if average_output {
         booster.average = Some(iterations as f64);
     }
-    booster.categories = categories;
     Ok(booster)
 }
 
@@ -115,9 +114,9 @@ pub(crate) fn read(text: &str, model_class: &str) -> Result<Booster<f64>, ReadEr
 fn pandas_categories(
     text: &str,
     feature_infos: Option<&str>,
-    rules: &[FeatureRule],
+    n_features: usize,
 ) -> Result<Vec<Option<Vec<String>>>, ReadError> {
-    let mut out = vec![None; rules.len()];
+    let mut out = vec![None; n_features];
     let Some(json) = text.lines().rev().find_map(|l| l.strip_prefix("pandas_categorical:")) else {
         return Ok(out);
     };
@@ -129,7 +128,7 @@ fn pandas_categories(
     }
     let infos: Vec<&str> = feature_infos.unwrap_or_default().split(' ').collect();
     let categorical: Vec<usize> =
-        (0..rules.len()).filter(|f| infos.get(*f).is_some_and(|i| !i.starts_with('[') && *i != "none")).collect();
+        (0..n_features).filter(|f| infos.get(*f).is_some_and(|i| !i.starts_with('[') && *i != "none")).collect();
     if categorical.len() != lists.len() {
         return Err(ReadError::Unsupported(format!(
             "its pandas_categorical has {} category lists for {} categorical features: mlscore cannot tell which \
@@ -262,9 +261,17 @@ fn add_tree(
         .ok_or_else(|| ReadError::Invalid(ctx(&format!("child {c} is out of range"))))
     };
     for i in 0..n {
-        let dt = decision[i];
-        if dt & 1 != 0 {
+        let (dt, f) = (decision[i], feature[i]);
+        let rule = rules
+            .get_mut(f)
+            .ok_or_else(|| ReadError::Invalid(ctx(&format!("split {i} reads feature {f}, past max_feature_idx"))))?;
+        let both = || ReadError::Invalid(ctx(&format!("feature {f} has both numeric and categorical splits")));
+        let (mode, thr, members, missing_true) = if dt & 1 != 0 {
             // Categories whose bit is set go left; NaN, negative and unset values go right.
+            if rule.is_some_and(|r| r != MISSING_CATEGORY) {
+                return Err(both());
+            }
+            *rule = Some(MISSING_CATEGORY);
             let idx = threshold[i] as usize;
             if threshold[i] < 0.0 || idx + 1 >= cat_boundaries.len().max(1) {
                 return Err(ReadError::Invalid(ctx(&format!("categorical split {i} has bitset {}", threshold[i]))));
@@ -272,54 +279,34 @@ fn add_tree(
             let words = &cat_threshold[cat_boundaries[idx]..cat_boundaries[idx + 1]];
             let members =
                 (0..words.len() * 32).filter(|c| words[c / 32] >> (c % 32) & 1 == 1).map(|c| c as f64).collect();
-            let f = feature[i];
-            let rule =
-                rules.get_mut(f).ok_or_else(|| ReadError::Invalid(ctx(&format!("split {i} reads feature {f}"))))?;
-            if rule.is_some_and(|r| r != MISSING_CATEGORY) {
-                return Err(ReadError::Invalid(ctx(&format!("feature {f} has both numeric and categorical splits"))));
+            (Mode::Member, 0.0, members, false)
+        } else {
+            let default_left = dt & 2 != 0;
+            let missing = (dt >> 2) & 3;
+            match (*rule, missing) {
+                (Some(MISSING_CATEGORY), _) => return Err(both()),
+                (_, MISSING_NONE) => {}
+                (None, m) => *rule = Some(m),
+                (Some(r), m) if r == m => {}
+                _ => {
+                    return Err(ReadError::Unsupported(ctx(&format!(
+                        "feature {f} has splits with both the Zero and the NaN missing type, which mlscore cannot score exactly"
+                    ))));
+                }
             }
-            *rule = Some(MISSING_CATEGORY);
-            raw.nodes.push(RawNode {
-                feature: f,
-                threshold: 0.0,
-                mode: Mode::Member,
-                members,
-                yes: target(left[i])?,
-                no: target(right[i])?,
-                missing_true: false,
-            });
-            continue;
-        }
-        let default_left = dt & 2 != 0;
-        let missing = (dt >> 2) & 3;
-        let f = feature[i];
-        let rule = rules
-            .get_mut(f)
-            .ok_or_else(|| ReadError::Invalid(ctx(&format!("split {i} reads feature {f}, past max_feature_idx"))))?;
-        match (*rule, missing) {
-            (Some(MISSING_CATEGORY), _) => {
-                return Err(ReadError::Invalid(ctx(&format!("feature {f} has both numeric and categorical splits"))));
-            }
-            (_, MISSING_NONE) => {}
-            (None, m) => *rule = Some(m),
-            (Some(r), m) if r == m => {}
-            _ => {
-                return Err(ReadError::Unsupported(ctx(&format!(
-                    "feature {f} has splits with both the Zero and the NaN missing type, which mlscore cannot score exactly"
-                ))));
-            }
-        }
-        let missing_true = match missing {
-            // NaN is read as 0.0 and compared.
-            MISSING_NONE => 0.0 <= threshold[i],
-            MISSING_ZERO | MISSING_NAN => default_left,
-            m => return Err(ReadError::Invalid(ctx(&format!("split {i} has missing type {m}")))),
+            let missing_true = match missing {
+                // NaN is read as 0.0 and compared.
+                MISSING_NONE => 0.0 <= threshold[i],
+                MISSING_ZERO | MISSING_NAN => default_left,
+                m => return Err(ReadError::Invalid(ctx(&format!("split {i} has missing type {m}")))),
+            };
+            (Mode::Leq, threshold[i], vec![], missing_true)
         };
         raw.nodes.push(RawNode {
             feature: f,
-            threshold: threshold[i],
-            mode: Mode::Leq,
-            members: vec![],
+            threshold: thr,
+            mode,
+            members,
             yes: target(left[i])?,
             no: target(right[i])?,
             missing_true,

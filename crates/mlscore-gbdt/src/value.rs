@@ -165,9 +165,7 @@ fn convert_json(v: serde_json::Value) -> Value {
 /// Parses a UBJSON document (draft 12, as XGBoost writes it: big-endian numbers, optimized
 /// containers with `$` type and `#` count).
 pub(crate) fn from_ubjson(bytes: &[u8]) -> Result<Value, ReadError> {
-    let mut r = Reader { bytes, pos: 0 };
-    let v = r.value(0)?;
-    Ok(v)
+    Reader { bytes, pos: 0 }.value(0)
 }
 
 struct Reader<'a> {

@@ -5,7 +5,7 @@
 
 use mlscore_kernels::tree::{Mode, RawEnsemble, RawNode, Target};
 
-use crate::booster::{Booster, FeatureRule, Pyfunc, Transform};
+use crate::booster::{Booster, FeatureRule, Inputs, Pyfunc, Transform};
 use crate::error::ReadError;
 use crate::value::{Value, from_json, from_ubjson};
 
@@ -148,12 +148,12 @@ pub(crate) fn read(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, Read
             *rule = FeatureRule::Category;
         }
     }
-    let mut booster = Booster::new(&raw, groups, base, transform, pyfunc, n_features, feature_names, rules)?;
-    if let Some(cats) = model.get("cats") {
-        booster.categories = categories(cats, n_features)?;
-    }
-    booster.unseen_is_error = true;
-    Ok(booster)
+    let categories = match model.get("cats") {
+        Some(cats) => categories(cats, n_features)?,
+        None => vec![None; n_features],
+    };
+    let inputs = Inputs { n_features, names: feature_names, rules, categories };
+    Booster::new(&raw, groups, base, transform, pyfunc, inputs)
 }
 
 /// The training categories xgboost >= 3.1 stores (`cats.enc`: per feature, the names' UTF-8
