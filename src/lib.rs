@@ -16,6 +16,8 @@
 //!   policies, predictions and result types, over Arrow;
 //! - [`onnx`] (feature `onnx`, on by default): the ONNX front end, tract graphs;
 //! - [`gbdt`] (feature `gbdt`, on by default): the XGBoost and LightGBM front end;
+//! - [`sklearn`] (feature `sklearn`, on by default): the scikit-learn front end (pickle,
+//!   cloudpickle and skops files read as data, never executed);
 //! - [`formats`]: [`load`] a model URI with the front end its format needs;
 //! - [`datafusion`]: the `predict` UDF, scoring jobs and their outputs.
 //!
@@ -61,6 +63,8 @@ pub use mlscore_kernels as kernels;
 pub use mlscore_mlflow as mlflow;
 #[cfg(feature = "onnx")]
 pub use mlscore_onnx as onnx;
+#[cfg(feature = "sklearn")]
+pub use mlscore_sklearn as sklearn;
 
 pub use mlscore_core::{NullPolicy, ResultType, Scorer};
 pub use mlscore_datafusion::{PredictOptions, ScoreJob, predict_udf, scoring_context};

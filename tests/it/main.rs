@@ -10,5 +10,6 @@ mod resolve;
 mod rest;
 mod score;
 mod servers;
+mod sklearn;
 mod slt;
 mod zoo;

@@ -2,7 +2,7 @@
 //!
 //! `mlscore-mlflow` reads what a model's flavors say it is ([`ModelFormat`]); this crate picks
 //! the front end that scores that format and loads the model with it. Each front end is a cargo
-//! feature (`onnx` and `gbdt`, on by default), so a build carries only the runtimes it needs; a format whose
+//! feature (`onnx`, `gbdt` and `sklearn`, on by default), so a build carries only the runtimes it needs; a format whose
 //! front end is not built in, or that no front end scores yet, is refused with what to do.
 //!
 //! ```no_run
@@ -34,6 +34,8 @@ pub fn from_mlflow(mlflow: MlflowModel) -> Result<Arc<dyn Scorer>> {
         ModelFormat::Xgboost { .. } | ModelFormat::Lightgbm { .. } => {
             Ok(Arc::new(mlscore_gbdt::Model::from_mlflow(mlflow)?))
         }
+        #[cfg(feature = "sklearn")]
+        ModelFormat::Sklearn { .. } => Ok(Arc::new(mlscore_sklearn::Model::from_mlflow(mlflow)?)),
         other => Err(Error::UnsupportedFormat { uri: mlflow.resolution.uri.clone(), reason: advice(other) }),
     }
 }
@@ -49,9 +51,8 @@ fn advice(format: &ModelFormat) -> String {
             format.name()
         ),
         ModelFormat::Sklearn { serialization_format, .. } => format!(
-            "it has the flavors [sklearn ({serialization_format})] but no onnx flavor, and mlscore scores ONNX graphs \
-             for now; convert the estimator with skl2onnx (to_onnx(model, X[:1], options={{'zipmap': False}})) and log it \
-             with mlflow.onnx.log_model"
+            "it is a scikit-learn model ({serialization_format}) and this build of mlscore has no scikit-learn front end \
+             (the `sklearn` feature)"
         ),
         ModelFormat::Other { flavors } => format!(
             "it has the flavors [{}] but no onnx flavor, and mlscore scores ONNX graphs for now; export it to ONNX \

@@ -1,0 +1,1650 @@
+//! scikit-learn estimators read from the object graph into typed steps, and scored with
+//! scikit-learn's own arithmetic: transformers column by column in float64, trees through the
+//! kernels' tree ensemble, linear models and networks as float64 dot products.
+//!
+//! Only the classes listed in [`build`] are read; any other is refused by name.
+
+use std::collections::HashMap;
+
+use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Target};
+
+use crate::error::{ReadError, Result, invalid};
+use crate::graph::{Graph, Id, Label, Labels, Node};
+
+/// A column between steps: numbers, or text (categories) that only encoders read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Col {
+    Num(Vec<f64>),
+    Text(Vec<Option<String>>),
+}
+
+/// The columns a step receives: named (the table's names, then the steps' output names).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Frame {
+    pub names: Vec<String>,
+    pub cols: Vec<Col>,
+    pub rows: usize,
+}
+
+/// What went wrong while scoring: a column and what is wrong with its values.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ScoreError {
+    pub column: String,
+    pub reason: String,
+}
+
+type Scored<T> = std::result::Result<T, ScoreError>;
+
+fn score_err(column: &str, reason: impl Into<String>) -> ScoreError {
+    ScoreError { column: column.to_string(), reason: reason.into() }
+}
+
+/// A fitted transformer.
+#[derive(Debug, Clone)]
+pub(crate) enum Transformer {
+    Pipeline(Vec<Transformer>),
+    Columns(Vec<Branch>),
+    /// `(x - sub) / div`, `x * mul + add` and friends, per column, in scikit-learn's order.
+    Elementwise {
+        class: String,
+        ops: Vec<Op>,
+        clip: Option<(f64, f64)>,
+    },
+    Normalizer(Norm),
+    Binarizer(f64),
+    Imputer(Imputer),
+    OneHot(OneHot),
+    Ordinal(Ordinal),
+    Pca {
+        mean: Vec<f64>,
+        components: Vec<Vec<f64>>,
+        whiten: Option<Vec<f64>>,
+    },
+}
+
+/// One column operation with a per-column vector.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Sub(Vec<f64>),
+    Div(Vec<f64>),
+    Mul(Vec<f64>),
+    Add(Vec<f64>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Norm {
+    L1,
+    L2,
+    Max,
+}
+
+/// A ColumnTransformer's branch: which input columns, and what is done with them.
+#[derive(Debug, Clone)]
+pub(crate) struct Branch {
+    pub name: String,
+    pub columns: Vec<usize>,
+    pub step: Option<Transformer>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Imputer {
+    /// The value that means missing (`None`: NaN / null).
+    missing: Option<f64>,
+    /// Per input column: its fill value (`None`: the column is dropped, it was empty in training).
+    fill: Vec<Option<Label>>,
+    /// Input columns that get a missing-indicator column appended.
+    indicator: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct OneHot {
+    categories: Vec<Labels>,
+    /// Per feature: the output column of each category (`None` when dropped).
+    slots: Vec<Vec<Option<usize>>>,
+    /// Per feature: its output width and where unknown values go (`None`: all zeros).
+    widths: Vec<usize>,
+    unknown: Vec<Option<usize>>,
+    unknown_is_error: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Ordinal {
+    categories: Vec<Labels>,
+    unknown: Option<f64>,
+    missing: Option<f64>,
+}
+
+/// A fitted predictor (the last step of a pipeline, or the model itself).
+#[derive(Debug)]
+pub(crate) enum Predictor {
+    Linear { coef: Vec<Vec<f64>>, intercept: Vec<f64>, kind: LinearKind },
+    Trees(Box<Trees>),
+    Mlp { layers: Vec<(Vec<Vec<f64>>, Vec<f64>)>, hidden: Activation, out: Activation, classes: Option<Labels> },
+    KMeans { centers: Vec<Vec<f64>> },
+}
+
+#[derive(Debug)]
+pub(crate) enum LinearKind {
+    Regressor,
+    /// Classes; `proba`: how decisions become probabilities (none for hinge losses).
+    Classifier {
+        classes: Labels,
+        proba: Option<LinearProba>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum LinearProba {
+    /// Binary: expit; multiclass: softmax (LogisticRegression).
+    Multinomial,
+    /// Binary: expit; multiclass: sigmoids normalised to sum to one (OvR).
+    OneVsRest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Activation {
+    Identity,
+    Relu,
+    Tanh,
+    Logistic,
+    Softmax,
+}
+
+/// Trees scored by the kernel's ensemble, in float64.
+#[derive(Debug)]
+pub(crate) struct Trees {
+    pub ensemble: Ensemble<f64>,
+    /// Round inputs to float32 first (DecisionTree, forests, GradientBoosting; not HGB).
+    pub f32_inputs: bool,
+    pub init: Vec<f64>,
+    /// Divide the sums by this (forests average their trees).
+    pub average: Option<f64>,
+    pub link: TreeLink,
+    pub classes: Option<Labels>,
+    pub n_features: usize,
+    /// NaN is refused, as scikit-learn refuses it for this estimator.
+    pub nan_is_error: Option<&'static str>,
+}
+
+/// How tree sums become predictions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum TreeLink {
+    /// Values (regressors) or probabilities (forest classifiers).
+    Identity,
+    /// `exp` (Poisson, gamma, Tweedie HGB regressors).
+    Exp,
+    /// Raw scores of a binary classifier: expit; label `raw >= 0` (GradientBoosting) or the
+    /// argmax of `[1-p, p]` (HistGradientBoosting).
+    Binary { ge_zero: bool },
+    /// Raw scores of a multiclass classifier: softmax; label the argmax.
+    Softmax,
+}
+
+/// What a predictor gives for a batch.
+pub(crate) enum Predicted {
+    Values { values: Vec<f64>, width: usize },
+    Classes { labels: Vec<usize>, proba: Option<Vec<f64>>, classes: Labels },
+    Clusters(Vec<i32>),
+}
+
+/// A whole model: transformers, then a predictor.
+#[derive(Debug)]
+pub(crate) struct Model {
+    pub steps: Vec<Transformer>,
+    pub predictor: Predictor,
+    /// The input column names the model was fitted on, if it records them.
+    pub feature_names: Option<Vec<String>>,
+}
+
+/// The classes read, for errors.
+pub(crate) const SUPPORTED: &str = "Pipeline, ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
+     Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, LinearRegression, Ridge, Lasso, ElasticNet, \
+     SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
+     ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans";
+
+fn short(class: &str) -> &str {
+    class.rsplit('.').next().unwrap_or(class)
+}
+
+/// Reads the root estimator.
+pub(crate) fn build(g: &Graph) -> Result<Model> {
+    let root = g.root;
+    let feature_names = names_in(g, root)?;
+    let (steps, last) = pipeline_parts(g, root, 0)?;
+    let predictor = predictor(g, last)?;
+    Ok(Model { steps, predictor, feature_names })
+}
+
+fn names_in(g: &Graph, id: Id) -> Result<Option<Vec<String>>> {
+    let Some(n) = g.attr(id, "feature_names_in_")? else { return Ok(None) };
+    match g.labels(n)? {
+        Labels::Str(v) => Ok(Some(v)),
+        _ => Ok(None),
+    }
+}
+
+fn class(g: &Graph, id: Id) -> Result<String> {
+    g.class_of(id).ok_or_else(|| invalid!("expected an estimator, found {}", g.describe(id)))
+}
+
+/// A Pipeline's transformers and final estimator (nested pipelines flattened).
+fn pipeline_parts(g: &Graph, id: Id, depth: usize) -> Result<(Vec<Transformer>, Id)> {
+    if depth > 50 {
+        return Err(invalid!("pipelines nest too deeply"));
+    }
+    if short(&class(g, id)?) != "Pipeline" {
+        return Ok((Vec::new(), id));
+    }
+    let steps = g.items(g.get(id, "steps")?)?.to_vec();
+    let (last, init) = steps.split_last().ok_or_else(|| invalid!("a Pipeline without steps"))?;
+    let mut out = Vec::new();
+    for s in init {
+        if let Some(t) = step_object(g, *s)? {
+            out.push(transformer(g, t, depth + 1)?);
+        }
+    }
+    let last = step_object(g, *last)?
+        .ok_or_else(|| ReadError::Unsupported("a Pipeline whose last step is 'passthrough'".into()))?;
+    let (more, last) = pipeline_parts(g, last, depth + 1)?;
+    out.extend(more);
+    Ok((out, last))
+}
+
+/// A `(name, estimator)` step: the estimator, or `None` for `'passthrough'` / `None`.
+fn step_object(g: &Graph, step: Id) -> Result<Option<Id>> {
+    let t = g.tuple(step)?;
+    let est = *t.get(1).ok_or_else(|| invalid!("a Pipeline step without its estimator"))?;
+    Ok(match g.node(est) {
+        Node::None => None,
+        Node::Str(s) if s == "passthrough" => None,
+        _ => Some(est),
+    })
+}
+
+fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
+    if depth > 50 {
+        return Err(invalid!("pipelines nest too deeply"));
+    }
+    let c = class(g, id)?;
+    let v = |name: &str| g.vector(g.get(id, name)?);
+    let opt = |name: &str| -> Result<Option<Vec<f64>>> {
+        match g.attr(id, name)? {
+            Some(a) if !matches!(g.node(a), Node::None) => Ok(Some(g.vector(a)?)),
+            _ => Ok(None),
+        }
+    };
+    Ok(match short(&c) {
+        "Pipeline" => {
+            let mut steps = Vec::new();
+            for s in g.items(g.get(id, "steps")?)? {
+                if let Some(t) = step_object(g, *s)? {
+                    steps.push(transformer(g, t, depth + 1)?);
+                }
+            }
+            Transformer::Pipeline(steps)
+        }
+        "ColumnTransformer" => column_transformer(g, id, depth)?,
+        "StandardScaler" => {
+            let mut ops = Vec::new();
+            if let Some(m) = opt("mean_")?
+                .filter(|_| g.attr(id, "with_mean").ok().flatten().is_none_or(|w| g.bool(w).unwrap_or(true)))
+            {
+                ops.push(Op::Sub(m));
+            }
+            if let Some(s) = opt("scale_")? {
+                ops.push(Op::Div(s));
+            }
+            Transformer::Elementwise { class: c, ops, clip: None }
+        }
+        "MinMaxScaler" => {
+            let clip = match g.attr(id, "clip")? {
+                Some(b) if g.bool(b)? => {
+                    let r = g.vector(g.get(id, "feature_range")?)?;
+                    Some((*r.first().unwrap_or(&0.0), *r.get(1).unwrap_or(&1.0)))
+                }
+                _ => None,
+            };
+            Transformer::Elementwise { class: c, ops: vec![Op::Mul(v("scale_")?), Op::Add(v("min_")?)], clip }
+        }
+        "MaxAbsScaler" => Transformer::Elementwise { class: c, ops: vec![Op::Div(v("scale_")?)], clip: None },
+        "RobustScaler" => {
+            let mut ops = Vec::new();
+            if let Some(m) = opt("center_")? {
+                ops.push(Op::Sub(m));
+            }
+            if let Some(s) = opt("scale_")? {
+                ops.push(Op::Div(s));
+            }
+            Transformer::Elementwise { class: c, ops, clip: None }
+        }
+        "Normalizer" => Transformer::Normalizer(match g.str(g.get(id, "norm")?)? {
+            "l1" => Norm::L1,
+            "l2" => Norm::L2,
+            "max" => Norm::Max,
+            n => return Err(invalid!("Normalizer norm '{n}'")),
+        }),
+        "Binarizer" => Transformer::Binarizer(g.float(g.get(id, "threshold")?)?),
+        "SimpleImputer" => imputer(g, id)?,
+        "OneHotEncoder" => one_hot(g, id)?,
+        "OrdinalEncoder" => ordinal(g, id)?,
+        "PCA" => {
+            let (comp, shape) = g.f64s(g.get(id, "components_")?)?;
+            let [k, n] = shape[..] else { return Err(invalid!("PCA components_ of shape {shape:?}")) };
+            let mean = v("mean_")?;
+            if mean.len() != n {
+                return Err(invalid!("PCA mean_ has {} values for {n} features", mean.len()));
+            }
+            let whiten = match g.attr(id, "whiten")? {
+                Some(w) if g.bool(w)? => Some(v("explained_variance_")?.iter().map(|v| v.sqrt()).collect::<Vec<_>>()),
+                _ => None,
+            };
+            if whiten.as_ref().is_some_and(|w| w.len() != k) {
+                return Err(invalid!("PCA explained_variance_ does not match its components"));
+            }
+            Transformer::Pca { mean, components: comp.chunks(n.max(1)).map(<[f64]>::to_vec).take(k).collect(), whiten }
+        }
+        "FunctionTransformer" => {
+            return Err(ReadError::Unsupported(
+                "a FunctionTransformer (its function is code, which mlscore does not run); drop that step or log the model as ONNX".into(),
+            ));
+        }
+        _ => {
+            return Err(ReadError::Unsupported(format!(
+                "{c} as a transformer (mlscore reads {SUPPORTED}); log the model as ONNX (skl2onnx) to score it"
+            )));
+        }
+    })
+}
+
+fn column_transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
+    let names = names_in(g, id)?;
+    let mut branches = Vec::new();
+    let n_in = match g.attr(id, "n_features_in_")? {
+        Some(n) => usize::try_from(g.int(n)?).map_err(|_| invalid!("n_features_in_"))?,
+        None => names.as_ref().map_or(0, Vec::len),
+    };
+    if g.attr(id, "sparse_output_")?.is_some_and(|s| g.bool(s).unwrap_or(false)) {
+        return Err(ReadError::Unsupported(
+            "a ColumnTransformer whose output is a sparse matrix (sparse_threshold > 0 with sparse encoders); refit it with sparse_threshold=0".into(),
+        ));
+    }
+    for t in g.items(g.get(id, "transformers_")?)? {
+        let t = g.tuple(*t)?;
+        let [name, est, cols, ..] = t else { return Err(invalid!("a ColumnTransformer entry without its columns")) };
+        let name = g.str(*name)?.to_string();
+        let columns = column_spec(g, *cols, names.as_deref(), n_in)?;
+        let step = match g.node(*est) {
+            Node::Str(s) if s == "drop" => continue,
+            Node::Str(s) if s == "passthrough" => None,
+            _ => {
+                let c = class(g, *est)?;
+                if short(&c) == "FunctionTransformer"
+                    && g.attr(*est, "func")?.is_none_or(|f| matches!(g.node(f), Node::None))
+                {
+                    None
+                } else {
+                    Some(transformer(g, *est, depth + 1)?)
+                }
+            }
+        };
+        if columns.is_empty() {
+            continue;
+        }
+        branches.push(Branch { name, columns, step });
+    }
+    Ok(Transformer::Columns(branches))
+}
+
+/// Column selections: names, positions, slices, boolean masks, or lists of them.
+fn column_spec(g: &Graph, id: Id, names: Option<&[String]>, n_in: usize) -> Result<Vec<usize>> {
+    let by_name = |s: &str| -> Result<usize> {
+        names
+            .and_then(|n| n.iter().position(|x| x == s))
+            .ok_or_else(|| invalid!("the ColumnTransformer selects column '{s}', which is not among its input columns"))
+    };
+    let check = |i: i64| -> Result<usize> {
+        let i = if i < 0 { i + n_in as i64 } else { i };
+        usize::try_from(i)
+            .ok()
+            .filter(|i| n_in == 0 || *i < n_in)
+            .ok_or_else(|| invalid!("column index {i} out of range"))
+    };
+    if g.is_array(id) {
+        return match g.labels(id)? {
+            Labels::Str(v) => v.iter().map(|s| by_name(s)).collect(),
+            Labels::Bool(m) => Ok(m.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i).collect()),
+            Labels::Int(v) => v.into_iter().map(check).collect(),
+            _ => Err(invalid!("a ColumnTransformer column selection of numbers")),
+        };
+    }
+    match g.node(id) {
+        Node::Str(s) => Ok(vec![by_name(s)?]),
+        Node::Int(i) => Ok(vec![check(*i)?]),
+        Node::List(items) | Node::Tuple(items) => {
+            let mut out = Vec::new();
+            for i in items {
+                match g.node(*i) {
+                    Node::Bool(_) => {
+                        let mask: Vec<bool> = items.iter().map(|b| g.bool(*b)).collect::<Result<_>>()?;
+                        return Ok(mask.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i).collect());
+                    }
+                    _ => out.extend(column_spec(g, *i, names, n_in)?),
+                }
+            }
+            Ok(out)
+        }
+        Node::Object { .. } if g.class_of(id).as_deref() == Some("builtins.slice") => {
+            let Node::Object { args, .. } = g.node(id) else { unreachable!() };
+            let a = g.tuple(*args)?;
+            let get = |k: usize| -> Result<Option<i64>> {
+                match a.get(k).map(|i| g.node(*i)) {
+                    None | Some(Node::None) => Ok(None),
+                    Some(Node::Str(s)) => Ok(Some(by_name(s)? as i64 + i64::from(k == 1))),
+                    Some(_) => Ok(Some(g.int(a[k])?)),
+                }
+            };
+            let start = get(0)?.unwrap_or(0).max(0) as usize;
+            let stop =
+                get(1)?.map_or(n_in, |s| if s < 0 { (n_in as i64 + s).max(0) as usize } else { s as usize }).min(n_in);
+            let step = get(2)?.unwrap_or(1);
+            if step != 1 {
+                return Err(ReadError::Unsupported("ColumnTransformer column slices with a step".into()));
+            }
+            Ok((start..stop.max(start)).collect())
+        }
+        _ => Err(ReadError::Unsupported(format!(
+            "a ColumnTransformer column selection given as {} (callables and selectors are not read; select columns by name)",
+            g.describe(id)
+        ))),
+    }
+}
+
+fn imputer(g: &Graph, id: Id) -> Result<Transformer> {
+    let mv = g.get(id, "missing_values")?;
+    let missing = match g.node(mv) {
+        Node::None => None,
+        Node::Float(f) if f.is_nan() => None,
+        Node::Str(s) => return Err(ReadError::Unsupported(format!("SimpleImputer with missing_values='{s}'"))),
+        _ => Some(g.float(mv)?).filter(|v| !v.is_nan()),
+    };
+    let stats = g.get(id, "statistics_")?;
+    let fill: Vec<Option<Label>> = match g.labels(stats)? {
+        Labels::Float(v) => v.into_iter().map(|x| (!x.is_nan()).then_some(Label::Float(x))).collect(),
+        Labels::Int(v) => v.into_iter().map(|x| Some(Label::Float(x as f64))).collect(),
+        Labels::Bool(v) => v.into_iter().map(|x| Some(Label::Float(f64::from(u8::from(x))))).collect(),
+        Labels::Str(v) => v.into_iter().map(|s| Some(Label::Str(s))).collect(),
+        Labels::StrOrNone(v) => v.into_iter().map(|s| s.map(Label::Str)).collect(),
+    };
+    let keep_empty = g.attr(id, "keep_empty_features")?.is_some_and(|k| g.bool(k).unwrap_or(false));
+    let fill = if keep_empty { fill.into_iter().map(|f| Some(f.unwrap_or(Label::Float(0.0)))).collect() } else { fill };
+    let indicator = match g.attr(id, "indicator_")? {
+        Some(ind) if !matches!(g.node(ind), Node::None) => {
+            g.vector(g.get(ind, "features_")?)?.into_iter().map(|f| f as usize).filter(|f| *f < fill.len()).collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(Transformer::Imputer(Imputer { missing, fill, indicator }))
+}
+
+fn categories(g: &Graph, id: Id) -> Result<Vec<Labels>> {
+    g.items(g.get(id, "categories_")?)?.iter().map(|c| g.labels(*c)).collect()
+}
+
+fn one_hot(g: &Graph, id: Id) -> Result<Transformer> {
+    let categories = categories(g, id)?;
+    let handle = g.str(g.get(id, "handle_unknown")?)?.to_string();
+    if g.attr(id, "sparse_output")?.is_some_and(|s| g.bool(s).unwrap_or(false))
+        && g.attr(id, "_mlscore_in_column_transformer")?.is_none()
+    {
+        // A sparse matrix into the next step: scikit-learn's estimators read it as the same
+        // numbers, so the values are those of the dense form.
+    }
+    let infrequent: Vec<Option<Vec<usize>>> = match g.attr(id, "_infrequent_indices")? {
+        Some(ii) if g.attr(id, "_infrequent_enabled")?.is_some_and(|e| g.bool(e).unwrap_or(false)) => g
+            .items(ii)?
+            .iter()
+            .map(|x| match g.node(*x) {
+                Node::None => Ok(None),
+                _ => Ok(Some(g.vector(*x)?.into_iter().map(|v| v as usize).collect())),
+            })
+            .collect::<Result<_>>()?,
+        _ => vec![None; categories.len()],
+    };
+    let drop: Vec<Option<usize>> = match g.attr(id, "_drop_idx_after_grouping")?.or(g.attr(id, "drop_idx_")?) {
+        Some(d) if !matches!(g.node(d), Node::None) => {
+            if g.is_array(d) {
+                let a = g.array(d)?;
+                match &a.data {
+                    crate::graph::ArrayData::Objects(o) => o
+                        .iter()
+                        .map(|x| match g.node(*x) {
+                            Node::None => Ok(None),
+                            _ => Ok(Some(g.int(*x)? as usize)),
+                        })
+                        .collect::<Result<_>>()?,
+                    _ => g.vector(d)?.into_iter().map(|v| Some(v as usize)).collect(),
+                }
+            } else {
+                g.items(d)?
+                    .iter()
+                    .map(|x| Ok(if matches!(g.node(*x), Node::None) { None } else { Some(g.int(*x)? as usize) }))
+                    .collect::<Result<_>>()?
+            }
+        }
+        _ => vec![None; categories.len()],
+    };
+    if drop.len() != categories.len() || infrequent.len() != categories.len() {
+        return Err(invalid!("OneHotEncoder's drop or infrequent lists do not match its categories"));
+    }
+    let (mut slots, mut widths, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    for ((cats, drop), infreq) in categories.iter().zip(&drop).zip(&infrequent) {
+        let n = cats.len();
+        // Grouped index of each category: frequent ones in order, infrequent ones last.
+        let mut grouped = vec![0usize; n];
+        let mut next = 0;
+        let infreq = infreq.as_deref().unwrap_or(&[]);
+        for (i, slot) in grouped.iter_mut().enumerate() {
+            if !infreq.contains(&i) {
+                *slot = next;
+                next += 1;
+            }
+        }
+        let infreq_slot = (!infreq.is_empty()).then_some(next);
+        for i in infreq {
+            if *i >= n {
+                return Err(invalid!("OneHotEncoder infrequent index {i} out of range"));
+            }
+            grouped[*i] = next;
+        }
+        let total = next + usize::from(infreq_slot.is_some());
+        let out = |gidx: usize| -> Option<usize> {
+            match drop {
+                Some(d) if *d == gidx => None,
+                Some(d) if gidx > *d => Some(gidx - 1),
+                _ => Some(gidx),
+            }
+        };
+        slots.push(grouped.iter().map(|gi| out(*gi)).collect());
+        widths.push(total - usize::from(drop.is_some()));
+        unknown.push(if handle == "infrequent_if_exist" { infreq_slot.and_then(out) } else { None });
+    }
+    Ok(Transformer::OneHot(OneHot { categories, slots, widths, unknown, unknown_is_error: handle == "error" }))
+}
+
+fn ordinal(g: &Graph, id: Id) -> Result<Transformer> {
+    let categories = categories(g, id)?;
+    if g.attr(id, "_infrequent_enabled")?.is_some_and(|e| g.bool(e).unwrap_or(false)) {
+        return Err(ReadError::Unsupported("OrdinalEncoder with infrequent categories".into()));
+    }
+    let unknown = match g.str(g.get(id, "handle_unknown")?)? {
+        "use_encoded_value" => Some(g.float(g.get(id, "unknown_value")?)?),
+        _ => None,
+    };
+    let missing = match g.attr(id, "encoded_missing_value")? {
+        Some(m) => Some(g.float(m)?),
+        None => None,
+    };
+    Ok(Transformer::Ordinal(Ordinal { categories, unknown, missing }))
+}
+
+fn predictor(g: &Graph, id: Id) -> Result<Predictor> {
+    let c = class(g, id)?;
+    let name = short(&c).to_string();
+    let classes = || g.labels(g.get(id, "classes_")?);
+    match name.as_str() {
+        "LinearRegression" | "Ridge" | "Lasso" | "ElasticNet" | "SGDRegressor" | "LinearSVR" | "RidgeCV"
+        | "LassoCV" | "ElasticNetCV" | "BayesianRidge" | "HuberRegressor" => {
+            let (coef, intercept) = linear_weights(g, id)?;
+            Ok(Predictor::Linear { coef, intercept, kind: LinearKind::Regressor })
+        }
+        "LogisticRegression" | "LogisticRegressionCV" | "SGDClassifier" | "LinearSVC" | "RidgeClassifier" => {
+            let (coef, intercept) = linear_weights(g, id)?;
+            let classes = classes()?;
+            let proba = match name.as_str() {
+                "LogisticRegression" | "LogisticRegressionCV" => {
+                    let ovr = match g.attr(id, "multi_class")? {
+                        Some(m) => matches!(g.opt_str(m)?, Some("ovr")),
+                        None => false,
+                    };
+                    Some(if ovr { LinearProba::OneVsRest } else { LinearProba::Multinomial })
+                }
+                "SGDClassifier" => match g.str(g.get(id, "loss")?)? {
+                    "log_loss" | "log" => Some(LinearProba::OneVsRest),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let k = classes.len();
+            if coef.len() != if k == 2 { 1 } else { k } {
+                return Err(invalid!("{name} has {} rows of coefficients for {k} classes", coef.len()));
+            }
+            Ok(Predictor::Linear { coef, intercept, kind: LinearKind::Classifier { classes, proba } })
+        }
+        "DecisionTreeClassifier" | "DecisionTreeRegressor" | "ExtraTreeClassifier" | "ExtraTreeRegressor" => {
+            forest(g, &[id], id, &name)
+        }
+        "RandomForestClassifier" | "RandomForestRegressor" | "ExtraTreesClassifier" | "ExtraTreesRegressor" => {
+            let est = g.items(g.get(id, "estimators_")?)?.to_vec();
+            forest(g, &est, id, &name)
+        }
+        "GradientBoostingClassifier" | "GradientBoostingRegressor" => gradient_boosting(g, id, &name),
+        "HistGradientBoostingClassifier" | "HistGradientBoostingRegressor" => hist_gradient_boosting(g, id, &name),
+        "MLPClassifier" | "MLPRegressor" => {
+            let coefs = g.items(g.get(id, "coefs_")?)?;
+            let icpts = g.items(g.get(id, "intercepts_")?)?;
+            if coefs.len() != icpts.len() || coefs.is_empty() {
+                return Err(invalid!("{name}'s coefs_ and intercepts_ do not match"));
+            }
+            let mut layers = Vec::new();
+            let mut width: Option<usize> = None;
+            for (c, b) in coefs.iter().zip(icpts) {
+                let (w, shape) = g.f64s(*c)?;
+                let [n_in, n_out] = shape[..] else { return Err(invalid!("{name} weights of shape {shape:?}")) };
+                if width.is_some_and(|w| w != n_in) {
+                    return Err(invalid!("{name}'s layers do not chain ({n_in} inputs after {width:?} outputs)"));
+                }
+                let b = g.vector(*b)?;
+                if b.len() != n_out {
+                    return Err(invalid!("{name} intercepts do not match its weights"));
+                }
+                // Stored (n_in, n_out): keep per output its input weights.
+                let wt = (0..n_out).map(|o| (0..n_in).map(|i| w[i * n_out + o]).collect()).collect();
+                layers.push((wt, b));
+                width = Some(n_out);
+            }
+            let act = |s: &str| -> Result<Activation> {
+                Ok(match s {
+                    "identity" => Activation::Identity,
+                    "relu" => Activation::Relu,
+                    "tanh" => Activation::Tanh,
+                    "logistic" => Activation::Logistic,
+                    "softmax" => Activation::Softmax,
+                    a => return Err(ReadError::Unsupported(format!("{name} activation '{a}'"))),
+                })
+            };
+            let hidden = act(g.str(g.get(id, "activation")?)?)?;
+            let out = act(g.str(g.get(id, "out_activation_")?)?)?;
+            let classes = if name == "MLPClassifier" { Some(classes()?) } else { None };
+            if let Some(c) = &classes {
+                let k = width.unwrap_or(0);
+                if k != if c.len() == 2 { 1 } else { c.len() } {
+                    return Err(ReadError::Unsupported(format!(
+                        "{name} with {k} outputs for {} classes (multilabel)",
+                        c.len()
+                    )));
+                }
+            }
+            Ok(Predictor::Mlp { layers, hidden, out, classes })
+        }
+        "KMeans" | "MiniBatchKMeans" => {
+            let (c, shape) = g.f64s(g.get(id, "cluster_centers_")?)?;
+            let [_, n] = shape[..] else { return Err(invalid!("KMeans cluster_centers_ of shape {shape:?}")) };
+            Ok(Predictor::KMeans { centers: c.chunks(n.max(1)).map(<[f64]>::to_vec).collect() })
+        }
+        "Pipeline" => Err(invalid!("a nested Pipeline as a final step")),
+        _ => Err(ReadError::Unsupported(format!(
+            "{c} (mlscore reads {SUPPORTED}); log the model as ONNX (skl2onnx) to score it"
+        ))),
+    }
+}
+
+/// `coef_` as rows (one per output) and `intercept_` (one per output).
+fn linear_weights(g: &Graph, id: Id) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+    let (w, shape) = g.f64s(g.get(id, "coef_")?)?;
+    let (rows, n) = match shape[..] {
+        [n] => (1, n),
+        [r, n] => (r, n),
+        _ => return Err(invalid!("coef_ of shape {shape:?}")),
+    };
+    let coef: Vec<Vec<f64>> = w.chunks(n.max(1)).map(<[f64]>::to_vec).take(rows).collect();
+    let intercept = match g.attr(id, "intercept_")? {
+        Some(i) => g.vector(i)?,
+        None => vec![0.0],
+    };
+    let intercept = if intercept.len() == 1 && rows > 1 { vec![intercept[0]; rows] } else { intercept };
+    if intercept.len() != rows {
+        return Err(invalid!("intercept_ has {} values for {rows} rows of coefficients", intercept.len()));
+    }
+    Ok((coef, intercept))
+}
+
+/// Whether a version string (`1.3.2`) is before `major.minor`.
+fn version_before(v: &str, major: u32, minor: u32) -> bool {
+    let mut p = v
+        .split('.')
+        .map(|x| x.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u32>().unwrap_or(0));
+    let (a, b) = (p.next().unwrap_or(0), p.next().unwrap_or(0));
+    (a, b) < (major, minor)
+}
+
+/// Turns a tree node's values into its leaf's `(output, weight)` entries.
+type LeafWeights<'a> = dyn Fn(&[f64]) -> Vec<(usize, f64)> + 'a;
+
+/// Appends one `sklearn.tree._tree.Tree` to `raw`, validated: children in range and after their
+/// parent (so no cycles), features in range, values the right size. `leaf` turns a node's values
+/// into the leaf's `(output, weight)` entries.
+fn add_tree(g: &Graph, tree: Id, n_features: usize, raw: &mut RawEnsemble, leaf: &LeafWeights) -> Result<()> {
+    let Node::Object { state: Some(_), .. } = g.node(tree) else {
+        return Err(invalid!("expected a fitted tree, found {}", g.describe(tree)));
+    };
+    let nodes = g.array(g.get(tree, "nodes")?)?;
+    let n = nodes.len();
+    let left = g.field(&nodes, "left_child")?;
+    let right = g.field(&nodes, "right_child")?;
+    let feature = g.field(&nodes, "feature")?;
+    let threshold = g.field(&nodes, "threshold")?;
+    let missing_left = if Graph::has_field(&nodes, "missing_go_to_left") {
+        g.field(&nodes, "missing_go_to_left")?
+    } else {
+        vec![0.0; n]
+    };
+    let (values, vshape) = g.f64s(g.get(tree, "values")?)?;
+    if vshape.first() != Some(&n) || n == 0 {
+        return Err(invalid!("a tree has {n} nodes and values of shape {vshape:?}"));
+    }
+    let per = values.len() / n;
+    // New indices: splits into raw.nodes, leaves into raw.leaves.
+    let mut target = Vec::with_capacity(n);
+    let (mut splits, mut leaves) = (raw.nodes.len(), raw.leaves.len());
+    for l in &left {
+        if *l < 0.0 {
+            target.push(Target::Leaf(leaves));
+            leaves += 1;
+        } else {
+            target.push(Target::Node(splits));
+            splits += 1;
+        }
+    }
+    for i in 0..n {
+        let t = target[i];
+        match t {
+            Target::Leaf(_) => raw.leaves.push(leaf(&values[i * per..(i + 1) * per])),
+            Target::Node(_) => {
+                let child = |c: f64| -> Result<Target> {
+                    if c.fract() != 0.0 || c <= i as f64 || c >= n as f64 {
+                        return Err(invalid!("tree node {i} has child {c}, which is not a later node of its {n}"));
+                    }
+                    Ok(target[c as usize])
+                };
+                let f = feature[i];
+                if f.fract() != 0.0 || f < 0.0 || f >= n_features as f64 {
+                    return Err(invalid!(
+                        "tree node {i} splits on feature {f}, and the model has {n_features} features"
+                    ));
+                }
+                raw.nodes.push(RawNode {
+                    feature: f as usize,
+                    threshold: threshold[i],
+                    mode: Mode::Leq,
+                    members: Vec::new(),
+                    yes: child(left[i])?,
+                    no: child(right[i])?,
+                    missing_true: missing_left[i] != 0.0,
+                });
+            }
+        }
+    }
+    raw.roots.push(target[0]);
+    Ok(())
+}
+
+fn n_features_of(g: &Graph, id: Id) -> Result<usize> {
+    let n = g.get(id, "n_features_in_")?;
+    usize::try_from(g.int(n)?).map_err(|_| invalid!("n_features_in_ is negative"))
+}
+
+fn compile(raw: &RawEnsemble, outputs: usize) -> Result<Ensemble<f64>> {
+    Ensemble::compile(raw, outputs).map_err(|e| invalid!("the trees cannot be compiled: {e}"))
+}
+
+fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
+    let n_features = n_features_of(g, model)?;
+    let version =
+        g.attr(model, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
+    let classifier = name.ends_with("Classifier");
+    let classes = if classifier { Some(g.labels(g.get(model, "classes_")?)?) } else { None };
+    let mut raw = RawEnsemble::default();
+    let outputs;
+    if let Some(c) = &classes {
+        let k = c.len();
+        outputs = k;
+        let counts = version_before(&version, 1, 4);
+        for t in trees {
+            let tree = g.get(*t, "tree_")?;
+            let leaf = |v: &[f64]| -> Vec<(usize, f64)> {
+                let v = &v[..k.min(v.len())];
+                let sum: f64 = v.iter().sum();
+                v.iter().enumerate().map(|(i, x)| (i, if counts && sum > 0.0 { x / sum } else { *x })).collect()
+            };
+            check_outputs(g, tree, 1, name)?;
+            add_tree(g, tree, n_features, &mut raw, &leaf)?;
+        }
+    } else {
+        let n_out = match g.attr(model, "n_outputs_")? {
+            Some(n) => usize::try_from(g.int(n)?).map_err(|_| invalid!("n_outputs_"))?,
+            None => 1,
+        };
+        outputs = n_out;
+        for t in trees {
+            let tree = g.get(*t, "tree_")?;
+            check_outputs(g, tree, n_out, name)?;
+            let leaf = |v: &[f64]| -> Vec<(usize, f64)> {
+                let per = v.len() / n_out.max(1);
+                (0..n_out).map(|o| (o, v[o * per])).collect()
+            };
+            add_tree(g, tree, n_features, &mut raw, &leaf)?;
+        }
+    }
+    let average = (trees.len() > 1 || !name.starts_with("Decision")).then_some(trees.len() as f64);
+    Ok(Predictor::Trees(Box::new(Trees {
+        ensemble: compile(&raw, outputs)?,
+        f32_inputs: true,
+        init: Vec::new(),
+        average,
+        link: TreeLink::Identity,
+        classes,
+        n_features,
+        nan_is_error: None,
+    })))
+}
+
+/// Checks a tree's `n_outputs` (the first argument of its REDUCE is n_features, the third n_outputs).
+fn check_outputs(g: &Graph, tree: Id, expected: usize, name: &str) -> Result<()> {
+    if let Node::Object { args, .. } = g.node(tree)
+        && let Some(n) = g.tuple(*args)?.get(2)
+    {
+        let n = g.int(*n)?;
+        if n != expected as i64 {
+            return Err(ReadError::Unsupported(format!(
+                "{name} with {n} outputs (multi-output classifiers are not read)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
+    let n_features = n_features_of(g, id)?;
+    let lr = g.float(g.get(id, "learning_rate")?)?;
+    let est = g.array(g.get(id, "estimators_")?)?;
+    let crate::graph::ArrayData::Objects(trees) = &est.data else {
+        return Err(invalid!("GradientBoosting estimators_ is not an object array"));
+    };
+    let [_, k] = est.shape[..] else { return Err(invalid!("GradientBoosting estimators_ of shape {:?}", est.shape)) };
+    let classifier = name.ends_with("Classifier");
+    let classes = if classifier { Some(g.labels(g.get(id, "classes_")?)?) } else { None };
+    let mut raw = RawEnsemble::default();
+    for (i, t) in trees.iter().enumerate() {
+        let tree = g.get(*t, "tree_")?;
+        let out = i % k.max(1);
+        let leaf = move |v: &[f64]| vec![(out, lr * v[0])];
+        add_tree(g, tree, n_features, &mut raw, &leaf)?;
+    }
+    // The init estimator's constant raw prediction.
+    let init_id = g.get(id, "init_")?;
+    let init: Vec<f64> = match g.node(init_id) {
+        Node::Str(s) if s == "zero" => vec![0.0; k],
+        _ => {
+            let ic = class(g, init_id)?;
+            match (short(&ic), classifier) {
+                ("DummyClassifier", true) => {
+                    let prior = g.vector(g.get(init_id, "class_prior_")?)?;
+                    let eps = f64::EPSILON;
+                    let p: Vec<f64> = prior.iter().map(|p| p.clamp(eps, 1.0 - eps)).collect();
+                    if k == 1 {
+                        let p1 = *p.get(1).ok_or_else(|| invalid!("a binary DummyClassifier with one class"))?;
+                        vec![(p1 / (1.0 - p1)).ln()]
+                    } else {
+                        let logs: Vec<f64> = p.iter().map(|x| x.ln()).collect();
+                        let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+                        logs.iter().map(|l| l - mean).collect()
+                    }
+                }
+                ("DummyRegressor", false) => {
+                    let c = g.vector(g.get(init_id, "constant_")?)?;
+                    vec![*c.first().ok_or_else(|| invalid!("DummyRegressor without a constant"))?]
+                }
+                _ => {
+                    return Err(ReadError::Unsupported(format!("{name} with an init estimator of class {ic}")));
+                }
+            }
+        }
+    };
+    if init.len() != k {
+        return Err(invalid!("{name}'s init gives {} values for {k} outputs", init.len()));
+    }
+    if classifier {
+        let loss = g.attr(id, "loss")?.and_then(|l| g.str(l).ok().map(str::to_string)).unwrap_or_default();
+        if loss == "exponential" {
+            return Err(ReadError::Unsupported(format!("{name} with the exponential loss")));
+        }
+    }
+    let link = match (classifier, k) {
+        (false, _) => TreeLink::Identity,
+        (true, 1) => TreeLink::Binary { ge_zero: true },
+        (true, _) => TreeLink::Softmax,
+    };
+    Ok(Predictor::Trees(Box::new(Trees {
+        ensemble: compile(&raw, k)?,
+        f32_inputs: true,
+        init,
+        average: None,
+        link,
+        classes,
+        n_features,
+        nan_is_error: Some(if classifier { "GradientBoostingClassifier" } else { "GradientBoostingRegressor" }),
+    })))
+}
+
+fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
+    let n_features = n_features_of(g, id)?;
+    if let Some(c) = g.attr(id, "is_categorical_")?
+        && !matches!(g.node(c), Node::None)
+        && g.vector(c)?.iter().any(|v| *v != 0.0)
+    {
+        return Err(ReadError::Unsupported(format!(
+            "{name} with categorical features (log it as ONNX, or one-hot encode them)"
+        )));
+    }
+    let baseline = g.f64s(g.get(id, "_baseline_prediction")?)?.0;
+    let k = baseline.len();
+    let mut raw = RawEnsemble::default();
+    for it in g.items(g.get(id, "_predictors")?)? {
+        let per_iter = g.items(*it)?;
+        if per_iter.len() != k {
+            return Err(invalid!("{name} has {} trees in an iteration for {k} outputs", per_iter.len()));
+        }
+        for (out, p) in per_iter.iter().enumerate() {
+            let nodes = g.array(g.get(*p, "nodes")?)?;
+            let n = nodes.len();
+            let f = |s| g.field(&nodes, s);
+            let (value, feat, thr, miss, left, right, leaf) = (
+                f("value")?,
+                f("feature_idx")?,
+                f("num_threshold")?,
+                f("missing_go_to_left")?,
+                f("left")?,
+                f("right")?,
+                f("is_leaf")?,
+            );
+            let mut target = Vec::with_capacity(n);
+            let (mut splits, mut leaves) = (raw.nodes.len(), raw.leaves.len());
+            for l in &leaf {
+                if *l != 0.0 {
+                    target.push(Target::Leaf(leaves));
+                    leaves += 1;
+                } else {
+                    target.push(Target::Node(splits));
+                    splits += 1;
+                }
+            }
+            if n == 0 {
+                return Err(invalid!("{name} has a tree without nodes"));
+            }
+            for i in 0..n {
+                match target[i] {
+                    Target::Leaf(_) => raw.leaves.push(vec![(out, value[i])]),
+                    Target::Node(_) => {
+                        let child = |c: f64| -> Result<Target> {
+                            if c <= i as f64 || c >= n as f64 {
+                                return Err(invalid!("{name} tree node {i} has child {c} of {n}"));
+                            }
+                            Ok(target[c as usize])
+                        };
+                        if feat[i] < 0.0 || feat[i] >= n_features as f64 {
+                            return Err(invalid!("{name} tree node {i} splits on feature {} of {n_features}", feat[i]));
+                        }
+                        raw.nodes.push(RawNode {
+                            feature: feat[i] as usize,
+                            threshold: thr[i],
+                            mode: Mode::Leq,
+                            members: Vec::new(),
+                            yes: child(left[i])?,
+                            no: child(right[i])?,
+                            missing_true: miss[i] != 0.0,
+                        });
+                    }
+                }
+            }
+            raw.roots.push(target[0]);
+        }
+    }
+    let classifier = name.ends_with("Classifier");
+    let loss = g.class_of(g.get(id, "_loss")?).unwrap_or_default();
+    let link = match (classifier, k) {
+        (true, 1) => TreeLink::Binary { ge_zero: false },
+        (true, _) => TreeLink::Softmax,
+        (false, _)
+            if ["HalfPoissonLoss", "HalfGammaLoss", "HalfTweedieLoss", "HalfTweedieLossIdentity"]
+                .contains(&short(&loss)) =>
+        {
+            if short(&loss) == "HalfTweedieLossIdentity" {
+                TreeLink::Identity
+            } else {
+                TreeLink::Exp
+            }
+        }
+        (false, _) => TreeLink::Identity,
+    };
+    if raw.roots.is_empty() {
+        return Err(ReadError::Unsupported(format!("{name} without trees")));
+    }
+    Ok(Predictor::Trees(Box::new(Trees {
+        ensemble: compile(&raw, k)?,
+        f32_inputs: false,
+        init: baseline,
+        average: None,
+        link,
+        classes: if classifier { Some(g.labels(g.get(id, "classes_")?)?) } else { None },
+        n_features,
+        nan_is_error: None,
+    })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scoring
+
+impl Frame {
+    fn num(&self, j: usize, step: &str) -> Scored<&[f64]> {
+        match &self.cols[j] {
+            Col::Num(v) => Ok(v),
+            Col::Text(_) => {
+                Err(score_err(&self.names[j], format!("{step} reads numbers, and this column holds strings")))
+            }
+        }
+    }
+
+    fn width_check(&self, n: usize, step: &str) -> Scored<()> {
+        if self.cols.len() == n {
+            Ok(())
+        } else {
+            Err(score_err(step, format!("the step was fitted on {n} columns and receives {}", self.cols.len())))
+        }
+    }
+}
+
+impl Transformer {
+    pub(crate) fn transform(&self, f: Frame) -> Scored<Frame> {
+        match self {
+            Transformer::Pipeline(steps) => steps.iter().try_fold(f, |f, s| s.transform(f)),
+            Transformer::Columns(branches) => {
+                let mut out = Frame { names: Vec::new(), cols: Vec::new(), rows: f.rows };
+                for b in branches {
+                    let sub = Frame {
+                        names: b.columns.iter().map(|c| f.names.get(*c).cloned().unwrap_or_default()).collect(),
+                        cols: b
+                            .columns
+                            .iter()
+                            .map(|c| {
+                                f.cols.get(*c).cloned().ok_or_else(|| {
+                                    score_err(
+                                        &b.name,
+                                        format!("selects column {c}, and the table has {}", f.cols.len()),
+                                    )
+                                })
+                            })
+                            .collect::<Scored<_>>()?,
+                        rows: f.rows,
+                    };
+                    let t = match &b.step {
+                        Some(s) => s.transform(sub)?,
+                        None => sub,
+                    };
+                    out.names.extend(t.names.into_iter().map(|n| format!("{}__{n}", b.name)));
+                    out.cols.extend(t.cols);
+                }
+                Ok(out)
+            }
+            Transformer::Elementwise { class, ops, clip } => {
+                let mut f = f;
+                let width = ops.first().map_or(f.cols.len(), |o| match o {
+                    Op::Sub(v) | Op::Div(v) | Op::Mul(v) | Op::Add(v) => v.len(),
+                });
+                f.width_check(width, short(class))?;
+                for j in 0..f.cols.len() {
+                    f.num(j, short(class))?;
+                    let Col::Num(col) = &mut f.cols[j] else { continue };
+                    for op in ops {
+                        match op {
+                            Op::Sub(v) => col.iter_mut().for_each(|x| *x -= v[j]),
+                            Op::Div(v) => col.iter_mut().for_each(|x| *x /= v[j]),
+                            Op::Mul(v) => col.iter_mut().for_each(|x| *x *= v[j]),
+                            Op::Add(v) => col.iter_mut().for_each(|x| *x += v[j]),
+                        }
+                    }
+                    if let Some((lo, hi)) = clip {
+                        col.iter_mut().for_each(|x| *x = x.clamp(*lo, *hi));
+                    }
+                }
+                Ok(f)
+            }
+            Transformer::Normalizer(norm) => {
+                let mut f = f;
+                for j in 0..f.cols.len() {
+                    f.num(j, "Normalizer")?;
+                }
+                let mut norms = vec![0.0f64; f.rows];
+                for c in &f.cols {
+                    let Col::Num(v) = c else { continue };
+                    for (n, x) in norms.iter_mut().zip(v) {
+                        match norm {
+                            Norm::L1 => *n += x.abs(),
+                            Norm::L2 => *n += x * x,
+                            Norm::Max => *n = n.max(x.abs()),
+                        }
+                    }
+                }
+                for n in &mut norms {
+                    if *norm == Norm::L2 {
+                        *n = n.sqrt();
+                    }
+                    if *n == 0.0 {
+                        *n = 1.0;
+                    }
+                }
+                for c in &mut f.cols {
+                    if let Col::Num(v) = c {
+                        v.iter_mut().zip(&norms).for_each(|(x, n)| *x /= n);
+                    }
+                }
+                Ok(f)
+            }
+            Transformer::Binarizer(t) => {
+                let mut f = f;
+                for j in 0..f.cols.len() {
+                    f.num(j, "Binarizer")?;
+                    if let Col::Num(v) = &mut f.cols[j] {
+                        v.iter_mut().for_each(|x| *x = f64::from(u8::from(*x > *t)));
+                    }
+                }
+                Ok(f)
+            }
+            Transformer::Imputer(imp) => imp.transform(f),
+            Transformer::OneHot(oh) => oh.transform(f),
+            Transformer::Ordinal(o) => o.transform(f),
+            Transformer::Pca { mean, components, whiten } => {
+                f.width_check(mean.len(), "PCA")?;
+                let cols: Vec<&[f64]> = (0..f.cols.len()).map(|j| f.num(j, "PCA")).collect::<Scored<_>>()?;
+                let mut out = Vec::with_capacity(components.len());
+                for (k, comp) in components.iter().enumerate() {
+                    let shift: f64 = mean.iter().zip(comp).map(|(m, c)| m * c).sum();
+                    let mut v = vec![0.0; f.rows];
+                    for (c, w) in cols.iter().zip(comp) {
+                        v.iter_mut().zip(c.iter()).for_each(|(o, x)| *o += x * w);
+                    }
+                    v.iter_mut().for_each(|x| *x -= shift);
+                    if let Some(s) = whiten {
+                        v.iter_mut().for_each(|x| *x /= s[k]);
+                    }
+                    out.push(Col::Num(v));
+                }
+                Ok(Frame { names: (0..out.len()).map(|k| format!("pca{k}")).collect(), cols: out, rows: f.rows })
+            }
+        }
+    }
+}
+
+impl Imputer {
+    fn transform(&self, f: Frame) -> Scored<Frame> {
+        f.width_check(self.fill.len(), "SimpleImputer")?;
+        let mut out = Frame { names: Vec::new(), cols: Vec::new(), rows: f.rows };
+        let mut indicators = Vec::new();
+        for (j, (col, name)) in f.cols.into_iter().zip(f.names).enumerate() {
+            let is_missing: Vec<bool> = match &col {
+                Col::Num(v) => v.iter().map(|x| self.missing.map_or(x.is_nan(), |m| *x == m)).collect(),
+                Col::Text(v) => v.iter().map(Option::is_none).collect(),
+            };
+            if self.indicator.contains(&j) {
+                indicators.push((
+                    format!("missingindicator_{name}"),
+                    Col::Num(is_missing.iter().map(|m| f64::from(u8::from(*m))).collect()),
+                ));
+            }
+            let Some(fill) = &self.fill[j] else { continue };
+            let col = match (col, fill) {
+                (Col::Num(mut v), Label::Float(x)) => {
+                    v.iter_mut().zip(&is_missing).filter(|(_, m)| **m).for_each(|(v, _)| *v = *x);
+                    Col::Num(v)
+                }
+                (Col::Text(mut v), Label::Str(s)) => {
+                    v.iter_mut().filter(|x| x.is_none()).for_each(|x| *x = Some(s.clone()));
+                    Col::Text(v)
+                }
+                (Col::Num(v), Label::Str(s)) => {
+                    // A numeric column imputed with a string (strategy="constant" on objects).
+                    Col::Text(v.iter().map(|x| Some(if x.is_nan() { s.clone() } else { num_text(*x) })).collect())
+                }
+                (Col::Text(_), _) => {
+                    return Err(score_err(&name, "SimpleImputer was fitted on numbers, and this column holds strings"));
+                }
+                (c, _) => c,
+            };
+            out.names.push(name);
+            out.cols.push(col);
+        }
+        for (n, c) in indicators {
+            out.names.push(n);
+            out.cols.push(c);
+        }
+        Ok(out)
+    }
+}
+
+/// A number as pandas would print it in an object column (`3` for 3.0 from an int column).
+fn num_text(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") }
+}
+
+/// The position of a value among a feature's categories (`None`: unknown). NaN and null match a
+/// missing-value category when there is one.
+fn find(cats: &Labels, col: &Col, r: usize, index: &Option<HashMap<String, usize>>) -> Option<usize> {
+    match (cats, col) {
+        (Labels::Float(c), Col::Num(v)) => {
+            let x = v[r];
+            if x.is_nan() { c.iter().position(|y| y.is_nan()) } else { c.iter().position(|y| *y == x) }
+        }
+        (Labels::Int(c), Col::Num(v)) => {
+            let x = v[r];
+            c.iter().position(|y| *y as f64 == x)
+        }
+        (Labels::Bool(c), Col::Num(v)) => c.iter().position(|y| f64::from(u8::from(*y)) == v[r]),
+        (Labels::Str(_) | Labels::StrOrNone(_), Col::Text(v)) => match &v[r] {
+            Some(s) => index.as_ref().and_then(|i| i.get(s).copied()),
+            None => match cats {
+                Labels::StrOrNone(c) => c.iter().position(Option::is_none),
+                _ => None,
+            },
+        },
+        (Labels::Str(_) | Labels::StrOrNone(_), Col::Num(v)) => {
+            let x = v[r];
+            let key = num_text(x);
+            if x.is_nan() {
+                match cats {
+                    Labels::StrOrNone(c) => c.iter().position(Option::is_none),
+                    _ => None,
+                }
+            } else {
+                index.as_ref().and_then(|i| i.get(&key).copied())
+            }
+        }
+        (_, Col::Text(v)) => {
+            // Numeric categories, text values: compare by number.
+            let x: f64 = v[r].as_deref().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+            find(cats, &Col::Num(vec![x]), 0, index)
+        }
+    }
+}
+
+fn string_index(cats: &Labels) -> Option<HashMap<String, usize>> {
+    match cats {
+        Labels::Str(c) => Some(c.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect()),
+        Labels::StrOrNone(c) => Some(c.iter().enumerate().filter_map(|(i, s)| s.clone().map(|s| (s, i))).collect()),
+        _ => None,
+    }
+}
+
+fn value_text(col: &Col, r: usize) -> String {
+    match col {
+        Col::Num(v) => num_text(v[r]),
+        Col::Text(v) => v[r].clone().unwrap_or_else(|| "null".into()),
+    }
+}
+
+impl OneHot {
+    fn transform(&self, f: Frame) -> Scored<Frame> {
+        f.width_check(self.categories.len(), "OneHotEncoder")?;
+        let mut out = Frame { names: Vec::new(), cols: Vec::new(), rows: f.rows };
+        for (j, col) in f.cols.iter().enumerate() {
+            let cats = &self.categories[j];
+            let index = string_index(cats);
+            let width = self.widths[j];
+            let mut cols = vec![vec![0.0f64; f.rows]; width];
+            let mut slots = Vec::with_capacity(f.rows);
+            for r in 0..f.rows {
+                slots.push(match find(cats, col, r, &index) {
+                    Some(i) => self.slots[j][i],
+                    None if self.unknown_is_error => {
+                        return Err(score_err(
+                            &f.names[j],
+                            format!(
+                                "Found unknown categories ['{}'] during transform (OneHotEncoder with handle_unknown='error'); \
+                                 scikit-learn refuses it too",
+                                value_text(col, r)
+                            ),
+                        ));
+                    }
+                    None => self.unknown[j],
+                });
+            }
+            for (r, slot) in slots.into_iter().enumerate() {
+                if let Some(s) = slot {
+                    cols[s][r] = 1.0;
+                }
+            }
+            for (k, c) in cols.into_iter().enumerate() {
+                out.names.push(format!("{}_{k}", f.names[j]));
+                out.cols.push(Col::Num(c));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Ordinal {
+    fn transform(&self, f: Frame) -> Scored<Frame> {
+        f.width_check(self.categories.len(), "OrdinalEncoder")?;
+        let mut out = Frame { names: f.names.clone(), cols: Vec::new(), rows: f.rows };
+        for (j, col) in f.cols.iter().enumerate() {
+            let cats = &self.categories[j];
+            let index = string_index(cats);
+            let mut v = Vec::with_capacity(f.rows);
+            for r in 0..f.rows {
+                let is_missing = match col {
+                    Col::Num(x) => x[r].is_nan(),
+                    Col::Text(x) => x[r].is_none(),
+                };
+                let code = match find(cats, col, r, &index) {
+                    Some(i) if is_missing => self.missing.unwrap_or(i as f64),
+                    Some(i) => i as f64,
+                    None if is_missing && self.missing.is_some() => self.missing.unwrap_or(f64::NAN),
+                    None => match self.unknown {
+                        Some(u) => u,
+                        None => {
+                            return Err(score_err(
+                                &f.names[j],
+                                format!(
+                                    "Found unknown categories ['{}'] during transform (OrdinalEncoder)",
+                                    value_text(col, r)
+                                ),
+                            ));
+                        }
+                    },
+                };
+                v.push(code);
+            }
+            out.cols.push(Col::Num(v));
+        }
+        Ok(out)
+    }
+}
+
+fn expit(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn softmax(row: &mut [f64]) {
+    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    row.iter_mut().for_each(|v| *v /= sum);
+}
+
+/// numpy's argmax: the first index of the largest value (NaN wins, as numpy's does).
+fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if x.is_nan() {
+            return i;
+        }
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Predictor {
+    /// The number of input columns the predictor reads, if it knows.
+    pub(crate) fn n_features(&self) -> Option<usize> {
+        match self {
+            Predictor::Linear { coef, .. } => coef.first().map(Vec::len),
+            Predictor::Trees(t) => Some(t.n_features),
+            Predictor::Mlp { layers, .. } => layers.first().and_then(|(w, _)| w.first().map(Vec::len)),
+            Predictor::KMeans { centers } => centers.first().map(Vec::len),
+        }
+    }
+
+    pub(crate) fn classes(&self) -> Option<&Labels> {
+        match self {
+            Predictor::Linear { kind: LinearKind::Classifier { classes, .. }, .. } => Some(classes),
+            Predictor::Trees(t) => t.classes.as_ref(),
+            Predictor::Mlp { classes, .. } => classes.as_ref(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn has_proba(&self) -> bool {
+        match self {
+            Predictor::Linear { kind: LinearKind::Classifier { proba, .. }, .. } => proba.is_some(),
+            _ => self.classes().is_some(),
+        }
+    }
+
+    /// The output width of a regressor.
+    pub(crate) fn value_width(&self) -> usize {
+        match self {
+            Predictor::Linear { coef, .. } => coef.len(),
+            Predictor::Trees(t) => t.ensemble.outputs,
+            Predictor::Mlp { layers, .. } => layers.last().map_or(1, |(w, _)| w.len()),
+            Predictor::KMeans { .. } => 1,
+        }
+    }
+
+    pub(crate) fn predict(&self, f: &Frame, name: &str) -> Scored<Predicted> {
+        if let Some(n) = self.n_features()
+            && f.cols.len() != n
+        {
+            return Err(score_err(
+                name,
+                format!(
+                    "the estimator was fitted on {n} features and receives {} ({})",
+                    f.cols.len(),
+                    preview(&f.names)
+                ),
+            ));
+        }
+        let cols: Vec<&[f64]> = (0..f.cols.len()).map(|j| f.num(j, name)).collect::<Scored<_>>()?;
+        let allows_nan = matches!(self, Predictor::Trees(t) if t.nan_is_error.is_none());
+        if !allows_nan {
+            for (j, c) in cols.iter().enumerate() {
+                if let Some(r) = c.iter().position(|x| x.is_nan()) {
+                    return Err(score_err(
+                        &f.names[j],
+                        format!(
+                            "row {r} is NaN or null, and {name} does not accept missing values (scikit-learn raises \"Input X contains NaN\"); \
+                             impute them (SimpleImputer) or fill the column"
+                        ),
+                    ));
+                }
+            }
+        }
+        let rows = f.rows;
+        Ok(match self {
+            Predictor::Linear { coef, intercept, kind } => {
+                let k = coef.len();
+                let mut dec = vec![0.0; rows * k];
+                for (o, (w, b)) in coef.iter().zip(intercept).enumerate() {
+                    let mut acc = vec![0.0; rows];
+                    for (c, wj) in cols.iter().zip(w) {
+                        acc.iter_mut().zip(c.iter()).for_each(|(a, x)| *a += x * wj);
+                    }
+                    for (r, a) in acc.iter().enumerate() {
+                        dec[r * k + o] = a + b;
+                    }
+                }
+                match kind {
+                    LinearKind::Regressor => Predicted::Values { values: dec, width: k },
+                    LinearKind::Classifier { classes, proba } => {
+                        let labels: Vec<usize> = if k == 1 {
+                            dec.iter().map(|d| usize::from(*d > 0.0)).collect()
+                        } else {
+                            dec.chunks(k).map(argmax).collect()
+                        };
+                        let proba = proba.map(|p| {
+                            if k == 1 {
+                                dec.iter()
+                                    .flat_map(|d| {
+                                        let p = expit(*d);
+                                        [1.0 - p, p]
+                                    })
+                                    .collect()
+                            } else {
+                                let mut out = dec.clone();
+                                for row in out.chunks_mut(k) {
+                                    match p {
+                                        LinearProba::Multinomial => softmax(row),
+                                        LinearProba::OneVsRest => {
+                                            row.iter_mut().for_each(|v| *v = expit(*v));
+                                            let s: f64 = row.iter().sum();
+                                            if s == 0.0 {
+                                                row.iter_mut().for_each(|v| *v = 1.0 / k as f64);
+                                            } else {
+                                                row.iter_mut().for_each(|v| *v /= s);
+                                            }
+                                        }
+                                    }
+                                }
+                                out
+                            }
+                        });
+                        Predicted::Classes { labels, proba, classes: classes.clone() }
+                    }
+                }
+            }
+            Predictor::Trees(t) => t.predict(&cols, rows, name)?,
+            Predictor::Mlp { layers, hidden, out, classes } => {
+                let mut act: Vec<Vec<f64>> = cols.iter().map(|c| c.to_vec()).collect();
+                for (i, (w, b)) in layers.iter().enumerate() {
+                    let mut next = Vec::with_capacity(w.len());
+                    for (wo, bo) in w.iter().zip(b) {
+                        let mut acc = vec![0.0; rows];
+                        for (c, wj) in act.iter().zip(wo) {
+                            acc.iter_mut().zip(c).for_each(|(a, x)| *a += x * wj);
+                        }
+                        acc.iter_mut().for_each(|a| *a += bo);
+                        next.push(acc);
+                    }
+                    let a = if i + 1 == layers.len() { *out } else { *hidden };
+                    match a {
+                        Activation::Identity | Activation::Softmax => {}
+                        Activation::Relu => next.iter_mut().flatten().for_each(|v| *v = v.max(0.0)),
+                        Activation::Tanh => next.iter_mut().flatten().for_each(|v| *v = v.tanh()),
+                        Activation::Logistic => next.iter_mut().flatten().for_each(|v| *v = expit(*v)),
+                    }
+                    act = next;
+                }
+                let k = act.len();
+                let mut flat = vec![0.0; rows * k];
+                for (o, c) in act.iter().enumerate() {
+                    for (r, v) in c.iter().enumerate() {
+                        flat[r * k + o] = *v;
+                    }
+                }
+                if *out == Activation::Softmax {
+                    flat.chunks_mut(k).for_each(softmax);
+                }
+                match classes {
+                    None => Predicted::Values { values: flat, width: k },
+                    Some(c) if k == 1 => Predicted::Classes {
+                        labels: flat.iter().map(|p| usize::from(*p > 0.5)).collect(),
+                        proba: Some(flat.iter().flat_map(|p| [1.0 - p, *p]).collect()),
+                        classes: c.clone(),
+                    },
+                    Some(c) => Predicted::Classes {
+                        labels: flat.chunks(k).map(argmax).collect(),
+                        proba: Some(flat),
+                        classes: c.clone(),
+                    },
+                }
+            }
+            Predictor::KMeans { centers } => {
+                let norms: Vec<f64> = centers.iter().map(|c| c.iter().map(|x| x * x).sum()).collect();
+                let mut best = vec![(f64::INFINITY, 0i32); rows];
+                for (ci, (c, n2)) in centers.iter().zip(&norms).enumerate() {
+                    let mut d = vec![*n2; rows];
+                    for (col, w) in cols.iter().zip(c) {
+                        d.iter_mut().zip(col.iter()).for_each(|(d, x)| *d -= 2.0 * x * w);
+                    }
+                    for (b, d) in best.iter_mut().zip(d) {
+                        if d < b.0 {
+                            *b = (d, ci as i32);
+                        }
+                    }
+                }
+                Predicted::Clusters(best.into_iter().map(|b| b.1).collect())
+            }
+        })
+    }
+}
+
+impl Trees {
+    fn predict(&self, cols: &[&[f64]], rows: usize, name: &str) -> Scored<Predicted> {
+        let width = cols.len();
+        let mut x = vec![0.0f64; rows * width];
+        for (j, c) in cols.iter().enumerate() {
+            for (r, v) in c.iter().enumerate() {
+                x[r * width + j] = if self.f32_inputs { f64::from(*v as f32) } else { *v };
+            }
+        }
+        if self.f32_inputs
+            && let Some(j) = cols.iter().position(|c| c.iter().any(|v| v.is_finite() && (*v as f32).is_infinite()))
+        {
+            return Err(score_err(
+                &format!("feature {j}"),
+                format!("a value is too large for float32, which {name} reads its inputs as (scikit-learn raises too)"),
+            ));
+        }
+        let k = self.ensemble.outputs;
+        let (mut sums, _) = self
+            .ensemble
+            .aggregate_from(&x, width, rows, Aggregate::Sum, &self.init)
+            .map_err(|e| score_err(name, e.to_string()))?;
+        if let Some(n) = self.average {
+            sums.iter_mut().for_each(|v| *v /= n);
+        }
+        Ok(match (&self.classes, self.link) {
+            (None, TreeLink::Exp) => Predicted::Values { values: sums.iter().map(|v| v.exp()).collect(), width: k },
+            (None, _) => Predicted::Values { values: sums, width: k },
+            (Some(c), TreeLink::Identity) => Predicted::Classes {
+                labels: sums.chunks(k).map(argmax).collect(),
+                proba: Some(sums),
+                classes: c.clone(),
+            },
+            (Some(c), TreeLink::Binary { ge_zero }) => {
+                let labels = sums
+                    .iter()
+                    .map(|r| {
+                        if ge_zero {
+                            usize::from(*r >= 0.0)
+                        } else {
+                            let p = expit(*r);
+                            usize::from(p > 1.0 - p)
+                        }
+                    })
+                    .collect();
+                let proba = sums.iter().flat_map(|r| {
+                    let p = expit(*r);
+                    [1.0 - p, p]
+                });
+                Predicted::Classes { labels, proba: Some(proba.collect()), classes: c.clone() }
+            }
+            (Some(c), TreeLink::Softmax | TreeLink::Exp) => {
+                let labels = sums.chunks(k).map(argmax).collect();
+                let mut p = sums;
+                p.chunks_mut(k).for_each(softmax);
+                Predicted::Classes { labels, proba: Some(p), classes: c.clone() }
+            }
+        })
+    }
+}
+
+fn preview(names: &[String]) -> String {
+    let mut s: Vec<String> = names.iter().take(6).cloned().collect();
+    if names.len() > 6 {
+        s.push(format!("... {} in all", names.len()));
+    }
+    s.join(", ")
+}

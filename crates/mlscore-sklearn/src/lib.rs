@@ -1,0 +1,392 @@
+//! scikit-learn models logged with `mlflow.sklearn`, scored without Python: their pickle,
+//! cloudpickle or skops files are read as data (a pickle is interpreted opcode by opcode into
+//! an inert object graph and never executed), the estimators in them are read into mlscore's
+//! kernels, and predictions follow scikit-learn's own arithmetic, so that they are those of
+//! `mlflow.pyfunc.load_model(uri).predict(df)`.
+//!
+//! A pickle that names anything outside scikit-learn and numpy (`os.system`, a cloudpickled
+//! function, a user's own class) is refused at the opcode that names it, before anything else is
+//! read. An estimator mlscore does not know is refused by its class name.
+//!
+//! ```no_run
+//! use mlscore_core::Scorer;
+//! use mlscore_mlflow::MlflowModel;
+//! let model = mlscore_sklearn::Model::from_mlflow(MlflowModel::load("models:/churn/3")?)?;
+//! // `label` (what pyfunc's predict returns), then `probabilities`.
+//! println!("{:?}", model.output_types());
+//! # Ok::<(), mlscore_core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod estimator;
+mod graph;
+mod pickle;
+mod skops;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType as ArrowType, Field, FieldRef, Schema as ArrowSchema};
+use mlscore_core::bind::signature_columns;
+use mlscore_core::enforce::numpy_name;
+use mlscore_core::{Binding, Error, Result, Scorer};
+use mlscore_mlflow::{MlflowModel, ModelFormat, Signature};
+use sha2::{Digest, Sha256};
+
+pub use crate::error::ReadError;
+use crate::estimator::{Col, Frame, Predicted, Predictor};
+use crate::graph::Labels;
+
+/// Rows transformed at a time: bounds the column copies a batch needs.
+const CHUNK_ROWS: usize = 16_384;
+
+/// What MLflow's pyfunc `predict` calls (the flavor's `predict_fn`, fixed at save time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PredictFn {
+    Predict,
+    PredictProba,
+    PredictLogProba,
+}
+
+/// A scikit-learn model, ready to score: shared by all threads, read once.
+#[derive(Debug)]
+pub struct Model {
+    mlflow: MlflowModel,
+    model: estimator::Model,
+    predict_fn: PredictFn,
+    signature: Option<Signature>,
+    sha256: String,
+    serialization: String,
+}
+
+/// Which frame columns feed the model, in the model's order: the plan of this format's [`Binding`].
+#[derive(Debug, Clone, PartialEq)]
+struct Columns(Vec<(usize, String)>);
+
+impl Model {
+    /// Reads an opened MLflow model whose format is scikit-learn.
+    pub fn from_mlflow(mlflow: MlflowModel) -> Result<Self> {
+        let ModelFormat::Sklearn { path, serialization_format } = &mlflow.format else {
+            return Err(Error::UnsupportedFormat {
+                uri: mlflow.resolution.uri.clone(),
+                reason: format!("it is a {} model, not a scikit-learn one", mlflow.format.name()),
+            });
+        };
+        let path = path.clone();
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io { action: "read", path: path.clone(), source })?;
+        let kind = "scikit-learn model";
+        let load = |e: ReadError| match e {
+            ReadError::Unsupported(item) | ReadError::Refused(item) => {
+                Error::Unsupported { kind, path: path.clone(), items: vec![item] }
+            }
+            e => Error::Load { kind, path: path.clone(), reason: e.to_string() },
+        };
+        let is_zip = bytes.starts_with(b"PK\x03\x04");
+        let graph = if is_zip { skops::read(&bytes) } else { pickle::read(&bytes) }.map_err(load)?;
+        let model = estimator::build(&graph).map_err(load)?;
+        let predict_fn = match mlflow
+            .mlmodel
+            .as_ref()
+            .map(|m| m.pyfunc_flavor())
+            .transpose()?
+            .flatten()
+            .and_then(|p| p.predict_fn)
+        {
+            None => PredictFn::Predict,
+            Some(f) => match f.as_str() {
+                "predict" => PredictFn::Predict,
+                "predict_proba" => PredictFn::PredictProba,
+                "predict_log_proba" => PredictFn::PredictLogProba,
+                other => {
+                    return Err(load(ReadError::Unsupported(format!(
+                        "pyfunc_predict_fn '{other}' (mlscore scores predict, predict_proba and predict_log_proba)"
+                    ))));
+                }
+            },
+        };
+        if predict_fn != PredictFn::Predict && !model.predictor.has_proba() {
+            return Err(load(ReadError::Unsupported(format!(
+                "pyfunc_predict_fn '{}' on an estimator without probabilities",
+                if predict_fn == PredictFn::PredictProba { "predict_proba" } else { "predict_log_proba" }
+            ))));
+        }
+        let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let signature = mlflow.enforced_signature().cloned();
+        let serialization = if is_zip { "skops".to_string() } else { serialization_format.clone() };
+        Ok(Self { mlflow, model, predict_fn, signature, sha256, serialization })
+    }
+
+    /// How the file was serialized: `skops`, `pickle` or `cloudpickle`.
+    pub fn serialization(&self) -> &str {
+        &self.serialization
+    }
+
+    /// The input column names the estimator was fitted on, if it records them.
+    pub fn feature_names(&self) -> Option<&[String]> {
+        self.model.feature_names.as_deref()
+    }
+
+    fn label_type(&self) -> Option<ArrowType> {
+        let t = match self.model.predictor.classes()? {
+            Labels::Int(_) => ArrowType::Int64,
+            Labels::Float(_) => ArrowType::Float64,
+            Labels::Str(_) | Labels::StrOrNone(_) => ArrowType::Utf8,
+            Labels::Bool(_) => ArrowType::Boolean,
+        };
+        Some(t)
+    }
+}
+
+fn list_item() -> FieldRef {
+    Arc::new(Field::new("item", ArrowType::Float64, false))
+}
+
+fn list_type() -> ArrowType {
+    ArrowType::List(list_item())
+}
+
+fn column(values: Vec<f64>, width: usize) -> ArrayRef {
+    let flat = Float64Array::from(values);
+    if width == 1 {
+        return Arc::new(flat);
+    }
+    let rows = flat.len() / width.max(1);
+    Arc::new(ListArray::new(
+        list_item(),
+        OffsetBuffer::from_lengths(std::iter::repeat_n(width, rows)),
+        Arc::new(flat),
+        None,
+    ))
+}
+
+fn labels_column(classes: &Labels, idx: &[usize]) -> ArrayRef {
+    match classes {
+        Labels::Int(c) => Arc::new(Int64Array::from_iter_values(idx.iter().map(|i| c[*i]))),
+        Labels::Float(c) => Arc::new(Float64Array::from_iter_values(idx.iter().map(|i| c[*i]))),
+        Labels::Str(c) => Arc::new(StringArray::from_iter_values(idx.iter().map(|i| &c[*i]))),
+        Labels::StrOrNone(c) => Arc::new(StringArray::from_iter(idx.iter().map(|i| c[*i].as_deref()))),
+        Labels::Bool(c) => Arc::new(BooleanArray::from_iter(idx.iter().map(|i| Some(c[*i])))),
+    }
+}
+
+/// An Arrow column as a step's column: numbers (nulls NaN), booleans as 0/1, strings as text.
+fn to_col(a: &ArrayRef, name: &str) -> Result<Col> {
+    use arrow_array::types::*;
+    macro_rules! prim {
+        ($t:ty) => {
+            Col::Num(a.as_primitive::<$t>().iter().map(|v| v.map_or(f64::NAN, |v| v as f64)).collect())
+        };
+    }
+    Ok(match a.data_type() {
+        ArrowType::Float64 => prim!(Float64Type),
+        ArrowType::Float32 => prim!(Float32Type),
+        ArrowType::Int64 => prim!(Int64Type),
+        ArrowType::Int32 => prim!(Int32Type),
+        ArrowType::Int16 => prim!(Int16Type),
+        ArrowType::Int8 => prim!(Int8Type),
+        ArrowType::UInt64 => prim!(UInt64Type),
+        ArrowType::UInt32 => prim!(UInt32Type),
+        ArrowType::UInt16 => prim!(UInt16Type),
+        ArrowType::UInt8 => prim!(UInt8Type),
+        ArrowType::Boolean => Col::Num(a.as_boolean().iter().map(|v| v.map_or(f64::NAN, f64::from)).collect()),
+        ArrowType::Null => Col::Num(vec![f64::NAN; a.len()]),
+        t if is_text(t) => {
+            let s =
+                arrow_cast::cast(a, &ArrowType::Utf8).map_err(|e| Error::Binding(format!("column '{name}': {e}")))?;
+            Col::Text(s.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect())
+        }
+        other => {
+            return Err(Error::IncompatibleType {
+                column: name.to_string(),
+                found: numpy_name(other),
+                expected: "numbers, booleans or strings".into(),
+                hint: None,
+            });
+        }
+    })
+}
+
+fn is_text(t: &ArrowType) -> bool {
+    match t {
+        ArrowType::Utf8 | ArrowType::LargeUtf8 | ArrowType::Utf8View => true,
+        ArrowType::Dictionary(_, v) => is_text(v),
+        _ => false,
+    }
+}
+
+impl Scorer for Model {
+    fn mlflow(&self) -> &MlflowModel {
+        &self.mlflow
+    }
+
+    fn format(&self) -> &str {
+        "sklearn"
+    }
+
+    fn artifact_sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn signature(&self) -> Option<&Signature> {
+        self.signature.as_ref()
+    }
+
+    fn output_types(&self) -> Vec<(String, ArrowType)> {
+        let p = &self.model.predictor;
+        if let Predictor::KMeans { .. } = p {
+            return vec![("label".into(), ArrowType::Int32)];
+        }
+        let Some(label) = self.label_type() else {
+            let w = p.value_width();
+            return vec![("prediction".into(), if w == 1 { ArrowType::Float64 } else { list_type() })];
+        };
+        let mut out = vec![("label".to_string(), label)];
+        if p.has_proba() {
+            out.push(("probabilities".into(), list_type()));
+            out.push(("log_probabilities".into(), list_type()));
+        }
+        match self.predict_fn {
+            PredictFn::Predict => {}
+            PredictFn::PredictProba => out.swap(0, 1),
+            PredictFn::PredictLogProba => out.swap(0, 2),
+        }
+        out
+    }
+
+    fn pyfunc_outputs(&self) -> usize {
+        1
+    }
+
+    fn bind(&self, frame: &ArrowSchema) -> Result<Binding> {
+        let mut columns = signature_columns(self.signature.as_ref(), frame)?;
+        for c in &mut columns {
+            c.nan_ok = true;
+        }
+        let name_of = |c: &mlscore_core::BoundColumn| c.spec.as_ref().map_or(c.name.clone(), |(s, _)| s.clone());
+        // scikit-learn checks the names it was fitted on: read those columns, in that order.
+        let chosen: Vec<(usize, String)> = match self.feature_names() {
+            Some(names) => {
+                let found: Option<Vec<(usize, String)>> = names
+                    .iter()
+                    .map(|n| columns.iter().find(|c| name_of(c) == *n).map(|c| (c.index, n.clone())))
+                    .collect();
+                match found {
+                    Some(f) => f,
+                    None => {
+                        let missing: Vec<String> =
+                            names.iter().filter(|n| !columns.iter().any(|c| name_of(c) == **n)).cloned().collect();
+                        let extra: Vec<String> = columns.iter().map(name_of).filter(|c| !names.contains(c)).collect();
+                        return Err(Error::MissingColumns {
+                            missing,
+                            extra,
+                            hint: "the estimator reads the columns it was fitted on, by name (its feature_names_in_)"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            None => columns.iter().map(|c| (c.index, name_of(c))).collect(),
+        };
+        for (i, name) in &chosen {
+            let t = frame.field(*i).data_type();
+            if !(t.is_numeric() || is_text(t) || matches!(t, ArrowType::Boolean | ArrowType::Null))
+                || matches!(t, ArrowType::Float16 | ArrowType::Decimal128(..) | ArrowType::Decimal256(..))
+            {
+                return Err(Error::IncompatibleType {
+                    column: name.clone(),
+                    found: numpy_name(t),
+                    expected: "numbers, booleans or strings".into(),
+                    hint: None,
+                });
+            }
+        }
+        columns.retain(|c| chosen.iter().any(|(i, _)| *i == c.index));
+        Ok(Binding { columns, warnings: Vec::new(), plan: Arc::new(Columns(chosen)) })
+    }
+
+    fn score(&self, binding: &Binding, frame: &[ArrayRef]) -> Result<Vec<(String, ArrayRef)>> {
+        let Columns(chosen) = binding
+            .plan::<Columns>()
+            .ok_or_else(|| Error::Binding("the binding was made by another model's scorer".into()))?;
+        let rows = frame.first().map_or(0, |a| a.len());
+        let types = self.output_types();
+        let mut parts: Vec<Vec<ArrayRef>> = vec![Vec::new(); types.len()];
+        let fail = |e: estimator::ScoreError| Error::InvalidValues { column: e.column, reason: e.reason };
+        let final_name = self.final_name();
+        for start in (0..rows).step_by(CHUNK_ROWS) {
+            let n = CHUNK_ROWS.min(rows - start);
+            let mut f = Frame { names: Vec::new(), cols: Vec::new(), rows: n };
+            for (i, name) in chosen {
+                let a = frame.get(*i).ok_or_else(|| Error::Binding(format!("column {i} is not in the batch")))?;
+                f.cols.push(to_col(&a.slice(start, n), name)?);
+                f.names.push(name.clone());
+            }
+            for s in &self.model.steps {
+                f = s.transform(f).map_err(fail)?;
+            }
+            let p = self.model.predictor.predict(&f, &final_name).map_err(fail)?;
+            let cols: Vec<ArrayRef> = match p {
+                Predicted::Values { values, width } => vec![column(values, width)],
+                Predicted::Clusters(c) => vec![Arc::new(Int32Array::from(c))],
+                Predicted::Classes { labels, proba, classes } => {
+                    let mut v = vec![labels_column(&classes, &labels)];
+                    if let Some(p) = proba {
+                        let k = classes.len();
+                        let log: Vec<f64> = p.iter().map(|x| x.ln()).collect();
+                        v.push(column(p, k));
+                        v.push(column(log, k));
+                    }
+                    match self.predict_fn {
+                        PredictFn::Predict => {}
+                        PredictFn::PredictProba => v.swap(0, 1),
+                        PredictFn::PredictLogProba => v.swap(0, 2),
+                    }
+                    v
+                }
+            };
+            for (p, c) in parts.iter_mut().zip(cols) {
+                p.push(c);
+            }
+        }
+        types
+            .into_iter()
+            .zip(parts)
+            .map(|((name, t), p)| {
+                let col = if p.is_empty() {
+                    arrow_array::new_empty_array(&t)
+                } else {
+                    let refs: Vec<&dyn Array> = p.iter().map(|a| a.as_ref()).collect();
+                    arrow_select_concat(&refs)?
+                };
+                Ok((name, col))
+            })
+            .collect()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Model {
+    /// The final estimator's class, for errors.
+    fn final_name(&self) -> String {
+        match &self.model.predictor {
+            Predictor::Linear { .. } => "the linear model".into(),
+            Predictor::Trees(t) => t.nan_is_error.unwrap_or("the tree model").to_string(),
+            Predictor::Mlp { .. } => "the MLP".into(),
+            Predictor::KMeans { .. } => "KMeans".into(),
+        }
+    }
+}
+
+fn arrow_select_concat(parts: &[&dyn Array]) -> Result<ArrayRef> {
+    if parts.len() == 1 {
+        return Ok(arrow_array::make_array(parts[0].to_data()));
+    }
+    arrow_select::concat::concat(parts).map_err(|e| Error::ResultConversion(e.to_string()))
+}

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Regenerate the scikit-learn cases: estimators logged with mlflow.sklearn, with goldens.
+
+    scripts/python-env models/sklearn_zoo.py           # writes models/sklearn/
+    scripts/python-env models/sklearn_zoo.py NAME...   # only those cases, keeping the others
+
+Every case is fitted here on a small table, saved with `mlflow.sklearn.save_model` in one of the
+three serialization formats (cloudpickle, pickle, skops with the trusted types it needs; a few
+cases in all three), signature inferred from the training frame, and scored on a test table:
+
+  prediction   what `mlflow.pyfunc.load_model(path).predict(test)` returns (so what spark_udf
+               returns): labels of a classifier, values of a regressor, probabilities where the
+               case saves pyfunc_predict_fn="predict_proba"
+  proba        a classifier's `predict_proba`, one list a row (where it has one)
+
+Written per case: models/sklearn/<case>/model/, input.parquet, golden.parquet, and
+models/sklearn/cases.json. Tree cases get test rows planted on their own thresholds (exactly,
+one float64 ulp and one float32 ulp either side), where scikit-learn's float32 cast decides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "sklearn"
+SEED = 23
+N_TRAIN = 600
+N_TEST = 300
+FORMATS = ["cloudpickle", "pickle", "skops"]
+CITIES = ["lille", "lyon", "nice", "paris", "rennes"]
+PLANS = ["basic", "pro", "team", "edu"]
+
+
+def numeric(n: int, rng: np.random.Generator, nan: float) -> pd.DataFrame:
+    from zoo import numeric_frame
+
+    df = numeric_frame(n, rng)
+    if nan:
+        df = df.mask(rng.random(df.shape) < nan)
+    return df
+
+
+def mixed(n: int, rng: np.random.Generator, unseen: bool) -> pd.DataFrame:
+    """int, float with NaN, bool and two string columns (one with rare categories)."""
+    cities = list(CITIES) + (["brest"] if unseen else [])
+    df = pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, n).astype("int64"),
+            "income": np.round(rng.lognormal(10, 0.5, n), 2),
+            "active": rng.random(n) < 0.6,
+            "city": rng.choice(cities, n),
+            "plan": rng.choice(PLANS, n, p=[0.5, 0.3, 0.17, 0.03]),
+        }
+    )
+    df.loc[rng.random(n) < 0.1, "income"] = np.nan
+    return df
+
+
+def targets(df: pd.DataFrame, rng: np.random.Generator) -> dict:
+    if "age" in df:
+        z = (df["age"] - 50) / 20 + np.log(df["income"].fillna(20000)) - 10 + df["active"] * 0.8
+        z = z + df["city"].map({"lille": 0.5, "lyon": -0.3, "paris": 1.0}).fillna(0) + rng.normal(0, 0.4, len(df))
+    else:
+        x = df.fillna(0).to_numpy(dtype=float)
+        z = x @ np.array([1.5, -0.4, 0.1, 1.0, 0.02, 0.3]) + np.sin(x[:, 0] * 2) + rng.normal(0, 0.5, len(df))
+    z = np.asarray(z, dtype=float)
+    q = np.quantile(z, [0.33, 0.66])
+    return {
+        "regression": z * 3 + 10,
+        "positive": np.exp(z / 4),
+        "binary": (z > np.median(z)).astype("int64"),
+        "multiclass": np.digitize(z, q).astype("int64"),
+        "strings": np.array(["low", "mid", "high"], dtype=object)[np.digitize(z, q)],
+        "bools": z > np.median(z),
+    }
+
+
+def tree_thresholds(model) -> list[tuple[int, float]]:
+    """(feature, threshold) of the fitted trees' splits, for planting test rows."""
+    from sklearn.pipeline import Pipeline
+
+    est = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    trees = []
+    if hasattr(est, "tree_"):
+        trees = [est.tree_]
+    elif hasattr(est, "estimators_"):
+        trees = [t.tree_ for t in np.ravel(est.estimators_)]
+    out = []
+    for t in trees[:5]:
+        for f, thr in zip(t.feature, t.threshold):
+            if f >= 0 and np.isfinite(thr):
+                out.append((int(f), float(thr)))
+    return out
+
+
+def plant(test: pd.DataFrame, splits, rng) -> pd.DataFrame:
+    test = test.copy()
+    rows = rng.permutation(len(test))
+    k = 0
+    for f, thr in splits[:40]:
+        t32 = float(np.float32(thr))
+        for v in (thr, np.nextafter(thr, -np.inf), np.nextafter(thr, np.inf), t32,
+                  float(np.nextafter(np.float32(thr), np.float32(np.inf)))):
+            if k >= len(rows):
+                return test
+            test.iloc[rows[k], f] = v
+            k += 1
+    return test
+
+
+def as_list_column(a) -> pa.Array:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    return pa.array([list(r) for r in a], type=pa.list_(pa.float64()))
+
+
+def cases():
+    """(name, data, target, make(), options)."""
+    from sklearn import cluster, decomposition, ensemble, linear_model, neural_network, preprocessing, svm, tree
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    sc = preprocessing.StandardScaler
+
+    def ct_onehot(**ohe):
+        return ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), sc()), ["age", "income"]),
+                ("cat", preprocessing.OneHotEncoder(sparse_output=False, **ohe), ["city", "plan"]),
+            ],
+            remainder="passthrough",
+        )
+
+    def ct_ordinal():
+        return ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(strategy="mean"), preprocessing.MinMaxScaler()), [0, 1]),
+                ("cat", preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["city", "plan"]),
+                ("flag", "passthrough", ["active"]),
+            ]
+        )
+
+    return [
+        ("linear_regression", "numeric", "regression", lambda: linear_model.LinearRegression(), {}),
+        ("ridge", "numeric", "regression", lambda: make_pipeline(sc(), linear_model.Ridge(alpha=2.0)), {}),
+        ("lasso", "numeric", "regression", lambda: linear_model.Lasso(alpha=0.05), {}),
+        ("elastic_net", "numeric", "regression", lambda: make_pipeline(preprocessing.RobustScaler(), linear_model.ElasticNet(alpha=0.05)), {}),
+        ("sgd_regressor", "numeric", "regression", lambda: make_pipeline(sc(), linear_model.SGDRegressor(random_state=0)), {}),
+        ("linear_svr", "numeric", "regression", lambda: make_pipeline(preprocessing.MaxAbsScaler(), svm.LinearSVR(random_state=0)), {}),
+        ("logreg_binary", "numeric", "binary", lambda: make_pipeline(sc(), linear_model.LogisticRegression()), {}),
+        ("logreg_multiclass", "numeric", "multiclass", lambda: make_pipeline(sc(), linear_model.LogisticRegression()), {}),
+        ("logreg_strings_proba", "numeric", "strings", lambda: make_pipeline(sc(), linear_model.LogisticRegression()), {"predict_fn": "predict_proba"}),
+        ("sgd_classifier", "numeric", "multiclass", lambda: make_pipeline(sc(), linear_model.SGDClassifier(loss="log_loss", random_state=0)), {}),
+        ("linear_svc", "numeric", "binary", lambda: make_pipeline(sc(), svm.LinearSVC(random_state=0)), {}),
+        ("ridge_classifier", "numeric", "multiclass", lambda: linear_model.RidgeClassifier(), {}),
+        ("normalizer_binarizer", "numeric", "binary", lambda: make_pipeline(preprocessing.Normalizer(), preprocessing.Binarizer(threshold=0.1), linear_model.LogisticRegression()), {}),
+        ("decision_tree_nan", "numeric_nan", "multiclass", lambda: tree.DecisionTreeClassifier(max_depth=6, random_state=0), {"plant": True}),
+        ("decision_tree_regressor", "numeric", "regression", lambda: tree.DecisionTreeRegressor(max_depth=8, random_state=0), {"plant": True}),
+        ("decision_tree_bools", "numeric", "bools", lambda: tree.DecisionTreeClassifier(max_depth=5, random_state=0), {"plant": True}),
+        ("random_forest", "numeric_nan", "binary", lambda: ensemble.RandomForestClassifier(n_estimators=30, max_depth=8, random_state=0), {"plant": True, "all_formats": True}),
+        ("random_forest_proba", "numeric", "strings", lambda: ensemble.RandomForestClassifier(n_estimators=20, random_state=0), {"predict_fn": "predict_proba"}),
+        ("random_forest_regressor", "numeric", "regression", lambda: ensemble.RandomForestRegressor(n_estimators=20, max_depth=10, random_state=0), {"plant": True}),
+        ("extra_trees", "numeric", "multiclass", lambda: ensemble.ExtraTreesClassifier(n_estimators=20, max_depth=8, random_state=0), {"plant": True}),
+        ("extra_trees_regressor", "numeric", "regression", lambda: ensemble.ExtraTreesRegressor(n_estimators=20, max_depth=8, random_state=0), {}),
+        ("gradient_boosting_binary", "numeric", "binary", lambda: ensemble.GradientBoostingClassifier(n_estimators=40, random_state=0), {"plant": True}),
+        ("gradient_boosting_multiclass", "numeric", "strings", lambda: ensemble.GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0), {}),
+        ("gradient_boosting_regressor", "numeric", "regression", lambda: ensemble.GradientBoostingRegressor(n_estimators=40, loss="huber", random_state=0), {"plant": True}),
+        ("hist_gradient_boosting", "numeric_nan", "binary", lambda: ensemble.HistGradientBoostingClassifier(max_iter=30, random_state=0), {}),
+        ("hist_gradient_boosting_multiclass", "numeric_nan", "multiclass", lambda: ensemble.HistGradientBoostingClassifier(max_iter=15, random_state=0), {}),
+        ("hist_gradient_boosting_regressor", "numeric_nan", "regression", lambda: ensemble.HistGradientBoostingRegressor(max_iter=30, random_state=0), {}),
+        ("hist_gradient_boosting_poisson", "numeric", "positive", lambda: ensemble.HistGradientBoostingRegressor(loss="poisson", max_iter=20, random_state=0), {}),
+        ("mlp_classifier", "numeric", "multiclass", lambda: make_pipeline(sc(), neural_network.MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=300, random_state=0)), {}),
+        ("mlp_regressor", "numeric", "regression", lambda: make_pipeline(sc(), neural_network.MLPRegressor(hidden_layer_sizes=(16,), activation="tanh", max_iter=300, random_state=0)), {}),
+        ("kmeans", "numeric", "regression", lambda: make_pipeline(sc(), cluster.KMeans(n_clusters=4, n_init=3, random_state=0)), {"unsupervised": True}),
+        ("pca_logreg", "numeric", "binary", lambda: make_pipeline(sc(), decomposition.PCA(n_components=3, whiten=True), linear_model.LogisticRegression()), {}),
+        ("pipeline_onehot_logreg", "mixed_unseen", "strings", lambda: make_pipeline(ct_onehot(handle_unknown="ignore"), linear_model.LogisticRegression(max_iter=500)), {"all_formats": True}),
+        ("pipeline_ordinal_forest", "mixed_unseen", "binary", lambda: make_pipeline(ct_ordinal(), ensemble.RandomForestClassifier(n_estimators=15, random_state=0)), {}),
+        ("pipeline_onehot_infrequent", "mixed_unseen", "regression", lambda: make_pipeline(ct_onehot(drop="first", handle_unknown="infrequent_if_exist", min_frequency=0.05), ensemble.GradientBoostingRegressor(n_estimators=20, random_state=0)), {}),
+    ]
+
+
+def untrusted(model) -> list[str]:
+    import skops.io
+
+    return skops.io.get_untrusted_types(data=skops.io.dumps(model))
+
+
+def make(rng, name, data, target, factory, opts, fmt) -> dict:
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    if data.startswith("mixed"):
+        train, test = mixed(N_TRAIN, rng, False), mixed(N_TEST, rng, data.endswith("unseen"))
+    else:
+        nan = 0.08 if data.endswith("nan") else 0.0
+        train, test = numeric(N_TRAIN, rng, nan), numeric(N_TEST, rng, nan)
+    y = targets(train, rng)[target]
+    model = factory()
+    if opts.get("unsupervised"):
+        model.fit(train)
+    else:
+        model.fit(train, y)
+    if opts.get("plant"):
+        test = plant(test, tree_thresholds(model), rng)
+    dest = OUT / name
+    dest.mkdir(parents=True)
+    kwargs = {}
+    if fmt == "skops":
+        kwargs["skops_trusted_types"] = untrusted(model)
+    if "predict_fn" in opts:
+        kwargs["pyfunc_predict_fn"] = opts["predict_fn"]
+    signature = infer_signature(train, model.predict(train))
+    mlflow.sklearn.save_model(model, dest / "model", serialization_format=fmt, signature=signature, **kwargs)
+    loaded = mlflow.pyfunc.load_model(str(dest / "model"))
+    prediction = np.asarray(loaded.predict(test))
+    cols = {"prediction": pa.array(prediction) if prediction.ndim == 1 else as_list_column(prediction)}
+    if hasattr(model, "predict_proba") and not opts.get("unsupervised"):
+        try:
+            cols["proba"] = as_list_column(model.predict_proba(test))
+        except AttributeError:
+            pass
+    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), dest / "input.parquet")
+    pq.write_table(pa.table(cols), dest / "golden.parquet")
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    return {"case": name, "format": fmt, "estimator": type(final).__name__, "golden": list(cols),
+            "predict_fn": opts.get("predict_fn", "predict")}
+
+
+def all_cases():
+    out = []
+    for i, (name, data, target, factory, opts) in enumerate(cases()):
+        formats = FORMATS if opts.get("all_formats") else [FORMATS[i % 3]]
+        for fmt in formats:
+            case = f"{name}_{fmt}" if opts.get("all_formats") else name
+            out.append((case, [SEED, i], lambda rng, a=(case, data, target, factory, opts, fmt): make(rng, *a)))
+    return out
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.CRITICAL)
+    only = set(sys.argv[1:])
+    entries = {}
+    if only and (OUT / "cases.json").exists():
+        entries = {e["case"]: e for e in json.loads((OUT / "cases.json").read_text())}
+    else:
+        shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(exist_ok=True)
+    for name, seed, mk in all_cases():
+        if only and name not in only:
+            continue
+        shutil.rmtree(OUT / name, ignore_errors=True)
+        entries[name] = mk(np.random.default_rng(seed))
+        print(f"{name:40s} {entries[name]['format']:12s} {entries[name]['estimator']}")
+    order = [name for name, _, _ in all_cases()]
+    (OUT / "cases.json").write_text(json.dumps([entries[n] for n in order if n in entries], indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

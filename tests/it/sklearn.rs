@@ -1,0 +1,230 @@
+//! scikit-learn models logged with mlflow.sklearn (models/sklearn_zoo.py) in cloudpickle, pickle
+//! and skops, scored by mlscore's own readers (nothing executed), compared with what MLflow's
+//! pyfunc gave on the same rows: labels and their type exactly, values and probabilities within
+//! 1e-6 relative. Then hostile files: each an error naming the file and the culprit, never a
+//! panic, and nothing run.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType;
+use mlscore::core::predict_batch;
+use mlscore::{NullPolicy, ResultType};
+
+use crate::common::*;
+
+fn cases() -> Vec<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(models().join("sklearn/cases.json")).unwrap()).unwrap()
+}
+
+fn close(got: &[f64], want: &[f64], what: &str) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
+    }
+    let same =
+        |i: usize| (got[i] - want[i]).abs() <= 1e-6 * want[i].abs().max(1e-3) || (got[i].is_nan() && want[i].is_nan());
+    let bad: Vec<usize> = (0..got.len()).filter(|&i| !same(i)).collect();
+    match bad.first() {
+        Some(&i) => Err(format!("{what}: {} values differ, first [{i}]: {} vs {}", bad.len(), got[i], want[i])),
+        None => Ok(()),
+    }
+}
+
+fn rows(a: &dyn Array) -> Vec<Vec<f64>> {
+    match a.data_type() {
+        DataType::List(_) => float_rows(a),
+        _ => floats(a).into_iter().map(|v| vec![v]).collect(),
+    }
+}
+
+/// A column's values as text, whatever its type (labels compared exactly).
+fn texts(a: &dyn Array) -> Vec<String> {
+    let s = arrow::compute::cast(&arrow::array::make_array(a.to_data()), &DataType::Utf8).unwrap();
+    s.as_string::<i32>().iter().map(|v| v.unwrap_or("null").to_string()).collect()
+}
+
+fn run_case(case: &serde_json::Value) -> Result<(), String> {
+    let name = case["case"].as_str().unwrap();
+    let dir = models().join("sklearn").join(name);
+    let err = |e: String| format!("{name} ({}): {e}", case["format"]);
+    let model = mlscore::load(dir.join("model").to_str().unwrap()).map_err(|e| err(e.to_string()))?;
+    let input = read_parquet(&dir.join("input.parquet"));
+    let golden = read_parquet(&dir.join("golden.parquet"));
+    let prediction = predict_batch(model.as_ref(), &input, NullPolicy::Nan).map_err(|e| err(e.to_string()))?;
+    let outputs = &prediction.outputs;
+    let ty = model.default_result_type().map_err(|e| err(e.to_string()))?;
+    let got = model.convert(&ty, outputs).map_err(|e| err(e.to_string()))?;
+    let want = column(&golden, "prediction");
+    match want.data_type() {
+        DataType::Float64 | DataType::Float32 => {
+            if got.data_type() != &DataType::Float64 {
+                return Err(err(format!("prediction is {}, pyfunc gives {}", got.data_type(), want.data_type())));
+            }
+            close(&floats(got.as_ref()), &floats(want.as_ref()), &err("prediction".into()))?
+        }
+        DataType::List(_) => {
+            close(&rows(got.as_ref()).concat(), &rows(want.as_ref()).concat(), &err("prediction".into()))?
+        }
+        t => {
+            let expected = if matches!(t, DataType::LargeUtf8 | DataType::Utf8View) { &DataType::Utf8 } else { t };
+            if got.data_type() != expected {
+                return Err(err(format!("labels are {}, pyfunc gives {t}", got.data_type())));
+            }
+            let (g, w) = (texts(got.as_ref()), texts(want.as_ref()));
+            if let Some(i) = (0..w.len()).find(|&i| g[i] != w[i]) {
+                return Err(err(format!("label [{i}]: {} vs {}", g[i], w[i])));
+            }
+        }
+    }
+    if golden.schema().index_of("proba").is_ok() {
+        let proba = outputs
+            .iter()
+            .find(|(n, _)| n == "probabilities")
+            .map(|(_, a)| a)
+            .ok_or_else(|| err("no probabilities".into()))?;
+        close(&rows(proba.as_ref()).concat(), &rows(column(&golden, "proba").as_ref()).concat(), &err("proba".into()))?;
+        if case["predict_fn"] == "predict" {
+            let label_type = mlscore::core::enforce::numpy_name(want.data_type());
+            let spark = match label_type.as_str() {
+                "int64" => "bigint",
+                "bool" => "boolean",
+                "float64" => "double",
+                _ => "string",
+            };
+            let both = ResultType::parse(&format!("struct<label:{spark},probabilities:array<double>>")).unwrap();
+            let s = model.convert(&both, outputs).map_err(|e| err(e.to_string()))?;
+            if texts(s.as_struct().column(0).as_ref()) != texts(want.as_ref()) {
+                return Err(err("the label/probabilities struct differs from the outputs".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_sklearn_model_scores_like_scikit_learn() {
+    let cases = cases();
+    assert!(cases.len() >= 35, "models/sklearn lists {} cases", cases.len());
+    for f in ["cloudpickle", "pickle", "skops"] {
+        assert!(cases.iter().filter(|c| c["format"] == f).count() >= 10, "too few {f} cases");
+    }
+    let failures: Vec<String> = cases.iter().filter_map(|c| run_case(c).err()).collect();
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// A copy of a case's model directory with its model file replaced.
+fn with_model_file(case: &str, file: &str, bytes: &[u8], tmp: &Path) -> PathBuf {
+    let src = models().join("sklearn").join(case).join("model");
+    let dst = tempfile::tempdir_in(tmp).unwrap().keep().join(case);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dst.join(file), bytes).unwrap();
+    dst
+}
+
+fn load_error(dir: &Path) -> String {
+    match std::panic::catch_unwind(|| mlscore::load(dir.to_str().unwrap())) {
+        Ok(Ok(_)) => panic!("{} loaded", dir.display()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => panic!("loading {} panicked", dir.display()),
+    }
+}
+
+/// Python's `pickle.dumps` of an object whose `__reduce__` is `(os.system, ("touch <marker>",))`,
+/// protocol 4, written out opcode by opcode.
+fn shell_pickle(marker: &Path) -> Vec<u8> {
+    let cmd = format!("touch {}", marker.display());
+    let mut p = b"\x80\x04\x8c\x05posix\x94\x8c\x06system\x94\x93\x94".to_vec();
+    p.push(0x8c);
+    p.push(cmd.len() as u8);
+    p.extend(cmd.as_bytes());
+    p.extend(b"\x94\x85\x94R\x94.");
+    p
+}
+
+#[test]
+fn hostile_pickles_are_refused_by_name_and_nothing_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("ran");
+    let dir = with_model_file("random_forest_pickle", "model.pkl", &shell_pickle(&marker), tmp.path());
+    let e = load_error(&dir);
+    assert!(e.contains("posix.system") && e.contains("model.pkl") && e.contains("never runs"), "{e}");
+    assert!(!marker.exists(), "the pickle's command ran");
+
+    let original = std::fs::read(models().join("sklearn/random_forest_pickle/model/model.pkl")).unwrap();
+    // A class outside scikit-learn: the estimator's module renamed.
+    let text = original.clone();
+    let at = text.windows(7).position(|w| w == b"sklearn").unwrap();
+    let mut other = text.clone();
+    other[at..at + 7].copy_from_slice(b"mymodel");
+    let e = load_error(&with_model_file("random_forest_pickle", "model.pkl", &other, tmp.path()));
+    assert!(e.contains("mymodel") && e.contains("outside scikit-learn"), "{e}");
+
+    // Truncated at every tenth of the file: an error naming the file.
+    for k in 1..10 {
+        let cut = &original[..original.len() * k / 10];
+        let e = load_error(&with_model_file("random_forest_pickle", "model.pkl", cut, tmp.path()));
+        assert!(e.contains("model.pkl"), "{e}");
+    }
+
+    // A declared length far past the end of the file (BINBYTES8 of 2^60 bytes).
+    let huge = b"\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x10.";
+    let e = load_error(&with_model_file("random_forest_pickle", "model.pkl", huge, tmp.path()));
+    assert!(e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn an_out_of_range_tree_index_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = models().join("sklearn/decision_tree_nan/model/model.pkl");
+    let mut bytes = std::fs::read(src).unwrap();
+    // The root's right child, 8 bytes after its left child (1, as <i8) at the start of the nodes
+    // array, which follows the structured dtype that names its last field.
+    let field = b"missing_go_to_left";
+    let dtype_end = bytes.windows(field.len()).rposition(|w| w == field).unwrap();
+    let at = dtype_end + bytes[dtype_end..].windows(8).position(|w| w == 1i64.to_le_bytes()).unwrap();
+    bytes[at + 8..at + 16].copy_from_slice(&1_000_000i64.to_le_bytes());
+    let e = load_error(&with_model_file("decision_tree_nan", "model.pkl", &bytes, tmp.path()));
+    assert!(e.contains("model.pkl") && (e.contains("child") || e.contains("node")), "{e}");
+}
+
+#[test]
+fn unknown_categories_are_an_error_only_where_scikit_learn_refuses_them() {
+    // handle_unknown="ignore": the unseen city scores (its golden has it).
+    let dir = models().join("sklearn/pipeline_onehot_logreg_skops");
+    let model = mlscore::load(dir.join("model").to_str().unwrap()).unwrap();
+    let input = read_parquet(&dir.join("input.parquet"));
+    let cities = texts(column(&input, "city").as_ref());
+    assert!(cities.iter().any(|c| c == "brest"), "the test table has no unseen city");
+    predict_batch(model.as_ref(), &input, NullPolicy::Nan).unwrap();
+}
+
+#[test]
+fn cli_scores_a_pickled_pipeline_and_inspect_names_its_format() {
+    let dir = models().join("sklearn/pipeline_onehot_logreg_cloudpickle");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.parquet");
+    let mut cmd = mlscore();
+    cmd.args(["score", "--model"])
+        .arg(dir.join("model"))
+        .arg("--input")
+        .arg(dir.join("input.parquet"))
+        .arg("--output")
+        .arg(&out)
+        .args(["--on-null", "nan"]);
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let scored = read_parquet(&out);
+    let golden = read_parquet(&dir.join("golden.parquet"));
+    let pred = column(&scored, "prediction");
+    assert_eq!(texts(pred.as_ref()), texts(column(&golden, "prediction").as_ref()));
+
+    let mut cmd = mlscore();
+    cmd.args(["inspect"]).arg(dir.join("model"));
+    let o = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("sklearn"), "{text}");
+}
