@@ -11,7 +11,7 @@ generator) and saved with mlflow.xgboost / mlflow.lightgbm into bench-data/gbdt/
 For every model, batch size and thread count, interleaved `--repeat` times (median kept):
   xgboost:  Booster.inplace_predict on float64 numpy slices (nthread = threads);
   lightgbm: Booster.predict on float64 numpy slices (num_threads = threads);
-  mlscore:  the release example `bench` of mlscore-gbdt: Arrow float64 columns in, bind once,
+  mlscore:  the release example `bench` of mlscore-formats: Arrow float64 columns in, bind once,
             Scorer::predict per batch; with several threads each scores the whole table (as the
             engine scores partitions side by side), the libraries split each batch instead.
 Prints rows/s, CPU seconds a pass, the ratio mlscore / library (rows/s, and CPU seconds per row),
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benches"))
 def example_binary() -> Path:
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/mlscore/target"))
     env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
-    subprocess.run(["cargo", "build", "--release", "-q", "--example", "bench", "-p", "mlscore-gbdt"], cwd=ROOT, check=True, env=env)
+    subprocess.run(["cargo", "build", "--release", "-q", "--example", "bench", "-p", "mlscore-formats", "--no-default-features", "--features", "gbdt,sklearn"], cwd=ROOT, check=True, env=env)
     return target / "release" / "examples" / "bench"
 
 

@@ -230,3 +230,99 @@ pub(crate) fn assert_matches_golden(out: &RecordBatch, prediction: &str, golden_
         }
     }
 }
+
+/// A seeded mutation loop over real model files: for each `(case, file)` of `models/<family>/`,
+/// `MLSCORE_FUZZ_ROUNDS` (else `rounds`) mutants of the file, each with 1 to 4 edits (a bit
+/// flipped, a byte replaced by one of `alphabet`, the file cut, a span repeated or dropped, an
+/// 8-byte little-endian integer overwritten with an edge value), loaded and scored on the case's
+/// `input.parquet` in a copy of its model directory. Panics if any mutant panics; returns how many
+/// scored and how many were errors.
+pub(crate) fn mutation_loop(
+    family: &str,
+    cases: &[(&str, &str)],
+    alphabet: &[u8],
+    seed: u64,
+    rounds: usize,
+) -> [usize; 2] {
+    let rounds: usize = std::env::var("MLSCORE_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(rounds);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut state = seed;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n.max(1) as u64) as usize
+    };
+    let mut outcomes = [0usize; 2];
+    for (case, file) in cases {
+        let src = models().join(family).join(case);
+        let input = read_parquet(&src.join("input.parquet"));
+        let original = std::fs::read(src.join("model").join(file)).unwrap();
+        for round in 0..rounds {
+            let mut b = original.clone();
+            for _ in 0..1 + next(4) {
+                if b.is_empty() {
+                    break;
+                }
+                let at = next(b.len());
+                match next(6) {
+                    0 => b[at] ^= 1 << next(8),
+                    1 => b[at] = alphabet[next(alphabet.len())],
+                    2 => b.truncate(at),
+                    3 => {
+                        let end = (at + next(64)).min(b.len());
+                        let span = b[at..end].to_vec();
+                        b.splice(at..at, span);
+                    }
+                    4 => {
+                        let v = [-1i64, 0, 1, 7, 1 << 40, i64::MAX][next(6)].to_le_bytes();
+                        let end = (at + 8).min(b.len());
+                        b[at..end].copy_from_slice(&v[..end - at]);
+                    }
+                    _ => {
+                        let end = (at + next(16)).min(b.len());
+                        b.drain(at..end);
+                    }
+                }
+            }
+            let dir = tempfile::tempdir_in(tmp.path()).unwrap();
+            for entry in std::fs::read_dir(src.join("model")).unwrap() {
+                let p = entry.unwrap().path();
+                std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+            }
+            std::fs::write(dir.path().join(file), &b).unwrap();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let model = mlscore::load(dir.path().to_str().unwrap())?;
+                mlscore::core::predict_batch(model.as_ref(), &input, mlscore::NullPolicy::Nan).map(|_| ())
+            }));
+            match result {
+                Ok(r) => outcomes[usize::from(r.is_err())] += 1,
+                Err(_) => {
+                    let kept = dir.keep();
+                    panic!("{family}/{case} mutant {round} of {file} panicked (kept in {})", kept.display())
+                }
+            }
+        }
+    }
+    outcomes
+}
+
+/// A copy of `models/<family>/<case>/model` in a new directory under `tmp`, with `file` changed by `edit`.
+pub(crate) fn edited_model(
+    family: &str,
+    case: &str,
+    file: &str,
+    tmp: &Path,
+    edit: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> PathBuf {
+    let src = models().join(family).join(case).join("model");
+    let dst = tempfile::tempdir_in(tmp).unwrap().keep().join(case);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    let bytes = std::fs::read(dst.join(file)).unwrap();
+    std::fs::write(dst.join(file), edit(bytes)).unwrap();
+    dst
+}

@@ -104,16 +104,7 @@ fn every_xgboost_and_lightgbm_model_scores_like_its_library() {
 
 /// A copy of a case's model directory, with its model file changed by `edit`.
 fn edited(case: &str, file: &str, tmp: &Path, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> PathBuf {
-    let src = models().join("gbdt").join(case).join("model");
-    let dst = tempfile::tempdir_in(tmp).unwrap().keep().join(case);
-    std::fs::create_dir_all(&dst).unwrap();
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
-    }
-    let bytes = std::fs::read(dst.join(file)).unwrap();
-    std::fs::write(dst.join(file), edit(bytes)).unwrap();
-    dst
+    edited_model("gbdt", case, file, tmp, edit)
 }
 
 fn replace_once(bytes: Vec<u8>, from: &str, to: &str) -> Vec<u8> {
@@ -251,58 +242,16 @@ fn categories_are_read_by_name_and_unseen_ones_are_refused_by_xgboost() {
 /// or is an error; none panics. (`MLSCORE_FUZZ_ROUNDS` runs more rounds outside CI.)
 #[test]
 fn mutated_model_files_are_errors_or_models_never_panics() {
-    let rounds: usize = std::env::var("MLSCORE_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
-    let tmp = tempfile::tempdir().unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n.max(1) as u64) as usize
-    };
-    let mut outcomes = [0usize; 2];
-    for (case, file) in [
+    let cases = [
         ("xgb_classifier_early_stopped", "model.ubj"),
         ("xgb_binary_logistic_json", "model.json"),
         ("xgb_categorical", "model.ubj"),
         ("lgb_multiclass", "model.lgb"),
         ("lgb_categorical", "model.lgb"),
-    ] {
-        let input = read_parquet(&models().join("gbdt").join(case).join("input.parquet"));
-        let original = std::fs::read(models().join("gbdt").join(case).join("model").join(file)).unwrap();
-        for round in 0..rounds {
-            let mut b = original.clone();
-            for _ in 0..1 + next(4) {
-                let at = next(b.len());
-                match next(5) {
-                    0 => b[at] ^= 1 << next(8),
-                    1 => b[at] = b"0123456789-.e"[next(13)],
-                    2 => b.truncate(at),
-                    3 => {
-                        let end = (at + next(64)).min(b.len());
-                        let span = b[at..end].to_vec();
-                        b.splice(at..at, span);
-                    }
-                    _ => {
-                        let end = (at + next(16)).min(b.len());
-                        b.drain(at..end);
-                    }
-                }
-            }
-            let dir = edited(case, file, tmp.path(), |_| b);
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let model = mlscore::load(dir.to_str().unwrap())?;
-                predict_batch(model.as_ref(), &input, NullPolicy::Nan).map(|_| ())
-            }));
-            match result {
-                Ok(r) => outcomes[usize::from(r.is_ok())] += 1,
-                Err(_) => panic!("{case} mutant {round} panicked ({})", dir.display()),
-            }
-            std::fs::remove_dir_all(&dir).ok();
-        }
-    }
+    ];
+    let outcomes = mutation_loop("gbdt", &cases, b"0123456789-.e", 0x2545_f491_4f6c_dd1d, 150);
     // Both outcomes occur: the mutations reach the readers' checks and past them.
-    assert!(outcomes[0] > 0 && outcomes[1] > 0, "errors / scored: {outcomes:?}");
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "scored / errors: {outcomes:?}");
 }
 
 /// `mlscore inspect` says how many trees are scored (an early-stopped classifier: those up to its

@@ -26,6 +26,8 @@ SCRATCH = sys.argv[2]
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{SCRATCH}/mlflow.db"
 # Spark's Python workers run this interpreter (the pinned virtualenv), with the same PYTHONPATH.
 os.environ["PYSPARK_PYTHON"] = sys.executable
+# MLflow's own loader needs it for the mlflow.sklearn comparisons below (mlscore never runs a pickle).
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
 # Every Python worker logs each model it compiles (mlscore.spark._log_load).
 LOAD_LOG = os.path.join(SCRATCH, "loads.log")
 os.environ["MLSCORE_SPARK_LOAD_LOG"] = LOAD_LOG
@@ -54,6 +56,8 @@ def close(a, b, rel=1e-5):
     def one(x, y):
         if x is None or y is None:
             return x is None and y is None
+        if isinstance(x, str) or isinstance(y, str):
+            return x == y
         if math.isnan(x) or math.isnan(y):
             return math.isnan(x) and math.isnan(y)
         return math.isclose(x, y, rel_tol=rel, abs_tol=1e-6)
@@ -254,6 +258,23 @@ for case in ["xgb_classifier_binary", "xgb_multi_softprob", "lgb_binary"]:
     check(f"{case}: spark_udf equals mlflow's spark_udf (or the library's predict where that fails)", same(got, want_g))
     check(f"{case}: spark_udf() without columns equals it called with them",
           by_id(rows.withColumn("p", ours_g())) == by_id(rows.withColumn("p", ours_g(*cols))))
+    rows.unpersist()
+
+# --- scikit-learn models (mlflow.sklearn in cloudpickle, pickle and skops, read as data by
+# mlscore; executed by MLflow's spark_udf): string labels from a pipeline over mixed columns,
+# integer labels from a forest over NaNs, a regressor's values.
+for case in ["pipeline_onehot_logreg_cloudpickle", "random_forest_skops", "hist_gradient_boosting_regressor"]:
+    d = f"models/sklearn/{case}"
+    rows = spark.read.parquet(f"{d}/input.parquet")
+    cols = rows.columns
+    rows = rows.withColumn("customer_id", F.monotonically_increasing_id()).repartition(3).cache()
+    theirs_s = mlflow.pyfunc.spark_udf(spark, f"{d}/model")
+    ours_s = mlscore.spark.spark_udf(spark, f"{d}/model")
+    check(f"{case}: spark_udf infers mlflow's result type", str(ours_s.returnType) == str(theirs_s.returnType),
+          f"{ours_s.returnType} vs {theirs_s.returnType}")
+    got = by_id(rows.withColumn("p", ours_s(*cols)))
+    want_s = by_id(rows.withColumn("p", theirs_s(*cols)))
+    check(f"{case}: spark_udf equals mlflow's spark_udf", same(got, want_s))
     rows.unpersist()
 spark.stop()
 

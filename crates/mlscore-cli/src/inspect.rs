@@ -112,6 +112,9 @@ fn describe(m: &MlflowModel, compiled: Option<&Arc<dyn Scorer>>) -> serde_json::
         if let Some(gbdt) = model.as_any().downcast_ref::<mlscore_gbdt::Model>() {
             v["trees"] = json!(gbdt.n_trees());
         }
+        if let Some(sk) = model.as_any().downcast_ref::<mlscore_sklearn::Model>() {
+            v["sklearn"] = json!({"serialization": sk.serialization(), "estimators": sk.estimators()});
+        }
         // Every output, the ones MLflow's pyfunc returns first; the others by name in a struct.
         let pyfunc = model.pyfunc_outputs();
         v["outputs"] = model
@@ -199,6 +202,14 @@ fn print_text(v: &serde_json::Value) {
         };
         println!("  inputs       {}", io(&o["inputs"]));
         println!("  outputs      {}", io(&o["outputs"]));
+    }
+    if let Some(sk) = v["sklearn"].as_object() {
+        let chain: Vec<&str> = sk["estimators"].as_array().into_iter().flatten().filter_map(|e| e.as_str()).collect();
+        println!(
+            "  estimator    {} ({}, read as data)",
+            chain.join(" -> "),
+            sk["serialization"].as_str().unwrap_or("?")
+        );
     }
     if let Some(n) = v["trees"].as_u64() {
         println!("  trees        {n} (scored)");

@@ -334,27 +334,8 @@ fn score<T: Output>(
 /// A numeric or boolean column as float64 values, nulls as NaN (the binding allows nulls only
 /// under the `nan` policy).
 fn as_f64(a: &ArrayRef) -> Result<Vec<f64>> {
-    use arrow_array::types::*;
-    macro_rules! prim {
-        ($t:ty) => {
-            a.as_primitive::<$t>().iter().map(|v| v.map_or(f64::NAN, |v| v as f64)).collect()
-        };
-    }
-    Ok(match a.data_type() {
-        ArrowType::Float64 => prim!(Float64Type),
-        ArrowType::Float32 => prim!(Float32Type),
-        ArrowType::Int64 => prim!(Int64Type),
-        ArrowType::Int32 => prim!(Int32Type),
-        ArrowType::Int16 => prim!(Int16Type),
-        ArrowType::Int8 => prim!(Int8Type),
-        ArrowType::UInt64 => prim!(UInt64Type),
-        ArrowType::UInt32 => prim!(UInt32Type),
-        ArrowType::UInt16 => prim!(UInt16Type),
-        ArrowType::UInt8 => prim!(UInt8Type),
-        ArrowType::Boolean => a.as_boolean().iter().map(|v| v.map_or(f64::NAN, f64::from)).collect(),
-        ArrowType::Null => vec![f64::NAN; a.len()],
-        other => return Err(Error::Binding(format!("a {other} column cannot feed a tree model"))),
-    })
+    mlscore_core::float64_values(a.as_ref())
+        .ok_or_else(|| Error::Binding(format!("a {} column cannot feed a tree model", a.data_type())))
 }
 
 /// A categorical column (strings, or numbers where the categories are numbers) as the codes of

@@ -194,6 +194,8 @@ pub(crate) struct Model {
     pub predictor: Predictor,
     /// The input column names the model was fitted on, if it records them.
     pub feature_names: Option<Vec<String>>,
+    /// The estimator's class, or a pipeline's steps' classes (for `inspect`).
+    pub chain: Vec<String>,
 }
 
 /// The classes read, for errors.
@@ -209,10 +211,41 @@ fn short(class: &str) -> &str {
 /// Reads the root estimator.
 pub(crate) fn build(g: &Graph) -> Result<Model> {
     let root = g.root;
+    if let Some(v) = g.attr(root, "_sklearn_version").ok().flatten().and_then(|v| g.str(v).ok())
+        && version_before(v, 1, 0)
+    {
+        return Err(ReadError::Unsupported(format!(
+            "an estimator written by scikit-learn {v} (files from scikit-learn 1.0 and later are read); \
+                 re-save it with a current scikit-learn"
+        )));
+    }
     let feature_names = names_in(g, root)?;
     let (steps, last) = pipeline_parts(g, root, 0)?;
     let predictor = predictor(g, last)?;
-    Ok(Model { steps, predictor, feature_names })
+    if let Predictor::Trees(t) = &predictor {
+        let k = t.ensemble.outputs;
+        let expected = match t.link {
+            TreeLink::Binary { .. } => Some(2),
+            TreeLink::Softmax => Some(k),
+            _ => t.classes.as_ref().map(|_| k),
+        };
+        if let (Some(c), Some(e)) = (&t.classes, expected)
+            && c.len() != e
+        {
+            return Err(invalid!("the model has {} classes and its trees give {k} outputs", c.len()));
+        }
+    }
+    let mut chain = Vec::new();
+    if short(&class(g, root)?) == "Pipeline" {
+        for st in g.items(g.get(root, "steps")?)? {
+            if let Some(e) = step_object(g, *st)? {
+                chain.push(short(&class(g, e)?).to_string());
+            }
+        }
+    } else {
+        chain.push(short(&class(g, root)?).to_string());
+    }
+    Ok(Model { steps, predictor, feature_names, chain })
 }
 
 fn names_in(g: &Graph, id: Id) -> Result<Option<Vec<String>>> {
@@ -273,7 +306,7 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
             _ => Ok(None),
         }
     };
-    Ok(match short(&c) {
+    let t = match short(&c) {
         "Pipeline" => {
             let mut steps = Vec::new();
             for s in g.items(g.get(id, "steps")?)? {
@@ -353,7 +386,19 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
                 "{c} as a transformer (mlscore reads {SUPPORTED}); log the model as ONNX (skl2onnx) to score it"
             )));
         }
-    })
+    };
+    if let Transformer::Elementwise { ops, class, .. } = &t {
+        let widths: Vec<usize> = ops
+            .iter()
+            .map(|o| match o {
+                Op::Sub(v) | Op::Div(v) | Op::Mul(v) | Op::Add(v) => v.len(),
+            })
+            .collect();
+        if widths.windows(2).any(|w| w[0] != w[1]) {
+            return Err(invalid!("{class}'s fitted vectors have different lengths ({widths:?})"));
+        }
+    }
+    Ok(t)
 }
 
 fn column_transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
@@ -372,7 +417,7 @@ fn column_transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
         let t = g.tuple(*t)?;
         let [name, est, cols, ..] = t else { return Err(invalid!("a ColumnTransformer entry without its columns")) };
         let name = g.str(*name)?.to_string();
-        let columns = column_spec(g, *cols, names.as_deref(), n_in)?;
+        let columns = column_spec(g, *cols, names.as_deref(), n_in, 0)?;
         let step = match g.node(*est) {
             Node::Str(s) if s == "drop" => continue,
             Node::Str(s) if s == "passthrough" => None,
@@ -396,7 +441,10 @@ fn column_transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
 }
 
 /// Column selections: names, positions, slices, boolean masks, or lists of them.
-fn column_spec(g: &Graph, id: Id, names: Option<&[String]>, n_in: usize) -> Result<Vec<usize>> {
+fn column_spec(g: &Graph, id: Id, names: Option<&[String]>, n_in: usize, depth: usize) -> Result<Vec<usize>> {
+    if depth > 8 {
+        return Err(invalid!("a ColumnTransformer column selection nests too deeply"));
+    }
     let by_name = |s: &str| -> Result<usize> {
         names
             .and_then(|n| n.iter().position(|x| x == s))
@@ -428,7 +476,7 @@ fn column_spec(g: &Graph, id: Id, names: Option<&[String]>, n_in: usize) -> Resu
                         let mask: Vec<bool> = items.iter().map(|b| g.bool(*b)).collect::<Result<_>>()?;
                         return Ok(mask.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| i).collect());
                     }
-                    _ => out.extend(column_spec(g, *i, names, n_in)?),
+                    _ => out.extend(column_spec(g, *i, names, n_in, depth + 1)?),
                 }
             }
             Ok(out)
@@ -830,10 +878,13 @@ fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
             check_outputs(g, tree, n_out, name)?;
             let leaf = |v: &[f64]| -> Vec<(usize, f64)> {
                 let per = v.len() / n_out.max(1);
-                (0..n_out).map(|o| (o, v[o * per])).collect()
+                (0..n_out).filter_map(|o| v.get(o * per).map(|x| (o, *x))).collect()
             };
             add_tree(g, tree, n_features, &mut raw, &leaf)?;
         }
+    }
+    if trees.is_empty() {
+        return Err(invalid!("{name} has no trees"));
     }
     let average = (trees.len() > 1 || !name.starts_with("Decision")).then_some(trees.len() as f64);
     Ok(Predictor::Trees(Box::new(Trees {
@@ -877,7 +928,7 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     for (i, t) in trees.iter().enumerate() {
         let tree = g.get(*t, "tree_")?;
         let out = i % k.max(1);
-        let leaf = move |v: &[f64]| vec![(out, lr * v[0])];
+        let leaf = move |v: &[f64]| v.first().map(|x| (out, lr * x)).into_iter().collect();
         add_tree(g, tree, n_features, &mut raw, &leaf)?;
     }
     // The init estimator's constant raw prediction.

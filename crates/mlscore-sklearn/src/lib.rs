@@ -42,7 +42,7 @@ use crate::estimator::{Col, Frame, Predicted, Predictor};
 use crate::graph::Labels;
 
 /// Rows transformed at a time: bounds the column copies a batch needs.
-const CHUNK_ROWS: usize = 16_384;
+const CHUNK_ROWS: usize = 1_024;
 
 /// What MLflow's pyfunc `predict` calls (the flavor's `predict_fn`, fixed at save time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,12 @@ impl Model {
         &self.serialization
     }
 
+    /// The estimator's class, or a pipeline's steps' classes, in order (`["StandardScaler",
+    /// "LogisticRegression"]`).
+    pub fn estimators(&self) -> &[String] {
+        &self.model.chain
+    }
+
     /// The input column names the estimator was fitted on, if it records them.
     pub fn feature_names(&self) -> Option<&[String]> {
         self.model.feature_names.as_deref()
@@ -175,38 +181,18 @@ fn labels_column(classes: &Labels, idx: &[usize]) -> ArrayRef {
 
 /// An Arrow column as a step's column: numbers (nulls NaN), booleans as 0/1, strings as text.
 fn to_col(a: &ArrayRef, name: &str) -> Result<Col> {
-    use arrow_array::types::*;
-    macro_rules! prim {
-        ($t:ty) => {
-            Col::Num(a.as_primitive::<$t>().iter().map(|v| v.map_or(f64::NAN, |v| v as f64)).collect())
-        };
+    if let Some(v) = mlscore_core::float64_values(a.as_ref()) {
+        return Ok(Col::Num(v));
     }
-    Ok(match a.data_type() {
-        ArrowType::Float64 => prim!(Float64Type),
-        ArrowType::Float32 => prim!(Float32Type),
-        ArrowType::Int64 => prim!(Int64Type),
-        ArrowType::Int32 => prim!(Int32Type),
-        ArrowType::Int16 => prim!(Int16Type),
-        ArrowType::Int8 => prim!(Int8Type),
-        ArrowType::UInt64 => prim!(UInt64Type),
-        ArrowType::UInt32 => prim!(UInt32Type),
-        ArrowType::UInt16 => prim!(UInt16Type),
-        ArrowType::UInt8 => prim!(UInt8Type),
-        ArrowType::Boolean => Col::Num(a.as_boolean().iter().map(|v| v.map_or(f64::NAN, f64::from)).collect()),
-        ArrowType::Null => Col::Num(vec![f64::NAN; a.len()]),
-        t if is_text(t) => {
-            let s =
-                arrow_cast::cast(a, &ArrowType::Utf8).map_err(|e| Error::Binding(format!("column '{name}': {e}")))?;
-            Col::Text(s.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect())
-        }
-        other => {
-            return Err(Error::IncompatibleType {
-                column: name.to_string(),
-                found: numpy_name(other),
-                expected: "numbers, booleans or strings".into(),
-                hint: None,
-            });
-        }
+    if is_text(a.data_type()) {
+        let s = arrow_cast::cast(a, &ArrowType::Utf8).map_err(|e| Error::Binding(format!("column '{name}': {e}")))?;
+        return Ok(Col::Text(s.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect()));
+    }
+    Err(Error::IncompatibleType {
+        column: name.to_string(),
+        found: numpy_name(a.data_type()),
+        expected: "numbers, booleans or strings".into(),
+        hint: None,
     })
 }
 
@@ -247,12 +233,13 @@ impl Scorer for Model {
         let mut out = vec![("label".to_string(), label)];
         if p.has_proba() {
             out.push(("probabilities".into(), list_type()));
-            out.push(("log_probabilities".into(), list_type()));
         }
         match self.predict_fn {
             PredictFn::Predict => {}
             PredictFn::PredictProba => out.swap(0, 1),
-            PredictFn::PredictLogProba => out.swap(0, 2),
+            PredictFn::PredictLogProba => {
+                out.insert(0, ("log_probabilities".into(), list_type()));
+            }
         }
         out
     }
@@ -333,17 +320,17 @@ impl Scorer for Model {
                 Predicted::Values { values, width } => vec![column(values, width)],
                 Predicted::Clusters(c) => vec![Arc::new(Int32Array::from(c))],
                 Predicted::Classes { labels, proba, classes } => {
+                    let k = classes.len();
                     let mut v = vec![labels_column(&classes, &labels)];
-                    if let Some(p) = proba {
-                        let k = classes.len();
-                        let log: Vec<f64> = p.iter().map(|x| x.ln()).collect();
-                        v.push(column(p, k));
-                        v.push(column(log, k));
+                    if self.predict_fn == PredictFn::PredictLogProba {
+                        let log: Vec<f64> = proba.iter().flatten().map(|x| x.ln()).collect();
+                        v.insert(0, column(log, k));
                     }
-                    match self.predict_fn {
-                        PredictFn::Predict => {}
-                        PredictFn::PredictProba => v.swap(0, 1),
-                        PredictFn::PredictLogProba => v.swap(0, 2),
+                    if let Some(p) = proba {
+                        v.push(column(p, k));
+                    }
+                    if self.predict_fn == PredictFn::PredictProba {
+                        v.swap(0, 1);
                     }
                     v
                 }

@@ -1,8 +1,11 @@
-//! The model-level benchmark's mlscore side (driven by `benches/gbdt.py`): scores a row-major
-//! float64 matrix with an XGBoost or LightGBM MLflow model through the scoring contract (Arrow
-//! columns in, bind once, `predict` per batch), on `threads` threads, for about `seconds`.
+//! The model-level benchmarks' mlscore side (driven by `benches/gbdt.py` and `benches/sklearn_bench.py`):
+//! scores a row-major float64 matrix with an MLflow model of any format this build has a front end
+//! for, through the scoring contract (Arrow columns in, bind once, `predict` per batch), on
+//! `threads` threads, for about `seconds`. Built without tract for the tree and scikit-learn
+//! benchmarks:
 //!
-//!     cargo run --release --example bench -p mlscore-gbdt -- MODEL_DIR X.f64 FEATURES BATCH THREADS SECONDS [OUT.f64]
+//!     cargo run --release --example bench -p mlscore-formats --no-default-features --features gbdt,sklearn -- \
+//!         MODEL_DIR X.f64 FEATURES BATCH THREADS SECONDS [OUT.f64]
 //!
 //! Prints one JSON line: rows scored (all threads), wall seconds, rows/s, peak RSS. With OUT, first writes the default
 //! prediction of every row (float64, row-major) there, for the benchmark's agreement check.
@@ -12,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int64Type};
+use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, Float64Array};
 use arrow_schema::{DataType, Field, Schema};
-use mlscore_core::{NullPolicy, Scorer};
+use mlscore_core::NullPolicy;
 use mlscore_mlflow::MlflowModel;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (features, batch, threads): (usize, usize, usize) = (features.parse()?, batch.parse()?, threads.parse()?);
     let seconds: f64 = seconds.parse()?;
-    let model = Arc::new(mlscore_gbdt::Model::from_mlflow(MlflowModel::load(dir)?)?);
+    let model = mlscore_formats::from_mlflow(MlflowModel::load(dir)?)?;
     let bytes = std::fs::read(data)?;
     let x: Vec<f64> = bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default())).collect();
     let rows = x.len() / features;
@@ -52,6 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 DataType::Float64 => values.extend(col.as_primitive::<Float64Type>().values().iter().copied()),
                 DataType::Int64 => values.extend(col.as_primitive::<Int64Type>().values().iter().map(|v| *v as f64)),
+                DataType::Int32 => {
+                    values.extend(col.as_primitive::<Int32Type>().values().iter().map(|v| f64::from(*v)))
+                }
                 other => return Err(format!("prediction type {other}").into()),
             }
         }
