@@ -173,18 +173,29 @@ fn a_failure_in_the_middle_of_a_job_leaves_nothing_behind() {
 }
 
 #[test]
-fn a_model_without_an_onnx_flavor_is_refused_with_advice() {
+fn a_model_of_a_flavor_mlscore_does_not_score_is_refused_with_advice() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("sk");
+    let model = dir.path().join("pt");
     std::fs::create_dir(&model).unwrap();
     std::fs::write(
         model.join("MLmodel"),
+        "flavors:\n  python_function: {loader_module: mlflow.pytorch, data: data}\n  pytorch: {pytorch_version: 2.5.0}\n",
+    )
+    .unwrap();
+    let err = score_fails(model.to_str().unwrap(), &sample(), &[]);
+    assert!(err.contains("[python_function, pytorch]") && err.contains("export it to ONNX"), "{err}");
+
+    // A scikit-learn flavor whose pickle holds no estimator: the file and what it holds.
+    let sk = dir.path().join("sk");
+    std::fs::create_dir(&sk).unwrap();
+    std::fs::write(
+        sk.join("MLmodel"),
         "flavors:\n  python_function: {loader_module: mlflow.sklearn, model_path: model.pkl}\n  sklearn: {pickled_model: model.pkl, serialization_format: cloudpickle}\n",
     )
     .unwrap();
-    std::fs::write(model.join("model.pkl"), b"\x80\x05N.").unwrap();
-    let err = score_fails(model.to_str().unwrap(), &sample(), &[]);
-    assert!(err.contains("no onnx flavor") && err.contains("skl2onnx"), "{err}");
+    std::fs::write(sk.join("model.pkl"), b"\x80\x05N.").unwrap();
+    let err = score_fails(sk.to_str().unwrap(), &sample(), &[]);
+    assert!(err.contains("model.pkl") && err.contains("holds None, not a scikit-learn estimator"), "{err}");
 }
 
 /// Starts a scoring job on a table large enough to take a while, kills it with SIGKILL once its

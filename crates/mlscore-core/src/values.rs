@@ -15,10 +15,16 @@ use arrow_schema::DataType as ArrowType;
 /// assert!(v[1].is_nan());
 /// ```
 pub fn float64_values(a: &dyn Array) -> Option<Vec<f64>> {
+    // Without nulls, straight from the values buffer (no validity check per value).
     macro_rules! prim {
-        ($t:ty) => {
-            a.as_primitive::<$t>().iter().map(|v| v.map_or(f64::NAN, |v| v as f64)).collect()
-        };
+        ($t:ty) => {{
+            let p = a.as_primitive::<$t>();
+            if p.null_count() == 0 {
+                p.values().iter().map(|v| *v as f64).collect()
+            } else {
+                p.iter().map(|v| v.map_or(f64::NAN, |v| v as f64)).collect()
+            }
+        }};
     }
     Some(match a.data_type() {
         ArrowType::Float64 => prim!(Float64Type),

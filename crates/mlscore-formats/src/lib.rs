@@ -55,8 +55,8 @@ fn advice(format: &ModelFormat) -> String {
              (the `sklearn` feature)"
         ),
         ModelFormat::Other { flavors } => format!(
-            "it has the flavors [{}] but no onnx flavor, and mlscore scores ONNX graphs for now; export it to ONNX \
-             and log it with mlflow.onnx.log_model",
+            "it has the flavors [{}], and mlscore scores the onnx, sklearn, xgboost and lightgbm flavors; export it \
+             to ONNX and log it with mlflow.onnx.log_model",
             flavors.join(", ")
         ),
         _ => format!("mlscore has no front end for {} models", format.name()),

@@ -117,10 +117,22 @@ pub(crate) struct Ordinal {
 /// A fitted predictor (the last step of a pipeline, or the model itself).
 #[derive(Debug)]
 pub(crate) enum Predictor {
-    Linear { coef: Vec<Vec<f64>>, intercept: Vec<f64>, kind: LinearKind },
+    Linear {
+        coef: Vec<Vec<f64>>,
+        intercept: Vec<f64>,
+        kind: LinearKind,
+    },
     Trees(Box<Trees>),
-    Mlp { layers: Vec<(Vec<Vec<f64>>, Vec<f64>)>, hidden: Activation, out: Activation, classes: Option<Labels> },
-    KMeans { centers: Vec<Vec<f64>> },
+    /// Layers as `Layer`s: weights `(n_in, n_out)` row-major, as scikit-learn stores them.
+    Mlp {
+        layers: Vec<Layer>,
+        hidden: Activation,
+        out: Activation,
+        classes: Option<Labels>,
+    },
+    KMeans {
+        centers: Vec<Vec<f64>>,
+    },
 }
 
 #[derive(Debug)]
@@ -164,6 +176,15 @@ pub(crate) struct Trees {
     pub n_features: usize,
     /// NaN is refused, as scikit-learn refuses it for this estimator.
     pub nan_is_error: Option<&'static str>,
+}
+
+/// One dense layer of a network.
+#[derive(Debug)]
+pub(crate) struct Layer {
+    pub n_in: usize,
+    /// `(n_in, n_out)`, row-major.
+    pub weights: Vec<f64>,
+    pub bias: Vec<f64>,
 }
 
 /// How tree sums become predictions.
@@ -211,6 +232,9 @@ fn short(class: &str) -> &str {
 /// Reads the root estimator.
 pub(crate) fn build(g: &Graph) -> Result<Model> {
     let root = g.root;
+    if g.class_of(root).is_none() {
+        return Err(invalid!("the file holds {}, not a scikit-learn estimator", g.describe(root)));
+    }
     if let Some(v) = g.attr(root, "_sklearn_version").ok().flatten().and_then(|v| g.str(v).ok())
         && version_before(v, 1, 0)
     {
@@ -695,9 +719,7 @@ fn predictor(g: &Graph, id: Id) -> Result<Predictor> {
                 if b.len() != n_out {
                     return Err(invalid!("{name} intercepts do not match its weights"));
                 }
-                // Stored (n_in, n_out): keep per output its input weights.
-                let wt = (0..n_out).map(|o| (0..n_in).map(|i| w[i * n_out + o]).collect()).collect();
-                layers.push((wt, b));
+                layers.push(Layer { n_in, weights: w, bias: b });
                 width = Some(n_out);
             }
             let act = |s: &str| -> Result<Activation> {
@@ -1453,7 +1475,7 @@ impl Predictor {
         match self {
             Predictor::Linear { coef, .. } => coef.first().map(Vec::len),
             Predictor::Trees(t) => Some(t.n_features),
-            Predictor::Mlp { layers, .. } => layers.first().and_then(|(w, _)| w.first().map(Vec::len)),
+            Predictor::Mlp { layers, .. } => layers.first().map(|l| l.n_in),
             Predictor::KMeans { centers } => centers.first().map(Vec::len),
         }
     }
@@ -1479,7 +1501,7 @@ impl Predictor {
         match self {
             Predictor::Linear { coef, .. } => coef.len(),
             Predictor::Trees(t) => t.ensemble.outputs,
-            Predictor::Mlp { layers, .. } => layers.last().map_or(1, |(w, _)| w.len()),
+            Predictor::Mlp { layers, .. } => layers.last().map_or(1, |l| l.bias.len()),
             Predictor::KMeans { .. } => 1,
         }
     }
@@ -1567,33 +1589,35 @@ impl Predictor {
             }
             Predictor::Trees(t) => t.predict(&cols, rows, name)?,
             Predictor::Mlp { layers, hidden, out, classes } => {
-                let mut act: Vec<Vec<f64>> = cols.iter().map(|c| c.to_vec()).collect();
-                for (i, (w, b)) in layers.iter().enumerate() {
-                    let mut next = Vec::with_capacity(w.len());
-                    for (wo, bo) in w.iter().zip(b) {
-                        let mut acc = vec![0.0; rows];
-                        for (c, wj) in act.iter().zip(wo) {
-                            acc.iter_mut().zip(c).for_each(|(a, x)| *a += x * wj);
+                // Row-major activations: each row times each layer's (n_in, n_out) weights, the
+                // inner loop over the outputs (contiguous, vectorised; the weights stay in cache).
+                let n0 = cols.len();
+                let mut act = vec![0.0; rows * n0];
+                for (j, c) in cols.iter().enumerate() {
+                    for (r, v) in c.iter().enumerate() {
+                        act[r * n0 + j] = *v;
+                    }
+                }
+                for (i, layer) in layers.iter().enumerate() {
+                    let (n_in, n_out) = (layer.n_in, layer.bias.len());
+                    let mut next = vec![0.0; rows * n_out];
+                    for (x, y) in act.chunks_exact(n_in).zip(next.chunks_exact_mut(n_out)) {
+                        for (xi, w) in x.iter().zip(layer.weights.chunks_exact(n_out)) {
+                            y.iter_mut().zip(w).for_each(|(y, w)| *y += xi * w);
                         }
-                        acc.iter_mut().for_each(|a| *a += bo);
-                        next.push(acc);
+                        y.iter_mut().zip(&layer.bias).for_each(|(y, b)| *y += b);
                     }
                     let a = if i + 1 == layers.len() { *out } else { *hidden };
                     match a {
                         Activation::Identity | Activation::Softmax => {}
-                        Activation::Relu => next.iter_mut().flatten().for_each(|v| *v = v.max(0.0)),
-                        Activation::Tanh => next.iter_mut().flatten().for_each(|v| *v = v.tanh()),
-                        Activation::Logistic => next.iter_mut().flatten().for_each(|v| *v = expit(*v)),
+                        Activation::Relu => next.iter_mut().for_each(|v| *v = v.max(0.0)),
+                        Activation::Tanh => next.iter_mut().for_each(|v| *v = v.tanh()),
+                        Activation::Logistic => next.iter_mut().for_each(|v| *v = expit(*v)),
                     }
                     act = next;
                 }
-                let k = act.len();
-                let mut flat = vec![0.0; rows * k];
-                for (o, c) in act.iter().enumerate() {
-                    for (r, v) in c.iter().enumerate() {
-                        flat[r * k + o] = *v;
-                    }
-                }
+                let k = layers.last().map_or(1, |l| l.bias.len());
+                let mut flat = act;
                 if *out == Activation::Softmax {
                     flat.chunks_mut(k).for_each(softmax);
                 }
