@@ -9,6 +9,7 @@ mod python;
 mod resolve;
 mod rest;
 mod score;
+mod serve;
 mod servers;
 mod sklearn;
 mod slt;

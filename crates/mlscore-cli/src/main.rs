@@ -7,6 +7,7 @@
 mod bench;
 mod inspect;
 mod progress;
+mod serve;
 mod sql;
 
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure how fast a model scores a table (in memory), by batch size and thread count.
     Bench(bench::BenchArgs),
+    /// Serve a model over HTTP with MLflow's scoring protocol (a drop-in for `mlflow models serve`).
+    Serve(serve::ServeArgs),
 }
 
 /// Options shared by the commands that run queries.
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(sql::run(args))),
         Command::Inspect(args) => inspect::run(&args),
         Command::Bench(args) => runtime(1).and_then(|rt| rt.block_on(bench::run(args))),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,238 @@
+//! `mlscore serve` on 127.0.0.1, driven over HTTP as a client of `mlflow models serve` drives it:
+//! MLflow's payloads and answers, its error bodies and status codes, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use arrow::array::Array;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// A running `mlscore serve` and its base URL; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(model: &std::path::Path, extra: &[&str]) -> Server {
+    let mut cmd = mlscore();
+    cmd.args(["serve", "--port", "0", "--model"]).arg(model).args(extra).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let line = lines.next().expect("the server printed nothing").unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in '{line}'"))
+        .to_string();
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, url }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+/// Status, content type and body of a POST.
+fn post(url: &str, content_type: &str, body: &str) -> (u16, String, String) {
+    let mut r = agent().post(url).header("Content-Type", content_type).send(body).unwrap();
+    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (r.status().as_u16(), ct, r.body_mut().read_to_string().unwrap())
+}
+
+fn get(url: &str) -> (u16, String) {
+    let mut r = agent().get(url).call().unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// The case's input rows as JSON values by column (NaN as null), and pyfunc's labels.
+fn case_rows(case: &str) -> (Vec<String>, Vec<Vec<Value>>, Vec<Value>) {
+    let dir = models().join("sklearn").join(case);
+    let input = read_parquet(&dir.join("input.parquet"));
+    let golden = read_parquet(&dir.join("golden.parquet"));
+    let names: Vec<String> = input.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let text = |a: &arrow::array::ArrayRef| -> Vec<Value> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{DataType, Float64Type, Int64Type};
+        (0..a.len())
+            .map(|i| {
+                if a.is_null(i) {
+                    return Value::Null;
+                }
+                match a.data_type() {
+                    DataType::Int64 => json!(a.as_primitive::<Int64Type>().value(i)),
+                    DataType::Float64 => {
+                        let v = a.as_primitive::<Float64Type>().value(i);
+                        if v.is_nan() { Value::Null } else { json!(v) }
+                    }
+                    DataType::Boolean => json!(a.as_boolean().value(i)),
+                    DataType::Utf8 => json!(a.as_string::<i32>().value(i)),
+                    DataType::LargeUtf8 => json!(a.as_string::<i64>().value(i)),
+                    DataType::Utf8View => json!(a.as_string_view().value(i)),
+                    t => panic!("a {t} column"),
+                }
+            })
+            .collect()
+    };
+    let cols: Vec<Vec<Value>> = input.columns().iter().map(text).collect();
+    let rows = (0..input.num_rows()).map(|i| cols.iter().map(|c| c[i].clone()).collect()).collect();
+    (names, rows, text(&column(&golden, "prediction")))
+}
+
+#[test]
+fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
+    let case = "pipeline_onehot_logreg_skops";
+    let server = start(&models().join("sklearn").join(case).join("model"), &[]);
+    let base = &server.url;
+    let inv = format!("{base}/invocations");
+
+    // Probes and version.
+    assert_eq!(get(&format!("{base}/ping")), (200, "\n".into()));
+    assert_eq!(get(&format!("{base}/health")).0, 200);
+    assert_eq!(get(&format!("{base}/version")).0, 200);
+    assert_eq!(get(&format!("{base}/nope")), (404, r#"{"detail":"Not Found"}"#.into()));
+    assert_eq!(get(&inv), (405, r#"{"detail":"Method Not Allowed"}"#.into()));
+
+    // dataframe_split and dataframe_records give pyfunc's labels (string labels, an unseen city,
+    // NaN incomes imputed by the pipeline).
+    let (names, rows, labels) = case_rows(case);
+    let split = json!({"dataframe_split": {"columns": names, "data": rows}});
+    let (status, ct, body) = post(&inv, "application/json", &split.to_string());
+    assert_eq!((status, ct.as_str()), (200, "application/json"), "{body}");
+    assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
+
+    let records: Vec<Value> =
+        rows.iter().map(|r| Value::Object(names.iter().cloned().zip(r.iter().cloned()).collect())).collect();
+    let (status, _, body) =
+        post(&inv, "application/json; charset=UTF-8", &json!({"dataframe_records": records}).to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
+
+    // Columns in another order, an extra column and params: by name, extras ignored (as MLflow).
+    let mut reordered: Vec<String> = names.iter().rev().cloned().collect();
+    reordered.push("extra".into());
+    let rows_rev: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v: Vec<Value> = r.iter().rev().cloned().collect();
+            v.push(json!(1));
+            Value::Array(v)
+        })
+        .collect();
+    let body = json!({"dataframe_split": {"columns": reordered, "data": rows_rev}, "params": {"x": 1}}).to_string();
+    let (status, _, body) = post(&inv, "application/json", &body);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
+
+    // `inputs` as a dictionary of columns.
+    let cols: serde_json::Map<String, Value> = names
+        .iter()
+        .enumerate()
+        .map(|(j, n)| (n.clone(), Value::Array(rows.iter().map(|r| r[j].clone()).collect())))
+        .collect();
+    let (status, _, body) = post(&inv, "application/json", &json!({"inputs": cols}).to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
+
+    // CSV with a header, numbers as text: cast to the signature's types.
+    let mut csv = names.join(",") + "\n";
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .map(|v| match v {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        csv += &(cells.join(",") + "\n");
+    }
+    let (status, _, body) = post(&inv, "text/csv", &csv);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["predictions"], Value::Array(labels));
+
+    // Errors, with MLflow's status codes and bodies.
+    let missing = json!({"dataframe_split": {"columns": ["age"], "data": [[30]]}}).to_string();
+    let (status, _, body) = post(&inv, "application/json", &missing);
+    let e = json_of(&body);
+    assert_eq!((status, e["error_code"].as_str()), (400, Some("INVALID_PARAMETER_VALUE")), "{body}");
+    assert_eq!(e["error_class"], "SCHEMA_ENFORCEMENT_FAILED");
+    assert!(e["message"].as_str().unwrap().contains(r#"Model is missing inputs ["active", "city", "plan"]"#), "{body}");
+
+    let bad_value =
+        json!({"dataframe_split": {"columns": names, "data": [["x", 1.0, true, "lille", "pro"]]}}).to_string();
+    let (status, _, body) = post(&inv, "application/json", &bad_value);
+    assert_eq!(status, 400, "{body}");
+    assert!(json_of(&body)["message"].as_str().unwrap().contains("Failed to convert column age"), "{body}");
+
+    for (payload, needle) in [
+        ("{not json", "valid JSON"),
+        ("[1, 2]", "Received a list"),
+        (r#"{"columns": ["a"], "data": [[1]]}"#, "exactly one of the input fields"),
+        (r#"{"dataframe_split": [1], "inputs": [1]}"#, "exactly one of the input fields"),
+        (r#"{"dataframe_split": [[1]]}"#, "must be a dictionary"),
+        (r#"{"dataframe_records": {"a": 1}}"#, "list of records"),
+    ] {
+        let (status, _, body) = post(&inv, "application/json", payload);
+        assert_eq!(status, 400, "{payload}: {body}");
+        let e = json_of(&body);
+        assert_eq!(e["error_code"], "BAD_REQUEST", "{payload}: {body}");
+        assert!(e["message"].as_str().unwrap().contains(needle), "{payload}: {body}");
+    }
+    for (ct, needle) in [
+        ("text/plain", "only supports the following content types"),
+        ("Application/JSON", "only supports the following content types"),
+        ("application/json; charset=latin-1", "only supports UTF-8"),
+        ("application/json; format=pandas-split", "Unrecognized content type parameters: format"),
+    ] {
+        let (status, ct_got, body) = post(&inv, ct, "{}");
+        assert_eq!(status, 415, "{ct}: {body}");
+        assert!(ct_got.starts_with("text/plain") && body.contains(needle), "{ct}: {ct_got} {body}");
+    }
+}
+
+#[test]
+fn serve_limits_bodies_and_stops_cleanly_on_sigterm() {
+    let server = start(&models().join("sklearn/random_forest_pickle/model"), &["--body-limit-mb", "1"]);
+    let inv = format!("{}/invocations", server.url);
+    let big = format!(r#"{{"inputs": [{}]}}"#, vec!["1.0"; 400_000].join(","));
+    let (status, _, _) = post(&inv, "application/json", &big);
+    assert_eq!(status, 413);
+    // A tree model over NaN features: 200, NaN routed as scikit-learn routes it.
+    let row = json!({"dataframe_split": {"columns": ["f0","f1","f2","f3","f4","f5"], "data": [[null, 1.0, 2.0, 3.0, 4.0, 5.0]]}});
+    let (status, _, body) = post(&inv, "application/json", &row.to_string());
+    assert_eq!(status, 200, "{body}");
+    assert!(json_of(&body)["predictions"][0].is_i64(), "{body}");
+
+    #[cfg(unix)]
+    {
+        let mut server = server;
+        let pid = server.child.id();
+        let ok = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(ok.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                assert!(status.success(), "the server exited with {status} on SIGTERM");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the server did not stop on SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
