@@ -2,7 +2,7 @@
 //! `scripts/fuzz-models`): the model directory is copied once, its `FILE` is replaced by a
 //! mutant (bits flipped, bytes replaced, the file cut, spans repeated or dropped, 8-byte integers
 //! overwritten with edge values), loaded with the front end its format needs and scored on a
-//! batch made from its signature (numbers with NaNs, booleans, strings). Every mutant must load
+//! batch made from its signature (numbers, booleans, strings), once without NaNs and once with. Every mutant must load
 //! and score or be an error; a panic is reported with the mutant kept, and the exit code is 1.
 //!
 //!     cargo run --release --example mutate -p mlscore-formats --no-default-features --features gbdt,sklearn -- \
@@ -31,7 +31,12 @@ impl Rng {
 }
 
 /// A batch of `rows` rows with the columns the model's signature names.
-fn batch(model: &MlflowModel, rng: &mut Rng, rows: usize) -> Result<RecordBatch, Box<dyn std::error::Error>> {
+fn batch(
+    model: &MlflowModel,
+    rng: &mut Rng,
+    rows: usize,
+    nans: bool,
+) -> Result<RecordBatch, Box<dyn std::error::Error>> {
     let Some(Schema::Columns(cols)) = model.enforced_signature().and_then(|s| s.inputs.clone()) else {
         return Err("the model has no column signature to make a batch from".into());
     };
@@ -53,7 +58,7 @@ fn batch(model: &MlflowModel, rng: &mut Rng, rows: usize) -> Result<RecordBatch,
             _ => (
                 ArrowType::Float64,
                 Arc::new(Float64Array::from_iter_values((0..rows).map(|_| match rng.next(10) {
-                    0 => f64::NAN,
+                    0 if nans => f64::NAN,
                     1 => 0.0,
                     _ => (rng.next(20_000) as f64 - 10_000.0) / 1000.0,
                 }))),
@@ -111,7 +116,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let original = std::fs::read(work.join(file))?;
-    let input = batch(&MlflowModel::load(work.to_str().unwrap_or_default())?, &mut rng, 64)?;
+    let original_model = MlflowModel::load(work.to_str().unwrap_or_default())?;
+    let inputs = [batch(&original_model, &mut rng, 64, false)?, batch(&original_model, &mut rng, 64, true)?];
     // Panics are counted and reported here, not printed by the default hook a million times.
     std::panic::set_hook(Box::new(|_| {}));
     let (mut scored, mut errors, mut panics) = (0usize, 0usize, 0usize);
@@ -120,7 +126,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(work.join(file), &bytes)?;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let model = mlscore_formats::from_mlflow(MlflowModel::load(work.to_str().unwrap_or_default())?)?;
-            predict_batch(model.as_ref(), &input, NullPolicy::Nan).map(|_| ())
+            let clean = predict_batch(model.as_ref(), &inputs[0], NullPolicy::Nan).map(|_| ());
+            let _ = predict_batch(model.as_ref(), &inputs[1], NullPolicy::Nan);
+            clean
         }));
         match result {
             Ok(Ok(())) => scored += 1,

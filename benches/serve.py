@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Serving benchmark: `mlscore serve` against `mlflow models serve`, same model, same requests,
+same invocation, one after the other on this machine (loopback).
+
+    scripts/python-env benches/serve.py [--case gradient_boosting_binary] [--requests 3000]
+
+Needs `hey` (Debian: `apt-get install hey`). The model is a models/sklearn case (logged with
+mlflow.sklearn); mlscore runs the release example `serve` of mlscore-server (the server without
+the CLI's engine), MLflow runs `mlflow models serve --env-manager local` (one uvicorn worker, its
+default). For each server: time from launch to the first 200 on /ping, then with hey:
+1-row `dataframe_split` requests at concurrency 1 and 8, 1,000-row requests at concurrency 4;
+requests/s, p50 and p99 latency, and the server's peak RSS. Prints ratios mlscore / MLflow and
+appends JSON lines to bench-data/results-serve.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, limit: float = 120.0) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - start
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"{url} did not answer in {limit} s")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak RSS of a process and its children (uvicorn runs under mlflow's launcher)."""
+    total = 0.0
+    pids = [pid]
+    try:
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+        pids += [int(p) for p in out.split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def hey(url: str, body: Path, n: int, c: int) -> dict:
+    out = subprocess.run(
+        ["hey", "-n", str(n), "-c", str(c), "-m", "POST", "-T", "application/json", "-D", str(body), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {int(m.group(1)): float(m.group(2)) * 1000 for m in re.finditer(r"(\d+)%+ in ([\d.]+) secs", out)}
+    codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    if set(codes) != {"200"}:
+        raise SystemExit(f"non-200 answers from {url}: {codes}\n{out}")
+    return {"rps": rps, "p50_ms": lat.get(50, float("nan")), "p99_ms": lat.get(99, float("nan"))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--case", default="gradient_boosting_binary")
+    p.add_argument("--requests", type=int, default=3000)
+    args = p.parse_args()
+    if not shutil.which("hey"):
+        raise SystemExit("benches/serve.py needs hey (Debian: apt-get install hey)")
+    model = ROOT / "models" / "sklearn" / args.case / "model"
+    table = pq.read_table(ROOT / "models" / "sklearn" / args.case / "input.parquet").to_pandas()
+    cols = list(table.columns)
+    one = {"dataframe_split": {"columns": cols, "data": [table.iloc[0].tolist()]}}
+    rows = table.sample(1000, replace=True, random_state=0)
+    many = {"dataframe_split": {"columns": cols, "data": rows.values.tolist()}}
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/mlscore/target"))
+    env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
+    subprocess.run(["cargo", "build", "--release", "-q", "--example", "serve", "-p", "mlscore-server"], cwd=ROOT, check=True, env=env)
+    binary = target / "release" / "examples" / "serve"
+    venv_bin = Path(sys.executable).parent
+    results = {}
+    with tempfile.TemporaryDirectory() as d:
+        b1, b1000 = Path(d) / "one.json", Path(d) / "many.json"
+        b1.write_text(json.dumps(one).replace("NaN", "null"))
+        b1000.write_text(json.dumps(many).replace("NaN", "null"))
+        for name in ["mlscore", "mlflow"]:
+            port = free_port()
+            if name == "mlscore":
+                cmd = [str(binary), str(model), str(port)]
+            else:
+                cmd = [str(venv_bin / "mlflow"), "models", "serve", "-m", str(model), "-p", str(port), "--env-manager", "local"]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env={**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+                                         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"})
+            try:
+                base = f"http://127.0.0.1:{port}"
+                start_s = wait_ready(f"{base}/ping", proc)
+                inv = f"{base}/invocations"
+                hey(inv, b1, 200, 2)  # warm-up
+                r = {"start_s": start_s}
+                r["one_c1"] = hey(inv, b1, args.requests, 1)
+                r["one_c8"] = hey(inv, b1, args.requests, 8)
+                r["rows1000_c4"] = hey(inv, b1000, max(50, args.requests // 20), 4)
+                r["rss_mb"] = peak_rss_mb(proc.pid)
+                results[name] = r
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    m, f = results["mlscore"], results["mlflow"]
+    print(f"case {args.case}; {args.requests} requests a run; hey on the same machine")
+    print(f"{'':22} {'mlscore':>22} {'mlflow models serve':>22} {'ratio':>8}")
+    print(f"{'start to first /ping':22} {m['start_s']:>21.2f}s {f['start_s']:>21.2f}s {f['start_s'] / m['start_s']:>7.1f}x")
+    for key, label in [("one_c1", "1 row, c=1"), ("one_c8", "1 row, c=8"), ("rows1000_c4", "1,000 rows, c=4")]:
+        a, b = m[key], f[key]
+        print(f"{label + ' req/s':22} {a['rps']:>22.0f} {b['rps']:>22.0f} {a['rps'] / b['rps']:>7.1f}x")
+        print(f"{label + ' p50/p99 ms':22} {a['p50_ms']:>10.2f} / {a['p99_ms']:<9.2f} {b['p50_ms']:>10.2f} / {b['p99_ms']:<9.2f}")
+    print(f"{'peak RSS MB':22} {m['rss_mb']:>22.0f} {f['rss_mb']:>22.0f} {f['rss_mb'] / max(m['rss_mb'], 1):>7.1f}x")
+    out = ROOT / "bench-data" / "results-serve.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    with out.open("a") as fh:
+        fh.write(json.dumps({"time": time.time(), "case": args.case, "mlscore": m, "mlflow": f}) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
