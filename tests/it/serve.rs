@@ -236,3 +236,64 @@ fn serve_limits_bodies_and_stops_cleanly_on_sigterm() {
         }
     }
 }
+
+/// Status, headers and body of a POST with extra headers and a binary body.
+fn post_with(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    let mut req = agent().post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send(body).unwrap();
+    let h = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    (r.status().as_u16(), h, r.body_mut().read_to_string().unwrap())
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn serve_reads_parquet_bodies_and_answers_as_an_azure_ml_endpoint() {
+    let case = "random_forest_pickle";
+    let dir = models().join("sklearn").join(case);
+    let server = start(&dir.join("model"), &["--azureml"]);
+    let (names, rows, labels) = case_rows(case);
+
+    // A Parquet file as the body (application/vnd.apache.parquet).
+    let parquet = std::fs::read(dir.join("input.parquet")).unwrap();
+    let (status, _, body) =
+        post_with(&format!("{}/invocations", server.url), &[("Content-Type", "application/vnd.apache.parquet")], &parquet);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
+    let (status, _, body) = post_with(
+        &format!("{}/invocations", server.url),
+        &[("Content-Type", "application/vnd.apache.parquet")],
+        b"not parquet",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(json_of(&body)["message"].as_str().unwrap().contains("Parquet"), "{body}");
+
+    // Azure ML: GET / is the liveness probe; POST /score takes input_data and answers the bare list.
+    assert_eq!(get(&format!("{}/", server.url)), (200, "Healthy".into()));
+    let score = format!("{}/score", server.url);
+    let payload = json!({"input_data": {"columns": names, "index": (0..rows.len()).collect::<Vec<_>>(), "data": rows}});
+    let (status, h, body) = post_with(
+        &score,
+        &[("Content-Type", "application/json"), ("x-request-id", "req-42"), ("x-ms-client-request-id", "client-7")],
+        payload.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body), Value::Array(labels));
+    assert_eq!(header(&h, "x-request-id"), Some("req-42"));
+    assert_eq!(header(&h, "x-ms-client-request-id"), Some("client-7"));
+    assert!(header(&h, "x-ms-run-fn-exec-ms").is_some_and(|v| v.parse::<f64>().is_ok()), "{h:?}");
+
+    // Azure ML's errors: {"message": ...}; a generated request id when none is sent.
+    let (status, h, body) = post_with(&score, &[("Content-Type", "application/json")], br#"{"data": [[1]]}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(json_of(&body)["message"].as_str().unwrap().contains("'input_data'"), "{body}");
+    assert!(header(&h, "x-request-id").is_some_and(|v| !v.is_empty()));
+    let (status, _, body) = post_with(&score, &[("Content-Type", "text/csv")], b"a\n1\n");
+    assert_eq!(status, 415, "{body}");
+    assert!(json_of(&body)["message"].as_str().unwrap().contains("application/json"), "{body}");
+}

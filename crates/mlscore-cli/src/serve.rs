@@ -27,6 +27,10 @@ pub(crate) struct ServeArgs {
     /// The largest request body, in MB; larger ones are answered 413.
     #[arg(long, value_name = "MB", default_value_t = 100)]
     body_limit_mb: usize,
+    /// Also answer as an Azure ML online endpoint (a custom container): POST /score with
+    /// {"input_data": ...}, bare JSON answers, GET / liveness, request ids echoed.
+    #[arg(long)]
+    azureml: bool,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
@@ -36,6 +40,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         port: args.port,
         timeout: Duration::from_secs(args.timeout.max(1)),
         body_limit: args.body_limit_mb.saturating_mul(1 << 20),
+        azureml: args.azureml,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async move {

@@ -47,11 +47,20 @@ pub struct Config {
     /// The largest request body accepted; larger ones are answered 413 (default 100 MB, the
     /// limit of MLflow's container image).
     pub body_limit: usize,
+    /// Also answer as an Azure ML online endpoint: `POST /score` with `{"input_data": ...}`,
+    /// bare answers, `GET /` liveness, request ids echoed.
+    pub azureml: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { host: "127.0.0.1".into(), port: 5000, timeout: Duration::from_secs(60), body_limit: 100 << 20 }
+        Self {
+            host: "127.0.0.1".into(),
+            port: 5000,
+            timeout: Duration::from_secs(60),
+            body_limit: 100 << 20,
+            azureml: false,
+        }
     }
 }
 
@@ -64,11 +73,15 @@ struct AppState {
 /// The routes, for a model and a configuration (what [`serve`] runs; tests can drive it directly).
 pub fn router(model: Arc<dyn Scorer>, config: &Config) -> Router {
     let state = AppState { model, timeout: config.timeout };
-    Router::new()
+    let mut routes = Router::new()
         .route("/ping", get(ping))
         .route("/health", get(ping))
         .route("/version", get(version))
-        .route("/invocations", post(invocations))
+        .route("/invocations", post(invocations));
+    if config.azureml {
+        routes = routes.route("/", get(healthy)).route("/score", post(score).get(healthy));
+    }
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit))
@@ -112,6 +125,73 @@ async fn ping() -> Response {
 
 async fn version() -> Response {
     json_response(StatusCode::OK, env!("CARGO_PKG_VERSION").into())
+}
+
+async fn healthy() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Healthy").into_response()
+}
+
+/// A request id for an answer: the client's `x-request-id` if it sent one (at most 100
+/// characters, as Azure ML's server allows), else a new one.
+fn request_id(headers: &HeaderMap) -> Result<String, ()> {
+    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(id) if id.len() > 100 => Err(()),
+        Some(id) => Ok(id.to_string()),
+        None => {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            Ok(format!("{:016x}-{n:08x}", t as u64))
+        }
+    }
+}
+
+/// Azure ML's `POST /score`: `{"input_data": ..., "params": ...}` in, the bare predictions out,
+/// request ids echoed and the scoring time in `x-ms-run-fn-exec-ms`.
+async fn score(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(id) = request_id(&headers) else {
+        let msg = json_message("x-request-id is longer than 100 characters");
+        return (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, [(header::CONTENT_TYPE, "application/json")], msg)
+            .into_response();
+    };
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mut response = if ct.split(';').next().map(str::trim) != Some("application/json") {
+        let msg = json_message("Expects Content-Type to be application/json");
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, [(header::CONTENT_TYPE, "application/json")], msg).into_response()
+    } else {
+        let model = state.model.clone();
+        let start = std::time::Instant::now();
+        let work = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+            let batch = request::parse_azureml(&body, model.as_ref())?;
+            Ok(response::predictions(model.as_ref(), &batch, false)?.to_string())
+        });
+        let mut r = match tokio::time::timeout(state.timeout, work).await {
+            Ok(Ok(Ok(body))) => json_response(StatusCode::OK, body),
+            Ok(Ok(Err(e))) => e.azureml(),
+            Ok(Err(join)) => {
+                ApiError::internal(format!("An unexpected error occurred in scoring script: {join}")).azureml()
+            }
+            Err(_) => ApiError::internal(format!("Scoring timeout after {} ms", state.timeout.as_millis())).azureml(),
+        };
+        let ms = format!("{:.3}", start.elapsed().as_secs_f64() * 1000.0);
+        if let Ok(v) = axum::http::HeaderValue::from_str(&ms) {
+            r.headers_mut().insert("x-ms-run-fn-exec-ms", v);
+        }
+        r
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v.clone());
+        h.insert("x-ms-request-id", v);
+    }
+    if let Some(v) = headers.get("x-ms-client-request-id") {
+        h.insert("x-ms-client-request-id", v.clone());
+    }
+    response
+}
+
+fn json_message(m: &str) -> String {
+    serde_json::json!({ "message": m }).to_string()
 }
 
 async fn not_found() -> Response {

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, RecordBatchReader,
+    StringArray,
 };
 use arrow_schema::{Field, Schema as ArrowSchema};
 use mlscore_core::Scorer;
@@ -37,11 +38,52 @@ pub(crate) fn parse(kind: Body, body: &[u8], model: &dyn Scorer) -> Result<(Reco
     let (columns, tensor) = match kind {
         Body::Json => json_columns(body, model)?,
         Body::Csv => (csv_columns(body)?, false),
-        Body::Parquet => {
-            return Err(bad("Parquet request bodies are not read by mlscore serve yet; send JSON or CSV"));
-        }
+        Body::Parquet => return Ok((parquet_batch(body)?, false)),
     };
     Ok((batch(columns, model)?, tensor))
+}
+
+/// A Parquet file as the body: its columns as they are (MLflow reads them with pandas, without
+/// casting).
+fn parquet_batch(body: &[u8]) -> Result<RecordBatch, ApiError> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let fail =
+        |e: String| bad(format!("Failed to parse input as a Pandas DataFrame: the Parquet body cannot be read: {e}"));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(axum::body::Bytes::copy_from_slice(body))
+        .and_then(|b| b.build())
+        .map_err(|e| fail(e.to_string()))?;
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().map_err(|e| fail(e.to_string()))?;
+    arrow_select_concat(&schema, &batches).map_err(fail)
+}
+
+fn arrow_select_concat(schema: &arrow_schema::SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, String> {
+    match batches {
+        [one] => Ok(one.clone()),
+        _ => arrow_select::concat::concat_batches(schema, batches).map_err(|e| e.to_string()),
+    }
+}
+
+/// Azure ML's online-endpoint body, `{"input_data": ..., "params": ...}`: a split frame
+/// (`columns`, `index`, `data`), a dictionary of named columns, or a 2-D list.
+pub(crate) fn parse_azureml(body: &[u8], model: &dyn Scorer) -> Result<RecordBatch, ApiError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("Invalid input. The body is not JSON: {e}")))?;
+    let Some(data) = value.get("input_data").cloned() else {
+        return Err(bad("A value is not provided for the 'input_data' parameter."));
+    };
+    let columns = match data {
+        Value::Object(o) if o.contains_key("data") => {
+            let rows = rows_of(&o["data"])?;
+            let names: Vec<String> = match o.get("columns") {
+                Some(Value::Array(c)) => c.iter().map(name_of).collect(),
+                _ => (0..rows.first().map_or(0, Vec::len)).map(|i| i.to_string()).collect(),
+            };
+            transpose(names, rows)?
+        }
+        other => tensor_columns(other, model)?,
+    };
+    batch(columns, model)
 }
 
 fn json_columns(body: &[u8], model: &dyn Scorer) -> Result<(Columns, bool), ApiError> {

@@ -72,6 +72,19 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The answer Azure ML's inference server gives: `{"message": ...}`, 5xx marked with
+    /// `x-ms-run-function-failed`.
+    pub(crate) fn azureml(self) -> Response {
+        let body = json!({ "message": self.message }).to_string();
+        let mut r = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if self.status.is_server_error() {
+            r.headers_mut().insert("x-ms-run-function-failed", axum::http::HeaderValue::from_static("True"));
+        }
+        r
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({
@@ -88,6 +101,12 @@ impl IntoResponse for ApiError {
 /// server writes it. One output: a list, one value a row. Several (an ONNX model's): one record
 /// a row, or for tensor inputs (`inputs`, `instances`) one list an output.
 pub(crate) fn predict(model: &dyn Scorer, batch: &RecordBatch, tensor_input: bool) -> Result<String, ApiError> {
+    Ok(json!({ "predictions": predictions(model, batch, tensor_input)? }).to_string())
+}
+
+/// What pyfunc returns for the batch, as JSON (the `predictions` of MLflow's answer; Azure ML's
+/// whole answer).
+pub(crate) fn predictions(model: &dyn Scorer, batch: &RecordBatch, tensor_input: bool) -> Result<Value, ApiError> {
     let p = predict_batch(model, batch, NullPolicy::Nan).map_err(|e| ApiError::from_scoring(&e))?;
     let n = model.pyfunc_outputs().clamp(1, p.outputs.len().max(1));
     let outputs = &p.outputs[..n.min(p.outputs.len())];
@@ -105,7 +124,7 @@ pub(crate) fn predict(model: &dyn Scorer, batch: &RecordBatch, tensor_input: boo
                 .collect(),
         ),
     };
-    Ok(json!({ "predictions": predictions }).to_string())
+    Ok(predictions)
 }
 
 fn float(v: f64) -> Value {
