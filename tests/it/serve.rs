@@ -261,8 +261,11 @@ fn serve_reads_parquet_bodies_and_answers_as_an_azure_ml_endpoint() {
 
     // A Parquet file as the body (application/vnd.apache.parquet).
     let parquet = std::fs::read(dir.join("input.parquet")).unwrap();
-    let (status, _, body) =
-        post_with(&format!("{}/invocations", server.url), &[("Content-Type", "application/vnd.apache.parquet")], &parquet);
+    let (status, _, body) = post_with(
+        &format!("{}/invocations", server.url),
+        &[("Content-Type", "application/vnd.apache.parquet")],
+        &parquet,
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
     let (status, _, body) = post_with(
@@ -296,4 +299,18 @@ fn serve_reads_parquet_bodies_and_answers_as_an_azure_ml_endpoint() {
     let (status, _, body) = post_with(&score, &[("Content-Type", "text/csv")], b"a\n1\n");
     assert_eq!(status, 415, "{body}");
     assert!(json_of(&body)["message"].as_str().unwrap().contains("application/json"), "{body}");
+
+    // /metrics counts what was answered: requests by route and status, rows scored.
+    let (status, text) = get(&format!("{}/metrics", server.url));
+    assert_eq!(status, 200);
+    for line in [
+        r#"mlscore_requests_total{route="/score",status="200"} 1"#,
+        r#"mlscore_requests_total{route="/score",status="400"} 1"#,
+        r#"mlscore_requests_total{route="/invocations",status="200"} 1"#,
+        r#"mlscore_requests_total{route="/invocations",status="400"} 1"#,
+        &format!("mlscore_rows_total {}", 2 * rows.len()),
+        r#"mlscore_request_duration_seconds_count{route="/score"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no '{line}' in:\n{text}");
+    }
 }

@@ -6,7 +6,8 @@
 //! `GET /version`, `POST /invocations` with `application/json` (`dataframe_split`,
 //! `dataframe_records`, `inputs`, `instances`, `params` accepted and ignored where the model has
 //! none) or `text/csv`; `{"predictions": ...}` answers; MLflow's error bodies (`error_code`,
-//! `message`) and status codes (400, 404, 405, 413, 415, 504).
+//! `message`) and status codes (400, 404, 405, 413, 415, 504); and, beyond MLflow, `GET /metrics`
+//! (Prometheus text: requests by route and status, rows, latency).
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -18,6 +19,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod metrics;
 mod request;
 mod response;
 
@@ -68,16 +70,18 @@ impl Default for Config {
 struct AppState {
     model: Arc<dyn Scorer>,
     timeout: Duration,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// The routes, for a model and a configuration (what [`serve`] runs; tests can drive it directly).
 pub fn router(model: Arc<dyn Scorer>, config: &Config) -> Router {
-    let state = AppState { model, timeout: config.timeout };
+    let state = AppState { model, timeout: config.timeout, metrics: Arc::new(metrics::Metrics::new()) };
     let mut routes = Router::new()
         .route("/ping", get(ping))
         .route("/health", get(ping))
         .route("/version", get(version))
-        .route("/invocations", post(invocations));
+        .route("/invocations", post(invocations))
+        .route("/metrics", get(metrics_text));
     if config.azureml {
         routes = routes.route("/", get(healthy)).route("/score", post(score).get(healthy));
     }
@@ -127,6 +131,11 @@ async fn version() -> Response {
     json_response(StatusCode::OK, env!("CARGO_PKG_VERSION").into())
 }
 
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    (StatusCode::OK, [(header::CONTENT_TYPE, ct)], state.metrics.render()).into_response()
+}
+
 async fn healthy() -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Healthy").into_response()
 }
@@ -161,18 +170,21 @@ async fn score(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     } else {
         let model = state.model.clone();
         let start = std::time::Instant::now();
-        let work = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let work = tokio::task::spawn_blocking(move || -> Result<(String, usize), ApiError> {
             let batch = request::parse_azureml(&body, model.as_ref())?;
-            Ok(response::predictions(model.as_ref(), &batch, false)?.to_string())
+            Ok((response::predictions(model.as_ref(), &batch, false)?.to_string(), batch.num_rows()))
         });
-        let mut r = match tokio::time::timeout(state.timeout, work).await {
-            Ok(Ok(Ok(body))) => json_response(StatusCode::OK, body),
-            Ok(Ok(Err(e))) => e.azureml(),
+        let (mut r, rows) = match tokio::time::timeout(state.timeout, work).await {
+            Ok(Ok(Ok((body, rows)))) => (json_response(StatusCode::OK, body), rows),
+            Ok(Ok(Err(e))) => (e.azureml(), 0),
             Ok(Err(join)) => {
-                ApiError::internal(format!("An unexpected error occurred in scoring script: {join}")).azureml()
+                (ApiError::internal(format!("An unexpected error occurred in scoring script: {join}")).azureml(), 0)
             }
-            Err(_) => ApiError::internal(format!("Scoring timeout after {} ms", state.timeout.as_millis())).azureml(),
+            Err(_) => {
+                (ApiError::internal(format!("Scoring timeout after {} ms", state.timeout.as_millis())).azureml(), 0)
+            }
         };
+        state.metrics.observe("/score", r.status().as_u16(), start.elapsed(), rows);
         let ms = format!("{:.3}", start.elapsed().as_secs_f64() * 1000.0);
         if let Ok(v) = axum::http::HeaderValue::from_str(&ms) {
             r.headers_mut().insert("x-ms-run-fn-exec-ms", v);
@@ -248,14 +260,17 @@ async fn invocations(State(state): State<AppState>, headers: HeaderMap, body: By
         }
     };
     let model = state.model.clone();
-    let work = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+    let start = std::time::Instant::now();
+    let work = tokio::task::spawn_blocking(move || -> Result<(String, usize), ApiError> {
         let (batch, tensor_input) = request::parse(kind, &body, model.as_ref())?;
-        response::predict(model.as_ref(), &batch, tensor_input)
+        Ok((response::predict(model.as_ref(), &batch, tensor_input)?, batch.num_rows()))
     });
-    match tokio::time::timeout(state.timeout, work).await {
-        Ok(Ok(Ok(body))) => json_response(StatusCode::OK, body),
-        Ok(Ok(Err(e))) => e.into_response(),
-        Ok(Err(join)) => ApiError::internal(format!("the scoring task failed: {join}")).into_response(),
-        Err(_) => json_response(StatusCode::GATEWAY_TIMEOUT, "Request processing time exceeded limit".into()),
-    }
+    let (response, rows) = match tokio::time::timeout(state.timeout, work).await {
+        Ok(Ok(Ok((body, rows)))) => (json_response(StatusCode::OK, body), rows),
+        Ok(Ok(Err(e))) => (e.into_response(), 0),
+        Ok(Err(join)) => (ApiError::internal(format!("the scoring task failed: {join}")).into_response(), 0),
+        Err(_) => (json_response(StatusCode::GATEWAY_TIMEOUT, "Request processing time exceeded limit".into()), 0),
+    };
+    state.metrics.observe("/invocations", response.status().as_u16(), start.elapsed(), rows);
+    response
 }
