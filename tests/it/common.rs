@@ -326,3 +326,26 @@ pub(crate) fn edited_model(
     std::fs::write(dst.join(file), edit(bytes)).unwrap();
     dst
 }
+
+/// Whether `got` is within `rel` of `want`, value by value (relative to `|want|`, but never to
+/// less than `floor`: a value summing to about 0 is a difference of larger ones); NaN equals NaN.
+pub(crate) fn close_to(got: &[f64], want: &[f64], rel: f64, floor: f64, what: &str) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
+    }
+    let same =
+        |i: usize| (got[i] - want[i]).abs() <= rel * want[i].abs().max(floor) || (got[i].is_nan() && want[i].is_nan());
+    let bad: Vec<usize> = (0..got.len()).filter(|&i| !same(i)).collect();
+    match bad.first() {
+        Some(&i) => Err(format!("{what}: {} values differ, first [{i}]: {} vs {}", bad.len(), got[i], want[i])),
+        None => Ok(()),
+    }
+}
+
+/// A column's rows as lists of floats (one value a row for a primitive column).
+pub(crate) fn value_rows(a: &dyn Array) -> Vec<Vec<f64>> {
+    match a.data_type() {
+        arrow::datatypes::DataType::List(_) => float_rows(a),
+        _ => floats(a).into_iter().map(|v| vec![v]).collect(),
+    }
+}

@@ -18,23 +18,11 @@ fn cases() -> Vec<serde_json::Value> {
 }
 
 fn close(got: &[f64], want: &[f64], what: &str) -> Result<(), String> {
-    if got.len() != want.len() {
-        return Err(format!("{what}: {} values, expected {}", got.len(), want.len()));
-    }
-    let same =
-        |i: usize| (got[i] - want[i]).abs() <= 1e-6 * want[i].abs().max(1e-3) || (got[i].is_nan() && want[i].is_nan());
-    let bad: Vec<usize> = (0..got.len()).filter(|&i| !same(i)).collect();
-    match bad.first() {
-        Some(&i) => Err(format!("{what}: {} values differ, first [{i}]: {} vs {}", bad.len(), got[i], want[i])),
-        None => Ok(()),
-    }
+    close_to(got, want, 1e-6, 1e-3, what)
 }
 
 fn rows(a: &dyn Array) -> Vec<Vec<f64>> {
-    match a.data_type() {
-        DataType::List(_) => float_rows(a),
-        _ => floats(a).into_iter().map(|v| vec![v]).collect(),
-    }
+    value_rows(a)
 }
 
 /// A column's values as text, whatever its type (labels compared exactly).

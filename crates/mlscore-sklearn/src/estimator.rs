@@ -813,11 +813,46 @@ fn add_tree(g: &Graph, tree: Id, n_features: usize, raw: &mut RawEnsemble, leaf:
         return Err(invalid!("a tree has {n} nodes and values of shape {vshape:?}"));
     }
     let per = values.len() / n;
+    let is_leaf: Vec<bool> = left.iter().map(|l| *l < 0.0).collect();
+    let arrays = TreeArrays {
+        is_leaf: &is_leaf,
+        left: &left,
+        right: &right,
+        feature: &feature,
+        threshold: &threshold,
+        missing_left: &missing_left,
+    };
+    push_tree(raw, &arrays, n_features, &|i| leaf(&values[i * per..(i + 1) * per]))
+}
+
+/// One tree's node arrays, node by node (both scikit-learn layouts read into this).
+struct TreeArrays<'a> {
+    is_leaf: &'a [bool],
+    left: &'a [f64],
+    right: &'a [f64],
+    feature: &'a [f64],
+    threshold: &'a [f64],
+    missing_left: &'a [f64],
+}
+
+/// Appends a tree to `raw`, validated: children must be later nodes of the tree (so no cycles),
+/// features in range; `leaf(i)` gives node `i`'s leaf entries. Splits are `x <= threshold`, NaN
+/// to the left where `missing_left`.
+fn push_tree(
+    raw: &mut RawEnsemble,
+    t: &TreeArrays<'_>,
+    n_features: usize,
+    leaf: &dyn Fn(usize) -> Vec<(usize, f64)>,
+) -> Result<()> {
+    let n = t.is_leaf.len();
+    if n == 0 {
+        return Err(invalid!("a tree without nodes"));
+    }
     // New indices: splits into raw.nodes, leaves into raw.leaves.
     let mut target = Vec::with_capacity(n);
     let (mut splits, mut leaves) = (raw.nodes.len(), raw.leaves.len());
-    for l in &left {
-        if *l < 0.0 {
+    for l in t.is_leaf {
+        if *l {
             target.push(Target::Leaf(leaves));
             leaves += 1;
         } else {
@@ -826,33 +861,29 @@ fn add_tree(g: &Graph, tree: Id, n_features: usize, raw: &mut RawEnsemble, leaf:
         }
     }
     for i in 0..n {
-        let t = target[i];
-        match t {
-            Target::Leaf(_) => raw.leaves.push(leaf(&values[i * per..(i + 1) * per])),
-            Target::Node(_) => {
-                let child = |c: f64| -> Result<Target> {
-                    if c.fract() != 0.0 || c <= i as f64 || c >= n as f64 {
-                        return Err(invalid!("tree node {i} has child {c}, which is not a later node of its {n}"));
-                    }
-                    Ok(target[c as usize])
-                };
-                let f = feature[i];
-                if f.fract() != 0.0 || f < 0.0 || f >= n_features as f64 {
-                    return Err(invalid!(
-                        "tree node {i} splits on feature {f}, and the model has {n_features} features"
-                    ));
-                }
-                raw.nodes.push(RawNode {
-                    feature: f as usize,
-                    threshold: threshold[i],
-                    mode: Mode::Leq,
-                    members: Vec::new(),
-                    yes: child(left[i])?,
-                    no: child(right[i])?,
-                    missing_true: missing_left[i] != 0.0,
-                });
-            }
+        if t.is_leaf[i] {
+            raw.leaves.push(leaf(i));
+            continue;
         }
+        let child = |c: f64| -> Result<Target> {
+            if c.fract() != 0.0 || c <= i as f64 || c >= n as f64 {
+                return Err(invalid!("tree node {i} has child {c}, which is not a later node of its {n}"));
+            }
+            Ok(target[c as usize])
+        };
+        let f = t.feature[i];
+        if f.fract() != 0.0 || f < 0.0 || f >= n_features as f64 {
+            return Err(invalid!("tree node {i} splits on feature {f}, and the model has {n_features} features"));
+        }
+        raw.nodes.push(RawNode {
+            feature: f as usize,
+            threshold: t.threshold[i],
+            mode: Mode::Leq,
+            members: Vec::new(),
+            yes: child(t.left[i])?,
+            no: child(t.right[i])?,
+            missing_true: t.missing_left[i] != 0.0,
+        });
     }
     raw.roots.push(target[0]);
     Ok(())
@@ -1029,7 +1060,6 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
         }
         for (out, p) in per_iter.iter().enumerate() {
             let nodes = g.array(g.get(*p, "nodes")?)?;
-            let n = nodes.len();
             let f = |s| g.field(&nodes, s);
             let (value, feat, thr, miss, left, right, leaf) = (
                 f("value")?,
@@ -1040,46 +1070,17 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
                 f("right")?,
                 f("is_leaf")?,
             );
-            let mut target = Vec::with_capacity(n);
-            let (mut splits, mut leaves) = (raw.nodes.len(), raw.leaves.len());
-            for l in &leaf {
-                if *l != 0.0 {
-                    target.push(Target::Leaf(leaves));
-                    leaves += 1;
-                } else {
-                    target.push(Target::Node(splits));
-                    splits += 1;
-                }
-            }
-            if n == 0 {
-                return Err(invalid!("{name} has a tree without nodes"));
-            }
-            for i in 0..n {
-                match target[i] {
-                    Target::Leaf(_) => raw.leaves.push(vec![(out, value[i])]),
-                    Target::Node(_) => {
-                        let child = |c: f64| -> Result<Target> {
-                            if c <= i as f64 || c >= n as f64 {
-                                return Err(invalid!("{name} tree node {i} has child {c} of {n}"));
-                            }
-                            Ok(target[c as usize])
-                        };
-                        if feat[i] < 0.0 || feat[i] >= n_features as f64 {
-                            return Err(invalid!("{name} tree node {i} splits on feature {} of {n_features}", feat[i]));
-                        }
-                        raw.nodes.push(RawNode {
-                            feature: feat[i] as usize,
-                            threshold: thr[i],
-                            mode: Mode::Leq,
-                            members: Vec::new(),
-                            yes: child(left[i])?,
-                            no: child(right[i])?,
-                            missing_true: miss[i] != 0.0,
-                        });
-                    }
-                }
-            }
-            raw.roots.push(target[0]);
+            let is_leaf: Vec<bool> = leaf.iter().map(|l| *l != 0.0).collect();
+            let arrays = TreeArrays {
+                is_leaf: &is_leaf,
+                left: &left,
+                right: &right,
+                feature: &feat,
+                threshold: &thr,
+                missing_left: &miss,
+            };
+            push_tree(&mut raw, &arrays, n_features, &|i| vec![(out, value[i])])
+                .map_err(|e| invalid!("{name}: {e}"))?;
         }
     }
     let classifier = name.ends_with("Classifier");
