@@ -14,6 +14,8 @@ use crate::common::*;
 struct Server {
     child: Child,
     url: String,
+    /// What the server wrote on stderr after its first line.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -36,8 +38,10 @@ fn start(model: &std::path::Path, extra: &[&str]) -> Server {
         .unwrap_or_else(|| panic!("no address in '{line}'"))
         .to_string();
     // Keep draining stderr so the server never blocks on it.
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, url }
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| sink.lock().unwrap().push(l)));
+    Server { child, url, log }
 }
 
 fn agent() -> ureq::Agent {
@@ -208,7 +212,7 @@ fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
 
 #[test]
 fn serve_limits_bodies_and_stops_cleanly_on_sigterm() {
-    let server = start(&models().join("sklearn/random_forest_pickle/model"), &["--body-limit-mb", "1"]);
+    let server = start(&models().join("sklearn/random_forest_pickle/model"), &["--body-limit-mb", "1", "--access-log"]);
     let inv = format!("{}/invocations", server.url);
     let big = format!(r#"{{"inputs": [{}]}}"#, vec!["1.0"; 400_000].join(","));
     let (status, _, _) = post(&inv, "application/json", &big);
@@ -218,6 +222,13 @@ fn serve_limits_bodies_and_stops_cleanly_on_sigterm() {
     let (status, _, body) = post(&inv, "application/json", &row.to_string());
     assert_eq!(status, 200, "{body}");
     assert!(json_of(&body)["predictions"][0].is_i64(), "{body}");
+    // --access-log: one JSON line for the scoring request.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let logged: Vec<Value> = server.log.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        logged.iter().any(|l| l["route"] == "/invocations" && l["status"] == 200 && l["rows"] == 1 && l["ms"].is_f64()),
+        "{logged:?}"
+    );
 
     #[cfg(unix)]
     {

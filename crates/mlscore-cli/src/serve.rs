@@ -31,6 +31,10 @@ pub(crate) struct ServeArgs {
     /// {"input_data": ...}, bare JSON answers, GET / liveness, request ids echoed.
     #[arg(long)]
     azureml: bool,
+    /// One JSON line a scoring request on stderr: time, route, status, milliseconds, rows,
+    /// request bytes, request id.
+    #[arg(long)]
+    access_log: bool,
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
@@ -41,6 +45,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         timeout: Duration::from_secs(args.timeout.max(1)),
         body_limit: args.body_limit_mb.saturating_mul(1 << 20),
         azureml: args.azureml,
+        access_log: args.access_log,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async move {

@@ -52,6 +52,9 @@ pub struct Config {
     /// Also answer as an Azure ML online endpoint: `POST /score` with `{"input_data": ...}`,
     /// bare answers, `GET /` liveness, request ids echoed.
     pub azureml: bool,
+    /// Write one JSON line a scoring request on stderr (time, route, status, milliseconds,
+    /// rows, request bytes, request id).
+    pub access_log: bool,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             timeout: Duration::from_secs(60),
             body_limit: 100 << 20,
             azureml: false,
+            access_log: false,
         }
     }
 }
@@ -71,11 +75,47 @@ struct AppState {
     model: Arc<dyn Scorer>,
     timeout: Duration,
     metrics: Arc<metrics::Metrics>,
+    access_log: bool,
+}
+
+impl AppState {
+    /// Counts an answered scoring request, and logs it where asked.
+    fn record(
+        &self,
+        route: &'static str,
+        status: StatusCode,
+        start: std::time::Instant,
+        rows: usize,
+        bytes: usize,
+        id: Option<&str>,
+    ) {
+        let elapsed = start.elapsed();
+        self.metrics.observe(route, status.as_u16(), elapsed, rows);
+        if self.access_log {
+            let ts =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            let line = serde_json::json!({
+                "ts": (ts * 1000.0).round() / 1000.0,
+                "route": route,
+                "status": status.as_u16(),
+                "ms": (elapsed.as_secs_f64() * 1e6).round() / 1000.0,
+                "rows": rows,
+                "bytes": bytes,
+                "request_id": id,
+            });
+            eprintln!("{line}");
+        }
+    }
 }
 
 /// The routes, for a model and a configuration (what [`serve`] runs; tests can drive it directly).
 pub fn router(model: Arc<dyn Scorer>, config: &Config) -> Router {
-    let state = AppState { model, timeout: config.timeout, metrics: Arc::new(metrics::Metrics::new()) };
+    let state = AppState {
+        model,
+        timeout: config.timeout,
+        metrics: Arc::new(metrics::Metrics::new()),
+        access_log: config.access_log,
+    };
     let mut routes = Router::new()
         .route("/ping", get(ping))
         .route("/health", get(ping))
@@ -169,7 +209,7 @@ async fn score(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, [(header::CONTENT_TYPE, "application/json")], msg).into_response()
     } else {
         let model = state.model.clone();
-        let start = std::time::Instant::now();
+        let (start, bytes) = (std::time::Instant::now(), body.len());
         let work = tokio::task::spawn_blocking(move || -> Result<(String, usize), ApiError> {
             let batch = request::parse_azureml(&body, model.as_ref())?;
             Ok((response::predictions(model.as_ref(), &batch, false)?.to_string(), batch.num_rows()))
@@ -184,7 +224,7 @@ async fn score(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
                 (ApiError::internal(format!("Scoring timeout after {} ms", state.timeout.as_millis())).azureml(), 0)
             }
         };
-        state.metrics.observe("/score", r.status().as_u16(), start.elapsed(), rows);
+        state.record("/score", r.status(), start, rows, bytes, Some(&id));
         let ms = format!("{:.3}", start.elapsed().as_secs_f64() * 1000.0);
         if let Ok(v) = axum::http::HeaderValue::from_str(&ms) {
             r.headers_mut().insert("x-ms-run-fn-exec-ms", v);
@@ -260,7 +300,7 @@ async fn invocations(State(state): State<AppState>, headers: HeaderMap, body: By
         }
     };
     let model = state.model.clone();
-    let start = std::time::Instant::now();
+    let (start, bytes) = (std::time::Instant::now(), body.len());
     let work = tokio::task::spawn_blocking(move || -> Result<(String, usize), ApiError> {
         let (batch, tensor_input) = request::parse(kind, &body, model.as_ref())?;
         Ok((response::predict(model.as_ref(), &batch, tensor_input)?, batch.num_rows()))
@@ -271,6 +311,6 @@ async fn invocations(State(state): State<AppState>, headers: HeaderMap, body: By
         Ok(Err(join)) => (ApiError::internal(format!("the scoring task failed: {join}")).into_response(), 0),
         Err(_) => (json_response(StatusCode::GATEWAY_TIMEOUT, "Request processing time exceeded limit".into()), 0),
     };
-    state.metrics.observe("/invocations", response.status().as_u16(), start.elapsed(), rows);
+    state.record("/invocations", response.status(), start, rows, bytes, None);
     response
 }
