@@ -23,6 +23,7 @@ mod metrics;
 mod request;
 mod response;
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,7 +104,8 @@ impl AppState {
                 "bytes": bytes,
                 "request_id": id,
             });
-            eprintln!("{line}");
+            // A lost log line is not worth failing the request for.
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
         }
     }
 }
