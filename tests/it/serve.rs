@@ -111,6 +111,13 @@ fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
     assert_eq!(get(&format!("{base}/version")).0, 200);
     assert_eq!(get(&format!("{base}/nope")), (404, r#"{"detail":"Not Found"}"#.into()));
     assert_eq!(get(&inv), (405, r#"{"detail":"Method Not Allowed"}"#.into()));
+    let no_redirects: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let r = no_redirects.post(&format!("{inv}/")).header("Content-Type", "application/json").send("{}").unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.headers().get("location").map(|v| v.to_str().unwrap())),
+        (307, Some("/invocations"))
+    );
 
     // dataframe_split and dataframe_records give pyfunc's labels (string labels, an unseen city,
     // NaN incomes imputed by the pipeline).
@@ -324,4 +331,19 @@ fn serve_reads_parquet_bodies_and_answers_as_an_azure_ml_endpoint() {
     ] {
         assert!(text.lines().any(|l| l == line), "no '{line}' in:\n{text}");
     }
+}
+
+#[test]
+fn a_request_past_the_timeout_is_answered_504() {
+    let server = start(&models().join("sklearn/random_forest_pickle/model"), &["--timeout", "1"]);
+    // 400,000 rows: parsing and scoring them takes well over a second in a debug build.
+    let row = "[0.1, 5.0, 3.0, 1.0, 40.0, 2.0]";
+    let body = format!(
+        r#"{{"dataframe_split": {{"columns": ["f0","f1","f2","f3","f4","f5"], "data": [{}]}}}}"#,
+        vec![row; 400_000].join(",")
+    );
+    let (status, _, text) = post(&format!("{}/invocations", server.url), "application/json", &body);
+    assert_eq!((status, text.as_str()), (504, "Request processing time exceeded limit"));
+    // The server still answers.
+    assert_eq!(get(&format!("{}/ping", server.url)).0, 200);
 }

@@ -123,6 +123,8 @@ pub fn router(model: Arc<dyn Scorer>, config: &Config) -> Router {
         .route("/health", get(ping))
         .route("/version", get(version))
         .route("/invocations", post(invocations))
+        // FastAPI's slash redirect, which MLflow clients may rely on.
+        .route("/invocations/", axum::routing::any(|| async { axum::response::Redirect::temporary("/invocations") }))
         .route("/metrics", get(metrics_text));
     if config.azureml {
         routes = routes.route("/", get(healthy)).route("/score", post(score).get(healthy));
