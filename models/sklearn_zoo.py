@@ -6,7 +6,8 @@
 
 Every case is fitted here on a small table, saved with `mlflow.sklearn.save_model` in one of the
 three serialization formats (cloudpickle, pickle, skops with the trusted types it needs; a few
-cases in all three), signature inferred from the training frame, and scored on a test table:
+cases in all three), signature inferred from the training frame, and scored on a test table as
+it reads back from input.parquet (as Arrow, hence spark_udf, delivers it):
 
   prediction   what `mlflow.pyfunc.load_model(path).predict(test)` returns (so what spark_udf
                returns): labels of a classifier, values of a regressor, probabilities where the
@@ -189,6 +190,10 @@ def cases():
         ("pipeline_onehot_logreg", "mixed_unseen", "strings", lambda: make_pipeline(ct_onehot(handle_unknown="ignore"), linear_model.LogisticRegression(max_iter=500)), {"all_formats": True}),
         ("pipeline_ordinal_forest", "mixed_unseen", "binary", lambda: make_pipeline(ct_ordinal(), ensemble.RandomForestClassifier(n_estimators=15, random_state=0)), {}),
         ("pipeline_onehot_infrequent", "mixed_unseen", "regression", lambda: make_pipeline(ct_onehot(drop="first", handle_unknown="infrequent_if_exist", min_frequency=0.05), ensemble.GradientBoostingRegressor(n_estimators=20, random_state=0)), {}),
+        ("pipeline_string_imputer", "mixed_nulls", "multiclass", lambda: make_pipeline(ColumnTransformer([
+            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), preprocessing.OneHotEncoder(handle_unknown="ignore", sparse_output=False)), ["city", "plan"]),
+            ("num", SimpleImputer(strategy="constant", fill_value=0.0), ["income", "age"]),
+        ]), tree.DecisionTreeClassifier(max_depth=5, random_state=0)), {}),
     ]
 
 
@@ -205,6 +210,10 @@ def make(rng, name, data, target, factory, opts, fmt) -> dict:
 
     if data.startswith("mixed"):
         train, test = mixed(N_TRAIN, rng, False), mixed(N_TEST, rng, data.endswith("unseen"))
+        if data.endswith("nulls"):
+            for df in (train, test):
+                df["city"] = df["city"].astype(object)
+                df.loc[rng.random(len(df)) < 0.1, "city"] = None
     else:
         nan = 0.08 if data.endswith("nan") else 0.0
         train, test = numeric(N_TRAIN, rng, nan), numeric(N_TEST, rng, nan)
@@ -225,6 +234,12 @@ def make(rng, name, data, target, factory, opts, fmt) -> dict:
         kwargs["pyfunc_predict_fn"] = opts["predict_fn"]
     signature = infer_signature(train, model.predict(train))
     mlflow.sklearn.save_model(model, dest / "model", serialization_format=fmt, signature=signature, **kwargs)
+    # Scored as Arrow delivers the table (what spark_udf feeds pyfunc): read back from Parquet,
+    # so that a missing string is what pandas makes of an Arrow null (NaN in pandas 3's str
+    # dtype, which SimpleImputer imputes), not the Python None it was built with (which it
+    # keeps as a category).
+    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), dest / "input.parquet")
+    test = pq.read_table(dest / "input.parquet").to_pandas()
     loaded = mlflow.pyfunc.load_model(str(dest / "model"))
     prediction = np.asarray(loaded.predict(test))
     cols = {"prediction": pa.array(prediction) if prediction.ndim == 1 else as_list_column(prediction)}
@@ -233,7 +248,6 @@ def make(rng, name, data, target, factory, opts, fmt) -> dict:
             cols["proba"] = as_list_column(model.predict_proba(test))
         except AttributeError:
             pass
-    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), dest / "input.parquet")
     pq.write_table(pa.table(cols), dest / "golden.parquet")
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     return {"case": name, "format": fmt, "estimator": type(final).__name__, "golden": list(cols),
