@@ -111,6 +111,8 @@ fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
     assert_eq!(get(&format!("{base}/version")).0, 200);
     assert_eq!(get(&format!("{base}/nope")), (404, r#"{"detail":"Not Found"}"#.into()));
     assert_eq!(get(&inv), (405, r#"{"detail":"Method Not Allowed"}"#.into()));
+    assert_eq!(agent().head(&format!("{base}/ping")).call().unwrap().status().as_u16(), 405);
+    assert_eq!(post(&format!("{base}/ping"), "application/json", "{}").0, 405);
     let no_redirects: ureq::Agent =
         ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
     let r = no_redirects.post(&format!("{inv}/")).header("Content-Type", "application/json").send("{}").unwrap();

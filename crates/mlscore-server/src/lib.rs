@@ -119,8 +119,9 @@ pub fn router(model: Arc<dyn Scorer>, config: &Config) -> Router {
         access_log: config.access_log,
     };
     let mut routes = Router::new()
-        .route("/ping", get(ping))
-        .route("/health", get(ping))
+        // FastAPI answers HEAD with 405 where axum would answer it like GET.
+        .route("/ping", get(ping).head(method_not_allowed))
+        .route("/health", get(ping).head(method_not_allowed))
         .route("/version", get(version))
         .route("/invocations", post(invocations))
         // FastAPI's slash redirect, which MLflow clients may rely on.
