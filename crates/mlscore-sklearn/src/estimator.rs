@@ -505,8 +505,7 @@ fn column_spec(g: &Graph, id: Id, names: Option<&[String]>, n_in: usize, depth: 
             }
             Ok(out)
         }
-        Node::Object { .. } if g.class_of(id).as_deref() == Some("builtins.slice") => {
-            let Node::Object { args, .. } = g.node(id) else { unreachable!() };
+        Node::Object { args, .. } if g.class_of(id).as_deref() == Some("builtins.slice") => {
             let a = g.tuple(*args)?;
             let get = |k: usize| -> Result<Option<i64>> {
                 match a.get(k).map(|i| g.node(*i)) {
@@ -565,12 +564,7 @@ fn categories(g: &Graph, id: Id) -> Result<Vec<Labels>> {
 fn one_hot(g: &Graph, id: Id) -> Result<Transformer> {
     let categories = categories(g, id)?;
     let handle = g.str(g.get(id, "handle_unknown")?)?.to_string();
-    if g.attr(id, "sparse_output")?.is_some_and(|s| g.bool(s).unwrap_or(false))
-        && g.attr(id, "_mlscore_in_column_transformer")?.is_none()
-    {
-        // A sparse matrix into the next step: scikit-learn's estimators read it as the same
-        // numbers, so the values are those of the dense form.
-    }
+    // sparse_output only changes how the values are stored; the next step reads the same numbers.
     let infrequent: Vec<Option<Vec<usize>>> = match g.attr(id, "_infrequent_indices")? {
         Some(ii) if g.attr(id, "_infrequent_enabled")?.is_some_and(|e| g.bool(e).unwrap_or(false)) => g
             .items(ii)?
