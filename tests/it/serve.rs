@@ -162,6 +162,15 @@ fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
 
+    // `instances` as a list of records, and an unknown top-level key beside the format key.
+    let (status, _, body) =
+        post(&inv, "application/json", &json!({"instances": records.clone(), "extra": 5}).to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
+    // A 2-D list against a named signature: MLflow's schema enforcement refuses it (KAM01).
+    let (status, _, body) = post(&inv, "application/json", &json!({"inputs": rows.clone()}).to_string());
+    assert_eq!((status, json_of(&body)["error_class"].as_str()), (400, Some("SCHEMA_ENFORCEMENT_FAILED")), "{body}");
+
     // CSV with a header, numbers as text: cast to the signature's types.
     let mut csv = names.join(",") + "\n";
     for r in &rows {
@@ -178,6 +187,11 @@ fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
     let (status, _, body) = post(&inv, "text/csv", &csv);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels));
+    // A CSV cell that does not convert: 400 BAD_REQUEST naming the column.
+    let bad_csv = format!("{}\nforty,1.0,true,lille,pro\n", names.join(","));
+    let (status, _, body) = post(&inv, "text/csv", &bad_csv);
+    assert_eq!((status, json_of(&body)["error_code"].as_str()), (400, Some("BAD_REQUEST")), "{body}");
+    assert!(body.contains("column age"), "{body}");
 
     // Errors, with MLflow's status codes and bodies.
     let missing = json!({"dataframe_split": {"columns": ["age"], "data": [[30]]}}).to_string();
