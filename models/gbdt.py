@@ -23,10 +23,6 @@ The test rows carry NaNs where the case says so, and rows planted on the model's
 
 from __future__ import annotations
 
-import json
-import shutil
-import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -345,26 +341,9 @@ def all_cases():
 
 def main() -> None:
     """`gbdt.py` regenerates every case; `gbdt.py NAME...` only those, keeping the others."""
-    warnings.filterwarnings("ignore")
-    import logging
+    from casegen import regenerate
 
-    logging.getLogger("mlflow").setLevel(logging.CRITICAL)
-    only = set(sys.argv[1:])
-    entries = {}
-    if only and (OUT / "cases.json").exists():
-        entries = {e["case"]: e for e in json.loads((OUT / "cases.json").read_text())}
-    else:
-        shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir(exist_ok=True)
-    for name, seed, make in all_cases():
-        if only and name not in only:
-            continue
-        shutil.rmtree(OUT / name, ignore_errors=True)
-        entries[name] = make(np.random.default_rng(seed))
-        print(f"{name:32s} {entries[name]['model_class']}")
-    order = [name for name, _, _ in all_cases()]
-    ordered = [entries[n] for n in order if n in entries]
-    (OUT / "cases.json").write_text(json.dumps(ordered, indent=1) + "\n")
+    regenerate(OUT, all_cases, lambda e: e["model_class"])
 
 
 if __name__ == "__main__":

@@ -21,11 +21,7 @@ one float64 ulp and one float32 ulp either side), where scikit-learn's float32 c
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -265,26 +261,11 @@ def all_cases():
 
 
 def main() -> None:
-    warnings.filterwarnings("ignore")
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
-    import logging
+    """`sklearn_zoo.py` regenerates every case; `sklearn_zoo.py NAME...` only those, keeping the others."""
+    from casegen import regenerate
 
-    logging.getLogger("mlflow").setLevel(logging.CRITICAL)
-    only = set(sys.argv[1:])
-    entries = {}
-    if only and (OUT / "cases.json").exists():
-        entries = {e["case"]: e for e in json.loads((OUT / "cases.json").read_text())}
-    else:
-        shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir(exist_ok=True)
-    for name, seed, mk in all_cases():
-        if only and name not in only:
-            continue
-        shutil.rmtree(OUT / name, ignore_errors=True)
-        entries[name] = mk(np.random.default_rng(seed))
-        print(f"{name:40s} {entries[name]['format']:12s} {entries[name]['estimator']}")
-    order = [name for name, _, _ in all_cases()]
-    (OUT / "cases.json").write_text(json.dumps([entries[n] for n in order if n in entries], indent=1) + "\n")
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+    regenerate(OUT, all_cases, lambda e: f"{e['format']:12s} {e['estimator']}")
 
 
 if __name__ == "__main__":
