@@ -363,3 +363,38 @@ fn a_request_past_the_timeout_is_answered_504() {
     // The server still answers.
     assert_eq!(get(&format!("{}/ping", server.url)).0, 200);
 }
+
+/// An ONNX model with two outputs (the bundled churn classifier): one record a row for frame
+/// inputs, one list an output for tensor inputs (as MLflow's ONNX wrapper answers the latter;
+/// for the former MLflow fails on [N, 2] outputs, mlscore answers records).
+#[test]
+fn serve_answers_a_two_output_onnx_model_by_row_or_by_output() {
+    let server = start(&models().join("churn"), &[]);
+    let inv = format!("{}/invocations", server.url);
+    let example = std::fs::read_to_string(models().join("churn/serving_input_example.json")).unwrap();
+    let (status, _, body) = post(&inv, "application/json", &example);
+    assert_eq!(status, 200, "{body}");
+    let records = json_of(&body)["predictions"].as_array().unwrap().clone();
+    let split: Value = json_of(&example)["dataframe_split"].clone();
+    assert_eq!(records.len(), split["data"].as_array().unwrap().len());
+    for r in &records {
+        let p: Vec<f64> = r["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(r["label"].is_i64() && p.len() == 2 && (p[0] + p[1] - 1.0).abs() < 1e-6, "{r}");
+        assert_eq!(r["label"].as_i64().unwrap(), i64::from(p[1] > p[0]), "{r}");
+    }
+    // The same rows as `inputs` (a dictionary of columns): one list an output.
+    let names: Vec<String> =
+        split["columns"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let rows = split["data"].as_array().unwrap();
+    let cols: serde_json::Map<String, Value> = names
+        .iter()
+        .enumerate()
+        .map(|(j, n)| (n.clone(), Value::Array(rows.iter().map(|r| r[j].clone()).collect())))
+        .collect();
+    let (status, _, body) = post(&inv, "application/json", &json!({"inputs": cols}).to_string());
+    assert_eq!(status, 200, "{body}");
+    let by_output = json_of(&body)["predictions"].clone();
+    let labels: Vec<Value> = records.iter().map(|r| r["label"].clone()).collect();
+    assert_eq!(by_output["label"], Value::Array(labels));
+    assert_eq!(by_output["probabilities"].as_array().unwrap().len(), records.len());
+}
