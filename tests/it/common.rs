@@ -349,3 +349,27 @@ pub(crate) fn value_rows(a: &dyn Array) -> Vec<Vec<f64>> {
         _ => floats(a).into_iter().map(|v| vec![v]).collect(),
     }
 }
+
+/// A model case of `models/<family>/<name>/` scored through the scoring contract: its model,
+/// input and golden tables, every output, and the outputs converted to the default result type
+/// (what pyfunc returns). Errors carry `err`'s prefix.
+pub(crate) struct ScoredCase {
+    pub model: std::sync::Arc<dyn mlscore::Scorer>,
+    pub input: RecordBatch,
+    pub golden: RecordBatch,
+    pub outputs: Vec<(String, ArrayRef)>,
+    pub pyfunc: ArrayRef,
+}
+
+pub(crate) fn score_case(family: &str, name: &str, err: impl Fn(String) -> String) -> Result<ScoredCase, String> {
+    let dir = models().join(family).join(name);
+    let model = mlscore::load(dir.join("model").to_str().unwrap()).map_err(|e| err(e.to_string()))?;
+    let input = read_parquet(&dir.join("input.parquet"));
+    let golden = read_parquet(&dir.join("golden.parquet"));
+    let outputs = mlscore::core::predict_batch(model.as_ref(), &input, mlscore::NullPolicy::Nan)
+        .map_err(|e| err(e.to_string()))?
+        .outputs;
+    let ty = model.default_result_type().map_err(|e| err(e.to_string()))?;
+    let pyfunc = model.convert(&ty, &outputs).map_err(|e| err(e.to_string()))?;
+    Ok(ScoredCase { model, input, golden, outputs, pyfunc })
+}

@@ -30,17 +30,10 @@ fn output<'a>(outputs: &'a [(String, ArrayRef)], name: &str) -> Result<&'a Array
 
 fn run_case(case: &serde_json::Value) -> Result<(), String> {
     let name = case["case"].as_str().unwrap();
-    let dir = models().join("gbdt").join(name);
     let err = |e: String| format!("{name}: {e}");
-    let model = mlscore::load(dir.join("model").to_str().unwrap()).map_err(|e| err(e.to_string()))?;
-    let input = read_parquet(&dir.join("input.parquet"));
-    let golden = read_parquet(&dir.join("golden.parquet"));
-    let prediction = predict_batch(model.as_ref(), &input, NullPolicy::Nan).map_err(|e| err(e.to_string()))?;
-    let outputs = &prediction.outputs;
-
     // What pyfunc returns, through the default result type: its type and its values.
-    let ty = model.default_result_type().map_err(|e| err(e.to_string()))?;
-    let got = model.convert(&ty, outputs).map_err(|e| err(e.to_string()))?;
+    let ScoredCase { model, input, golden, outputs, pyfunc: got } = score_case("gbdt", name, err)?;
+    let outputs = &outputs;
     let want = column(&golden, "prediction");
     match want.data_type() {
         DataType::Int64 => {

@@ -60,6 +60,11 @@ fn get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
 }
 
+/// Row-major values as a dictionary of columns (`inputs` in MLflow's tensor form).
+fn by_column(names: &[String], rows: &[impl AsRef<[Value]>]) -> serde_json::Map<String, Value> {
+    names.iter().enumerate().map(|(j, n)| (n.clone(), rows.iter().map(|r| r.as_ref()[j].clone()).collect())).collect()
+}
+
 fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -153,12 +158,7 @@ fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
 
     // `inputs` as a dictionary of columns.
-    let cols: serde_json::Map<String, Value> = names
-        .iter()
-        .enumerate()
-        .map(|(j, n)| (n.clone(), Value::Array(rows.iter().map(|r| r[j].clone()).collect())))
-        .collect();
-    let (status, _, body) = post(&inv, "application/json", &json!({"inputs": cols}).to_string());
+    let (status, _, body) = post(&inv, "application/json", &json!({"inputs": by_column(&names, &rows)}).to_string());
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
 
@@ -385,13 +385,9 @@ fn serve_answers_a_two_output_onnx_model_by_row_or_by_output() {
     // The same rows as `inputs` (a dictionary of columns): one list an output.
     let names: Vec<String> =
         split["columns"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-    let rows = split["data"].as_array().unwrap();
-    let cols: serde_json::Map<String, Value> = names
-        .iter()
-        .enumerate()
-        .map(|(j, n)| (n.clone(), Value::Array(rows.iter().map(|r| r[j].clone()).collect())))
-        .collect();
-    let (status, _, body) = post(&inv, "application/json", &json!({"inputs": cols}).to_string());
+    let rows: Vec<Vec<Value>> =
+        split["data"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().clone()).collect();
+    let (status, _, body) = post(&inv, "application/json", &json!({"inputs": by_column(&names, &rows)}).to_string());
     assert_eq!(status, 200, "{body}");
     let by_output = json_of(&body)["predictions"].clone();
     let labels: Vec<Value> = records.iter().map(|r| r["label"].clone()).collect();

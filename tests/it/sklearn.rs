@@ -33,15 +33,9 @@ fn texts(a: &dyn Array) -> Vec<String> {
 
 fn run_case(case: &serde_json::Value) -> Result<(), String> {
     let name = case["case"].as_str().unwrap();
-    let dir = models().join("sklearn").join(name);
     let err = |e: String| format!("{name} ({}): {e}", case["format"]);
-    let model = mlscore::load(dir.join("model").to_str().unwrap()).map_err(|e| err(e.to_string()))?;
-    let input = read_parquet(&dir.join("input.parquet"));
-    let golden = read_parquet(&dir.join("golden.parquet"));
-    let prediction = predict_batch(model.as_ref(), &input, NullPolicy::Nan).map_err(|e| err(e.to_string()))?;
-    let outputs = &prediction.outputs;
-    let ty = model.default_result_type().map_err(|e| err(e.to_string()))?;
-    let got = model.convert(&ty, outputs).map_err(|e| err(e.to_string()))?;
+    let ScoredCase { model, golden, outputs, pyfunc: got, .. } = score_case("sklearn", name, err)?;
+    let outputs = &outputs;
     let want = column(&golden, "prediction");
     match want.data_type() {
         DataType::Float64 | DataType::Float32 => {

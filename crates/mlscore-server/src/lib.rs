@@ -79,7 +79,30 @@ struct AppState {
     access_log: bool,
 }
 
+/// Why a scoring request got no answer body: the model or the request (an answer of its own),
+/// the scoring task dying, or the request timeout.
+enum Failure {
+    Scoring(ApiError),
+    Task(tokio::task::JoinError),
+    Timeout,
+}
+
 impl AppState {
+    /// Runs `work` (parsing and scoring a request, giving the answer body and its rows) on the
+    /// blocking pool, off the network threads, under the request timeout. A request that times
+    /// out is answered; its task runs on to its end, as in MLflow.
+    async fn score_off_reactor<F>(&self, work: F) -> Result<(String, usize), Failure>
+    where
+        F: FnOnce(&dyn Scorer) -> Result<(String, usize), ApiError> + Send + 'static,
+    {
+        let model = self.model.clone();
+        match tokio::time::timeout(self.timeout, tokio::task::spawn_blocking(move || work(model.as_ref()))).await {
+            Ok(Ok(r)) => r.map_err(Failure::Scoring),
+            Ok(Err(join)) => Err(Failure::Task(join)),
+            Err(_) => Err(Failure::Timeout),
+        }
+    }
+
     /// Counts an answered scoring request, and logs it where asked.
     fn record(
         &self,
@@ -213,19 +236,20 @@ async fn score(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         let msg = json_message("Expects Content-Type to be application/json");
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, [(header::CONTENT_TYPE, "application/json")], msg).into_response()
     } else {
-        let model = state.model.clone();
         let (start, bytes) = (std::time::Instant::now(), body.len());
-        let work = tokio::task::spawn_blocking(move || -> Result<(String, usize), ApiError> {
-            let batch = request::parse_azureml(&body, model.as_ref())?;
-            Ok((response::predictions(model.as_ref(), &batch, false)?.to_string(), batch.num_rows()))
-        });
-        let (mut r, rows) = match tokio::time::timeout(state.timeout, work).await {
-            Ok(Ok(Ok((body, rows)))) => (json_response(StatusCode::OK, body), rows),
-            Ok(Ok(Err(e))) => (e.azureml(), 0),
-            Ok(Err(join)) => {
+        let (mut r, rows) = match state
+            .score_off_reactor(move |model| {
+                let batch = request::parse_azureml(&body, model)?;
+                Ok((response::predictions(model, &batch, false)?.to_string(), batch.num_rows()))
+            })
+            .await
+        {
+            Ok((body, rows)) => (json_response(StatusCode::OK, body), rows),
+            Err(Failure::Scoring(e)) => (e.azureml(), 0),
+            Err(Failure::Task(join)) => {
                 (ApiError::internal(format!("An unexpected error occurred in scoring script: {join}")).azureml(), 0)
             }
-            Err(_) => {
+            Err(Failure::Timeout) => {
                 (ApiError::internal(format!("Scoring timeout after {} ms", state.timeout.as_millis())).azureml(), 0)
             }
         };
@@ -304,17 +328,20 @@ async fn invocations(State(state): State<AppState>, headers: HeaderMap, body: By
             return (StatusCode::UNSUPPORTED_MEDIA_TYPE, text, msg).into_response();
         }
     };
-    let model = state.model.clone();
     let (start, bytes) = (std::time::Instant::now(), body.len());
-    let work = tokio::task::spawn_blocking(move || -> Result<(String, usize), ApiError> {
-        let (batch, tensor_input) = request::parse(kind, &body, model.as_ref())?;
-        Ok((response::predict(model.as_ref(), &batch, tensor_input)?, batch.num_rows()))
-    });
-    let (response, rows) = match tokio::time::timeout(state.timeout, work).await {
-        Ok(Ok(Ok((body, rows)))) => (json_response(StatusCode::OK, body), rows),
-        Ok(Ok(Err(e))) => (e.into_response(), 0),
-        Ok(Err(join)) => (ApiError::internal(format!("the scoring task failed: {join}")).into_response(), 0),
-        Err(_) => (json_response(StatusCode::GATEWAY_TIMEOUT, "Request processing time exceeded limit".into()), 0),
+    let (response, rows) = match state
+        .score_off_reactor(move |model| {
+            let (batch, tensor_input) = request::parse(kind, &body, model)?;
+            Ok((response::predict(model, &batch, tensor_input)?, batch.num_rows()))
+        })
+        .await
+    {
+        Ok((body, rows)) => (json_response(StatusCode::OK, body), rows),
+        Err(Failure::Scoring(e)) => (e.into_response(), 0),
+        Err(Failure::Task(join)) => (ApiError::internal(format!("the scoring task failed: {join}")).into_response(), 0),
+        Err(Failure::Timeout) => {
+            (json_response(StatusCode::GATEWAY_TIMEOUT, "Request processing time exceeded limit".into()), 0)
+        }
     };
     state.record("/invocations", response.status(), start, rows, bytes, None);
     response

@@ -73,14 +73,7 @@ pub(crate) fn parse_azureml(body: &[u8], model: &dyn Scorer) -> Result<RecordBat
         return Err(bad("A value is not provided for the 'input_data' parameter."));
     };
     let columns = match data {
-        Value::Object(o) if o.contains_key("data") => {
-            let rows = rows_of(&o["data"])?;
-            let names: Vec<String> = match o.get("columns") {
-                Some(Value::Array(c)) => c.iter().map(name_of).collect(),
-                _ => (0..rows.first().map_or(0, Vec::len)).map(|i| i.to_string()).collect(),
-            };
-            transpose(names, rows)?
-        }
+        Value::Object(o) if o.contains_key("data") => split_columns(&o)?,
         other => tensor_columns(other, model)?,
     };
     batch(columns, model)
@@ -121,12 +114,7 @@ fn json_columns(body: &[u8], model: &dyn Scorer) -> Result<(Columns, bool), ApiE
                     split.keys().collect::<Vec<_>>()
                 )));
             }
-            let rows = rows_of(&split["data"])?;
-            let names: Vec<String> = match split.get("columns") {
-                Some(Value::Array(c)) => c.iter().map(name_of).collect(),
-                _ => (0..rows.first().map_or(0, Vec::len)).map(|i| i.to_string()).collect(),
-            };
-            Ok((transpose(names, rows)?, false))
+            Ok((split_columns(&split)?, false))
         }
         "dataframe_records" => {
             let Value::Array(records) = data else {
@@ -157,6 +145,16 @@ fn name_of(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// A pandas split frame (`data`, with `columns` or columns named by position; `index` unused).
+fn split_columns(split: &Map<String, Value>) -> Result<Columns, ApiError> {
+    let rows = rows_of(split.get("data").unwrap_or(&Value::Null))?;
+    let names: Vec<String> = match split.get("columns") {
+        Some(Value::Array(c)) => c.iter().map(name_of).collect(),
+        _ => (0..rows.first().map_or(0, Vec::len)).map(|i| i.to_string()).collect(),
+    };
+    transpose(names, rows)
 }
 
 fn rows_of(data: &Value) -> Result<Vec<Vec<Value>>, ApiError> {

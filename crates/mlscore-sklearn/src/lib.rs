@@ -316,25 +316,28 @@ impl Scorer for Model {
                 f = s.transform(f).map_err(fail)?;
             }
             let p = self.model.predictor.predict(&f, &final_name).map_err(fail)?;
-            let cols: Vec<ArrayRef> = match p {
-                Predicted::Values { values, width } => vec![column(values, width)],
-                Predicted::Clusters(c) => vec![Arc::new(Int32Array::from(c))],
+            // Each output by name; placed in the order output_types gives them.
+            let named: Vec<(&str, ArrayRef)> = match p {
+                Predicted::Values { values, width } => vec![("prediction", column(values, width))],
+                Predicted::Clusters(c) => vec![("label", Arc::new(Int32Array::from(c)))],
                 Predicted::Classes { labels, proba, classes } => {
                     let k = classes.len();
-                    let mut v = vec![labels_column(&classes, &labels)];
+                    let mut v = vec![("label", labels_column(&classes, &labels))];
                     if self.predict_fn == PredictFn::PredictLogProba {
                         let log: Vec<f64> = proba.iter().flatten().map(|x| x.ln()).collect();
-                        v.insert(0, column(log, k));
+                        v.push(("log_probabilities", column(log, k)));
                     }
                     if let Some(p) = proba {
-                        v.push(column(p, k));
-                    }
-                    if self.predict_fn == PredictFn::PredictProba {
-                        v.swap(0, 1);
+                        v.push(("probabilities", column(p, k)));
                     }
                     v
                 }
             };
+            let mut cols = Vec::with_capacity(types.len());
+            for (name, _) in &types {
+                let c = named.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone());
+                cols.push(c.ok_or_else(|| Error::ResultConversion(format!("the model gave no output '{name}'")))?);
+            }
             for (p, c) in parts.iter_mut().zip(cols) {
                 p.push(c);
             }
