@@ -5,6 +5,7 @@ mod common;
 mod errors;
 mod gbdt;
 mod objects;
+mod passthrough;
 mod python;
 mod resolve;
 mod rest;

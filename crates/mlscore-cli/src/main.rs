@@ -17,8 +17,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use mlscore_core::{NullPolicy, ResultType, Scorer};
 use mlscore_datafusion::{
-    Codec, EngineOptions, Format, OutputSpec, PredictOptions, ScoreJob, provenance_metadata, scoring_context,
-    write_query,
+    Codec, CopyPolicy, EngineOptions, Format, OutputSpec, PredictOptions, ScoreJob, provenance_metadata,
+    scoring_context,
 };
 
 /// Batch-score MLflow models over Arrow/Parquet tables, natively.
@@ -94,12 +94,14 @@ struct OutputArgs {
     /// Replace the output if it exists.
     #[arg(long)]
     overwrite: bool,
-    /// Parquet compression.
-    #[arg(long, value_name = "snappy|zstd|lz4|none", default_value = "snappy")]
-    compression: Codec,
-    /// Rows per Parquet row group.
-    #[arg(long, value_name = "N", default_value_t = 128 * 1024)]
-    row_group_rows: usize,
+    /// Parquet compression [default: snappy; `mlscore score` keeps a Parquet input's own
+    /// compression for the columns it copies].
+    #[arg(long, value_name = "snappy|zstd|lz4|none")]
+    compression: Option<Codec>,
+    /// Rows per Parquet row group [default: 131072; `mlscore score` keeps a Parquet input's own
+    /// row groups].
+    #[arg(long, value_name = "N")]
+    row_group_rows: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +133,10 @@ struct ScoreArgs {
     /// Input format [default: from the inputs' extension].
     #[arg(long, value_name = "parquet|csv|arrow")]
     input_format: Option<Format>,
+    /// Decode and re-encode every input column, even where a Parquet input's columns could be
+    /// copied into a Parquet output as they are stored.
+    #[arg(long)]
+    reencode: bool,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
@@ -209,8 +215,12 @@ fn load_model(uri: &str) -> Result<Arc<dyn Scorer>> {
 
 fn output_spec(path: &str, args: &OutputArgs, metadata: Vec<(String, String)>) -> Result<OutputSpec> {
     let mut spec = OutputSpec::new(path, args.output_format, args.overwrite)?;
-    spec.codec = args.compression;
-    spec.row_group_rows = args.row_group_rows.max(1);
+    if let Some(codec) = args.compression {
+        spec.codec = codec;
+    }
+    if let Some(rows) = args.row_group_rows {
+        spec.row_group_rows = rows.max(1);
+    }
     spec.metadata = metadata;
     Ok(spec)
 }
@@ -237,7 +247,12 @@ async fn score(args: ScoreArgs) -> Result<()> {
     let spec = output_spec(&args.output, &args.out, provenance_metadata(std::slice::from_ref(&registered), &[]))?;
     let total = progress::estimated_rows(&df).await;
     let bar = progress::Bar::new(total, args.engine.quiet);
-    let report = write_query(df, &spec, std::slice::from_ref(&registered), bar.clone()).await?;
+    let policy = CopyPolicy {
+        reencode: args.reencode,
+        compression_given: args.out.compression.is_some(),
+        row_group_rows_given: args.out.row_group_rows.is_some(),
+    };
+    let report = job.write(&ctx, df, &registered, &spec, &engine, policy, bar.clone()).await?;
     bar.finish();
     if !args.engine.quiet {
         progress::summary(&report, &args.output);

@@ -85,6 +85,13 @@ pub(crate) fn summary(report: &JobReport, output: &str) {
         report.partitions,
         if report.partitions == 1 { "" } else { "s" },
     );
+    if report.copied_columns > 0 {
+        eprintln!(
+            "{} input column{} copied as stored (not decoded or re-encoded); --reencode turns this off",
+            report.copied_columns,
+            if report.copied_columns == 1 { "" } else { "s" }
+        );
+    }
     for (model, n) in &report.null_rows {
         if *n > 0 {
             eprintln!("{model}: {n} rows had null inputs");

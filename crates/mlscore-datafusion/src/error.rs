@@ -77,6 +77,16 @@ pub enum Error {
         source: parquet::errors::ParquetError,
     },
 
+    /// Reading a Parquet input failed.
+    #[error("reading Parquet {}: {source}", path.display())]
+    ParquetInput {
+        /// The file being read.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
     /// A query that cannot be run as a scoring query.
     #[error("{0}")]
     Query(String),

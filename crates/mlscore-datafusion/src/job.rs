@@ -12,6 +12,7 @@ use mlscore_core::Scorer;
 
 use crate::error::{Error, Result};
 use crate::input::{Format, read_inputs};
+use crate::passthrough::{CopyPolicy, PassThrough};
 use crate::sink::{OutputSpec, Progress, Swept, WriteStats, write_plan};
 use crate::stores::StoreRegistry;
 use crate::udf::{NoArgumentCalls, PredictOptions, PredictStats, PredictUdf};
@@ -160,6 +161,12 @@ pub struct JobReport {
     pub warnings: Vec<String>,
     /// Temporary outputs that earlier, interrupted jobs left beside the target, removed first.
     pub swept: Vec<Swept>,
+    /// Input columns copied into the output as they were stored, without decoding (0 when
+    /// every column was re-encoded).
+    pub copied_columns: usize,
+    /// Why the input's columns were re-encoded rather than copied, for a score job that could
+    /// not copy them.
+    pub reencoded_because: Option<String>,
 }
 
 /// Runs a query and writes its result as `spec` says, reporting on `models`.
@@ -186,6 +193,8 @@ pub async fn write_query(
         elapsed: start.elapsed(),
         warnings: models.iter().flat_map(|m| m.stats.warnings()).collect(),
         swept,
+        copied_columns: 0,
+        reencoded_because: None,
     })
 }
 
@@ -217,32 +226,110 @@ impl ScoreJob {
                 self.output_column
             )));
         }
-        let registered = register_model(ctx, "predict", model.clone(), self.options.clone());
+        let feed = self.feed(&schema, model.as_ref())?;
+        let registered = register_model(ctx, "predict", model, self.options.clone());
         let udf = ctx.udf("predict")?;
-        let args: Vec<Expr> = match &self.columns {
-            Some(cols) => cols.iter().map(|c| col(quoted(c))).collect(),
-            None => {
-                let names = model.input_names();
-                if names.is_empty() {
-                    // No named signature: every column, in table order (what pyfunc.predict(df) passes).
-                    schema.fields().iter().map(|f| col(quoted(f.name()))).collect()
-                } else {
-                    // Bind against the whole table first, so that a missing column is reported with the table's extra columns.
-                    model.bind(&schema)?;
-                    let present: Vec<&String> = names.iter().filter(|n| schema.index_of(n).is_ok()).collect();
-                    let mut struct_args = Vec::with_capacity(present.len() * 2);
-                    for n in present {
-                        struct_args.push(datafusion::prelude::lit(n.as_str()));
-                        struct_args.push(col(quoted(n)));
-                    }
-                    vec![datafusion::functions::core::expr_fn::named_struct(struct_args)]
+        let column = |i: &usize| col(quoted(schema.field(*i).name()));
+        let args: Vec<Expr> = match &feed {
+            Feed::Positional(columns) => columns.iter().map(column).collect(),
+            Feed::Named(columns) => {
+                let mut struct_args = Vec::with_capacity(columns.len() * 2);
+                for i in columns {
+                    struct_args.push(datafusion::prelude::lit(schema.field(*i).name().as_str()));
+                    struct_args.push(column(i));
                 }
+                vec![datafusion::functions::core::expr_fn::named_struct(struct_args)]
             }
         };
         let mut select: Vec<Expr> = schema.fields().iter().map(|f| col(quoted(f.name()))).collect();
         select.push(udf.call(args).alias(&self.output_column));
         let df = df.select(select)?;
         Ok((df, registered))
+    }
+}
+
+impl ScoreJob {
+    /// Runs a job [`ScoreJob::plan`] planned and writes its output as `spec` says. From Parquet
+    /// to Parquet, the input's columns are copied into the output as they are stored and only
+    /// the model's features are decoded, unless `policy` or the job rules that out (then every
+    /// column is re-encoded, and the report says why).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn write(
+        &self,
+        ctx: &SessionContext,
+        df: DataFrame,
+        registered: &RegisteredModel,
+        spec: &OutputSpec,
+        engine: &EngineOptions,
+        policy: CopyPolicy,
+        progress: Arc<dyn Progress>,
+    ) -> Result<JobReport> {
+        let start = Instant::now();
+        let route =
+            PassThrough::plan(self, ctx, &df, registered, spec, policy, engine.partitions, engine.batch_rows).await?;
+        let pass = match route {
+            Ok(pass) => pass,
+            Err(reason) => {
+                let mut report = write_query(df, spec, std::slice::from_ref(registered), progress).await?;
+                report.reencoded_because = Some(reason);
+                return Ok(report);
+            }
+        };
+        let copied_columns = pass.copied_columns();
+        let WriteStats { rows, files, bytes, swept } = pass.run(spec, progress).await?;
+        Ok(JobReport {
+            rows,
+            null_rows: vec![(
+                registered.name.clone(),
+                registered.stats.null_rows.load(std::sync::atomic::Ordering::Relaxed),
+            )],
+            files,
+            bytes,
+            partitions: engine.partitions,
+            elapsed: start.elapsed(),
+            warnings: registered.stats.warnings(),
+            swept,
+            copied_columns,
+            reencoded_because: None,
+        })
+    }
+}
+
+/// Which table columns a score job feeds its model, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// These columns, by position: spark_udf's `udf("a", "b")`, or every column, in table
+    /// order, for a model without a named signature (what `pyfunc.predict(df)` passes).
+    Positional(Vec<usize>),
+    /// One struct of these columns under their own names, which the model binds by name.
+    Named(Vec<usize>),
+}
+
+impl ScoreJob {
+    /// The columns of a table with `schema` this job feeds `model`, checked against its
+    /// signature: a missing column is reported with the table's extra columns.
+    pub(crate) fn feed(&self, schema: &arrow::datatypes::Schema, model: &dyn Scorer) -> Result<Feed> {
+        if let Some(cols) = &self.columns {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let columns = cols
+                .iter()
+                .map(|c| {
+                    schema.index_of(c).map_err(|_| {
+                        Error::Query(format!(
+                            "--columns: no column named '{c}' in the input (its columns: {})",
+                            names.join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            return Ok(Feed::Positional(columns));
+        }
+        let names = model.input_names();
+        if names.is_empty() {
+            return Ok(Feed::Positional((0..schema.fields().len()).collect()));
+        }
+        model.bind(schema)?;
+        Ok(Feed::Named(names.iter().filter_map(|n| schema.index_of(n).ok()).collect()))
     }
 }
 

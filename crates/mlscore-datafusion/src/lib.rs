@@ -5,6 +5,7 @@
 mod error;
 pub mod input;
 pub mod job;
+mod passthrough;
 pub mod sink;
 pub mod stores;
 pub mod udf;
@@ -15,6 +16,7 @@ pub use job::{
     EngineOptions, JobReport, RegisteredModel, ScoreJob, model_binding, provenance_metadata, register_model,
     scoring_context, write_query,
 };
+pub use passthrough::CopyPolicy;
 pub use sink::{Codec, NoProgress, OutputSpec, Progress, Swept};
 pub use stores::StoreRegistry;
 pub use udf::{NoArgumentCalls, PredictOptions, PredictStats, PredictUdf, predict_udf};

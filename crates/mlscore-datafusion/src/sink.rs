@@ -59,7 +59,7 @@ impl Progress for NoProgress {
 /// Turns dictionary encoding off for floating-point columns. Features and scores seldom repeat,
 /// so the writer would intern every value of a row group (a hash table as large as the data)
 /// only to fall back to plain encoding: measured, a third of a 28-feature job's time.
-fn float_columns_plain(
+pub(crate) fn float_columns_plain(
     mut props: parquet::file::properties::WriterPropertiesBuilder,
     schema: &arrow::datatypes::Schema,
 ) -> parquet::file::properties::WriterPropertiesBuilder {
@@ -104,7 +104,7 @@ impl std::str::FromStr for Codec {
 }
 
 impl Codec {
-    fn parquet(self) -> Compression {
+    pub(crate) fn parquet(self) -> Compression {
         match self {
             Self::Snappy => Compression::SNAPPY,
             Self::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
@@ -299,13 +299,13 @@ fn parent_dir(p: &Path) -> PathBuf {
 /// SIGKILL included, so the next job writing to the same place can tell an abandoned staging
 /// directory from a live one and removes it ([`sweep_stale`]).
 #[derive(Debug)]
-struct Staging {
-    dir: PathBuf,
+pub(crate) struct Staging {
+    pub(crate) dir: PathBuf,
     lock_path: PathBuf,
     _lock: File,
     committed: bool,
     /// Abandoned staging directories of earlier jobs removed before this one started.
-    swept: Vec<Swept>,
+    pub(crate) swept: Vec<Swept>,
 }
 
 /// A temporary output of a dead job, removed.
@@ -321,7 +321,7 @@ const STAGING_MARK: &str = ".mlscore-tmp-";
 
 impl Staging {
     /// A directory beside `target`, or in the system's temporary directory for a remote target.
-    fn new(target: &Path, remote: bool) -> Result<Self> {
+    pub(crate) fn new(target: &Path, remote: bool) -> Result<Self> {
         let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("output");
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
         let parent = if remote { std::env::temp_dir() } else { parent_dir(target) };
@@ -615,7 +615,7 @@ fn concat_files(parts: &[&Path], out: &Path) -> Result<()> {
 }
 
 /// Moves `from` onto `to` (same directory, so the rename is atomic for files).
-fn replace(from: &Path, to: &Path, overwrite: bool) -> Result<()> {
+pub(crate) fn replace(from: &Path, to: &Path, overwrite: bool) -> Result<()> {
     if to.exists() && !overwrite {
         return Err(Error::Output {
             path: to.to_path_buf(),
@@ -625,7 +625,7 @@ fn replace(from: &Path, to: &Path, overwrite: bool) -> Result<()> {
     std::fs::rename(from, to).map_err(|e| Error::io("cannot move the finished output to", to, e))
 }
 
-fn commit_dir(staging: &mut Staging, spec: &OutputSpec, parts: &[(PathBuf, u64)]) -> Result<WriteStats> {
+pub(crate) fn commit_dir(staging: &mut Staging, spec: &OutputSpec, parts: &[(PathBuf, u64)]) -> Result<WriteStats> {
     let bytes = parts.iter().map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or_default()).sum();
     // Mark the directory as complete, as Spark and Hadoop committers do.
     File::create(staging.dir.join("_SUCCESS"))
@@ -824,7 +824,7 @@ fn csv_bytes(batch: &datafusion::arrow::record_batch::RecordBatch, header: bool,
 }
 
 /// Uploads a finished local file onto a remote target (visible only once complete).
-async fn upload_file(file: &Path, spec: &OutputSpec, url: &Url) -> Result<()> {
+pub(crate) async fn upload_file(file: &Path, spec: &OutputSpec, url: &Url) -> Result<()> {
     use std::io::Read;
     let (store, location) = open_target(url, &spec.path)?;
     if !spec.overwrite && store.head(&location).await.is_ok() {
