@@ -7,6 +7,10 @@
 Every variant scores the same Parquet table (bench-data/higgs-<rows>/, 28 float64 features and an
 `id`) with the same model and writes Parquet, in a fresh process of its own:
   mlscore        `mlscore score` (release build), the ONNX flavor by its `models:/m-…` URI, all cores;
+                 the input's columns copied into the output as stored, only the features decoded;
+  mlscore-reencode  the same with --reencode: every column decoded and encoded again (the route
+                 before pass-through, and what CSV or a changed compression still take);
+  mlscore-sklearn   `mlscore score` on the sklearn flavor (the pickle, read as data, scored natively);
   ort            pyarrow dataset batches -> float32 matrix -> onnxruntime (intra-op threads = cores)
                  -> pyarrow table with a label/probabilities struct -> ParquetWriter;
   spark-onnx     mlflow.pyfunc.spark_udf on local PySpark (local[cores]), the ONNX flavor;
@@ -39,7 +43,7 @@ from pathlib import Path
 
 from common import DATA, mlscore_binary
 
-VARIANTS = ["mlscore", "ort", "spark-onnx", "spark-sklearn"]
+VARIANTS = ["mlscore", "mlscore-reencode", "mlscore-sklearn", "ort", "spark-onnx", "spark-sklearn"]
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -174,8 +178,11 @@ def run_variant(variant: str, name: str, meta: dict, table: Path, out: Path, bin
     model = meta["models"][name]
     # setup.py logs into a file store, which MLflow 3 reads only when allowed to.
     env = {**os.environ, "MLFLOW_TRACKING_URI": meta["tracking_uri"], "MLFLOW_ALLOW_FILE_STORE": "true", "PYSPARK_PYTHON": sys.executable}
-    if variant == "mlscore":
-        cmd = [str(binary), "score", "-q", "--model", model["onnx_uri"], "--input", str(table), "--output", str(out)]
+    if variant.startswith("mlscore"):
+        uri = model["sklearn_uri"] if variant == "mlscore-sklearn" else model["onnx_uri"]
+        cmd = [str(binary), "score", "-q", "--model", uri, "--input", str(table), "--output", str(out)]
+        if variant == "mlscore-reencode":
+            cmd.append("--reencode")
     else:
         cmd = [sys.executable, __file__, "--worker", variant, "--model-name", name, "--table", str(table), "--out", str(out)]
     return cpu_of(lambda: measure(cmd, env))

@@ -239,6 +239,11 @@ async fn score(args: ScoreArgs) -> Result<()> {
         columns: args.columns.clone(),
         output_column: args.output_column.clone(),
         options: PredictOptions { result_type, null_policy: args.on_null },
+        copy: CopyPolicy {
+            reencode: args.reencode,
+            compression_given: args.out.compression.is_some(),
+            row_group_rows_given: args.out.row_group_rows.is_some(),
+        },
     };
     let (df, registered) = job.plan(&ctx, model).await?;
     for w in registered.stats.warnings() {
@@ -247,12 +252,7 @@ async fn score(args: ScoreArgs) -> Result<()> {
     let spec = output_spec(&args.output, &args.out, provenance_metadata(std::slice::from_ref(&registered), &[]))?;
     let total = progress::estimated_rows(&df).await;
     let bar = progress::Bar::new(total, args.engine.quiet);
-    let policy = CopyPolicy {
-        reencode: args.reencode,
-        compression_given: args.out.compression.is_some(),
-        row_group_rows_given: args.out.row_group_rows.is_some(),
-    };
-    let report = job.write(&ctx, df, &registered, &spec, &engine, policy, bar.clone()).await?;
+    let report = job.write(&ctx, df, &registered, &spec, &engine, bar.clone()).await?;
     bar.finish();
     if !args.engine.quiet {
         progress::summary(&report, &args.output);

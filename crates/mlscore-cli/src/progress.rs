@@ -92,6 +92,11 @@ pub(crate) fn summary(report: &JobReport, output: &str) {
             if report.copied_columns == 1 { "" } else { "s" }
         );
     }
+    if !report.phases.is_empty() {
+        let phases: Vec<String> =
+            report.phases.iter().map(|(name, t)| format!("{name} {:.2}s", t.as_secs_f64())).collect();
+        eprintln!("thread time: {}", phases.join(", "));
+    }
     for (model, n) in &report.null_rows {
         if *n > 0 {
             eprintln!("{model}: {n} rows had null inputs");

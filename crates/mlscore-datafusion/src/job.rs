@@ -167,6 +167,9 @@ pub struct JobReport {
     /// Why the input's columns were re-encoded rather than copied, for a score job that could
     /// not copy them.
     pub reencoded_because: Option<String>,
+    /// Thread time per phase, where the job measured it (jobs that copy columns do: decoding
+    /// the features, the model, encoding the prediction, copying the input's column chunks).
+    pub phases: Vec<(&'static str, Duration)>,
 }
 
 /// Runs a query and writes its result as `spec` says, reporting on `models`.
@@ -195,6 +198,7 @@ pub async fn write_query(
         swept,
         copied_columns: 0,
         reencoded_because: None,
+        phases: Vec::new(),
     })
 }
 
@@ -212,6 +216,8 @@ pub struct ScoreJob {
     pub output_column: String,
     /// The UDF's options (result type, null policy).
     pub options: PredictOptions,
+    /// Whether a Parquet input's columns may be copied into a Parquet output as stored.
+    pub copy: CopyPolicy,
 }
 
 impl ScoreJob {
@@ -251,9 +257,8 @@ impl ScoreJob {
 impl ScoreJob {
     /// Runs a job [`ScoreJob::plan`] planned and writes its output as `spec` says. From Parquet
     /// to Parquet, the input's columns are copied into the output as they are stored and only
-    /// the model's features are decoded, unless `policy` or the job rules that out (then every
-    /// column is re-encoded, and the report says why).
-    #[allow(clippy::too_many_arguments)]
+    /// the model's features are decoded, unless the job's `copy` policy or its inputs rule that
+    /// out (then every column is re-encoded, and the report says why).
     pub async fn write(
         &self,
         ctx: &SessionContext,
@@ -261,12 +266,10 @@ impl ScoreJob {
         registered: &RegisteredModel,
         spec: &OutputSpec,
         engine: &EngineOptions,
-        policy: CopyPolicy,
         progress: Arc<dyn Progress>,
     ) -> Result<JobReport> {
         let start = Instant::now();
-        let route =
-            PassThrough::plan(self, ctx, &df, registered, spec, policy, engine.partitions, engine.batch_rows).await?;
+        let route = PassThrough::plan(self, ctx, &df, registered, spec, engine).await?;
         let pass = match route {
             Ok(pass) => pass,
             Err(reason) => {
@@ -276,7 +279,7 @@ impl ScoreJob {
             }
         };
         let copied_columns = pass.copied_columns();
-        let WriteStats { rows, files, bytes, swept } = pass.run(spec, progress).await?;
+        let (WriteStats { rows, files, bytes, swept }, phases) = pass.run(spec, progress).await?;
         Ok(JobReport {
             rows,
             null_rows: vec![(
@@ -291,6 +294,7 @@ impl ScoreJob {
             swept,
             copied_columns,
             reencoded_because: None,
+            phases,
         })
     }
 }

@@ -21,7 +21,9 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StructArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
@@ -46,7 +48,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::input::Format;
-use crate::job::{Feed, RegisteredModel, ScoreJob};
+use crate::job::{EngineOptions, Feed, RegisteredModel, ScoreJob};
 use crate::sink::{OutputSpec, Progress, Staging, WriteStats, commit_dir, float_columns_plain, replace, upload_file};
 use crate::udf::PredictUdf;
 
@@ -88,6 +90,24 @@ pub(crate) struct PassThrough {
     page_index: Vec<bool>,
     batch_rows: usize,
     threads: usize,
+    timings: Timings,
+}
+
+/// Thread time spent in each phase of a job, in nanoseconds.
+#[derive(Debug, Default)]
+struct Timings {
+    decode: AtomicU64,
+    model: AtomicU64,
+    encode: AtomicU64,
+    copy: AtomicU64,
+}
+
+/// Runs `f`, adding the time it took to `counter`.
+fn timed<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = f();
+    counter.fetch_add(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    out
 }
 
 impl std::fmt::Debug for PassThrough {
@@ -152,10 +172,9 @@ impl PassThrough {
         df: &DataFrame,
         model: &RegisteredModel,
         spec: &OutputSpec,
-        policy: CopyPolicy,
-        threads: usize,
-        batch_rows: usize,
+        engine: &EngineOptions,
     ) -> Result<std::result::Result<Self, String>> {
+        let policy = job.copy;
         if policy.reencode {
             return Ok(Err("--reencode".into()));
         }
@@ -288,8 +307,9 @@ impl PassThrough {
             factory,
             root,
             props,
-            batch_rows: batch_rows.max(1),
-            threads: threads.max(1),
+            batch_rows: engine.batch_rows.max(1),
+            threads: engine.partitions.max(1),
+            timings: Timings::default(),
         }))
     }
 
@@ -298,17 +318,27 @@ impl PassThrough {
         self.file_schema.fields().len()
     }
 
-    /// Scores every row group and writes and commits the output as `spec` says.
-    pub(crate) async fn run(self, spec: &OutputSpec, progress: Arc<dyn Progress>) -> Result<WriteStats> {
+    /// Scores every row group and writes and commits the output as `spec` says; returns what
+    /// was written and the thread time each phase took (decoding the features, the model,
+    /// encoding the prediction, copying the input's column chunks).
+    pub(crate) async fn run(
+        self,
+        spec: &OutputSpec,
+        progress: Arc<dyn Progress>,
+    ) -> Result<(WriteStats, Vec<(&'static str, Duration)>)> {
         spec.check(&Arc::new(Schema::empty())).await?;
         let spec_owned = spec.clone();
         let (mut staging, parts) = tokio::task::spawn_blocking(move || {
             let staging = Staging::new(&spec_owned.path, spec_owned.url.is_some())?;
             let parts = self.write(&staging.dir, spec_owned.directory, progress.as_ref())?;
-            Ok::<_, Error>((staging, parts))
+            let t = &self.timings;
+            let phases = [("decode", &t.decode), ("model", &t.model), ("encode", &t.encode), ("copy", &t.copy)]
+                .map(|(name, ns)| (name, Duration::from_nanos(ns.load(Ordering::Relaxed))));
+            Ok::<_, Error>((staging, (parts, phases.to_vec())))
         })
         .await
         .map_err(|e| Error::Query(format!("the pass-through writer failed: {e}")))??;
+        let (parts, phases) = parts;
         let swept = std::mem::take(&mut staging.swept);
         let rows = parts.iter().map(|(_, r)| r).sum();
         let stats = if spec.directory {
@@ -322,7 +352,7 @@ impl PassThrough {
             }
             WriteStats { rows: 0, files: 1, bytes, swept: Vec::new() }
         };
-        Ok(WriteStats { rows, swept, ..stats })
+        Ok((WriteStats { rows, swept, ..stats }, phases))
     }
 
     /// Writes the output files into `dir`: one per input file for a directory output, else one.
@@ -350,7 +380,8 @@ impl PassThrough {
             // Dropping `rx` on an error stops the scoring side at its next send.
             let mut out = Output::new(self, dir, directory);
             for unit in rx {
-                out.append(unit?)?;
+                let unit = unit?;
+                timed(&self.timings.copy, || out.append(unit))?;
             }
             out.finish()
         })
@@ -372,33 +403,43 @@ impl PassThrough {
         let mut writers = self.factory.create_column_writers(row_group).map_err(|source| self.write_err(source))?;
         // Batches are scored in groups, in parallel, while the next group is decoded.
         let group = self.threads * 2;
+        let decoding = &self.timings.decode;
         let mut decode = move || -> Result<Vec<RecordBatch>> {
-            let mut batches = Vec::with_capacity(group);
-            for batch in reader.by_ref().take(group) {
-                batches.push(batch.map_err(|e| Error::ParquetInput { path: path.clone(), source: e.into() })?);
-            }
-            Ok(batches)
+            timed(decoding, || {
+                let mut batches = Vec::with_capacity(group);
+                for batch in reader.by_ref().take(group) {
+                    batches.push(batch.map_err(|e| Error::ParquetInput { path: path.clone(), source: e.into() })?);
+                }
+                Ok(batches)
+            })
         };
         let mut batches = decode()?;
         while !batches.is_empty() {
             let (scored, next) = rayon::join(
-                || batches.par_iter().map(|b| self.score(b)).collect::<Result<Vec<ArrayRef>>>(),
+                || {
+                    batches
+                        .par_iter()
+                        .map(|b| timed(&self.timings.model, || self.score(b)))
+                        .collect::<Result<Vec<ArrayRef>>>()
+                },
                 &mut decode,
             );
             for prediction in scored? {
-                let leaves = compute_leaves(&self.prediction, &prediction).map_err(|s| self.write_err(s))?;
-                for (writer, leaf) in writers.iter_mut().zip(&leaves) {
-                    writer.write(leaf).map_err(|s| self.write_err(s))?;
-                }
+                timed(&self.timings.encode, || -> Result<()> {
+                    let leaves = compute_leaves(&self.prediction, &prediction).map_err(|s| self.write_err(s))?;
+                    for (writer, leaf) in writers.iter_mut().zip(&leaves) {
+                        writer.write(leaf).map_err(|s| self.write_err(s))?;
+                    }
+                    Ok(())
+                })?;
                 progress.rows_written(prediction.len() as u64);
             }
             batches = next?;
         }
-        let chunks = writers
-            .into_iter()
-            .map(|w| w.close())
-            .collect::<parquet::errors::Result<_>>()
-            .map_err(|s| self.write_err(s))?;
+        let chunks = timed(&self.timings.encode, || {
+            writers.into_iter().map(|w| w.close()).collect::<parquet::errors::Result<_>>()
+        })
+        .map_err(|s| self.write_err(s))?;
         Ok(Unit { file, row_group, chunks })
     }
 
