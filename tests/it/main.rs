@@ -1,6 +1,7 @@
 //! mlscore's integration tests: the CLI against real MLflow-logged models, real Parquet and
 //! real MLflow stores (see models/generate.py for how they were made).
 
+mod chaos;
 mod common;
 mod errors;
 mod gbdt;

@@ -158,8 +158,12 @@ fn main() -> ExitCode {
     }
     let _ = STORES.set(config);
     let result = match cli.command {
-        Command::Score(args) => runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(score(args))),
-        Command::Sql(args) => runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(sql::run(args))),
+        Command::Score(args) => {
+            runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(until_interrupted(score(args))))
+        }
+        Command::Sql(args) => {
+            runtime(args.engine.engine().partitions).and_then(|rt| rt.block_on(until_interrupted(sql::run(args))))
+        }
         Command::Inspect(args) => inspect::run(&args),
         Command::Bench(args) => runtime(1).and_then(|rt| rt.block_on(bench::run(args))),
         Command::Serve(args) => serve::run(args),
@@ -198,6 +202,31 @@ fn error_lines(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
         next = err.source();
     }
     lines
+}
+
+/// Runs a job that writes an output until it ends, or until SIGINT (Ctrl-C) or SIGTERM
+/// arrives: then the temporary files of the unfinished output are removed and the process
+/// exits at once, with 130 or 143 as a shell reports those signals, leaving the target as it was.
+async fn until_interrupted(job: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return job.await;
+    };
+    let (name, code) = tokio::select! {
+        done = job => return done,
+        _ = int.recv() => ("SIGINT", 130),
+        _ = term.recv() => ("SIGTERM", 143),
+    };
+    let abandoned = mlscore_datafusion::abandon_unfinished_outputs();
+    eprintln!(
+        "error: interrupted by {name}; {}",
+        if abandoned == 0 {
+            "nothing was written".to_string()
+        } else {
+            "the unfinished output was removed".to_string()
+        }
+    );
+    std::process::exit(code)
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {

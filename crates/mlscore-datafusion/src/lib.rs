@@ -17,6 +17,6 @@ pub use job::{
     scoring_context, write_query,
 };
 pub use passthrough::CopyPolicy;
-pub use sink::{Codec, NoProgress, OutputSpec, Progress, Swept};
+pub use sink::{Codec, NoProgress, OutputSpec, Progress, Swept, abandon_unfinished_outputs};
 pub use stores::StoreRegistry;
 pub use udf::{NoArgumentCalls, PredictOptions, PredictStats, PredictUdf, predict_udf};

@@ -319,6 +319,27 @@ pub struct Swept {
 
 const STAGING_MARK: &str = ".mlscore-tmp-";
 
+/// The staging directories (and their lock files) of the outputs this process is writing.
+static LIVE_STAGING: std::sync::Mutex<Vec<(PathBuf, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes the temporary files of every output this process is still writing, for a process
+/// about to exit before its jobs finish (on SIGINT or SIGTERM): nothing of them is left behind.
+/// Returns how many outputs were abandoned. Writers still running may recreate a file in a
+/// directory being removed, so each removal is tried a few times.
+pub fn abandon_unfinished_outputs() -> usize {
+    let live = LIVE_STAGING.lock().map(|l| l.clone()).unwrap_or_default();
+    for (dir, lock) in &live {
+        for _ in 0..5 {
+            match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => std::thread::yield_now(),
+                _ => break,
+            }
+        }
+        let _ = std::fs::remove_file(lock);
+    }
+    live.len()
+}
+
 impl Staging {
     /// A directory beside `target`, or in the system's temporary directory for a remote target.
     pub(crate) fn new(target: &Path, remote: bool) -> Result<Self> {
@@ -334,12 +355,18 @@ impl Staging {
             let _ = std::fs::remove_file(&lock_path);
             return Err(Error::io("cannot create", &dir, e));
         }
+        if let Ok(mut live) = LIVE_STAGING.lock() {
+            live.push((dir.clone(), lock_path.clone()));
+        }
         Ok(Self { dir, lock_path, _lock: lock, committed: false, swept })
     }
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
+        if let Ok(mut live) = LIVE_STAGING.lock() {
+            live.retain(|(dir, _)| dir != &self.dir);
+        }
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
