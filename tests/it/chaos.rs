@@ -73,8 +73,9 @@ const KINDS: &[Kind] = &[
     Kind { name: "score, a directory, columns copied", target: "out/", sql: false, extra: &[] },
     Kind { name: "score, a directory, re-encoded", target: "out/", sql: false, extra: &["--reencode"] },
     Kind { name: "score, one CSV file", target: "out.csv", sql: false, extra: &["--result-type", "bigint"] },
-    Kind { name: "sql, one Parquet file", target: "out.parquet", sql: true, extra: &[] },
-    Kind { name: "sql, a directory", target: "out/", sql: true, extra: &[] },
+    Kind { name: "sql, one Parquet file, sorted", target: "out.parquet", sql: true, extra: &[] },
+    Kind { name: "sql, a directory, sorted", target: "out/", sql: true, extra: &[] },
+    Kind { name: "sql, one Parquet file, columns copied", target: "out.parquet", sql: true, extra: &["--copy"] },
 ];
 
 fn command(kind: &Kind, input: &Path, target: &Path, overwrite: bool) -> Command {
@@ -89,7 +90,10 @@ fn command(kind: &Kind, input: &Path, target: &Path, overwrite: bool) -> Command
     if overwrite {
         cmd.arg("--overwrite");
     }
-    cmd.args(kind.extra).stdout(Stdio::null()).stderr(Stdio::piped());
+    if kind.extra != ["--copy"] {
+        cmd.args(kind.extra);
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     cmd
 }
 

@@ -323,3 +323,50 @@ fn pyarrow_duckdb_and_spark_read_copied_outputs_like_reencoded_ones() {
         assert!(said.contains(&format!("{reader}: 1000 rows")), "{said}");
     }
 }
+
+fn sql(query: &str, output: &Path, extra: &[&str]) -> std::process::Output {
+    let mut cmd = mlscore();
+    cmd.args(["sql", "--model", "churn=models/churn", "--model", "again=models/churn", "--output"])
+        .arg(output)
+        .args(extra)
+        .arg(query);
+    run(&mut cmd, true)
+}
+
+#[test]
+fn sql_queries_that_pass_columns_through_copy_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = mixed_table(dir.path());
+    let from = format!("FROM '{}/'", input.display());
+    let cases = [
+        // (query, columns copied; 0: re-encoded)
+        (format!("SELECT *, churn() AS p {from}"), 14),
+        (format!("SELECT region, churn() AS p, customer_id, again() AS q, tags {from}"), 3),
+        (format!("SELECT churn() AS p {from}"), 0),
+        (format!("SELECT customer_id AS id, churn() AS p {from}"), 0),
+        (format!("SELECT customer_id, age + 1 AS older, churn() AS p {from}"), 0),
+        (format!("SELECT customer_id, churn() AS p {from} WHERE age > 40"), 0),
+        (format!("SELECT customer_id, churn() AS p {from} ORDER BY customer_id DESC"), 0),
+        (format!("SELECT customer_id, churn() AS p {from} LIMIT 10"), 0),
+        (format!("SELECT * {from}"), 0),
+    ];
+    for (i, (query, copied)) in cases.iter().enumerate() {
+        let got = dir.path().join(format!("{i}.parquet"));
+        let want = dir.path().join(format!("{i}-reencoded.parquet"));
+        let out = sql(query, &got, &[]);
+        let said = stderr(&out);
+        if *copied > 0 {
+            assert!(said.contains(&format!("{copied} input column")) && said.contains(COPIED), "{query}: {said}");
+        } else {
+            assert!(!said.contains(COPIED), "{query}: {said}");
+        }
+        sql(query, &want, &["--reencode"]);
+        assert_eq!(read_parquet(&got), read_parquet(&want), "{query}");
+    }
+    // A query that copies no column still decodes only what its model reads.
+    let alone = read_parquet(&dir.path().join("2.parquet"));
+    assert_eq!(alone.num_columns(), 1);
+    let full = read_parquet(&dir.path().join("0.parquet"));
+    assert_eq!(column(&alone, "p").as_ref(), column(&full, "p").as_ref());
+    assert_matches_golden(&full, "p", "churn_v2");
+}

@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use mlscore_core::{NullPolicy, ResultType, Scorer};
 use mlscore_datafusion::{
     Codec, CopyPolicy, EngineOptions, Format, OutputSpec, PredictOptions, ScoreJob, provenance_metadata,
-    scoring_context,
+    scoring_context, write_job,
 };
 
 /// Batch-score MLflow models over Arrow/Parquet tables, natively.
@@ -102,6 +102,21 @@ struct OutputArgs {
     /// row groups].
     #[arg(long, value_name = "N")]
     row_group_rows: Option<usize>,
+    /// Decode and re-encode every column, even where a Parquet input's columns could be copied
+    /// into a Parquet output as they are stored.
+    #[arg(long)]
+    reencode: bool,
+}
+
+impl OutputArgs {
+    /// When a Parquet input's columns may be copied into the output as stored.
+    fn copy_policy(&self) -> CopyPolicy {
+        CopyPolicy {
+            reencode: self.reencode,
+            compression_given: self.compression.is_some(),
+            row_group_rows_given: self.row_group_rows.is_some(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -133,10 +148,6 @@ struct ScoreArgs {
     /// Input format [default: from the inputs' extension].
     #[arg(long, value_name = "parquet|csv|arrow")]
     input_format: Option<Format>,
-    /// Decode and re-encode every input column, even where a Parquet input's columns could be
-    /// copied into a Parquet output as they are stored.
-    #[arg(long)]
-    reencode: bool,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
@@ -268,11 +279,6 @@ async fn score(args: ScoreArgs) -> Result<()> {
         columns: args.columns.clone(),
         output_column: args.output_column.clone(),
         options: PredictOptions { result_type, null_policy: args.on_null },
-        copy: CopyPolicy {
-            reencode: args.reencode,
-            compression_given: args.out.compression.is_some(),
-            row_group_rows_given: args.out.row_group_rows.is_some(),
-        },
     };
     let (df, registered) = job.plan(&ctx, model).await?;
     for w in registered.stats.warnings() {
@@ -281,7 +287,8 @@ async fn score(args: ScoreArgs) -> Result<()> {
     let spec = output_spec(&args.output, &args.out, provenance_metadata(std::slice::from_ref(&registered), &[]))?;
     let total = progress::estimated_rows(&df).await;
     let bar = progress::Bar::new(total, args.engine.quiet);
-    let report = job.write(&ctx, df, &registered, &spec, &engine, bar.clone()).await?;
+    let models = std::slice::from_ref(&registered);
+    let report = write_job(df, &spec, models, &engine, args.out.copy_policy(), bar.clone()).await?;
     bar.finish();
     if !args.engine.quiet {
         progress::summary(&report, &args.output);

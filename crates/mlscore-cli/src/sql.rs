@@ -7,7 +7,7 @@ use arrow::util::pretty::pretty_format_batches;
 use clap::Args;
 use mlscore_core::{NullPolicy, ResultType};
 use mlscore_datafusion::{
-    PredictOptions, RegisteredModel, model_binding, provenance_metadata, register_model, scoring_context, write_query,
+    PredictOptions, RegisteredModel, model_binding, provenance_metadata, register_model, scoring_context, write_job,
 };
 
 use crate::{EngineArgs, OutputArgs, load_model, output_spec, progress};
@@ -98,7 +98,7 @@ pub(crate) async fn run(args: SqlArgs) -> Result<()> {
         let spec = output_spec(out, &args.out, provenance_metadata(&models, &[("mlscore.query", args.query.clone())]))?;
         let total = progress::estimated_rows(&df).await;
         let bar = progress::Bar::new(total, args.engine.quiet);
-        let report = write_query(df, &spec, &models, bar.clone()).await?;
+        let report = write_job(df, &spec, &models, &args.engine.engine(), args.out.copy_policy(), bar.clone()).await?;
         bar.finish();
         if !args.engine.quiet {
             progress::summary(&report, out);

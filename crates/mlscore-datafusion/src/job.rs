@@ -216,8 +216,6 @@ pub struct ScoreJob {
     pub output_column: String,
     /// The UDF's options (result type, null policy).
     pub options: PredictOptions,
-    /// Whether a Parquet input's columns may be copied into a Parquet output as stored.
-    pub copy: CopyPolicy,
 }
 
 impl ScoreJob {
@@ -254,49 +252,47 @@ impl ScoreJob {
     }
 }
 
-impl ScoreJob {
-    /// Runs a job [`ScoreJob::plan`] planned and writes its output as `spec` says. From Parquet
-    /// to Parquet, the input's columns are copied into the output as they are stored and only
-    /// the model's features are decoded, unless the job's `copy` policy or its inputs rule that
-    /// out (then every column is re-encoded, and the report says why).
-    pub async fn write(
-        &self,
-        ctx: &SessionContext,
-        df: DataFrame,
-        registered: &RegisteredModel,
-        spec: &OutputSpec,
-        engine: &EngineOptions,
-        progress: Arc<dyn Progress>,
-    ) -> Result<JobReport> {
-        let start = Instant::now();
-        let route = PassThrough::plan(self, ctx, &df, registered, spec, engine).await?;
-        let pass = match route {
-            Ok(pass) => pass,
-            Err(reason) => {
-                let mut report = write_query(df, spec, std::slice::from_ref(registered), progress).await?;
-                report.reencoded_because = Some(reason);
-                return Ok(report);
-            }
-        };
-        let copied_columns = pass.copied_columns();
-        let (WriteStats { rows, files, bytes, swept }, phases) = pass.run(spec, progress).await?;
-        Ok(JobReport {
-            rows,
-            null_rows: vec![(
-                registered.name.clone(),
-                registered.stats.null_rows.load(std::sync::atomic::Ordering::Relaxed),
-            )],
-            files,
-            bytes,
-            partitions: engine.partitions,
-            elapsed: start.elapsed(),
-            warnings: registered.stats.warnings(),
-            swept,
-            copied_columns,
-            reencoded_because: None,
-            phases,
-        })
-    }
+/// Runs a query and writes its result as `spec` says, reporting on `models`. From Parquet to
+/// Parquet, when every column of the result is either an input column passed through under its
+/// own name or a model's prediction (what `mlscore score` and `SELECT *, churn() AS p FROM ...`
+/// ask), the input's columns are copied into the output as they are stored and only the
+/// models' features are decoded, unless `copy` or the query rules that out; then every column is
+/// decoded and encoded again, and the report says why.
+pub async fn write_job(
+    df: DataFrame,
+    spec: &OutputSpec,
+    models: &[RegisteredModel],
+    engine: &EngineOptions,
+    copy: CopyPolicy,
+    progress: Arc<dyn Progress>,
+) -> Result<JobReport> {
+    let start = Instant::now();
+    let pass = match PassThrough::plan(&df, spec, engine, copy).await? {
+        Ok(pass) => pass,
+        Err(reason) => {
+            let mut report = write_query(df, spec, models, progress).await?;
+            report.reencoded_because = Some(reason);
+            return Ok(report);
+        }
+    };
+    let copied_columns = pass.copied_columns();
+    let (WriteStats { rows, files, bytes, swept }, phases) = pass.run(spec, progress).await?;
+    Ok(JobReport {
+        rows,
+        null_rows: models
+            .iter()
+            .map(|m| (m.name.clone(), m.stats.null_rows.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect(),
+        files,
+        bytes,
+        partitions: engine.partitions,
+        elapsed: start.elapsed(),
+        warnings: models.iter().flat_map(|m| m.stats.warnings()).collect(),
+        swept,
+        copied_columns,
+        reencoded_because: None,
+        phases,
+    })
 }
 
 /// Which table columns a score job feeds its model, and how.

@@ -14,7 +14,7 @@ pub use error::{Error, Result};
 pub use input::Format;
 pub use job::{
     EngineOptions, JobReport, RegisteredModel, ScoreJob, model_binding, provenance_metadata, register_model,
-    scoring_context, write_query,
+    scoring_context, write_job, write_query,
 };
 pub use passthrough::CopyPolicy;
 pub use sink::{Codec, NoProgress, OutputSpec, Progress, Swept, abandon_unfinished_outputs};

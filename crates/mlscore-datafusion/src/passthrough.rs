@@ -25,17 +25,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StructArray};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::error::DataFusionError;
-use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::physical_expr::projection::ProjectionExprs;
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::prelude::SessionContext;
+use datafusion::physical_plan::expressions::Column;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ProjectionMask, add_encoded_arrow_schema_to_metadata};
@@ -48,11 +47,11 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::input::Format;
-use crate::job::{EngineOptions, Feed, RegisteredModel, ScoreJob};
+use crate::job::EngineOptions;
 use crate::sink::{OutputSpec, Progress, Staging, WriteStats, commit_dir, float_columns_plain, replace, upload_file};
 use crate::udf::PredictUdf;
 
-/// When a Parquet-to-Parquet score job may copy its input's columns instead of re-encoding them.
+/// When a Parquet-to-Parquet job may copy its input's columns instead of re-encoding them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CopyPolicy {
     /// Re-encode every column (`--reencode`): never copy.
@@ -69,17 +68,23 @@ struct InputFile {
     meta: ArrowReaderMetadata,
 }
 
+/// A column of the output.
+enum OutColumn {
+    /// An input root column, copied: the input's leaf columns under it.
+    Copy { leaves: Vec<usize> },
+    /// A model's prediction: its expression over the decoded feature columns and how many leaf
+    /// columns it has.
+    Model { expr: Arc<dyn PhysicalExpr>, leaves: usize },
+}
+
 /// A job the pass-through route can serve, planned.
 pub(crate) struct PassThrough {
     files: Vec<InputFile>,
-    /// The input files' Arrow schema (all files share one Parquet schema).
-    file_schema: SchemaRef,
-    /// The input's root columns the model reads, ascending.
+    /// The input's root columns the models read, ascending: what is decoded.
     projected: Vec<usize>,
-    feed: Feed,
-    udf: Arc<ScalarUDF>,
-    /// The prediction's field and the writer factory of its leaf columns.
-    prediction: FieldRef,
+    columns: Vec<OutColumn>,
+    /// The models' fields, in output order, and the writer factory of their leaf columns.
+    models: Arc<Schema>,
     factory: ArrowRowGroupWriterFactory,
     /// The output's Parquet root and writer properties (metadata, the Arrow schema hint).
     root: Arc<Type>,
@@ -119,34 +124,47 @@ impl std::fmt::Debug for PassThrough {
     }
 }
 
-/// One row group's prediction, encoded.
+/// One row group's predictions, encoded: the models' leaf column chunks in output order.
 struct Unit {
     file: usize,
     row_group: usize,
     chunks: Vec<ArrowColumnChunk>,
 }
 
-/// The local files a plan scans, in the order its partitions read them, if the plan is a
-/// projection over one local Parquet scan and nothing else.
-fn scanned_files(plan: &Arc<dyn ExecutionPlan>) -> std::result::Result<Vec<PathBuf>, String> {
-    let mut node = plan.clone();
-    while let Some(p) = node.downcast_ref::<ProjectionExec>() {
-        node = p.input().clone();
-    }
-    let config = node
+/// The scan a plan is, if it is one local Parquet scan with a projection and nothing else
+/// (no filter, no limit, no sort, no join): the files in the order its partitions read them,
+/// its table schema, and its projection (columns and expressions over the table's columns).
+fn plain_scan(
+    plan: &Arc<dyn ExecutionPlan>,
+) -> std::result::Result<(Vec<PathBuf>, SchemaRef, ProjectionExprs), String> {
+    let config = plan
         .downcast_ref::<DataSourceExec>()
         .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
-        .ok_or_else(|| format!("the query is not a plain scan ({})", node.name()))?;
+        .ok_or_else(|| format!("the query is more than a scan ({})", plan.name()))?;
+    if config.limit.is_some() {
+        return Err("the query has a limit".into());
+    }
     if config.file_source().file_type() != "parquet" {
         return Err("the input is not Parquet".into());
+    }
+    if config.file_source().filter().is_some() {
+        return Err("the query filters rows".into());
     }
     if config.object_store_url.as_str() != "file:///" {
         return Err(format!("the input is in an object store ({})", config.object_store_url.as_str()));
     }
+    let table = config.file_schema().clone();
+    let projection = match config.file_source().projection() {
+        Some(p) => p.clone(),
+        None => ProjectionExprs::from_indices(&(0..table.fields().len()).collect::<Vec<_>>(), &table),
+    };
     let local = object_store::local::LocalFileSystem::new();
     let mut files: Vec<PathBuf> = Vec::new();
     for group in &config.file_groups {
         for file in group.files() {
+            if !file.partition_values.is_empty() {
+                return Err("the table has partition columns".into());
+            }
             let path = local
                 .path_to_filesystem(&file.object_meta.location)
                 .map_err(|e| format!("cannot map {} to a local path: {e}", file.object_meta.location))?;
@@ -155,7 +173,7 @@ fn scanned_files(plan: &Arc<dyn ExecutionPlan>) -> std::result::Result<Vec<PathB
             }
         }
     }
-    Ok(files)
+    Ok((files, table, projection))
 }
 
 /// Whether `codec` is the compression the user asked for (levels aside).
@@ -163,18 +181,25 @@ fn same_codec(a: parquet::basic::Compression, b: parquet::basic::Compression) ->
     std::mem::discriminant(&a) == std::mem::discriminant(&b)
 }
 
+/// Whether `expr` calls a model (a [`PredictUdf`]) anywhere.
+fn calls_a_model(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.exists(|e| {
+        Ok(e.downcast_ref::<ScalarFunctionExpr>()
+            .is_some_and(|f| f.fun().inner().downcast_ref::<PredictUdf>().is_some()))
+    })
+    .unwrap_or(false)
+}
+
 impl PassThrough {
-    /// Plans `df` (a [`ScoreJob`]'s query) for the pass-through route; `Ok(Err(reason))` when
-    /// this route cannot serve it and the caller should re-encode.
+    /// Plans the query `df` for the pass-through route: every output column either an input
+    /// column passed through under its own name or a model's prediction. `Ok(Err(reason))`
+    /// when this route cannot serve it and the caller should re-encode.
     pub(crate) async fn plan(
-        job: &ScoreJob,
-        ctx: &SessionContext,
         df: &DataFrame,
-        model: &RegisteredModel,
         spec: &OutputSpec,
         engine: &EngineOptions,
+        policy: CopyPolicy,
     ) -> Result<std::result::Result<Self, String>> {
-        let policy = job.copy;
         if policy.reencode {
             return Ok(Err("--reencode".into()));
         }
@@ -188,8 +213,8 @@ impl PassThrough {
             return Ok(Err("a row group size was asked for".into()));
         }
         let plan = df.clone().create_physical_plan().await?;
-        let paths = match scanned_files(&plan) {
-            Ok(p) => p,
+        let (paths, table, projection) = match plain_scan(&plan) {
+            Ok(scan) => scan,
             Err(reason) => return Ok(Err(reason)),
         };
         let mut files = Vec::with_capacity(paths.len());
@@ -228,50 +253,92 @@ impl PassThrough {
                 }
             }
         }
-        // The table DataFusion reads must be the files' own: same names, same types.
+        // The table the engine reads must be the files' own: same columns, same types, so that
+        // the projection's column indices are the files' root columns.
         let file_schema = first.meta.schema().clone();
-        let out_schema = df.schema().as_arrow().clone();
-        let n = file_schema.fields().len();
-        if out_schema.fields().len() != n + 1 {
-            return Ok(Err("the query does not add exactly one column".into()));
+        let same_table = table.fields().len() == file_schema.fields().len()
+            && table
+                .fields()
+                .iter()
+                .zip(file_schema.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if !same_table {
+            return Ok(Err("the engine reads the files as another table (types or columns differ)".into()));
         }
-        for (a, b) in file_schema.fields().iter().zip(out_schema.fields()) {
-            if a.name() != b.name() || a.data_type() != b.data_type() {
-                return Ok(Err(format!(
-                    "column '{}' is read as {} by the engine but stored as {}",
-                    b.name(),
-                    b.data_type(),
-                    a.data_type()
-                )));
+        let out_schema = plan.schema();
+        let mut columns = Vec::with_capacity(projection.iter().count());
+        let mut model_fields: Vec<FieldRef> = Vec::new();
+        let mut parquet_fields = Vec::new();
+        let mut projected: Vec<usize> = Vec::new();
+        let parquet_err = |source| Error::Parquet { path: spec.path.clone(), source };
+        let input_root = descr.root_schema();
+        for (i, p) in projection.iter().enumerate() {
+            let field = out_schema.field(i);
+            if let Some(c) = p.expr.downcast_ref::<Column>() {
+                let root = c.index();
+                if field.name() != file_schema.field(root).name() {
+                    return Ok(Err(format!("column '{}' is renamed", file_schema.field(root).name())));
+                }
+                if field.data_type() != file_schema.field(root).data_type() {
+                    return Ok(Err(format!("column '{}' changes type", field.name())));
+                }
+                let leaves = (0..descr.num_columns()).filter(|l| descr.get_column_root_idx(*l) == root).collect();
+                parquet_fields.push(input_root.get_fields()[root].clone());
+                columns.push(OutColumn::Copy { leaves });
+            } else if calls_a_model(&p.expr) {
+                let mut reads = Vec::new();
+                p.expr
+                    .apply(|e| {
+                        if let Some(c) = e.downcast_ref::<Column>() {
+                            reads.push(c.index());
+                        }
+                        Ok(TreeNodeRecursion::Continue)
+                    })
+                    .map_err(Error::from)?;
+                projected.extend(reads);
+                let field = Arc::new(field.clone());
+                let descr =
+                    ArrowSchemaConverter::new().convert(&Schema::new(vec![field.clone()])).map_err(parquet_err)?;
+                parquet_fields.extend(descr.root_schema().get_fields().iter().cloned());
+                model_fields.push(field);
+                columns.push(OutColumn::Model { expr: p.expr.clone(), leaves: descr.num_columns() });
+            } else {
+                return Ok(Err(format!("column '{}' is computed by the query", field.name())));
             }
         }
-        let feed = job.feed(&file_schema, model.model.as_ref())?;
-        let mut projected = match &feed {
-            Feed::Positional(c) | Feed::Named(c) => c.clone(),
-        };
         projected.sort_unstable();
         projected.dedup();
+        if model_fields.is_empty() {
+            return Ok(Err("the query calls no model".into()));
+        }
         if projected.is_empty() {
-            return Ok(Err("the model reads no columns".into()));
+            return Ok(Err("the models read no columns".into()));
         }
-        let udf = ctx.udf(&model.name)?;
-        if udf.inner().downcast_ref::<PredictUdf>().is_none() {
-            return Err(Error::Query(format!("{} is not a model function", model.name)));
+        // The models' expressions read the decoded columns, which are the projected ones.
+        for column in &mut columns {
+            if let OutColumn::Model { expr, .. } = column {
+                let at = |i: usize| projected.binary_search(&i).unwrap_or_default();
+                *expr =
+                    expr.clone()
+                        .transform(|e| {
+                            Ok(match e.downcast_ref::<Column>() {
+                                Some(c) => Transformed::yes(
+                                    Arc::new(Column::new(c.name(), at(c.index()))) as Arc<dyn PhysicalExpr>
+                                ),
+                                None => Transformed::no(e),
+                            })
+                        })
+                        .map_err(Error::from)?
+                        .data;
+            }
         }
-        let prediction = Arc::new(out_schema.field(n).clone());
 
-        // The output: the input's Parquet columns as they are, then the prediction's. The
-        // input's schema-level metadata (pandas' column list, say) goes, as the engine drops it.
-        let out_arrow =
-            Arc::new(Schema::new(file_schema.fields().iter().cloned().chain([prediction.clone()]).collect::<Fields>()));
-        let parquet_err = |source| Error::Parquet { path: spec.path.clone(), source };
-        let prediction_schema = Arc::new(Schema::new(vec![prediction.clone()]));
-        let prediction_descr = ArrowSchemaConverter::new().convert(&prediction_schema).map_err(parquet_err)?;
-        let input_root = descr.root_schema();
-        let fields =
-            input_root.get_fields().iter().cloned().chain(prediction_descr.root_schema().get_fields().iter().cloned());
+        // The output's schema: copied columns as the input stores them, predictions as Arrow
+        // writes them. The input's schema-level metadata (pandas' column list, say) goes, as
+        // the engine drops it.
+        let out_arrow = Arc::new(Schema::new(out_schema.fields().clone()));
         let root = Arc::new(
-            Type::group_type_builder(input_root.name()).with_fields(fields.collect()).build().map_err(parquet_err)?,
+            Type::group_type_builder(input_root.name()).with_fields(parquet_fields).build().map_err(parquet_err)?,
         );
         let mut props = float_columns_plain(WriterProperties::builder(), &out_arrow)
             .set_compression(spec.codec.parquet())
@@ -281,11 +348,13 @@ impl PassThrough {
             .build();
         add_encoded_arrow_schema_to_metadata(&out_arrow, &mut props);
         let props = Arc::new(props);
-        // The prediction's column writers come from a schema of its leaves alone: their
+        // The predictions' column writers come from a schema of their leaves alone: their
         // descriptors equal those of the same leaves in the output's schema.
-        let shape = SerializedFileWriter::new(std::io::sink(), prediction_descr.root_schema_ptr(), props.clone())
+        let models = Arc::new(Schema::new(model_fields));
+        let models_descr = ArrowSchemaConverter::new().convert(&models).map_err(parquet_err)?;
+        let shape = SerializedFileWriter::new(std::io::sink(), models_descr.root_schema_ptr(), props.clone())
             .map_err(parquet_err)?;
-        let factory = ArrowRowGroupWriterFactory::new(&shape, prediction_schema);
+        let factory = ArrowRowGroupWriterFactory::new(&shape, models.clone());
         let page_index = files
             .iter()
             .map(|f| {
@@ -297,25 +366,23 @@ impl PassThrough {
             })
             .collect();
         Ok(Ok(Self {
-            page_index,
             files,
-            file_schema,
             projected,
-            feed,
-            udf,
-            prediction,
+            columns,
+            models,
             factory,
             root,
             props,
+            page_index,
             batch_rows: engine.batch_rows.max(1),
             threads: engine.partitions.max(1),
             timings: Timings::default(),
         }))
     }
 
-    /// Columns copied undecoded into the output.
+    /// Input columns copied undecoded into the output.
     pub(crate) fn copied_columns(&self) -> usize {
-        self.file_schema.fields().len()
+        self.columns.iter().filter(|c| matches!(c, OutColumn::Copy { .. })).count()
     }
 
     /// Scores every row group and writes and commits the output as `spec` says; returns what
@@ -420,19 +487,23 @@ impl PassThrough {
                     batches
                         .par_iter()
                         .map(|b| timed(&self.timings.model, || self.score(b)))
-                        .collect::<Result<Vec<ArrayRef>>>()
+                        .collect::<Result<Vec<Vec<ArrayRef>>>>()
                 },
                 &mut decode,
             );
-            for prediction in scored? {
+            for predictions in scored? {
                 timed(&self.timings.encode, || -> Result<()> {
-                    let leaves = compute_leaves(&self.prediction, &prediction).map_err(|s| self.write_err(s))?;
-                    for (writer, leaf) in writers.iter_mut().zip(&leaves) {
-                        writer.write(leaf).map_err(|s| self.write_err(s))?;
+                    let mut writers = writers.iter_mut();
+                    for (field, prediction) in self.models.fields().iter().zip(&predictions) {
+                        let leaves = compute_leaves(field, prediction).map_err(|s| self.write_err(s))?;
+                        // Leaves first: `zip` would take a writer too many from the shared iterator.
+                        for (leaf, writer) in leaves.iter().zip(writers.by_ref()) {
+                            writer.write(leaf).map_err(|s| self.write_err(s))?;
+                        }
                     }
                     Ok(())
                 })?;
-                progress.rows_written(prediction.len() as u64);
+                progress.rows_written(predictions.first().map_or(0, |p| p.len()) as u64);
             }
             batches = next?;
         }
@@ -443,32 +514,20 @@ impl PassThrough {
         Ok(Unit { file, row_group, chunks })
     }
 
-    /// The model's prediction for one decoded batch of feature columns.
-    fn score(&self, batch: &RecordBatch) -> Result<ArrayRef> {
-        let column = |i: &usize| -> (FieldRef, ArrayRef) {
-            let at = self.projected.binary_search(i).unwrap_or_default();
-            (self.file_schema.fields()[*i].clone(), batch.column(at).clone())
-        };
-        let (fields, arrays): (Vec<FieldRef>, Vec<ArrayRef>) = match &self.feed {
-            Feed::Positional(cols) => cols.iter().map(column).unzip(),
-            Feed::Named(cols) => {
-                let (fields, arrays): (Vec<FieldRef>, Vec<ArrayRef>) = cols.iter().map(column).unzip();
-                let fields = Fields::from(fields);
-                let array = StructArray::try_new(fields.clone(), arrays, None)
-                    .map_err(|e| Error::from(DataFusionError::from(e)))?;
-                (vec![Arc::new(Field::new("features", DataType::Struct(fields), false))], vec![Arc::new(array)])
+    /// The models' predictions for one decoded batch of feature columns, in output order.
+    fn score(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let mut out = Vec::with_capacity(self.models.fields().len());
+        for column in &self.columns {
+            if let OutColumn::Model { expr, .. } = column {
+                out.push(expr.evaluate(batch)?.into_array(batch.num_rows())?);
             }
-        };
-        let udf = self
-            .udf
-            .inner()
-            .downcast_ref::<PredictUdf>()
-            .ok_or_else(|| Error::Query(format!("{} is not a model function", self.udf.name())))?;
-        Ok(udf.score(&fields, &arrays, batch.num_rows())?)
+        }
+        Ok(out)
     }
 
     fn write_err(&self, source: parquet::errors::ParquetError) -> Error {
-        Error::Parquet { path: PathBuf::from(self.prediction.name()), source }
+        let names: Vec<&str> = self.models.fields().iter().map(|f| f.name().as_str()).collect();
+        Error::Parquet { path: PathBuf::from(names.join(", ")), source }
     }
 }
 
@@ -549,24 +608,34 @@ impl<'a> Output<'a> {
         let rg = meta.row_group(unit.row_group);
         let handle = File::open(&input.path).map_err(|e| Error::io("cannot open", &input.path, e))?;
         let mut out = writer.next_row_group().map_err(werr)?;
-        for (c, column) in rg.columns().iter().enumerate() {
-            let close = ColumnCloseResult {
-                bytes_written: column.compressed_size() as u64,
-                rows_written: rg.num_rows() as u64,
-                metadata: column.clone(),
-                bloom_filter: None,
-                column_index: page_index_entry(meta.column_index(), page_index, unit.row_group, c),
-                offset_index: page_index_entry(meta.offset_index(), page_index, unit.row_group, c),
-            };
-            out.append_column(&handle, close).map_err(werr)?;
-        }
-        for mut chunk in unit.chunks {
-            if !page_index {
-                let close = chunk.close_mut();
-                close.offset_index = None;
-                close.column_index = None;
+        let mut predicted = unit.chunks.into_iter();
+        for column in &self.job.columns {
+            match column {
+                OutColumn::Copy { leaves } => {
+                    for &c in leaves {
+                        let chunk = rg.column(c);
+                        let close = ColumnCloseResult {
+                            bytes_written: chunk.compressed_size() as u64,
+                            rows_written: rg.num_rows() as u64,
+                            metadata: chunk.clone(),
+                            bloom_filter: None,
+                            column_index: page_index_entry(meta.column_index(), page_index, unit.row_group, c),
+                            offset_index: page_index_entry(meta.offset_index(), page_index, unit.row_group, c),
+                        };
+                        out.append_column(&handle, close).map_err(werr)?;
+                    }
+                }
+                OutColumn::Model { leaves, .. } => {
+                    for mut chunk in predicted.by_ref().take(*leaves) {
+                        if !page_index {
+                            let close = chunk.close_mut();
+                            close.offset_index = None;
+                            close.column_index = None;
+                        }
+                        chunk.append_to_row_group(&mut out).map_err(werr)?;
+                    }
+                }
             }
-            chunk.append_to_row_group(&mut out).map_err(werr)?;
         }
         out.close().map_err(werr)?;
         *rows += rg.num_rows() as u64;

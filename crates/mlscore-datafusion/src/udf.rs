@@ -198,16 +198,7 @@ impl ScalarUDFImpl for PredictUdf {
             )));
         }
         let arrays: Vec<ArrayRef> = args.args.iter().map(|a| a.to_array(rows)).collect::<DfResult<_>>()?;
-        Ok(ColumnarValue::Array(self.score(&args.arg_fields, &arrays, rows)?))
-    }
-}
-
-impl PredictUdf {
-    /// Scores one batch of the UDF's arguments (`arg_fields` describe `arrays`, each `rows`
-    /// long): what a call in a query computes, also used by jobs that feed the model without a
-    /// query plan, so that both give the same result.
-    pub fn score(&self, arg_fields: &[FieldRef], arrays: &[ArrayRef], rows: usize) -> DfResult<ArrayRef> {
-        let (frame, sources, _) = self.frame(arg_fields)?;
+        let (frame, sources, _) = self.frame(&args.arg_fields)?;
         let columns: Vec<ArrayRef> = sources
             .iter()
             .map(|s| match s {
@@ -223,7 +214,7 @@ impl PredictUdf {
         self.stats.null_rows.fetch_add(prediction.null_rows as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         debug_assert_eq!(result.len(), rows);
-        Ok(result)
+        Ok(ColumnarValue::Array(result))
     }
 }
 
