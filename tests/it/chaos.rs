@@ -211,3 +211,36 @@ fn killed_jobs_leave_their_target_absent_or_complete() {
         format_args!("chaos: {} kinds x {kills} signals, seed {seed}, {rows} rows: {tally:?}\n", KINDS.len()),
     );
 }
+
+#[test]
+fn a_full_disk_fails_the_job_with_the_file_named_and_no_output() {
+    // A file-size limit stands in for a full disk: writes past it fail like ENOSPC's do.
+    let dir = tempfile::tempdir().unwrap();
+    let input = big_table(dir.path(), 60_000);
+    for (target, extra) in
+        [("o.parquet", ""), ("o.parquet", "--reencode"), ("d/", ""), ("o.csv", "--result-type bigint")]
+    {
+        let scratch =
+            dir.path().join(format!("out-{}", target.replace(['.', '/'], "_")) + extra.replace(' ', "_").as_str());
+        std::fs::create_dir(&scratch).unwrap();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -f 64; exec \"$0\" score -q --model models/churn --input '{}' --output '{}' {extra}",
+                input.display(),
+                scratch.join(target).display()
+            ))
+            .arg(binary())
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{target} {extra}: succeeded past the limit");
+        assert_eq!(out.status.code(), Some(1), "{target} {extra}: not an orderly failure: {err}");
+        assert!(err.contains("too large") && err.contains(&scratch.display().to_string()), "{target} {extra}: {err}");
+        assert!(err.contains("hint: the disk holding the output is full"), "{target} {extra}: {err}");
+        let left: Vec<String> =
+            std::fs::read_dir(&scratch).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(left.is_empty(), "{target} {extra}: left {left:?}");
+    }
+}

@@ -185,6 +185,8 @@ fn main() -> ExitCode {
             for (i, line) in error_lines(&*e).iter().enumerate() {
                 if i == 0 {
                     eprintln!("error: {line}");
+                } else if line.starts_with("hint: ") {
+                    eprintln!("  {line}");
                 } else {
                     eprintln!("  caused by: {line}");
                 }
@@ -212,6 +214,17 @@ fn error_lines(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
         }
         next = err.source();
     }
+    for line in &mut lines {
+        *line = line.replace(": External: ", ": ");
+    }
+    // A full disk reaches us as an I/O error deep inside the Parquet or CSV writer: say what it
+    // means for the job.
+    if lines.iter().any(|l| l.contains("(os error 27)") || l.contains("(os error 28)")) {
+        lines.push(
+            "hint: the disk holding the output is full, or a file-size limit (ulimit -f) was reached; nothing was written"
+                .into(),
+        );
+    }
     lines
 }
 
@@ -223,6 +236,10 @@ async fn until_interrupted(job: impl std::future::Future<Output = Result<()>>) -
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return job.await;
     };
+    // A file-size limit (`ulimit -f`) reached would kill the process with SIGXFSZ, leaving the
+    // temporary output behind; handled, the write fails instead (EFBIG) and the job reports it
+    // and cleans up like any other failed write. (25 is SIGXFSZ on Linux and macOS.)
+    let _file_too_large = signal(SignalKind::from_raw(25));
     let (name, code) = tokio::select! {
         done = job => return done,
         _ = int.recv() => ("SIGINT", 130),
