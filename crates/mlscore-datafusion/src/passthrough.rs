@@ -1,21 +1,25 @@
-//! Parquet in, Parquet out, without re-encoding what the model does not change.
+//! Parquet in, Parquet out, without re-encoding what the models do not change.
 //!
-//! A score job adds a column to a table. When the input is local Parquet and the output is
-//! Parquet, the input's column chunks are copied into the output byte for byte (same pages,
-//! encodings, compression, statistics and page index) and only the model's feature columns are
-//! decoded; the prediction is the one column encoded. The output has the input's row groups,
-//! in the input's order (files in the order the query engine reads them, one output part per
-//! input file for a directory output), so it holds exactly what the re-encoding route writes.
+//! A scoring job adds a column to a table. When the input is local Parquet, the output is
+//! Parquet, and every column of the result is either an input column passed through under its
+//! own name or a model's prediction (`mlscore score`; `SELECT *, churn() AS p FROM ...`), the
+//! input's column chunks are copied into the output byte for byte (same pages, encodings,
+//! compression, statistics and page index) and only the models' feature columns are decoded;
+//! the predictions are the only columns encoded. The output has the input's row groups, in the
+//! input's order (files in the order the query engine reads them, one output part per input file
+//! for a directory output), so it holds exactly what the re-encoding route writes. The models
+//! run through the query's own physical expressions, so their semantics are the engine's.
 //!
 //! Work is done row group by row group: the features are decoded in batches on one thread
-//! while the batches decoded before are scored on the others, the prediction is encoded into
-//! a column chunk held in memory, and a writer thread copies the input's chunks and appends the
-//! prediction's. Memory is bounded by a few batches of features and the prediction chunk of the
-//! row groups in flight, whatever the row group size or the number of columns passed through.
+//! while the batches decoded before are scored on the others, the predictions are encoded into
+//! column chunks held in memory, and a writer thread copies the input's chunks and appends the
+//! predictions'. Memory is bounded by a few batches of features and the prediction chunks of
+//! the row groups in flight, whatever the row group size or the number of columns passed through.
 //!
-//! [`PassThrough::plan`] says why when it cannot serve a job (CSV, object store inputs,
-//! files whose schemas differ, a compression or row group size asked for that the input does
-//! not have); the caller then takes the re-encoding route.
+//! [`PassThrough::plan`] says why when it cannot serve a job (CSV, object store inputs, files
+//! whose schemas differ, a query that filters, sorts or computes columns, a compression or row
+//! group size asked for that the input does not have); the caller then takes the re-encoding
+//! route.
 
 use std::fs::File;
 use std::io::BufWriter;

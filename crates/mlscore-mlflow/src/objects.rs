@@ -255,11 +255,21 @@ pub async fn download(store: &dyn ObjectStore, url: &Url, files: &[Listed], dest
         let mut file = std::io::BufWriter::new(
             std::fs::File::create(&target).map_err(|e| Error::io("cannot create", &target, e))?,
         );
+        let mut got = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| invalid(&object_url, format!("download interrupted: {e}")))?;
             file.write_all(&chunk).map_err(|e| Error::io("cannot write", &target, e))?;
-            bytes += chunk.len() as u64;
+            got += chunk.len() as u64;
         }
+        // A connection that ends early can look like the end of the object: the listing's size
+        // decides, so that a cut file never enters the cache.
+        if got != f.size {
+            return Err(invalid(
+                &object_url,
+                format!("download cut short: {got} of {} bytes arrived; run again to retry", f.size),
+            ));
+        }
+        bytes += got;
         file.flush().map_err(|e| Error::io("cannot write", &target, e))?;
     }
     Ok(bytes)

@@ -225,14 +225,16 @@ impl RestStore {
                     std::fs::create_dir_all(&target).map_err(|e| Error::io("cannot create", &target, e))?;
                     todo.push(child);
                 } else {
-                    bytes += self.download_file(&join_rel(&path, &child), &target)?;
+                    bytes += self.download_file(&join_rel(&path, &child), &target, f["file_size"].as_u64())?;
                 }
             }
         }
         Ok(bytes)
     }
 
-    fn download_file(&self, path: &str, target: &Path) -> Result<u64> {
+    /// Downloads one artifact; `size` is what the listing said it holds, checked on arrival so
+    /// that a connection that ends early never leaves a cut file behind as if complete.
+    fn download_file(&self, path: &str, target: &Path, size: Option<u64>) -> Result<u64> {
         let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}", self.base, encode_path(path));
         let mut resp = self.with_retries(&url, || self.authorized(self.agent.get(&url)).call())?;
         let status = resp.status().as_u16();
@@ -245,6 +247,11 @@ impl RestStore {
         let mut file = std::fs::File::create(target).map_err(|e| Error::io("cannot create", target, e))?;
         let n = std::io::copy(&mut resp.body_mut().as_reader(), &mut file)
             .map_err(|e| self.remote(&url, format!("download interrupted: {e}")))?;
+        if let Some(size) = size.filter(|s| *s != n) {
+            return Err(
+                self.remote(&url, format!("download cut short: {n} of {size} bytes arrived; run again to retry"))
+            );
+        }
         file.flush().map_err(|e| Error::io("cannot write", target, e))?;
         Ok(n)
     }
