@@ -95,7 +95,7 @@ pub(crate) fn summary(report: &JobReport, output: &str) {
     if !report.phases.is_empty() {
         let phases: Vec<String> =
             report.phases.iter().map(|(name, t)| format!("{name} {:.2}s", t.as_secs_f64())).collect();
-        eprintln!("thread time: {}", phases.join(", "));
+        eprintln!("CPU time: {}", phases.join(", "));
     }
     for (model, n) in &report.null_rows {
         if *n > 0 {

@@ -167,7 +167,7 @@ pub struct JobReport {
     /// Why the input's columns were re-encoded rather than copied, for a score job that could
     /// not copy them.
     pub reencoded_because: Option<String>,
-    /// Thread time per phase, where the job measured it (jobs that copy columns do: decoding
+    /// CPU time per phase, where the job measured it (jobs that copy columns do: decoding
     /// the features, the model, encoding the prediction, copying the input's column chunks).
     pub phases: Vec<(&'static str, Duration)>,
 }
