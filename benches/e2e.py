@@ -189,13 +189,15 @@ def run_variant(variant: str, name: str, meta: dict, table: Path, out: Path, bin
 
 
 def labels(path: Path, variant: str):
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     t = ds.dataset(str(path), format="parquet").to_table(columns=["id", "prediction"])
     t = t.sort_by("id")
     p = t.column("prediction").combine_chunks()
-    if variant.startswith("spark"):
+    if variant.startswith("spark") or not pa.types.is_struct(p.type):
+        # spark_udf and mlscore on the sklearn flavor return pyfunc's labels as they are.
         return t.column("id"), p
     return t.column("id"), pc.struct_field(p, "label")
 

@@ -172,6 +172,29 @@ pub struct JobReport {
     pub phases: Vec<(&'static str, Duration)>,
 }
 
+impl JobReport {
+    /// The report of a job that wrote `stats` with `models` on `partitions`, started at `start`.
+    fn written(stats: WriteStats, models: &[RegisteredModel], partitions: usize, start: Instant) -> Self {
+        let WriteStats { rows, files, bytes, swept } = stats;
+        Self {
+            rows,
+            null_rows: models
+                .iter()
+                .map(|m| (m.name.clone(), m.stats.null_rows.load(std::sync::atomic::Ordering::Relaxed)))
+                .collect(),
+            files,
+            bytes,
+            partitions,
+            elapsed: start.elapsed(),
+            warnings: models.iter().flat_map(|m| m.stats.warnings()).collect(),
+            swept,
+            copied_columns: 0,
+            reencoded_because: None,
+            phases: Vec::new(),
+        }
+    }
+}
+
 /// Runs a query and writes its result as `spec` says, reporting on `models`.
 pub async fn write_query(
     df: DataFrame,
@@ -183,23 +206,8 @@ pub async fn write_query(
     let task_ctx = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await?;
     let partitions = plan.properties().partitioning.partition_count();
-    let WriteStats { rows, files, bytes, swept } = write_plan(plan, task_ctx, spec, progress).await?;
-    Ok(JobReport {
-        rows,
-        null_rows: models
-            .iter()
-            .map(|m| (m.name.clone(), m.stats.null_rows.load(std::sync::atomic::Ordering::Relaxed)))
-            .collect(),
-        files,
-        bytes,
-        partitions,
-        elapsed: start.elapsed(),
-        warnings: models.iter().flat_map(|m| m.stats.warnings()).collect(),
-        swept,
-        copied_columns: 0,
-        reencoded_because: None,
-        phases: Vec::new(),
-    })
+    let stats = write_plan(plan, task_ctx, spec, progress).await?;
+    Ok(JobReport::written(stats, models, partitions, start))
 }
 
 /// `mlscore score`: every input column, unchanged, plus the model's prediction.
@@ -276,23 +284,8 @@ pub async fn write_job(
         }
     };
     let copied_columns = pass.copied_columns();
-    let (WriteStats { rows, files, bytes, swept }, phases) = pass.run(spec, progress).await?;
-    Ok(JobReport {
-        rows,
-        null_rows: models
-            .iter()
-            .map(|m| (m.name.clone(), m.stats.null_rows.load(std::sync::atomic::Ordering::Relaxed)))
-            .collect(),
-        files,
-        bytes,
-        partitions: engine.partitions,
-        elapsed: start.elapsed(),
-        warnings: models.iter().flat_map(|m| m.stats.warnings()).collect(),
-        swept,
-        copied_columns,
-        reencoded_because: None,
-        phases,
-    })
+    let (stats, phases) = pass.run(spec, progress).await?;
+    Ok(JobReport { copied_columns, phases, ..JobReport::written(stats, models, engine.partitions, start) })
 }
 
 /// Which table columns a score job feeds its model, and how.
