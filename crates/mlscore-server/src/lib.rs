@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -225,11 +226,15 @@ fn request_id(headers: &HeaderMap) -> Result<String, ()> {
 
 /// Azure ML's `POST /score`: `{"input_data": ..., "params": ...}` in, the bare predictions out,
 /// request ids echoed and the scoring time in `x-ms-run-fn-exec-ms`.
-async fn score(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn score(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let Ok(id) = request_id(&headers) else {
         let msg = json_message("x-request-id is longer than 100 characters");
         return (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, [(header::CONTENT_TYPE, "application/json")], msg)
             .into_response();
+    };
+    let body = match body_or_answer(&state, "/score", body, Some(&id)) {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut response = if ct.split(';').next().map(str::trim) != Some("application/json") {
@@ -320,7 +325,30 @@ fn content_type(headers: &HeaderMap) -> Result<request::Body, String> {
     Ok(kind)
 }
 
-async fn invocations(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The request's body, or the answer to give when it could not be read (413 over the body
+/// limit), counted and logged like any other answer.
+fn body_or_answer(
+    state: &AppState,
+    route: &'static str,
+    body: Result<Bytes, BytesRejection>,
+    id: Option<&str>,
+) -> Result<Bytes, Response> {
+    body.map_err(|rejection| {
+        let response = rejection.into_response();
+        state.record(route, response.status(), std::time::Instant::now(), 0, 0, id);
+        response
+    })
+}
+
+async fn invocations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_or_answer(&state, "/invocations", body, None) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let kind = match content_type(&headers) {
         Ok(k) => k,
         Err(msg) => {
