@@ -232,9 +232,9 @@ async fn score(State(state): State<AppState>, headers: HeaderMap, body: Result<B
         return (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, [(header::CONTENT_TYPE, "application/json")], msg)
             .into_response();
     };
-    let body = match body_or_answer(&state, "/score", body, Some(&id)) {
+    let body = match body {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(rejection) => return unread_body(&state, "/score", rejection, Some(&id)),
     };
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut response = if ct.split(';').next().map(str::trim) != Some("application/json") {
@@ -325,19 +325,12 @@ fn content_type(headers: &HeaderMap) -> Result<request::Body, String> {
     Ok(kind)
 }
 
-/// The request's body, or the answer to give when it could not be read (413 over the body
-/// limit), counted and logged like any other answer.
-fn body_or_answer(
-    state: &AppState,
-    route: &'static str,
-    body: Result<Bytes, BytesRejection>,
-    id: Option<&str>,
-) -> Result<Bytes, Response> {
-    body.map_err(|rejection| {
-        let response = rejection.into_response();
-        state.record(route, response.status(), std::time::Instant::now(), 0, 0, id);
-        response
-    })
+/// The answer to a request whose body could not be read (413 over the body limit), counted and
+/// logged like any other answer.
+fn unread_body(state: &AppState, route: &'static str, rejection: BytesRejection, id: Option<&str>) -> Response {
+    let response = rejection.into_response();
+    state.record(route, response.status(), std::time::Instant::now(), 0, 0, id);
+    response
 }
 
 async fn invocations(
@@ -345,9 +338,9 @@ async fn invocations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_answer(&state, "/invocations", body, None) {
+    let body = match body {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(rejection) => return unread_body(&state, "/invocations", rejection, None),
     };
     let kind = match content_type(&headers) {
         Ok(k) => k,
