@@ -244,3 +244,99 @@ fn a_full_disk_fails_the_job_with_the_file_named_and_no_output() {
         assert!(left.is_empty(), "{target} {extra}: left {left:?}");
     }
 }
+
+#[test]
+fn killed_jobs_writing_to_azure_leave_nothing_visible_before_their_commit() {
+    if !crate::servers::servers_installed("killed_jobs_writing_to_azure_leave_nothing_visible_before_their_commit") {
+        return;
+    }
+    use crate::servers::{Azurite, block_on, get_dir, list};
+    let kills: usize = env_or("MLSCORE_CHAOS_KILLS", 3);
+    let seed: u64 = env_or("MLSCORE_CHAOS_SEED", 20261130);
+    let rows: usize = env_or("MLSCORE_CHAOS_ROWS", 60_000);
+    let dir = tempfile::tempdir().unwrap();
+    let input = big_table(dir.path(), rows);
+    let az = Azurite::shared();
+    az.create_container("chaos");
+    let store = az.store("chaos");
+    let mut rng = Rng(seed ^ 0x5eed);
+    let mut tally = std::collections::BTreeMap::<&str, usize>::new();
+    // (prefix, output URL): a directory of multipart-uploaded parts, and one file uploaded whole.
+    for (prefix, url) in [("dir", "az://chaos/dir/"), ("file", "az://chaos/file/out.parquet")] {
+        let command = || {
+            let mut cmd = mlscore();
+            az.env(&mut cmd);
+            cmd.args(["score", "-q", "--model", "models/churn", "--input"]).arg(&input).args(["--output", url]);
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            cmd
+        };
+        let clear = || {
+            for name in list(store.as_ref(), prefix) {
+                let location = object_store::path::Path::from(format!("{prefix}/{name}"));
+                block_on(object_store::ObjectStoreExt::delete(store.as_ref(), &location)).unwrap();
+            }
+        };
+        // Absent, or complete: every row, and for a directory its _SUCCESS marker.
+        let check = |what: &str| {
+            let names = list(store.as_ref(), prefix);
+            if names.is_empty() {
+                return false;
+            }
+            if prefix == "dir" && !names.contains(&"_SUCCESS".to_string()) {
+                // Killed while completing its parts: an object store has no atomic commit of
+                // several objects, so some may be visible, each complete, without the marker
+                // that readers honouring _SUCCESS wait for.
+                let got = tempfile::tempdir().unwrap();
+                get_dir(store.as_ref(), prefix, got.path());
+                for name in &names {
+                    assert!(name.starts_with("part-") && name.ends_with(".parquet"), "{what}: {names:?}");
+                    read_parquet(&got.path().join(name));
+                }
+                return false;
+            }
+            if prefix != "dir" {
+                assert_eq!(names, ["out.parquet"], "{what}");
+            }
+            let got = tempfile::tempdir().unwrap();
+            get_dir(store.as_ref(), prefix, got.path());
+            let path = if prefix == "dir" { got.path().to_path_buf() } else { got.path().join("out.parquet") };
+            assert_eq!(read_parquet(&path).num_rows(), rows, "{what}: an incomplete output is visible");
+            true
+        };
+        clear();
+        let start = Instant::now();
+        let out = command().output().unwrap();
+        assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+        let took = start.elapsed();
+        assert!(check(url));
+        for i in 0..kills {
+            clear();
+            let sig = if i % 4 == 3 { "TERM" } else { "KILL" };
+            let what = format!("{url}, kill {i} (SIG{sig})");
+            let mut child = command().spawn().unwrap();
+            let deadline = Instant::now() + took.mul_f64(1.1 * rng.unit());
+            while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            signal(child.id(), sig);
+            let status = child.wait().unwrap();
+            let complete = check(&what);
+            let marked = list(store.as_ref(), prefix).iter().any(|n| n == "_SUCCESS");
+            let outcome = match (
+                status.success(),
+                complete,
+                prefix == "dir" && !marked && !list(store.as_ref(), prefix).is_empty(),
+            ) {
+                (true, _, _) => "finished before the signal",
+                (false, _, true) => "killed while completing parts (no _SUCCESS)",
+                (false, true, _) => "killed after its commit",
+                (false, false, _) => "killed, nothing visible",
+            };
+            *tally.entry(outcome).or_default() += 1;
+        }
+    }
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("chaos on Azurite: 2 kinds x {kills} signals, seed {seed}, {rows} rows: {tally:?}\n"),
+    );
+}

@@ -739,14 +739,19 @@ async fn write_remote_dir(
     let bytes = parts.iter().map(|p| p.bytes).sum();
     let files = parts.len();
     let written: Vec<ObjectPath> = parts.iter().map(|p| p.location.clone()).collect();
-    let mut pending = parts.into_iter();
-    while let Some(part) = pending.next() {
-        if let Err(e) = part.upload.finish().await {
-            for p in pending {
-                let _ = p.upload.abort().await;
-            }
-            return Err(spec.error(format!("cannot complete {}: {e}", part.location)));
+    // Every part is completed at once, so that the moment when some are visible and `_SUCCESS`
+    // is not yet (a job killed then leaves complete parts without the marker) is as short as
+    // the slowest completion. If one fails, the parts that did complete are removed again.
+    let completed = futures::future::join_all(parts.into_iter().map(|p| async move {
+        let done = p.upload.finish().await;
+        (p.location, done)
+    }))
+    .await;
+    if let Some((location, Err(e))) = completed.iter().find(|(_, done)| done.is_err()) {
+        for (done, _) in completed.iter().filter(|(_, d)| d.is_ok()) {
+            let _ = store.delete(done).await;
         }
+        return Err(spec.error(format!("cannot complete {location}: {e}")));
     }
     // Replaced outputs: what the new parts did not overwrite goes.
     for old in existing.iter().filter(|o| !written.contains(&o.location)) {
