@@ -370,3 +370,41 @@ fn sql_queries_that_pass_columns_through_copy_them() {
     assert_eq!(column(&alone, "p").as_ref(), column(&full, "p").as_ref());
     assert_matches_golden(&full, "p", "churn_v2");
 }
+
+#[test]
+fn a_footer_claiming_more_rows_than_stored_is_refused_naming_the_file() {
+    use parquet::file::metadata::ParquetMetaDataWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let honest = dir.path().join("honest.parquet");
+    write_parquet(&honest, &read_parquet(&sample()));
+    // The same pages under a footer whose row group claims a trillion rows.
+    let bytes = std::fs::read(&honest).unwrap();
+    let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap()) as usize;
+    let mut builder = footer(&honest).into_builder();
+    let groups = builder.take_row_groups();
+    let claimed = groups.into_iter().map(|rg| rg.into_builder().set_num_rows(1_000_000_000_000).build().unwrap());
+    let meta = builder.set_row_groups(claimed.collect()).set_column_index(None).set_offset_index(None).build();
+    let mut lying = bytes[..bytes.len() - 8 - footer_len].to_vec();
+    ParquetMetaDataWriter::new(&mut lying, &meta).finish().unwrap();
+    let input = dir.path().join("lying.parquet");
+    std::fs::write(&input, lying).unwrap();
+    let outputs = dir.path().join("out");
+    std::fs::create_dir(&outputs).unwrap();
+    // Copying columns takes the footer's row counts for the copied chunks, so a footer that
+    // disagrees with the pages is refused, naming the file; nothing is allocated for the rows
+    // it claims, and nothing is left behind.
+    let target = outputs.join("o.parquet");
+    let mut cmd = mlscore();
+    cmd.args(["score", "--model", "models/churn", "--input"]).arg(&input).arg("--output").arg(&target);
+    let out = run(&mut cmd, false);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("lying.parquet") && err.contains("footer says 1000000000000"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&outputs).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "{left:?}");
+    // The engine's reader (the re-encoding route) reads the rows the pages hold.
+    let mut cmd = mlscore();
+    cmd.args(["score", "--reencode", "--model", "models/churn", "--input"]).arg(&input).arg("--output").arg(&target);
+    run(&mut cmd, true);
+    assert_eq!(read_parquet(&target).num_rows(), 1000);
+}

@@ -496,7 +496,9 @@ impl PassThrough {
             })
         };
         let mut batches = decode()?;
+        let mut rows = 0usize;
         while !batches.is_empty() {
+            rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
             let (scored, next) = rayon::join(
                 || {
                     batches
@@ -521,6 +523,14 @@ impl PassThrough {
                 progress.rows_written(predictions.first().map_or(0, |p| p.len()) as u64);
             }
             batches = next?;
+        }
+        // The copied chunks are taken at the footer's word; a footer that claims other row
+        // counts than the pages hold is a damaged file, said of that file.
+        let claimed = input.meta.metadata().row_group(row_group).num_rows();
+        if i64::try_from(rows).ok() != Some(claimed) {
+            return Err(read_err(parquet::errors::ParquetError::General(format!(
+                "row group {row_group} holds {rows} rows where the file's footer says {claimed}; the file is damaged"
+            ))));
         }
         let chunks = timed(&self.timings.encode, || {
             writers.into_iter().map(|w| w.close()).collect::<parquet::errors::Result<_>>()
