@@ -77,18 +77,19 @@ pub(crate) fn stderr(out: &Output) -> String {
 }
 
 /// Reads a Parquet file, or every `.parquet` file of a directory in name order, as one batch.
+/// The files of `dir` whose extension is `ext`, in name order.
+pub(crate) fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    files
+}
+
 pub(crate) fn read_parquet(path: &Path) -> RecordBatch {
-    let files: Vec<PathBuf> = if path.is_dir() {
-        let mut f: Vec<PathBuf> = std::fs::read_dir(path)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .collect();
-        f.sort();
-        f
-    } else {
-        vec![path.to_path_buf()]
-    };
+    let files = if path.is_dir() { files_with_extension(path, "parquet") } else { vec![path.to_path_buf()] };
     let mut batches = Vec::new();
     let mut schema = None;
     for f in files {

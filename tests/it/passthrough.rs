@@ -114,13 +114,7 @@ fn footer(path: &Path) -> ParquetMetaData {
 }
 
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    files.sort();
-    files
+    files_with_extension(dir, "parquet")
 }
 
 /// The stored bytes of a column chunk.

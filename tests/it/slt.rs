@@ -141,14 +141,7 @@ impl sqllogictest::AsyncDB for Db {
 }
 
 fn slt_files() -> Vec<PathBuf> {
-    let dir = repo().join("tests/sqllogictests");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
-        .collect();
-    files.sort();
-    files
+    files_with_extension(&repo().join("tests/sqllogictests"), "slt")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,21 +238,35 @@ impl ScoreJob {
                 self.output_column
             )));
         }
-        let feed = self.feed(&schema, model.as_ref())?;
-        let registered = register_model(ctx, "predict", model, self.options.clone());
-        let udf = ctx.udf("predict")?;
-        let column = |i: &usize| col(quoted(schema.field(*i).name()));
-        let args: Vec<Expr> = match &feed {
-            Feed::Positional(columns) => columns.iter().map(column).collect(),
-            Feed::Named(columns) => {
-                let mut struct_args = Vec::with_capacity(columns.len() * 2);
-                for i in columns {
-                    struct_args.push(datafusion::prelude::lit(schema.field(*i).name().as_str()));
-                    struct_args.push(column(i));
+        if let Some(missing) = self.columns.iter().flatten().find(|c| schema.index_of(c).is_err()) {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(Error::Query(format!(
+                "--columns: no column named '{missing}' in the input (its columns: {})",
+                names.join(", ")
+            )));
+        }
+        let args: Vec<Expr> = match &self.columns {
+            Some(cols) => cols.iter().map(|c| col(quoted(c))).collect(),
+            None => {
+                let names = model.input_names();
+                if names.is_empty() {
+                    // No named signature: every column, in table order (what pyfunc.predict(df) passes).
+                    schema.fields().iter().map(|f| col(quoted(f.name()))).collect()
+                } else {
+                    // Bind against the whole table first, so that a missing column is reported with the table's extra columns.
+                    model.bind(&schema)?;
+                    let present: Vec<&String> = names.iter().filter(|n| schema.index_of(n).is_ok()).collect();
+                    let mut struct_args = Vec::with_capacity(present.len() * 2);
+                    for n in present {
+                        struct_args.push(datafusion::prelude::lit(n.as_str()));
+                        struct_args.push(col(quoted(n)));
+                    }
+                    vec![datafusion::functions::core::expr_fn::named_struct(struct_args)]
                 }
-                vec![datafusion::functions::core::expr_fn::named_struct(struct_args)]
             }
         };
+        let registered = register_model(ctx, "predict", model, self.options.clone());
+        let udf = ctx.udf("predict")?;
         let mut select: Vec<Expr> = schema.fields().iter().map(|f| col(quoted(f.name()))).collect();
         select.push(udf.call(args).alias(&self.output_column));
         let df = df.select(select)?;
@@ -286,44 +300,6 @@ pub async fn write_job(
     let copied_columns = pass.copied_columns();
     let (stats, phases) = pass.run(spec, progress).await?;
     Ok(JobReport { copied_columns, phases, ..JobReport::written(stats, models, engine.partitions, start) })
-}
-
-/// Which table columns a score job feeds its model, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Feed {
-    /// These columns, by position: spark_udf's `udf("a", "b")`, or every column, in table
-    /// order, for a model without a named signature (what `pyfunc.predict(df)` passes).
-    Positional(Vec<usize>),
-    /// One struct of these columns under their own names, which the model binds by name.
-    Named(Vec<usize>),
-}
-
-impl ScoreJob {
-    /// The columns of a table with `schema` this job feeds `model`, checked against its
-    /// signature: a missing column is reported with the table's extra columns.
-    pub(crate) fn feed(&self, schema: &arrow::datatypes::Schema, model: &dyn Scorer) -> Result<Feed> {
-        if let Some(cols) = &self.columns {
-            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            let columns = cols
-                .iter()
-                .map(|c| {
-                    schema.index_of(c).map_err(|_| {
-                        Error::Query(format!(
-                            "--columns: no column named '{c}' in the input (its columns: {})",
-                            names.join(", ")
-                        ))
-                    })
-                })
-                .collect::<Result<_>>()?;
-            return Ok(Feed::Positional(columns));
-        }
-        let names = model.input_names();
-        if names.is_empty() {
-            return Ok(Feed::Positional((0..schema.fields().len()).collect()));
-        }
-        model.bind(schema)?;
-        Ok(Feed::Named(names.iter().filter_map(|n| schema.index_of(n).ok()).collect()))
-    }
 }
 
 /// Column names as DataFusion's `col()` wants them: quoted, so case and dots survive.

@@ -43,8 +43,8 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ProjectionMask, add_encoded_arrow_schema_to_metadata};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::{KeyValue, PageIndexPolicy};
-use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
+use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::properties::WriterPropertiesPtr;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
 use rayon::prelude::*;
@@ -52,7 +52,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::input::Format;
 use crate::job::EngineOptions;
-use crate::sink::{OutputSpec, Progress, Staging, WriteStats, commit_dir, float_columns_plain, replace, upload_file};
+use crate::sink::{OutputSpec, Progress, Staging, WriteStats, commit_dir, parquet_props, replace, upload_file};
 use crate::udf::PredictUdf;
 
 /// When a Parquet-to-Parquet job may copy its input's columns instead of re-encoding them.
@@ -355,12 +355,8 @@ impl PassThrough {
         let root = Arc::new(
             Type::group_type_builder(input_root.name()).with_fields(parquet_fields).build().map_err(parquet_err)?,
         );
-        let mut props = float_columns_plain(WriterProperties::builder(), &out_arrow)
-            .set_compression(spec.codec.parquet())
-            .set_key_value_metadata(Some(
-                spec.metadata.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect(),
-            ))
-            .build();
+        // The row group size in them is moot here: the input's row groups are kept.
+        let mut props = parquet_props(spec, &out_arrow);
         add_encoded_arrow_schema_to_metadata(&out_arrow, &mut props);
         let props = Arc::new(props);
         // The predictions' column writers come from a schema of their leaves alone: their

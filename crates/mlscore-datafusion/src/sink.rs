@@ -59,7 +59,7 @@ impl Progress for NoProgress {
 /// Turns dictionary encoding off for floating-point columns. Features and scores seldom repeat,
 /// so the writer would intern every value of a row group (a hash table as large as the data)
 /// only to fall back to plain encoding: measured, a third of a 28-feature job's time.
-pub(crate) fn float_columns_plain(
+fn float_columns_plain(
     mut props: parquet::file::properties::WriterPropertiesBuilder,
     schema: &arrow::datatypes::Schema,
 ) -> parquet::file::properties::WriterPropertiesBuilder {
@@ -572,7 +572,9 @@ async fn write_partition(
     Ok(rows)
 }
 
-fn parquet_props(spec: &OutputSpec, schema: &SchemaRef) -> WriterProperties {
+/// The writer properties of an output with `schema`: its compression, provenance metadata and
+/// row group size, and no dictionaries for floating-point columns.
+pub(crate) fn parquet_props(spec: &OutputSpec, schema: &SchemaRef) -> WriterProperties {
     float_columns_plain(WriterProperties::builder(), schema)
         .set_compression(spec.codec.parquet())
         .set_max_row_group_row_count(Some(spec.row_group_rows))
