@@ -103,6 +103,101 @@ pub fn store_key(url: &Url) -> String {
     key
 }
 
+/// Short-lived credentials that a service hands out for one storage location (Unity Catalog's
+/// temporary credentials), used instead of the environment's.
+#[derive(Clone)]
+pub enum TemporaryCredentials {
+    /// An AWS session: key, secret and session token.
+    Aws {
+        /// `access_key_id`.
+        access_key_id: String,
+        /// `secret_access_key`.
+        secret_access_key: String,
+        /// `session_token`.
+        session_token: String,
+    },
+    /// An Azure shared access signature (a query string).
+    AzureSas(String),
+    /// A Google Cloud OAuth access token.
+    GcpBearer(String),
+}
+
+impl std::fmt::Debug for TemporaryCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Aws { .. } => "TemporaryCredentials::Aws(<redacted>)",
+            Self::AzureSas(_) => "TemporaryCredentials::AzureSas(<redacted>)",
+            Self::GcpBearer(_) => "TemporaryCredentials::GcpBearer(<redacted>)",
+        })
+    }
+}
+
+/// Opens the store that serves `url` with `credentials` and nothing else of the environment's
+/// credentials; endpoints still come from the environment (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+/// `AZURE_STORAGE_USE_EMULATOR`), so that S3-compatible servers and the Azure emulator work.
+pub fn open_with(url: &Url, credentials: &TemporaryCredentials) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+    use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder};
+    let fail = |e: object_store::Error| invalid(url.as_str(), configuration_hint(url, &e));
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let truthy = |k: &str| env(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+    let (scheme, path) = ObjectStoreScheme::parse(url).map_err(|e| invalid(url.as_str(), e))?;
+    let store: Arc<dyn ObjectStore> = match (scheme, credentials) {
+        (ObjectStoreScheme::MicrosoftAzure, TemporaryCredentials::AzureSas(sas)) => Arc::new(
+            MicrosoftAzureBuilder::new()
+                .with_url(url.as_str())
+                .with_use_emulator(truthy("AZURE_STORAGE_USE_EMULATOR"))
+                .with_config(AzureConfigKey::SasKey, sas.trim_start_matches('?'))
+                .with_retry(retry_config())
+                .build()
+                .map_err(fail)?,
+        ),
+        (
+            ObjectStoreScheme::AmazonS3,
+            TemporaryCredentials::Aws { access_key_id, secret_access_key, session_token },
+        ) => {
+            let mut builder = AmazonS3Builder::new()
+                .with_url(url.as_str())
+                .with_access_key_id(access_key_id)
+                .with_secret_access_key(secret_access_key)
+                .with_token(session_token)
+                .with_retry(retry_config());
+            for (var, key) in [
+                ("AWS_REGION", AmazonS3ConfigKey::Region),
+                ("AWS_DEFAULT_REGION", AmazonS3ConfigKey::Region),
+                ("AWS_ENDPOINT_URL", AmazonS3ConfigKey::Endpoint),
+                ("AWS_ENDPOINT_URL_S3", AmazonS3ConfigKey::Endpoint),
+                ("AWS_ALLOW_HTTP", AmazonS3ConfigKey::Client(object_store::ClientConfigKey::AllowHttp)),
+            ] {
+                if let Some(v) = env(var) {
+                    builder = builder.with_config(key, v);
+                }
+            }
+            Arc::new(builder.build().map_err(fail)?)
+        }
+        (ObjectStoreScheme::GoogleCloudStorage, TemporaryCredentials::GcpBearer(token)) => Arc::new(
+            GoogleCloudStorageBuilder::new()
+                .with_url(url.as_str())
+                .with_credentials(Arc::new(object_store::StaticCredentialProvider::new(GcpCredential {
+                    bearer: token.clone(),
+                })))
+                .with_retry(retry_config())
+                .build()
+                .map_err(fail)?,
+        ),
+        (scheme, credentials) => {
+            return Err(invalid(
+                url.as_str(),
+                format!(
+                    "{credentials:?} cannot open a {scheme:?} location; the service handed out credentials of another cloud"
+                ),
+            ));
+        }
+    };
+    Ok((store, path))
+}
+
 /// Retries of object store requests: `MLSCORE_STORE_MAX_RETRIES` (default 10) within
 /// `MLSCORE_STORE_RETRY_TIMEOUT` seconds (default 120), exponential backoff from 100 ms.
 fn retry_config() -> RetryConfig {

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::store::{LoggedModelInfo, ModelVersion, RegisteredModel, StoreConfig, TrackingStore};
+use crate::store::{ArtifactFetcher, LoggedModelInfo, ModelVersion, RegisteredModel, StoreConfig, TrackingStore};
 use crate::uri::{ModelUri, VersionSelector, file_uri_path, scheme_of};
 
 /// Where a model was found, and how.
@@ -44,6 +44,13 @@ pub struct Resolution {
 /// Remote files (object stores, `mlflow-artifacts:` through a tracking server) are downloaded
 /// into the cache directory of `config` once, and read from there.
 pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
+    if let Some((plain, registry)) = profile_in_uri(uri)? {
+        // `models://<profile>@databricks-uc/…`: this URI's own registry, as MLflow reads it.
+        let config = StoreConfig { registry_uri: registry, ..config.clone() };
+        let mut res = resolve(&plain, &config)?;
+        res.uri = uri.to_string();
+        return Ok(res);
+    }
     let parsed = ModelUri::parse(uri)?;
     let mut res = Resolution { uri: uri.to_string(), ..Resolution::default() };
     let location = match &parsed {
@@ -86,6 +93,17 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
                     hint: Some("only READY versions can be loaded".into()),
                 });
             }
+            if let Some(fetcher) = store.version_artifacts(&version)? {
+                // The registry serves the version's files itself (Databricks): MLflow reads them there.
+                res.artifact_location = fetcher.describe();
+                if let Some(id) = version.source.as_deref().and_then(|s| s.strip_prefix("models:/")) {
+                    res.model_id = Some(id.split('/').next().unwrap_or(id).to_string());
+                }
+                let key = format!("{}\n{}\n{}", store.location(), version.name, version.version);
+                let dir = fetch_with(fetcher.as_ref(), &key, config, &mut res.steps)?;
+                res.local_path = if sub_path.is_empty() { dir } else { dir.join(sub_path) };
+                return check_local(uri, res);
+            }
             let tracking = config.tracking_store()?;
             let base = version_location(tracking.as_ref(), store.as_ref(), uri, &version, &mut res)?;
             join_sub(&base, sub_path)
@@ -104,6 +122,14 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
         }
     };
     res.artifact_location.clone_from(&location);
+    let tracking = config.tracking_store().ok();
+    if let Some(t) = &tracking
+        && let Some(fetcher) = t.location_artifacts(&location)?
+    {
+        let key = format!("{}\n{location}", t.location());
+        res.local_path = fetch_with(fetcher.as_ref(), &key, config, &mut res.steps)?;
+        return check_local(uri, res);
+    }
     if location.starts_with("mlflow-artifacts:") {
         res.local_path = fetch_from_server(uri, &location, config, &mut res.steps)?;
         return check_local(uri, res);
@@ -112,7 +138,7 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
         res.local_path = fetch_from_object_store(uri, &location, config, &mut res.steps)?;
         return check_local(uri, res);
     }
-    let store_root = config.tracking_store().ok().and_then(|s| s.local_root());
+    let store_root = tracking.and_then(|t| t.local_root());
     res.local_path = local_artifact_path(uri, &location, store_root.as_deref(), &mut res.steps)?;
     check_local(uri, res)
 }
@@ -194,6 +220,68 @@ fn fetch_from_object_store(
     })
 }
 
+/// Downloads the files a service hands out into the cache. The entry is keyed by `key` and the
+/// listing (names and sizes), so that changed files are downloaded again.
+fn fetch_with(
+    fetcher: &dyn ArtifactFetcher,
+    key: &str,
+    config: &StoreConfig,
+    steps: &mut Vec<String>,
+) -> Result<PathBuf> {
+    let files = fetcher.list()?;
+    if files.is_empty() {
+        return Err(Error::NotFound {
+            uri: fetcher.describe(),
+            what: "no files there".into(),
+            hint: Some("the model's files were deleted, or the credentials in use cannot list them".into()),
+        });
+    }
+    let mut listing = format!("fetched\n{key}");
+    for f in &files {
+        listing.push_str(&format!("\n{}\t{}", f.path, f.size.map_or_else(String::new, |s| s.to_string())));
+    }
+    match fill_cache(config, &cache_key(&listing), |tmp| {
+        std::fs::create_dir_all(tmp).map_err(|e| Error::io("cannot create", tmp, e))?;
+        fetcher.download(&files, tmp)
+    })? {
+        Cached::Hit(dir) => {
+            steps.push(format!("{}: unchanged since it was cached at {}", fetcher.describe(), dir.display()));
+            Ok(dir)
+        }
+        Cached::Filled(dir, bytes) => {
+            steps.push(format!(
+                "{}: downloaded {bytes} bytes ({} files) into {}",
+                fetcher.describe(),
+                files.len(),
+                dir.display()
+            ));
+            Ok(dir)
+        }
+    }
+}
+
+/// A `models://<profile>@<registry>/…` URI as the plain `models:/…` URI and the registry URI
+/// (`databricks-uc://<profile>`) it names; `None` for every other URI.
+fn profile_in_uri(uri: &str) -> Result<Option<(String, String)>> {
+    let Some(rest) = uri.trim().strip_prefix("models://") else {
+        return Ok(None);
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some((profile, scheme)) = authority.split_once('@') else {
+        return Err(Error::invalid_uri(
+            uri,
+            "expected models:/<name>/… or models://<profile>@databricks[-uc]/<name>/…",
+        ));
+    };
+    if !matches!(scheme, "databricks" | "databricks-uc") || profile.is_empty() {
+        return Err(Error::invalid_uri(
+            uri,
+            "the registry in models://<profile>@<registry>/ must be databricks or databricks-uc",
+        ));
+    }
+    Ok(Some((format!("models:/{path}"), format!("{scheme}://{profile}"))))
+}
+
 fn cache_key(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
@@ -253,6 +341,24 @@ pub fn select_version(
     name: &str,
     selector: &VersionSelector,
 ) -> Result<ModelVersion> {
+    if let (VersionSelector::Latest | VersionSelector::Stage(_), Some(advice)) =
+        (selector, store.refuses_latest_and_stages())
+    {
+        return Err(Error::NotFound {
+            uri: uri.to_string(),
+            what: format!("{selector} of '{name}'"),
+            hint: Some(advice),
+        });
+    }
+    // A version or an alias is asked for directly; the whole model only to say what there is.
+    let direct = match selector {
+        VersionSelector::Version(v) => store.model_version(name, *v)?,
+        VersionSelector::Alias(a) => store.version_by_alias(name, a)?,
+        _ => None,
+    };
+    if let Some(v) = direct {
+        return Ok(v);
+    }
     let Some(model) = store.registered_model(name)? else {
         let names = store.registered_model_names()?;
         let hint = if names.is_empty() {
@@ -373,7 +479,8 @@ fn version_location(
                 version.version, version.name
             ),
         }),
-        Ok(_) if !source.is_empty() => {
+        // A location URI (an object store, a service's own scheme such as azureml:// or dbfs:/).
+        parsed if !source.is_empty() && (parsed.is_ok() || scheme_of(source).is_some()) => {
             res.steps.push(format!("version {} has source {source}", version.version));
             Ok(source.to_string())
         }
@@ -405,6 +512,7 @@ fn run_location(
         .push(format!("run {run_id} (experiment {}) keeps its artifacts at {}", run.experiment_id, run.artifact_uri));
     let root = store.local_root();
     let exists = match store.remote_artifacts() {
+        _ if let Some(fetcher) = store.location_artifacts(&direct)? => !fetcher.list()?.is_empty(),
         Some(server) if direct.starts_with("mlflow-artifacts:") => server.has_artifacts(&direct)?,
         _ if as_local_path(&direct).is_none() && crate::objects::is_object_url(&direct) => object_exists(&direct)?,
         _ => artifact_exists(&direct, root.as_deref()),

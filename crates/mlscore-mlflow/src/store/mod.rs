@@ -8,8 +8,14 @@
 //! Stores read here:
 //! - [`SqliteStore`]: `sqlite:///mlflow.db`, MLflow's default backend, read with SQLite itself;
 //! - [`FileStore`]: a `mlruns/` directory (`file:` tracking URIs and plain paths);
-//! - [`RestStore`]: an MLflow tracking server (`http://`, `https://`), artifacts through its proxy.
+//! - [`RestStore`]: an MLflow tracking server (`http://`, `https://`), artifacts through its proxy;
+//! - [`DatabricksStore`]: a Databricks workspace (`databricks`, `databricks://<profile>`), its
+//!   workspace registry and its Unity Catalog registry (`databricks-uc`), artifacts through the
+//!   signed URLs and temporary credentials the workspace hands out;
+//! - [`AzureMlStore`]: an Azure Machine Learning workspace (`azureml://…/workspaces/<name>`).
 
+mod azureml;
+mod databricks;
 mod file;
 mod rest;
 mod sqlite;
@@ -20,6 +26,8 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
+pub use azureml::AzureMlStore;
+pub use databricks::DatabricksStore;
 pub use file::FileStore;
 pub use rest::RestStore;
 pub use sqlite::SqliteStore;
@@ -113,6 +121,61 @@ pub trait TrackingStore: Debug + Send + Sync {
     fn remote_artifacts(&self) -> Option<&RestStore> {
         None
     }
+
+    /// One version of a registered model, asked for directly; `None` if there is none.
+    fn model_version(&self, name: &str, version: u64) -> Result<Option<ModelVersion>> {
+        Ok(self.registered_model(name)?.and_then(|m| m.versions.into_iter().find(|v| v.version == version)))
+    }
+
+    /// The version an alias points to; `None` if the model or the alias does not exist.
+    fn version_by_alias(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
+        let Some(model) = self.registered_model(name)? else {
+            return Ok(None);
+        };
+        let Some(v) = model.aliases.get(alias).copied() else {
+            return Ok(None);
+        };
+        Ok(model.versions.into_iter().find(|mv| mv.version == v))
+    }
+
+    /// Whether this registry understands `latest` and stages (Unity Catalog does not): `None`
+    /// when it does, else the advice to give.
+    fn refuses_latest_and_stages(&self) -> Option<String> {
+        None
+    }
+
+    /// For registries that serve a version's files themselves (Databricks): where they come from.
+    fn version_artifacts(&self, _version: &ModelVersion) -> Result<Option<Box<dyn ArtifactFetcher>>> {
+        Ok(None)
+    }
+
+    /// For stores whose artifact locations only they can read (Databricks' `dbfs:/databricks/
+    /// mlflow-tracking/…`): the files under `location`.
+    fn location_artifacts(&self, _location: &str) -> Result<Option<Box<dyn ArtifactFetcher>>> {
+        Ok(None)
+    }
+}
+
+/// One file a remote artifact repository holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// Its path relative to the listed root (`/`-separated).
+    pub path: String,
+    /// Its size in bytes, when the listing says.
+    pub size: Option<u64>,
+}
+
+/// The files of one model in a service that hands them out (signed URLs, temporary credentials).
+pub trait ArtifactFetcher: Debug + Send + Sync {
+    /// Where the files come from, for `mlscore inspect`: never a token or a signature.
+    fn describe(&self) -> String;
+
+    /// Every file below the root, recursively.
+    fn list(&self) -> Result<Vec<RemoteFile>>;
+
+    /// Downloads `files` (from [`Self::list`]) into `dest`, keeping their relative paths;
+    /// returns the bytes written.
+    fn download(&self, files: &[RemoteFile], dest: &Path) -> Result<u64>;
 }
 
 /// Where models are looked up: MLflow's tracking and registry URIs.
@@ -149,7 +212,7 @@ impl StoreConfig {
         let base_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let tracking_uri = env("MLFLOW_TRACKING_URI").unwrap_or_else(|| default_tracking_uri(&base_dir));
-        let registry_uri = env("MLFLOW_REGISTRY_URI").unwrap_or_else(|| tracking_uri.clone());
+        let registry_uri = env("MLFLOW_REGISTRY_URI").unwrap_or_else(|| default_registry_uri(&tracking_uri));
         Self { tracking_uri, registry_uri, base_dir, cache_dir: default_cache_dir(), refresh: false }
     }
 
@@ -157,7 +220,7 @@ impl StoreConfig {
     pub fn with_tracking_uri(uri: impl Into<String>) -> Self {
         let uri = uri.into();
         Self {
-            registry_uri: uri.clone(),
+            registry_uri: default_registry_uri(&uri),
             tracking_uri: uri,
             base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             cache_dir: default_cache_dir(),
@@ -173,6 +236,16 @@ impl StoreConfig {
     /// Opens the registry store (for `models:/<name>/…`).
     pub fn registry_store(&self) -> Result<Box<dyn TrackingStore>> {
         open_store(&self.registry_uri, &self.base_dir)
+    }
+}
+
+/// MLflow's registry for a tracking URI when `MLFLOW_REGISTRY_URI` is not set: Unity Catalog
+/// (with the same profile) for a Databricks workspace, the tracking store itself otherwise.
+pub fn default_registry_uri(tracking_uri: &str) -> String {
+    let t = tracking_uri.trim();
+    match t.strip_prefix("databricks") {
+        Some(rest) if rest.is_empty() || rest.starts_with("://") => format!("databricks-uc{rest}"),
+        _ => t.to_string(),
     }
 }
 
@@ -197,8 +270,11 @@ pub fn open_store(uri: &str, base_dir: &Path) -> Result<Box<dyn TrackingStore>> 
         }
         Some("sqlite") => Ok(Box::new(SqliteStore::open(uri, &sqlite_path(uri, base_dir)?)?)),
         Some("http" | "https") => Ok(Box::new(RestStore::open(uri)?)),
-        Some("databricks" | "databricks-uc" | "uc") => Err(unsupported(
-            "Databricks workspaces are not supported yet; pass the model's storage URL (abfss://, s3://, gs://) instead",
+        Some("databricks" | "databricks-uc") => Ok(Box::new(DatabricksStore::open(uri)?)),
+        Some("azureml") => Ok(Box::new(AzureMlStore::open(uri)?)),
+        Some("uc") => Err(unsupported(
+            "open-source Unity Catalog servers are not supported yet; pass the model version's storage URL \
+             (abfss://, s3://, gs://) or a path instead",
         )),
         Some("postgresql" | "mysql" | "mssql" | "postgres") => Err(unsupported(
             "database backends other than SQLite are not read directly; run `mlflow server` on it and use its http:// URI",
@@ -239,12 +315,23 @@ mod tests {
 
     #[test]
     fn remote_and_unknown_tracking_uris_are_refused_with_advice() {
-        for (uri, expected) in
-            [("databricks", "Databricks"), ("postgresql://u@h/db", "mlflow server"), ("weird://x", "unknown scheme")]
-        {
+        for (uri, expected) in [
+            ("uc:http://h:8080", "Unity Catalog"),
+            ("postgresql://u@h/db", "mlflow server"),
+            ("weird://x", "unknown scheme"),
+        ] {
             let err = open_store(uri, Path::new("/")).unwrap_err().to_string();
             assert!(err.contains(expected), "{uri}: {err}");
         }
+    }
+
+    #[test]
+    fn databricks_tracking_defaults_to_the_unity_catalog_registry() {
+        assert_eq!(default_registry_uri("databricks"), "databricks-uc");
+        assert_eq!(default_registry_uri("databricks://prod"), "databricks-uc://prod");
+        assert_eq!(default_registry_uri("databricks-uc"), "databricks-uc");
+        assert_eq!(default_registry_uri("http://h:5000"), "http://h:5000");
+        assert_eq!(default_registry_uri("sqlite:///mlflow.db"), "sqlite:///mlflow.db");
     }
 
     #[test]

@@ -25,11 +25,14 @@ use crate::error::{Error, Result};
 const ATTEMPTS: u32 = 5;
 
 /// An MLflow tracking server.
+#[derive(Clone)]
 pub struct RestStore {
     /// The tracking URI without a trailing slash (and without credentials).
     base: String,
-    /// The `Authorization` header value, if any (never printed).
-    auth: Option<String>,
+    /// How requests are authorized (never printed); shared by clones, with its cached token.
+    auth: std::sync::Arc<Auth>,
+    /// Where the credentials came from and what to set instead, for 401 and 403 answers.
+    auth_hint: String,
     agent: ureq::Agent,
     /// First retry delay; doubled every attempt.
     backoff: Duration,
@@ -37,10 +40,69 @@ pub struct RestStore {
 
 impl std::fmt::Debug for RestStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RestStore")
-            .field("base", &self.base)
-            .field("auth", &self.auth.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
+        f.debug_struct("RestStore").field("base", &self.base).field("auth", &self.auth).finish_non_exhaustive()
+    }
+}
+
+/// How requests to a server are authorized.
+pub(crate) enum Auth {
+    /// No `Authorization` header.
+    None,
+    /// A fixed `Authorization` header value: a bearer token, basic credentials.
+    Header(String),
+    /// An OAuth 2.0 client-credentials grant: a token fetched when first needed and fetched
+    /// again shortly before it expires or when the server refuses it.
+    ClientCredentials(ClientCredentials),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Header(_) => "<redacted header>",
+            Self::ClientCredentials(_) => "<OAuth client credentials>",
+        })
+    }
+}
+
+/// An OAuth 2.0 client-credentials grant (Databricks OAuth M2M, Microsoft Entra service principals).
+pub(crate) struct ClientCredentials {
+    /// The token endpoint, or where to discover it (an OAuth authorization server metadata document).
+    pub(crate) endpoint: TokenEndpoint,
+    /// The client id.
+    pub(crate) client_id: String,
+    /// The client secret (never printed).
+    pub(crate) client_secret: String,
+    /// `scope` of the request.
+    pub(crate) scope: String,
+    /// Whether the client authenticates with HTTP basic auth (Databricks) or form fields (Entra).
+    pub(crate) basic_auth: bool,
+    /// A federated token file (workload identity) whose contents are sent as the client
+    /// assertion instead of the secret, read anew for every token.
+    pub(crate) assertion_file: Option<std::path::PathBuf>,
+    /// The last token and when to stop using it.
+    pub(crate) cached: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+}
+
+/// Where an OAuth token comes from.
+pub(crate) enum TokenEndpoint {
+    /// This URL.
+    Url(String),
+    /// The `token_endpoint` of this metadata document (`/.well-known/oauth-authorization-server`).
+    Discover(String),
+}
+
+impl ClientCredentials {
+    pub(crate) fn new(endpoint: TokenEndpoint, client_id: String, client_secret: String, scope: &str) -> Self {
+        Self {
+            endpoint,
+            client_id,
+            client_secret,
+            scope: scope.to_string(),
+            basic_auth: false,
+            assertion_file: None,
+            cached: std::sync::Mutex::new(None),
+        }
     }
 }
 
@@ -51,13 +113,12 @@ impl RestStore {
         let auth = match (env("MLFLOW_TRACKING_TOKEN"), env("MLFLOW_TRACKING_USERNAME")) {
             (_, Some(user)) => {
                 let password = env("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
-                Some(format!("Basic {}", BASE64.encode(format!("{user}:{password}"))))
+                Some(basic_auth(&user, &password))
             }
             (Some(token), None) => Some(format!("Bearer {token}")),
             (None, None) => None,
         };
-        let timeout = env("MLFLOW_HTTP_REQUEST_TIMEOUT").and_then(|s| s.parse().ok()).unwrap_or(120);
-        Self::with_options(uri, auth, Duration::from_secs(timeout), Duration::from_millis(500))
+        Self::with_options(uri, auth, http_timeout(), Duration::from_millis(500))
     }
 
     /// A client with explicit options: an `Authorization` header value, the timeout of one
@@ -77,7 +138,45 @@ impl RestStore {
         }
         let agent: ureq::Agent =
             ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
-        Ok(Self { base: uri.trim_end_matches('/').to_string(), auth, agent, backoff })
+        let auth_hint = match auth {
+            Some(_) => "the credentials in MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD were refused; check them".into(),
+            None => "set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD".into(),
+        };
+        let auth = std::sync::Arc::new(auth.map_or(Auth::None, Auth::Header));
+        Ok(Self { base: uri.trim_end_matches('/').to_string(), auth, auth_hint, agent, backoff })
+    }
+
+    /// This client with other credentials; `hint` says where they came from and what to set
+    /// when the server refuses them.
+    pub(crate) fn with_auth(mut self, auth: Auth, hint: String) -> Self {
+        self.auth = std::sync::Arc::new(auth);
+        self.auth_hint = hint;
+        self
+    }
+
+    /// The server's base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The same client and credentials (one token cache) for another base URL of the service.
+    pub(crate) fn with_base(&self, base: &str) -> Self {
+        Self { base: base.trim_end_matches('/').to_string(), ..self.clone() }
+    }
+
+    /// GET `<base><path>` with query parameters (a JSON reply); `None` on 404 and
+    /// `RESOURCE_DOES_NOT_EXIST`.
+    pub(crate) fn api_get(&self, path: &str, query: &[(&str, &str)]) -> Result<Option<Value>> {
+        self.get_json(&format!("{}{path}", self.base), query)
+    }
+
+    /// POST a JSON body to `<base><path>`.
+    pub(crate) fn api_post(&self, path: &str, body: &Value) -> Result<Option<Value>> {
+        let url = format!("{}{path}", self.base);
+        let body = body.to_string();
+        self.call(&url, |agent| {
+            self.authorized(agent.post(&url)).header("Content-Type", "application/json").send(body.as_str())
+        })
     }
 
     /// GET `/api/2.0/mlflow/<endpoint>` with query parameters; `None` on 404 and on MLflow's
@@ -99,18 +198,106 @@ impl RestStore {
 
     /// POST a JSON body to `/api/2.0/mlflow/<endpoint>`.
     fn post(&self, endpoint: &str, body: &Value) -> Result<Option<Value>> {
-        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
-        let body = body.to_string();
-        self.call(&url, |agent| {
-            self.authorized(agent.post(&url)).header("Content-Type", "application/json").send(body.as_str())
-        })
+        self.api_post(&format!("/api/2.0/mlflow/{endpoint}"), body)
     }
 
-    /// The request with the credentials' `Authorization` header, if there are credentials.
+    /// The request with the credentials' `Authorization` header, if there are credentials. A
+    /// token that cannot be obtained leaves the header out; the server's 401 then says so, and
+    /// [`Self::call`] reports the token endpoint's own error.
     fn authorized<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.auth {
-            Some(a) => req.header("Authorization", a),
-            None => req,
+        match self.auth.as_ref() {
+            Auth::None => req,
+            Auth::Header(a) => req.header("Authorization", a),
+            Auth::ClientCredentials(c) => match self.oauth_token(c) {
+                Ok(token) => req.header("Authorization", format!("Bearer {token}")),
+                Err(_) => req,
+            },
+        }
+    }
+
+    /// The client-credentials token: the cached one while it has more than a minute left, else
+    /// a new one from the token endpoint.
+    fn oauth_token(&self, c: &ClientCredentials) -> Result<String> {
+        let mut cached = c.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((token, until)) = cached.as_ref()
+            && std::time::Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let token_url = match &c.endpoint {
+            TokenEndpoint::Url(u) => u.clone(),
+            TokenEndpoint::Discover(doc) => {
+                let meta = self.fetch_json(doc, |a| a.get(doc).call())?;
+                meta["token_endpoint"]
+                    .as_str()
+                    .ok_or_else(|| self.remote(doc, "the OAuth metadata has no token_endpoint".into()))?
+                    .to_string()
+            }
+        };
+        let assertion = match &c.assertion_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| Error::io("cannot read the federated token file", path, e))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let mut form = vec![("grant_type", "client_credentials"), ("scope", c.scope.as_str())];
+        if !c.basic_auth {
+            form.push(("client_id", c.client_id.as_str()));
+            match &assertion {
+                Some(a) => {
+                    form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+                    form.push(("client_assertion", a.as_str()));
+                }
+                None => form.push(("client_secret", c.client_secret.as_str())),
+            }
+        }
+        let reply = self.fetch_json(&token_url, |a| {
+            let req = a.post(&token_url);
+            let req = if c.basic_auth {
+                req.header("Authorization", basic_auth(&c.client_id, &c.client_secret))
+            } else {
+                req
+            };
+            req.send_form(form.iter().copied())
+        })?;
+        let token = reply["access_token"]
+            .as_str()
+            .ok_or_else(|| self.remote(&token_url, "the token endpoint's answer has no access_token".into()))?
+            .to_string();
+        let lifetime = reply["expires_in"]
+            .as_u64()
+            .or_else(|| reply["expires_in"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(3600);
+        let until = std::time::Instant::now() + Duration::from_secs(lifetime.saturating_sub(60).max(1));
+        *cached = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    /// A JSON document from an OAuth endpoint; its errors name the endpoint and never the secret.
+    fn fetch_json(
+        &self,
+        url: &str,
+        send: impl Fn(&ureq::Agent) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value> {
+        let mut resp = self.with_retries(url, || send(&self.agent))?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().map_err(|e| self.remote(url, format!("reading the reply: {e}")))?;
+        let json: Value = serde_json::from_str(&text).unwrap_or_default();
+        if status != 200 {
+            let said = json["error_description"].as_str().or(json["error"].as_str()).unwrap_or("");
+            return Err(self.remote(url, format!("HTTP {status} from the token endpoint {said}; {}", self.auth_hint)));
+        }
+        Ok(json)
+    }
+
+    /// Forgets a client-credentials token the server refused; whether there was one to forget.
+    fn forget_token(&self) -> bool {
+        match self.auth.as_ref() {
+            Auth::ClientCredentials(c) => c.cached.lock().unwrap_or_else(|e| e.into_inner()).take().is_some(),
+            _ => false,
         }
     }
 
@@ -120,7 +307,17 @@ impl RestStore {
         url: &str,
         send: impl Fn(&ureq::Agent) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Option<Value>> {
+        if let Auth::ClientCredentials(c) = self.auth.as_ref() {
+            self.oauth_token(c)?;
+        }
         let mut resp = self.with_retries(url, || send(&self.agent))?;
+        if resp.status().as_u16() == 401 && self.forget_token() {
+            // An OAuth token revoked or expired early: one more try with a fresh one.
+            if let Auth::ClientCredentials(c) = self.auth.as_ref() {
+                self.oauth_token(c)?;
+            }
+            resp = self.with_retries(url, || send(&self.agent))?;
+        }
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().map_err(|e| self.remote(url, format!("reading the reply: {e}")))?;
         let json: Value = if text.trim().is_empty() {
@@ -132,12 +329,10 @@ impl RestStore {
             200..=299 => Ok(Some(json)),
             404 => Ok(None),
             _ if json["error_code"] == "RESOURCE_DOES_NOT_EXIST" => Ok(None),
-            401 | 403 => Err(self.remote(
-                url,
-                format!(
-                    "HTTP {status}: not authorized; set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
-                ),
-            )),
+            401 | 403 => {
+                let said = json["message"].as_str().map(|m| format!(" ({m})")).unwrap_or_default();
+                Err(self.remote(url, format!("HTTP {status}: not authorized{said}; {}", self.auth_hint)))
+            }
             _ => Err(self.remote(url, format!("HTTP {status}: {}", json["message"].as_str().unwrap_or(text.trim())))),
         }
     }
@@ -236,27 +431,56 @@ impl RestStore {
     /// that a connection that ends early never leaves a cut file behind as if complete.
     fn download_file(&self, path: &str, target: &Path, size: Option<u64>) -> Result<u64> {
         let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}", self.base, encode_path(path));
-        let mut resp = self.with_retries(&url, || self.authorized(self.agent.get(&url)).call())?;
+        self.download(&url, &[], true, target, size)
+    }
+
+    /// Downloads `url` into `target` with extra `headers`, authorized with this client's
+    /// credentials or (for signed URLs, whose query is the credential) not at all. Errors name
+    /// the URL without its query. `size`, when known, is checked on arrival so that a connection
+    /// that ends early never leaves a cut file behind as if complete.
+    pub(crate) fn download(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        authorized: bool,
+        target: &Path,
+        size: Option<u64>,
+    ) -> Result<u64> {
+        let shown = without_query(url);
+        let send = || {
+            let mut req = self.agent.get(url);
+            for (k, v) in headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            if authorized { self.authorized(req).call() } else { req.call() }
+        };
+        let mut resp = self.with_retries(&shown, send).map_err(|e| redact_error(e, url, &shown))?;
         let status = resp.status().as_u16();
         if status != 200 {
-            return Err(self.remote(&url, format!("HTTP {status} while downloading")));
+            let hint = match status {
+                401 | 403 if !authorized => "; the signed URL was refused (expired?): run again for a new one",
+                401 | 403 => "; not authorized",
+                _ => "",
+            };
+            return Err(self.remote(&shown, format!("HTTP {status} while downloading{hint}")));
         }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
         }
         let mut file = std::fs::File::create(target).map_err(|e| Error::io("cannot create", target, e))?;
-        let n = std::io::copy(&mut resp.body_mut().as_reader(), &mut file)
-            .map_err(|e| self.remote(&url, format!("download interrupted: {e}")))?;
+        let n = std::io::copy(&mut resp.body_mut().as_reader(), &mut file).map_err(|e| {
+            self.remote(&shown, format!("download interrupted: {}", e.to_string().replace(url, &shown)))
+        })?;
         if let Some(size) = size.filter(|s| *s != n) {
             return Err(
-                self.remote(&url, format!("download cut short: {n} of {size} bytes arrived; run again to retry"))
+                self.remote(&shown, format!("download cut short: {n} of {size} bytes arrived; run again to retry"))
             );
         }
         file.flush().map_err(|e| Error::io("cannot write", target, e))?;
         Ok(n)
     }
 
-    fn model_version(&self, v: &Value) -> Option<ModelVersion> {
+    fn version_from(&self, v: &Value) -> Option<ModelVersion> {
         let s = |k: &str| v[k].as_str().map(str::to_string);
         Some(ModelVersion {
             name: s("name")?,
@@ -295,7 +519,7 @@ impl TrackingStore for RestStore {
             }
             let page = self.get("model-versions/search", &query)?.unwrap_or_default();
             versions
-                .extend(page["model_versions"].as_array().into_iter().flatten().filter_map(|v| self.model_version(v)));
+                .extend(page["model_versions"].as_array().into_iter().flatten().filter_map(|v| self.version_from(v)));
             match page["next_page_token"].as_str() {
                 Some(t) if !t.is_empty() => token = t.to_string(),
                 _ => break,
@@ -303,6 +527,17 @@ impl TrackingStore for RestStore {
         }
         versions.sort_by_key(|v| v.version);
         Ok(Some(RegisteredModel { name: name.to_string(), versions, aliases }))
+    }
+
+    fn model_version(&self, name: &str, version: u64) -> Result<Option<ModelVersion>> {
+        let v = version.to_string();
+        let reply = self.get("model-versions/get", &[("name", name), ("version", &v)])?;
+        Ok(reply.and_then(|r| self.version_from(&r["model_version"])))
+    }
+
+    fn version_by_alias(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
+        let reply = self.get("registered-models/alias", &[("name", name), ("alias", alias)])?;
+        Ok(reply.and_then(|r| self.version_from(&r["model_version"])))
     }
 
     fn registered_model_names(&self) -> Result<Vec<String>> {
@@ -373,6 +608,33 @@ fn logged_model_info(info: &Value) -> Option<LoggedModelInfo> {
         artifact_location: s("artifact_uri")?,
         source_run_id: s("source_run_id"),
     })
+}
+
+/// `Basic <base64(user:password)>`.
+pub(crate) fn basic_auth(user: &str, password: &str) -> String {
+    format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
+}
+
+/// `MLFLOW_HTTP_REQUEST_TIMEOUT` (seconds, default 120), as MLflow's client reads it.
+pub(crate) fn http_timeout() -> Duration {
+    let secs = std::env::var("MLFLOW_HTTP_REQUEST_TIMEOUT").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(120);
+    Duration::from_secs(secs)
+}
+
+/// A URL without its query string and fragment: what a signed URL may show of itself.
+pub(crate) fn without_query(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    url[..end].to_string()
+}
+
+/// An error whose text may quote a signed URL, with the URL's secret part removed.
+fn redact_error(e: Error, url: &str, shown: &str) -> Error {
+    match e {
+        Error::Remote { url: u, reason } => {
+            Error::Remote { url: u.replace(url, shown), reason: reason.replace(url, shown) }
+        }
+        other => other,
+    }
 }
 
 /// Failures worth another attempt: the server not answering (yet, or for a moment).
