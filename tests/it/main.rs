@@ -3,10 +3,12 @@
 
 mod chaos;
 mod common;
+mod delta;
 mod errors;
 mod gbdt;
 mod objects;
 mod passthrough;
+mod platforms;
 mod python;
 mod resolve;
 mod rest;

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use mlscore_core::{NullPolicy, ResultType, Scorer};
 use mlscore_datafusion::{
-    Codec, CopyPolicy, EngineOptions, Format, OutputSpec, PredictOptions, ScoreJob, provenance_metadata,
+    Codec, CopyPolicy, EngineOptions, Format, OutputSpec, PredictOptions, ScoreJob, TimeTravel, provenance_metadata,
     scoring_context, write_job,
 };
 
@@ -145,9 +145,16 @@ struct ScoreArgs {
     /// prediction for that row) or nan (the model sees NaN, as in MLflow).
     #[arg(long, value_name = "error|null|nan", default_value = "error")]
     on_null: NullPolicy,
-    /// Input format [default: from the inputs' extension].
-    #[arg(long, value_name = "parquet|csv|arrow")]
+    /// Input format [default: from the inputs' extension; a directory holding _delta_log/ is a Delta table].
+    #[arg(long, value_name = "parquet|csv|arrow|delta")]
     input_format: Option<Format>,
+    /// Read this version of a Delta table input (Delta's VERSION AS OF).
+    #[arg(long, value_name = "N", conflicts_with = "timestamp_as_of")]
+    version_as_of: Option<u64>,
+    /// Read the version of a Delta table input that was current at this RFC 3339 time
+    /// (Delta's TIMESTAMP AS OF), e.g. 2026-11-30T09:00:00Z.
+    #[arg(long, value_name = "TIME")]
+    timestamp_as_of: Option<String>,
     #[command(flatten)]
     out: OutputArgs,
     #[command(flatten)]
@@ -293,6 +300,11 @@ async fn score(args: ScoreArgs) -> Result<()> {
     let job = ScoreJob {
         inputs: args.input.clone(),
         input_format: args.input_format,
+        at: match (args.version_as_of, args.timestamp_as_of.clone()) {
+            (Some(v), _) => TimeTravel::Version(v),
+            (None, Some(ts)) => TimeTravel::Timestamp(ts),
+            (None, None) => TimeTravel::Latest,
+        },
         columns: args.columns.clone(),
         output_column: args.output_column.clone(),
         options: PredictOptions { result_type, null_policy: args.on_null },

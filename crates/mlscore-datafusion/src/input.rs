@@ -1,4 +1,5 @@
-//! Input tables: local files, directories and globs of Parquet, CSV or Arrow IPC.
+//! Input tables: local files, directories and globs of Parquet, CSV or Arrow IPC, and Delta
+//! tables (see [`crate::delta`]).
 
 use std::path::Path;
 
@@ -8,6 +9,7 @@ use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 
 use mlscore_mlflow::objects;
 
+use crate::delta::{self, TimeTravel};
 use crate::error::{Error, Result};
 
 /// File formats mlscore reads and writes.
@@ -19,6 +21,8 @@ pub enum Format {
     Csv,
     /// Arrow IPC files (`.arrow`, `.ipc`, `.feather`).
     Arrow,
+    /// A Delta Lake table (a directory or prefix holding `_delta_log/`); inputs only.
+    Delta,
 }
 
 impl Format {
@@ -39,6 +43,7 @@ impl Format {
             Self::Parquet => ".parquet",
             Self::Csv => ".csv",
             Self::Arrow => ".arrow",
+            Self::Delta => "/_delta_log",
         }
     }
 }
@@ -50,7 +55,11 @@ impl std::str::FromStr for Format {
             "parquet" => Ok(Self::Parquet),
             "csv" => Ok(Self::Csv),
             "arrow" | "ipc" | "feather" => Ok(Self::Arrow),
-            _ => Err(Error::Input { input: s.to_string(), reason: "unknown format: use parquet, csv or arrow".into() }),
+            "delta" => Ok(Self::Delta),
+            _ => Err(Error::Input {
+                input: s.to_string(),
+                reason: "unknown format: use parquet, csv, arrow or delta".into(),
+            }),
         }
     }
 }
@@ -173,8 +182,56 @@ async fn check_remote(ctx: &SessionContext, input: &str) -> Result<(String, Opti
     Ok((dir, format))
 }
 
-/// Reads the inputs as one table.
+/// Reads the inputs as one table (the latest version of a Delta table).
 pub async fn read_inputs(ctx: &SessionContext, inputs: &[String], format: Option<Format>) -> Result<DataFrame> {
+    read_inputs_at(ctx, inputs, format, &TimeTravel::Latest).await
+}
+
+/// Reads the inputs as one table; `at` picks the version of a Delta table.
+pub async fn read_inputs_at(
+    ctx: &SessionContext,
+    inputs: &[String],
+    format: Option<Format>,
+    at: &TimeTravel,
+) -> Result<DataFrame> {
+    let state = ctx.state();
+    let mut delta = Vec::new();
+    for input in inputs {
+        if format == Some(Format::Delta) || delta::is_delta_table(&state, input).await {
+            delta.push(input);
+        }
+    }
+    if let Some(table) = delta.first() {
+        if inputs.len() > 1 {
+            return Err(Error::Input {
+                input: inputs.join(", "),
+                reason: format!(
+                    "{table} is a Delta table: score one Delta table at a time (or union them in `mlscore sql`)"
+                ),
+            });
+        }
+        if let Some(f @ (Format::Parquet | Format::Csv | Format::Arrow)) = format {
+            return Err(Error::Input {
+                input: table.to_string(),
+                reason: format!(
+                    "this is a Delta table; reading its files as {f:?} would include rows it deleted and files it \
+                     removed: drop --input-format (or use --input-format delta)"
+                ),
+            });
+        }
+        let provider = delta::open_table(&state, table, at).await?;
+        return ctx
+            .read_table(provider)
+            .map_err(|e| Error::Input { input: table.to_string(), reason: Error::DataFusion(e).to_string() });
+    }
+    if *at != TimeTravel::Latest {
+        return Err(Error::Input {
+            input: inputs.join(", "),
+            reason: "--version-as-of and --timestamp-as-of select a version of a Delta table; this input is not one \
+                     (no _delta_log/ in it)"
+                .into(),
+        });
+    }
     let mut checked = Vec::with_capacity(inputs.len());
     let mut detected = format;
     for input in inputs {
@@ -191,6 +248,12 @@ pub async fn read_inputs(ctx: &SessionContext, inputs: &[String], format: Option
         Format::Parquet => ctx.read_parquet(paths.clone(), ParquetReadOptions::default()).await,
         Format::Csv => ctx.read_csv(paths.clone(), CsvReadOptions::new().has_header(true)).await,
         Format::Arrow => ctx.read_arrow(paths.clone(), ArrowReadOptions::default()).await,
+        Format::Delta => {
+            return Err(Error::Input {
+                input: paths.join(", "),
+                reason: "no _delta_log/ here: not a Delta table".into(),
+            });
+        }
     };
     df.map_err(|e| Error::Input { input: paths.join(", "), reason: crate::error::Error::DataFusion(e).to_string() })
 }

@@ -11,7 +11,7 @@ use datafusion::prelude::{SessionConfig, SessionContext, col};
 use mlscore_core::Scorer;
 
 use crate::error::{Error, Result};
-use crate::input::{Format, read_inputs};
+use crate::input::Format;
 use crate::passthrough::{CopyPolicy, PassThrough};
 use crate::sink::{OutputSpec, Progress, Swept, WriteStats, write_plan};
 use crate::stores::StoreRegistry;
@@ -57,7 +57,7 @@ pub fn scoring_context(engine: &EngineOptions) -> SessionContext {
         .unwrap_or_default();
     let state =
         SessionStateBuilder::new().with_config(config).with_runtime_env(runtime).with_default_features().build();
-    let mut ctx = SessionContext::new_with_state(state).enable_url_table();
+    let mut ctx = crate::delta::UrlTables::enable(SessionContext::new_with_state(state));
     ctx.register_function_rewrite(Arc::new(NoArgumentCalls)).ok();
     ctx
 }
@@ -217,6 +217,8 @@ pub struct ScoreJob {
     pub inputs: Vec<String>,
     /// Input format; detected from the inputs when `None`.
     pub input_format: Option<Format>,
+    /// Which version of a Delta table input to read.
+    pub at: crate::delta::TimeTravel,
     /// Columns to feed, by position (spark_udf's `udf("a", "b")`); `None` reads the
     /// signature's inputs by name.
     pub columns: Option<Vec<String>>,
@@ -230,7 +232,7 @@ impl ScoreJob {
     /// Plans the job: the query `SELECT *, model(...) AS <output_column> FROM input`.
     /// Fails here (before reading any data) if the table cannot feed the model.
     pub async fn plan(&self, ctx: &SessionContext, model: Arc<dyn Scorer>) -> Result<(DataFrame, RegisteredModel)> {
-        let df = read_inputs(ctx, &self.inputs, self.input_format).await?;
+        let df = crate::input::read_inputs_at(ctx, &self.inputs, self.input_format, &self.at).await?;
         let schema = df.schema().as_arrow().clone();
         if schema.index_of(&self.output_column).is_ok() {
             return Err(Error::Query(format!(

@@ -2,6 +2,7 @@
 //! and streaming, partition-parallel scoring jobs whose outputs are committed only when complete.
 #![warn(missing_docs)]
 
+pub mod delta;
 mod error;
 pub mod input;
 pub mod job;
@@ -10,6 +11,7 @@ pub mod sink;
 pub mod stores;
 pub mod udf;
 
+pub use delta::TimeTravel;
 pub use error::{Error, Result};
 pub use input::Format;
 pub use job::{

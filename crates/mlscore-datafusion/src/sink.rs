@@ -171,6 +171,12 @@ impl OutputSpec {
                 reason: "Arrow IPC output is not supported; write .parquet or .csv".into(),
             });
         }
+        if format == Format::Delta {
+            return Err(Error::Output {
+                path: p,
+                reason: "Delta output is not supported yet; write a Parquet directory (…/) or file".into(),
+            });
+        }
         if !directory && ext_format.is_none() && p.extension().is_some() {
             return Err(Error::Output {
                 path: p,
