@@ -40,7 +40,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 /// The sample table repeated to `rows` rows, as two Parquet files of 8k-row row groups.
-fn big_table(dir: &Path, rows: usize) -> PathBuf {
+pub(crate) fn big_table(dir: &Path, rows: usize) -> PathBuf {
     let sample = read_parquet(&sample());
     let copies: Vec<_> = (0..rows.div_ceil(sample.num_rows())).map(|_| sample.clone()).collect();
     let table = concat_batches(&sample.schema(), &copies).unwrap().slice(0, rows);

@@ -3,7 +3,7 @@
 //! mapping). mlscore scores exactly the rows a Delta reader sees, at any version.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use arrow::array::Array;
 use arrow::compute::{SortOptions, take};
@@ -192,4 +192,98 @@ fn tables_written_by_databricks_runtime_read_with_deletion_vectors_and_column_ma
     );
     let err = stderr(&out);
     assert!(err.to_ascii_lowercase().contains("typewidening") || err.contains("TypeWidening"), "{err}");
+}
+
+#[test]
+fn scored_rows_commit_as_one_delta_transaction_and_killed_jobs_add_no_version() {
+    if !servers_installed("scored_rows_commit_as_one_delta_transaction_and_killed_jobs_add_no_version") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("scored");
+    let to_delta = |input: &Path, overwrite: bool| {
+        let mut cmd = mlscore();
+        cmd.args(["score", "-q", "--model", "models/churn", "--output-format", "delta", "--input"])
+            .arg(input)
+            .arg("--output")
+            .arg(&table);
+        if overwrite {
+            cmd.arg("--overwrite");
+        }
+        cmd
+    };
+    run(&mut to_delta(&sample(), false), true);
+    let plain = dir.path().join("plain.parquet");
+    score(&sample(), &plain, &[]);
+    // What a Delta reader (the deltalake package) sees: the rows mlscore scored, nothing else.
+    let theirs = dir.path().join("theirs.parquet");
+    delta_py(&["read".as_ref(), table.as_os_str(), theirs.as_os_str()]);
+    let (got, want) = (by_id(&read_parquet(&theirs)), by_id(&read_parquet(&plain)));
+    assert_eq!(got.num_rows(), 1000);
+    // Values, not types: Delta names a list's items `element` where Arrow says `item`.
+    let text = |a: &dyn Array| -> Vec<String> {
+        (0..a.len()).map(|r| arrow::util::display::array_value_to_string(a, r).unwrap()).collect()
+    };
+    for name in ["customer_id", "prediction"] {
+        assert_eq!(text(&column(&got, name)), text(&column(&want, name)), "{name}");
+    }
+    let versions = |t: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(t.join("_delta_log"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(versions(&table).len(), 1);
+    // The commit carries the provenance every mlscore output carries.
+    let commit = std::fs::read_to_string(table.join("_delta_log/00000000000000000000.json")).unwrap();
+    assert!(commit.contains("mlscore.model.uri"), "{commit}");
+
+    // An existing table is replaced only when asked, as a new version.
+    let refused = run(&mut to_delta(&sample(), false), false);
+    assert!(
+        stderr(&refused).contains("--overwrite") && stderr(&refused).contains("new version"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(versions(&table).len(), 1);
+    run(&mut to_delta(&sample(), true), true);
+    assert_eq!(versions(&table).len(), 2);
+    // mlscore reads what it wrote, at either version.
+    let back = dir.path().join("back.parquet");
+    run(
+        mlscore()
+            .args(["sql", "--model", "churn=models/churn", "--output"])
+            .arg(&back)
+            .arg(format!("SELECT count(*) AS n FROM delta_scan('{}', 0)", table.display())),
+        true,
+    );
+    assert_eq!(ints(&column(&read_parquet(&back), "n")), vec![1000]);
+
+    // Jobs killed while writing a new version: the table stays at the version it had.
+    let big = crate::chaos::big_table(dir.path(), 1_500_000);
+    let mut seed = 7u64;
+    let mut interrupted = 0;
+    for kill in 0..4 {
+        let before = versions(&table);
+        let mut child = to_delta(&big, true).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(std::time::Duration::from_millis(300 + (seed >> 33) % 1500));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let after = versions(&table);
+        if status.success() {
+            assert_eq!(after.len(), before.len() + 1, "kill {kill}: a finished job commits one version");
+        } else {
+            interrupted += 1;
+            assert_eq!(after, before, "kill {kill}: a killed job must not add a version");
+        }
+        delta_py(&["read".as_ref(), table.as_os_str(), theirs.as_os_str()]);
+        let rows = read_parquet(&theirs).num_rows();
+        assert!(rows == 1000 || rows == 1_500_000, "kill {kill}: the reader sees {rows} rows");
+    }
+    assert!(interrupted > 0, "every job finished before its kill: make the table bigger");
 }

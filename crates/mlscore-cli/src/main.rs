@@ -88,8 +88,9 @@ impl EngineArgs {
 /// Options of a written output.
 #[derive(Debug, Clone, Args)]
 struct OutputArgs {
-    /// Output format [default: from the output's extension, else parquet].
-    #[arg(long, value_name = "parquet|csv")]
+    /// Output format [default: from the output's extension, else parquet]. delta writes (or,
+    /// with --overwrite, writes a new version of) a Delta table, committed as one transaction.
+    #[arg(long, value_name = "parquet|csv|delta")]
     output_format: Option<Format>,
     /// Replace the output if it exists.
     #[arg(long)]

@@ -6,6 +6,8 @@
 //!
 //! Reading a Delta table's Parquet files as a plain folder would score rows the table deleted
 //! and files it removed; mlscore never does that silently.
+//!
+//! Outputs (`--output-format delta`) are committed as one Delta transaction ([`write_table`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::Expr;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 use datafusion_session::SessionStore;
 use deltalake_core::DeltaTableBuilder;
@@ -26,6 +28,7 @@ use url::Url;
 use mlscore_mlflow::objects;
 
 use crate::error::{Error, Result};
+use crate::sink::{OutputSpec, WriteStats};
 
 /// Which version of a Delta table to read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -207,4 +210,91 @@ impl TableFunctionImpl for DeltaScan {
             .map_err(|e| DataFusionError::External(Box::new(e)))?
             .map_err(|e| DataFusionError::External(Box::new(e)))
     }
+}
+
+/// Writes the query's rows into the Delta table at `spec`'s target as one transaction: a new
+/// table (its first version), or, with `overwrite`, a new version of an existing one that
+/// replaces its rows (older versions stay readable by time travel). The data files are written
+/// first under fresh names, then one commit makes them visible: a job that fails or is killed
+/// before its commit leaves the table as it was (files without a commit are never read; Delta's
+/// VACUUM removes them).
+pub async fn write_table(df: DataFrame, spec: &OutputSpec) -> Result<WriteStats> {
+    use deltalake_core::kernel::transaction::CommitProperties;
+    use deltalake_core::protocol::SaveMode;
+    use futures::StreamExt;
+
+    let location = spec.url.as_ref().map_or_else(|| spec.path.display().to_string(), |u| u.to_string());
+    let err = |reason: String| Error::Output { path: spec.path.clone(), reason };
+    let url = match &spec.url {
+        Some(u) => {
+            let mut u = u.clone();
+            if !u.path().ends_with('/') {
+                u.set_path(&format!("{}/", u.path()));
+            }
+            u
+        }
+        None => {
+            std::fs::create_dir_all(&spec.path).map_err(|e| Error::io("cannot create", &spec.path, e))?;
+            let abs = std::fs::canonicalize(&spec.path).map_err(|e| Error::io("cannot open", &spec.path, e))?;
+            Url::from_directory_path(&abs).map_err(|()| err("not an absolute directory path".into()))?
+        }
+    };
+    let (session, plan) = df.into_parts();
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    let exists = is_delta_table(&session, &location).await;
+    if !exists && spec.url.is_none() {
+        let stray = std::fs::read_dir(&spec.path)
+            .map(|entries| entries.flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.')))
+            .unwrap_or(false);
+        if stray {
+            return Err(err(
+                "the directory is not empty and not a Delta table; choose an empty or new directory".into()
+            ));
+        }
+    }
+    if exists && !spec.overwrite {
+        return Err(err(
+            "already a Delta table: pass --overwrite to replace its rows in a new version (older versions stay \
+             readable with --version-as-of)"
+                .into(),
+        ));
+    }
+    let store = session
+        .runtime_env()
+        .object_store_registry
+        .get_store(&url)
+        .map_err(|e| err(Error::DataFusion(e).to_string()))?;
+    let builder =
+        DeltaTableBuilder::from_url(url.clone()).map_err(|e| err(e.to_string()))?.with_storage_backend(store, url);
+    let table = if exists {
+        builder.load().await.map_err(|e| err(format!("cannot read the Delta table: {e}")))?
+    } else {
+        builder.build().map_err(|e| err(e.to_string()))?
+    };
+    let metadata: Vec<(String, serde_json::Value)> =
+        spec.metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    // delta-rs plans its write with nodes of its own: the session (object stores, settings) gets
+    // its query planner.
+    let session = SessionStateBuilder::new_from_existing(session)
+        .with_query_planner(deltalake_core::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    let written = table
+        .write(Vec::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(session))
+        .with_save_mode(if exists { SaveMode::Overwrite } else { SaveMode::ErrorIfExists })
+        .with_writer_properties(crate::sink::parquet_props(spec, &schema))
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+        .await
+        .map_err(|e| err(format!("writing the Delta table failed; its previous version is unchanged: {e}")))?;
+    let commit = written.history(Some(1)).next().await.and_then(|c| c.ok());
+    let metric = |k: &str| {
+        commit.as_ref().and_then(|c| c.info.get("operationMetrics")).and_then(|m| m.get(k)).and_then(|v| v.as_u64())
+    };
+    Ok(WriteStats {
+        rows: metric("num_added_rows").unwrap_or_default(),
+        files: metric("num_added_files").unwrap_or_default() as usize,
+        bytes: 0,
+        swept: Vec::new(),
+    })
 }

@@ -203,6 +203,11 @@ pub async fn write_query(
     progress: Arc<dyn Progress>,
 ) -> Result<JobReport> {
     let start = Instant::now();
+    if spec.format == Format::Delta {
+        let partitions = df.task_ctx().session_config().target_partitions();
+        let stats = crate::delta::write_table(df, spec).await?;
+        return Ok(JobReport::written(stats, models, partitions, start));
+    }
     let task_ctx = Arc::new(df.task_ctx());
     let plan = df.create_physical_plan().await?;
     let partitions = plan.properties().partitioning.partition_count();

@@ -171,10 +171,11 @@ impl OutputSpec {
                 reason: "Arrow IPC output is not supported; write .parquet or .csv".into(),
             });
         }
-        if format == Format::Delta {
+        let directory = directory || format == Format::Delta;
+        if format == Format::Delta && ext_format.is_some() {
             return Err(Error::Output {
                 path: p,
-                reason: "Delta output is not supported yet; write a Parquet directory (…/) or file".into(),
+                reason: "a Delta table is a directory: name the output without a file extension".into(),
             });
         }
         if !directory && ext_format.is_none() && p.extension().is_some() {
@@ -200,6 +201,20 @@ impl OutputSpec {
     /// object store, the store is reachable with the environment's credentials) and it is absent
     /// unless `overwrite`.
     pub async fn check(&self, schema: &SchemaRef) -> Result<()> {
+        if self.format == Format::Delta {
+            // The Delta writer checks the table itself; a local target's parent must exist.
+            if self.url.is_none() && self.path.exists() && !self.overwrite {
+                return Err(self.error(
+                    "already exists: pass --overwrite to write the new rows as a new version of the Delta table \
+                     (older versions stay readable with --version-as-of)",
+                ));
+            }
+            return if self.url.is_none() && !parent_dir(&self.path).is_dir() {
+                Err(self.error(format!("the directory {} does not exist", parent_dir(&self.path).display())))
+            } else {
+                Ok(())
+            };
+        }
         self.check_format(schema)?;
         match &self.url {
             Some(url) => self.remote_target(url).await.map(|_| ()),

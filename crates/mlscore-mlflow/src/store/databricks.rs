@@ -288,7 +288,7 @@ impl TrackingStore for DatabricksStore {
         self.check_name(name)?;
         let v = version.to_string();
         let reply =
-            self.rest.api_get(&self.registry_endpoint("model-versions/get"), &[("name", name), ("version", &v)])?;
+            self.rest.lookup(&self.registry_endpoint("model-versions/get"), &[("name", name), ("version", &v)])?;
         Ok(self.version_of(reply))
     }
 
@@ -296,7 +296,7 @@ impl TrackingStore for DatabricksStore {
         self.check_name(name)?;
         let reply = self
             .rest
-            .api_get(&self.registry_endpoint("registered-models/alias"), &[("name", name), ("alias", alias)])?;
+            .lookup(&self.registry_endpoint("registered-models/alias"), &[("name", name), ("alias", alias)])?;
         Ok(self.version_of(reply))
     }
 

@@ -170,6 +170,16 @@ impl RestStore {
         self.get_json(&format!("{}{path}", self.base), query)
     }
 
+    /// GET a lookup by name (a model version, an alias): `None` when the server says there is no
+    /// such thing, which MLflow's server does with 400 as well as 404 (`INVALID_PARAMETER_VALUE`,
+    /// "alias … not found"); the caller then says what there is.
+    pub(crate) fn lookup(&self, path: &str, query: &[(&str, &str)]) -> Result<Option<Value>> {
+        match self.api_get(path, query) {
+            Err(Error::Remote { reason, .. }) if reason.starts_with("HTTP 400") => Ok(None),
+            other => other,
+        }
+    }
+
     /// POST a JSON body to `<base><path>`.
     pub(crate) fn api_post(&self, path: &str, body: &Value) -> Result<Option<Value>> {
         let url = format!("{}{path}", self.base);
@@ -531,12 +541,12 @@ impl TrackingStore for RestStore {
 
     fn model_version(&self, name: &str, version: u64) -> Result<Option<ModelVersion>> {
         let v = version.to_string();
-        let reply = self.get("model-versions/get", &[("name", name), ("version", &v)])?;
+        let reply = self.lookup("/api/2.0/mlflow/model-versions/get", &[("name", name), ("version", &v)])?;
         Ok(reply.and_then(|r| self.version_from(&r["model_version"])))
     }
 
     fn version_by_alias(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
-        let reply = self.get("registered-models/alias", &[("name", name), ("alias", alias)])?;
+        let reply = self.lookup("/api/2.0/mlflow/registered-models/alias", &[("name", name), ("alias", alias)])?;
         Ok(reply.and_then(|r| self.version_from(&r["model_version"])))
     }
 
