@@ -287,3 +287,43 @@ fn scored_rows_commit_as_one_delta_transaction_and_killed_jobs_add_no_version() 
     }
     assert!(interrupted > 0, "every job finished before its kill: make the table bigger");
 }
+
+#[test]
+fn delta_tables_on_azure_are_read_and_written_through_the_same_stores() {
+    if !servers_installed("delta_tables_on_azure_are_read_and_written_through_the_same_stores") {
+        return;
+    }
+    use crate::servers::{AZURE_ACCOUNT, Azurite, put_dir};
+    let az = Azurite::shared();
+    az.create_container("delta-lake");
+    let store = az.store("delta-lake");
+    let dir = tempfile::tempdir().unwrap();
+    let dv = shared_table("table-with-dv-small", dir.path());
+    put_dir(store.as_ref(), &dv, "tables/dv");
+    let url = |p: &str| format!("abfss://delta-lake@{AZURE_ACCOUNT}.dfs.core.windows.net/{p}");
+    let sql = |query: String, out: &Path| {
+        let mut cmd = mlscore();
+        az.env(&mut cmd);
+        cmd.args(["sql", "--model", "churn=models/churn", "--output"]).arg(out).arg(query);
+        run(&mut cmd, true);
+        read_parquet(out)
+    };
+    // Deletion vectors are read from the store too: 8 of the 10 rows written.
+    let n = sql(format!("SELECT count(*) AS n FROM '{}'", url("tables/dv/")), &dir.path().join("n.parquet"));
+    assert_eq!(ints(&column(&n, "n")), vec![8]);
+
+    // Scored into a new Delta table on the store, then read back from it.
+    let mut cmd = mlscore();
+    az.env(&mut cmd);
+    cmd.args(["score", "--model", "models/churn", "--output-format", "delta", "--input"])
+        .arg(sample())
+        .arg("--output")
+        .arg(url("tables/scored/"));
+    run(&mut cmd, true);
+    let back = sql(
+        format!("SELECT count(*) AS n, count(prediction) AS p FROM delta_scan('{}', 0)", url("tables/scored/")),
+        &dir.path().join("back.parquet"),
+    );
+    assert_eq!(ints(&column(&back, "n")), vec![1000]);
+    assert_eq!(ints(&column(&back, "p")), vec![1000]);
+}

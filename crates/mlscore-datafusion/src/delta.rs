@@ -80,9 +80,44 @@ pub async fn is_delta_table(state: &SessionState, location: &str) -> bool {
     matches!(store.list(Some(&log)).next().await, Some(Ok(_)))
 }
 
+/// deltalake-core serves only `file://` and `memory://` tables by itself (its cloud crates add
+/// the other schemes, each with an object store client of its own). mlscore hands it the stores
+/// it opened from the environment, so one log store kind serves every scheme: delta-rs's default,
+/// which commits a version by put-if-absent (conditional writes on Azure, S3 and GCS), so two
+/// writers never both commit the same version.
+#[derive(Debug)]
+struct CommitByPutIfAbsent;
+
+impl deltalake_core::logstore::LogStoreFactory for CommitByPutIfAbsent {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake_core::logstore::ObjectStoreRef,
+        root_store: deltalake_core::logstore::ObjectStoreRef,
+        location: &Url,
+        options: &deltalake_core::logstore::StorageConfig,
+    ) -> deltalake_core::DeltaResult<Arc<dyn deltalake_core::logstore::LogStore>> {
+        Ok(deltalake_core::logstore::default_logstore(prefixed_store, root_store, location, options))
+    }
+}
+
+fn register_log_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let registry = deltalake_core::logstore::logstore_factories();
+        for scheme in ["abfss", "abfs", "az", "azure", "adl", "s3", "s3a", "gs"] {
+            if let Ok(url) = Url::parse(&format!("{scheme}://"))
+                && registry.get(&url).is_none()
+            {
+                registry.insert(url, Arc::new(CommitByPutIfAbsent));
+            }
+        }
+    });
+}
+
 /// Opens the Delta table at `location` as a DataFusion table, through the session's object
 /// stores (configured from the environment, like every other input).
 pub async fn open_table(state: &SessionState, location: &str, at: &TimeTravel) -> Result<Arc<dyn TableProvider>> {
+    register_log_stores();
     let err = |reason: String| Error::Input { input: location.to_string(), reason };
     let url = table_url(location)?;
     let store =
@@ -259,6 +294,7 @@ pub async fn write_table(df: DataFrame, spec: &OutputSpec) -> Result<WriteStats>
                 .into(),
         ));
     }
+    register_log_stores();
     let store = session
         .runtime_env()
         .object_store_registry
