@@ -396,3 +396,64 @@ fn azure_ml_workspaces_resolve_runs_and_registered_models_with_entra_tokens() {
     let err = stderr(&out);
     assert!(err.contains("AZURE_CLIENT_ID") && err.contains("MLFLOW_TRACKING_TOKEN"), "{err}");
 }
+
+#[test]
+fn the_python_wheel_finds_databricks_credentials_the_way_mlflow_does() {
+    if !servers_installed("the_python_wheel_finds_databricks_credentials_the_way_mlflow_does") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    let python = repo().join("scripts/python-env");
+    let install = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check", "--target"])
+        .arg(&site)
+        .arg(crate::python::built_wheel())
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "pip install failed:\n{}", String::from_utf8_lossy(&install.stderr));
+    // A notebook, job or serving endpoint: a host and no token in the environment; the token
+    // comes from what MLflow's client asks (here the Databricks SDK's metadata service, which
+    // mlscore's own resolver does not read).
+    let script = r#"
+import sys, os, mlflow, pyarrow.parquet as pq
+mlflow.set_tracking_uri("databricks")
+import mlscore
+table = pq.read_table(sys.argv[2])
+labels = mlscore.load_model(sys.argv[1]).predict(table, result_type="bigint")
+assert len(labels) == table.num_rows
+assert "DATABRICKS_TOKEN" not in os.environ, "the token is not left in the environment"
+print("scored", len(labels))
+"#;
+    let p = plane();
+    let run_python = |metadata_service: bool| {
+        let mut cmd = Command::new(&python);
+        Azurite::shared().env(&mut cmd);
+        cmd.arg("-c")
+            .arg(script)
+            .arg("models:/main.ml.az@champion")
+            .arg(sample())
+            .env("PYTHONPATH", &site)
+            .env("MLSCORE_CACHE_DIR", dir.path().join("cache"))
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_REGISTRY_URI")
+            .env_remove("DATABRICKS_TOKEN")
+            .env("DATABRICKS_HOST", &p.url)
+            .env("DATABRICKS_CONFIG_FILE", dir.path().join("none"));
+        if metadata_service {
+            cmd.env("DATABRICKS_METADATA_SERVICE_URL", format!("{}/metadata-service", p.url));
+        }
+        cmd.output().unwrap()
+    };
+    let out = run_python(true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("scored 1000"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without any credential source, mlscore's own error says what to set.
+    let out = run_python(false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("DATABRICKS_TOKEN"), "{err}");
+}

@@ -23,7 +23,7 @@ fn newest(dir: &Path) -> SystemTime {
 }
 
 /// The wheel scripts/test built, refused when a source it is built from is newer.
-fn built_wheel() -> PathBuf {
+pub(crate) fn built_wheel() -> PathBuf {
     let wheels = binary().parent().and_then(Path::parent).unwrap().join("wheels");
     let wheel = std::fs::read_dir(&wheels)
         .into_iter()

@@ -178,6 +178,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path.startswith("/oidc/") or "/oauth2/" in path:
                 return self.oauth(path)
+            if path == "/metadata-service":
+                return self.metadata_service()
             if path.startswith("/.well-known/"):
                 return self.error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{self.command} {path}'")
             if kind not in ("pat", "oauth"):
@@ -223,6 +225,12 @@ class Handler(BaseHTTPRequestHandler):
         with self.world.lock:
             self.world.tokens.add(token)
         self.reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+
+    def metadata_service(self):
+        """The Databricks SDK's metadata-service credentials (a token for the host it names)."""
+        if self.headers.get("X-Databricks-Metadata-Version") != "1" or self.headers.get("X-Databricks-Host") != self.base:
+            return self.reply(401, {"error": "unknown host"})
+        self.reply(200, {"access_token": self.world.w["token"], "token_type": "Bearer", "expires_on": int(time.time()) + 3600})
 
     # -- MLflow REST, Databricks and Azure ML flavours ------------------------------------------
     def artifact_root(self, run_id, azureml):

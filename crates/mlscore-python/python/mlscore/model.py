@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import pyarrow as pa
 
@@ -91,9 +93,74 @@ class Model:
         return f"mlscore.Model({self.uri!r})"
 
 
+@contextlib.contextmanager
+def mlflow_environment() -> Iterator[None]:
+    """While a model URI is resolved: the tracking and registry URIs MLflow's client would use in
+    this process, and on Databricks the workspace credentials it would use, as the environment
+    variables mlscore's resolver reads.
+
+    - When the ``mlflow`` module is loaded, its ``get_tracking_uri()`` and ``get_registry_uri()``
+      decide (so ``mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())`` is honoured, as it is by
+      ``mlflow.pyfunc.spark_udf``); mlflow is never imported here for this.
+    - For a ``databricks`` URI without ``DATABRICKS_HOST`` and a token in the environment (a
+      notebook, a job, model serving), the host and a token come from MLflow's own
+      ``get_databricks_host_creds`` (the notebook's context), else from the Databricks SDK's
+      default authentication (metadata service, runtime OAuth, Azure CLI…), when installed.
+
+    The variables are restored afterwards; nothing is printed or kept."""
+    changes: dict = {}
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        with contextlib.suppress(Exception):
+            changes["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
+            changes["MLFLOW_REGISTRY_URI"] = mlflow.get_registry_uri()
+    tracking = changes.get("MLFLOW_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    has_creds = os.environ.get("DATABRICKS_HOST") and (
+        os.environ.get("DATABRICKS_TOKEN") or os.environ.get("DATABRICKS_CLIENT_ID")
+    )
+    if tracking.startswith("databricks") and not has_creds and not os.environ.get("DATABRICKS_CONFIG_PROFILE"):
+        host, token = _databricks_credentials(tracking)
+        if host and token:
+            changes["DATABRICKS_HOST"] = host
+            changes["DATABRICKS_TOKEN"] = token
+    saved = {k: os.environ.get(k) for k in changes}
+    os.environ.update({k: str(v) for k, v in changes.items() if v})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _databricks_credentials(tracking_uri: str) -> tuple:
+    """The workspace host and a bearer token for a ``databricks[://profile]`` URI, from MLflow's
+    provider chain, else the Databricks SDK's; ``(None, None)`` when neither gives one."""
+    with contextlib.suppress(Exception):
+        from mlflow.utils.databricks_utils import get_databricks_host_creds
+
+        creds = get_databricks_host_creds(tracking_uri)
+        if creds.host and creds.token:
+            return creds.host, creds.token
+    with contextlib.suppress(Exception):
+        from databricks.sdk.core import Config
+
+        profile = tracking_uri.split("://", 1)[1].strip("/") if "://" in tracking_uri else None
+        config = Config(profile=profile) if profile else Config()
+        authorization = config.authenticate().get("Authorization", "")
+        if authorization.startswith("Bearer ") and config.host:
+            return config.host, authorization[len("Bearer ") :]
+    return None, None
+
+
 def load_model(model_uri: str, cache_dir: Optional[str] = None) -> Model:
     """Loads an MLflow model: a path, ``runs:/<run>/<path>``, ``models:/<name>/<version>``,
     ``models:/<name>@<alias>``, ``models:/m-<id>`` or an object store URL (``abfss://``,
-    ``s3://``, ``gs://``), resolved with MLflow's environment variables
-    (``MLFLOW_TRACKING_URI``…). Remote models are downloaded into the cache once."""
-    return Model(_native.Model(model_uri, cache_dir))
+    ``s3://``, ``gs://``), resolved as MLflow's client would in this process: its environment
+    variables (``MLFLOW_TRACKING_URI``…), or ``mlflow.set_tracking_uri`` when mlflow is loaded, on
+    local stores, tracking servers, Databricks (Unity Catalog too) and Azure ML. Remote models are
+    downloaded into the cache once."""
+    with mlflow_environment():
+        return Model(_native.Model(model_uri, cache_dir))

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from mlscore import _native
 from mlscore._native import MlscoreError
+from mlscore.model import mlflow_environment
 
 # One compiled model per Python worker process, by the SHA-256 of its packed files.
 _MODELS: dict = {}
@@ -161,7 +162,10 @@ def spark_udf(
     is a pandas UDF, as mlflow's is (there, NaN inputs count as nulls for ``on_null``).
     """
     _check_unused(env_manager, params, extra_env, prebuilt_env_uri, model_config)
-    model = _native.Model(model_uri)
+    # Resolved here, on the driver, as MLflow's client would resolve it (the notebook's workspace
+    # and credentials on Databricks); executors get the model's bytes, not the URI.
+    with mlflow_environment():
+        model = _native.Model(model_uri)
     requested = _requested_type(result_type)
     ddl = model.result_type(requested) if requested is not None else model.spark_result_type()
     shipped = _Shipped(spark, model)
@@ -209,7 +213,8 @@ def score(
     name, or ``columns`` by position. ``result_type`` defaults to mlscore's natural type."""
     if output_col in df.columns:
         raise MlscoreError(f"the DataFrame already has a column named {output_col!r}; choose another output_col")
-    model = _native.Model(model_uri)
+    with mlflow_environment():
+        model = _native.Model(model_uri)
     ddl = model.result_type(_requested_type(result_type))
     features = list(columns) if columns is not None else (list(model.input_names) or list(df.columns))
     missing = [c for c in features if c not in df.columns]
