@@ -403,15 +403,8 @@ fn the_python_wheel_finds_databricks_credentials_the_way_mlflow_does() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
+    let site = crate::python::install_wheel(dir.path());
     let python = repo().join("scripts/python-env");
-    let install = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check", "--target"])
-        .arg(&site)
-        .arg(crate::python::built_wheel())
-        .output()
-        .unwrap();
-    assert!(install.status.success(), "pip install failed:\n{}", String::from_utf8_lossy(&install.stderr));
     // A notebook, job or serving endpoint: a host and no token in the environment; the token
     // comes from what MLflow's client asks (here the Databricks SDK's metadata service, which
     // mlscore's own resolver does not read).

@@ -23,7 +23,7 @@ fn newest(dir: &Path) -> SystemTime {
 }
 
 /// The wheel scripts/test built, refused when a source it is built from is newer.
-pub(crate) fn built_wheel() -> PathBuf {
+fn built_wheel() -> PathBuf {
     let wheels = binary().parent().and_then(Path::parent).unwrap().join("wheels");
     let wheel = std::fs::read_dir(&wheels)
         .into_iter()
@@ -48,22 +48,28 @@ pub(crate) fn built_wheel() -> PathBuf {
     wheel
 }
 
-#[test]
-fn the_python_wheel_scores_on_spark_like_mlflow_spark_udf_and_onnxruntime() {
-    if !servers_installed("the_python_wheel_scores_on_spark_like_mlflow_spark_udf_and_onnxruntime") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
-    let python = repo().join("scripts/python-env");
-    // The venv's pip, so that the wheel's tags are checked against the interpreter that runs it.
-    let install = Command::new(&python)
+/// The built wheel installed into `<dir>/site` (for PYTHONPATH), with the project venv's pip, so
+/// that the wheel's tags are checked against the interpreter that runs it.
+pub(crate) fn install_wheel(dir: &Path) -> PathBuf {
+    let site = dir.join("site");
+    let install = Command::new(repo().join("scripts/python-env"))
         .args(["-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check", "--target"])
         .arg(&site)
         .arg(built_wheel())
         .output()
         .unwrap();
     assert!(install.status.success(), "pip install failed:\n{}", String::from_utf8_lossy(&install.stderr));
+    site
+}
+
+#[test]
+fn the_python_wheel_scores_on_spark_like_mlflow_spark_udf_and_onnxruntime() {
+    if !servers_installed("the_python_wheel_scores_on_spark_like_mlflow_spark_udf_and_onnxruntime") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let site = install_wheel(dir.path());
+    let python = repo().join("scripts/python-env");
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let out = Command::new(&python)

@@ -245,25 +245,17 @@ impl TrackingStore for DatabricksStore {
             .collect();
         let filter = format!("name='{}'", name.replace('\'', "\\'"));
         let mut versions = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut query = vec![("filter", filter.as_str())];
-            if !token.is_empty() {
-                query.push(("page_token", token.as_str()));
-            }
-            let page = self.rest.api_get(&self.registry_endpoint("model-versions/search"), &query)?.unwrap_or_default();
-            versions.extend(
-                page["model_versions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| self.version_of(Some(json!({ "model_version": v })))),
-            );
-            match page["next_page_token"].as_str() {
-                Some(t) if !t.is_empty() => token = t.to_string(),
-                _ => break,
-            }
-        }
+        paged(
+            |token| {
+                let mut q = vec![("filter", filter.as_str())];
+                q.extend(token.map(|t| ("page_token", t)));
+                Ok(self.rest.api_get(&self.registry_endpoint("model-versions/search"), &q)?.unwrap_or_default())
+            },
+            |page| {
+                let found = page["model_versions"].as_array().into_iter().flatten();
+                versions.extend(found.filter_map(|v| self.version_of(Some(json!({ "model_version": v })))));
+            },
+        )?;
         versions.sort_by_key(|v| v.version);
         Ok(Some(RegisteredModel { name: name.to_string(), versions, aliases }))
     }
@@ -431,6 +423,67 @@ fn walk(list_dir: impl Fn(&str) -> Result<Vec<(String, bool, Option<u64>)>>) -> 
     Ok(files)
 }
 
+/// Calls `page` with each page token in turn (none first) until a reply has no
+/// `next_page_token`, handing every reply to `each`.
+fn paged(mut page: impl FnMut(Option<&str>) -> Result<Value>, mut each: impl FnMut(&Value)) -> Result<()> {
+    let mut token: Option<String> = None;
+    loop {
+        let reply = page(token.as_deref())?;
+        each(&reply);
+        match reply["next_page_token"].as_str() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// One directory level of a `{files: [{path, is_dir, file_size}]}` listing, paths made relative
+/// to `root` (listings name them from the artifact root).
+fn listed(reply: &Value, root: &str, out: &mut Vec<(String, bool, Option<u64>)>) {
+    for f in reply["files"].as_array().into_iter().flatten() {
+        let full = f["path"].as_str().unwrap_or_default();
+        let rel = full.strip_prefix(root).map_or(full, |r| r.trim_start_matches('/'));
+        out.push((rel.to_string(), f["is_dir"].as_bool().unwrap_or(false), f["file_size"].as_u64()));
+    }
+}
+
+/// A signed URL and the headers to send with it.
+type Signed = (String, Vec<(String, String)>);
+
+/// Asks `sign` for signed URLs of `files` (paths below `root`), a batch of paths at a time, each
+/// batch paged; `entries` reads `(path, signed URL)` pairs from a reply. Then downloads each file.
+/// `from` (the signing endpoint's URL) names the endpoint in errors.
+fn download_signed(
+    rest: &RestStore,
+    from: &str,
+    root: &str,
+    files: &[RemoteFile],
+    dest: &Path,
+    sign: impl Fn(&[String], Option<&str>) -> Result<Value>,
+    entries: impl Fn(&Value) -> Vec<(String, Signed)>,
+) -> Result<u64> {
+    let mut signed: BTreeMap<String, Signed> = BTreeMap::new();
+    for batch in files.chunks(CREDENTIAL_BATCH) {
+        let paths: Vec<String> = batch.iter().map(|f| join(root, &f.path)).collect();
+        paged(|token| sign(&paths, token), |reply| signed.extend(entries(reply)))?;
+    }
+    let mut bytes = 0;
+    for f in files {
+        let full = join(root, &f.path);
+        let (uri, headers) = signed.get(&full).ok_or_else(|| Error::Remote {
+            url: from.to_string(),
+            reason: format!("the workspace gave no signed URL for {full}"),
+        })?;
+        bytes += rest.download(uri, headers, false, &target(dest, &f.path, from)?, f.size)?;
+    }
+    Ok(bytes)
+}
+
+/// A signed URL from a `{path, signed_uri, headers}` credential.
+fn credential(c: &Value) -> Option<(String, Signed)> {
+    Some((c["path"].as_str()?.to_string(), (c["signed_uri"].as_str()?.to_string(), headers_of(&c["headers"]))))
+}
+
 /// A run's artifacts: listed with `artifacts/list`, read through `credentials-for-read`.
 #[derive(Debug)]
 struct RunFiles {
@@ -446,68 +499,45 @@ impl ArtifactFetcher for RunFiles {
     }
 
     fn list(&self) -> Result<Vec<RemoteFile>> {
-        let endpoint = "/api/2.0/mlflow/artifacts/list";
-        let files = walk(|dir| {
+        walk(|dir| {
             let path = join(&self.root, dir);
             let mut out = Vec::new();
-            let mut token = String::new();
-            loop {
-                let mut q = vec![("run_id", self.run_id.as_str()), ("path", path.as_str())];
-                if !token.is_empty() {
-                    q.push(("page_token", token.as_str()));
-                }
-                let page = self.rest.api_get(endpoint, &q)?.unwrap_or_default();
-                for f in page["files"].as_array().into_iter().flatten() {
-                    let full = f["path"].as_str().unwrap_or_default();
-                    // Paths are relative to the run's root; a file lists as itself.
-                    let rel = full.strip_prefix(&self.root).map(|r| r.trim_start_matches('/')).unwrap_or(full);
-                    let rel = if full == self.root { full.rsplit('/').next().unwrap_or(full) } else { rel };
-                    out.push((rel.to_string(), f["is_dir"].as_bool().unwrap_or(false), f["file_size"].as_u64()));
-                }
-                match page["next_page_token"].as_str() {
-                    Some(t) if !t.is_empty() => token = t.to_string(),
-                    _ => break,
-                }
+            paged(
+                |token| {
+                    let mut q = vec![("run_id", self.run_id.as_str()), ("path", path.as_str())];
+                    q.extend(token.map(|t| ("page_token", t)));
+                    Ok(self.rest.api_get("/api/2.0/mlflow/artifacts/list", &q)?.unwrap_or_default())
+                },
+                |reply| listed(reply, &self.root, &mut out),
+            )?;
+            // A file lists as itself: its name, relative to the directory holding it.
+            if let [(single, false, size)] = out.as_slice()
+                && *single == path
+            {
+                let name = single.rsplit('/').next().unwrap_or(single).to_string();
+                return Ok(vec![(name, false, *size)]);
             }
             Ok(out)
-        })?;
-        Ok(files)
+        })
     }
 
     fn download(&self, files: &[RemoteFile], dest: &Path) -> Result<u64> {
         let endpoint = "/api/2.0/mlflow/artifacts/credentials-for-read";
-        let mut signed: BTreeMap<String, (String, Vec<(String, String)>)> = BTreeMap::new();
-        for batch in files.chunks(CREDENTIAL_BATCH) {
-            let paths: Vec<String> = batch.iter().map(|f| join(&self.root, &f.path)).collect();
-            let mut token: Option<String> = None;
-            loop {
+        download_signed(
+            &self.rest,
+            &format!("{}{endpoint}", self.rest.base()),
+            &self.root,
+            files,
+            dest,
+            |paths, token| {
                 let mut body = json!({ "run_id": self.run_id, "path": paths });
-                if let Some(t) = &token {
-                    body["page_token"] = Value::String(t.clone());
+                if let Some(t) = token {
+                    body["page_token"] = Value::String(t.to_string());
                 }
-                let page = self.rest.api_post(endpoint, &body)?.unwrap_or_default();
-                for c in page["credential_infos"].as_array().into_iter().flatten() {
-                    if let (Some(path), Some(uri)) = (c["path"].as_str(), c["signed_uri"].as_str()) {
-                        signed.insert(path.to_string(), (uri.to_string(), headers_of(&c["headers"])));
-                    }
-                }
-                match page["next_page_token"].as_str() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                    _ => break,
-                }
-            }
-        }
-        let from = format!("{}{endpoint}", self.rest.base());
-        let mut bytes = 0;
-        for f in files {
-            let full = join(&self.root, &f.path);
-            let (uri, headers) = signed.get(&full).ok_or_else(|| Error::Remote {
-                url: from.clone(),
-                reason: format!("the workspace gave no signed URL for {full} of run {}", self.run_id),
-            })?;
-            bytes += self.rest.download(uri, headers, false, &target(dest, &f.path, &from)?, f.size)?;
-        }
-        Ok(bytes)
+                Ok(self.rest.api_post(endpoint, &body)?.unwrap_or_default())
+            },
+            |reply| reply["credential_infos"].as_array().into_iter().flatten().filter_map(credential).collect(),
+        )
     }
 }
 
@@ -529,62 +559,38 @@ impl ArtifactFetcher for LoggedModelFiles {
         walk(|dir| {
             let path = join(&self.root, dir);
             let mut out = Vec::new();
-            let mut token = String::new();
-            loop {
-                let mut q = vec![("artifact_directory_path", path.as_str())];
-                if !token.is_empty() {
-                    q.push(("page_token", token.as_str()));
-                }
-                let page = self.rest.api_get(&endpoint, &q)?.unwrap_or_default();
-                for f in page["files"].as_array().into_iter().flatten() {
-                    let full = f["path"].as_str().unwrap_or_default();
-                    let rel = full.strip_prefix(&self.root).map(|r| r.trim_start_matches('/')).unwrap_or(full);
-                    out.push((rel.to_string(), f["is_dir"].as_bool().unwrap_or(false), f["file_size"].as_u64()));
-                }
-                match page["next_page_token"].as_str() {
-                    Some(t) if !t.is_empty() => token = t.to_string(),
-                    _ => break,
-                }
-            }
+            paged(
+                |token| {
+                    let mut q = vec![("artifact_directory_path", path.as_str())];
+                    q.extend(token.map(|t| ("page_token", t)));
+                    Ok(self.rest.api_get(&endpoint, &q)?.unwrap_or_default())
+                },
+                |reply| listed(reply, &self.root, &mut out),
+            )?;
             Ok(out)
         })
     }
 
     fn download(&self, files: &[RemoteFile], dest: &Path) -> Result<u64> {
         let endpoint = format!("/api/2.0/mlflow/logged-models/{}/artifacts/credentials-for-download", self.model_id);
-        let mut signed: BTreeMap<String, (String, Vec<(String, String)>)> = BTreeMap::new();
-        for batch in files.chunks(CREDENTIAL_BATCH) {
-            let paths: Vec<String> = batch.iter().map(|f| join(&self.root, &f.path)).collect();
-            let mut token: Option<String> = None;
-            loop {
+        download_signed(
+            &self.rest,
+            &format!("{}{endpoint}", self.rest.base()),
+            &self.root,
+            files,
+            dest,
+            |paths, token| {
                 let mut body = json!({ "paths": paths });
-                if let Some(t) = &token {
-                    body["page_token"] = Value::String(t.clone());
+                if let Some(t) = token {
+                    body["page_token"] = Value::String(t.to_string());
                 }
-                let page = self.rest.api_post(&endpoint, &body)?.unwrap_or_default();
-                for c in page["credentials"].as_array().into_iter().flatten() {
-                    let info = &c["credential_info"];
-                    if let (Some(path), Some(uri)) = (info["path"].as_str(), info["signed_uri"].as_str()) {
-                        signed.insert(path.to_string(), (uri.to_string(), headers_of(&info["headers"])));
-                    }
-                }
-                match page["next_page_token"].as_str() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                    _ => break,
-                }
-            }
-        }
-        let from = format!("{}{endpoint}", self.rest.base());
-        let mut bytes = 0;
-        for f in files {
-            let full = join(&self.root, &f.path);
-            let (uri, headers) = signed.get(&full).ok_or_else(|| Error::Remote {
-                url: from.clone(),
-                reason: format!("the workspace gave no signed URL for {full} of logged model {}", self.model_id),
-            })?;
-            bytes += self.rest.download(uri, headers, false, &target(dest, &f.path, &from)?, f.size)?;
-        }
-        Ok(bytes)
+                Ok(self.rest.api_post(&endpoint, &body)?.unwrap_or_default())
+            },
+            |reply| {
+                let creds = reply["credentials"].as_array().into_iter().flatten();
+                creds.filter_map(|c| credential(&c["credential_info"])).collect()
+            },
+        )
     }
 }
 
@@ -610,22 +616,14 @@ impl ArtifactFetcher for WorkspaceRegistryFiles {
         let v = self.version.to_string();
         walk(|dir| {
             let mut out = Vec::new();
-            let mut token = String::new();
-            loop {
-                let mut q = vec![("name", self.name.as_str()), ("version", v.as_str()), ("path", dir)];
-                if !token.is_empty() {
-                    q.push(("page_token", token.as_str()));
-                }
-                let page = self.rest.api_get("/api/2.0/mlflow/model-versions/list-artifacts", &q)?.unwrap_or_default();
-                for f in page["files"].as_array().into_iter().flatten() {
-                    let path = f["path"].as_str().unwrap_or_default().to_string();
-                    out.push((path, f["is_dir"].as_bool().unwrap_or(false), f["file_size"].as_u64()));
-                }
-                match page["next_page_token"].as_str() {
-                    Some(t) if !t.is_empty() => token = t.to_string(),
-                    _ => break,
-                }
-            }
+            paged(
+                |token| {
+                    let mut q = vec![("name", self.name.as_str()), ("version", v.as_str()), ("path", dir)];
+                    q.extend(token.map(|t| ("page_token", t)));
+                    Ok(self.rest.api_get("/api/2.0/mlflow/model-versions/list-artifacts", &q)?.unwrap_or_default())
+                },
+                |reply| listed(reply, "", &mut out),
+            )?;
             Ok(out)
         })
     }
@@ -642,13 +640,8 @@ impl ArtifactFetcher for WorkspaceRegistryFiles {
                 url: from.clone(),
                 reason: format!("no signed URL for {} of version {} of '{}'", f.path, self.version, self.name),
             })?;
-            bytes += self.rest.download(
-                uri,
-                &headers_of(&reply["headers"]),
-                false,
-                &target(dest, &f.path, &from)?,
-                f.size,
-            )?;
+            let target = target(dest, &f.path, &from)?;
+            bytes += self.rest.download(uri, &headers_of(&reply["headers"]), false, &target, f.size)?;
         }
         Ok(bytes)
     }
@@ -669,21 +662,20 @@ impl FilesApi {
             let path = join(&self.root, dir);
             let endpoint = format!("/api/2.0/fs/directories{}", encode(&path));
             let mut out = Vec::new();
-            let mut token = String::new();
-            loop {
-                let q: Vec<(&str, &str)> =
-                    if token.is_empty() { Vec::new() } else { vec![("page_token", token.as_str())] };
-                let page = self.rest.api_get(&endpoint, &q)?.unwrap_or_default();
-                for f in page["contents"].as_array().into_iter().flatten() {
-                    let full = f["path"].as_str().unwrap_or_default();
-                    let rel = full.strip_prefix(&self.root).unwrap_or(full).trim_start_matches('/');
-                    out.push((rel.to_string(), f["is_directory"].as_bool().unwrap_or(false), f["file_size"].as_u64()));
-                }
-                match page["next_page_token"].as_str() {
-                    Some(t) if !t.is_empty() => token = t.to_string(),
-                    _ => break,
-                }
-            }
+            paged(
+                |token| {
+                    let q: Vec<(&str, &str)> = token.map(|t| ("page_token", t)).into_iter().collect();
+                    Ok(self.rest.api_get(&endpoint, &q)?.unwrap_or_default())
+                },
+                |reply| {
+                    for f in reply["contents"].as_array().into_iter().flatten() {
+                        let full = f["path"].as_str().unwrap_or_default();
+                        let rel = full.strip_prefix(&self.root).unwrap_or(full).trim_start_matches('/');
+                        let is_dir = f["is_directory"].as_bool().unwrap_or(false);
+                        out.push((rel.to_string(), is_dir, f["file_size"].as_u64()));
+                    }
+                },
+            )?;
             Ok(out)
         })
     }
