@@ -17,6 +17,7 @@ const LOGGED: &str = "m-7f3e2d1c0b9a88776655443322110000";
 const TOKEN: &str = "dapi-fixture-0123456789";
 const CLIENT_ID: &str = "sp-client-id";
 const CLIENT_SECRET: &str = "sp-very-secret";
+const IDENTITY_HEADER: &str = "identity-header-value";
 const AZURE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const AZUREML_WS: &str =
     "subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws-1";
@@ -50,6 +51,7 @@ fn plane() -> &'static Plane {
             "token": TOKEN,
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
+            "identity_header": IDENTITY_HEADER,
             "experiment_id": "4242",
             "azurite": {
                 "url": format!("http://127.0.0.1:{}", azurite.port),
@@ -380,6 +382,17 @@ fn azure_ml_workspaces_resolve_runs_and_registered_models_with_entra_tokens() {
     azureml(&mut cmd);
     cmd.env("MLFLOW_TRACKING_TOKEN", TOKEN);
     scores_like_the_local_model(&mut cmd, "models:/churn@champion", dir.path());
+    // A managed identity (Azure ML compute): the host's local token endpoint.
+    let mut cmd = mlscore();
+    azureml(&mut cmd);
+    for k in ["MLFLOW_TRACKING_TOKEN", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"] {
+        cmd.env_remove(k);
+    }
+    cmd.env("IDENTITY_ENDPOINT", format!("{}/msi/token", p.url)).env("IDENTITY_HEADER", IDENTITY_HEADER);
+    let before = requests().len();
+    scores_like_the_local_model(&mut cmd, "models:/churn/1", dir.path());
+    let seen = requests()[before..].to_vec();
+    assert_eq!(seen.iter().filter(|r| r.starts_with("GET /msi/token")).count(), 1, "{seen:?}");
     // No credentials at all: what to set.
     let mut cmd = mlscore();
     azureml(&mut cmd);
@@ -392,7 +405,8 @@ fn azure_ml_workspaces_resolve_runs_and_registered_models_with_entra_tokens() {
     ] {
         cmd.env_remove(k);
     }
-    let out = run(cmd.env("IDENTITY_ENDPOINT", "").env("MSI_ENDPOINT", "").args(["inspect", "models:/churn/1"]), false);
+    let out =
+        run(cmd.env_remove("IDENTITY_ENDPOINT").env_remove("MSI_ENDPOINT").args(["inspect", "models:/churn/1"]), false);
     let err = stderr(&out);
     assert!(err.contains("AZURE_CLIENT_ID") && err.contains("MLFLOW_TRACKING_TOKEN"), "{err}");
 }

@@ -180,6 +180,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.oauth(path)
             if path == "/metadata-service":
                 return self.metadata_service()
+            if path == "/msi/token":
+                return self.managed_identity(query)
             if path.startswith("/.well-known/"):
                 return self.error(404, "ENDPOINT_NOT_FOUND", f"No API found for '{self.command} {path}'")
             if kind not in ("pat", "oauth"):
@@ -225,6 +227,17 @@ class Handler(BaseHTTPRequestHandler):
         with self.world.lock:
             self.world.tokens.add(token)
         self.reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+
+    def managed_identity(self, query):
+        """A host's managed identity endpoint (IDENTITY_ENDPOINT, api-version 2019-08-01)."""
+        if self.headers.get("X-IDENTITY-HEADER") != self.world.w["identity_header"] or \
+                query.get("resource") != "https://management.azure.com/" or query.get("api-version") != "2019-08-01":
+            return self.reply(400, {"error": "invalid_request"})
+        token = "msi-" + secrets.token_hex(8)
+        with self.world.lock:
+            self.world.tokens.add(token)
+        self.reply(200, {"access_token": token, "expires_on": str(int(time.time()) + 3600),
+                         "resource": query["resource"], "token_type": "Bearer"})
 
     def metadata_service(self):
         """The Databricks SDK's metadata-service credentials (a token for the host it names)."""

@@ -9,7 +9,8 @@
 //! `MLFLOW_TRACKING_TOKEN` (what an Azure ML job sets), else a service principal
 //! (`AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID`), else workload identity
 //! (`AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE`); the authority is
-//! `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com`).
+//! `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com`); else the host's managed
+//! identity, where it sets `IDENTITY_ENDPOINT` (Azure ML compute, App Service) or `MSI_ENDPOINT`.
 //!
 //! **Files.** Run artifacts (`azureml://…/experiments/<exp>/runs/<run>/artifacts/…`) are listed
 //! through the run history service and read from the SAS URL its `contentinfo` gives.
@@ -93,11 +94,35 @@ fn credentials(env: &dyn Fn(&str) -> Option<String>) -> Result<(Auth, String)> {
             ));
         }
     }
+    // A managed identity through the host's local endpoint: App Service and Azure ML compute
+    // (IDENTITY_ENDPOINT + IDENTITY_HEADER), or the older MSI_ENDPOINT (+ MSI_SECRET).
+    let resource = "https://management.azure.com/";
+    let client = env("AZURE_CLIENT_ID").map(|id| format!("&client_id={id}")).unwrap_or_default();
+    let identity = match (env("IDENTITY_ENDPOINT"), env("IDENTITY_HEADER"), env("MSI_ENDPOINT")) {
+        (Some(endpoint), Some(header), _) => Some(TokenEndpoint::ManagedIdentity {
+            url: format!("{endpoint}?resource={resource}&api-version=2019-08-01{client}"),
+            header: Some(("X-IDENTITY-HEADER".into(), header)),
+        }),
+        (_, _, Some(endpoint)) => Some(TokenEndpoint::ManagedIdentity {
+            url: format!("{endpoint}?resource={resource}&api-version=2017-09-01{client}"),
+            header: env("MSI_SECRET").map(|s| ("secret".to_string(), s)),
+        }),
+        _ => None,
+    };
+    if let Some(endpoint) = identity {
+        return Ok((
+            Auth::ClientCredentials(ClientCredentials::new(endpoint, String::new(), String::new(), scope)),
+            "the managed identity of this host (IDENTITY_ENDPOINT / MSI_ENDPOINT) was refused: give it a role on the \
+             workspace, or set AZURE_CLIENT_ID to the user-assigned identity to use"
+                .into(),
+        ));
+    }
     Err(Error::Store {
         store: "Azure ML".into(),
         reason: "no Azure credentials found: set MLFLOW_TRACKING_TOKEN (an Azure ML job sets it), or AZURE_CLIENT_ID, \
                  AZURE_CLIENT_SECRET and AZURE_TENANT_ID for a service principal, or AZURE_CLIENT_ID, AZURE_TENANT_ID \
-                 and AZURE_FEDERATED_TOKEN_FILE for workload identity (managed identities and the Azure CLI are not \
+                 and AZURE_FEDERATED_TOKEN_FILE for workload identity; a managed identity is used where the host \
+                 sets IDENTITY_ENDPOINT or MSI_ENDPOINT (the instance metadata service and the Azure CLI are not \
                  read yet)"
             .into(),
     })

@@ -81,7 +81,9 @@ pub(crate) struct ClientCredentials {
     /// assertion instead of the secret, read anew for every token.
     pub(crate) assertion_file: Option<std::path::PathBuf>,
     /// The last token and when to stop using it.
-    pub(crate) cached: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+    /// Shared by every client of the same identity in the process (a tracking and a registry
+    /// store ask for one token, not two).
+    pub(crate) cached: std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
 }
 
 /// Where an OAuth token comes from.
@@ -90,10 +92,37 @@ pub(crate) enum TokenEndpoint {
     Url(String),
     /// The `token_endpoint` of this metadata document (`/.well-known/oauth-authorization-server`).
     Discover(String),
+    /// A managed identity's local token endpoint (a GET with the resource in the URL, and the
+    /// secret header it requires); the client id and secret are not used.
+    ManagedIdentity {
+        /// The endpoint with its query.
+        url: String,
+        /// The header proving the caller runs on the host (`X-IDENTITY-HEADER`, `secret`).
+        header: Option<(String, String)>,
+    },
+}
+
+impl TokenEndpoint {
+    /// Where tokens come from (a URL, never a secret).
+    fn describe(&self) -> &str {
+        match self {
+            Self::Url(u) | Self::Discover(u) | Self::ManagedIdentity { url: u, .. } => u,
+        }
+    }
+}
+
+/// The process's token cache for one identity (token endpoint, client id, scope).
+fn token_cache(identity: &str) -> std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>> {
+    type Caches =
+        std::collections::HashMap<String, std::sync::Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>>;
+    static CACHES: std::sync::OnceLock<std::sync::Mutex<Caches>> = std::sync::OnceLock::new();
+    let mut caches = CACHES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    caches.entry(identity.to_string()).or_default().clone()
 }
 
 impl ClientCredentials {
     pub(crate) fn new(endpoint: TokenEndpoint, client_id: String, client_secret: String, scope: &str) -> Self {
+        let cached = token_cache(&format!("{}\n{client_id}\n{scope}", endpoint.describe()));
         Self {
             endpoint,
             client_id,
@@ -101,7 +130,7 @@ impl ClientCredentials {
             scope: scope.to_string(),
             basic_auth: false,
             assertion_file: None,
-            cached: std::sync::Mutex::new(None),
+            cached,
         }
     }
 }
@@ -235,6 +264,16 @@ impl RestStore {
             return Ok(token.clone());
         }
         let token_url = match &c.endpoint {
+            TokenEndpoint::ManagedIdentity { url, header } => {
+                let reply = self.fetch_json(url, |a| {
+                    let req = a.get(url);
+                    match header {
+                        Some((k, v)) => req.header(k.as_str(), v.as_str()).call(),
+                        None => req.call(),
+                    }
+                })?;
+                return self.keep_token(&mut cached, url, &reply);
+            }
             TokenEndpoint::Url(u) => u.clone(),
             TokenEndpoint::Discover(doc) => {
                 let meta = self.fetch_json(doc, |a| a.get(doc).call())?;
@@ -273,13 +312,25 @@ impl RestStore {
             };
             req.send_form(form.iter().copied())
         })?;
+        self.keep_token(&mut cached, &token_url, &reply)
+    }
+
+    /// The token of a token endpoint's answer, cached until a minute before it expires
+    /// (`expires_in` seconds, or `expires_on` as a Unix time, as managed identities say it).
+    fn keep_token(
+        &self,
+        cached: &mut Option<(String, std::time::Instant)>,
+        url: &str,
+        reply: &Value,
+    ) -> Result<String> {
         let token = reply["access_token"]
             .as_str()
-            .ok_or_else(|| self.remote(&token_url, "the token endpoint's answer has no access_token".into()))?
+            .ok_or_else(|| self.remote(url, "the token endpoint's answer has no access_token".into()))?
             .to_string();
-        let lifetime = reply["expires_in"]
-            .as_u64()
-            .or_else(|| reply["expires_in"].as_str().and_then(|s| s.parse().ok()))
+        let number = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+        let now_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let lifetime = number(&reply["expires_in"])
+            .or_else(|| number(&reply["expires_on"]).map(|on| on.saturating_sub(now_unix)))
             .unwrap_or(3600);
         let until = std::time::Instant::now() + Duration::from_secs(lifetime.saturating_sub(60).max(1));
         *cached = Some((token.clone(), until));
