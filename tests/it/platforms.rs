@@ -13,6 +13,8 @@ use crate::common::*;
 use crate::servers::{AZURE_ACCOUNT, Azurite, S3, S3_KEY_ID, S3_SECRET, put_dir, servers_installed};
 
 const RUN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+/// A run whose signed URLs the fixture hands out expired the first time.
+const EXPIRING_RUN: &str = "e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0";
 const LOGGED: &str = "m-7f3e2d1c0b9a88776655443322110000";
 const TOKEN: &str = "dapi-fixture-0123456789";
 const CLIENT_ID: &str = "sp-client-id";
@@ -39,6 +41,7 @@ fn plane() -> &'static Plane {
         let store = azurite.store(container);
         let model = models().join("churn");
         put_dir(store.as_ref(), &model, &format!("runs/{RUN}/artifacts/model"));
+        put_dir(store.as_ref(), &model, &format!("runs/{EXPIRING_RUN}/artifacts/model"));
         put_dir(store.as_ref(), &model, &format!("logged/{LOGGED}"));
         for v in ["az", "default", "files"] {
             put_dir(store.as_ref(), &model, &format!("uc/main/ml/{v}/1"));
@@ -60,7 +63,8 @@ fn plane() -> &'static Plane {
                 "container": container,
             },
             "s3": { "bucket": "ucbucket", "key_id": S3_KEY_ID, "secret": S3_SECRET },
-            "runs": { RUN: format!("runs/{RUN}/artifacts") },
+            "runs": { RUN: format!("runs/{RUN}/artifacts"), EXPIRING_RUN: format!("runs/{EXPIRING_RUN}/artifacts") },
+            "expire_first": [EXPIRING_RUN],
             "logged_models": { LOGGED: { "run_id": RUN, "name": "model", "prefix": format!("logged/{LOGGED}") } },
             "workspace_models": {
                 "churn": { "versions": { "1": { "run_id": RUN, "path": "model" } }, "aliases": { "champion": 1 } },
@@ -190,6 +194,15 @@ fn databricks_runs_logged_models_and_the_workspace_registry_score_through_signed
             &signed,
         );
     }
+    // Signed URLs that expired before their download: each file asked for once more, then read.
+    let before = requests().len();
+    scores_like_the_local_model(
+        databricks(&dir.path().join("expiring")).env("MLFLOW_DISABLE_DATABRICKS_SDK_FOR_RUN_ARTIFACTS", "true"),
+        &format!("runs:/{EXPIRING_RUN}/model"),
+        dir.path(),
+    );
+    let asked = requests()[before..].iter().filter(|r| r.contains("credentials-for-read")).count();
+    assert_eq!(asked, 1 + 7, "one batch, then one request per expired file (7 files)");
     for uri in ["models:/churn/1", "models:/churn@champion", "models:/churn/latest"] {
         scores_like_the_local_model(databricks(&cache).env("MLFLOW_REGISTRY_URI", "databricks"), uri, dir.path());
     }

@@ -56,6 +56,7 @@ class World:
         )
         self.blobs = BlobServiceClient.from_connection_string(conn).get_container_client(self.container)
         self.tokens = {self.w["token"]}
+        self.signed_once = set()
         self.lock = threading.Lock()
         self.log = open(self.dir / "requests.log", "a", buffering=1)
 
@@ -63,10 +64,11 @@ class World:
     def expiry(self):
         return dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=15)
 
-    def sas_url(self, blob: str) -> str:
+    def sas_url(self, blob: str, expired: bool = False) -> str:
+        expiry = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5) if expired else self.expiry()
         sas = generate_blob_sas(
             self.account, self.container, blob, account_key=self.key,
-            permission=BlobSasPermissions(read=True), expiry=self.expiry(),
+            permission=BlobSasPermissions(read=True), expiry=expiry,
         )
         return f"{self.blob_url}/{self.account}/{self.container}/{urllib.parse.quote(blob)}?{sas}"
 
@@ -273,7 +275,13 @@ class Handler(BaseHTTPRequestHandler):
         if endpoint == "artifacts/credentials-for-read":
             prefix = w["runs"][a["run_id"]]
             paths = a["path"] if isinstance(a["path"], list) else [a["path"]]
-            infos = [{"run_id": a["run_id"], "path": p, "signed_uri": world.sas_url(f"{prefix}/{p}"),
+            # Runs listed in expire_first get an already expired URL the first time a path is asked for.
+            def signed(p):
+                key = (a["run_id"], p)
+                expired = a["run_id"] in w.get("expire_first", []) and key not in world.signed_once
+                world.signed_once.add(key)
+                return world.sas_url(f"{prefix}/{p}", expired=expired)
+            infos = [{"run_id": a["run_id"], "path": p, "signed_uri": signed(p),
                       "headers": [{"name": "x-ms-blob-type", "value": "BlockBlob"}], "type": "AZURE_SAS_URI"}
                      for p in paths]
             return self.reply(200, {"credential_infos": infos})

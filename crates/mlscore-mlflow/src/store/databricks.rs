@@ -470,11 +470,20 @@ fn download_signed(
     let mut bytes = 0;
     for f in files {
         let full = join(root, &f.path);
-        let (uri, headers) = signed.get(&full).ok_or_else(|| Error::Remote {
-            url: from.to_string(),
-            reason: format!("the workspace gave no signed URL for {full}"),
-        })?;
-        bytes += rest.download(uri, headers, false, &target(dest, &f.path, from)?, f.size)?;
+        let missing =
+            || Error::Remote { url: from.to_string(), reason: format!("the workspace gave no signed URL for {full}") };
+        let (uri, headers) = signed.get(&full).ok_or_else(missing)?;
+        let target = target(dest, &f.path, from)?;
+        bytes += match rest.download(uri, headers, false, &target, f.size) {
+            // Signed URLs expire (a long download of many files): one new URL, as MLflow asks again.
+            Err(Error::Remote { reason, .. }) if reason.contains("signed URL was refused") => {
+                let mut fresh = BTreeMap::new();
+                paged(|token| sign(std::slice::from_ref(&full), token), |reply| fresh.extend(entries(reply)))?;
+                let (uri, headers) = fresh.get(&full).ok_or_else(missing)?;
+                rest.download(uri, headers, false, &target, f.size)?
+            }
+            other => other?,
+        };
     }
     Ok(bytes)
 }
