@@ -203,7 +203,7 @@ fn scored_rows_commit_as_one_delta_transaction_and_killed_jobs_add_no_version() 
     let table = dir.path().join("scored");
     let to_delta = |input: &Path, overwrite: bool| {
         let mut cmd = mlscore();
-        cmd.args(["score", "-q", "--model", "models/churn", "--output-format", "delta", "--input"])
+        cmd.args(["score", "--model", "models/churn", "--output-format", "delta", "--input"])
             .arg(input)
             .arg("--output")
             .arg(&table);
@@ -250,8 +250,11 @@ fn scored_rows_commit_as_one_delta_transaction_and_killed_jobs_add_no_version() 
         stderr(&refused)
     );
     assert_eq!(versions(&table).len(), 1);
-    run(&mut to_delta(&sample(), true), true);
+    let out = run(&mut to_delta(&sample(), true), true);
     assert_eq!(versions(&table).len(), 2);
+    // The summary counts what the commit added.
+    let summary = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(summary.contains("wrote 1000 rows") && summary.contains("(1 file"), "{summary}");
     // mlscore reads what it wrote, at either version.
     let back = dir.path().join("back.parquet");
     run(

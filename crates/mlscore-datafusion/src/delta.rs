@@ -300,8 +300,9 @@ pub async fn write_table(df: DataFrame, spec: &OutputSpec) -> Result<WriteStats>
         .object_store_registry
         .get_store(&url)
         .map_err(|e| err(Error::DataFusion(e).to_string()))?;
-    let builder =
-        DeltaTableBuilder::from_url(url.clone()).map_err(|e| err(e.to_string()))?.with_storage_backend(store, url);
+    let builder = DeltaTableBuilder::from_url(url.clone())
+        .map_err(|e| err(e.to_string()))?
+        .with_storage_backend(store.clone(), url.clone());
     let table = if exists {
         builder.load().await.map_err(|e| err(format!("cannot read the Delta table: {e}")))?
     } else {
@@ -327,10 +328,24 @@ pub async fn write_table(df: DataFrame, spec: &OutputSpec) -> Result<WriteStats>
     let metric = |k: &str| {
         commit.as_ref().and_then(|c| c.info.get("operationMetrics")).and_then(|m| m.get(k)).and_then(|v| v.as_u64())
     };
+    // The bytes the commit added: the sizes its `add` actions record.
+    let mut bytes = 0;
+    if let (Some(version), Ok(prefix)) = (written.version(), objects::path_in_store(&url)) {
+        let log = prefix.clone().join("_delta_log").join(format!("{version:020}.json"));
+        if let Ok(got) = object_store::ObjectStoreExt::get(store.as_ref(), &log).await
+            && let Ok(text) = got.bytes().await
+        {
+            bytes = String::from_utf8_lossy(&text)
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .filter_map(|action| action["add"]["size"].as_u64())
+                .sum();
+        }
+    }
     Ok(WriteStats {
         rows: metric("num_added_rows").unwrap_or_default(),
         files: metric("num_added_files").unwrap_or_default() as usize,
-        bytes: 0,
+        bytes,
         swept: Vec::new(),
     })
 }
