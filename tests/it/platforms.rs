@@ -13,6 +13,8 @@ use crate::common::*;
 use crate::servers::{AZURE_ACCOUNT, Azurite, S3, S3_KEY_ID, S3_SECRET, put_dir, servers_installed};
 
 const RUN: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+/// A run of an experiment whose artifacts live in a Unity Catalog volume.
+const VOLUME_RUN: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 /// A run whose signed URLs the fixture hands out expired the first time.
 const EXPIRING_RUN: &str = "e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0";
 const LOGGED: &str = "m-7f3e2d1c0b9a88776655443322110000";
@@ -42,6 +44,7 @@ fn plane() -> &'static Plane {
         let model = models().join("churn");
         put_dir(store.as_ref(), &model, &format!("runs/{RUN}/artifacts/model"));
         put_dir(store.as_ref(), &model, &format!("runs/{EXPIRING_RUN}/artifacts/model"));
+        put_dir(store.as_ref(), &model, &format!("runs/{VOLUME_RUN}/artifacts/model"));
         put_dir(store.as_ref(), &model, &format!("logged/{LOGGED}"));
         for v in ["az", "default", "files"] {
             put_dir(store.as_ref(), &model, &format!("uc/main/ml/{v}/1"));
@@ -63,7 +66,12 @@ fn plane() -> &'static Plane {
                 "container": container,
             },
             "s3": { "bucket": "ucbucket", "key_id": S3_KEY_ID, "secret": S3_SECRET },
-            "runs": { RUN: format!("runs/{RUN}/artifacts"), EXPIRING_RUN: format!("runs/{EXPIRING_RUN}/artifacts") },
+            "runs": {
+                RUN: format!("runs/{RUN}/artifacts"),
+                EXPIRING_RUN: format!("runs/{EXPIRING_RUN}/artifacts"),
+                VOLUME_RUN: format!("runs/{VOLUME_RUN}/artifacts"),
+            },
+            "volume_runs": { VOLUME_RUN: format!("/Volumes/main/ml/mlflow/4242/{VOLUME_RUN}/artifacts") },
             "expire_first": [EXPIRING_RUN],
             "logged_models": { LOGGED: { "run_id": RUN, "name": "model", "prefix": format!("logged/{LOGGED}") } },
             "workspace_models": {
@@ -194,6 +202,12 @@ fn databricks_runs_logged_models_and_the_workspace_registry_score_through_signed
             &signed,
         );
     }
+    // A run whose experiment keeps artifacts in a Unity Catalog volume: read through the Files API.
+    let uri = format!("runs:/{VOLUME_RUN}/model");
+    scores_like_the_local_model(&mut databricks(&cache), &uri, dir.path());
+    let v = inspect(&mut databricks(&cache), &uri);
+    assert!(v["resolved"].to_string().contains("/Volumes/main/ml/mlflow"), "{}", v["resolved"]);
+    assert!(requests().iter().any(|r| r.starts_with("GET /api/2.0/fs/files/Volumes/main/ml/mlflow/")));
     // Signed URLs that expired before their download: each file asked for once more, then read.
     let before = requests().len();
     scores_like_the_local_model(

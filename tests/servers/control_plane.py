@@ -261,7 +261,10 @@ class Handler(BaseHTTPRequestHandler):
         if endpoint == "runs/get":
             if a["run_id"] not in w["runs"]:
                 raise KeyError(f"Run '{a['run_id']}'")
-            return self.reply(200, {"run": {"info": world.run_info(a["run_id"], self.artifact_root(a["run_id"], azureml)), "data": {}}})
+            # Experiments whose artifact location is a Unity Catalog volume keep runs there.
+            volume = w.get("volume_runs", {}).get(a["run_id"])
+            root = f"dbfs:{volume}" if volume else self.artifact_root(a["run_id"], azureml)
+            return self.reply(200, {"run": {"info": world.run_info(a["run_id"], root), "data": {}}})
         if endpoint == "artifacts/list":
             prefix = w["runs"][a["run_id"]]
             path = a.get("path", "").strip("/")
@@ -385,6 +388,10 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- the Files API over /Models/<catalog>/<schema>/<model>/<version> -------------------------
     def files_prefix(self, path):
+        for run_id, volume in self.world.w.get("volume_runs", {}).items():
+            if path == volume or path.startswith(volume + "/"):
+                rest = path[len(volume):].strip("/")
+                return f"{self.world.w['runs'][run_id]}/{rest}".rstrip("/"), volume
         parts = path.strip("/").split("/")
         if parts[:3] == ["WorkspaceInternal", "Mlflow", "Artifacts"] and len(parts) >= 7 and parts[6] == "artifacts":
             # /WorkspaceInternal/Mlflow/Artifacts/<exp>/Runs/<run>/artifacts/… and …/LoggedModels/<id>/artifacts/…
