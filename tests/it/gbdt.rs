@@ -256,3 +256,12 @@ fn inspect_shows_the_trees_scored_and_every_output() {
     assert_eq!(outputs, want);
     assert_eq!(v["default_result_type"], "bigint");
 }
+
+/// The same loop over the `MLmodel` files (YAML, with the signature as embedded JSON): every
+/// mutant is a model or an error, never a panic.
+#[test]
+fn mutated_mlmodel_files_are_errors_or_models_never_panics() {
+    let cases = [("lgb_binary", "MLmodel"), ("xgb_categorical", "MLmodel")];
+    let outcomes = mutation_loop("gbdt", &cases, b" :-\n\"'[]{}#&*!|>%@`,", 0x6a09_e667_f3bc_c908, 120);
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "scored / errors: {outcomes:?}");
+}
