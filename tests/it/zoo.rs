@@ -236,3 +236,23 @@ fn every_result_type_converts_every_output_kind_or_says_why() {
     }
     assert!(failures.is_empty(), "{} of {conversions} conversions failed:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// The seeded mutation loop over ONNX files (protobuf: field tags, lengths and varints as the
+/// alphabet) of tree ensembles, a linear model, a pipeline with encoders and a ZipMap classifier:
+/// every mutant loads and scores, or is an error; none panics (tract's own checks included).
+#[test]
+fn mutated_onnx_files_are_errors_or_models_never_panics() {
+    let cases = [
+        ("decision_tree_classifier_zipmap", "model.onnx"),
+        ("column_transformer_onehot_random_forest", "model.onnx"),
+        ("binarizer", "model.onnx"),
+    ];
+    let outcomes = crate::common::mutation_loop(
+        "zoo",
+        &cases,
+        b"\x00\x01\x02\x08\x10\x12\x1a\x22\x2a\x3a\x7f\x80\xff",
+        0x3c6e_f372_fe94_f82b,
+        60,
+    );
+    assert!(outcomes[1] > 0, "no mutant was refused: {outcomes:?}");
+}

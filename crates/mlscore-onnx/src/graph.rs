@@ -201,6 +201,26 @@ impl fmt::Debug for OnnxGraph {
     }
 }
 
+/// Runs one of tract's steps over a graph read from `path`, turning a panic inside tract (it
+/// asserts on some malformed graphs) into an error naming the file: a damaged model must never
+/// bring down the process (in the Python wheel, a Spark task).
+fn guarded<T>(path: &Path, step: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let said = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::Load {
+            kind: "ONNX graph",
+            path: path.to_path_buf(),
+            reason: format!(
+                "tract failed while {step} ({said}): the file is damaged or uses a form tract does not handle"
+            ),
+        })
+    })
+}
+
 /// tract's ONNX framework with mlscore's operators registered over the stock ones.
 pub(crate) fn framework() -> tract_onnx::Onnx {
     let mut fw = tract_onnx::onnx();
@@ -249,8 +269,26 @@ impl OnnxGraph {
         let ml_opset = proto.opset_import.iter().find(|o| o.domain == "ai.onnx.ml").map(|o| o.version);
         let producer = format!("{} {}", proto.producer_name, proto.producer_version).trim().to_string();
 
+        // tract indexes its outlets by these names without checking: a damaged file would panic.
+        let produced: std::collections::HashSet<&str> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str))
+            .chain(graph.input.iter().map(|i| i.name.as_str()))
+            .chain(initializers.iter().copied())
+            .collect();
+        if let Some(o) = graph.output.iter().find(|o| !produced.contains(o.name.as_str())) {
+            return Err(Error::Load {
+                kind: "ONNX graph",
+                path: path.to_path_buf(),
+                reason: format!(
+                    "graph output '{}' is produced by no node, input or initializer: the file is damaged",
+                    o.name
+                ),
+            });
+        }
         let dir = path.parent().and_then(Path::to_str);
-        let parsed = fw.parse(&proto, dir).map_err(load_err)?;
+        let parsed = guarded(path, "reading the graph", || fw.parse(&proto, dir).map_err(load_err))?;
         if !parsed.unresolved_inputs.is_empty() {
             return Err(Error::Load {
                 kind: "ONNX graph",
@@ -290,14 +328,16 @@ impl OnnxGraph {
             };
             model.set_input_fact(ix, InferenceFact::dt_shape(elem.datum_type(), shape)).map_err(load_err)?;
         }
-        let typed = model.into_typed().map_err(load_err)?;
+        let typed = guarded(path, "typing the graph", || model.into_typed().map_err(load_err))?;
         let compile = |typed: TypedModel| -> TractResult<Arc<TypedSimplePlan>> {
             let optimized = crate::ops::rewrite_optimized(typed.into_optimized()?)?;
             optimized.into_runnable()
         };
         // Optional: the symbolic plan scores every batch size on its own.
-        let chunk_plan = typed.set_symbols(&HashMap::from([(n, CHUNK_ROWS.to_dim())])).and_then(compile).ok();
-        let plan = compile(typed).map_err(load_err)?;
+        let chunk_plan = guarded(path, "compiling the graph", || {
+            Ok(typed.set_symbols(&HashMap::from([(n, CHUNK_ROWS.to_dim())])).and_then(compile).ok())
+        })?;
+        let plan = guarded(path, "compiling the graph", || compile(typed).map_err(load_err))?;
         Ok(Self { path: path.to_path_buf(), plan, chunk_plan, inputs, outputs, opset, ml_opset, producer })
     }
 

@@ -186,6 +186,14 @@ impl Model {
         match feed {
             Feed::Stack { columns, elem, rank1 } => {
                 let k = columns.len();
+                if *rank1 && k != 1 {
+                    // A one-dimensional input holds one value per row; a damaged graph can declare
+                    // one while its signature names several columns.
+                    return Err(Error::Binding(format!(
+                        "the graph's input is one-dimensional (one value per row) but {k} columns feed it; \
+                         the model's graph and signature disagree"
+                    )));
+                }
                 let shape: Vec<usize> = if *rank1 { vec![rows] } else { vec![rows, k] };
                 let names: Vec<String> = columns.iter().map(|idx| name_of(*idx)).collect();
                 build_tensor(*elem, &shape, |filler| {
