@@ -76,6 +76,34 @@ pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Every file under `dir` (recursively), with its path relative to `dir`, in name order.
+pub(crate) fn files_under(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.strip_prefix(dir).unwrap().to_str().unwrap().to_string(), p));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Copies a directory tree.
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
+    for (rel, path) in files_under(from) {
+        let target = to.join(rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(path, target).unwrap();
+    }
+    std::fs::create_dir_all(to).unwrap();
+}
+
 /// Reads a Parquet file, or every `.parquet` file of a directory in name order, as one batch.
 /// The files of `dir` whose extension is `ext`, in name order.
 pub(crate) fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -233,11 +261,65 @@ pub(crate) fn assert_matches_golden(out: &RecordBatch, prediction: &str, golden_
 }
 
 /// A seeded mutation loop over real model files: for each `(case, file)` of `models/<family>/`,
-/// `MLSCORE_FUZZ_ROUNDS` (else `rounds`) mutants of the file, each with 1 to 4 edits (a bit
-/// flipped, a byte replaced by one of `alphabet`, the file cut, a span repeated or dropped, an
-/// 8-byte little-endian integer overwritten with an edge value), loaded and scored on the case's
+/// `MLSCORE_FUZZ_ROUNDS` (else `rounds`) mutants of the file (see [`Mutator`]), loaded and scored on the case's
 /// `input.parquet` in a copy of its model directory. Panics if any mutant panics; returns how many
 /// scored and how many were errors.
+/// `MLSCORE_FUZZ_ROUNDS`, else `rounds`: how many mutants a fuzz loop tries per file.
+pub(crate) fn fuzz_rounds(rounds: usize) -> usize {
+    std::env::var("MLSCORE_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(rounds)
+}
+
+/// Seeded mutants of a file: each with 1 to 4 edits (a bit flipped, a byte replaced by one of
+/// the alphabet, the file cut, a span repeated or dropped, an 8-byte little-endian integer
+/// overwritten with an edge value).
+pub(crate) struct Mutator {
+    state: u64,
+}
+
+impl Mutator {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    /// A number below `n` (xorshift).
+    fn next(&mut self, n: usize) -> usize {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        (self.state % n.max(1) as u64) as usize
+    }
+
+    pub(crate) fn mutant(&mut self, original: &[u8], alphabet: &[u8]) -> Vec<u8> {
+        let mut b = original.to_vec();
+        for _ in 0..1 + self.next(4) {
+            if b.is_empty() {
+                break;
+            }
+            let at = self.next(b.len());
+            match self.next(6) {
+                0 => b[at] ^= 1 << self.next(8),
+                1 => b[at] = alphabet[self.next(alphabet.len())],
+                2 => b.truncate(at),
+                3 => {
+                    let end = (at + self.next(64)).min(b.len());
+                    let span = b[at..end].to_vec();
+                    b.splice(at..at, span);
+                }
+                4 => {
+                    let v = [-1i64, 0, 1, 7, 1 << 40, i64::MAX][self.next(6)].to_le_bytes();
+                    let end = (at + 8).min(b.len());
+                    b[at..end].copy_from_slice(&v[..end - at]);
+                }
+                _ => {
+                    let end = (at + self.next(16)).min(b.len());
+                    b.drain(at..end);
+                }
+            }
+        }
+        b
+    }
+}
+
 pub(crate) fn mutation_loop(
     family: &str,
     cases: &[(&str, &str)],
@@ -245,47 +327,16 @@ pub(crate) fn mutation_loop(
     seed: u64,
     rounds: usize,
 ) -> [usize; 2] {
-    let rounds: usize = std::env::var("MLSCORE_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(rounds);
+    let rounds = fuzz_rounds(rounds);
     let tmp = tempfile::tempdir().unwrap();
-    let mut state = seed;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n.max(1) as u64) as usize
-    };
+    let mut mutator = Mutator::new(seed);
     let mut outcomes = [0usize; 2];
     for (case, file) in cases {
         let src = models().join(family).join(case);
         let input = read_parquet(&src.join("input.parquet"));
         let original = std::fs::read(src.join("model").join(file)).unwrap();
         for round in 0..rounds {
-            let mut b = original.clone();
-            for _ in 0..1 + next(4) {
-                if b.is_empty() {
-                    break;
-                }
-                let at = next(b.len());
-                match next(6) {
-                    0 => b[at] ^= 1 << next(8),
-                    1 => b[at] = alphabet[next(alphabet.len())],
-                    2 => b.truncate(at),
-                    3 => {
-                        let end = (at + next(64)).min(b.len());
-                        let span = b[at..end].to_vec();
-                        b.splice(at..at, span);
-                    }
-                    4 => {
-                        let v = [-1i64, 0, 1, 7, 1 << 40, i64::MAX][next(6)].to_le_bytes();
-                        let end = (at + 8).min(b.len());
-                        b[at..end].copy_from_slice(&v[..end - at]);
-                    }
-                    _ => {
-                        let end = (at + next(16)).min(b.len());
-                        b.drain(at..end);
-                    }
-                }
-            }
+            let b = mutator.mutant(&original, alphabet);
             let dir = tempfile::tempdir_in(tmp.path()).unwrap();
             for entry in std::fs::read_dir(src.join("model")).unwrap() {
                 let p = entry.unwrap().path();

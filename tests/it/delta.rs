@@ -14,11 +14,8 @@ use crate::servers::servers_installed;
 
 /// A fresh copy of a table from `tests/data/delta` (written by Databricks Runtime).
 fn shared_table(name: &str, dir: &Path) -> PathBuf {
-    let from = repo().join("tests/data/delta").join(name);
-    std::fs::create_dir_all(dir).unwrap();
     let to = dir.join(name);
-    let status = Command::new("cp").arg("-r").arg(&from).arg(&to).status().unwrap();
-    assert!(status.success(), "copying {}", from.display());
+    copy_tree(&repo().join("tests/data/delta").join(name), &to);
     to
 }
 
@@ -331,8 +328,8 @@ fn delta_tables_on_azure_are_read_and_written_through_the_same_stores() {
     assert_eq!(ints(&column(&back, "p")), vec![1000]);
 }
 
-/// Hostile Delta logs: seeded mutations of a commit file, a checkpoint and `_last_checkpoint`
-/// (bytes flipped, JSON punctuation swapped in, the file cut, spans repeated or dropped). Reading
+/// Hostile Delta logs: seeded mutations (common.rs's `Mutator`, JSON punctuation as its
+/// alphabet) of a commit file, a checkpoint and `_last_checkpoint`. Reading
 /// the table either gives rows or fails with an error; the process never dies of a panic.
 #[test]
 fn mutated_delta_logs_are_errors_or_tables_never_panics() {
@@ -345,14 +342,8 @@ fn mutated_delta_logs_are_errors_or_tables_never_panics() {
     let table = made.join("table");
     delta_py(&["make".as_ref(), table.as_os_str(), sample().as_os_str()]);
     let dv = shared_table("table-with-dv-small", dir.path());
-    let rounds: usize = std::env::var("MLSCORE_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(25);
-    let mut state = 0xbb67_ae85_84ca_a73bu64;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n.max(1) as u64) as usize
-    };
+    let rounds = fuzz_rounds(25);
+    let mut mutator = Mutator::new(0xbb67_ae85_84ca_a73b);
     let alphabet = b"{}[]\":,0123456789-truefalsnul";
     let mut outcomes = [0usize; 2];
     for (table, file) in [
@@ -363,27 +354,7 @@ fn mutated_delta_logs_are_errors_or_tables_never_panics() {
     ] {
         let original = std::fs::read(table.join(file)).unwrap();
         for round in 0..rounds {
-            let mut b = original.clone();
-            for _ in 0..1 + next(3) {
-                if b.is_empty() {
-                    break;
-                }
-                let at = next(b.len());
-                match next(5) {
-                    0 => b[at] ^= 1 << next(8),
-                    1 => b[at] = alphabet[next(alphabet.len())],
-                    2 => b.truncate(at),
-                    3 => {
-                        let end = (at + next(32)).min(b.len());
-                        let span = b[at..end].to_vec();
-                        b.splice(at..at, span);
-                    }
-                    _ => {
-                        let end = (at + next(16)).min(b.len());
-                        b.drain(at..end);
-                    }
-                }
-            }
+            let b = mutator.mutant(&original, alphabet);
             std::fs::write(table.join(file), &b).unwrap();
             let out = mlscore()
                 .args(["sql", "-q", "--model", "churn=models/churn", "--output"])

@@ -123,8 +123,8 @@ fn an_s3_model_and_table_score_into_s3_with_sigv4_and_a_wrong_secret_is_refused(
     }
     let s3 = S3::shared();
     let bucket = s3.root.join("bucket-one");
-    copy_dir(&models().join("churn"), &bucket.join("models/churn"));
-    copy_dir(&sample(), &bucket.join("data/customers"));
+    copy_tree(&models().join("churn"), &bucket.join("models/churn"));
+    copy_tree(&sample(), &bucket.join("data/customers"));
     let dir = tempfile::tempdir().unwrap();
     let score = |secret: &str, output: &str| {
         let mut cmd = mlscore();
@@ -174,16 +174,4 @@ fn azurite_dying_in_the_middle_of_an_upload_fails_naming_the_output_and_leaves_n
     assert!(start.elapsed() < Duration::from_secs(60), "retries took {:?}", start.elapsed());
     // No block list was committed: the container holds nothing.
     assert!(list(data.as_ref(), "").is_empty(), "{:?}", list(data.as_ref(), ""));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(p.file_name().unwrap()));
-        } else {
-            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-        }
-    }
 }

@@ -50,7 +50,7 @@ fn plane() -> &'static Plane {
             put_dir(store.as_ref(), &model, &format!("uc/main/ml/{v}/1"));
         }
         // The S3 server serves a directory: each subdirectory is a bucket.
-        copy_dir(&model, &s3.root.join("ucbucket/uc/main/ml/s3/1"));
+        copy_tree(&model, &s3.root.join("ucbucket/uc/main/ml/s3/1"));
         let dir = tempfile::tempdir().unwrap();
         let version = |mode: &str| serde_json::json!({ "mode": mode, "prefix": format!("uc/main/ml/{mode}/1") });
         let world = serde_json::json!({
@@ -109,14 +109,6 @@ fn plane() -> &'static Plane {
     })
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-    }
-}
-
 /// The requests the fixture has seen since `from` lines: `METHOD path auth-kind`.
 fn requests() -> Vec<String> {
     std::fs::read_to_string(plane().dir.path().join("requests.log"))
@@ -166,20 +158,7 @@ fn inspect(cmd: &mut Command, uri: &str) -> serde_json::Value {
 
 /// The model files as a sorted list of (relative path, bytes).
 fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
+    files_under(dir).into_iter().map(|(rel, path)| (rel, std::fs::read(path).unwrap())).collect()
 }
 
 #[test]

@@ -79,20 +79,6 @@ fn the_default_tracking_uri_is_mlflow_db_in_the_working_directory() {
     assert_eq!(version_of(&v), ("churn".into(), 2));
 }
 
-/// Copies a directory tree.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_moved_store_still_resolves_and_scores() {
     // MLflow records absolute artifact paths; a copied store points at the original location.

@@ -312,18 +312,9 @@ pub(crate) fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
 /// Uploads every file under `dir` to `prefix/<relative path>`.
 pub(crate) fn put_dir(store: &dyn ObjectStore, dir: &Path, prefix: &str) {
     use object_store::ObjectStoreExt;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let rel = p.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
-            let location = object_store::path::Path::from(format!("{prefix}/{rel}"));
-            block_on(store.put(&location, std::fs::read(&p).unwrap().into())).unwrap();
-        }
+    for (rel, path) in crate::common::files_under(dir) {
+        let location = object_store::path::Path::from(format!("{prefix}/{rel}"));
+        block_on(store.put(&location, std::fs::read(&path).unwrap().into())).unwrap();
     }
 }
 

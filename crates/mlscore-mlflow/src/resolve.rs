@@ -96,8 +96,8 @@ pub fn resolve(uri: &str, config: &StoreConfig) -> Result<Resolution> {
             if let Some(fetcher) = store.version_artifacts(&version)? {
                 // The registry serves the version's files itself (Databricks): MLflow reads them there.
                 res.artifact_location = fetcher.describe();
-                if let Some(id) = version.source.as_deref().and_then(|s| s.strip_prefix("models:/")) {
-                    res.model_id = Some(id.split('/').next().unwrap_or(id).to_string());
+                if let Some(id) = source_model_id(&version) {
+                    res.model_id = Some(id);
                 }
                 let key = format!("{}\n{}\n{}", store.location(), version.name, version.version);
                 let dir = fetch_with(fetcher.as_ref(), &key, config, &mut res.steps)?;
@@ -450,6 +450,12 @@ fn note_logged_model(res: &mut Resolution, lm: &LoggedModelInfo) {
     ));
 }
 
+/// The logged model a version's `source` names (`models:/m-<id>[/…]`, MLflow 3), if any.
+fn source_model_id(version: &ModelVersion) -> Option<String> {
+    let id = version.source.as_deref()?.strip_prefix("models:/")?;
+    Some(id.split('/').next().unwrap_or(id).to_string())
+}
+
 fn version_location(
     tracking: &dyn TrackingStore,
     registry: &dyn TrackingStore,
@@ -458,8 +464,8 @@ fn version_location(
     res: &mut Resolution,
 ) -> Result<String> {
     if let Some(loc) = version.storage_location.as_deref().filter(|s| !s.is_empty()) {
-        if let Some(id) = version.source.as_deref().and_then(|s| s.strip_prefix("models:/")) {
-            res.model_id = Some(id.split('/').next().unwrap_or(id).to_string());
+        if let Some(id) = source_model_id(version) {
+            res.model_id = Some(id);
         }
         res.steps.push(format!("version {} is stored at {loc}", version.version));
         return Ok(loc.to_string());

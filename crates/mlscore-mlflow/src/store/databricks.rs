@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::rest::{Auth, ClientCredentials, RestStore, TokenEndpoint, basic_auth, http_timeout, safe_join};
+use super::rest::{
+    Auth, ClientCredentials, RestStore, TokenEndpoint, basic_auth, http_timeout, paged, safe_join, version_from,
+};
 use super::{ArtifactFetcher, LoggedModelInfo, ModelVersion, RegisteredModel, RemoteFile, RunInfo, TrackingStore};
 use crate::error::{Error, Result};
 use crate::objects::{self, TemporaryCredentials};
@@ -60,13 +62,9 @@ impl DatabricksStore {
         Ok(Self { uri: uri.trim().to_string(), rest, unity })
     }
 
-    /// `/api/2.0/mlflow/<endpoint>` of the registry in use.
-    fn registry_endpoint(&self, endpoint: &str) -> String {
-        if self.unity {
-            format!("/api/2.0/mlflow/unity-catalog/{endpoint}")
-        } else {
-            format!("/api/2.0/mlflow/{endpoint}")
-        }
+    /// The API of the registry in use: `/api/2.0/mlflow/`, or Unity Catalog's under it.
+    fn registry_api(&self) -> &'static str {
+        if self.unity { "/api/2.0/mlflow/unity-catalog/" } else { "/api/2.0/mlflow/" }
     }
 
     fn check_name(&self, name: &str) -> Result<()> {
@@ -80,20 +78,6 @@ impl DatabricksStore {
             });
         }
         Ok(())
-    }
-
-    fn version_of(&self, reply: Option<Value>) -> Option<ModelVersion> {
-        let v = &reply?["model_version"];
-        let s = |k: &str| v[k].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-        Some(ModelVersion {
-            name: s("name")?,
-            version: v["version"].as_str().and_then(|s| s.parse().ok()).or_else(|| v["version"].as_u64())?,
-            source: s("source"),
-            storage_location: s("storage_location"),
-            run_id: s("run_id"),
-            status: s("status"),
-            current_stage: s("current_stage"),
-        })
     }
 }
 
@@ -233,63 +217,27 @@ impl TrackingStore for DatabricksStore {
 
     fn registered_model(&self, name: &str) -> Result<Option<RegisteredModel>> {
         self.check_name(name)?;
-        let Some(model) = self.rest.api_get(&self.registry_endpoint("registered-models/get"), &[("name", name)])?
-        else {
-            return Ok(None);
-        };
-        let aliases: BTreeMap<String, u64> = model["registered_model"]["aliases"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| Some((a["alias"].as_str()?.to_string(), a["version"].as_str()?.parse().ok()?)))
-            .collect();
-        let filter = format!("name='{}'", name.replace('\'', "\\'"));
-        let mut versions = Vec::new();
-        paged(
-            |token| {
-                let mut q = vec![("filter", filter.as_str())];
-                q.extend(token.map(|t| ("page_token", t)));
-                Ok(self.rest.api_get(&self.registry_endpoint("model-versions/search"), &q)?.unwrap_or_default())
-            },
-            |page| {
-                let found = page["model_versions"].as_array().into_iter().flatten();
-                versions.extend(found.filter_map(|v| self.version_of(Some(json!({ "model_version": v })))));
-            },
-        )?;
-        versions.sort_by_key(|v| v.version);
-        Ok(Some(RegisteredModel { name: name.to_string(), versions, aliases }))
+        self.rest.registered_model_at(self.registry_api(), name, &[])
     }
 
     fn registered_model_names(&self) -> Result<Vec<String>> {
         // Only for hints: a registry that does not list is not an error here.
-        let page = self
-            .rest
-            .api_get(&self.registry_endpoint("registered-models/search"), &[("max_results", "100")])
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        Ok(page["registered_models"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m["name"].as_str().map(str::to_string))
-            .collect())
+        Ok(self.rest.registered_model_names_at(self.registry_api(), "100").unwrap_or_default())
     }
 
     fn model_version(&self, name: &str, version: u64) -> Result<Option<ModelVersion>> {
         self.check_name(name)?;
         let v = version.to_string();
-        let reply =
-            self.rest.lookup(&self.registry_endpoint("model-versions/get"), &[("name", name), ("version", &v)])?;
-        Ok(self.version_of(reply))
+        let endpoint = format!("{}model-versions/get", self.registry_api());
+        let reply = self.rest.lookup(&endpoint, &[("name", name), ("version", &v)])?;
+        Ok(reply.and_then(|r| version_from(&r["model_version"])))
     }
 
     fn version_by_alias(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
         self.check_name(name)?;
-        let reply = self
-            .rest
-            .lookup(&self.registry_endpoint("registered-models/alias"), &[("name", name), ("alias", alias)])?;
-        Ok(self.version_of(reply))
+        let endpoint = format!("{}registered-models/alias", self.registry_api());
+        let reply = self.rest.lookup(&endpoint, &[("name", name), ("alias", alias)])?;
+        Ok(reply.and_then(|r| version_from(&r["model_version"])))
     }
 
     fn refuses_latest_and_stages(&self) -> Option<String> {
@@ -423,28 +371,30 @@ fn walk(list_dir: impl Fn(&str) -> Result<Vec<(String, bool, Option<u64>)>>) -> 
     Ok(files)
 }
 
-/// Calls `page` with each page token in turn (none first) until a reply has no
-/// `next_page_token`, handing every reply to `each`.
-fn paged(mut page: impl FnMut(Option<&str>) -> Result<Value>, mut each: impl FnMut(&Value)) -> Result<()> {
-    let mut token: Option<String> = None;
-    loop {
-        let reply = page(token.as_deref())?;
-        each(&reply);
-        match reply["next_page_token"].as_str() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => return Ok(()),
-        }
-    }
-}
-
-/// One directory level of a `{files: [{path, is_dir, file_size}]}` listing, paths made relative
-/// to `root` (listings name them from the artifact root).
-fn listed(reply: &Value, root: &str, out: &mut Vec<(String, bool, Option<u64>)>) {
-    for f in reply["files"].as_array().into_iter().flatten() {
-        let full = f["path"].as_str().unwrap_or_default();
-        let rel = full.strip_prefix(root).map_or(full, |r| r.trim_start_matches('/'));
-        out.push((rel.to_string(), f["is_dir"].as_bool().unwrap_or(false), f["file_size"].as_u64()));
-    }
+/// One directory level of a paged `{files: [{path, is_dir, file_size}]}` listing (GET `endpoint`
+/// with `query`), paths made relative to `root` (listings name them from the artifact root).
+fn list_level(
+    rest: &RestStore,
+    endpoint: &str,
+    query: &[(&str, &str)],
+    root: &str,
+) -> Result<Vec<(String, bool, Option<u64>)>> {
+    let mut out = Vec::new();
+    paged(
+        |token| {
+            let mut q = query.to_vec();
+            q.extend(token.map(|t| ("page_token", t)));
+            Ok(rest.api_get(endpoint, &q)?.unwrap_or_default())
+        },
+        |reply| {
+            for f in reply["files"].as_array().into_iter().flatten() {
+                let full = f["path"].as_str().unwrap_or_default();
+                let rel = full.strip_prefix(root).map_or(full, |r| r.trim_start_matches('/'));
+                out.push((rel.to_string(), f["is_dir"].as_bool().unwrap_or(false), f["file_size"].as_u64()));
+            }
+        },
+    )?;
+    Ok(out)
 }
 
 /// A signed URL and the headers to send with it.
@@ -510,23 +460,8 @@ impl ArtifactFetcher for RunFiles {
     fn list(&self) -> Result<Vec<RemoteFile>> {
         walk(|dir| {
             let path = join(&self.root, dir);
-            let mut out = Vec::new();
-            paged(
-                |token| {
-                    let mut q = vec![("run_id", self.run_id.as_str()), ("path", path.as_str())];
-                    q.extend(token.map(|t| ("page_token", t)));
-                    Ok(self.rest.api_get("/api/2.0/mlflow/artifacts/list", &q)?.unwrap_or_default())
-                },
-                |reply| listed(reply, &self.root, &mut out),
-            )?;
-            // A file lists as itself: its name, relative to the directory holding it.
-            if let [(single, false, size)] = out.as_slice()
-                && *single == path
-            {
-                let name = single.rsplit('/').next().unwrap_or(single).to_string();
-                return Ok(vec![(name, false, *size)]);
-            }
-            Ok(out)
+            let query = [("run_id", self.run_id.as_str()), ("path", path.as_str())];
+            list_level(&self.rest, "/api/2.0/mlflow/artifacts/list", &query, &self.root)
         })
     }
 
@@ -567,16 +502,7 @@ impl ArtifactFetcher for LoggedModelFiles {
         let endpoint = format!("/api/2.0/mlflow/logged-models/{}/artifacts/directories", self.model_id);
         walk(|dir| {
             let path = join(&self.root, dir);
-            let mut out = Vec::new();
-            paged(
-                |token| {
-                    let mut q = vec![("artifact_directory_path", path.as_str())];
-                    q.extend(token.map(|t| ("page_token", t)));
-                    Ok(self.rest.api_get(&endpoint, &q)?.unwrap_or_default())
-                },
-                |reply| listed(reply, &self.root, &mut out),
-            )?;
-            Ok(out)
+            list_level(&self.rest, &endpoint, &[("artifact_directory_path", path.as_str())], &self.root)
         })
     }
 
@@ -624,16 +550,8 @@ impl ArtifactFetcher for WorkspaceRegistryFiles {
     fn list(&self) -> Result<Vec<RemoteFile>> {
         let v = self.version.to_string();
         walk(|dir| {
-            let mut out = Vec::new();
-            paged(
-                |token| {
-                    let mut q = vec![("name", self.name.as_str()), ("version", v.as_str()), ("path", dir)];
-                    q.extend(token.map(|t| ("page_token", t)));
-                    Ok(self.rest.api_get("/api/2.0/mlflow/model-versions/list-artifacts", &q)?.unwrap_or_default())
-                },
-                |reply| listed(reply, "", &mut out),
-            )?;
-            Ok(out)
+            let query = [("name", self.name.as_str()), ("version", v.as_str()), ("path", dir)];
+            list_level(&self.rest, "/api/2.0/mlflow/model-versions/list-artifacts", &query, "")
         })
     }
 

@@ -541,27 +541,16 @@ impl RestStore {
         Ok(n)
     }
 
-    fn version_from(&self, v: &Value) -> Option<ModelVersion> {
-        let s = |k: &str| v[k].as_str().map(str::to_string);
-        Some(ModelVersion {
-            name: s("name")?,
-            version: v["version"].as_str()?.parse().ok()?,
-            source: s("source"),
-            storage_location: s("storage_location"),
-            run_id: s("run_id").filter(|r| !r.is_empty()),
-            status: s("status"),
-            current_stage: s("current_stage"),
-        })
-    }
-}
-
-impl TrackingStore for RestStore {
-    fn location(&self) -> String {
-        self.base.clone()
-    }
-
-    fn registered_model(&self, name: &str) -> Result<Option<RegisteredModel>> {
-        let Some(model) = self.get("registered-models/get", &[("name", name)])? else {
+    /// A registered model with its aliases and every version, from the registry API under `api`
+    /// (`/api/2.0/mlflow/`, or Unity Catalog's `/api/2.0/mlflow/unity-catalog/`); `search` is
+    /// added to each version search's query.
+    pub(crate) fn registered_model_at(
+        &self,
+        api: &str,
+        name: &str,
+        search: &[(&str, &str)],
+    ) -> Result<Option<RegisteredModel>> {
+        let Some(model) = self.api_get(&format!("{api}registered-models/get"), &[("name", name)])? else {
             return Ok(None);
         };
         let aliases: BTreeMap<String, u64> = model["registered_model"]["aliases"]
@@ -572,43 +561,84 @@ impl TrackingStore for RestStore {
             .collect();
         let mut versions = Vec::new();
         let filter = format!("name='{}'", name.replace('\'', "\\'"));
-        let mut token = String::new();
-        loop {
-            let mut query = vec![("filter", filter.as_str()), ("max_results", "1000")];
-            if !token.is_empty() {
-                query.push(("page_token", token.as_str()));
-            }
-            let page = self.get("model-versions/search", &query)?.unwrap_or_default();
-            versions
-                .extend(page["model_versions"].as_array().into_iter().flatten().filter_map(|v| self.version_from(v)));
-            match page["next_page_token"].as_str() {
-                Some(t) if !t.is_empty() => token = t.to_string(),
-                _ => break,
-            }
-        }
+        let endpoint = format!("{api}model-versions/search");
+        paged(
+            |token| {
+                let mut query = vec![("filter", filter.as_str())];
+                query.extend_from_slice(search);
+                query.extend(token.map(|t| ("page_token", t)));
+                Ok(self.api_get(&endpoint, &query)?.unwrap_or_default())
+            },
+            |page| versions.extend(page["model_versions"].as_array().into_iter().flatten().filter_map(version_from)),
+        )?;
         versions.sort_by_key(|v| v.version);
         Ok(Some(RegisteredModel { name: name.to_string(), versions, aliases }))
     }
 
-    fn model_version(&self, name: &str, version: u64) -> Result<Option<ModelVersion>> {
-        let v = version.to_string();
-        let reply = self.lookup("/api/2.0/mlflow/model-versions/get", &[("name", name), ("version", &v)])?;
-        Ok(reply.and_then(|r| self.version_from(&r["model_version"])))
-    }
-
-    fn version_by_alias(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
-        let reply = self.lookup("/api/2.0/mlflow/registered-models/alias", &[("name", name), ("alias", alias)])?;
-        Ok(reply.and_then(|r| self.version_from(&r["model_version"])))
-    }
-
-    fn registered_model_names(&self) -> Result<Vec<String>> {
-        let page = self.get("registered-models/search", &[("max_results", "1000")])?.unwrap_or_default();
+    /// The names in the registry under `api` (the first `max_results`, for hints).
+    pub(crate) fn registered_model_names_at(&self, api: &str, max_results: &str) -> Result<Vec<String>> {
+        let page = self
+            .api_get(&format!("{api}registered-models/search"), &[("max_results", max_results)])?
+            .unwrap_or_default();
         Ok(page["registered_models"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|m| m["name"].as_str().map(str::to_string))
             .collect())
+    }
+}
+
+/// A model version in MLflow's REST shape (`version` a string, as MLflow sends it, or a number).
+pub(crate) fn version_from(v: &Value) -> Option<ModelVersion> {
+    let s = |k: &str| v[k].as_str().map(str::to_string);
+    Some(ModelVersion {
+        name: s("name")?,
+        version: v["version"].as_str().and_then(|s| s.parse().ok()).or_else(|| v["version"].as_u64())?,
+        source: s("source"),
+        storage_location: s("storage_location"),
+        run_id: s("run_id").filter(|r| !r.is_empty()),
+        status: s("status"),
+        current_stage: s("current_stage"),
+    })
+}
+
+/// Calls `page` with each page token in turn (none first) until a reply has no
+/// `next_page_token`, handing every reply to `each`: MLflow's pagination.
+pub(crate) fn paged(mut page: impl FnMut(Option<&str>) -> Result<Value>, mut each: impl FnMut(&Value)) -> Result<()> {
+    let mut token: Option<String> = None;
+    loop {
+        let reply = page(token.as_deref())?;
+        each(&reply);
+        match reply["next_page_token"].as_str() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+impl TrackingStore for RestStore {
+    fn location(&self) -> String {
+        self.base.clone()
+    }
+
+    fn registered_model(&self, name: &str) -> Result<Option<RegisteredModel>> {
+        self.registered_model_at("/api/2.0/mlflow/", name, &[("max_results", "1000")])
+    }
+
+    fn model_version(&self, name: &str, version: u64) -> Result<Option<ModelVersion>> {
+        let v = version.to_string();
+        let reply = self.lookup("/api/2.0/mlflow/model-versions/get", &[("name", name), ("version", &v)])?;
+        Ok(reply.and_then(|r| version_from(&r["model_version"])))
+    }
+
+    fn version_by_alias(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
+        let reply = self.lookup("/api/2.0/mlflow/registered-models/alias", &[("name", name), ("alias", alias)])?;
+        Ok(reply.and_then(|r| version_from(&r["model_version"])))
+    }
+
+    fn registered_model_names(&self) -> Result<Vec<String>> {
+        self.registered_model_names_at("/api/2.0/mlflow/", "1000")
     }
 
     fn logged_model(&self, model_id: &str) -> Result<Option<LoggedModelInfo>> {
@@ -632,26 +662,25 @@ impl TrackingStore for RestStore {
 
     fn logged_models_of_run(&self, run: &RunInfo) -> Result<Vec<LoggedModelInfo>> {
         let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut body = serde_json::json!({ "experiment_ids": [run.experiment_id], "max_results": 100 });
-            if let Some(t) = &token {
-                body["page_token"] = Value::String(t.clone());
-            }
-            let page = self.post("logged-models/search", &body)?.unwrap_or_default();
-            found.extend(
-                page["models"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|m| logged_model_info(&m["info"]))
-                    .filter(|m| m.source_run_id.as_deref() == Some(run.run_id.as_str())),
-            );
-            match page["next_page_token"].as_str() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
+        paged(
+            |token| {
+                let mut body = serde_json::json!({ "experiment_ids": [run.experiment_id], "max_results": 100 });
+                if let Some(t) = token {
+                    body["page_token"] = Value::String(t.to_string());
+                }
+                Ok(self.post("logged-models/search", &body)?.unwrap_or_default())
+            },
+            |page| {
+                found.extend(
+                    page["models"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|m| logged_model_info(&m["info"]))
+                        .filter(|m| m.source_run_id.as_deref() == Some(run.run_id.as_str())),
+                )
+            },
+        )?;
         Ok(found)
     }
 
