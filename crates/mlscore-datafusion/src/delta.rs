@@ -42,18 +42,33 @@ pub enum TimeTravel {
     Timestamp(String),
 }
 
-/// The URL of a table location: object store URLs as they are, local paths made absolute.
-fn table_url(location: &str) -> Result<Url> {
-    let err = |reason: String| Error::Input { input: location.to_string(), reason };
+/// The URL of a table location: object store URLs as they are, local paths made absolute; the
+/// error is the reason only (callers name the input or the output).
+fn table_url(location: &str) -> std::result::Result<Url, String> {
     if objects::is_object_url(location) {
-        let mut url = objects::parse_url(location).map_err(|e| err(e.to_string()))?;
+        let mut url = objects::parse_url(location).map_err(|e| e.to_string())?;
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
         return Ok(url);
     }
-    let path = std::fs::canonicalize(location).map_err(|e| err(format!("cannot open the table: {e}")))?;
-    Url::from_directory_path(&path).map_err(|()| err("not an absolute directory path".into()))
+    let path = std::fs::canonicalize(location).map_err(|e| format!("cannot open the table: {e}"))?;
+    Url::from_directory_path(&path).map_err(|()| "not an absolute directory path".to_string())
+}
+
+/// A builder for the Delta table at `url` that reads and writes through the session's object
+/// stores, and that store.
+fn table_builder(
+    state: &SessionState,
+    url: &Url,
+) -> std::result::Result<(DeltaTableBuilder, Arc<dyn object_store::ObjectStore>), String> {
+    register_log_stores();
+    let store =
+        state.runtime_env().object_store_registry.get_store(url).map_err(|e| Error::DataFusion(e).to_string())?;
+    let builder = DeltaTableBuilder::from_url(url.clone())
+        .map_err(|e| e.to_string())?
+        .with_storage_backend(store.clone(), url.clone());
+    Ok((builder, store))
 }
 
 /// Whether a local directory is a Delta table.
@@ -117,15 +132,10 @@ fn register_log_stores() {
 /// Opens the Delta table at `location` as a DataFusion table, through the session's object
 /// stores (configured from the environment, like every other input).
 pub async fn open_table(state: &SessionState, location: &str, at: &TimeTravel) -> Result<Arc<dyn TableProvider>> {
-    register_log_stores();
     let err = |reason: String| Error::Input { input: location.to_string(), reason };
-    let url = table_url(location)?;
-    let store =
-        state.runtime_env().object_store_registry.get_store(&url).map_err(|e| err(Error::DataFusion(e).to_string()))?;
-    let mut builder = DeltaTableBuilder::from_url(url.clone())
-        .map_err(|e| err(e.to_string()))?
-        .with_storage_backend(store, url.clone());
-    builder = match at {
+    let url = table_url(location).map_err(err)?;
+    let (builder, _) = table_builder(state, &url).map_err(err)?;
+    let builder = match at {
         TimeTravel::Latest => builder,
         TimeTravel::Version(v) => builder.with_version(*v),
         TimeTravel::Timestamp(ts) => builder
@@ -260,20 +270,10 @@ pub async fn write_table(df: DataFrame, spec: &OutputSpec) -> Result<WriteStats>
 
     let location = spec.url.as_ref().map_or_else(|| spec.path.display().to_string(), |u| u.to_string());
     let err = |reason: String| Error::Output { path: spec.path.clone(), reason };
-    let url = match &spec.url {
-        Some(u) => {
-            let mut u = u.clone();
-            if !u.path().ends_with('/') {
-                u.set_path(&format!("{}/", u.path()));
-            }
-            u
-        }
-        None => {
-            std::fs::create_dir_all(&spec.path).map_err(|e| Error::io("cannot create", &spec.path, e))?;
-            let abs = std::fs::canonicalize(&spec.path).map_err(|e| Error::io("cannot open", &spec.path, e))?;
-            Url::from_directory_path(&abs).map_err(|()| err("not an absolute directory path".into()))?
-        }
-    };
+    if spec.url.is_none() {
+        std::fs::create_dir_all(&spec.path).map_err(|e| Error::io("cannot create", &spec.path, e))?;
+    }
+    let url = table_url(&location).map_err(err)?;
     let (session, plan) = df.into_parts();
     let schema = Arc::new(plan.schema().as_arrow().clone());
     let exists = is_delta_table(&session, &location).await;
@@ -294,15 +294,7 @@ pub async fn write_table(df: DataFrame, spec: &OutputSpec) -> Result<WriteStats>
                 .into(),
         ));
     }
-    register_log_stores();
-    let store = session
-        .runtime_env()
-        .object_store_registry
-        .get_store(&url)
-        .map_err(|e| err(Error::DataFusion(e).to_string()))?;
-    let builder = DeltaTableBuilder::from_url(url.clone())
-        .map_err(|e| err(e.to_string()))?
-        .with_storage_backend(store.clone(), url.clone());
+    let (builder, store) = table_builder(&session, &url).map_err(err)?;
     let table = if exists {
         builder.load().await.map_err(|e| err(format!("cannot read the Delta table: {e}")))?
     } else {
