@@ -256,3 +256,29 @@ fn mutated_onnx_files_are_errors_or_models_never_panics() {
     );
     assert!(outcomes[1] > 0, "no mutant was refused: {outcomes:?}");
 }
+
+/// A LabelEncoder whose values are fewer than its keys (the last value's tag turned into an
+/// unknown field, which protobuf readers skip) is refused when the model loads; scoring it used
+/// to index past the values and panic on the first row holding the last key.
+#[test]
+fn a_label_encoder_with_fewer_values_than_keys_is_refused_at_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = crate::common::edited_model("zoo", "label_encoder", "model.onnx", tmp.path(), |mut b| {
+        let at = b.windows(5).position(|w| w == [0x40, 0x03, 0xa0, 0x01, 0x07]).expect("the last value of values_int64s");
+        b[at] = 0x60;
+        b
+    });
+    let err = match mlscore::load(dir.to_str().unwrap()) {
+        Ok(_) => panic!("a LabelEncoder with 4 keys and 3 values loaded"),
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            text
+        }
+    };
+    assert!(err.contains("4 keys but 3 values") && err.contains("LabelEncoder"), "{err}");
+}

@@ -10,6 +10,7 @@
 //!   node walk, in `f32` or `f64`.
 //! - [`linear`] and [`svm`]: linear scores and SVM kernels, summed as onnxruntime's MLAS does;
 //! - [`preprocess`]: scaling, row normalization and imputation;
+//! - [`encode`]: category lookups, one-hot rows, label maps and thresholds;
 //! - [`transform`]: post-transforms (logistic, softmax, probit and onnxruntime's binary-class
 //!   conventions) and the dot products they share.
 //!
@@ -37,6 +38,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod encode;
 mod error;
 pub mod linear;
 pub mod preprocess;

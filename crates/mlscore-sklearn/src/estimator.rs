@@ -4,8 +4,7 @@
 //!
 //! Only the classes listed in [`build`] are read; any other is refused by name.
 
-use std::collections::HashMap;
-
+use mlscore_kernels::encode::{Categories, binarize};
 use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Target};
 
 use crate::error::{ReadError, Result, invalid};
@@ -98,7 +97,7 @@ pub(crate) struct Imputer {
 
 #[derive(Debug, Clone)]
 pub(crate) struct OneHot {
-    categories: Vec<Labels>,
+    categories: Vec<Categories>,
     /// Per feature: the output column of each category (`None` when dropped).
     slots: Vec<Vec<Option<usize>>>,
     /// Per feature: its output width and where unknown values go (`None`: all zeros).
@@ -109,7 +108,7 @@ pub(crate) struct OneHot {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Ordinal {
-    categories: Vec<Labels>,
+    categories: Vec<Categories>,
     unknown: Option<f64>,
     missing: Option<f64>,
 }
@@ -561,6 +560,18 @@ fn categories(g: &Graph, id: Id) -> Result<Vec<Labels>> {
     g.items(g.get(id, "categories_")?)?.iter().map(|c| g.labels(*c)).collect()
 }
 
+/// A feature's categories indexed for lookups: numbers (ints and bools too) by value, strings
+/// by text with their missing-value category.
+fn index(labels: &Labels) -> Categories {
+    match labels {
+        Labels::Float(c) => Categories::from_floats(c.iter().copied()),
+        Labels::Int(c) => Categories::from_ints(c.iter().copied()),
+        Labels::Bool(c) => Categories::from_floats(c.iter().map(|b| f64::from(u8::from(*b)))),
+        Labels::Str(c) => Categories::from_strings(c.iter().cloned()),
+        Labels::StrOrNone(c) => Categories::from_optional_strings(c.iter().cloned()),
+    }
+}
+
 fn one_hot(g: &Graph, id: Id) -> Result<Transformer> {
     let categories = categories(g, id)?;
     let handle = g.str(g.get(id, "handle_unknown")?)?.to_string();
@@ -634,6 +645,7 @@ fn one_hot(g: &Graph, id: Id) -> Result<Transformer> {
         widths.push(total - usize::from(drop.is_some()));
         unknown.push(if handle == "infrequent_if_exist" { infreq_slot.and_then(out) } else { None });
     }
+    let categories = categories.iter().map(index).collect();
     Ok(Transformer::OneHot(OneHot { categories, slots, widths, unknown, unknown_is_error: handle == "error" }))
 }
 
@@ -650,6 +662,7 @@ fn ordinal(g: &Graph, id: Id) -> Result<Transformer> {
         Some(m) => Some(g.float(m)?),
         None => None,
     };
+    let categories = categories.iter().map(index).collect();
     Ok(Transformer::Ordinal(Ordinal { categories, unknown, missing }))
 }
 
@@ -1222,7 +1235,7 @@ impl Transformer {
                 for j in 0..f.cols.len() {
                     f.num(j, "Binarizer")?;
                     if let Col::Num(v) = &mut f.cols[j] {
-                        v.iter_mut().for_each(|x| *x = f64::from(u8::from(*x > *t)));
+                        binarize(v, *t);
                     }
                 }
                 Ok(f)
@@ -1304,50 +1317,17 @@ fn num_text(x: f64) -> String {
 }
 
 /// The position of a value among a feature's categories (`None`: unknown). NaN and null match a
-/// missing-value category when there is one.
-fn find(cats: &Labels, col: &Col, r: usize, index: &Option<HashMap<String, usize>>) -> Option<usize> {
-    match (cats, col) {
-        (Labels::Float(c), Col::Num(v)) => {
-            let x = v[r];
-            if x.is_nan() { c.iter().position(|y| y.is_nan()) } else { c.iter().position(|y| *y == x) }
-        }
-        (Labels::Int(c), Col::Num(v)) => {
-            let x = v[r];
-            c.iter().position(|y| *y as f64 == x)
-        }
-        (Labels::Bool(c), Col::Num(v)) => c.iter().position(|y| f64::from(u8::from(*y)) == v[r]),
-        (Labels::Str(_) | Labels::StrOrNone(_), Col::Text(v)) => match &v[r] {
-            Some(s) => index.as_ref().and_then(|i| i.get(s).copied()),
-            None => match cats {
-                Labels::StrOrNone(c) => c.iter().position(Option::is_none),
-                _ => None,
-            },
+/// missing-value category when there is one; numbers match string categories by their text as
+/// pandas prints them, text matches numeric categories by the number it spells.
+fn find(cats: &Categories, col: &Col, r: usize) -> Option<usize> {
+    match col {
+        Col::Num(v) if cats.are_strings() && !v[r].is_nan() => cats.find_str(&num_text(v[r])),
+        Col::Num(v) => cats.find_float(v[r]),
+        Col::Text(v) if cats.are_strings() => match &v[r] {
+            Some(s) => cats.find_str(s),
+            None => cats.missing(),
         },
-        (Labels::Str(_) | Labels::StrOrNone(_), Col::Num(v)) => {
-            let x = v[r];
-            let key = num_text(x);
-            if x.is_nan() {
-                match cats {
-                    Labels::StrOrNone(c) => c.iter().position(Option::is_none),
-                    _ => None,
-                }
-            } else {
-                index.as_ref().and_then(|i| i.get(&key).copied())
-            }
-        }
-        (_, Col::Text(v)) => {
-            // Numeric categories, text values: compare by number.
-            let x: f64 = v[r].as_deref().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-            find(cats, &Col::Num(vec![x]), 0, index)
-        }
-    }
-}
-
-fn string_index(cats: &Labels) -> Option<HashMap<String, usize>> {
-    match cats {
-        Labels::Str(c) => Some(c.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect()),
-        Labels::StrOrNone(c) => Some(c.iter().enumerate().filter_map(|(i, s)| s.clone().map(|s| (s, i))).collect()),
-        _ => None,
+        Col::Text(v) => cats.find_float(v[r].as_deref().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)),
     }
 }
 
@@ -1364,12 +1344,11 @@ impl OneHot {
         let mut out = Frame { names: Vec::new(), cols: Vec::new(), rows: f.rows };
         for (j, col) in f.cols.iter().enumerate() {
             let cats = &self.categories[j];
-            let index = string_index(cats);
             let width = self.widths[j];
             let mut cols = vec![vec![0.0f64; f.rows]; width];
             let mut slots = Vec::with_capacity(f.rows);
             for r in 0..f.rows {
-                slots.push(match find(cats, col, r, &index) {
+                slots.push(match find(cats, col, r) {
                     Some(i) => self.slots[j][i],
                     None if self.unknown_is_error => {
                         return Err(score_err(
@@ -1404,14 +1383,13 @@ impl Ordinal {
         let mut out = Frame { names: f.names.clone(), cols: Vec::new(), rows: f.rows };
         for (j, col) in f.cols.iter().enumerate() {
             let cats = &self.categories[j];
-            let index = string_index(cats);
             let mut v = Vec::with_capacity(f.rows);
             for r in 0..f.rows {
                 let is_missing = match col {
                     Col::Num(x) => x[r].is_nan(),
                     Col::Text(x) => x[r].is_none(),
                 };
-                let code = match find(cats, col, r, &index) {
+                let code = match find(cats, col, r) {
                     Some(i) if is_missing => self.missing.unwrap_or(i as f64),
                     Some(i) => i as f64,
                     None if is_missing && self.missing.is_some() => self.missing.unwrap_or(f64::NAN),

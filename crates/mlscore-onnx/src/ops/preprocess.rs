@@ -1,14 +1,13 @@
 //! The ai.onnx.ml preprocessing operators scikit-learn exports: Scaler, Normalizer, Imputer,
 //! Binarizer, OneHotEncoder, LabelEncoder, FeatureVectorizer, and ZipMap.
 
-use std::collections::HashMap;
-
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::kernel::{Kernel, OutShape, OutSpec, OutType, as_f32, as_i64, attr, boxed, rows_and_width, tensor_from};
 use super::linear::Labels;
+use mlscore_kernels::encode::{self, Categories, LabelMap};
 use mlscore_kernels::preprocess::{self as kernels, Norm};
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
@@ -203,12 +202,12 @@ impl Kernel for Binarizer {
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = as_f32(&inputs[0])?;
-        let values = x.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
+        let mut values = x.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
         if let Some(i) = values.iter().position(|v| v.is_nan()) {
             bail!("Binarizer: input value {i} is NaN (onnxruntime refuses NaN here too)");
         }
-        let v: Vec<f32> = values.iter().map(|v| if *v > self.threshold { 1.0 } else { 0.0 }).collect();
-        let t = tensor_from(inputs[0].shape(), v)?;
+        encode::binarize(&mut values, self.threshold);
+        let t = tensor_from(inputs[0].shape(), values)?;
         let t = if inputs[0].datum_type() == f32::datum_type() {
             t
         } else {
@@ -222,15 +221,16 @@ impl Kernel for Binarizer {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct OneHotEncoder {
-    categories: Labels,
+    categories: Categories,
     zeros: bool,
 }
 
 pub(crate) fn one_hot_encoder(_ctx: &ParsingContext, node: &NodeProto) -> Built {
-    Ok(boxed(OneHotEncoder {
-        categories: Labels::parse(node, "cats_int64s", "cats_strings")?,
-        zeros: attr::int(node, "zeros").unwrap_or(1) != 0,
-    }))
+    let categories = match Labels::parse(node, "cats_int64s", "cats_strings")? {
+        Labels::Ints(c) => Categories::from_ints(c),
+        Labels::Strings(c) => Categories::from_strings(c),
+    };
+    Ok(boxed(OneHotEncoder { categories, zeros: attr::int(node, "zeros").unwrap_or(1) != 0 }))
 }
 
 impl Kernel for OneHotEncoder {
@@ -244,84 +244,77 @@ impl Kernel for OneHotEncoder {
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let c = self.categories.len();
-        let slots: Vec<Option<usize>> = match &self.categories {
-            Labels::Strings(cats) => {
-                ensure!(
-                    inputs[0].datum_type() == String::datum_type(),
-                    "OneHotEncoder with string categories takes strings"
-                );
-                let index: HashMap<&str, usize> = cats.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
-                let x = inputs[0].try_as_plain_ram()?;
-                x.as_slice::<String>()?.iter().map(|s| index.get(s.as_str()).copied()).collect()
-            }
-            Labels::Ints(cats) => {
-                let index: HashMap<i64, usize> = cats.iter().enumerate().map(|(i, v)| (*v, i)).collect();
-                // float inputs are truncated to int64, as onnxruntime casts them
-                let x = if inputs[0].datum_type().is_float() {
-                    as_f32(&inputs[0])?.cast_to::<i64>()?.into_owned()
-                } else {
-                    as_i64(&inputs[0])?.into_owned()
-                };
-                let x = x.try_as_plain_ram()?;
-                x.as_slice::<i64>()?.iter().map(|v| index.get(v).copied()).collect()
-            }
+        let slots: Vec<Option<usize>> = if self.categories.are_strings() {
+            ensure!(
+                inputs[0].datum_type() == String::datum_type(),
+                "OneHotEncoder with string categories takes strings"
+            );
+            let x = inputs[0].try_as_plain_ram()?;
+            x.as_slice::<String>()?.iter().map(|s| self.categories.find_str(s)).collect()
+        } else {
+            // float inputs are truncated to int64, as onnxruntime casts them
+            let x = if inputs[0].datum_type().is_float() {
+                as_f32(&inputs[0])?.cast_to::<i64>()?.into_owned()
+            } else {
+                as_i64(&inputs[0])?.into_owned()
+            };
+            let x = x.try_as_plain_ram()?;
+            x.as_slice::<i64>()?.iter().map(|v| self.categories.find_int(*v)).collect()
         };
         if !self.zeros && slots.iter().any(Option::is_none) {
             bail!("OneHotEncoder: unknown category and zeros = 0");
         }
-        let mut out = vec![0.0f32; slots.len() * c];
-        for (i, s) in slots.iter().enumerate() {
-            if let Some(s) = s {
-                out[i * c + s] = 1.0;
-            }
-        }
         let mut shape = inputs[0].shape().to_vec();
         shape.push(c);
-        Ok(tvec!(tensor_from(&shape, out)?.into_tvalue()))
+        Ok(tvec!(tensor_from(&shape, encode::one_hot_rows::<f32>(&slots, c))?.into_tvalue()))
     }
 }
 
 // ---------------------------------------------------------------- LabelEncoder
 
+/// The keys, the values and the default of a LabelEncoder, as the kernels' label map.
 #[derive(Debug, Clone, PartialEq)]
-enum Keys {
-    Strings(Vec<String>),
-    Ints(Vec<i64>),
-    Floats(Vec<f32>),
+enum Map {
+    Strings(LabelMap<String>),
+    Ints(LabelMap<i64>),
+    Floats(LabelMap<f32>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LabelEncoder(Map);
+
+fn tensor_attr_values(ctx: &ParsingContext, node: &NodeProto, name: &str) -> TractResult<Option<Tensor>> {
+    attr::tensor(node, name).map(|t| ctx.load_tensor(t)).transpose()
+}
+
+/// The values of a LabelEncoder and its default.
 enum Values {
     Strings(Vec<String>, String),
     Ints(Vec<i64>, i64),
     Floats(Vec<f32>, f32),
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct LabelEncoder {
-    keys: Keys,
-    values: Values,
-}
-
-fn tensor_attr_values(ctx: &ParsingContext, node: &NodeProto, name: &str) -> TractResult<Option<Tensor>> {
-    attr::tensor(node, name).map(|t| ctx.load_tensor(t)).transpose()
-}
-
 pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
+    let map = |keys: Categories, values: Values| -> TractResult<LabelEncoder> {
+        let map = match values {
+            Values::Strings(v, d) => LabelMap::new(keys, v, d).map(Map::Strings),
+            Values::Ints(v, d) => LabelMap::new(keys, v, d).map(Map::Ints),
+            Values::Floats(v, d) => LabelMap::new(keys, v, d).map(Map::Floats),
+        };
+        map.map(LabelEncoder).map_err(|e| attr::bad(node, "values_*", e))
+    };
     // ai.onnx.ml v1: classes_strings maps strings to their index.
     if let Some(classes) = attr::strings(node, "classes_strings").filter(|c| !c.is_empty()) {
         let n = classes.len() as i64;
-        return Ok(boxed(LabelEncoder {
-            keys: Keys::Strings(classes),
-            values: Values::Ints((0..n).collect(), attr::int(node, "default_int64").unwrap_or(-1)),
-        }));
+        let values = Values::Ints((0..n).collect(), attr::int(node, "default_int64").unwrap_or(-1));
+        return Ok(boxed(map(Categories::from_strings(classes), values)?));
     }
     let keys = if let Some(k) = attr::strings(node, "keys_strings").filter(|v| !v.is_empty()) {
-        Keys::Strings(k)
+        Categories::from_strings(k)
     } else if let Some(k) = attr::ints(node, "keys_int64s").filter(|v| !v.is_empty()) {
-        Keys::Ints(k)
+        Categories::from_ints(k)
     } else if let Some(k) = attr::floats(node, "keys_floats").filter(|v| !v.is_empty()) {
-        Keys::Floats(k)
+        Categories::from_floats(k.into_iter().map(f64::from))
     } else if let Some(t) = tensor_attr_values(ctx, node, "keys_tensor")? {
         tensor_keys(&t).map_err(|e| attr::bad(node, "keys_tensor", e))?
     } else {
@@ -339,63 +332,62 @@ pub(crate) fn label_encoder(ctx: &ParsingContext, node: &NodeProto) -> Built {
     } else {
         return Err(attr::bad(node, "values_*", "no values"));
     };
-    Ok(boxed(LabelEncoder { keys, values }))
+    Ok(boxed(map(keys, values)?))
 }
 
-fn tensor_keys(t: &Tensor) -> TractResult<Keys> {
+fn tensor_keys(t: &Tensor) -> TractResult<Categories> {
     let v = t.try_as_plain_ram()?;
     Ok(if t.datum_type() == String::datum_type() {
-        Keys::Strings(v.as_slice::<String>()?.to_vec())
+        Categories::from_strings(v.as_slice::<String>()?.iter().cloned())
     } else if t.datum_type().is_float() {
-        Keys::Floats(as_f32(t)?.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+        Categories::from_floats(as_f32(t)?.try_as_plain_ram()?.as_slice::<f32>()?.iter().map(|f| f64::from(*f)))
     } else {
-        Keys::Ints(as_i64(t)?.try_as_plain_ram()?.as_slice::<i64>()?.to_vec())
+        Categories::from_ints(as_i64(t)?.try_as_plain_ram()?.as_slice::<i64>()?.iter().copied())
     })
 }
 
 fn tensor_values(t: &Tensor, default: Option<&Tensor>) -> TractResult<Values> {
+    // The default tensor's first value (an empty one is refused, not indexed).
+    fn first<T: Clone + Datum>(d: &Tensor) -> TractResult<T> {
+        d.try_as_plain_ram()?.as_slice::<T>()?.first().cloned().context("default_tensor is empty")
+    }
     let v = t.try_as_plain_ram()?;
     Ok(if t.datum_type() == String::datum_type() {
-        let d =
-            default.map(|d| d.try_as_plain_ram().and_then(|v| Ok(v.as_slice::<String>()?[0].clone()))).transpose()?;
+        let d = default.map(first::<String>).transpose()?;
         Values::Strings(v.as_slice::<String>()?.to_vec(), d.unwrap_or_else(|| "_Unused".into()))
     } else if t.datum_type().is_float() {
-        let d = default.map(|d| as_f32(d).and_then(|d| Ok(d.try_as_plain_ram()?.as_slice::<f32>()?[0]))).transpose()?;
+        let d = default.map(|d| as_f32(d).and_then(|d| first::<f32>(&d))).transpose()?;
         Values::Floats(as_f32(t)?.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(), d.unwrap_or(-0.0))
     } else {
-        let d = default.map(|d| as_i64(d).and_then(|d| Ok(d.try_as_plain_ram()?.as_slice::<i64>()?[0]))).transpose()?;
+        let d = default.map(|d| as_i64(d).and_then(|d| first::<i64>(&d))).transpose()?;
         Values::Ints(as_i64(t)?.try_as_plain_ram()?.as_slice::<i64>()?.to_vec(), d.unwrap_or(-1))
     })
 }
 
 impl LabelEncoder {
-    /// Index of each input value among the keys.
+    fn keys(&self) -> &Categories {
+        match &self.0 {
+            Map::Strings(m) => m.keys(),
+            Map::Ints(m) => m.keys(),
+            Map::Floats(m) => m.keys(),
+        }
+    }
+
+    /// Position of each input value among the keys.
     fn lookup(&self, x: &Tensor) -> TractResult<Vec<Option<usize>>> {
-        Ok(match &self.keys {
-            Keys::Strings(k) => {
-                ensure!(
-                    x.datum_type() == String::datum_type(),
-                    "LabelEncoder with string keys takes strings, not {:?}",
-                    x.datum_type()
-                );
-                let index: HashMap<&str, usize> = k.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
-                x.try_as_plain_ram()?.as_slice::<String>()?.iter().map(|s| index.get(s.as_str()).copied()).collect()
-            }
-            Keys::Ints(k) => {
-                let index: HashMap<i64, usize> = k.iter().enumerate().map(|(i, v)| (*v, i)).collect();
-                as_i64(x)?.try_as_plain_ram()?.as_slice::<i64>()?.iter().map(|v| index.get(v).copied()).collect()
-            }
-            Keys::Floats(k) => {
-                // NaN keys match NaN inputs (ai.onnx.ml v4).
-                let bits = |f: f32| if f.is_nan() { f32::NAN.to_bits() } else { f.to_bits() };
-                let index: HashMap<u32, usize> = k.iter().enumerate().map(|(i, v)| (bits(*v), i)).collect();
-                as_f32(x)?
-                    .try_as_plain_ram()?
-                    .as_slice::<f32>()?
-                    .iter()
-                    .map(|v| index.get(&bits(*v)).copied())
-                    .collect()
-            }
+        let keys = self.keys();
+        Ok(if keys.are_strings() {
+            ensure!(
+                x.datum_type() == String::datum_type(),
+                "LabelEncoder with string keys takes strings, not {:?}",
+                x.datum_type()
+            );
+            x.try_as_plain_ram()?.as_slice::<String>()?.iter().map(|s| keys.find_str(s)).collect()
+        } else if keys.are_floats() {
+            // NaN keys match NaN inputs (ai.onnx.ml v4).
+            as_f32(x)?.try_as_plain_ram()?.as_slice::<f32>()?.iter().map(|v| keys.find_float(f64::from(*v))).collect()
+        } else {
+            as_i64(x)?.try_as_plain_ram()?.as_slice::<i64>()?.iter().map(|v| keys.find_int(*v)).collect()
         })
     }
 }
@@ -406,10 +398,10 @@ impl Kernel for LabelEncoder {
     }
 
     fn outputs(&self) -> Vec<OutSpec> {
-        let dt = match &self.values {
-            Values::Strings(..) => String::datum_type(),
-            Values::Ints(..) => i64::datum_type(),
-            Values::Floats(..) => f32::datum_type(),
+        let dt = match &self.0 {
+            Map::Strings(..) => String::datum_type(),
+            Map::Ints(..) => i64::datum_type(),
+            Map::Floats(..) => f32::datum_type(),
         };
         vec![OutSpec::new(dt, OutShape::SameAsInput)]
     }
@@ -417,17 +409,10 @@ impl Kernel for LabelEncoder {
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let found = self.lookup(&inputs[0])?;
         let shape = inputs[0].shape();
-        let t = match &self.values {
-            Values::Strings(v, d) => tensor_from(
-                shape,
-                found.iter().map(|i| i.map_or_else(|| d.clone(), |i| v[i].clone())).collect::<Vec<String>>(),
-            )?,
-            Values::Ints(v, d) => {
-                tensor_from(shape, found.iter().map(|i| i.map_or(*d, |i| v[i])).collect::<Vec<i64>>())?
-            }
-            Values::Floats(v, d) => {
-                tensor_from(shape, found.iter().map(|i| i.map_or(*d, |i| v[i])).collect::<Vec<f32>>())?
-            }
+        let t = match &self.0 {
+            Map::Strings(m) => tensor_from(shape, m.map(&found))?,
+            Map::Ints(m) => tensor_from(shape, m.map(&found))?,
+            Map::Floats(m) => tensor_from(shape, m.map(&found))?,
         };
         Ok(tvec!(t.into_tvalue()))
     }
