@@ -5,6 +5,7 @@ mod chaos;
 mod common;
 mod delta;
 mod errors;
+mod faults;
 mod gbdt;
 mod objects;
 mod passthrough;

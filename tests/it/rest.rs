@@ -10,15 +10,15 @@ use crate::common::*;
 use crate::servers::servers_installed;
 
 /// The running server: its URL, ids of what was logged, and the pipe whose closing stops it.
-struct Server {
-    url: String,
+pub(crate) struct Server {
+    pub(crate) url: String,
     run_id: String,
     model_id: String,
     _child: Mutex<(Child, ChildStdin)>,
     _dir: tempfile::TempDir,
 }
 
-fn server() -> &'static Server {
+pub(crate) fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();

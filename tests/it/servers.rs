@@ -17,7 +17,8 @@ use crate::common::repo;
 
 /// Azurite's account and its well-known key.
 pub(crate) const AZURE_ACCOUNT: &str = "devstoreaccount1";
-const AZURE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub(crate) const AZURE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// Whether the tools this test needs are meant to be there: `scripts/test` installs the storage
 /// servers and the Python environment (MLflow, PySpark) and sets `MLSCORE_TEST_SERVERS=1`. Under a

@@ -264,7 +264,8 @@ fn mutated_onnx_files_are_errors_or_models_never_panics() {
 fn a_label_encoder_with_fewer_values_than_keys_is_refused_at_load() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = crate::common::edited_model("zoo", "label_encoder", "model.onnx", tmp.path(), |mut b| {
-        let at = b.windows(5).position(|w| w == [0x40, 0x03, 0xa0, 0x01, 0x07]).expect("the last value of values_int64s");
+        let at =
+            b.windows(5).position(|w| w == [0x40, 0x03, 0xa0, 0x01, 0x07]).expect("the last value of values_int64s");
         b[at] = 0x60;
         b
     });

@@ -21,6 +21,7 @@ mod error;
 pub mod mlmodel;
 mod model;
 pub mod objects;
+mod resilient;
 pub mod resolve;
 pub mod signature;
 pub mod store;

@@ -195,7 +195,7 @@ pub fn open_with(url: &Url, credentials: &TemporaryCredentials) -> Result<(Arc<d
             ));
         }
     };
-    Ok((store, path))
+    Ok((Arc::new(crate::resilient::Resilient::new(store)), path))
 }
 
 /// Retries of object store requests: `MLSCORE_STORE_MAX_RETRIES` (default 10) within
@@ -250,7 +250,10 @@ pub fn open(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
         ),
         other => return Err(invalid(url.as_str(), format!("{other:?} URLs are not supported"))),
     };
-    Ok((store, path))
+    if scheme == ObjectStoreScheme::Local {
+        return Ok((store, path));
+    }
+    Ok((Arc::new(crate::resilient::Resilient::new(store)), path))
 }
 
 /// object_store's configuration errors, with the environment variables that fix them.
@@ -333,7 +336,6 @@ pub async fn list(store: &dyn ObjectStore, url: &Url, prefix: &Path) -> Result<V
 /// Downloads `files` into `dest` (streaming, a file at a time). Relative names that would leave
 /// `dest` are refused.
 pub async fn download(store: &dyn ObjectStore, url: &Url, files: &[Listed], dest: &FsPath) -> Result<u64> {
-    use std::io::Write;
     let mut bytes = 0;
     for f in files {
         let target = crate::store::safe_join(dest, &f.relative).ok_or_else(|| {
@@ -346,28 +348,56 @@ pub async fn download(store: &dyn ObjectStore, url: &Url, files: &[Listed], dest
             std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
         }
         let object_url = format!("{}/{}", url.as_str().trim_end_matches('/'), f.relative);
-        let mut stream = store.get(&f.location).await.map_err(|e| invalid(&object_url, e))?.into_stream();
-        let mut file = std::io::BufWriter::new(
-            std::fs::File::create(&target).map_err(|e| Error::io("cannot create", &target, e))?,
-        );
-        let mut got = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| invalid(&object_url, format!("download interrupted: {e}")))?;
-            file.write_all(&chunk).map_err(|e| Error::io("cannot write", &target, e))?;
-            got += chunk.len() as u64;
-        }
-        // A connection that ends early can look like the end of the object: the listing's size
-        // decides, so that a cut file never enters the cache.
-        if got != f.size {
-            return Err(invalid(
-                &object_url,
-                format!("download cut short: {got} of {} bytes arrived; run again to retry", f.size),
-            ));
-        }
-        bytes += got;
-        file.flush().map_err(|e| Error::io("cannot write", &target, e))?;
+        // A body that breaks off or ends short is fetched again from its start.
+        let mut attempt = 1;
+        let mut delay = Duration::from_millis(200);
+        bytes += loop {
+            match download_once(store, f, &object_url, &target).await? {
+                Ok(got) => break got,
+                Err(_) if attempt < DOWNLOAD_ATTEMPTS => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(cut) => {
+                    return Err(invalid(&object_url, format!("{cut} (after {attempt} attempts); run again to retry")));
+                }
+            }
+        };
     }
     Ok(bytes)
+}
+
+/// Attempts at downloading one object whose body breaks off.
+const DOWNLOAD_ATTEMPTS: u32 = 4;
+
+/// One download of `f` into `target`: the bytes written, or why the body arrived incomplete.
+async fn download_once(
+    store: &dyn ObjectStore,
+    f: &Listed,
+    object_url: &str,
+    target: &FsPath,
+) -> Result<std::result::Result<u64, String>> {
+    use std::io::Write;
+    let mut stream = store.get(&f.location).await.map_err(|e| invalid(object_url, e))?.into_stream();
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(target).map_err(|e| Error::io("cannot create", target, e))?);
+    let mut got = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return Ok(Err(format!("download interrupted: {e}"))),
+        };
+        file.write_all(&chunk).map_err(|e| Error::io("cannot write", target, e))?;
+        got += chunk.len() as u64;
+    }
+    // A connection that ends early can look like the end of the object: the listing's size
+    // decides, so that a cut file never enters the cache.
+    if got != f.size {
+        return Ok(Err(format!("download cut short: {got} of {} bytes arrived", f.size)));
+    }
+    file.flush().map_err(|e| Error::io("cannot write", target, e))?;
+    Ok(Ok(got))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! [`RestStore::download_artifacts`].
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Component, Path};
 use std::time::Duration;
 
@@ -508,6 +508,34 @@ impl RestStore {
         size: Option<u64>,
     ) -> Result<u64> {
         let shown = without_query(url);
+        // A body that breaks off or ends short is fetched again from its start, like a failed request.
+        let mut delay = self.backoff;
+        let mut attempt = 1;
+        loop {
+            match self.download_once(url, &shown, headers, authorized, target, size)? {
+                Ok(n) => return Ok(n),
+                Err(_) if attempt < ATTEMPTS => {
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(cut) => {
+                    return Err(self.remote(&shown, format!("{cut} (after {attempt} attempts); run again to retry")));
+                }
+            }
+        }
+    }
+
+    /// One download of `url`: the bytes written, or why the body arrived incomplete.
+    fn download_once(
+        &self,
+        url: &str,
+        shown: &str,
+        headers: &[(String, String)],
+        authorized: bool,
+        target: &Path,
+        size: Option<u64>,
+    ) -> Result<std::result::Result<u64, String>> {
         let send = || {
             let mut req = self.agent.get(url);
             for (k, v) in headers {
@@ -515,7 +543,7 @@ impl RestStore {
             }
             if authorized { self.authorized(req).call() } else { req.call() }
         };
-        let mut resp = self.with_retries(&shown, send).map_err(|e| redact_error(e, url, &shown))?;
+        let mut resp = self.with_retries(shown, send).map_err(|e| redact_error(e, url, shown))?;
         let status = resp.status().as_u16();
         if status != 200 {
             let hint = match status {
@@ -523,22 +551,31 @@ impl RestStore {
                 401 | 403 => "; not authorized",
                 _ => "",
             };
-            return Err(self.remote(&shown, format!("HTTP {status} while downloading{hint}")));
+            return Err(self.remote(shown, format!("HTTP {status} while downloading{hint}")));
         }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create", parent, e))?;
         }
         let mut file = std::fs::File::create(target).map_err(|e| Error::io("cannot create", target, e))?;
-        let n = std::io::copy(&mut resp.body_mut().as_reader(), &mut file).map_err(|e| {
-            self.remote(&shown, format!("download interrupted: {}", e.to_string().replace(url, &shown)))
-        })?;
+        // Read errors are the connection's (worth another attempt); write errors the disk's.
+        let mut body = resp.body_mut().as_reader();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0u64;
+        loop {
+            let got = match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(got) => got,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Ok(Err(format!("download interrupted: {}", e.to_string().replace(url, shown)))),
+            };
+            file.write_all(&buf[..got]).map_err(|e| Error::io("cannot write", target, e))?;
+            n += got as u64;
+        }
         if let Some(size) = size.filter(|s| *s != n) {
-            return Err(
-                self.remote(&shown, format!("download cut short: {n} of {size} bytes arrived; run again to retry"))
-            );
+            return Ok(Err(format!("download cut short: {n} of {size} bytes arrived")));
         }
         file.flush().map_err(|e| Error::io("cannot write", target, e))?;
-        Ok(n)
+        Ok(Ok(n))
     }
 
     /// A registered model with its aliases and every version, from the registry API under `api`
