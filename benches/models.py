@@ -11,7 +11,9 @@ then mlscore, `--repeat` times; the median is kept):
   mlscore:     `mlscore bench` (a release build): Arrow columns in, Arrow columns out, the
                batches spread over `threads` threads.
 Both score the same first `--rows` rows of the bench table. Prints rows/s, per thread, and the
-ratio mlscore / onnxruntime; checks the two agree on the predictions; appends JSON lines to
+ratio mlscore / onnxruntime; with `--baseline OTHER_MLSCORE` (an earlier release build), that
+binary is measured too, interleaved, and the ratio this / baseline printed (rows/s and CPU s);
+`--binary` scores with a given build instead of building one; checks the two agree on the predictions; appends JSON lines to
 bench-data/results-models.jsonl. Needs `scripts/python-env benches/setup.py` first.
 """
 
@@ -98,11 +100,13 @@ def main() -> None:
     p.add_argument("--threads", default=f"1,{os.cpu_count()}")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--binary", type=Path, help="the mlscore to measure (default: build the release CLI)")
+    p.add_argument("--baseline", type=Path, help="an earlier mlscore build, measured in the same run")
     args = p.parse_args()
     meta = json.loads((DATA / "models.json").read_text())
     table = next(p for p in sorted(DATA.glob("higgs-*")) if p.is_dir())
     x = ds.dataset(str(table)).head(args.rows).select(meta["features"]).to_pandas().to_numpy(np.float32)
-    binary = mlscore_binary()
+    binary = args.binary or mlscore_binary()
     results = DATA / "results-models.jsonl"
     print(f"{len(x)} rows of {table.name}; mlscore {binary}")
     print(f"{'model':6} {'batch':>6} {'thr':>3} {'ORT rows/s':>12} {'mlscore rows/s':>15} {'ratio':>7} {'ORT cpu':>8} {'mls cpu':>8}")
@@ -110,13 +114,18 @@ def main() -> None:
         m = meta["models"][name]
         for batch in map(int, args.batches.split(",")):
             for threads in map(int, args.threads.split(",")):
-                o, r = [], []
+                o, r, b = [], [], []
                 for _ in range(args.repeat):
                     o.append(ort_rate(m["onnx_file"], x, batch, threads, args.seconds))
                     r.append(mlscore_rate(binary, m["onnx_dir"], str(table), len(x), batch, threads, args.seconds))
+                    if args.baseline:
+                        b.append(mlscore_rate(args.baseline, m["onnx_dir"], str(table), len(x), batch, threads, args.seconds))
                 ort_r, mls_r = statistics.median(v[0] for v in o), statistics.median(v[0] for v in r)
                 ort_c, mls_c = statistics.median(v[1] for v in o), statistics.median(v[1] for v in r)
                 print(f"{name:6} {batch:>6} {threads:>3} {ort_r:>12.0f} {mls_r:>15.0f} {mls_r / ort_r:>6.2f}x {ort_c:>8.2f} {mls_c:>8.2f}", flush=True)
+                if b:
+                    base_r, base_c = statistics.median(v[0] for v in b), statistics.median(v[1] for v in b)
+                    print(f"{'':6} baseline {base_r:>12.0f} rows/s: this / baseline {mls_r / base_r:.2f}x rows/s, CPU s per pass {base_c / mls_c if mls_c else float('nan'):.2f}x less", flush=True)
                 with results.open("a") as f:
                     f.write(json.dumps({"time": time.time(), "model": name, "rows": len(x), "batch": batch, "threads": threads, "ort_rows_per_s": ort_r, "mlscore_rows_per_s": mls_r, "ratio": mls_r / ort_r, "ort_cpu_s": ort_c, "mlscore_cpu_s": mls_c}) + "\n")
         print(f"{name:6} check: {agree(binary, m['onnx_dir'], str(table), x, m['onnx_file'], len(x))}", flush=True)

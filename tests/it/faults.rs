@@ -195,6 +195,11 @@ fn same_rows(got: &Path, want: &Path, what: &str) {
     assert_eq!(got, want, "{what}: the output differs from the one scored without faults");
 }
 
+/// Prints a line of figures (seen with --nocapture).
+fn report(line: std::fmt::Arguments<'_>) {
+    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), line);
+}
+
 fn rate() -> f64 {
     env_or("MLSCORE_FAULT_RATE", 0.3)
 }
@@ -274,7 +279,7 @@ fn jobs_through_faulty_azure_storage_end_complete_or_with_a_named_error() {
             *faults.entry(k).or_insert(0) += v;
         }
     }
-    eprintln!("azure faults: {faults:?}; jobs: {outcomes:?}");
+    report(format_args!("azure faults: {faults:?}; jobs: {outcomes:?}\n"));
     assert!(faults.values().sum::<usize>() > 0, "no fault was injected");
 }
 
@@ -346,7 +351,7 @@ fn jobs_through_faulty_s3_storage_end_complete_or_with_a_named_error() {
             *faults.entry(k).or_insert(0) += v;
         }
     }
-    eprintln!("s3 faults: {faults:?}; jobs: {outcomes:?}");
+    report(format_args!("s3 faults: {faults:?}; jobs: {outcomes:?}\n"));
     assert!(faults.values().sum::<usize>() > 0, "no fault was injected");
 }
 
@@ -397,6 +402,6 @@ fn model_downloads_through_a_faulty_tracking_server_never_cache_a_cut_model() {
             *faults.entry(k).or_insert(0) += v;
         }
     }
-    eprintln!("tracking server faults: {faults:?}; jobs: {outcomes:?}");
+    report(format_args!("tracking server faults: {faults:?}; jobs: {outcomes:?}\n"));
     assert!(faults.values().sum::<usize>() > 0, "no fault was injected");
 }

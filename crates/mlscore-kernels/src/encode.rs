@@ -154,7 +154,7 @@ impl Categories {
             Index::Ints(m) => {
                 // Only exact integers in i64's range can equal an integer category.
                 let in_range =
-                    value.fract() == 0.0 && value >= -9.223_372_036_854_776e18 && value < 9.223_372_036_854_776e18;
+                    value.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value);
                 if in_range { m.get(&(value as i64)).copied() } else { None }
             }
             Index::Strings(_) => value.is_nan().then_some(self.missing).flatten(),
