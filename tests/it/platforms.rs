@@ -109,6 +109,13 @@ fn plane() -> &'static Plane {
     })
 }
 
+/// One test at a time talks to the fixture: tests compare the requests it logged before and
+/// after their own jobs, which another test's requests would mix into.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The requests the fixture has seen since `from` lines: `METHOD path auth-kind`.
 fn requests() -> Vec<String> {
     std::fs::read_to_string(plane().dir.path().join("requests.log"))
@@ -166,6 +173,7 @@ fn databricks_runs_logged_models_and_the_workspace_registry_score_through_signed
     if !servers_installed("databricks_runs_logged_models_and_the_workspace_registry_score_through_signed_urls") {
         return;
     }
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     for uri in [format!("runs:/{RUN}/model"), format!("models:/{LOGGED}")] {
@@ -221,6 +229,7 @@ fn unity_catalog_versions_are_read_with_temporary_credentials_signed_urls_or_the
     if !servers_installed("unity_catalog_versions_are_read_with_temporary_credentials_signed_urls_or_the_files_api") {
         return;
     }
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     // databricks-uc is the default registry of a Databricks tracking URI, as in MLflow.
@@ -252,6 +261,7 @@ fn oauth_machine_to_machine_from_a_profile_and_refused_credentials_are_named_nev
     if !servers_installed("oauth_machine_to_machine_from_a_profile_and_refused_credentials_are_named_never_shown") {
         return;
     }
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let cfg = dir.path().join("databrickscfg");
@@ -301,6 +311,7 @@ fn mlflows_own_client_downloads_the_same_files_from_the_fixture() {
     if !servers_installed("mlflows_own_client_downloads_the_same_files_from_the_fixture") {
         return;
     }
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let script = r#"
@@ -361,6 +372,7 @@ fn azure_ml_workspaces_resolve_runs_and_registered_models_with_entra_tokens() {
     if !servers_installed("azure_ml_workspaces_resolve_runs_and_registered_models_with_entra_tokens") {
         return;
     }
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let p = plane();
@@ -422,6 +434,7 @@ fn the_python_wheel_finds_databricks_credentials_the_way_mlflow_does() {
     if !servers_installed("the_python_wheel_finds_databricks_credentials_the_way_mlflow_does") {
         return;
     }
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let site = crate::python::install_wheel(dir.path());
     let python = repo().join("scripts/python-env");
