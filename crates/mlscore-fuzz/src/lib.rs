@@ -3,7 +3,8 @@
 //! Every parser that reads a user's files has one: `MLmodel` files (YAML, the signature and
 //! input-example JSON inside), model URIs, and the model files of each front end (ONNX protobufs,
 //! scikit-learn pickles and skops zips, XGBoost UBJSON/JSON, LightGBM text), loaded and scored on
-//! a batch made from the model's signature; Parquet and CSV inputs, read as the engine reads them
+//! a batch made from the model's signature; the answers of a tracking server while a registered
+//! model is resolved, downloaded and loaded; Parquet and CSV inputs, read as the engine reads them
 //! and scored through the scoring contract (binding, MLflow's type checks, null policies). A
 //! target returns what became of its input; it must never panic, hang or allocate without
 //! bound, whatever the bytes.
@@ -268,6 +269,7 @@ pub fn csv_table(data: &[u8]) -> Outcome {
 pub fn run(target: &str, data: &[u8]) -> Outcome {
     match target {
         "model_uri" => model_uri(data),
+        "rest" => rest_responses(data),
         "parquet" => parquet_table(data),
         "csv" => csv_table(data),
         model => ModelFiles::for_target(model).run(data),
@@ -277,7 +279,7 @@ pub fn run(target: &str, data: &[u8]) -> Outcome {
 /// Every target's name.
 pub fn targets() -> Vec<&'static str> {
     let mut t: Vec<&str> = MODEL_TARGETS.iter().map(|(t, ..)| *t).collect();
-    t.extend(["model_uri", "parquet", "csv"]);
+    t.extend(["model_uri", "rest", "parquet", "csv"]);
     t
 }
 
@@ -301,6 +303,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         .iter()
         .map(|s| s.as_bytes().to_vec())
         .collect(),
+        "rest" => rest_seeds(),
         "parquet" => files_with_extension(&models_dir().join("data/customers"), "parquet", 4),
         "csv" => std::fs::read(models_dir().join("sklearn/pipeline_onehot_logreg_pickle/input.parquet"))
             .ok()
@@ -341,4 +344,203 @@ fn files_with_extension(dir: &Path, ext: &str, max: usize) -> Vec<Vec<u8>> {
     }
     found.sort();
     found.into_iter().take(max).filter_map(|(_, p)| std::fs::read(p).ok()).collect()
+}
+
+/// The bodies a fuzz input hands the tracking server, request by request, are separated by this.
+pub const BODY_SEPARATOR: &[u8] = b"\n\x1e--\n";
+
+/// A tracking server on 127.0.0.1 that answers the n-th request since [`FakeServer::serve`] with
+/// the n-th body it was given (the last one again when they run out; `{}` when none), or, as an
+/// oracle, with what a real MLflow server holding `models/churn` as version 1 of `churn` answers.
+struct FakeServer {
+    url: String,
+    state: Arc<std::sync::Mutex<Serving>>,
+}
+
+#[derive(Default)]
+struct Serving {
+    bodies: Vec<Vec<u8>>,
+    next: usize,
+    /// The oracle's answers, recorded (when `oracle` is set).
+    oracle: bool,
+    recorded: Vec<Vec<u8>>,
+}
+
+impl FakeServer {
+    fn get() -> &'static FakeServer {
+        static SERVER: OnceLock<FakeServer> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port on 127.0.0.1");
+            let url = format!("http://{}", listener.local_addr().expect("its address"));
+            let state: Arc<std::sync::Mutex<Serving>> = Arc::default();
+            let shared = state.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    answer(stream, &shared);
+                }
+            });
+            FakeServer { url, state }
+        })
+    }
+
+    fn serve(&self, bodies: Vec<Vec<u8>>, oracle: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *s = Serving { bodies, next: 0, oracle, recorded: Vec::new() };
+    }
+}
+
+/// Reads one request and answers it (`Connection: close`).
+fn answer(mut stream: std::net::TcpStream, state: &std::sync::Mutex<Serving>) {
+    use std::io::{Read, Write};
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let target = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let end = text.find("\r\n\r\n").map_or(text.len(), |i| i + 4);
+    let length: usize = text
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    let mut have = head.len().saturating_sub(end);
+    while have < length.min(1 << 20) {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => have += n,
+        }
+    }
+    let body = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.oracle {
+            let b = oracle(&target);
+            s.recorded.push(b.clone());
+            b
+        } else {
+            let i = s.next.min(s.bodies.len().saturating_sub(1));
+            s.next += 1;
+            s.bodies.get(i).cloned().unwrap_or_else(|| b"{}".to_vec())
+        }
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+}
+
+/// What an MLflow server holding `models/churn` as version 1 of `churn` (alias `champion`,
+/// logged by run `0a1b`) answers to `target`.
+fn oracle(target: &str) -> Vec<u8> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let churn = models_dir().join("churn");
+    let source = "mlflow-artifacts:/0/0a1b/artifacts/model";
+    let version = format!(
+        r#"{{"name": "churn", "version": "1", "source": "{source}", "run_id": "0a1b", "status": "READY", "current_stage": "None"}}"#
+    );
+    if path.ends_with("/model-versions/get") || path.ends_with("/registered-models/alias") {
+        return format!(r#"{{"model_version": {version}}}"#).into_bytes();
+    }
+    if path.ends_with("/model-versions/search") {
+        return format!(r#"{{"model_versions": [{version}]}}"#).into_bytes();
+    }
+    if path.ends_with("/registered-models/get") {
+        return br#"{"registered_model": {"name": "churn", "aliases": [{"alias": "champion", "version": "1"}]}}"#
+            .to_vec();
+    }
+    if path.ends_with("/runs/get") {
+        return br#"{"run": {"info": {"run_id": "0a1b", "experiment_id": "0", "artifact_uri": "mlflow-artifacts:/0/0a1b/artifacts"}}}"#.to_vec();
+    }
+    if path.ends_with("/mlflow-artifacts/artifacts") {
+        let dir = query.split('&').find_map(|kv| kv.strip_prefix("path=")).unwrap_or_default().replace("%2F", "/");
+        let files: Vec<String> = std::fs::read_dir(&churn)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                format!(r#"{{"path": "{}", "is_dir": false, "file_size": {size}}}"#, e.file_name().to_string_lossy())
+            })
+            .collect();
+        return if dir.ends_with("artifacts/model") {
+            format!(r#"{{"files": [{}]}}"#, files.join(", ")).into_bytes()
+        } else {
+            b"{}".to_vec()
+        };
+    }
+    if let Some(file) = path.split("/mlflow-artifacts/artifacts/").nth(1) {
+        let name = file.rsplit('/').next().unwrap_or_default();
+        return std::fs::read(churn.join(name)).unwrap_or_default();
+    }
+    b"{}".to_vec()
+}
+
+/// The URIs the REST target resolves, chosen by the input's length.
+const REST_URIS: [&str; 2] = ["models:/churn/1", "models:/churn@champion"];
+
+fn rest_config(server: &FakeServer) -> mlscore_mlflow::StoreConfig {
+    static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
+    let dir = SCRATCH.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("mlscore-fuzz-{}-rest", std::process::id()));
+        let _ = std::fs::create_dir_all(&d);
+        d
+    });
+    let mut config = mlscore_mlflow::StoreConfig::with_tracking_uri(server.url.clone());
+    config.base_dir = dir.clone();
+    config.cache_dir = dir.join("cache");
+    config.refresh = true;
+    config
+}
+
+/// The answers of a tracking server, fuzzed: `data` is split at [`BODY_SEPARATOR`] into the
+/// bodies of the server's answers, request after request, while mlscore resolves a registered
+/// model on it, downloads the model's files through its artifact proxy and loads the model.
+pub fn rest_responses(data: &[u8]) -> Outcome {
+    let server = FakeServer::get();
+    let bodies: Vec<Vec<u8>> = split(data, BODY_SEPARATOR).into_iter().map(<[u8]>::to_vec).collect();
+    server.serve(bodies, false);
+    let uri = REST_URIS[data.len() % REST_URIS.len()];
+    let loaded = MlflowModel::load_with(uri, &rest_config(server))
+        .map_err(|e| e.to_string())
+        .and_then(|m| mlscore_formats::from_mlflow(m).map_err(|e| e.to_string()));
+    outcome(loaded)
+}
+
+/// The seeds of the REST target: the oracle's answers to each URI, recorded.
+fn rest_seeds() -> Vec<Vec<u8>> {
+    let server = FakeServer::get();
+    let mut seeds = Vec::new();
+    for (i, uri) in REST_URIS.iter().enumerate() {
+        server.serve(Vec::new(), true);
+        let loaded = MlflowModel::load_with(uri, &rest_config(server));
+        let recorded = std::mem::take(&mut server.state.lock().unwrap_or_else(|e| e.into_inner()).recorded);
+        if loaded.is_err() {
+            continue;
+        }
+        let mut seed = recorded.join(BODY_SEPARATOR);
+        // The target picks its URI by the input's length: an unused empty body (an odd number
+        // of bytes) makes the seed pick this one.
+        if seed.len() % REST_URIS.len() != i {
+            seed.extend_from_slice(BODY_SEPARATOR);
+        }
+        seeds.push(seed);
+    }
+    seeds
+}
+
+fn split<'a>(data: &'a [u8], sep: &[u8]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::new();
+    let mut rest = data;
+    while let Some(i) = rest.windows(sep.len()).position(|w| w == sep) {
+        parts.push(&rest[..i]);
+        rest = &rest[i + sep.len()..];
+    }
+    parts.push(rest);
+    parts
 }

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::rest::{Auth, ClientCredentials, RestStore, TokenEndpoint, http_timeout, safe_join};
+use super::rest::{Auth, ClientCredentials, RestStore, TokenEndpoint, http_backoff, http_timeout, safe_join};
 use super::{ArtifactFetcher, LoggedModelInfo, ModelVersion, RegisteredModel, RemoteFile, RunInfo, TrackingStore};
 use crate::error::{Error, Result};
 
@@ -137,8 +137,7 @@ impl AzureMlStore {
             Error::Store { reason, .. } => Error::UnsupportedTrackingUri { uri: uri.to_string(), reason },
             other => other,
         })?;
-        let host = RestStore::with_options(&host_url, None, http_timeout(), std::time::Duration::from_millis(500))?
-            .with_auth(auth, hint);
+        let host = RestStore::with_options(&host_url, None, http_timeout(), http_backoff())?.with_auth(auth, hint);
         let rest = host.with_base(&format!("{host_url}/mlflow/v2.0/{workspace}"));
         Ok(Self { uri: uri.trim().to_string(), host, rest, workspace })
     }

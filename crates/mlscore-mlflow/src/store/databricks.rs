@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::rest::{
-    Auth, ClientCredentials, RestStore, TokenEndpoint, basic_auth, http_timeout, paged, safe_join, version_from,
+    Auth, ClientCredentials, RestStore, TokenEndpoint, basic_auth, http_backoff, http_timeout, paged, safe_join,
+    version_from,
 };
 use super::{ArtifactFetcher, LoggedModelInfo, ModelVersion, RegisteredModel, RemoteFile, RunInfo, TrackingStore};
 use crate::error::{Error, Result};
@@ -54,11 +55,10 @@ impl DatabricksStore {
         let (unity, profile) = parse_uri(uri)?;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let creds = credentials(uri, profile.as_deref(), &env, &config_file_path(&env))?;
-        let rest = RestStore::with_options(&creds.host, None, http_timeout(), std::time::Duration::from_millis(500))?
-            .with_auth(
-                creds.auth,
-                format!("the workspace refused the credentials from {}; {}", creds.source, creds.fix),
-            );
+        let rest = RestStore::with_options(&creds.host, None, http_timeout(), http_backoff())?.with_auth(
+            creds.auth,
+            format!("the workspace refused the credentials from {}; {}", creds.source, creds.fix),
+        );
         Ok(Self { uri: uri.trim().to_string(), rest, unity })
     }
 
@@ -353,15 +353,30 @@ fn join(a: &str, b: &str) -> String {
 /// Walks a listing API one directory at a time: `list_dir(dir)` gives `(path relative to the
 /// root, is_dir, size)` entries of one directory.
 fn walk(list_dir: impl Fn(&str) -> Result<Vec<(String, bool, Option<u64>)>>) -> Result<Vec<RemoteFile>> {
+    const MAX_ENTRIES: usize = 100_000;
+    const MAX_DEPTH: usize = 64;
     let mut files = Vec::new();
     let mut todo = vec![String::new()];
+    // A listing that names a directory already walked, or nests without end, would never finish.
+    let mut seen = std::collections::HashSet::new();
+    let mut entries = 0usize;
     while let Some(dir) = todo.pop() {
         for (path, is_dir, size) in list_dir(&dir)? {
             if path == dir || path.is_empty() {
                 continue;
             }
+            entries += 1;
+            let refuse = |reason: String| Error::Remote { url: format!("the listing of '{dir}'"), reason };
+            if entries > MAX_ENTRIES {
+                return Err(refuse(format!("more than {MAX_ENTRIES} artifacts listed; refused")));
+            }
+            if path.split('/').count() > MAX_DEPTH {
+                return Err(refuse(format!("artifacts nested deeper than {MAX_DEPTH} directories; refused")));
+            }
             if is_dir {
-                todo.push(path);
+                if seen.insert(path.clone()) {
+                    todo.push(path);
+                }
             } else {
                 files.push(RemoteFile { path, size });
             }
@@ -381,6 +396,7 @@ fn list_level(
 ) -> Result<Vec<(String, bool, Option<u64>)>> {
     let mut out = Vec::new();
     paged(
+        endpoint,
         |token| {
             let mut q = query.to_vec();
             q.extend(token.map(|t| ("page_token", t)));
@@ -415,7 +431,7 @@ fn download_signed(
     let mut signed: BTreeMap<String, Signed> = BTreeMap::new();
     for batch in files.chunks(CREDENTIAL_BATCH) {
         let paths: Vec<String> = batch.iter().map(|f| join(root, &f.path)).collect();
-        paged(|token| sign(&paths, token), |reply| signed.extend(entries(reply)))?;
+        paged(from, |token| sign(&paths, token), |reply| signed.extend(entries(reply)))?;
     }
     let mut bytes = 0;
     for f in files {
@@ -428,7 +444,7 @@ fn download_signed(
             // Signed URLs expire (a long download of many files): one new URL, as MLflow asks again.
             Err(Error::Remote { reason, .. }) if reason.contains("signed URL was refused") => {
                 let mut fresh = BTreeMap::new();
-                paged(|token| sign(std::slice::from_ref(&full), token), |reply| fresh.extend(entries(reply)))?;
+                paged(from, |token| sign(std::slice::from_ref(&full), token), |reply| fresh.extend(entries(reply)))?;
                 let (uri, headers) = fresh.get(&full).ok_or_else(missing)?;
                 rest.download(uri, headers, false, &target, f.size)?
             }
@@ -590,6 +606,7 @@ impl FilesApi {
             let endpoint = format!("/api/2.0/fs/directories{}", encode(&path));
             let mut out = Vec::new();
             paged(
+                &endpoint,
                 |token| {
                     let q: Vec<(&str, &str)> = token.map(|t| ("page_token", t)).into_iter().collect();
                     Ok(self.rest.api_get(&endpoint, &q)?.unwrap_or_default())

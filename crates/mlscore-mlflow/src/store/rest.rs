@@ -22,7 +22,16 @@ use super::{LoggedModelInfo, ModelVersion, RegisteredModel, RunInfo, TrackingSto
 use crate::error::{Error, Result};
 
 /// Requests tried at most this many times.
+/// Attempts of a request when `MLFLOW_HTTP_REQUEST_MAX_RETRIES` is not set (4 retries; MLflow's
+/// client makes 7 with longer waits).
 const ATTEMPTS: u32 = 5;
+
+/// Most entries one model's artifact listings may hold, and how deep they may nest.
+const MAX_ARTIFACTS: usize = 100_000;
+const MAX_ARTIFACT_DEPTH: usize = 64;
+
+/// Most pages one paginated answer may take.
+const MAX_PAGES: usize = 10_000;
 
 /// An MLflow tracking server.
 #[derive(Clone)]
@@ -36,6 +45,8 @@ pub struct RestStore {
     agent: ureq::Agent,
     /// First retry delay; doubled every attempt.
     backoff: Duration,
+    /// Attempts of a request (or a download) that fails in a way worth retrying.
+    attempts: u32,
 }
 
 impl std::fmt::Debug for RestStore {
@@ -147,11 +158,12 @@ impl RestStore {
             (Some(token), None) => Some(format!("Bearer {token}")),
             (None, None) => None,
         };
-        Self::with_options(uri, auth, http_timeout(), Duration::from_millis(500))
+        Self::with_options(uri, auth, http_timeout(), http_backoff())
     }
 
     /// A client with explicit options: an `Authorization` header value, the timeout of one
-    /// request, and the first retry delay.
+    /// request, and the first retry delay (doubled at each retry). The number of attempts is
+    /// `MLFLOW_HTTP_REQUEST_MAX_RETRIES` + 1 (default 5).
     pub fn with_options(uri: &str, auth: Option<String>, timeout: Duration, backoff: Duration) -> Result<Self> {
         let parsed = url::Url::parse(uri).map_err(|e| Error::UnsupportedTrackingUri {
             uri: uri.to_string(),
@@ -172,7 +184,14 @@ impl RestStore {
             None => "set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD".into(),
         };
         let auth = std::sync::Arc::new(auth.map_or(Auth::None, Auth::Header));
-        Ok(Self { base: uri.trim_end_matches('/').to_string(), auth, auth_hint, agent, backoff })
+        Ok(Self {
+            base: uri.trim_end_matches('/').to_string(),
+            auth,
+            auth_hint,
+            agent,
+            backoff,
+            attempts: http_attempts(),
+        })
     }
 
     /// This client with other credentials; `hint` says where they came from and what to set
@@ -398,7 +417,7 @@ impl RestStore {
         }
     }
 
-    /// Runs `send` up to [`ATTEMPTS`] times while it fails in a way worth retrying.
+    /// Runs `send` up to `attempts` times while it fails in a way worth retrying.
     fn with_retries(
         &self,
         url: &str,
@@ -412,7 +431,7 @@ impl RestStore {
                 Ok(r) => matches!(r.status().as_u16(), 408 | 429 | 500 | 502 | 503 | 504),
                 Err(e) => transient(e),
             };
-            if !retry || attempt >= ATTEMPTS {
+            if !retry || attempt >= self.attempts {
                 return match outcome {
                     Ok(r) if retry => Err(self.remote(
                         url,
@@ -458,7 +477,7 @@ impl RestStore {
     /// the server's artifact proxy. Entry names that would leave `dest` are refused.
     pub fn download_artifacts(&self, artifact_uri: &str, dest: &Path) -> Result<u64> {
         let path = artifact_path(artifact_uri)?;
-        let mut bytes = 0;
+        let (mut bytes, mut entries) = (0, 0usize);
         let mut todo = vec![String::new()];
         while let Some(rel) = todo.pop() {
             let dir = join_rel(&path, &rel);
@@ -472,7 +491,22 @@ impl RestStore {
             }
             for f in files {
                 let name = f["path"].as_str().unwrap_or_default();
+                let listing = || format!("{}/api/2.0/mlflow-artifacts/artifacts?path={dir}", self.base);
+                // A listing that names its own directory, or nests without end, would never finish.
+                entries += 1;
+                let refuse = |reason: String| Error::Remote { url: listing(), reason };
+                if name.is_empty() || name == "." {
+                    return Err(refuse("an entry of the listing has no name; refused".into()));
+                }
+                if entries > MAX_ARTIFACTS {
+                    return Err(refuse(format!("more than {MAX_ARTIFACTS} artifacts listed; refused")));
+                }
                 let child = join_rel(&rel, name);
+                if child.split('/').count() > MAX_ARTIFACT_DEPTH {
+                    return Err(refuse(format!(
+                        "artifacts nested deeper than {MAX_ARTIFACT_DEPTH} directories; refused"
+                    )));
+                }
                 let target = safe_join(dest, &child).ok_or_else(|| Error::Remote {
                     url: format!("{}/api/2.0/mlflow-artifacts/artifacts?path={dir}", self.base),
                     reason: format!("the artifact name '{name}' would be written outside {}; refused", dest.display()),
@@ -514,7 +548,7 @@ impl RestStore {
         loop {
             match self.download_once(url, &shown, headers, authorized, target, size)? {
                 Ok(n) => return Ok(n),
-                Err(_) if attempt < ATTEMPTS => {
+                Err(_) if attempt < self.attempts => {
                     std::thread::sleep(delay);
                     delay *= 2;
                     attempt += 1;
@@ -600,6 +634,7 @@ impl RestStore {
         let filter = format!("name='{}'", name.replace('\'', "\\'"));
         let endpoint = format!("{api}model-versions/search");
         paged(
+            &endpoint,
             |token| {
                 let mut query = vec![("filter", filter.as_str())];
                 query.extend_from_slice(search);
@@ -642,16 +677,29 @@ pub(crate) fn version_from(v: &Value) -> Option<ModelVersion> {
 
 /// Calls `page` with each page token in turn (none first) until a reply has no
 /// `next_page_token`, handing every reply to `each`: MLflow's pagination.
-pub(crate) fn paged(mut page: impl FnMut(Option<&str>) -> Result<Value>, mut each: impl FnMut(&Value)) -> Result<()> {
+/// `url` names the endpoint in errors.
+pub(crate) fn paged(
+    url: &str,
+    mut page: impl FnMut(Option<&str>) -> Result<Value>,
+    mut each: impl FnMut(&Value),
+) -> Result<()> {
     let mut token: Option<String> = None;
-    loop {
+    for _ in 0..MAX_PAGES {
         let reply = page(token.as_deref())?;
         each(&reply);
         match reply["next_page_token"].as_str() {
+            // A server that hands back the token it was given would page forever.
+            Some(t) if token.as_deref() == Some(t) => {
+                return Err(Error::Remote {
+                    url: url.to_string(),
+                    reason: format!("the server answered page token '{t}' with the same token; stopped paging"),
+                });
+            }
             Some(t) if !t.is_empty() => token = Some(t.to_string()),
             _ => return Ok(()),
         }
     }
+    Err(Error::Remote { url: url.to_string(), reason: format!("more than {MAX_PAGES} pages; stopped paging") })
 }
 
 impl TrackingStore for RestStore {
@@ -700,6 +748,7 @@ impl TrackingStore for RestStore {
     fn logged_models_of_run(&self, run: &RunInfo) -> Result<Vec<LoggedModelInfo>> {
         let mut found = Vec::new();
         paged(
+            "/api/2.0/mlflow/logged-models/search",
             |token| {
                 let mut body = serde_json::json!({ "experiment_ids": [run.experiment_id], "max_results": 100 });
                 if let Some(t) = token {
@@ -740,6 +789,25 @@ fn logged_model_info(info: &Value) -> Option<LoggedModelInfo> {
 /// `Basic <base64(user:password)>`.
 pub(crate) fn basic_auth(user: &str, password: &str) -> String {
     format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
+}
+
+/// `MLFLOW_HTTP_REQUEST_MAX_RETRIES` + 1 attempts, as MLflow's client reads it (default 5).
+pub(crate) fn http_attempts() -> u32 {
+    std::env::var("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .map_or(ATTEMPTS, |r| r.saturating_add(1))
+}
+
+/// The first retry delay: a quarter of `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR` seconds (MLflow's
+/// default factor, 2, gives 0.5 s, then 1, 2, 4 s).
+pub(crate) fn http_backoff() -> Duration {
+    let factor = std::env::var("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|f| f.is_finite() && *f >= 0.0)
+        .unwrap_or(2.0);
+    Duration::from_secs_f64((factor / 4.0).min(60.0))
 }
 
 /// `MLFLOW_HTTP_REQUEST_TIMEOUT` (seconds, default 120), as MLflow's client reads it.
@@ -866,5 +934,37 @@ mod tests {
         let err = s.registered_model("churn").unwrap_err().to_string();
         assert!(err.contains("http://127.0.0.1:9/api/2.0/mlflow/registered-models/get"), "{err}");
         assert!(err.contains("after 5 attempts"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_repeats_its_page_token_is_stopped() {
+        let mut pages = 0;
+        let err = paged("http://h/api/x", |_| Ok(serde_json::json!({"next_page_token": "t"})), |_| pages += 1)
+            .expect_err("paging forever");
+        assert_eq!(pages, 2);
+        assert!(err.to_string().contains("same token") && err.to_string().contains("http://h/api/x"), "{err}");
+    }
+
+    #[test]
+    fn paging_ends_after_the_last_page_or_at_the_cap() {
+        let mut n = 0u64;
+        paged("u", |_| Ok(serde_json::json!({})), |_| n += 1).unwrap();
+        assert_eq!(n, 1);
+        let mut i = 0u64;
+        let err = paged(
+            "u",
+            |_| {
+                i += 1;
+                Ok(serde_json::json!({ "next_page_token": i.to_string() }))
+            },
+            |_| {},
+        )
+        .expect_err("a new token every page, forever");
+        assert!(err.to_string().contains("more than 10000 pages"), "{err}");
     }
 }
