@@ -250,22 +250,58 @@ fn killed_jobs_writing_to_azure_leave_nothing_visible_before_their_commit() {
     if !crate::servers::servers_installed("killed_jobs_writing_to_azure_leave_nothing_visible_before_their_commit") {
         return;
     }
-    use crate::servers::{Azurite, block_on, get_dir, list};
+    use crate::servers::Azurite;
+    let az = Azurite::shared();
+    az.create_container("chaos");
+    kill_jobs_writing_to("Azurite", az.store("chaos"), &|cmd| az.env(cmd), "az://chaos", 0x5eed);
+}
+
+#[test]
+fn killed_jobs_writing_to_s3_leave_nothing_visible_before_their_commit() {
+    if !crate::servers::servers_installed("killed_jobs_writing_to_s3_leave_nothing_visible_before_their_commit") {
+        return;
+    }
+    use crate::servers::{S3, S3_KEY_ID, S3_SECRET};
+    let s3 = S3::shared();
+    std::fs::create_dir_all(s3.root.join("chaos")).unwrap();
+    let store: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(format!("http://127.0.0.1:{}", s3.port))
+            .with_access_key_id(S3_KEY_ID)
+            .with_secret_access_key(S3_SECRET)
+            .with_region("us-east-1")
+            .with_bucket_name("chaos")
+            .with_allow_http(true)
+            .build()
+            .unwrap(),
+    );
+    kill_jobs_writing_to("the S3 test server", store, &|cmd| s3.env(cmd, S3_SECRET), "s3://chaos", 0x53);
+}
+
+/// Kills jobs writing a directory (multipart-uploaded parts) and a single file under `base` (a
+/// bucket or container that `store` reads, which `env` points the CLI at) at seeded random
+/// moments: after each, nothing under the target, or a complete output, is visible.
+fn kill_jobs_writing_to(
+    server: &str,
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    env: &dyn Fn(&mut Command),
+    base: &str,
+    salt: u64,
+) {
+    use crate::servers::{block_on, get_dir, list};
     let kills: usize = env_or("MLSCORE_CHAOS_KILLS", 3);
     let seed: u64 = env_or("MLSCORE_CHAOS_SEED", 20261130);
     let rows: usize = env_or("MLSCORE_CHAOS_ROWS", 60_000);
     let dir = tempfile::tempdir().unwrap();
     let input = big_table(dir.path(), rows);
-    let az = Azurite::shared();
-    az.create_container("chaos");
-    let store = az.store("chaos");
-    let mut rng = Rng(seed ^ 0x5eed);
+    let mut rng = Rng(seed ^ salt);
     let mut tally = std::collections::BTreeMap::<&str, usize>::new();
     // (prefix, output URL): a directory of multipart-uploaded parts, and one file uploaded whole.
-    for (prefix, url) in [("dir", "az://chaos/dir/"), ("file", "az://chaos/file/out.parquet")] {
+    for (prefix, url) in [("dir", format!("{base}/dir/")), ("file", format!("{base}/file/out.parquet"))] {
+        let url = url.as_str();
         let command = || {
             let mut cmd = mlscore();
-            az.env(&mut cmd);
+            env(&mut cmd);
             cmd.args(["score", "-q", "--model", "models/churn", "--input"]).arg(&input).args(["--output", url]);
             cmd.stdout(Stdio::null()).stderr(Stdio::piped());
             cmd
@@ -337,6 +373,6 @@ fn killed_jobs_writing_to_azure_leave_nothing_visible_before_their_commit() {
     }
     let _ = std::io::Write::write_fmt(
         &mut std::io::stderr(),
-        format_args!("chaos on Azurite: 2 kinds x {kills} signals, seed {seed}, {rows} rows: {tally:?}\n"),
+        format_args!("chaos on {server}: 2 kinds x {kills} signals, seed {seed}, {rows} rows: {tally:?}\n"),
     );
 }
