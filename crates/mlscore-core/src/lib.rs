@@ -29,11 +29,13 @@
 pub mod bind;
 pub mod enforce;
 mod error;
+mod guard;
 mod result_type;
 mod scorer;
 mod values;
 
 pub use error::{Error, Result};
+pub use guard::catch_panic;
 pub use result_type::{ResultType, null_column};
 pub use scorer::{Binding, BoundColumn, NullPolicy, Prediction, Scorer, positional_frame, predict_batch};
 pub use values::float64_values;

@@ -485,7 +485,10 @@ impl PassThrough {
         let mut decode = move || -> Result<Vec<RecordBatch>> {
             timed(decoding, || {
                 let mut batches = Vec::with_capacity(group);
-                for batch in reader.by_ref().take(group) {
+                // The parquet crate asserts on some damaged pages: that is this file's error too.
+                let decoded = mlscore_core::catch_panic(|| reader.by_ref().take(group).collect::<Vec<_>>())
+                    .map_err(|said| Error::ParquetInput { path: path.clone(), source: damaged(&said) })?;
+                for batch in decoded {
                     batches.push(batch.map_err(|e| Error::ParquetInput { path: path.clone(), source: e.into() })?);
                 }
                 Ok(batches)
@@ -669,4 +672,9 @@ impl<'a> Output<'a> {
         self.close()?;
         Ok(self.done)
     }
+}
+
+/// The error of a reader that panicked on a file's bytes.
+fn damaged(said: &str) -> parquet::errors::ParquetError {
+    parquet::errors::ParquetError::General(format!("the file is damaged (the Parquet reader failed: {said})"))
 }

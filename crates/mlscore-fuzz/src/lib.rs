@@ -246,7 +246,12 @@ pub fn parquet_table(data: &[u8]) -> Outcome {
     let bytes = bytes::Bytes::copy_from_slice(data);
     let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(bytes) else { return Outcome::Refused };
     let Ok(reader) = builder.with_batch_size(1024).build() else { return Outcome::Refused };
-    score_batches(table_model(0), reader)
+    // mlscore decodes under catch_panic (the parquet crate asserts on some damaged pages), so a
+    // panic while decoding is this input's error; one while scoring is a finding.
+    let Ok(batches) = mlscore_core::catch_panic(|| reader.take(64).collect::<Vec<_>>()) else {
+        return Outcome::Refused;
+    };
+    score_batches(table_model(0), batches.into_iter())
 }
 
 /// A CSV file, its schema inferred from the first rows as the engine does, scored by a
@@ -262,11 +267,19 @@ pub fn csv_table(data: &[u8]) -> Outcome {
         .with_batch_size(1024)
         .build(std::io::Cursor::new(data));
     let Ok(reader) = reader else { return Outcome::Refused };
-    score_batches(table_model(1), reader)
+    let Ok(batches) = mlscore_core::catch_panic(|| reader.take(64).collect::<Vec<_>>()) else {
+        return Outcome::Refused;
+    };
+    score_batches(table_model(1), batches.into_iter())
 }
 
 /// Runs the target named `target` on `data`.
 pub fn run(target: &str, data: &[u8]) -> Outcome {
+    // libFuzzer's Rust driver aborts at every panic, caught or not; mlscore catches the panics of
+    // third-party decoders (see `mlscore_core::catch_panic`), so the default hook is put back:
+    // a panic that mlscore catches is the input's error, and one it does not still ends the run.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| drop(std::panic::take_hook()));
     match target {
         "model_uri" => model_uri(data),
         "rest" => rest_responses(data),

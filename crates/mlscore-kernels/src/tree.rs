@@ -285,6 +285,57 @@ const _: () = assert!(BLOCK.is_multiple_of(bits::LANES));
 /// A hard limit on compiled nodes, against graphs whose trees share subtrees exponentially.
 const MAX_NODES: usize = 1 << 28;
 
+/// How many nodes and leaves the ensemble's trees hold once unfolded from their roots (a node
+/// reached from two parents counts twice), saturating; an error when a node is its own
+/// descendant. Iterative, so that deep trees cannot overflow the stack.
+fn expanded_size(raw: &RawEnsemble) -> Result<u64> {
+    const UNSEEN: u64 = u64::MAX;
+    const OPEN: u64 = u64::MAX - 1;
+    let mut size = vec![UNSEEN; raw.nodes.len()];
+    let of = |t: Target, size: &[u64]| match t {
+        Target::Leaf(_) => Some(1),
+        Target::Node(i) => Some(size[i]).filter(|s| *s < OPEN),
+    };
+    let mut total = 0u64;
+    for root in &raw.roots {
+        match *root {
+            Target::Node(r) => ensure!(r < raw.nodes.len(), "root node index {r} out of range"),
+            Target::Leaf(l) => ensure!(l < raw.leaves.len(), "root leaf index {l} out of range"),
+        }
+        if let Target::Node(r) = *root
+            && size[r] == UNSEEN
+        {
+            // Depth first; OPEN marks the nodes on the current path, so only a path that comes
+            // back to one of its own nodes is a cycle (a subtree shared by two parents is not).
+            let mut stack: Vec<(usize, u8)> = vec![(r, 0)];
+            size[r] = OPEN;
+            while let Some(top) = stack.last_mut() {
+                let (i, next) = *top;
+                let node = &raw.nodes[i];
+                if next < 2 {
+                    top.1 += 1;
+                    if let Target::Node(c) = if next == 0 { node.yes } else { node.no } {
+                        match size[c] {
+                            OPEN => bail!("node {c} is its own descendant: the trees have a cycle"),
+                            UNSEEN => {
+                                size[c] = OPEN;
+                                stack.push((c, 0));
+                            }
+                            _ => {}
+                        }
+                    }
+                } else {
+                    stack.pop();
+                    let (yes, no) = (of(node.yes, &size).unwrap_or(0), of(node.no, &size).unwrap_or(0));
+                    size[i] = 1u64.saturating_add(yes).saturating_add(no).min(OPEN - 1);
+                }
+            }
+        }
+        total = total.saturating_add(of(*root, &size).unwrap_or(0));
+    }
+    Ok(total)
+}
+
 impl<T: Float> Ensemble<T> {
     /// Compiles an ensemble with `outputs` outputs.
     pub fn compile(raw: &RawEnsemble, outputs: usize) -> Result<Self> {
@@ -302,6 +353,17 @@ impl<T: Float> Ensemble<T> {
                 }
             }
         }
+        // Trees are unfolded from their roots: a node reached from several parents is copied for
+        // each, so a damaged file whose children point back up (or share subtrees) would unfold
+        // into a cycle or an exponential number of nodes. Counted before anything is allocated.
+        let expanded = expanded_size(raw)?;
+        let budget = (64 * (raw.nodes.len() + raw.leaves.len()) as u64 + 1024).min(MAX_NODES as u64);
+        ensure!(
+            expanded <= budget,
+            "the trees unfold into {expanded} nodes from {} described (nodes reached from several parents); \
+             the trees are too large or the model is damaged",
+            raw.nodes.len()
+        );
         let fast = raw.nodes.iter().all(|n| match n.mode {
             Mode::Leq | Mode::Gt => true,
             Mode::Lt | Mode::Gte => T::from_f64(n.threshold).pred().is_some(),
@@ -730,6 +792,43 @@ mod tests {
 
     fn score<T: Float>(e: &Ensemble<T>, x: &[T]) -> Vec<T> {
         e.aggregate(x, 2, x.len() / 2, Aggregate::Sum).unwrap().0
+    }
+
+    /// A chain of `n` splits whose two branches both lead to the next split: 2^n paths.
+    fn doubling(n: usize) -> RawEnsemble {
+        let node = |i: usize| RawNode {
+            feature: 0,
+            threshold: i as f64,
+            mode: Mode::Leq,
+            members: vec![],
+            yes: if i + 1 < n { Target::Node(i + 1) } else { Target::Leaf(0) },
+            no: if i + 1 < n { Target::Node(i + 1) } else { Target::Leaf(1) },
+            missing_true: false,
+        };
+        RawEnsemble {
+            nodes: (0..n).map(node).collect(),
+            leaves: vec![vec![(0, 1.0)], vec![(0, 2.0)]],
+            roots: vec![Target::Node(0)],
+        }
+    }
+
+    #[test]
+    fn shared_subtrees_unfold_within_a_budget_and_cycles_are_refused() {
+        // A few shared subtrees unfold (8 splits: 511 nodes) and score as trees.
+        let e = Ensemble::<f32>::compile(&doubling(8), 1).expect("a small shared subtree");
+        assert_eq!(score(&e, &[0.0, 0.0]), vec![1.0]);
+        // 60 of them would unfold into 2^61 nodes: refused at once, before allocating any.
+        let start = std::time::Instant::now();
+        let err = Ensemble::<f32>::compile(&doubling(60), 1).err().expect("an exponential unfolding").to_string();
+        assert!(err.contains("unfold") && start.elapsed().as_secs() < 2, "{err}");
+        // A child pointing back up is a cycle.
+        let mut cyclic = small(Mode::Lt, false);
+        cyclic.nodes[1].no = Target::Node(0);
+        let err = Ensemble::<f32>::compile(&cyclic, 1).err().expect("a cycle").to_string();
+        assert!(err.contains("cycle"), "{err}");
+        let mut bad_root = small(Mode::Lt, false);
+        bad_root.roots.push(Target::Node(9));
+        assert!(Ensemble::<f64>::compile(&bad_root, 1).is_err());
     }
 
     #[test]

@@ -205,12 +205,7 @@ impl fmt::Debug for OnnxGraph {
 /// asserts on some malformed graphs) into an error naming the file: a damaged model must never
 /// bring down the process (in the Python wheel, a Spark task).
 fn guarded<T>(path: &Path, step: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let said = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+    mlscore_core::catch_panic(f).unwrap_or_else(|said| {
         Err(Error::Load {
             kind: "ONNX graph",
             path: path.to_path_buf(),
