@@ -819,12 +819,12 @@ mod tests {
         assert_eq!(score(&e, &[0.0, 0.0]), vec![1.0]);
         // 60 of them would unfold into 2^61 nodes: refused at once, before allocating any.
         let start = std::time::Instant::now();
-        let err = Ensemble::<f32>::compile(&doubling(60), 1).err().expect("an exponential unfolding").to_string();
+        let err = Ensemble::<f32>::compile(&doubling(60), 1).expect_err("an exponential unfolding").to_string();
         assert!(err.contains("unfold") && start.elapsed().as_secs() < 2, "{err}");
         // A child pointing back up is a cycle.
         let mut cyclic = small(Mode::Lt, false);
         cyclic.nodes[1].no = Target::Node(0);
-        let err = Ensemble::<f32>::compile(&cyclic, 1).err().expect("a cycle").to_string();
+        let err = Ensemble::<f32>::compile(&cyclic, 1).expect_err("a cycle").to_string();
         assert!(err.contains("cycle"), "{err}");
         let mut bad_root = small(Mode::Lt, false);
         bad_root.roots.push(Target::Node(9));
