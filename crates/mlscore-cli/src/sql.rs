@@ -88,7 +88,8 @@ pub(crate) async fn run(args: SqlArgs) -> Result<()> {
         models.push(register_model(&ctx, name, model, PredictOptions { result_type, null_policy }));
     }
     let explain = args.query.trim_start().to_ascii_lowercase().starts_with("explain");
-    let df = ctx.sql(&args.query).await.map_err(mlscore_datafusion::Error::from)?;
+    let planned = async { ctx.sql(&args.query).await.map_err(mlscore_datafusion::Error::from) };
+    let df = mlscore_datafusion::job::unpanicked("planning the query", planned).await?;
     for m in &models {
         for w in m.stats.warnings() {
             eprintln!("warning: {w}");

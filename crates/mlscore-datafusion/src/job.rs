@@ -237,7 +237,11 @@ impl ScoreJob {
     /// Plans the job: the query `SELECT *, model(...) AS <output_column> FROM input`.
     /// Fails here (before reading any data) if the table cannot feed the model.
     pub async fn plan(&self, ctx: &SessionContext, model: Arc<dyn Scorer>) -> Result<(DataFrame, RegisteredModel)> {
-        let df = crate::input::read_inputs_at(ctx, &self.inputs, self.input_format, &self.at).await?;
+        let df = unpanicked(
+            "reading the inputs",
+            crate::input::read_inputs_at(ctx, &self.inputs, self.input_format, &self.at),
+        )
+        .await?;
         let schema = df.schema().as_arrow().clone();
         if schema.index_of(&self.output_column).is_ok() {
             return Err(Error::Query(format!(
@@ -288,6 +292,31 @@ impl ScoreJob {
 /// models' features are decoded, unless `copy` or the query rules that out; then every column is
 /// decoded and encoded again, and the report says why.
 pub async fn write_job(
+    df: DataFrame,
+    spec: &OutputSpec,
+    models: &[RegisteredModel],
+    engine: &EngineOptions,
+    copy: CopyPolicy,
+    progress: Arc<dyn Progress>,
+) -> Result<JobReport> {
+    unpanicked("the job", write_job_unguarded(df, spec, models, engine, copy, progress)).await
+}
+
+/// Runs a step of a job. A panic inside it (a third-party reader asserting on a damaged input
+/// file: arrow's schema decoder, the parquet crate's page decoders) becomes the job's error,
+/// never the end of the process (in the Python wheel, of a Spark task).
+pub async fn unpanicked<T>(what: &str, step: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(step).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let said = mlscore_core::catch_panic(|| std::panic::resume_unwind(panic)).err().unwrap_or_default();
+            Err(Error::Query(format!("{what} failed inside a reader ({said}); an input file is damaged")))
+        }
+    }
+}
+
+async fn write_job_unguarded(
     df: DataFrame,
     spec: &OutputSpec,
     models: &[RegisteredModel],

@@ -244,13 +244,15 @@ fn score_batches(
 pub fn parquet_table(data: &[u8]) -> Outcome {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let bytes = bytes::Bytes::copy_from_slice(data);
-    let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(bytes) else { return Outcome::Refused };
-    let Ok(reader) = builder.with_batch_size(1024).build() else { return Outcome::Refused };
-    // mlscore decodes under catch_panic (the parquet crate asserts on some damaged pages), so a
-    // panic while decoding is this input's error; one while scoring is a finding.
-    let Ok(batches) = mlscore_core::catch_panic(|| reader.take(64).collect::<Vec<_>>()) else {
-        return Outcome::Refused;
-    };
+    // mlscore reads under catch_panic (the parquet crate asserts on some damaged pages, arrow's
+    // schema decoder on some footers), so a panic while reading is this input's error; one while
+    // scoring is a finding.
+    let read = mlscore_core::catch_panic(|| {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).ok()?;
+        let reader = builder.with_batch_size(1024).build().ok()?;
+        Some(reader.take(64).collect::<Vec<_>>())
+    });
+    let Ok(Some(batches)) = read else { return Outcome::Refused };
     score_batches(table_model(0), batches.into_iter())
 }
 
