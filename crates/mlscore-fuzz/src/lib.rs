@@ -370,6 +370,8 @@ pub const BODY_SEPARATOR: &[u8] = b"\n\x1e--\n";
 struct FakeServer {
     url: String,
     state: Arc<std::sync::Mutex<Serving>>,
+    /// Held by one input at a time (tests run targets from several threads).
+    turn: std::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -394,7 +396,7 @@ impl FakeServer {
                     answer(stream, &shared);
                 }
             });
-            FakeServer { url, state }
+            FakeServer { url, state, turn: std::sync::Mutex::new(()) }
         })
     }
 
@@ -518,6 +520,7 @@ fn rest_config(server: &FakeServer) -> mlscore_mlflow::StoreConfig {
 /// model on it, downloads the model's files through its artifact proxy and loads the model.
 pub fn rest_responses(data: &[u8]) -> Outcome {
     let server = FakeServer::get();
+    let _turn = server.turn.lock().unwrap_or_else(|e| e.into_inner());
     let bodies: Vec<Vec<u8>> = split(data, BODY_SEPARATOR).into_iter().map(<[u8]>::to_vec).collect();
     server.serve(bodies, false);
     let uri = REST_URIS[data.len() % REST_URIS.len()];
@@ -530,6 +533,7 @@ pub fn rest_responses(data: &[u8]) -> Outcome {
 /// The seeds of the REST target: the oracle's answers to each URI, recorded.
 fn rest_seeds() -> Vec<Vec<u8>> {
     let server = FakeServer::get();
+    let _turn = server.turn.lock().unwrap_or_else(|e| e.into_inner());
     let mut seeds = Vec::new();
     for (i, uri) in REST_URIS.iter().enumerate() {
         server.serve(Vec::new(), true);
