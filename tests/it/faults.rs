@@ -195,6 +195,22 @@ fn same_rows(got: &Path, want: &Path, what: &str) {
     assert_eq!(got, want, "{what}: the output differs from the one scored without faults");
 }
 
+/// Scores the table at `url` (read through `proxy`, which `cmd`'s environment points at) into the
+/// local file `out`: the fault-free output, or a named error and no file. Returns whether it
+/// completed.
+fn read_through(mut cmd: Command, url: &str, out: &Path, reference: &Path, round: usize, proxy: &FaultProxy) -> bool {
+    let what = format!("round {round}, reading {url}");
+    let proxied = format!("127.0.0.1:{}", proxy.port);
+    cmd.args(["score", "-q", "--model", "models/churn", "--input", url, "--output"]).arg(out);
+    let ok = job(&mut cmd, &[url.trim_end_matches('/'), &proxied], &what, proxy);
+    if ok {
+        same_rows(out, reference, &what);
+    } else {
+        assert!(!out.exists(), "{what}: a failed job left its output");
+    }
+    ok
+}
+
 /// Prints a line of figures (seen with --nocapture).
 fn report(line: std::fmt::Arguments<'_>) {
     let _ = std::io::Write::write_fmt(&mut std::io::stderr(), line);
@@ -263,17 +279,16 @@ fn jobs_through_faulty_azure_storage_end_complete_or_with_a_named_error() {
             *outcomes.entry(format!("upload {name}: {}", if ok { "complete" } else { "named error" })).or_insert(0) +=
                 1;
         }
-        let out = dir.path().join(format!("read-{round}.parquet"));
-        let what = format!("round {round}, reading az://faults/input/");
         let mut cmd = mlscore();
         Azurite::env_via(&mut cmd, proxy.port);
-        cmd.args(["score", "-q", "--model", "models/churn", "--input", "az://faults/input/", "--output"]).arg(&out);
-        let ok = job(&mut cmd, &["az://faults/input", &proxied], &what, &proxy);
-        if ok {
-            same_rows(&out, &reference, &what);
-        } else {
-            assert!(!out.exists(), "{what}: a failed job left its output");
-        }
+        let ok = read_through(
+            cmd,
+            "az://faults/input/",
+            &dir.path().join(format!("read-{round}.parquet")),
+            &reference,
+            round,
+            &proxy,
+        );
         *outcomes.entry(format!("read: {}", if ok { "complete" } else { "named error" })).or_insert(0) += 1;
         for (k, v) in proxy.tally() {
             *faults.entry(k).or_insert(0) += v;
@@ -336,16 +351,14 @@ fn jobs_through_faulty_s3_storage_end_complete_or_with_a_named_error() {
             assert!(!names.contains(&"_SUCCESS".to_string()), "{what}: a failed job committed {names:?}");
         }
         *outcomes.entry(format!("upload: {}", if ok { "complete" } else { "named error" })).or_insert(0) += 1;
-        let out = dir.path().join(format!("read-{round}.parquet"));
-        let what = format!("round {round}, reading s3://faults/input/");
-        let mut cmd = command();
-        cmd.args(["score", "-q", "--model", "models/churn", "--input", "s3://faults/input/", "--output"]).arg(&out);
-        let ok = job(&mut cmd, &["s3://faults/input", &proxied], &what, &proxy);
-        if ok {
-            same_rows(&out, &reference, &what);
-        } else {
-            assert!(!out.exists(), "{what}: a failed job left its output");
-        }
+        let ok = read_through(
+            command(),
+            "s3://faults/input/",
+            &dir.path().join(format!("read-{round}.parquet")),
+            &reference,
+            round,
+            &proxy,
+        );
         *outcomes.entry(format!("read: {}", if ok { "complete" } else { "named error" })).or_insert(0) += 1;
         for (k, v) in proxy.tally() {
             *faults.entry(k).or_insert(0) += v;
