@@ -416,18 +416,26 @@ fn list_level(
 /// A signed URL and the headers to send with it.
 type Signed = (String, Vec<(String, String)>);
 
-/// Asks `sign` for signed URLs of `files` (paths below `root`), a batch of paths at a time, each
-/// batch paged; `entries` reads `(path, signed URL)` pairs from a reply. Then downloads each file.
-/// `from` (the signing endpoint's URL) names the endpoint in errors.
+/// Asks the signing `endpoint` (a POST of `body(paths)`, paged with `page_token`) for signed URLs
+/// of `files` (paths below `root`), a batch of paths at a time; `entries` reads `(path, signed
+/// URL)` pairs from a reply. Then downloads each file.
 fn download_signed(
     rest: &RestStore,
-    from: &str,
+    endpoint: &str,
     root: &str,
     files: &[RemoteFile],
     dest: &Path,
-    sign: impl Fn(&[String], Option<&str>) -> Result<Value>,
+    body: impl Fn(&[String]) -> Value,
     entries: impl Fn(&Value) -> Vec<(String, Signed)>,
 ) -> Result<u64> {
+    let from = &format!("{}{endpoint}", rest.base());
+    let sign = |paths: &[String], token: Option<&str>| -> Result<Value> {
+        let mut body = body(paths);
+        if let Some(t) = token {
+            body["page_token"] = Value::String(t.to_string());
+        }
+        Ok(rest.api_post(endpoint, &body)?.unwrap_or_default())
+    };
     let mut signed: BTreeMap<String, Signed> = BTreeMap::new();
     for batch in files.chunks(CREDENTIAL_BATCH) {
         let paths: Vec<String> = batch.iter().map(|f| join(root, &f.path)).collect();
@@ -482,20 +490,13 @@ impl ArtifactFetcher for RunFiles {
     }
 
     fn download(&self, files: &[RemoteFile], dest: &Path) -> Result<u64> {
-        let endpoint = "/api/2.0/mlflow/artifacts/credentials-for-read";
         download_signed(
             &self.rest,
-            &format!("{}{endpoint}", self.rest.base()),
+            "/api/2.0/mlflow/artifacts/credentials-for-read",
             &self.root,
             files,
             dest,
-            |paths, token| {
-                let mut body = json!({ "run_id": self.run_id, "path": paths });
-                if let Some(t) = token {
-                    body["page_token"] = Value::String(t.to_string());
-                }
-                Ok(self.rest.api_post(endpoint, &body)?.unwrap_or_default())
-            },
+            |paths| json!({ "run_id": self.run_id, "path": paths }),
             |reply| reply["credential_infos"].as_array().into_iter().flatten().filter_map(credential).collect(),
         )
     }
@@ -526,17 +527,11 @@ impl ArtifactFetcher for LoggedModelFiles {
         let endpoint = format!("/api/2.0/mlflow/logged-models/{}/artifacts/credentials-for-download", self.model_id);
         download_signed(
             &self.rest,
-            &format!("{}{endpoint}", self.rest.base()),
+            &endpoint,
             &self.root,
             files,
             dest,
-            |paths, token| {
-                let mut body = json!({ "paths": paths });
-                if let Some(t) = token {
-                    body["page_token"] = Value::String(t.to_string());
-                }
-                Ok(self.rest.api_post(&endpoint, &body)?.unwrap_or_default())
-            },
+            |paths| json!({ "paths": paths }),
             |reply| {
                 let creds = reply["credentials"].as_array().into_iter().flatten();
                 creds.filter_map(|c| credential(&c["credential_info"])).collect()
