@@ -267,3 +267,15 @@ fn temporary_outputs_of_a_killed_job_are_removed_by_the_next_run() {
         std::fs::remove_dir_all(dir.path().join("o")).unwrap();
     }
 }
+
+/// A Parquet file whose embedded Arrow schema makes arrow's IPC decoder panic (found by the
+/// fuzzer, `fuzz/regressions/parquet/`): the job fails with exit 1 saying the input is damaged,
+/// writes nothing, and the process does not die of the panic.
+#[test]
+fn a_parquet_file_a_reader_panics_on_is_the_jobs_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("damaged.parquet");
+    std::fs::copy(repo().join("fuzz/regressions/parquet/arrow-schema-of-type-none"), &input).unwrap();
+    let err = score_fails("models/churn", &input, &[]);
+    assert!(err.contains("failed inside a reader") && err.contains("damaged"), "{err}");
+}

@@ -299,7 +299,21 @@ pub async fn write_job(
     copy: CopyPolicy,
     progress: Arc<dyn Progress>,
 ) -> Result<JobReport> {
-    unpanicked("the job", write_job_unguarded(df, spec, models, engine, copy, progress)).await
+    unpanicked("the job", async move {
+        let start = Instant::now();
+        let pass = match PassThrough::plan(&df, spec, engine, copy).await? {
+            Ok(pass) => pass,
+            Err(reason) => {
+                let mut report = write_query(df, spec, models, progress).await?;
+                report.reencoded_because = Some(reason);
+                return Ok(report);
+            }
+        };
+        let copied_columns = pass.copied_columns();
+        let (stats, phases) = pass.run(spec, progress).await?;
+        Ok(JobReport { copied_columns, phases, ..JobReport::written(stats, models, engine.partitions, start) })
+    })
+    .await
 }
 
 /// Runs a step of a job. A panic inside it (a third-party reader asserting on a damaged input
@@ -309,33 +323,11 @@ pub async fn unpanicked<T>(what: &str, step: impl std::future::Future<Output = R
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(step).catch_unwind().await {
         Ok(result) => result,
-        Err(panic) => {
-            let said = mlscore_core::catch_panic(|| std::panic::resume_unwind(panic)).err().unwrap_or_default();
-            Err(Error::Query(format!("{what} failed inside a reader ({said}); an input file is damaged")))
-        }
+        Err(panic) => Err(Error::Query(format!(
+            "{what} failed inside a reader ({}); an input file is damaged",
+            mlscore_core::panic_message(panic.as_ref())
+        ))),
     }
-}
-
-async fn write_job_unguarded(
-    df: DataFrame,
-    spec: &OutputSpec,
-    models: &[RegisteredModel],
-    engine: &EngineOptions,
-    copy: CopyPolicy,
-    progress: Arc<dyn Progress>,
-) -> Result<JobReport> {
-    let start = Instant::now();
-    let pass = match PassThrough::plan(&df, spec, engine, copy).await? {
-        Ok(pass) => pass,
-        Err(reason) => {
-            let mut report = write_query(df, spec, models, progress).await?;
-            report.reencoded_because = Some(reason);
-            return Ok(report);
-        }
-    };
-    let copied_columns = pass.copied_columns();
-    let (stats, phases) = pass.run(spec, progress).await?;
-    Ok(JobReport { copied_columns, phases, ..JobReport::written(stats, models, engine.partitions, start) })
 }
 
 /// Column names as DataFusion's `col()` wants them: quoted, so case and dots survive.

@@ -471,23 +471,6 @@ pub struct WriteStats {
 
 /// Waits for every partition writer: what the finished ones wrote, and the first error, if any
 /// (every writer runs to its end either way, so nothing is left writing behind a failure).
-/// The next batch of a partition's stream. A panic while producing it (a reader asserting on a
-/// damaged input file) is the job's error, not the process's end.
-async fn next_batch(
-    stream: &mut datafusion::execution::SendableRecordBatchStream,
-) -> Option<datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>> {
-    use futures::FutureExt;
-    match std::panic::AssertUnwindSafe(stream.next()).catch_unwind().await {
-        Ok(next) => next,
-        Err(panic) => {
-            let said = mlscore_core::catch_panic(|| std::panic::resume_unwind(panic)).err().unwrap_or_default();
-            Some(Err(datafusion::error::DataFusionError::Execution(format!(
-                "reading the input failed: {said}; an input file is damaged"
-            ))))
-        }
-    }
-}
-
 async fn join_writers<T>(tasks: Vec<tokio::task::JoinHandle<Result<T>>>) -> (Vec<T>, Option<Error>) {
     let mut done = Vec::with_capacity(tasks.len());
     let mut first_error = None;
@@ -496,6 +479,14 @@ async fn join_writers<T>(tasks: Vec<tokio::task::JoinHandle<Result<T>>>) -> (Vec
             Ok(Ok(p)) => done.push(p),
             Ok(Err(e)) => {
                 first_error.get_or_insert(e);
+            }
+            // A reader that panicked on a damaged input (the parquet crate asserts on some
+            // pages) ends its task: that is the job's error, never the process's end.
+            Err(join) if join.is_panic() => {
+                let said = mlscore_core::panic_message(join.into_panic().as_ref());
+                first_error.get_or_insert(Error::Query(format!(
+                    "reading the input failed inside a reader ({said}); an input file is damaged"
+                )));
             }
             Err(join) => {
                 first_error.get_or_insert(Error::Query(format!("a writer task failed: {join}")));
@@ -578,7 +569,7 @@ async fn write_partition(
             let props = parquet_props(spec, &schema);
             let mut writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
                 .map_err(parquet_err)?;
-            while let Some(batch) = next_batch(&mut stream).await {
+            while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 writer.write(&batch).map_err(parquet_err)?;
                 rows += batch.num_rows() as u64;
@@ -591,7 +582,7 @@ async fn write_partition(
                 .with_header(csv_header)
                 .build(BufWriter::with_capacity(1 << 20, file));
             let mut wrote_any = false;
-            while let Some(batch) = next_batch(&mut stream).await {
+            while let Some(batch) = stream.next().await {
                 let batch = batch?;
                 writer.write(&batch).map_err(|source| Error::Csv { path: path.to_path_buf(), source })?;
                 wrote_any = true;
@@ -837,7 +828,7 @@ async fn write_remote_partition(
                     Some(parquet_props(spec, &stream.schema())),
                 )
                 .map_err(parquet_err)?;
-                while let Some(batch) = next_batch(&mut stream).await {
+                while let Some(batch) = stream.next().await {
                     let batch = batch?;
                     writer.write(&batch).map_err(parquet_err)?;
                     rows += batch.num_rows() as u64;
@@ -858,7 +849,7 @@ async fn write_remote_partition(
             }
             _ => {
                 let mut first = true;
-                while let Some(batch) = next_batch(&mut stream).await {
+                while let Some(batch) = stream.next().await {
                     let batch = batch?;
                     let text = csv_bytes(&batch, first, spec)?;
                     first = false;
