@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -211,9 +211,55 @@ fn read_through(mut cmd: Command, url: &str, out: &Path, reference: &Path, round
     ok
 }
 
-/// Prints a line of figures (seen with --nocapture).
-fn report(line: std::fmt::Arguments<'_>) {
-    let _ = std::io::Write::write_fmt(&mut std::io::stderr(), line);
+/// What a fault test injected and how its jobs ended, printed at the end (seen with --nocapture).
+#[derive(Default)]
+struct Figures {
+    faults: std::collections::BTreeMap<String, usize>,
+    jobs: std::collections::BTreeMap<String, usize>,
+}
+
+impl Figures {
+    fn job(&mut self, kind: &str, ok: bool) {
+        *self.jobs.entry(format!("{kind}: {}", if ok { "complete" } else { "named error" })).or_insert(0) += 1;
+    }
+
+    /// Counts what `proxy` injected over its round.
+    fn round(&mut self, proxy: &FaultProxy) {
+        for (k, v) in proxy.tally() {
+            *self.faults.entry(k).or_insert(0) += v;
+        }
+    }
+
+    fn finish(self, server: &str) {
+        let (faults, jobs) = (&self.faults, &self.jobs);
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("{server} faults: {faults:?}; jobs: {jobs:?}\n"),
+        );
+        assert!(faults.values().sum::<usize>() > 0, "no fault was injected");
+    }
+}
+
+/// The seed, the fault-free table for the storage tests (30,000 rows in two files) and its
+/// output scored without faults.
+fn storage_case(dir: &Path, salt: u64) -> (u64, PathBuf, PathBuf) {
+    let seed = env_or::<u64>("MLSCORE_FAULT_SEED", 20261130) ^ salt;
+    let input = big_table(dir, 30_000);
+    let reference = dir.join("reference.parquet");
+    run(
+        mlscore()
+            .args(["score", "-q", "--model", "models/churn", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&reference),
+        true,
+    );
+    (seed, input, reference)
+}
+
+/// The proxy of one round: its own seed, the configured fault rate.
+fn round_proxy(target: u16, seed: u64, round: usize) -> FaultProxy {
+    FaultProxy::start(target, seed.wrapping_add(round as u64 * 7919), rate())
 }
 
 fn rate() -> f64 {
@@ -229,27 +275,16 @@ fn jobs_through_faulty_azure_storage_end_complete_or_with_a_named_error() {
         return;
     }
     let rounds: usize = env_or("MLSCORE_FAULT_ROUNDS", 3);
-    let seed: u64 = env_or("MLSCORE_FAULT_SEED", 20261130);
     let dir = tempfile::tempdir().unwrap();
-    let input = big_table(dir.path(), 30_000);
+    let (seed, input, reference) = storage_case(dir.path(), 0);
     let az = Azurite::shared();
     az.create_container("faults");
     let store = az.store("faults");
-    // The fault-free output, and the input on Azure for the reading jobs.
-    let reference = dir.path().join("reference.parquet");
-    run(
-        mlscore()
-            .args(["score", "-q", "--model", "models/churn", "--input"])
-            .arg(&input)
-            .arg("--output")
-            .arg(&reference),
-        true,
-    );
+    // The input on Azure for the reading jobs.
     crate::servers::put_dir(store.as_ref(), &input, "input");
-    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
-    let mut faults = std::collections::BTreeMap::<String, usize>::new();
+    let mut figures = Figures::default();
     for round in 0..rounds {
-        let proxy = FaultProxy::start(az.port, seed.wrapping_add(round as u64 * 7919), rate());
+        let proxy = round_proxy(az.port, seed, round);
         let proxied = format!("127.0.0.1:{}", proxy.port);
         for (name, target) in [("dir", "az://faults/out-dir/"), ("file", "az://faults/out-file/out.parquet")] {
             let prefix = target.trim_start_matches("az://faults/").split('/').next().unwrap().to_string();
@@ -276,8 +311,7 @@ fn jobs_through_faulty_azure_storage_end_complete_or_with_a_named_error() {
                     "{what}: a failed job left {names:?} under its target"
                 );
             }
-            *outcomes.entry(format!("upload {name}: {}", if ok { "complete" } else { "named error" })).or_insert(0) +=
-                1;
+            figures.job(&format!("upload {name}"), ok);
         }
         let mut cmd = mlscore();
         Azurite::env_via(&mut cmd, proxy.port);
@@ -289,13 +323,10 @@ fn jobs_through_faulty_azure_storage_end_complete_or_with_a_named_error() {
             round,
             &proxy,
         );
-        *outcomes.entry(format!("read: {}", if ok { "complete" } else { "named error" })).or_insert(0) += 1;
-        for (k, v) in proxy.tally() {
-            *faults.entry(k).or_insert(0) += v;
-        }
+        figures.job("read", ok);
+        figures.round(&proxy);
     }
-    report(format_args!("azure faults: {faults:?}; jobs: {outcomes:?}\n"));
-    assert!(faults.values().sum::<usize>() > 0, "no fault was injected");
+    figures.finish("azure");
 }
 
 /// Scores a table on the S3 test server through a faulty proxy: reading an input directory and
@@ -306,26 +337,15 @@ fn jobs_through_faulty_s3_storage_end_complete_or_with_a_named_error() {
         return;
     }
     let rounds: usize = env_or("MLSCORE_FAULT_ROUNDS", 3);
-    let seed: u64 = env_or("MLSCORE_FAULT_SEED", 20261130) ^ 0x53;
     let dir = tempfile::tempdir().unwrap();
-    let input = big_table(dir.path(), 30_000);
+    let (seed, input, reference) = storage_case(dir.path(), 0x53);
     let s3 = S3::shared();
     let bucket = s3.root.join("faults");
     std::fs::create_dir_all(&bucket).unwrap();
     copy_tree(&input, &bucket.join("input"));
-    let reference = dir.path().join("reference.parquet");
-    run(
-        mlscore()
-            .args(["score", "-q", "--model", "models/churn", "--input"])
-            .arg(&input)
-            .arg("--output")
-            .arg(&reference),
-        true,
-    );
-    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
-    let mut faults = std::collections::BTreeMap::<String, usize>::new();
+    let mut figures = Figures::default();
     for round in 0..rounds {
-        let proxy = FaultProxy::start(s3.port, seed.wrapping_add(round as u64 * 7919), rate());
+        let proxy = round_proxy(s3.port, seed, round);
         let proxied = format!("127.0.0.1:{}", proxy.port);
         let command = || {
             let mut cmd = mlscore();
@@ -350,7 +370,7 @@ fn jobs_through_faulty_s3_storage_end_complete_or_with_a_named_error() {
         } else {
             assert!(!names.contains(&"_SUCCESS".to_string()), "{what}: a failed job committed {names:?}");
         }
-        *outcomes.entry(format!("upload: {}", if ok { "complete" } else { "named error" })).or_insert(0) += 1;
+        figures.job("upload", ok);
         let ok = read_through(
             command(),
             "s3://faults/input/",
@@ -359,13 +379,10 @@ fn jobs_through_faulty_s3_storage_end_complete_or_with_a_named_error() {
             round,
             &proxy,
         );
-        *outcomes.entry(format!("read: {}", if ok { "complete" } else { "named error" })).or_insert(0) += 1;
-        for (k, v) in proxy.tally() {
-            *faults.entry(k).or_insert(0) += v;
-        }
+        figures.job("read", ok);
+        figures.round(&proxy);
     }
-    report(format_args!("s3 faults: {faults:?}; jobs: {outcomes:?}\n"));
-    assert!(faults.values().sum::<usize>() > 0, "no fault was injected");
+    figures.finish("s3");
 }
 
 /// Downloads a registered model from the MLflow tracking server through a faulty proxy into a
@@ -392,10 +409,9 @@ fn model_downloads_through_a_faulty_tracking_server_never_cache_a_cut_model() {
     };
     let reference = dir.path().join("reference.parquet");
     run(&mut score(&dir.path().join("cache-ref"), &server.url, &reference), true);
-    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
-    let mut faults = std::collections::BTreeMap::<String, usize>::new();
+    let mut figures = Figures::default();
     for round in 0..rounds {
-        let proxy = FaultProxy::start(port, seed.wrapping_add(round as u64 * 7919), rate());
+        let proxy = round_proxy(port, seed, round);
         let proxied = format!("http://127.0.0.1:{}", proxy.port);
         let cache = dir.path().join(format!("cache-{round}"));
         let out = dir.path().join(format!("out-{round}.parquet"));
@@ -410,11 +426,8 @@ fn model_downloads_through_a_faulty_tracking_server_never_cache_a_cut_model() {
         let again = dir.path().join(format!("again-{round}.parquet"));
         run(&mut score(&cache, &server.url, &again), true);
         same_rows(&again, &reference, &format!("{what}, then scored from its cache"));
-        *outcomes.entry(if ok { "complete" } else { "named error" }.to_string()).or_insert(0) += 1;
-        for (k, v) in proxy.tally() {
-            *faults.entry(k).or_insert(0) += v;
-        }
+        figures.job("download", ok);
+        figures.round(&proxy);
     }
-    report(format_args!("tracking server faults: {faults:?}; jobs: {outcomes:?}\n"));
-    assert!(faults.values().sum::<usize>() > 0, "no fault was injected");
+    figures.finish("tracking server");
 }
