@@ -353,8 +353,7 @@ fn join(a: &str, b: &str) -> String {
 /// Walks a listing API one directory at a time: `list_dir(dir)` gives `(path relative to the
 /// root, is_dir, size)` entries of one directory.
 fn walk(list_dir: impl Fn(&str) -> Result<Vec<(String, bool, Option<u64>)>>) -> Result<Vec<RemoteFile>> {
-    const MAX_ENTRIES: usize = 100_000;
-    const MAX_DEPTH: usize = 64;
+    use super::rest::{MAX_ARTIFACT_DEPTH, MAX_ARTIFACTS};
     let mut files = Vec::new();
     let mut todo = vec![String::new()];
     // A listing that names a directory already walked, or nests without end, would never finish.
@@ -367,11 +366,11 @@ fn walk(list_dir: impl Fn(&str) -> Result<Vec<(String, bool, Option<u64>)>>) -> 
             }
             entries += 1;
             let refuse = |reason: String| Error::Remote { url: format!("the listing of '{dir}'"), reason };
-            if entries > MAX_ENTRIES {
-                return Err(refuse(format!("more than {MAX_ENTRIES} artifacts listed; refused")));
+            if entries > MAX_ARTIFACTS {
+                return Err(refuse(format!("more than {MAX_ARTIFACTS} artifacts listed; refused")));
             }
-            if path.split('/').count() > MAX_DEPTH {
-                return Err(refuse(format!("artifacts nested deeper than {MAX_DEPTH} directories; refused")));
+            if path.split('/').count() > MAX_ARTIFACT_DEPTH {
+                return Err(refuse(format!("artifacts nested deeper than {MAX_ARTIFACT_DEPTH} directories; refused")));
             }
             if is_dir {
                 if seen.insert(path.clone()) {

@@ -27,8 +27,8 @@ use crate::error::{Error, Result};
 const ATTEMPTS: u32 = 5;
 
 /// Most entries one model's artifact listings may hold, and how deep they may nest.
-const MAX_ARTIFACTS: usize = 100_000;
-const MAX_ARTIFACT_DEPTH: usize = 64;
+pub(crate) const MAX_ARTIFACTS: usize = 100_000;
+pub(crate) const MAX_ARTIFACT_DEPTH: usize = 64;
 
 /// Most pages one paginated answer may take.
 const MAX_PAGES: usize = 10_000;
