@@ -89,20 +89,16 @@ impl ModelFiles {
         Ok(Self { dir, file: file.to_string(), inputs })
     }
 
-    /// The one for a target of [`MODEL_TARGETS`], made once per process.
+    /// The one for a target of [`MODEL_TARGETS`], made the first time that target runs.
     pub fn for_target(target: &str) -> &'static ModelFiles {
-        static CASES: OnceLock<Vec<(&'static str, ModelFiles)>> = OnceLock::new();
-        let cases = CASES.get_or_init(|| {
-            MODEL_TARGETS
-                .iter()
-                .map(|(t, model, file)| {
-                    let files = ModelFiles::new(&models_dir().join(model), file)
-                        .unwrap_or_else(|e| panic!("fuzz target {t}: cannot set up models/{model}: {e}"));
-                    (*t, files)
-                })
-                .collect()
-        });
-        cases.iter().find(|(t, _)| *t == target).map(|(_, f)| f).unwrap_or_else(|| panic!("no fuzz target {target}"))
+        static CASES: [OnceLock<ModelFiles>; MODEL_TARGETS.len()] = [const { OnceLock::new() }; MODEL_TARGETS.len()];
+        let i =
+            MODEL_TARGETS.iter().position(|(t, ..)| *t == target).unwrap_or_else(|| panic!("no fuzz target {target}"));
+        CASES[i].get_or_init(|| {
+            let (_, model, file) = MODEL_TARGETS[i];
+            ModelFiles::new(&models_dir().join(model), file)
+                .unwrap_or_else(|e| panic!("fuzz target {target}: cannot set up models/{model}: {e}"))
+        })
     }
 
     /// The original bytes of the file inputs replace (the target's seed).
@@ -206,19 +202,14 @@ pub fn model_uri(data: &[u8]) -> Outcome {
 const TABLE_MODELS: [&str; 2] = ["churn", "sklearn/pipeline_onehot_logreg_pickle/model"];
 
 fn table_model(which: usize) -> &'static Arc<dyn Scorer> {
-    static MODELS: OnceLock<Vec<Arc<dyn Scorer>>> = OnceLock::new();
-    let models = MODELS.get_or_init(|| {
-        TABLE_MODELS
-            .iter()
-            .map(|m| {
-                let dir = models_dir().join(m);
-                let mlflow = MlflowModel::load(dir.to_str().unwrap_or_default())
-                    .unwrap_or_else(|e| panic!("models/{m} does not load: {e}"));
-                mlscore_formats::from_mlflow(mlflow).unwrap_or_else(|e| panic!("models/{m} has no front end: {e}"))
-            })
-            .collect()
-    });
-    &models[which]
+    static MODELS: [OnceLock<Arc<dyn Scorer>>; TABLE_MODELS.len()] = [const { OnceLock::new() }; TABLE_MODELS.len()];
+    MODELS[which].get_or_init(|| {
+        let m = TABLE_MODELS[which];
+        let dir = models_dir().join(m);
+        let mlflow = MlflowModel::load(dir.to_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("models/{m} does not load: {e}"));
+        mlscore_formats::from_mlflow(mlflow).unwrap_or_else(|e| panic!("models/{m} has no front end: {e}"))
+    })
 }
 
 /// Scores batches through the scoring contract under each null policy; whether the batches
