@@ -3,6 +3,7 @@
 
 mod chaos;
 mod common;
+mod container;
 mod delta;
 mod errors;
 mod faults;

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 /// A running `mlscore serve` and its base URL; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     /// What the server wrote on stderr after its first line.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -25,7 +25,7 @@ impl Drop for Server {
     }
 }
 
-fn start(model: &std::path::Path, extra: &[&str]) -> Server {
+pub(crate) fn start(model: &std::path::Path, extra: &[&str]) -> Server {
     let mut cmd = mlscore();
     cmd.args(["serve", "--port", "0", "--model"]).arg(model).args(extra).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
@@ -44,18 +44,18 @@ fn start(model: &std::path::Path, extra: &[&str]) -> Server {
     Server { child, url, log }
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }
 
 /// Status, content type and body of a POST.
-fn post(url: &str, content_type: &str, body: &str) -> (u16, String, String) {
+pub(crate) fn post(url: &str, content_type: &str, body: &str) -> (u16, String, String) {
     let mut r = agent().post(url).header("Content-Type", content_type).send(body).unwrap();
     let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     (r.status().as_u16(), ct, r.body_mut().read_to_string().unwrap())
 }
 
-fn get(url: &str) -> (u16, String) {
+pub(crate) fn get(url: &str) -> (u16, String) {
     let mut r = agent().get(url).call().unwrap();
     (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
 }
@@ -65,12 +65,12 @@ fn by_column(names: &[String], rows: &[impl AsRef<[Value]>]) -> serde_json::Map<
     names.iter().enumerate().map(|(j, n)| (n.clone(), rows.iter().map(|r| r.as_ref()[j].clone()).collect())).collect()
 }
 
-fn json_of(body: &str) -> Value {
+pub(crate) fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
 /// The case's input rows as JSON values by column (NaN as null), and pyfunc's labels.
-fn case_rows(case: &str) -> (Vec<String>, Vec<Vec<Value>>, Vec<Value>) {
+pub(crate) fn case_rows(case: &str) -> (Vec<String>, Vec<Vec<Value>>, Vec<Value>) {
     let dir = models().join("sklearn").join(case);
     let input = read_parquet(&dir.join("input.parquet"));
     let golden = read_parquet(&dir.join("golden.parquet"));
@@ -281,7 +281,7 @@ fn serve_limits_bodies_and_stops_cleanly_on_sigterm() {
 }
 
 /// Status, headers and body of a POST with extra headers and a binary body.
-fn post_with(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, String) {
+pub(crate) fn post_with(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<(String, String)>, String) {
     let mut req = agent().post(url);
     for (k, v) in headers {
         req = req.header(*k, *v);

@@ -10,7 +10,9 @@ use mlscore_datafusion::{
     PredictOptions, RegisteredModel, model_binding, provenance_metadata, register_model, scoring_context, write_job,
 };
 
-use crate::{EngineArgs, OutputArgs, load_model, output_spec, progress};
+use crate::load_model;
+use crate::progress;
+use crate::score::{EngineArgs, OutputArgs, output_spec};
 
 /// Arguments of `mlscore sql`.
 #[derive(Debug, Args)]
