@@ -13,6 +13,8 @@ fn score_fails(model: &str, input: &Path, env: &[(&str, String)]) -> String {
     let out = dir.path().join("out.parquet");
     let mut cmd = mlscore();
     cmd.args(["score", "--model", model, "--input"]).arg(input).arg("--output").arg(&out);
+    // What users see (a developer's RUST_BACKTRACE brings Rust's own panic reports back).
+    cmd.env_remove("RUST_BACKTRACE");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -278,4 +280,19 @@ fn a_parquet_file_a_reader_panics_on_is_the_jobs_error() {
     std::fs::copy(repo().join("fuzz/regressions/parquet/arrow-schema-of-type-none"), &input).unwrap();
     let err = score_fails("models/churn", &input, &[]);
     assert!(err.contains("failed inside a reader") && err.contains("damaged"), "{err}");
+
+    // Among good files, the error names the damaged one; the reader's panic is said once, after
+    // the error (where it panicked), not as Rust's panic report above it.
+    let tables = dir.path().join("tables");
+    std::fs::create_dir(&tables).unwrap();
+    let good = files_with_extension(&sample(), "parquet").remove(0);
+    std::fs::copy(&good, tables.join("a-good.parquet")).unwrap();
+    std::fs::copy(&input, tables.join("b-damaged.parquet")).unwrap();
+    std::fs::copy(&good, tables.join("c-good.parquet")).unwrap();
+    let err = score_fails("models/churn", &tables, &[]);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: ") && first.contains("b-damaged.parquet"), "{err}");
+    assert!(!err.contains("a-good") && !err.contains("c-good"), "{err}");
+    assert!(!err.contains("panicked at"), "{err}");
+    assert!(err.lines().any(|l| l.trim_start().starts_with("panicked: '")), "{err}");
 }

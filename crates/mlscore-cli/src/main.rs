@@ -83,9 +83,21 @@ fn main() -> ExitCode {
         config.cache_dir = dir;
     }
     let _ = STORES.set(config);
-    match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // A job reports a reader's panic as its error, once; the panic's own report (message and
+    // location) comes after it instead of above it. A server prints panics as they happen.
+    if !matches!(cli.command, Command::Serve(_)) {
+        mlscore_core::defer_panic_reports();
+    }
+    let result = std::panic::catch_unwind(move || run(cli.command));
+    let panics = mlscore_core::deferred_panics();
+    match result {
+        Ok(Ok(())) => {
+            for p in panics {
+                eprintln!("note: a panic was caught on the way (see the report above): {p}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
             for (i, line) in error_lines(&*e).iter().enumerate() {
                 if i == 0 {
                     eprintln!("error: {line}");
@@ -95,7 +107,17 @@ fn main() -> ExitCode {
                     eprintln!("  caused by: {line}");
                 }
             }
+            for p in panics {
+                eprintln!("  panicked: {p}");
+            }
             ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("error: mlscore stopped on an internal error; this is a bug: please report it with the command");
+            for p in panics {
+                eprintln!("  panicked: {p}");
+            }
+            ExitCode::from(101)
         }
     }
 }

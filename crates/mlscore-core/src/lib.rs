@@ -35,7 +35,7 @@ mod scorer;
 mod values;
 
 pub use error::{Error, Result};
-pub use guard::{catch_panic, panic_message};
+pub use guard::{catch_panic, defer_panic_reports, deferred_panics, panic_message};
 pub use result_type::{ResultType, null_column};
 pub use scorer::{Binding, BoundColumn, NullPolicy, Prediction, Scorer, positional_frame, predict_batch};
 pub use values::float64_values;

@@ -1,7 +1,11 @@
 //! Input tables: local files, directories and globs of Parquet, CSV or Arrow IPC, and Delta
 //! tables (see [`crate::delta`]).
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::Arc;
+
+use futures::FutureExt;
 
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
@@ -244,18 +248,75 @@ pub async fn read_inputs_at(
         }
     }
     let (paths, format) = check_inputs(&checked, detected)?;
-    let df = match format {
-        Format::Parquet => ctx.read_parquet(paths.clone(), ParquetReadOptions::default()).await,
-        Format::Csv => ctx.read_csv(paths.clone(), CsvReadOptions::new().has_header(true)).await,
-        Format::Arrow => ctx.read_arrow(paths.clone(), ArrowReadOptions::default()).await,
-        Format::Delta => {
-            return Err(Error::Input {
-                input: paths.join(", "),
-                reason: "no _delta_log/ here: not a Delta table".into(),
+    let read = async {
+        match format {
+            Format::Parquet => ctx.read_parquet(paths.clone(), ParquetReadOptions::default()).await,
+            Format::Csv => ctx.read_csv(paths.clone(), CsvReadOptions::new().has_header(true)).await,
+            Format::Arrow => ctx.read_arrow(paths.clone(), ArrowReadOptions::default()).await,
+            Format::Delta => {
+                Err(datafusion::error::DataFusionError::Plan("no _delta_log/ here: not a Delta table".into()))
+            }
+        }
+    };
+    // Reading the schema reads every file's footer; a reader that panics on a damaged one (arrow's
+    // IPC decoder on a damaged embedded schema) says nothing of which file it was reading.
+    let df = match AssertUnwindSafe(read).catch_unwind().await {
+        Ok(df) => df,
+        Err(panic) => {
+            let said = mlscore_core::panic_message(panic.as_ref());
+            return Err(match damaged_file(ctx, &paths, format).await {
+                Some(file) => Error::Input {
+                    input: file,
+                    reason: format!(
+                        "reading its schema failed inside a reader ({said}); the file is damaged: rewrite it, or \
+                         leave it out of the input"
+                    ),
+                },
+                None => Error::Input {
+                    input: paths.join(", "),
+                    reason: format!("reading the schema failed inside a reader ({said}); an input file is damaged"),
+                },
             });
         }
     };
     df.map_err(|e| Error::Input { input: paths.join(", "), reason: crate::error::Error::DataFusion(e).to_string() })
+}
+
+/// The first of the inputs' files whose schema a reader panics on, read one file at a time, or
+/// `None` when none does alone.
+async fn damaged_file(ctx: &SessionContext, paths: &[String], format: Format) -> Option<String> {
+    use datafusion::datasource::file_format::FileFormat;
+    use datafusion::datasource::file_format::arrow::ArrowFormat;
+    use datafusion::datasource::file_format::csv::CsvFormat;
+    use datafusion::datasource::file_format::parquet::ParquetFormat;
+    use datafusion::datasource::listing::ListingTableUrl;
+    use futures::TryStreamExt;
+
+    let (file_format, ext): (Arc<dyn FileFormat>, &str) = match format {
+        Format::Parquet => (Arc::new(ParquetFormat::default()), ".parquet"),
+        Format::Csv => (Arc::new(CsvFormat::default().with_has_header(true)), ".csv"),
+        Format::Arrow => (Arc::new(ArrowFormat), ".arrow"),
+        Format::Delta => return None,
+    };
+    let state = ctx.state();
+    for path in paths {
+        let url = ListingTableUrl::parse(path).ok()?;
+        let store = ctx.runtime_env().object_store(url.object_store()).ok()?;
+        // A single file is read whatever its extension; a directory or glob, by extension.
+        let ext = if url.is_collection() || is_glob(path) { ext } else { "" };
+        let objects: Vec<_> = url.list_all_files(&state, store.as_ref(), ext).await.ok()?.try_collect().await.ok()?;
+        for object in objects {
+            let probe = file_format.infer_schema(&state, &store, std::slice::from_ref(&object));
+            if AssertUnwindSafe(probe).catch_unwind().await.is_err() {
+                return Some(if url.scheme() == "file" {
+                    format!("/{}", object.location)
+                } else {
+                    format!("{}{}", url.object_store().as_str(), object.location)
+                });
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
