@@ -8,9 +8,10 @@ Needs `hey` (Debian: `apt-get install hey`). The model is a models/sklearn case 
 mlflow.sklearn); mlscore runs the release example `serve` of mlscore-server (the server without
 the CLI's engine), MLflow runs `mlflow models serve --env-manager local` (one uvicorn worker, its
 default). For each server: time from launch to the first 200 on /ping, then with hey:
-1-row `dataframe_split` requests at concurrency 1 and 8, 1,000-row requests at concurrency 4;
-requests/s, p50 and p99 latency, and the server's peak RSS. Prints ratios mlscore / MLflow and
-appends JSON lines to bench-data/results-serve.jsonl.
+1-row `dataframe_split` requests at concurrency 1, 8 and 64, 1,000-row requests at concurrency 4;
+requests/s, p50 and p99 latency, the server's CPU time per request (user + system, read from /proc
+around each run) and its peak RSS. Prints ratios mlscore / MLflow and appends JSON lines to
+bench-data/results-serve.jsonl.
 """
 
 from __future__ import annotations
@@ -72,23 +73,47 @@ def peak_rss_mb(pid: int) -> float:
     return total
 
 
-def hey(url: str, body: Path, n: int, c: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (uvicorn runs under mlflow's launcher)."""
+    pids = [pid]
+    try:
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+        pids += [int(p) for p in out.split()]
+    except OSError:
+        pass
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def hey(url: str, body: Path, n: int, c: int, pid: int | None = None) -> dict:
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["hey", "-n", str(n), "-c", str(c), "-m", "POST", "-T", "application/json", "-D", str(body), url],
         capture_output=True, text=True, check=True,
     ).stdout
+    cpu = cpu_seconds(pid) - cpu_before if pid else float("nan")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {int(m.group(1)): float(m.group(2)) * 1000 for m in re.finditer(r"(\d+)%+ in ([\d.]+) secs", out)}
     codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
     if set(codes) != {"200"}:
         raise SystemExit(f"non-200 answers from {url}: {codes}\n{out}")
-    return {"rps": rps, "p50_ms": lat.get(50, float("nan")), "p99_ms": lat.get(99, float("nan"))}
+    # The server's CPU time per request: what batching requests together could at best cut into.
+    return {"rps": rps, "p50_ms": lat.get(50, float("nan")), "p99_ms": lat.get(99, float("nan")),
+            "server_cpu_us": cpu / n * 1e6}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--case", default="gradient_boosting_binary")
     p.add_argument("--requests", type=int, default=3000)
+    p.add_argument("--mlscore", type=Path, help="an mlscore binary to run as `mlscore serve` (the container's "
+                   "static build, say) instead of building the example")
     args = p.parse_args()
     if not shutil.which("hey"):
         raise SystemExit("benches/serve.py needs hey (Debian: apt-get install hey)")
@@ -100,7 +125,9 @@ def main() -> None:
     many = {"dataframe_split": {"columns": cols, "data": rows.values.tolist()}}
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/mlscore/target"))
     env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
-    subprocess.run(["cargo", "build", "--release", "-q", "--example", "serve", "-p", "mlscore-server"], cwd=ROOT, check=True, env=env)
+    if args.mlscore is None:
+        subprocess.run(["cargo", "build", "--release", "-q", "--example", "serve", "-p", "mlscore-server"],
+                       cwd=ROOT, check=True, env=env)
     binary = target / "release" / "examples" / "serve"
     venv_bin = Path(sys.executable).parent
     results = {}
@@ -110,7 +137,9 @@ def main() -> None:
         b1000.write_text(json.dumps(many).replace("NaN", "null"))
         for name in ["mlscore", "mlflow"]:
             port = free_port()
-            if name == "mlscore":
+            if name == "mlscore" and args.mlscore:
+                cmd = [str(args.mlscore), "serve", "--model", str(model), "--port", str(port)]
+            elif name == "mlscore":
                 cmd = [str(binary), str(model), str(port)]
             else:
                 cmd = [str(venv_bin / "mlflow"), "models", "serve", "-m", str(model), "-p", str(port), "--env-manager", "local"]
@@ -123,9 +152,10 @@ def main() -> None:
                 inv = f"{base}/invocations"
                 hey(inv, b1, 200, 2)  # warm-up
                 r = {"start_s": start_s}
-                r["one_c1"] = hey(inv, b1, args.requests, 1)
-                r["one_c8"] = hey(inv, b1, args.requests, 8)
-                r["rows1000_c4"] = hey(inv, b1000, max(50, args.requests // 20), 4)
+                r["one_c1"] = hey(inv, b1, args.requests, 1, proc.pid)
+                r["one_c8"] = hey(inv, b1, args.requests, 8, proc.pid)
+                r["one_c64"] = hey(inv, b1, args.requests, 64, proc.pid)
+                r["rows1000_c4"] = hey(inv, b1000, max(50, args.requests // 20), 4, proc.pid)
                 r["rss_mb"] = peak_rss_mb(proc.pid)
                 results[name] = r
             finally:
@@ -135,10 +165,14 @@ def main() -> None:
     print(f"case {args.case}; {args.requests} requests a run; hey on the same machine")
     print(f"{'':22} {'mlscore':>22} {'mlflow models serve':>22} {'ratio':>8}")
     print(f"{'start to first /ping':22} {m['start_s']:>21.2f}s {f['start_s']:>21.2f}s {f['start_s'] / m['start_s']:>7.1f}x")
-    for key, label in [("one_c1", "1 row, c=1"), ("one_c8", "1 row, c=8"), ("rows1000_c4", "1,000 rows, c=4")]:
+    for key, label in [("one_c1", "1 row, c=1"), ("one_c8", "1 row, c=8"), ("one_c64", "1 row, c=64"),
+                       ("rows1000_c4", "1,000 rows, c=4")]:
         a, b = m[key], f[key]
         print(f"{label + ' req/s':22} {a['rps']:>22.0f} {b['rps']:>22.0f} {a['rps'] / b['rps']:>7.1f}x")
         print(f"{label + ' p50/p99 ms':22} {a['p50_ms']:>10.2f} / {a['p99_ms']:<9.2f} {b['p50_ms']:>10.2f} / {b['p99_ms']:<9.2f}")
+        if a["server_cpu_us"] == a["server_cpu_us"]:
+            print(f"{label + ' CPU us/req':22} {a['server_cpu_us']:>22.0f} {b['server_cpu_us']:>22.0f} "
+                  f"{b['server_cpu_us'] / max(a['server_cpu_us'], 1e-9):>7.1f}x")
     print(f"{'peak RSS MB':22} {m['rss_mb']:>22.0f} {f['rss_mb']:>22.0f} {f['rss_mb'] / max(m['rss_mb'], 1):>7.1f}x")
     out = ROOT / "bench-data" / "results-serve.jsonl"
     out.parent.mkdir(exist_ok=True)

@@ -47,7 +47,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         azureml: args.azureml,
         access_log: args.access_log,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let rt = mlscore_server::runtime().context("cannot start the runtime")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
             .await

@@ -10,7 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [uri, port] = args.as_slice() else { return Err("usage: serve MODEL_URI PORT".into()) };
     let model = mlscore_formats::load(uri, &mlscore_mlflow::StoreConfig::from_env())?;
     let config = mlscore_server::Config { port: port.parse()?, ..Default::default() };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = mlscore_server::runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
         eprintln!("serve: listening on http://{}", listener.local_addr()?);
