@@ -296,3 +296,84 @@ fn a_parquet_file_a_reader_panics_on_is_the_jobs_error() {
     assert!(!err.contains("panicked at"), "{err}");
     assert!(err.lines().any(|l| l.trim_start().starts_with("panicked: '")), "{err}");
 }
+
+/// A Parquet footer (FileMetaData) holding, under field ids the parquet crate does not know,
+/// `lists` lists of booleans declaring 2^31 - 1 elements each: the crate walks every declared
+/// element to skip the field (a boolean in a list taking no bytes, for it), seconds a list.
+pub(crate) fn hostile_parquet(lists: usize) -> Vec<u8> {
+    let mut footer = Vec::new();
+    for i in 0..lists {
+        // Field header: long form (type 9, list), field id 100 + i as a zigzag varint.
+        footer.push(0x09);
+        let id = 2 * (100 + i as u64);
+        footer.extend([(id & 0x7f) as u8 | 0x80, (id >> 7) as u8]);
+        // List header: size in a varint that follows, elements of type 1 (boolean).
+        footer.extend([0xf1, 0xff, 0xff, 0xff, 0xff, 0x07]);
+    }
+    footer.push(0x00);
+    let mut file = b"PAR1".to_vec();
+    file.extend(&footer);
+    file.extend((footer.len() as u32).to_le_bytes());
+    file.extend(b"PAR1");
+    file
+}
+
+/// A few bytes of hostile Thrift in a footer would keep the parquet crate busy for hours: the
+/// job refuses the file at once, naming it, and `mlscore serve` refuses such a body.
+#[test]
+fn a_parquet_footer_declaring_billions_of_elements_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join("tables");
+    std::fs::create_dir(&tables).unwrap();
+    let good = files_with_extension(&sample(), "parquet").remove(0);
+    std::fs::copy(&good, tables.join("a-good.parquet")).unwrap();
+    std::fs::write(tables.join("b-hostile.parquet"), hostile_parquet(64)).unwrap();
+    let started = std::time::Instant::now();
+    let err = score_fails("models/churn", &tables, &[]);
+    assert!(err.contains("b-hostile.parquet") && err.contains("footer is damaged"), "{err}");
+    assert!(err.contains("2147483647 elements"), "{err}");
+    // Unguarded, 64 such lists are 137 billion skips in the parquet crate.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+
+    // The file the fuzzer found (one list) is refused as well.
+    let found = repo().join("fuzz/regressions/parquet/thrift-list-of-booleans-2e31-elements");
+    let err = score_fails("models/churn", &found, &[]);
+    assert!(err.contains("footer is damaged"), "{err}");
+}
+
+/// The Thrift check accepts every Parquet file the project holds: written by pyarrow, pandas,
+/// Spark (Databricks Runtime's Delta files, with deletion vectors and column mapping), DuckDB
+/// where present, and mlscore itself, with dictionary pages, several row groups and codecs.
+#[test]
+fn every_real_parquet_file_passes_the_thrift_check() {
+    let mut checked = 0;
+    for root in [models(), repo().join("tests/data")] {
+        for (rel, path) in files_under(&root) {
+            if !rel.ends_with(".parquet") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(mlscore_core::check_parquet_file(&bytes), Ok(()), "{rel}");
+            checked += 1;
+        }
+    }
+    // And outputs mlscore writes, in each codec.
+    let dir = tempfile::tempdir().unwrap();
+    for codec in ["snappy", "zstd", "lz4", "none"] {
+        let out = dir.path().join(format!("{codec}.parquet"));
+        let mut cmd = mlscore();
+        cmd.args(["score", "-q", "-m", "models/churn", "-i"]).arg(sample()).arg("-o").arg(&out);
+        cmd.args(["--reencode", "--row-group-rows", "300", "--compression", codec]);
+        run(&mut cmd, true);
+        assert_eq!(mlscore_core::check_parquet_file(&std::fs::read(&out).unwrap()), Ok(()), "{codec}");
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} files");
+
+    // The page headers are walked too: the first page of a file starts right after its "PAR1";
+    // a field of an unknown type there is refused.
+    let mut bytes = std::fs::read(files_with_extension(&sample(), "parquet").remove(0)).unwrap();
+    bytes[4] = 0x1f;
+    let err = mlscore_core::check_parquet_file(&bytes).unwrap_err();
+    assert!(err.contains("page header at byte 4"), "{err}");
+}

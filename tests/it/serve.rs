@@ -318,6 +318,16 @@ fn serve_reads_parquet_bodies_and_answers_as_an_azure_ml_endpoint() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(json_of(&body)["message"].as_str().unwrap().contains("Parquet"), "{body}");
+    // A footer of hostile Thrift (hours of work inside the parquet crate) is refused at once.
+    let started = std::time::Instant::now();
+    let (status, _, body) = post_with(
+        &format!("{}/invocations", server.url),
+        &[("Content-Type", "application/vnd.apache.parquet")],
+        &crate::errors::hostile_parquet(64),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(json_of(&body)["message"].as_str().unwrap().contains("footer is damaged"), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
 
     // Azure ML: GET / is the liveness probe; POST /score takes input_data and answers the bare list.
     assert_eq!(get(&format!("{}/", server.url)), (200, "Healthy".into()));
@@ -350,7 +360,7 @@ fn serve_reads_parquet_bodies_and_answers_as_an_azure_ml_endpoint() {
         r#"mlscore_requests_total{route="/score",status="200"} 1"#,
         r#"mlscore_requests_total{route="/score",status="400"} 1"#,
         r#"mlscore_requests_total{route="/invocations",status="200"} 1"#,
-        r#"mlscore_requests_total{route="/invocations",status="400"} 1"#,
+        r#"mlscore_requests_total{route="/invocations",status="400"} 2"#,
         &format!("mlscore_rows_total {}", 2 * rows.len()),
         r#"mlscore_request_duration_seconds_count{route="/score"} 2"#,
     ] {

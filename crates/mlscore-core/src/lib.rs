@@ -30,12 +30,14 @@ pub mod bind;
 pub mod enforce;
 mod error;
 mod guard;
+mod parquet_guard;
 mod result_type;
 mod scorer;
 mod values;
 
 pub use error::{Error, Result};
 pub use guard::{catch_panic, defer_panic_reports, deferred_panics, panic_message};
+pub use parquet_guard::{check_parquet_file, check_parquet_footer};
 pub use result_type::{ResultType, null_column};
 pub use scorer::{Binding, BoundColumn, NullPolicy, Prediction, Scorer, positional_frame, predict_batch};
 pub use values::float64_values;

@@ -248,6 +248,9 @@ pub async fn read_inputs_at(
         }
     }
     let (paths, format) = check_inputs(&checked, detected)?;
+    if format == Format::Parquet {
+        check_local_footers(&paths)?;
+    }
     let read = async {
         match format {
             Format::Parquet => ctx.read_parquet(paths.clone(), ParquetReadOptions::default()).await,
@@ -280,6 +283,52 @@ pub async fn read_inputs_at(
         }
     };
     df.map_err(|e| Error::Input { input: paths.join(", "), reason: crate::error::Error::DataFusion(e).to_string() })
+}
+
+/// Checks the footers of the local Parquet inputs (files, and the `.parquet` files of
+/// directories) before DataFusion reads them: a footer holding a few bytes of hostile Thrift
+/// would hold the job for hours inside the parquet crate (see
+/// [`mlscore_core::check_parquet_footer`]). Object-store inputs and globs are read as they are.
+fn check_local_footers(paths: &[String]) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    for path in paths {
+        if objects::is_object_url(path) || is_glob(path) {
+            continue;
+        }
+        let dir = Path::new(path);
+        let files = if dir.is_dir() {
+            dir_files(dir).into_iter().filter(|f| Format::from_extension(f) == Some(Format::Parquet)).collect()
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            let damaged = |reason: String| Error::Input { input: file.clone(), reason };
+            let footer = (|| -> std::io::Result<Option<Vec<u8>>> {
+                let mut f = std::fs::File::open(&file)?;
+                let size = f.metadata()?.len();
+                if size < 12 {
+                    return Ok(None);
+                }
+                let mut tail = [0u8; 8];
+                f.seek(SeekFrom::End(-8))?;
+                f.read_exact(&mut tail)?;
+                let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+                if &tail[4..] != b"PAR1" || len > size - 8 {
+                    return Ok(None);
+                }
+                let mut footer = vec![0u8; len as usize];
+                f.seek(SeekFrom::End(-8 - len as i64))?;
+                f.read_exact(&mut footer)?;
+                Ok(Some(footer))
+            })()
+            .map_err(|e| damaged(format!("cannot read its footer: {e}")))?;
+            // A file without a footer is left for the reader to name.
+            if let Some(footer) = footer {
+                mlscore_core::check_parquet_footer(&footer).map_err(damaged)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The first of the inputs' files whose schema a reader panics on, read one file at a time, or

@@ -234,6 +234,11 @@ fn score_batches(
 /// batches) and scored by the churn sample model.
 pub fn parquet_table(data: &[u8]) -> Outcome {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    // mlscore checks a Parquet file's Thrift first (its footer in the engine, footer and page
+    // headers for a request body): the parquet crate can spend hours on a few hostile bytes.
+    if mlscore_core::check_parquet_file(data).is_err() {
+        return Outcome::Refused;
+    }
     let bytes = bytes::Bytes::copy_from_slice(data);
     // mlscore reads under catch_panic (the parquet crate asserts on some damaged pages, arrow's
     // schema decoder on some footers), so a panic while reading is this input's error; one while

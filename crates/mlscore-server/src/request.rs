@@ -49,6 +49,9 @@ fn parquet_batch(body: &[u8]) -> Result<RecordBatch, ApiError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let fail =
         |e: String| bad(format!("Failed to parse input as a Pandas DataFrame: the Parquet body cannot be read: {e}"));
+    // Footer and page headers first: a few bytes of hostile Thrift would hold a scoring thread
+    // for hours inside the parquet crate (see mlscore_core::check_parquet_file).
+    mlscore_core::check_parquet_file(body).map_err(fail)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(axum::body::Bytes::copy_from_slice(body))
         .and_then(|b| b.build())
         .map_err(|e| fail(e.to_string()))?;
