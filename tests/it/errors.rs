@@ -377,3 +377,19 @@ fn every_real_parquet_file_passes_the_thrift_check() {
     let err = mlscore_core::check_parquet_file(&bytes).unwrap_err();
     assert!(err.contains("page header at byte 4"), "{err}");
 }
+
+/// `mlscore sql` over a directory holding a hostile footer refuses it at once, naming it.
+#[test]
+fn sql_refuses_a_hostile_parquet_footer_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = dir.path().join("tables");
+    std::fs::create_dir(&tables).unwrap();
+    std::fs::write(tables.join("hostile.parquet"), hostile_parquet(64)).unwrap();
+    let query = format!("SELECT count(*) FROM '{}/'", tables.display());
+    let mut cmd = mlscore();
+    cmd.args(["sql", "-q", "--model", "churn=models/churn", &query]).env_remove("RUST_BACKTRACE");
+    let out = run(&mut cmd, false);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("hostile.parquet") && err.contains("footer is damaged"), "{err}");
+}

@@ -212,6 +212,8 @@ impl UrlTableFactory for UrlTables {
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             return Ok(Some(provider));
         }
+        // `FROM 'data/'` in SQL: local Parquet footers are checked as `mlscore score` checks them.
+        crate::input::check_local_footers(&[url.to_string()]).map_err(|e| DataFusionError::External(Box::new(e)))?;
         self.listing.try_new(url).await
     }
 }

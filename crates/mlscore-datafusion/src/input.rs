@@ -289,7 +289,7 @@ pub async fn read_inputs_at(
 /// directories) before DataFusion reads them: a footer holding a few bytes of hostile Thrift
 /// would hold the job for hours inside the parquet crate (see
 /// [`mlscore_core::check_parquet_footer`]). Object-store inputs and globs are read as they are.
-fn check_local_footers(paths: &[String]) -> Result<()> {
+pub(crate) fn check_local_footers(paths: &[String]) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     for path in paths {
         if objects::is_object_url(path) || is_glob(path) {
