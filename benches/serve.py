@@ -54,16 +54,21 @@ def wait_ready(url: str, proc: subprocess.Popen, limit: float = 120.0) -> float:
     raise SystemExit(f"{url} did not answer in {limit} s")
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The peak RSS of a process and its children (uvicorn runs under mlflow's launcher)."""
-    total = 0.0
+def process_tree(pid: int) -> list[int]:
+    """A process and its children (uvicorn runs under mlflow's launcher)."""
     pids = [pid]
     try:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
         pids += [int(p) for p in out.split()]
     except OSError:
         pass
-    for p in pids:
+    return pids
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak RSS of a process and its children."""
+    total = 0.0
+    for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -74,15 +79,9 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its children (uvicorn runs under mlflow's launcher)."""
-    pids = [pid]
-    try:
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-        pids += [int(p) for p in out.split()]
-    except OSError:
-        pass
+    """User + system CPU seconds of a process and its children."""
     total = 0.0
-    for p in pids:
+    for p in process_tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
