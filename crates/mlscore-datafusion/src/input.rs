@@ -296,6 +296,10 @@ pub(crate) fn check_local_footers(paths: &[String]) -> Result<()> {
             continue;
         }
         let dir = Path::new(path);
+        if !dir.exists() {
+            // Not a local path (in SQL, a table's name asked of the URL-table factory first).
+            continue;
+        }
         let files = if dir.is_dir() {
             dir_files(dir).into_iter().filter(|f| Format::from_extension(f) == Some(Format::Parquet)).collect()
         } else {
