@@ -25,9 +25,11 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
-/// The panics the hook of [`defer_panic_reports`] kept, as `'message' in thread T at file:line`.
-static DEFERRED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-/// At most this many are kept (a reader may panic on every batch of a long job); later ones are counted.
+/// The panics the hook of [`defer_panic_reports`] kept, as `'message' in thread T at file:line`,
+/// each with how many times it happened.
+static DEFERRED: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
+/// At most this many different panics are kept (a reader may panic on every batch of a long
+/// job, and the same panic is counted, not kept again); later ones are counted.
 const DEFERRED_KEPT: usize = 16;
 static DEFERRED_DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -59,11 +61,14 @@ pub fn defer_panic_reports() {
         let current = std::thread::current();
         let thread = current.name().unwrap_or("<unnamed>");
         let location = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let said = format!("'{message}' in thread {thread}{location}");
         // The hook may run while another thread holds the lock and panicked: a poisoned lock
         // still holds the list.
         let mut kept = DEFERRED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if kept.len() < DEFERRED_KEPT {
-            kept.push(format!("'{message}' in thread {thread}{location}"));
+        if let Some((_, n)) = kept.iter_mut().find(|(s, _)| *s == said) {
+            *n += 1;
+        } else if kept.len() < DEFERRED_KEPT {
+            kept.push((said, 1));
         } else {
             DEFERRED_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -71,18 +76,12 @@ pub fn defer_panic_reports() {
 }
 
 /// The panics kept since [`defer_panic_reports`] (or the last call), oldest first, the same
-/// panic said once with how many times it happened, and a line counting those past the first 16.
+/// panic said once with how many times it happened, and a line counting those past the first 16
+/// different ones.
 pub fn deferred_panics() -> Vec<String> {
     let kept = std::mem::take(&mut *DEFERRED.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    let mut said: Vec<(String, usize)> = Vec::new();
-    for p in kept {
-        match said.iter_mut().find(|(s, _)| *s == p) {
-            Some((_, n)) => *n += 1,
-            None => said.push((p, 1)),
-        }
-    }
     let mut lines: Vec<String> =
-        said.into_iter().map(|(p, n)| if n == 1 { p } else { format!("{p} ({n} times)") }).collect();
+        kept.into_iter().map(|(p, n)| if n == 1 { p } else { format!("{p} ({n} times)") }).collect();
     let dropped = DEFERRED_DROPPED.swap(0, std::sync::atomic::Ordering::Relaxed);
     if dropped > 0 {
         lines.push(format!("and {dropped} more"));
