@@ -37,7 +37,7 @@ mod values;
 
 pub use error::{Error, Result};
 pub use guard::{catch_panic, defer_panic_reports, deferred_panics, panic_message};
-pub use parquet_guard::{check_parquet_file, check_parquet_footer};
+pub use parquet_guard::{check_parquet_file, check_parquet_footer, parquet_footer_length};
 pub use result_type::{ResultType, null_column};
 pub use scorer::{Binding, BoundColumn, NullPolicy, Prediction, Scorer, positional_frame, predict_batch};
 pub use values::float64_values;

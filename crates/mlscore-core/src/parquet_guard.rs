@@ -211,6 +211,22 @@ impl Visit for PageSize {
     }
 }
 
+/// The length of a Parquet file's footer, from the file's size and its last 8 bytes (the
+/// footer's length, then `PAR1`); `None` for a file too short to hold one or not ending in
+/// `PAR1`. The length is as declared: it may exceed the file.
+///
+/// ```
+/// assert_eq!(mlscore_core::parquet_footer_length(100, &[20, 0, 0, 0, b'P', b'A', b'R', b'1']), Some(20));
+/// assert_eq!(mlscore_core::parquet_footer_length(100, b"12345678"), None);
+/// assert_eq!(mlscore_core::parquet_footer_length(11, &[0, 0, 0, 0, b'P', b'A', b'R', b'1']), None);
+/// ```
+pub fn parquet_footer_length(file_size: u64, tail: &[u8]) -> Option<usize> {
+    match tail {
+        [a, b, c, d, b'P', b'A', b'R', b'1'] if file_size >= 12 => Some(u32::from_le_bytes([*a, *b, *c, *d]) as usize),
+        _ => None,
+    }
+}
+
 /// Checks the Thrift encoding of a whole Parquet file held in memory: its footer, then the
 /// header of every page of every column chunk the footer describes (page headers are Thrift
 /// too). Offsets and sizes outside the file are left for the parquet crate to refuse.
@@ -221,10 +237,9 @@ impl Visit for PageSize {
 /// ```
 pub fn check_parquet_file(file: &[u8]) -> Result<(), String> {
     let n = file.len();
-    if n < 12 || &file[n - 4..] != b"PAR1" {
+    let Some(len) = parquet_footer_length(n as u64, &file[n.saturating_sub(8)..]) else {
         return Err("no Parquet footer (the file does not end in PAR1)".into());
-    }
-    let len = u32::from_le_bytes([file[n - 8], file[n - 7], file[n - 6], file[n - 5]]) as usize;
+    };
     let Some(start) = (n - 8).checked_sub(len) else {
         return Err(format!("the footer claims {len} bytes; the file has {n}"));
     };

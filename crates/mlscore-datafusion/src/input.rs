@@ -316,11 +316,11 @@ pub(crate) fn check_local_footers(paths: &[String]) -> Result<()> {
                 let mut tail = [0u8; 8];
                 f.seek(SeekFrom::End(-8))?;
                 f.read_exact(&mut tail)?;
-                let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
-                if &tail[4..] != b"PAR1" || len > size - 8 {
+                let Some(len) = mlscore_core::parquet_footer_length(size, &tail).filter(|l| *l as u64 <= size - 8)
+                else {
                     return Ok(None);
-                }
-                let mut footer = vec![0u8; len as usize];
+                };
+                let mut footer = vec![0u8; len];
                 f.seek(SeekFrom::End(-8 - len as i64))?;
                 f.read_exact(&mut footer)?;
                 Ok(Some(footer))
