@@ -507,16 +507,16 @@ impl<T: Float> Ensemble<T> {
         let mut active = [0u8; 2 * BLOCK];
         // The bit-vectors cost a pass over every split of the ensemble's top levels per block, a
         // node walk a few steps per row and tree: for a handful of rows the walk is cheaper.
-        let bits_used = match &self.layout {
+        let bits = match &self.layout {
             Layout::Fast { bits: Some(bits), .. } if rows >= BITS_MIN_ROWS => Some(bits),
             _ => None,
         };
-        let mut masks = match bits_used {
+        let mut masks = match bits {
             Some(bits) => vec![0u32; bits.trees() * BLOCK],
             None => Vec::new(),
         };
         // Trees some step of whose walk goes node by node (the others end in the masks).
-        let walked = match bits_used {
+        let walked = match bits {
             Some(bits) => self.trees.len() - bits.whole_trees(),
             None => self.trees.len(),
         };
@@ -526,7 +526,6 @@ impl<T: Float> Ensemble<T> {
             let idx = &mut idx[..n];
             match &self.layout {
                 Layout::Fast { nodes, any_nan, .. } => {
-                    let bits = bits_used;
                     if let Some(bits) = bits {
                         bits.masks(xb, width, n, &mut masks, BLOCK);
                     }
