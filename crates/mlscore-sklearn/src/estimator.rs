@@ -8,7 +8,7 @@ use mlscore_kernels::encode::{Categories, binarize};
 use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Target};
 
 use crate::error::{ReadError, Result, invalid};
-use crate::graph::{Graph, Id, Label, Labels, Node};
+use mlscore_pickle::{Graph, Id, Label, Labels, Node};
 
 /// A column between steps: numbers, or text (categories) that only encoders read.
 #[derive(Debug, Clone, PartialEq)]
@@ -592,7 +592,7 @@ fn one_hot(g: &Graph, id: Id) -> Result<Transformer> {
             if g.is_array(d) {
                 let a = g.array(d)?;
                 match &a.data {
-                    crate::graph::ArrayData::Objects(o) => o
+                    mlscore_pickle::ArrayData::Objects(o) => o
                         .iter()
                         .map(|x| match g.node(*x) {
                             Node::None => Ok(None),
@@ -978,7 +978,7 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     let n_features = n_features_of(g, id)?;
     let lr = g.float(g.get(id, "learning_rate")?)?;
     let est = g.array(g.get(id, "estimators_")?)?;
-    let crate::graph::ArrayData::Objects(trees) = &est.data else {
+    let mlscore_pickle::ArrayData::Objects(trees) = &est.data else {
         return Err(invalid!("GradientBoosting estimators_ is not an object array"));
     };
     let [_, k] = est.shape[..] else { return Err(invalid!("GradientBoosting estimators_ of shape {:?}", est.shape)) };

@@ -20,15 +20,12 @@
 
 mod error;
 mod estimator;
-mod graph;
-mod pickle;
-mod skops;
 
 use std::any::Any;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray};
+use arrow_array::{Array, ArrayRef, Float64Array, Int32Array, ListArray};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType as ArrowType, Field, FieldRef, Schema as ArrowSchema};
 use mlscore_core::bind::signature_columns;
@@ -39,7 +36,6 @@ use sha2::{Digest, Sha256};
 
 pub use crate::error::ReadError;
 use crate::estimator::{Col, Frame, Predicted, Predictor};
-use crate::graph::Labels;
 
 /// Rows transformed at a time: bounds the column copies a batch needs.
 const CHUNK_ROWS: usize = 1_024;
@@ -85,8 +81,8 @@ impl Model {
             }
             e => Error::Load { kind, path: path.clone(), reason: e.to_string() },
         };
-        let is_zip = bytes.starts_with(b"PK\x03\x04");
-        let graph = if is_zip { skops::read(&bytes) } else { pickle::read(&bytes) }.map_err(load)?;
+        let is_zip = mlscore_pickle::is_skops(&bytes);
+        let graph = mlscore_pickle::read(&bytes).map_err(load)?;
         let model = estimator::build(&graph).map_err(load)?;
         let predict_fn = match mlflow
             .mlmodel
@@ -137,13 +133,7 @@ impl Model {
     }
 
     fn label_type(&self) -> Option<ArrowType> {
-        let t = match self.model.predictor.classes()? {
-            Labels::Int(_) => ArrowType::Int64,
-            Labels::Float(_) => ArrowType::Float64,
-            Labels::Str(_) | Labels::StrOrNone(_) => ArrowType::Utf8,
-            Labels::Bool(_) => ArrowType::Boolean,
-        };
-        Some(t)
+        Some(self.model.predictor.classes()?.arrow_type())
     }
 }
 
@@ -167,16 +157,6 @@ fn column(values: Vec<f64>, width: usize) -> ArrayRef {
         Arc::new(flat),
         None,
     ))
-}
-
-fn labels_column(classes: &Labels, idx: &[usize]) -> ArrayRef {
-    match classes {
-        Labels::Int(c) => Arc::new(Int64Array::from_iter_values(idx.iter().map(|i| c[*i]))),
-        Labels::Float(c) => Arc::new(Float64Array::from_iter_values(idx.iter().map(|i| c[*i]))),
-        Labels::Str(c) => Arc::new(StringArray::from_iter_values(idx.iter().map(|i| &c[*i]))),
-        Labels::StrOrNone(c) => Arc::new(StringArray::from_iter(idx.iter().map(|i| c[*i].as_deref()))),
-        Labels::Bool(c) => Arc::new(BooleanArray::from_iter(idx.iter().map(|i| Some(c[*i])))),
-    }
 }
 
 /// An Arrow column as a step's column: numbers (nulls NaN), booleans as 0/1, strings as text.
@@ -334,7 +314,7 @@ impl Scorer for Model {
                 Predicted::Clusters(c) => vec![("label", Arc::new(Int32Array::from(c)))],
                 Predicted::Classes { labels, proba, classes } => {
                     let k = classes.len();
-                    let mut v = vec![("label", labels_column(&classes, &labels))];
+                    let mut v = vec![("label", classes.take(&labels))];
                     if self.predict_fn == PredictFn::PredictLogProba {
                         let log: Vec<f64> = proba.iter().flatten().map(|x| x.ln()).collect();
                         v.push(("log_probabilities", column(log, k)));

@@ -8,35 +8,52 @@ use std::collections::HashMap;
 use crate::error::{ReadError, Result, invalid};
 
 /// A node's index in its [`Graph`].
-pub(crate) type Id = usize;
+pub type Id = usize;
 
 /// One value of the graph.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Node {
+pub enum Node {
+    /// Python's `None` (also what an unknown index reads as).
     None,
+    /// A `bool`.
     Bool(bool),
+    /// An `int` that fits 64 bits.
     Int(i64),
     /// An integer past 64 bits (kept as its little-endian two's complement bytes, never used).
     BigInt(Vec<u8>),
+    /// A `float`.
     Float(f64),
+    /// A `str`.
     Str(String),
+    /// `bytes` or a `bytearray`.
     Bytes(Vec<u8>),
+    /// A `list`'s items.
     List(Vec<Id>),
+    /// A `tuple`'s items.
     Tuple(Vec<Id>),
+    /// A `set`'s or `frozenset`'s items.
     Set(Vec<Id>),
+    /// A `dict`'s (key, value) pairs, in insertion order.
     Dict(Vec<(Id, Id)>),
     /// A reference to a module-level name (`module.name`): a class or function, never resolved.
     Global {
+        /// The module (`sklearn.tree._classes`).
         module: String,
+        /// The name in it (`DecisionTreeClassifier`).
         name: String,
     },
     /// What `callable(*args)` would build (REDUCE, NEWOBJ), never built: with the state BUILD
     /// would give it and the items appended or set on it.
     Object {
+        /// What would be called: a [`Node::Global`], for the classes this crate reads.
         callable: Id,
+        /// Its arguments (a tuple).
         args: Id,
+        /// The state `BUILD` would set (most often the instance's `__dict__`).
         state: Option<Id>,
+        /// Items `APPEND`/`APPENDS` would add.
         list_items: Vec<Id>,
+        /// Items `SETITEM`/`SETITEMS` would set.
         dict_items: Vec<(Id, Id)>,
     },
     /// A numpy array read by a reader that knows arrays (skops).
@@ -45,10 +62,14 @@ pub(crate) enum Node {
 
 /// A numpy dtype, as far as scoring needs one.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Dtype {
+pub enum Dtype {
+    /// IEEE floats of this many bytes (4 or 8).
     Float(usize),
+    /// Signed integers of this many bytes.
     Int(usize),
+    /// Unsigned integers of this many bytes.
     UInt(usize),
+    /// One byte per item, 0 or 1.
     Bool,
     /// Fixed-width UTF-32 strings of this many characters (`<U3`).
     Unicode(usize),
@@ -60,7 +81,7 @@ pub(crate) enum Dtype {
 
 impl Dtype {
     /// Bytes an item takes (objects are not stored as bytes).
-    pub(crate) fn itemsize(&self) -> usize {
+    pub fn itemsize(&self) -> usize {
         match self {
             Dtype::Float(n) | Dtype::Int(n) | Dtype::UInt(n) => *n,
             Dtype::Bool => 1,
@@ -71,7 +92,7 @@ impl Dtype {
     }
 
     /// Parses a numpy type string (`<f8`, `|u1`, `<U3`, `O`, `f8`): byte order, kind, size.
-    pub(crate) fn parse(s: &str) -> Result<Self> {
+    pub fn parse(s: &str) -> Result<Self> {
         let body = s.strip_prefix(['<', '|', '=']).unwrap_or(s);
         if s.starts_with('>') {
             return Err(ReadError::Unsupported(format!("big-endian numpy arrays ('{s}') are not read")));
@@ -97,21 +118,27 @@ impl Dtype {
 
 /// A numpy array: its items as bytes (C order) or as graph nodes (object arrays).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct NdArray {
+pub struct NdArray {
+    /// The items' type.
     pub dtype: Dtype,
+    /// The dimensions (their product is the item count, checked).
     pub shape: Vec<usize>,
+    /// The items, in C (row-major) order.
     pub data: ArrayData,
 }
 
+/// A numpy array's items.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum ArrayData {
+pub enum ArrayData {
+    /// Fixed-size items as their little-endian bytes.
     Bytes(Vec<u8>),
+    /// Python objects (an `object` array), as graph nodes.
     Objects(Vec<Id>),
 }
 
 impl NdArray {
     /// Checks the shape against the data, and puts Fortran-ordered data in C order.
-    pub(crate) fn new(dtype: Dtype, shape: Vec<usize>, fortran: bool, data: ArrayData) -> Result<Self> {
+    pub fn new(dtype: Dtype, shape: Vec<usize>, fortran: bool, data: ArrayData) -> Result<Self> {
         let count = shape
             .iter()
             .try_fold(1usize, |a, d| a.checked_mul(*d))
@@ -142,8 +169,13 @@ impl NdArray {
     }
 
     /// The number of items.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// Whether the array has no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Item `i`'s bytes.
@@ -194,8 +226,9 @@ fn fortran_to_c<T: Clone>(data: &[T], shape: &[usize], size: usize) -> Vec<T> {
 
 /// The nodes of one file, and its root.
 #[derive(Debug, Default)]
-pub(crate) struct Graph {
-    pub nodes: Vec<Node>,
+pub struct Graph {
+    pub(crate) nodes: Vec<Node>,
+    /// The object the file describes (what `pickle.load` would return).
     pub root: Id,
     /// Arrays decoded once (pickles describe them as constructor calls).
     arrays: std::cell::RefCell<HashMap<Id, std::rc::Rc<NdArray>>>,
@@ -214,12 +247,13 @@ impl Graph {
         self.nodes.len() - 1
     }
 
-    pub(crate) fn node(&self, id: Id) -> &Node {
+    /// The node `id` ([`Node::None`] if there is no such node).
+    pub fn node(&self, id: Id) -> &Node {
         self.nodes.get(id).unwrap_or(&Node::None)
     }
 
     /// `module.name` of a Global node.
-    pub(crate) fn global(&self, id: Id) -> Option<String> {
+    pub fn global(&self, id: Id) -> Option<String> {
         match self.node(id) {
             Node::Global { module, name } => Some(format!("{module}.{name}")),
             _ => None,
@@ -227,7 +261,7 @@ impl Graph {
     }
 
     /// The class an object node was built from (`module.Class`).
-    pub(crate) fn class_of(&self, id: Id) -> Option<String> {
+    pub fn class_of(&self, id: Id) -> Option<String> {
         match self.node(id) {
             Node::Object { callable, args, .. } => {
                 let c = self.global(*callable)?;
@@ -242,7 +276,7 @@ impl Graph {
     }
 
     /// An object's attribute dictionary (the state BUILD gave it).
-    pub(crate) fn attrs(&self, id: Id) -> Result<&[(Id, Id)]> {
+    pub fn attrs(&self, id: Id) -> Result<&[(Id, Id)]> {
         match self.node(id) {
             Node::Object { state: Some(s), .. } => match self.node(*s) {
                 Node::Dict(items) => Ok(items),
@@ -260,12 +294,12 @@ impl Graph {
     }
 
     /// An attribute by name, if present.
-    pub(crate) fn attr(&self, id: Id, name: &str) -> Result<Option<Id>> {
+    pub fn attr(&self, id: Id, name: &str) -> Result<Option<Id>> {
         Ok(self.attrs(id)?.iter().find(|(k, _)| matches!(self.node(*k), Node::Str(s) if s == name)).map(|(_, v)| *v))
     }
 
     /// A required attribute.
-    pub(crate) fn get(&self, id: Id, name: &str) -> Result<Id> {
+    pub fn get(&self, id: Id, name: &str) -> Result<Id> {
         self.attr(id, name)?.ok_or_else(|| {
             invalid!(
                 "{} has no attribute '{name}' (is it fitted?)",
@@ -275,7 +309,7 @@ impl Graph {
     }
 
     /// A short description of a node, for errors.
-    pub(crate) fn describe(&self, id: Id) -> String {
+    pub fn describe(&self, id: Id) -> String {
         match self.node(id) {
             Node::None => "None".into(),
             Node::Bool(b) => format!("{b}"),
@@ -294,21 +328,24 @@ impl Graph {
         }
     }
 
-    pub(crate) fn str(&self, id: Id) -> Result<&str> {
+    /// A string node's text.
+    pub fn str(&self, id: Id) -> Result<&str> {
         match self.node(id) {
             Node::Str(s) => Ok(s),
             _ => Err(invalid!("expected a string, found {}", self.describe(id))),
         }
     }
 
-    pub(crate) fn opt_str(&self, id: Id) -> Result<Option<&str>> {
+    /// A string node's text, or `None` for Python's None.
+    pub fn opt_str(&self, id: Id) -> Result<Option<&str>> {
         match self.node(id) {
             Node::None => Ok(None),
             _ => self.str(id).map(Some),
         }
     }
 
-    pub(crate) fn bool(&self, id: Id) -> Result<bool> {
+    /// A boolean: a bool, an integer or a numpy scalar, non-zero being true.
+    pub fn bool(&self, id: Id) -> Result<bool> {
         match self.node(id) {
             Node::Bool(b) => Ok(*b),
             Node::Int(i) => Ok(*i != 0),
@@ -319,7 +356,8 @@ impl Graph {
         }
     }
 
-    pub(crate) fn int(&self, id: Id) -> Result<i64> {
+    /// An integer: an int, a bool, or a numpy scalar holding a whole number.
+    pub fn int(&self, id: Id) -> Result<i64> {
         match self.node(id) {
             Node::Int(i) => Ok(*i),
             Node::Bool(b) => Ok(i64::from(*b)),
@@ -330,7 +368,8 @@ impl Graph {
         }
     }
 
-    pub(crate) fn float(&self, id: Id) -> Result<f64> {
+    /// A number: a float, an int, a bool or a numpy scalar.
+    pub fn float(&self, id: Id) -> Result<f64> {
         match self.node(id) {
             Node::Float(f) => Ok(*f),
             Node::Int(i) => Ok(*i as f64),
@@ -354,7 +393,8 @@ impl Graph {
         Ok(Some(number(&arr, 0)?))
     }
 
-    pub(crate) fn items(&self, id: Id) -> Result<&[Id]> {
+    /// The items of a list, tuple or set (or of an object built by appending to it).
+    pub fn items(&self, id: Id) -> Result<&[Id]> {
         match self.node(id) {
             Node::List(v) | Node::Tuple(v) | Node::Set(v) => Ok(v),
             Node::Object { list_items, .. } if !list_items.is_empty() => Ok(list_items),
@@ -362,12 +402,13 @@ impl Graph {
         }
     }
 
-    pub(crate) fn tuple(&self, id: Id) -> Result<&[Id]> {
+    /// A tuple's items (lists and sets are read alike).
+    pub fn tuple(&self, id: Id) -> Result<&[Id]> {
         self.items(id)
     }
 
     /// A numpy dtype node (`numpy.dtype(str, align, copy)` with its state) or a type string.
-    pub(crate) fn dtype(&self, id: Id) -> Result<Dtype> {
+    pub fn dtype(&self, id: Id) -> Result<Dtype> {
         self.dtype_at(id, 0)
     }
 
@@ -422,7 +463,7 @@ impl Graph {
     }
 
     /// Whether a node is a numpy array.
-    pub(crate) fn is_array(&self, id: Id) -> bool {
+    pub fn is_array(&self, id: Id) -> bool {
         match self.node(id) {
             Node::Array(_) => true,
             Node::Object { callable, .. } => self
@@ -433,7 +474,7 @@ impl Graph {
     }
 
     /// A numpy array node, decoded (once).
-    pub(crate) fn array(&self, id: Id) -> Result<std::rc::Rc<NdArray>> {
+    pub fn array(&self, id: Id) -> Result<std::rc::Rc<NdArray>> {
         if let Some(a) = self.arrays.borrow().get(&id) {
             return Ok(a.clone());
         }
@@ -492,7 +533,7 @@ impl Graph {
     }
 
     /// A numeric array's items as float64 (object arrays of numbers too).
-    pub(crate) fn f64s(&self, id: Id) -> Result<(Vec<f64>, Vec<usize>)> {
+    pub fn f64s(&self, id: Id) -> Result<(Vec<f64>, Vec<usize>)> {
         let a = self.array(id)?;
         let v = match &a.data {
             ArrayData::Objects(o) => o.iter().map(|i| self.float(*i)).collect::<Result<_>>()?,
@@ -502,7 +543,7 @@ impl Graph {
     }
 
     /// A 1-d numeric array, or a list of numbers, as float64.
-    pub(crate) fn vector(&self, id: Id) -> Result<Vec<f64>> {
+    pub fn vector(&self, id: Id) -> Result<Vec<f64>> {
         if self.is_array(id) {
             return Ok(self.f64s(id)?.0);
         }
@@ -513,7 +554,7 @@ impl Graph {
     }
 
     /// One field of a structured array, item by item, as float64.
-    pub(crate) fn field(&self, a: &NdArray, name: &str) -> Result<Vec<f64>> {
+    pub fn field(&self, a: &NdArray, name: &str) -> Result<Vec<f64>> {
         let Dtype::Struct(fields, _) = &a.dtype else { return Err(invalid!("expected a structured array")) };
         let (_, dt, off) = fields
             .iter()
@@ -529,12 +570,12 @@ impl Graph {
     }
 
     /// Whether a structured array has a field.
-    pub(crate) fn has_field(a: &NdArray, name: &str) -> bool {
+    pub fn has_field(a: &NdArray, name: &str) -> bool {
         matches!(&a.dtype, Dtype::Struct(f, _) if f.iter().any(|(n, ..)| n == name))
     }
 
     /// An array's (or list's) items as labels: numbers, strings or booleans.
-    pub(crate) fn labels(&self, id: Id) -> Result<Labels> {
+    pub fn labels(&self, id: Id) -> Result<Labels> {
         let items: Vec<Label> = if self.is_array(id) {
             let a = self.array(id)?;
             match (&a.dtype, &a.data) {
@@ -572,10 +613,14 @@ impl Graph {
 
 /// One class label or category.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Label {
+pub enum Label {
+    /// An integer.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A string.
     Str(String),
+    /// A boolean.
     Bool(bool),
     /// None or NaN (a missing-value category).
     None,
@@ -583,10 +628,14 @@ pub(crate) enum Label {
 
 /// A list of labels of one kind.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Labels {
+pub enum Labels {
+    /// Integers (booleans among integers count as 0 and 1, as numpy stores them).
     Int(Vec<i64>),
+    /// Floats (None or NaN among numbers is NaN).
     Float(Vec<f64>),
+    /// Strings.
     Str(Vec<String>),
+    /// Booleans.
     Bool(Vec<bool>),
     /// Strings with a missing-value category (a `None` or NaN among object categories).
     StrOrNone(Vec<Option<String>>),
@@ -640,13 +689,48 @@ impl Labels {
         Err(ReadError::Unsupported("labels or categories that mix strings and numbers are not read".into()))
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// The number of labels.
+    pub fn len(&self) -> usize {
         match self {
             Labels::Int(v) => v.len(),
             Labels::Float(v) => v.len(),
             Labels::Str(v) => v.len(),
             Labels::Bool(v) => v.len(),
             Labels::StrOrNone(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(feature = "arrow")]
+impl Labels {
+    /// The Arrow type of these labels: int64, float64, utf8 or boolean.
+    pub fn arrow_type(&self) -> arrow_schema::DataType {
+        use arrow_schema::DataType;
+        match self {
+            Labels::Int(_) => DataType::Int64,
+            Labels::Float(_) => DataType::Float64,
+            Labels::Str(_) | Labels::StrOrNone(_) => DataType::Utf8,
+            Labels::Bool(_) => DataType::Boolean,
+        }
+    }
+
+    /// The labels at `idx` (class indices, each below [`Labels::len`]) as an Arrow array of
+    /// [`Labels::arrow_type`].
+    pub fn take(&self, idx: &[usize]) -> arrow_array::ArrayRef {
+        use std::sync::Arc;
+
+        use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray};
+        match self {
+            Labels::Int(c) => Arc::new(Int64Array::from_iter_values(idx.iter().map(|i| c[*i]))),
+            Labels::Float(c) => Arc::new(Float64Array::from_iter_values(idx.iter().map(|i| c[*i]))),
+            Labels::Str(c) => Arc::new(StringArray::from_iter_values(idx.iter().map(|i| &c[*i]))),
+            Labels::StrOrNone(c) => Arc::new(StringArray::from_iter(idx.iter().map(|i| c[*i].as_deref()))),
+            Labels::Bool(c) => Arc::new(BooleanArray::from_iter(idx.iter().map(|i| Some(c[*i])))),
         }
     }
 }
