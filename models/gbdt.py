@@ -5,8 +5,9 @@
     scripts/python-env models/gbdt.py NAME...   # only those cases, keeping the others
 
 Every case is trained here on a small table, saved with `mlflow.xgboost.save_model` or
-`mlflow.lightgbm.save_model` (signature inferred from the training frame), and scored on a test
-table three ways, all recorded in golden.parquet:
+`mlflow.lightgbm.save_model` (signature inferred from the training frame; LightGBM's scikit-learn
+API classes in skops, pickle or cloudpickle), and scored on a test table three ways, all recorded
+in golden.parquet:
 
   prediction   what `mlflow.pyfunc.load_model(path).predict(test)` returns (so what spark_udf
                returns): probabilities of a Booster, labels of an XGBClassifier, values
@@ -264,6 +265,80 @@ def make_lgb(rng, name, params, target, nan):
     }
 
 
+def lgb_sklearn_cases():
+    """(name, class, serialization format, target, nan fraction, labels, params): scikit-learn API
+    models, which mlflow.lightgbm stores with mlflow.sklearn's serializers (skops by default)."""
+    return [
+        ("lgb_classifier_binary_skops", "LGBMClassifier", "skops", "binary", 0.1, ["churn", "stay"], {}),
+        ("lgb_classifier_multiclass_pickle", "LGBMClassifier", "pickle", "multiclass", 0.1, [10, 20, 30, 40], {}),
+        ("lgb_classifier_bool_cloudpickle", "LGBMClassifier", "cloudpickle", "binary", 0.0, [False, True], {}),
+        ("lgb_classifier_early_stopped_skops", "LGBMClassifier", "skops", "multiclass", 0.0, ["a", "b", "c", "d"], {"early_stop": True}),
+        ("lgb_regressor_pickle", "LGBMRegressor", "pickle", "regression", 0.1, None, {}),
+        ("lgb_regressor_early_stopped_cloudpickle", "LGBMRegressor", "cloudpickle", "positive", 0.0, None, {"objective": "poisson", "early_stop": True}),
+        ("lgb_ranker_pickle", "LGBMRanker", "pickle", "rank", 0.0, None, {}),
+        # A booster that kept every round but has a best iteration (as lgb.train(...,
+        # keep_training_booster=True) leaves it): predict uses the first 15 rounds of 40.
+        ("lgb_classifier_best_iteration_skops", "LGBMClassifier", "skops", "binary", 0.0, [0, 1], {"best_iteration": 15}),
+    ]
+
+
+def make_lgb_sklearn(rng, name, cls_name, fmt, target, nan, labels, params):
+    """A scikit-learn API model: predictions are what MLflow's pyfunc returns (labels mapped back
+    through the model's LabelEncoder for classifiers), with raw scores and predict_proba."""
+    import lightgbm as lgb
+    import mlflow
+    from mlflow.models import infer_signature
+
+    train = frame(N_TRAIN, rng, nan)
+    test = frame(N_TEST, rng, nan)
+    y = targets(train, rng)[target]
+    if labels is not None:
+        y = np.asarray(labels, dtype=object if isinstance(labels[0], str) else None)[y]
+    params = dict(params)
+    early = params.pop("early_stop", False)
+    cls = getattr(lgb, cls_name)
+    best = params.pop("best_iteration", None)
+    model = cls(n_estimators=40, num_leaves=15, learning_rate=0.2, verbose=-1, random_state=0, n_jobs=1, min_child_samples=10, **params)
+    fit = {}
+    if target == "rank":
+        fit["group"] = [40] * (N_TRAIN // 40)
+    if early:
+        val = frame(200, rng, nan)
+        yv = rng.permutation(y[:200])
+        fit["eval_set"] = [(val, yv)]
+        fit["callbacks"] = [lgb.early_stopping(5, verbose=False)]
+    model.fit(train, y, **fit)
+    if early:
+        assert 0 < model.best_iteration_ < 40, (name, model.best_iteration_)
+    if best is not None:
+        model.booster_.best_iteration = best
+        assert model.booster_.num_trees() == 40 and model.predict(train, raw_score=True)[0] != model.predict(train, raw_score=True, num_iteration=40)[0]
+    booster = model.booster_
+    d = OUT / name
+    d.mkdir(parents=True)
+    test = plant(test, lgb_splits(booster), rng)
+    sig = infer_signature(train, model.predict(train))
+    kw = {"serialization_format": fmt}
+    mlflow.lightgbm.save_model(model, d / "model", signature=sig, input_example=train.head(3), **kw)
+    prediction = np.asarray(mlflow.pyfunc.load_model(str(d / "model")).predict(test))
+    margin = model.predict(test, raw_score=True)
+    proba = model.predict_proba(test) if cls_name == "LGBMClassifier" else None
+    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), d / "input.parquet")
+    pq.write_table(golden_table(prediction, margin, proba), d / "golden.parquet")
+    entry = {
+        "case": name,
+        "library": "lightgbm",
+        "objective": model.objective_,
+        "model_class": "lightgbm.sklearn." + cls_name,
+        "serialization_format": fmt,
+        "prediction_dtype": str(prediction.dtype),
+        "columns": ["prediction", "margin"] + (["proba"] if proba is not None else []),
+    }
+    if early or best is not None:
+        entry["best_iteration"] = int(model.booster_.best_iteration)
+    return entry
+
+
 CITIES = ["lille", "lyon", "nice", "paris", "rennes", "toulouse"]
 PLANS = ["basic", "pro", "team"]
 
@@ -336,12 +411,19 @@ def all_cases():
         out.append((name, [SEED, 1000 + i], lambda rng, a=(name, params, target, nan): make_lgb(rng, *a)))
     out.append(("xgb_categorical", [SEED, 2000], lambda rng: make_categorical(rng, "xgb_categorical", "xgboost")))
     out.append(("lgb_categorical", [SEED, 2001], lambda rng: make_categorical(rng, "lgb_categorical", "lightgbm")))
+    for i, (name, *rest) in enumerate(lgb_sklearn_cases()):
+        out.append((name, [SEED, 3000 + i], lambda rng, name=name, rest=rest: make_lgb_sklearn(rng, name, *rest)))
     return out
 
 
 def main() -> None:
     """`gbdt.py` regenerates every case; `gbdt.py NAME...` only those, keeping the others."""
+    import os
+
     from casegen import regenerate
+
+    # The scikit-learn API cases are pickles: MLflow loads them only when allowed to.
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
 
     regenerate(OUT, all_cases, lambda e: e["model_class"])
 

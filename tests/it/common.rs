@@ -402,6 +402,49 @@ pub(crate) fn value_rows(a: &dyn Array) -> Vec<Vec<f64>> {
     }
 }
 
+/// Python's `pickle.dumps` of an object whose `__reduce__` is `(os.system, ("touch <marker>",))`,
+/// protocol 4, written out opcode by opcode.
+pub(crate) fn shell_pickle(marker: &Path) -> Vec<u8> {
+    let cmd = format!("touch {}", marker.display());
+    let mut p = b"\x80\x04\x8c\x05posix\x94\x8c\x06system\x94\x93\x94".to_vec();
+    p.push(0x8c);
+    p.push(cmd.len() as u8);
+    p.extend(cmd.as_bytes());
+    p.extend(b"\x94\x85\x94R\x94.");
+    p
+}
+
+/// A column's values as text, whatever its type (labels compared exactly).
+pub(crate) fn texts(a: &dyn Array) -> Vec<String> {
+    let s = arrow::compute::cast(&arrow::array::make_array(a.to_data()), &arrow::datatypes::DataType::Utf8).unwrap();
+    s.as_string::<i32>().iter().map(|v| v.unwrap_or("null").to_string()).collect()
+}
+
+/// Labels compared exactly: their type (pyarrow's large or view strings as strings) and values.
+pub(crate) fn same_labels(got: &dyn Array, want: &dyn Array) -> Result<(), String> {
+    use arrow::datatypes::DataType;
+    let t = want.data_type();
+    let expected = if matches!(t, DataType::LargeUtf8 | DataType::Utf8View) { &DataType::Utf8 } else { t };
+    if got.data_type() != expected {
+        return Err(format!("labels are {}, pyfunc gives {t}", got.data_type()));
+    }
+    let (g, w) = (texts(got), texts(want));
+    match (0..w.len()).find(|&i| g[i] != w[i]) {
+        Some(i) => Err(format!("label [{i}]: {} vs {}", g[i], w[i])),
+        None => Ok(()),
+    }
+}
+
+/// The Spark DDL type of a label column (for a `struct<label:...>` result type).
+pub(crate) fn spark_label_type(t: &arrow::datatypes::DataType) -> &'static str {
+    match mlscore::core::enforce::numpy_name(t).as_str() {
+        "int64" => "bigint",
+        "bool" => "boolean",
+        "float64" => "double",
+        _ => "string",
+    }
+}
+
 /// A model case of `models/<family>/<name>/` scored through the scoring contract: its model,
 /// input and golden tables, every output, and the outputs converted to the default result type
 /// (what pyfunc returns). Errors carry `err`'s prefix.

@@ -36,14 +36,9 @@ fn run_case(case: &serde_json::Value) -> Result<(), String> {
     let outputs = &outputs;
     let want = column(&golden, "prediction");
     match want.data_type() {
-        DataType::Int64 => {
-            if got.data_type() != &DataType::Int64 {
-                return Err(err(format!("labels are {}, pyfunc gives int64", got.data_type())));
-            }
-            let (g, w) = (ints(got.as_ref()), ints(want.as_ref()));
-            if let Some(i) = (0..w.len()).find(|&i| g[i] != w[i]) {
-                return Err(err(format!("label [{i}]: {} vs {}", g[i], w[i])));
-            }
+        // Labels: XGBoost's 0..K-1, a LightGBM classifier's own (strings, booleans, integers).
+        DataType::Int64 | DataType::Boolean | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            same_labels(got.as_ref(), want.as_ref()).map_err(err)?
         }
         DataType::List(_) => {
             close(&rows(got.as_ref()).concat(), &rows(want.as_ref()).concat(), &err("prediction".into()))?
@@ -61,10 +56,11 @@ fn run_case(case: &serde_json::Value) -> Result<(), String> {
         let proba = output(outputs, "probabilities").map_err(err)?;
         close(&rows(proba.as_ref()).concat(), &rows(column(&golden, "proba").as_ref()).concat(), &err("proba".into()))?;
         // Label and probabilities together, by name.
-        let both = ResultType::parse("struct<label:bigint,probabilities:array<double>>").unwrap();
+        let spark = spark_label_type(want.data_type());
+        let both = ResultType::parse(&format!("struct<label:{spark},probabilities:array<double>>")).unwrap();
         let s = model.convert(&both, outputs).map_err(|e| err(e.to_string()))?;
         let s = s.as_struct();
-        if ints(s.column(0).as_ref()) != ints(want.as_ref()) || s.column(1).len() != input.num_rows() {
+        if texts(s.column(0).as_ref()) != texts(want.as_ref()) || s.column(1).len() != input.num_rows() {
             return Err(err("the label/probabilities struct differs from the outputs".into()));
         }
     }
@@ -77,6 +73,10 @@ fn every_xgboost_and_lightgbm_model_scores_like_its_library() {
     assert!(cases.len() >= 40, "models/gbdt lists {} cases", cases.len());
     for lib in ["xgboost", "lightgbm"] {
         assert!(cases.iter().filter(|c| c["library"] == lib).count() >= 15, "too few {lib} cases");
+    }
+    // LightGBM's scikit-learn API classes, in each of MLflow's serialization formats.
+    for f in ["skops", "pickle", "cloudpickle"] {
+        assert!(cases.iter().filter(|c| c["serialization_format"] == f).count() >= 2, "too few {f} cases");
     }
     let failures: Vec<String> = cases.iter().filter_map(|c| run_case(c).err()).collect();
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
@@ -91,6 +91,11 @@ fn replace_once(bytes: Vec<u8>, from: &str, to: &str) -> Vec<u8> {
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.contains(from), "'{from}' not in the file");
     text.replacen(from, to, 1).into_bytes()
+}
+
+fn replace_bytes(bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("the bytes are in the file");
+    [&bytes[..at], to, &bytes[at + from.len()..]].concat()
 }
 
 fn load_error(dir: &Path) -> String {
@@ -137,7 +142,27 @@ fn crafted_and_unsupported_model_files_are_errors_that_name_the_file() {
                 replace_once(b, "model_class: lightgbm.basic.Booster", "model_class: lightgbm.sklearn.LGBMClassifier")
             }),
             "model.lgb",
-            "booster_",
+            "skops or pickle files",
+        ),
+        // The scikit-learn API classes: their text model inside a pickle (an edit of the same
+        // length), and an MLmodel whose class is not the file's.
+        (
+            edited("lgb_classifier_multiclass_pickle", "model.pkl", t, |b| {
+                replace_bytes(b, b"num_tree_per_iteration=4", b"num_tree_per_iteration=3")
+            }),
+            "model.pkl",
+            "not a whole number of iterations",
+        ),
+        (
+            edited("lgb_regressor_pickle", "MLmodel", t, |b| {
+                replace_once(
+                    b,
+                    "model_class: lightgbm.sklearn.LGBMRegressor",
+                    "model_class: lightgbm.sklearn.LGBMClassifier",
+                )
+            }),
+            "model.pkl",
+            "but the file holds lightgbm.sklearn.LGBMRegressor",
         ),
     ];
     for (dir, file, want) in cases {
@@ -150,6 +175,16 @@ fn crafted_and_unsupported_model_files_are_errors_that_name_the_file() {
     });
     let e = load_error(&json);
     assert!(e.contains("output group 7") && e.contains("model.json"), "{e}");
+}
+
+#[test]
+fn a_lightgbm_pickle_that_would_run_a_command_is_refused_by_name_and_nothing_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("ran");
+    let dir = edited("lgb_classifier_multiclass_pickle", "model.pkl", tmp.path(), |_| shell_pickle(&marker));
+    let e = load_error(&dir);
+    assert!(e.contains("posix.system") && e.contains("model.pkl") && e.contains("never runs"), "{e}");
+    assert!(!marker.exists(), "the pickle's command ran");
 }
 
 #[test]
@@ -228,6 +263,7 @@ fn mutated_model_files_are_errors_or_models_never_panics() {
         ("xgb_categorical", "model.ubj"),
         ("lgb_multiclass", "model.lgb"),
         ("lgb_categorical", "model.lgb"),
+        ("lgb_classifier_multiclass_pickle", "model.pkl"),
     ];
     let outcomes = mutation_loop("gbdt", &cases, b"0123456789-.e", 0x2545_f491_4f6c_dd1d, 150);
     // Both outcomes occur: the mutations reach the readers' checks and past them.
@@ -255,6 +291,17 @@ fn inspect_shows_the_trees_scored_and_every_output() {
     let want = [("label", true), ("probabilities", false), ("margin", false)].map(|(n, p)| (n.to_string(), p));
     assert_eq!(outputs, want);
     assert_eq!(v["default_result_type"], "bigint");
+
+    // A LightGBM scikit-learn API classifier: its class and serialization, its labels' type, and
+    // the trees up to the booster's best iteration.
+    let case = &cases().into_iter().find(|c| c["case"] == "lgb_classifier_best_iteration_skops").unwrap();
+    let mut cmd = mlscore();
+    cmd.args(["inspect"]).arg(models().join("gbdt/lgb_classifier_best_iteration_skops/model"));
+    let text = String::from_utf8(run(&mut cmd, true).stdout).unwrap();
+    let best = case["best_iteration"].as_u64().unwrap();
+    for line in ["estimator    LGBMClassifier (skops, read as data)", &format!("trees        {best} (scored)")] {
+        assert!(text.contains(line), "no '{line}' in:\n{text}");
+    }
 }
 
 /// The same loop over the `MLmodel` files (YAML, with the signature as embedded JSON): every

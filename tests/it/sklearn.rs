@@ -25,12 +25,6 @@ fn rows(a: &dyn Array) -> Vec<Vec<f64>> {
     value_rows(a)
 }
 
-/// A column's values as text, whatever its type (labels compared exactly).
-fn texts(a: &dyn Array) -> Vec<String> {
-    let s = arrow::compute::cast(&arrow::array::make_array(a.to_data()), &DataType::Utf8).unwrap();
-    s.as_string::<i32>().iter().map(|v| v.unwrap_or("null").to_string()).collect()
-}
-
 fn run_case(case: &serde_json::Value) -> Result<(), String> {
     let name = case["case"].as_str().unwrap();
     let err = |e: String| format!("{name} ({}): {e}", case["format"]);
@@ -47,16 +41,7 @@ fn run_case(case: &serde_json::Value) -> Result<(), String> {
         DataType::List(_) => {
             close(&rows(got.as_ref()).concat(), &rows(want.as_ref()).concat(), &err("prediction".into()))?
         }
-        t => {
-            let expected = if matches!(t, DataType::LargeUtf8 | DataType::Utf8View) { &DataType::Utf8 } else { t };
-            if got.data_type() != expected {
-                return Err(err(format!("labels are {}, pyfunc gives {t}", got.data_type())));
-            }
-            let (g, w) = (texts(got.as_ref()), texts(want.as_ref()));
-            if let Some(i) = (0..w.len()).find(|&i| g[i] != w[i]) {
-                return Err(err(format!("label [{i}]: {} vs {}", g[i], w[i])));
-            }
-        }
+        _ => same_labels(got.as_ref(), want.as_ref()).map_err(err)?,
     }
     if golden.schema().index_of("proba").is_ok() {
         let proba = outputs
@@ -66,13 +51,7 @@ fn run_case(case: &serde_json::Value) -> Result<(), String> {
             .ok_or_else(|| err("no probabilities".into()))?;
         close(&rows(proba.as_ref()).concat(), &rows(column(&golden, "proba").as_ref()).concat(), &err("proba".into()))?;
         if case["predict_fn"] == "predict" {
-            let label_type = mlscore::core::enforce::numpy_name(want.data_type());
-            let spark = match label_type.as_str() {
-                "int64" => "bigint",
-                "bool" => "boolean",
-                "float64" => "double",
-                _ => "string",
-            };
+            let spark = spark_label_type(want.data_type());
             let both = ResultType::parse(&format!("struct<label:{spark},probabilities:array<double>>")).unwrap();
             let s = model.convert(&both, outputs).map_err(|e| err(e.to_string()))?;
             if texts(s.as_struct().column(0).as_ref()) != texts(want.as_ref()) {
@@ -105,18 +84,6 @@ fn load_error(dir: &Path) -> String {
         Ok(Err(e)) => e.to_string(),
         Err(_) => panic!("loading {} panicked", dir.display()),
     }
-}
-
-/// Python's `pickle.dumps` of an object whose `__reduce__` is `(os.system, ("touch <marker>",))`,
-/// protocol 4, written out opcode by opcode.
-fn shell_pickle(marker: &Path) -> Vec<u8> {
-    let cmd = format!("touch {}", marker.display());
-    let mut p = b"\x80\x04\x8c\x05posix\x94\x8c\x06system\x94\x93\x94".to_vec();
-    p.push(0x8c);
-    p.push(cmd.len() as u8);
-    p.extend(cmd.as_bytes());
-    p.extend(b"\x94\x85\x94R\x94.");
-    p
 }
 
 #[test]

@@ -262,9 +262,12 @@ for case in ["xgb_classifier_binary", "xgb_multi_softprob", "lgb_binary"]:
 
 # --- scikit-learn models (mlflow.sklearn in cloudpickle, pickle and skops, read as data by
 # mlscore; executed by MLflow's spark_udf): string labels from a pipeline over mixed columns,
-# integer labels from a forest over NaNs, a regressor's values.
-for case in ["pipeline_onehot_logreg_cloudpickle", "random_forest_skops", "hist_gradient_boosting_regressor"]:
-    d = f"models/sklearn/{case}"
+# integer labels from a forest over NaNs, a regressor's values; and LightGBM's scikit-learn API
+# classifiers (mlflow.lightgbm, skops and pickle): string and integer labels.
+for d in ["models/sklearn/pipeline_onehot_logreg_cloudpickle", "models/sklearn/random_forest_skops",
+          "models/sklearn/hist_gradient_boosting_regressor", "models/gbdt/lgb_classifier_binary_skops",
+          "models/gbdt/lgb_classifier_multiclass_pickle"]:
+    case = d.rsplit("/", 1)[1]
     rows = spark.read.parquet(f"{d}/input.parquet")
     cols = rows.columns
     rows = rows.withColumn("customer_id", F.monotonically_increasing_id()).repartition(3).cache()
@@ -279,7 +282,9 @@ for case in ["pipeline_onehot_logreg_cloudpickle", "random_forest_skops", "hist_
         # are given result_type="string" then.
         print(f"note mlflow's spark_udf on {case} needs a result type: {str(e).strip().splitlines()[-1][:100]}")
         theirs_s = mlflow.pyfunc.spark_udf(spark, f"{d}/model", result_type="string")
-        ours_s = mlscore.spark.spark_udf(spark, f"{d}/model", result_type="string")
+        ours_s = mlscore.spark.spark_udf(spark, f"{d}/model")
+        check(f"{case}: where mlflow's spark_udf refuses the signature, mlscore's returns the labels' own type",
+              str(ours_s.returnType) == "StringType()", ours_s.returnType)
     got = by_id(rows.withColumn("p", ours_s(*cols)))
     want_s = by_id(rows.withColumn("p", theirs_s(*cols)))
     check(f"{case}: spark_udf equals mlflow's spark_udf", same(got, want_s))

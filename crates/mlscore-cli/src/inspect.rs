@@ -111,6 +111,9 @@ fn describe(m: &MlflowModel, compiled: Option<&Arc<dyn Scorer>>) -> serde_json::
         }
         if let Some(gbdt) = model.as_any().downcast_ref::<mlscore_gbdt::Model>() {
             v["trees"] = json!(gbdt.n_trees());
+            if let Some((class, serialization)) = gbdt.estimator() {
+                v["sklearn"] = json!({"serialization": serialization, "estimators": [class]});
+            }
         }
         if let Some(sk) = model.as_any().downcast_ref::<mlscore_sklearn::Model>() {
             v["sklearn"] = json!({"serialization": sk.serialization(), "estimators": sk.estimators()});

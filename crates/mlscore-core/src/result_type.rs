@@ -183,8 +183,9 @@ impl ResultType {
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    let elem = numpy_to_spark(&t.dtype)
-                        .ok_or_else(|| err(format!("tensor dtype {} has no Spark type", t.dtype)))?;
+                    let elem = numpy_to_spark(&t.dtype).ok_or_else(|| {
+                        err(format!("tensor dtype {} has no Spark type (MLflow's spark_udf refuses it too)", t.dtype))
+                    })?;
                     let ty = match t.shape.len() {
                         1 => Self::Array(Box::new(elem)),
                         2 => Self::Array(Box::new(Self::Array(Box::new(elem)))),
@@ -453,7 +454,8 @@ fn numpy_to_spark(dtype: &str) -> Option<ResultType> {
         "int64" | "uint32" => ResultType::Long,
         "float16" | "float32" => ResultType::Float,
         "float64" => ResultType::Double,
-        "str" | "object" => ResultType::String,
+        // MLflow has no type for str and object tensors (`DataType.from_numpy_type` gives None)
+        // and its spark_udf refuses them, though string labels are what they most often hold.
         _ => return None,
     })
 }
@@ -787,5 +789,11 @@ mod tests {
             .unwrap();
         assert_eq!(ResultType::infer_from_signature(Some(&cols)).unwrap().to_string(), "struct<s:float,m:float>");
         assert_eq!(ResultType::infer_from_signature(None).unwrap(), ResultType::Double);
+        // String labels: MLflow's spark_udf has no type for an object tensor, and refuses it.
+        let labels =
+            Schema::from_json("outputs", r#"[{"type": "tensor", "tensor-spec": {"dtype": "object", "shape": [-1]}}]"#)
+                .unwrap();
+        let e = ResultType::infer_from_signature(Some(&labels)).unwrap_err();
+        assert!(e.to_string().contains("object has no Spark type"), "{e}");
     }
 }

@@ -111,8 +111,8 @@ pub(crate) fn arg_max<T: Real>(v: &[T]) -> usize {
 pub(crate) enum Pyfunc {
     /// The transformed prediction (a Booster; a sklearn-API regressor).
     Prediction,
-    /// Class labels `0..K-1` (an `XGBClassifier`: `p > 0.5` for one group, else the argmax of
-    /// the probabilities).
+    /// Class labels (an `XGBClassifier`'s `0..K-1`, an `LGBMClassifier`'s own): for one group
+    /// class 1 where `p > 0.5`, else the argmax of the probabilities.
     Labels,
 }
 

@@ -1,6 +1,7 @@
 //! The one error type of this crate's readers.
 
-/// What is wrong with an XGBoost or LightGBM model file. The front end turns it into the scoring
+/// What is wrong with an XGBoost or LightGBM model file (or the skops or pickle file of a
+/// LightGBM scikit-learn API model). The front end turns it into the scoring
 /// core's error, naming the file.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -18,4 +19,8 @@ pub enum ReadError {
     /// The model uses something mlscore cannot score yet (named, with what to do).
     #[error("{0}")]
     Unsupported(String),
+    /// The skops or pickle file of a scikit-learn API model cannot be read, or refers to code
+    /// mlscore does not run.
+    #[error(transparent)]
+    Pickle(#[from] mlscore_pickle::ReadError),
 }

@@ -9,6 +9,8 @@
 //!   default child, margins are float32 sums from the base margin.
 //! - LightGBM: a Booster's transformed output in float64. Splits are `x <= threshold`, with
 //!   LightGBM's missing-value rules per split (NaN read as 0, zero as missing, NaN as missing).
+//!   Its scikit-learn API classes (`LGBMClassifier`, ...), stored as skops or pickle files, are
+//!   read as data with [`mlscore_pickle`] (nothing executed): a classifier's labels are its own.
 //!
 //! Every model has, after the output pyfunc returns, the raw margins (`margin`) and for
 //! classifiers the class probabilities (`probabilities`), which a struct result type can ask
@@ -27,6 +29,7 @@
 mod booster;
 mod error;
 mod lightgbm;
+mod sklearn_api;
 mod value;
 mod xgboost;
 
@@ -43,6 +46,7 @@ use mlscore_core::bind::signature_columns;
 use mlscore_core::enforce::numpy_name;
 use mlscore_core::{Binding, BoundColumn, Error, Result, Scorer};
 use mlscore_mlflow::{MlflowModel, ModelFormat, Signature};
+use mlscore_pickle::Labels;
 use sha2::{Digest, Sha256};
 
 use crate::booster::{Booster, Inputs, Pyfunc, Real, arg_max};
@@ -56,6 +60,10 @@ const CHUNK_ROWS: usize = 4_096;
 pub struct Model {
     mlflow: MlflowModel,
     trees: Trees,
+    /// A scikit-learn API classifier's labels (its LabelEncoder's); else labels are `0..K-1`.
+    classes: Option<Labels>,
+    /// A scikit-learn API model's class and serialization (`LGBMClassifier`, `skops`).
+    estimator: Option<(String, String)>,
     signature: Option<Signature>,
     sha256: String,
 }
@@ -84,9 +92,11 @@ struct Feed {
 impl Model {
     /// Reads an opened MLflow model whose format is XGBoost or LightGBM.
     pub fn from_mlflow(mlflow: MlflowModel) -> Result<Self> {
-        let (path, model_class, xgboost) = match &mlflow.format {
-            ModelFormat::Xgboost { path, model_class } => (path.clone(), model_class.clone(), true),
-            ModelFormat::Lightgbm { path, model_class, .. } => (path.clone(), model_class.clone(), false),
+        let (path, model_class, xgboost, serialization_format) = match &mlflow.format {
+            ModelFormat::Xgboost { path, model_class } => (path.clone(), model_class.clone(), true, None),
+            ModelFormat::Lightgbm { path, model_class, serialization_format } => {
+                (path.clone(), model_class.clone(), false, serialization_format.clone())
+            }
             other => {
                 return Err(Error::UnsupportedFormat {
                     uri: mlflow.resolution.uri.clone(),
@@ -97,19 +107,35 @@ impl Model {
         let bytes = std::fs::read(&path).map_err(|source| Error::Io { action: "read", path: path.clone(), source })?;
         let kind = if xgboost { "XGBoost model" } else { "LightGBM model" };
         let load = |e: ReadError| match e {
-            ReadError::Unsupported(item) => Error::Unsupported { kind, path: path.clone(), items: vec![item] },
+            ReadError::Unsupported(item)
+            | ReadError::Pickle(
+                mlscore_pickle::ReadError::Unsupported(item) | mlscore_pickle::ReadError::Refused(item),
+            ) => Error::Unsupported { kind, path: path.clone(), items: vec![item] },
             e => Error::Load { kind, path: path.clone(), reason: e.to_string() },
         };
+        let (mut classes, mut estimator) = (None, None);
         let trees = if xgboost {
             Trees::Xgboost(xgboost::read(&bytes, &model_class).map_err(load)?)
-        } else {
+        } else if model_class.rsplit('.').next() == Some("Booster") {
             let text = std::str::from_utf8(&bytes)
                 .map_err(|_| load(ReadError::Invalid("it is not text: not a LightGBM model file".into())))?;
-            Trees::Lightgbm(lightgbm::read(text, &model_class).map_err(load)?)
+            Trees::Lightgbm(lightgbm::read(text, None).map_err(load)?)
+        } else {
+            // A scikit-learn API class: a skops or pickle file, whatever serialization_format says.
+            let read = sklearn_api::read(&bytes, &model_class).map_err(load)?;
+            classes = read.classes;
+            // What the bytes are decides; MLflow's loader defaults to cloudpickle.
+            let format = if mlscore_pickle::is_skops(&bytes) {
+                "skops".to_string()
+            } else {
+                serialization_format.filter(|f| f != "skops").unwrap_or_else(|| "cloudpickle".into())
+            };
+            estimator = Some((model_class.rsplit('.').next().unwrap_or(&model_class).to_string(), format));
+            Trees::Lightgbm(read.booster)
         };
         let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         let signature = mlflow.enforced_signature().cloned();
-        Ok(Self { mlflow, trees, signature, sha256 })
+        Ok(Self { mlflow, trees, classes, estimator, signature, sha256 })
     }
 
     /// The number of trees scored (for an early-stopped sklearn-API XGBoost model, those up
@@ -119,6 +145,12 @@ impl Model {
             Trees::Xgboost(b) => b.ensemble.n_trees(),
             Trees::Lightgbm(b) => b.ensemble.n_trees(),
         }
+    }
+
+    /// For a LightGBM scikit-learn API model (read from its skops or pickle file as data): its
+    /// class and serialization, as `("LGBMClassifier", "skops")`.
+    pub fn estimator(&self) -> Option<(&str, &str)> {
+        self.estimator.as_ref().map(|(c, f)| (c.as_str(), f.as_str()))
     }
 
     fn inputs(&self) -> &Inputs {
@@ -246,14 +278,14 @@ fn column<T: Output>(values: Vec<T>, width: usize) -> ArrayRef {
     Arc::new(ListArray::new(list_item(T::ARROW), offsets, Arc::new(flat), None))
 }
 
-fn output_types<T: Output>(b: &Booster<T>) -> Vec<(String, ArrowType)> {
+fn output_types<T: Output>(b: &Booster<T>, classes: Option<&Labels>) -> Vec<(String, ArrowType)> {
     let shaped = |width: usize| if width == 1 { T::ARROW } else { ArrowType::List(list_item(T::ARROW)) };
     let margin = ("margin".to_string(), shaped(b.groups));
     match b.pyfunc {
         Pyfunc::Prediction => vec![("prediction".into(), shaped(b.transform.width(b.groups))), margin],
         Pyfunc::Labels => {
             vec![
-                ("label".into(), ArrowType::Int64),
+                ("label".into(), classes.map_or(ArrowType::Int64, Labels::arrow_type)),
                 ("probabilities".into(), ArrowType::List(list_item(T::ARROW))),
                 margin,
             ]
@@ -315,18 +347,20 @@ fn score<T: Output>(
     Ok(match b.pyfunc {
         Pyfunc::Prediction => vec![("prediction".into(), column(values, b.transform.width(k))), margin],
         Pyfunc::Labels => {
-            let (labels, proba): (Vec<i64>, Vec<T>) = if k == 1 {
+            // One group: the probability of class 1, its label where p > 1 - p (XGBoost says
+            // p > 0.5, LightGBM the argmax of [1 - p, p]: the same for every p).
+            let (labels, proba): (Vec<usize>, Vec<T>) = if k == 1 {
                 let half = <T as mlscore_kernels::tree::Float>::from_f64(0.5);
-                let labels = values.iter().map(|p| i64::from(*p > half)).collect();
+                let labels = values.iter().map(|p| usize::from(*p > half)).collect();
                 (labels, values.iter().flat_map(|p| [T::one() - *p, *p]).collect())
             } else {
-                (values.chunks_exact(k).map(|p| arg_max(p) as i64).collect(), values)
+                (values.chunks_exact(k).map(arg_max).collect(), values)
             };
-            vec![
-                ("label".into(), Arc::new(Int64Array::from(labels)) as ArrayRef),
-                ("probabilities".into(), column(proba, if k == 1 { 2 } else { k })),
-                margin,
-            ]
+            let labels: ArrayRef = match &model.classes {
+                Some(classes) => classes.take(&labels),
+                None => Arc::new(Int64Array::from_iter_values(labels.into_iter().map(|l| l as i64))),
+            };
+            vec![("label".into(), labels), ("probabilities".into(), column(proba, if k == 1 { 2 } else { k })), margin]
         }
     })
 }
@@ -418,8 +452,8 @@ impl Scorer for Model {
 
     fn output_types(&self) -> Vec<(String, ArrowType)> {
         match &self.trees {
-            Trees::Xgboost(b) => output_types(b),
-            Trees::Lightgbm(b) => output_types(b),
+            Trees::Xgboost(b) => output_types(b, None),
+            Trees::Lightgbm(b) => output_types(b, self.classes.as_ref()),
         }
     }
 

@@ -1,4 +1,5 @@
-//! LightGBM text models (`model.lgb`, `Booster.save_model`), read into a [`Booster`] with
+//! LightGBM text models (`model.lgb`, `Booster.save_model`; also what a scikit-learn API model
+//! holds), read into a [`Booster`] with
 //! LightGBM's semantics (`include/LightGBM/tree.h`): inputs within 1e-35 of 0 read as 0 (its
 //! dense-row reader drops them, `c_api.cpp`), splits `x <= threshold` in float64, NaN read as 0
 //! on splits whose missing type is None, zeros sent to the default child on Zero splits
@@ -11,16 +12,10 @@ use mlscore_kernels::tree::{Mode, RawEnsemble, RawNode, Target};
 use crate::booster::{Booster, FeatureRule, Inputs, Pyfunc, Transform};
 use crate::error::ReadError;
 
-/// Reads a LightGBM text model for the flavor's `model_class`.
-pub(crate) fn read(text: &str, model_class: &str) -> Result<Booster<f64>, ReadError> {
-    let class = model_class.rsplit('.').next().unwrap_or(model_class);
-    if class != "Booster" {
-        return Err(ReadError::Unsupported(format!(
-            "its model_class is {class}, a scikit-learn API estimator that MLflow serializes with skops or pickle; \
-             mlscore reads LightGBM Boosters (model.lgb) and has no skops/pickle reader yet. Log the booster instead \
-             (mlflow.lightgbm.log_model(model.booster_, ...): its pyfunc then returns probabilities or values, not labels)"
-        )));
-    }
+/// Reads a LightGBM text model (a Booster's `model.lgb`, or the `_handle` of a scikit-learn API
+/// model), scoring at most `iterations` boosting rounds where given (the `best_iteration` a
+/// scikit-learn API model predicts with).
+pub(crate) fn read(text: &str, iterations: Option<usize>) -> Result<Booster<f64>, ReadError> {
     let mut lines = text.lines().map(str::trim_end);
     let mut header: HashMap<&str, &str> = HashMap::new();
     let mut average_output = false;
@@ -77,7 +72,9 @@ pub(crate) fn read(text: &str, model_class: &str) -> Result<Booster<f64>, ReadEr
                 fields.insert(k, v);
             }
         }
-        add_tree(&mut raw, &fields, t, t % groups, &mut rules)?;
+        if iterations.is_none_or(|i| t < i * groups) {
+            add_tree(&mut raw, &fields, t, t % groups, &mut rules)?;
+        }
         t += 1;
     }
     if raw.roots.is_empty() {
@@ -346,7 +343,7 @@ mod tests {
     }
 
     fn score(text: &str, x: &[f64]) -> Vec<f64> {
-        let b = read(text, "lightgbm.basic.Booster").unwrap();
+        let b = read(text, None).unwrap();
         let mut x = x.to_vec();
         b.read_features(&mut x);
         b.score(&x, x.len()).unwrap().values
@@ -369,12 +366,10 @@ mod tests {
         for (left, right, want) in
             [("1 -1", "-3 -7", "out of range"), ("0 -1", "-3 -2", "reached twice"), ("1", "-3 -2", "entries")]
         {
-            let e = read(&model("2 2", left, right), "lightgbm.basic.Booster").unwrap_err();
+            let e = read(&model("2 2", left, right), None).unwrap_err();
             assert!(e.to_string().contains(want), "{e}");
         }
-        let e = read(&model("1 2", "1 -1", "-3 -2"), "lightgbm.basic.Booster").unwrap_err();
+        let e = read(&model("1 2", "1 -1", "-3 -2"), None).unwrap_err();
         assert!(e.to_string().contains("categorical"), "{e}");
-        let e = read("tree\n", "lightgbm.sklearn.LGBMClassifier").unwrap_err();
-        assert!(e.to_string().contains("booster_"), "{e}");
     }
 }

@@ -87,10 +87,15 @@ impl Model {
     }
 
     /// The type `mlflow.pyfunc.spark_udf` gives this model's predictions when called with
-    /// `result_type=None`: from the signature's outputs, else `double`.
+    /// `result_type=None`: from the signature's outputs, else `double`. Where MLflow's spark_udf
+    /// cannot infer one and refuses the model (a `tensor<object>` of string labels, a tensor of
+    /// rank 3), the type of the model's own outputs (`string` for string labels).
     fn spark_result_type(&self) -> PyResult<String> {
         let outputs = self.inner.signature().and_then(|s| s.outputs.as_ref());
-        Ok(ResultType::infer_from_signature(outputs).map_err(err)?.to_string())
+        match ResultType::infer_from_signature(outputs) {
+            Ok(t) => Ok(t.to_string()),
+            Err(_) => self.result_type(None),
+        }
     }
 
     /// Scores a record batch and returns one array of the result type.
