@@ -2,7 +2,7 @@
 """Model-level benchmark for scikit-learn: mlscore's pickle reader and kernels against
 scikit-learn's own `predict`, on the same models and rows, in one invocation, per thread.
 
-    scripts/python-env benches/sklearn_bench.py [--rows 65536] [--batches 1024,65536] [--repeat 3] [--seconds 1]
+    scripts/python-env benches/sklearn_bench.py [--rows 65536] [--batches 1024,65536] [--repeat 3] [--seconds 1] [--models logreg,mlp]
 
 Models (trained on a HIGGS-like table, 28 float64 features, benches/setup.py's generator; saved
 with mlflow.sklearn as cloudpickle into bench-data/sklearn/):
@@ -111,6 +111,7 @@ def main() -> None:
     p.add_argument("--batches", default="1024,65536")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--models", default=",".join(estimators()), help="which of: " + ", ".join(estimators()))
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     train_x, train_y = higgs_like(20_000, seed=1)
@@ -124,6 +125,8 @@ def main() -> None:
     print(f"{len(x)} rows x {x.shape[1]} float64 features, one thread each; mlscore {binary}")
     print(f"{'model':7} {'batch':>6} {'sk rows/s':>12} {'mlscore rows/s':>15} {'ratio':>7} {'sk cpu/pass':>12} {'mls cpu/pass':>12} {'cpu ratio':>9} {'mls RSS MB':>10}")
     for name, (model_dir, model) in ms.items():
+        if name not in args.models.split(","):
+            continue
         for batch in map(int, args.batches.split(",")):
             sk, mls = [], []
             for _ in range(args.repeat):

@@ -9,6 +9,8 @@
 //!   compiled once into an [`tree::Ensemble`], scored by bit-vectors (QuickScorer) and a blocked
 //!   node walk, in `f32` or `f64`.
 //! - [`linear`] and [`svm`]: linear scores and SVM kernels, summed as onnxruntime's MLAS does;
+//! - [`columns`]: float64 column arithmetic as numpy rounds it (scikit-learn's scalers, linear
+//!   models and MLP layers), compiled for SSE2, AVX2 and AVX-512;
 //! - [`preprocess`]: scaling, row normalization and imputation;
 //! - [`encode`]: category lookups, one-hot rows, label maps and thresholds;
 //! - [`transform`]: post-transforms (logistic, softmax, probit and onnxruntime's binary-class
@@ -38,6 +40,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod columns;
 pub mod encode;
 mod error;
 pub mod linear;

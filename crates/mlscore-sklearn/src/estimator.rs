@@ -4,6 +4,7 @@
 //!
 //! Only the classes listed in [`build`] are read; any other is refused by name.
 
+use mlscore_kernels::columns::{self, ColumnOp};
 use mlscore_kernels::encode::{Categories, binarize};
 use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Target};
 
@@ -1182,20 +1183,19 @@ impl Transformer {
                     Op::Sub(v) | Op::Div(v) | Op::Mul(v) | Op::Add(v) => v.len(),
                 });
                 f.width_check(width, short(class))?;
+                let mut col_ops = Vec::with_capacity(ops.len() + 1);
                 for j in 0..f.cols.len() {
                     f.num(j, short(class))?;
                     let Col::Num(col) = &mut f.cols[j] else { continue };
-                    for op in ops {
-                        match op {
-                            Op::Sub(v) => col.iter_mut().for_each(|x| *x -= v[j]),
-                            Op::Div(v) => col.iter_mut().for_each(|x| *x /= v[j]),
-                            Op::Mul(v) => col.iter_mut().for_each(|x| *x *= v[j]),
-                            Op::Add(v) => col.iter_mut().for_each(|x| *x += v[j]),
-                        }
-                    }
-                    if let Some((lo, hi)) = clip {
-                        col.iter_mut().for_each(|x| *x = x.clamp(*lo, *hi));
-                    }
+                    col_ops.clear();
+                    col_ops.extend(ops.iter().map(|op| match op {
+                        Op::Sub(v) => ColumnOp::Sub(v[j]),
+                        Op::Div(v) => ColumnOp::Div(v[j]),
+                        Op::Mul(v) => ColumnOp::Mul(v[j]),
+                        Op::Add(v) => ColumnOp::Add(v[j]),
+                    }));
+                    col_ops.extend(clip.map(|(lo, hi)| ColumnOp::Clamp(lo, hi)));
+                    columns::apply(col, &col_ops);
                 }
                 Ok(f)
             }
@@ -1496,7 +1496,7 @@ impl Predictor {
         let allows_nan = matches!(self, Predictor::Trees(t) if t.nan_is_error.is_none());
         if !allows_nan {
             for (j, c) in cols.iter().enumerate() {
-                if let Some(r) = c.iter().position(|x| x.is_nan()) {
+                if let Some(r) = columns::first_nan(c) {
                     return Err(score_err(
                         &f.names[j],
                         format!(
@@ -1515,7 +1515,7 @@ impl Predictor {
                 for (o, (w, b)) in coef.iter().zip(intercept).enumerate() {
                     let mut acc = vec![0.0; rows];
                     for (c, wj) in cols.iter().zip(w) {
-                        acc.iter_mut().zip(c.iter()).for_each(|(a, x)| *a += x * wj);
+                        columns::axpy(&mut acc, c, *wj);
                     }
                     for (r, a) in acc.iter().enumerate() {
                         dec[r * k + o] = a + b;
@@ -1576,7 +1576,7 @@ impl Predictor {
                     let mut next = vec![0.0; rows * n_out];
                     for (x, y) in act.chunks_exact(n_in).zip(next.chunks_exact_mut(n_out)) {
                         for (xi, w) in x.iter().zip(layer.weights.chunks_exact(n_out)) {
-                            y.iter_mut().zip(w).for_each(|(y, w)| *y += xi * w);
+                            columns::axpy(y, w, *xi);
                         }
                         y.iter_mut().zip(&layer.bias).for_each(|(y, b)| *y += b);
                     }
