@@ -1,5 +1,5 @@
 //! Float64 column arithmetic as numpy does it, value by value (scikit-learn's scalers, linear
-//! models and MLP layers): each operation rounded on its own, never fused, so the results are
+//! models and MLP layers, [`dense`]): each operation rounded on its own, never fused, so the results are
 //! numpy's bits. The loops are compiled for SSE2 (x86-64's baseline) and for AVX2 and AVX-512,
 //! picked at run time: the same arithmetic in 2, 4 or 8 lanes.
 //!
@@ -67,6 +67,34 @@ pub fn axpy(acc: &mut [f64], x: &[f64], w: f64) {
     acc.iter_mut().zip(x).for_each(|(a, x)| *a += x * w);
 }
 
+/// A dense layer over row-major inputs: for each of `rows` rows of `x` (`n_in` values each),
+/// `y = Σ_i x_i · w[i] + bias`, where `w` is row-major `(n_in, n_out)` and `bias` has `n_out`
+/// values; the products are added in input order, from 0, then the bias (each operation rounded
+/// on its own). Returns `rows * n_out` values, row-major (rows that `x` does not hold, and
+/// inputs past `w`'s rows, count as zeros).
+pub fn dense(x: &[f64], rows: usize, n_in: usize, w: &[f64], bias: &[f64]) -> Vec<f64> {
+    let n_out = bias.len();
+    let mut y = vec![0.0; rows * n_out];
+    if n_in > 0 && n_out > 0 {
+        dense_into(x, n_in, w, bias, &mut y);
+    }
+    y
+}
+
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
+    "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
+))]
+fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], y: &mut [f64]) {
+    let n_out = bias.len();
+    for (xr, yr) in x.chunks_exact(n_in).zip(y.chunks_exact_mut(n_out)) {
+        for (xi, wr) in xr.iter().zip(w.chunks_exact(n_out)) {
+            yr.iter_mut().zip(wr).for_each(|(y, w)| *y += xi * w);
+        }
+        yr.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+    }
+}
+
 /// The index of the first NaN of `x`, if any. Blocks are reduced without a branch per value;
 /// only a block that holds a NaN is searched.
 pub fn first_nan(x: &[f64]) -> Option<usize> {
@@ -104,6 +132,24 @@ mod tests {
         let mut acc = x0.clone();
         axpy(&mut acc, &want, 0.37);
         assert!(acc.iter().zip(&x0).zip(&want).all(|((a, x), w)| *a == x + w * 0.37));
+    }
+
+    #[test]
+    fn a_dense_layer_adds_in_input_order_then_the_bias() {
+        let (rows, n_in, n_out) = (5, 3, 4);
+        let x: Vec<f64> = (0..rows * n_in).map(|i| (i as f64 * 0.7).cos()).collect();
+        let w: Vec<f64> = (0..n_in * n_out).map(|i| (i as f64 * 1.3).sin()).collect();
+        let bias = [0.1, -0.2, 0.3, 1e-3];
+        let y = dense(&x, rows, n_in, &w, &bias);
+        for r in 0..rows {
+            for o in 0..n_out {
+                let mut want = 0.0;
+                for i in 0..n_in {
+                    want += x[r * n_in + i] * w[i * n_out + o];
+                }
+                assert_eq!(y[r * n_out + o], want + bias[o]);
+            }
+        }
     }
 
     #[test]

@@ -1572,14 +1572,7 @@ impl Predictor {
                     }
                 }
                 for (i, layer) in layers.iter().enumerate() {
-                    let (n_in, n_out) = (layer.n_in, layer.bias.len());
-                    let mut next = vec![0.0; rows * n_out];
-                    for (x, y) in act.chunks_exact(n_in).zip(next.chunks_exact_mut(n_out)) {
-                        for (xi, w) in x.iter().zip(layer.weights.chunks_exact(n_out)) {
-                            columns::axpy(y, w, *xi);
-                        }
-                        y.iter_mut().zip(&layer.bias).for_each(|(y, b)| *y += b);
-                    }
+                    let mut next = columns::dense(&act, rows, layer.n_in, &layer.weights, &layer.bias);
                     let a = if i + 1 == layers.len() { *out } else { *hidden };
                     match a {
                         Activation::Identity | Activation::Softmax => {}
