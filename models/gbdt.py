@@ -156,6 +156,17 @@ def golden_table(prediction, margin, proba=None) -> pa.Table:
     return pa.table(cols)
 
 
+def record(d: Path, test: pd.DataFrame, margin, proba=None) -> np.ndarray:
+    """Writes a case's input and golden tables: MLflow's pyfunc prediction on `test` (returned),
+    the library's margins and, for classifiers, its probabilities."""
+    import mlflow
+
+    prediction = np.asarray(mlflow.pyfunc.load_model(str(d / "model")).predict(test))
+    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), d / "input.parquet")
+    pq.write_table(golden_table(prediction, margin, proba), d / "golden.parquet")
+    return prediction
+
+
 def xgb_sig_frame(model, train):
     import xgboost as xgb
 
@@ -202,15 +213,13 @@ def make_xgb(rng, name, objective, target, nan, how, params):
     test = plant(test, xgb_splits(booster), rng)
     sig = infer_signature(train, xgb_sig_frame(model, train))
     mlflow.xgboost.save_model(model, d / "model", signature=sig, input_example=train.head(3), model_format=model_format)
-    prediction = np.asarray(mlflow.pyfunc.load_model(str(d / "model")).predict(test))
     if how == "booster":
         margin = booster.predict(xgb.DMatrix(test), output_margin=True)
         proba = None
     else:
         margin = model.predict(test, output_margin=True)
         proba = model.predict_proba(test) if how == "classifier" else None
-    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), d / "input.parquet")
-    pq.write_table(golden_table(prediction, margin, proba), d / "golden.parquet")
+    prediction = record(d, test, margin, proba)
     entry = {
         "case": name,
         "library": "xgboost",
@@ -251,10 +260,7 @@ def make_lgb(rng, name, params, target, nan):
     test = plant(test, lgb_splits(booster), rng)
     sig = infer_signature(train, booster.predict(train))
     mlflow.lightgbm.save_model(booster, d / "model", signature=sig, input_example=train.head(3))
-    prediction = np.asarray(mlflow.pyfunc.load_model(str(d / "model")).predict(test))
-    margin = booster.predict(test, raw_score=True)
-    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), d / "input.parquet")
-    pq.write_table(golden_table(prediction, margin), d / "golden.parquet")
+    prediction = record(d, test, booster.predict(test, raw_score=True))
     return {
         "case": name,
         "library": "lightgbm",
@@ -320,11 +326,8 @@ def make_lgb_sklearn(rng, name, cls_name, fmt, target, nan, labels, params):
     sig = infer_signature(train, model.predict(train))
     kw = {"serialization_format": fmt}
     mlflow.lightgbm.save_model(model, d / "model", signature=sig, input_example=train.head(3), **kw)
-    prediction = np.asarray(mlflow.pyfunc.load_model(str(d / "model")).predict(test))
-    margin = model.predict(test, raw_score=True)
     proba = model.predict_proba(test) if cls_name == "LGBMClassifier" else None
-    pq.write_table(pa.Table.from_pandas(test, preserve_index=False), d / "input.parquet")
-    pq.write_table(golden_table(prediction, margin, proba), d / "golden.parquet")
+    prediction = record(d, test, model.predict(test, raw_score=True), proba)
     entry = {
         "case": name,
         "library": "lightgbm",
