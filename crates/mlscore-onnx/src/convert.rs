@@ -102,9 +102,12 @@ pub(crate) fn write_column<E: FeedElem>(
     macro_rules! prim {
         ($ty:ty, $conv:expr) => {{
             let a = array.as_primitive::<$ty>();
-            // Strided writes through an iterator: no index arithmetic or bounds check a value.
-            for (o, v) in out.iter_mut().skip(offset).step_by(stride).zip(&a.values()[rows.clone()]) {
-                *o = $conv(*v);
+            // One row of the output a chunk: a pointer step a value, no index arithmetic or
+            // bounds check (`skip(..).step_by(..)` over the elements cost 3-4 ns a value).
+            if let Some(out) = out.get_mut(offset..) {
+                for (o, v) in out.chunks_mut(stride.max(1)).zip(&a.values()[rows.clone()]) {
+                    o[0] = $conv(*v);
+                }
             }
         }};
     }
