@@ -285,6 +285,8 @@ def lgb_sklearn_cases():
         # A booster that kept every round but has a best iteration (as lgb.train(...,
         # keep_training_booster=True) leaves it): predict uses the first 15 rounds of 40.
         ("lgb_classifier_best_iteration_skops", "LGBMClassifier", "skops", "binary", 0.0, [0, 1], {"best_iteration": 15}),
+        # Small (a few KB): the seed of the lightgbm_pickle fuzz target.
+        ("lgb_classifier_small_pickle", "LGBMClassifier", "pickle", "multiclass", 0.1, ["x", "y", "z", "w"], {"n_estimators": 3, "num_leaves": 4}),
     ]
 
 
@@ -304,7 +306,8 @@ def make_lgb_sklearn(rng, name, cls_name, fmt, target, nan, labels, params):
     early = params.pop("early_stop", False)
     cls = getattr(lgb, cls_name)
     best = params.pop("best_iteration", None)
-    model = cls(n_estimators=40, num_leaves=15, learning_rate=0.2, verbose=-1, random_state=0, n_jobs=1, min_child_samples=10, **params)
+    base = {"n_estimators": 40, "num_leaves": 15, "learning_rate": 0.2, "verbose": -1, "random_state": 0, "n_jobs": 1, "min_child_samples": 10}
+    model = cls(**{**base, **params})
     fit = {}
     if target == "rank":
         fit["group"] = [40] * (N_TRAIN // 40)

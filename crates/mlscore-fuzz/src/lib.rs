@@ -59,7 +59,7 @@ pub const MODEL_TARGETS: &[(&str, &str, &str)] = &[
     ("xgboost", "gbdt/xgb_classifier_multiclass/model", "model.ubj"),
     ("xgboost_json", "gbdt/xgb_binary_logistic_json/model", "model.json"),
     ("lightgbm", "gbdt/lgb_categorical/model", "model.lgb"),
-    ("lightgbm_pickle", "gbdt/lgb_classifier_multiclass_pickle/model", "model.pkl"),
+    ("lightgbm_pickle", "gbdt/lgb_classifier_small_pickle/model", "model.pkl"),
 ];
 
 /// A model directory copied once to a scratch directory, whose `file` each input replaces.
