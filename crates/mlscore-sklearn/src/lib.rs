@@ -293,9 +293,10 @@ impl Scorer for Model {
             .ok_or_else(|| Error::Binding("the binding was made by another model's scorer".into()))?;
         let rows = frame.first().map_or(0, |a| a.len());
         let types = self.output_types();
-        let mut parts: Vec<Vec<ArrayRef>> = vec![Vec::new(); types.len()];
         let fail = |e: estimator::ScoreError| Error::InvalidValues { column: e.column, reason: e.reason };
         let final_name = self.final_name();
+        // Chunks' predictions are gathered as plain vectors and turned into Arrow arrays once.
+        let mut all: Option<Predicted> = None;
         for start in (0..rows).step_by(CHUNK_ROWS) {
             let n = CHUNK_ROWS.min(rows - start);
             let mut f = Frame { names: Vec::new(), cols: Vec::new(), rows: n };
@@ -308,41 +309,60 @@ impl Scorer for Model {
                 f = s.transform(f).map_err(fail)?;
             }
             let p = self.model.predictor.predict(&f, &final_name).map_err(fail)?;
-            // Each output by name; placed in the order output_types gives them.
-            let named: Vec<(&str, ArrayRef)> = match p {
-                Predicted::Values { values, width } => vec![("prediction", column(values, width))],
-                Predicted::Clusters(c) => vec![("label", Arc::new(Int32Array::from(c)))],
-                Predicted::Classes { labels, proba, classes } => {
-                    let k = classes.len();
-                    let mut v = vec![("label", classes.take(&labels))];
-                    if self.predict_fn == PredictFn::PredictLogProba {
-                        let log: Vec<f64> = proba.iter().flatten().map(|x| x.ln()).collect();
-                        v.push(("log_probabilities", column(log, k)));
+            match (&mut all, p) {
+                (None, mut p) => {
+                    // Room for every chunk's rows: the vectors never grow by copying.
+                    let more = rows - n;
+                    match &mut p {
+                        Predicted::Values { values, width } => values.reserve(more * *width),
+                        Predicted::Clusters(c) => c.reserve(more),
+                        Predicted::Classes { labels, proba, classes } => {
+                            labels.reserve(more);
+                            if let Some(p) = proba {
+                                p.reserve(more * classes.len());
+                            }
+                        }
                     }
-                    if let Some(p) = proba {
-                        v.push(("probabilities", column(p, k)));
-                    }
-                    v
+                    all = Some(p);
                 }
-            };
-            let mut cols = Vec::with_capacity(types.len());
-            for (name, _) in &types {
-                let c = named.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone());
-                cols.push(c.ok_or_else(|| Error::ResultConversion(format!("the model gave no output '{name}'")))?);
-            }
-            for (p, c) in parts.iter_mut().zip(cols) {
-                p.push(c);
+                (Some(Predicted::Values { values, .. }), Predicted::Values { values: v, .. }) => values.extend(v),
+                (Some(Predicted::Clusters(c)), Predicted::Clusters(v)) => c.extend(v),
+                (Some(Predicted::Classes { labels, proba, .. }), Predicted::Classes { labels: l, proba: more, .. }) => {
+                    labels.extend(l);
+                    if let (Some(p), Some(more)) = (proba.as_mut(), more) {
+                        p.extend(more);
+                    }
+                }
+                _ => {
+                    return Err(Error::ResultConversion("the estimator's chunks gave different kinds of output".into()));
+                }
             }
         }
+        // Each output by name; placed in the order output_types gives them.
+        let named: Vec<(&str, ArrayRef)> = match all {
+            None => Vec::new(),
+            Some(Predicted::Values { values, width }) => vec![("prediction", column(values, width))],
+            Some(Predicted::Clusters(c)) => vec![("label", Arc::new(Int32Array::from(c)))],
+            Some(Predicted::Classes { labels, proba, classes }) => {
+                let k = classes.len();
+                let mut v = vec![("label", classes.take(&labels))];
+                if self.predict_fn == PredictFn::PredictLogProba {
+                    let log: Vec<f64> = proba.iter().flatten().map(|x| x.ln()).collect();
+                    v.push(("log_probabilities", column(log, k)));
+                }
+                if let Some(p) = proba {
+                    v.push(("probabilities", column(p, k)));
+                }
+                v
+            }
+        };
         types
             .into_iter()
-            .zip(parts)
-            .map(|((name, t), p)| {
-                let col = if p.is_empty() {
-                    arrow_array::new_empty_array(&t)
-                } else {
-                    let refs: Vec<&dyn Array> = p.iter().map(|a| a.as_ref()).collect();
-                    arrow_select_concat(&refs)?
+            .map(|(name, t)| {
+                let col = match named.iter().find(|(n, _)| *n == name) {
+                    Some((_, c)) => c.clone(),
+                    None if rows == 0 => arrow_array::new_empty_array(&t),
+                    None => return Err(Error::ResultConversion(format!("the model gave no output '{name}'"))),
                 };
                 Ok((name, col))
             })
@@ -364,11 +384,4 @@ impl Model {
             Predictor::KMeans { .. } => "KMeans".into(),
         }
     }
-}
-
-fn arrow_select_concat(parts: &[&dyn Array]) -> Result<ArrayRef> {
-    if parts.len() == 1 {
-        return Ok(arrow_array::make_array(parts[0].to_data()));
-    }
-    arrow_select::concat::concat(parts).map_err(|e| Error::ResultConversion(e.to_string()))
 }
