@@ -334,7 +334,9 @@ impl Scorer for Model {
                     }
                 }
                 _ => {
-                    return Err(Error::ResultConversion("the estimator's chunks gave different kinds of output".into()));
+                    return Err(Error::ResultConversion(
+                        "the estimator's chunks gave different kinds of output".into(),
+                    ));
                 }
             }
         }
