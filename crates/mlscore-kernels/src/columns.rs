@@ -1,7 +1,7 @@
 //! Float64 column arithmetic as numpy does it, value by value (scikit-learn's scalers, linear
-//! models and MLP layers, [`dense`]): each operation rounded on its own, never fused, so the results are
-//! numpy's bits. The loops are compiled for SSE2 (x86-64's baseline) and for AVX2 and AVX-512,
-//! picked at run time: the same arithmetic in 2, 4 or 8 lanes.
+//! models and MLP layers, [`dense`]): each operation rounded on its own, never fused, so the
+//! results are numpy's bits. The loops are compiled for SSE2 (x86-64's baseline) and for AVX2
+//! and AVX-512, picked at run time once per call: the same arithmetic in 2, 4 or 8 lanes.
 //!
 //! ```
 //! use mlscore_kernels::columns::{ColumnOp, apply, axpy, first_nan};
@@ -31,30 +31,23 @@ pub enum ColumnOp {
     Clamp(f64, f64),
 }
 
-/// Applies `ops` in order to every value of `x`, in one pass (each op rounded on its own, as
-/// numpy's separate passes round them).
-pub fn apply(x: &mut [f64], ops: &[ColumnOp]) {
-    for block in x.chunks_mut(BLOCK) {
-        for op in ops {
-            apply_one(block, *op);
-        }
-    }
-}
-
-/// Values a pass of [`apply`] keeps in L1 between ops.
-const BLOCK: usize = 512;
-
+/// Applies `ops` in order to every value of `x`, in one pass over blocks that stay in L1
+/// (each op rounded on its own, as numpy's separate passes round them).
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
 ))]
-fn apply_one(x: &mut [f64], op: ColumnOp) {
-    match op {
-        ColumnOp::Sub(c) => x.iter_mut().for_each(|v| *v -= c),
-        ColumnOp::Div(c) => x.iter_mut().for_each(|v| *v /= c),
-        ColumnOp::Mul(c) => x.iter_mut().for_each(|v| *v *= c),
-        ColumnOp::Add(c) => x.iter_mut().for_each(|v| *v += c),
-        ColumnOp::Clamp(lo, hi) => x.iter_mut().for_each(|v| *v = v.clamp(lo, hi)),
+pub fn apply(x: &mut [f64], ops: &[ColumnOp]) {
+    for block in x.chunks_mut(512) {
+        for op in ops {
+            match *op {
+                ColumnOp::Sub(c) => block.iter_mut().for_each(|v| *v -= c),
+                ColumnOp::Div(c) => block.iter_mut().for_each(|v| *v /= c),
+                ColumnOp::Mul(c) => block.iter_mut().for_each(|v| *v *= c),
+                ColumnOp::Add(c) => block.iter_mut().for_each(|v| *v += c),
+                ColumnOp::Clamp(lo, hi) => block.iter_mut().for_each(|v| *v = v.clamp(lo, hi)),
+            }
+        }
     }
 }
 
@@ -95,12 +88,10 @@ fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], y: &mut [f64]) {
     }
 }
 
-/// The index of the first NaN of `x`, if any. Blocks are reduced without a branch per value;
-/// only a block that holds a NaN is searched.
+/// The index of the first NaN of `x`, if any: `x` is reduced without a branch per value, and
+/// searched only when it holds a NaN.
 pub fn first_nan(x: &[f64]) -> Option<usize> {
-    x.chunks(64).enumerate().find_map(|(b, block)| {
-        if has_nan(block) { block.iter().position(|v| v.is_nan()).map(|r| b * 64 + r) } else { None }
-    })
+    if has_nan(x) { x.iter().position(|v| v.is_nan()) } else { None }
 }
 
 #[multiversion::multiversion(targets(
