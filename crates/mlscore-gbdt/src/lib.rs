@@ -60,10 +60,9 @@ const CHUNK_ROWS: usize = 4_096;
 pub struct Model {
     mlflow: MlflowModel,
     trees: Trees,
-    /// A scikit-learn API classifier's labels (its LabelEncoder's); else labels are `0..K-1`.
-    classes: Option<Labels>,
-    /// A scikit-learn API model's class and serialization (`LGBMClassifier`, `skops`).
-    estimator: Option<(String, String)>,
+    /// A LightGBM scikit-learn API model's class, serialization and labels (without them,
+    /// a classifier's labels are `0..K-1`).
+    estimator: Option<sklearn_api::Estimator>,
     signature: Option<Signature>,
     sha256: String,
 }
@@ -113,7 +112,7 @@ impl Model {
             ) => Error::Unsupported { kind, path: path.clone(), items: vec![item] },
             e => Error::Load { kind, path: path.clone(), reason: e.to_string() },
         };
-        let (mut classes, mut estimator) = (None, None);
+        let mut estimator = None;
         let trees = if xgboost {
             Trees::Xgboost(xgboost::read(&bytes, &model_class).map_err(load)?)
         } else if model_class.rsplit('.').next() == Some("Booster") {
@@ -121,21 +120,15 @@ impl Model {
                 .map_err(|_| load(ReadError::Invalid("it is not text: not a LightGBM model file".into())))?;
             Trees::Lightgbm(lightgbm::read(text, None).map_err(load)?)
         } else {
-            // A scikit-learn API class: a skops or pickle file, whatever serialization_format says.
-            let read = sklearn_api::read(&bytes, &model_class).map_err(load)?;
-            classes = read.classes;
-            // What the bytes are decides; MLflow's loader defaults to cloudpickle.
-            let format = if mlscore_pickle::is_skops(&bytes) {
-                "skops".to_string()
-            } else {
-                serialization_format.filter(|f| f != "skops").unwrap_or_else(|| "cloudpickle".into())
-            };
-            estimator = Some((model_class.rsplit('.').next().unwrap_or(&model_class).to_string(), format));
-            Trees::Lightgbm(read.booster)
+            // A scikit-learn API class: a skops or pickle file.
+            let (booster, read) =
+                sklearn_api::read(&bytes, &model_class, serialization_format.as_deref()).map_err(load)?;
+            estimator = Some(read);
+            Trees::Lightgbm(booster)
         };
         let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         let signature = mlflow.enforced_signature().cloned();
-        Ok(Self { mlflow, trees, classes, estimator, signature, sha256 })
+        Ok(Self { mlflow, trees, estimator, signature, sha256 })
     }
 
     /// The number of trees scored (for an early-stopped sklearn-API XGBoost model, those up
@@ -150,7 +143,12 @@ impl Model {
     /// For a LightGBM scikit-learn API model (read from its skops or pickle file as data): its
     /// class and serialization, as `("LGBMClassifier", "skops")`.
     pub fn estimator(&self) -> Option<(&str, &str)> {
-        self.estimator.as_ref().map(|(c, f)| (c.as_str(), f.as_str()))
+        self.estimator.as_ref().map(|e| (e.class.as_str(), e.serialization.as_str()))
+    }
+
+    /// A scikit-learn API classifier's labels.
+    fn classes(&self) -> Option<&Labels> {
+        self.estimator.as_ref().and_then(|e| e.classes.as_ref())
     }
 
     fn inputs(&self) -> &Inputs {
@@ -356,7 +354,7 @@ fn score<T: Output>(
             } else {
                 (values.chunks_exact(k).map(arg_max).collect(), values)
             };
-            let labels: ArrayRef = match &model.classes {
+            let labels: ArrayRef = match model.classes() {
                 Some(classes) => classes.take(&labels),
                 None => Arc::new(Int64Array::from_iter_values(labels.into_iter().map(|l| l as i64))),
             };
@@ -453,7 +451,7 @@ impl Scorer for Model {
     fn output_types(&self) -> Vec<(String, ArrowType)> {
         match &self.trees {
             Trees::Xgboost(b) => output_types(b, None),
-            Trees::Lightgbm(b) => output_types(b, self.classes.as_ref()),
+            Trees::Lightgbm(b) => output_types(b, self.classes()),
         }
     }
 

@@ -14,15 +14,24 @@ use crate::booster::{Booster, Pyfunc};
 use crate::error::ReadError;
 use crate::lightgbm;
 
-/// A scikit-learn API LightGBM model: its booster, and a classifier's labels.
+/// What a scikit-learn API LightGBM model adds to its booster.
 #[derive(Debug)]
 pub(crate) struct Estimator {
-    pub booster: Booster<f64>,
+    /// The class (`LGBMClassifier`).
+    pub class: String,
+    /// How the file was serialized: `skops`, `pickle` or `cloudpickle`.
+    pub serialization: String,
+    /// A classifier's labels (its LabelEncoder's).
     pub classes: Option<Labels>,
 }
 
-/// Reads a skops or pickle file holding the flavor's `model_class`.
-pub(crate) fn read(bytes: &[u8], model_class: &str) -> Result<Estimator, ReadError> {
+/// Reads a skops or pickle file holding the flavor's `model_class`, serialized as the flavor's
+/// `serialization_format` says (the bytes decide skops; MLflow's loader defaults to cloudpickle).
+pub(crate) fn read(
+    bytes: &[u8],
+    model_class: &str,
+    serialization_format: Option<&str>,
+) -> Result<(Booster<f64>, Estimator), ReadError> {
     let class = model_class.rsplit('.').next().unwrap_or(model_class);
     let classifier = match class {
         "LGBMClassifier" => true,
@@ -58,11 +67,18 @@ pub(crate) fn read(bytes: &[u8], model_class: &str) -> Result<Estimator, ReadErr
     // Booster.predict(num_iteration=None) uses best_iteration when it is positive, else all.
     let iterations = usize::try_from(best).ok().filter(|b| *b > 0);
     let mut booster = lightgbm::read(text, iterations)?;
-    let classes = if classifier { Some(labels(&g, booster.groups)?) } else { None };
-    if classifier {
+    let classes = if classifier {
         booster.pyfunc = Pyfunc::Labels;
-    }
-    Ok(Estimator { booster, classes })
+        Some(labels(&g, booster.groups)?)
+    } else {
+        None
+    };
+    let serialization = if mlscore_pickle::is_skops(bytes) {
+        "skops"
+    } else {
+        serialization_format.filter(|f| *f != "skops").unwrap_or("cloudpickle")
+    };
+    Ok((booster, Estimator { class: class.to_string(), serialization: serialization.to_string(), classes }))
 }
 
 /// A classifier's labels (its LabelEncoder's `classes_`), checked against the model's outputs.
