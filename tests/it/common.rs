@@ -435,16 +435,6 @@ pub(crate) fn same_labels(got: &dyn Array, want: &dyn Array) -> Result<(), Strin
     }
 }
 
-/// The Spark DDL type of a label column (for a `struct<label:...>` result type).
-pub(crate) fn spark_label_type(t: &arrow::datatypes::DataType) -> &'static str {
-    match mlscore::core::enforce::numpy_name(t).as_str() {
-        "int64" => "bigint",
-        "bool" => "boolean",
-        "float64" => "double",
-        _ => "string",
-    }
-}
-
 /// A model case of `models/<family>/<name>/` scored through the scoring contract: its model,
 /// input and golden tables, every output, and the outputs converted to the default result type
 /// (what pyfunc returns). Errors carry `err`'s prefix.

@@ -56,7 +56,7 @@ fn run_case(case: &serde_json::Value) -> Result<(), String> {
         let proba = output(outputs, "probabilities").map_err(err)?;
         close(&rows(proba.as_ref()).concat(), &rows(column(&golden, "proba").as_ref()).concat(), &err("proba".into()))?;
         // Label and probabilities together, by name.
-        let spark = spark_label_type(want.data_type());
+        let spark = ResultType::from_arrow(want.data_type()).expect("labels have a Spark type");
         let both = ResultType::parse(&format!("struct<label:{spark},probabilities:array<double>>")).unwrap();
         let s = model.convert(&both, outputs).map_err(|e| err(e.to_string()))?;
         let s = s.as_struct();

@@ -51,7 +51,7 @@ fn run_case(case: &serde_json::Value) -> Result<(), String> {
             .ok_or_else(|| err("no probabilities".into()))?;
         close(&rows(proba.as_ref()).concat(), &rows(column(&golden, "proba").as_ref()).concat(), &err("proba".into()))?;
         if case["predict_fn"] == "predict" {
-            let spark = spark_label_type(want.data_type());
+            let spark = ResultType::from_arrow(want.data_type()).expect("labels have a Spark type");
             let both = ResultType::parse(&format!("struct<label:{spark},probabilities:array<double>>")).unwrap();
             let s = model.convert(&both, outputs).map_err(|e| err(e.to_string()))?;
             if texts(s.as_struct().column(0).as_ref()) != texts(want.as_ref()) {
