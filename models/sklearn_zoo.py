@@ -125,6 +125,8 @@ def as_list_column(a) -> pa.Array:
 
 def cases():
     """(name, data, target, make(), options)."""
+    import lightgbm
+    import xgboost
     from sklearn import cluster, decomposition, ensemble, linear_model, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -190,6 +192,13 @@ def cases():
             ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), preprocessing.OneHotEncoder(handle_unknown="ignore", sparse_output=False)), ["city", "plan"]),
             ("num", SimpleImputer(strategy="constant", fill_value=0.0), ["income", "age"]),
         ]), tree.DecisionTreeClassifier(max_depth=5, random_state=0)), {}),
+        # XGBoost and LightGBM estimators as a pipeline's last step, or saved with mlflow.sklearn:
+        # their boosters live in the pickle / skops file (XGBoost's as a UBJSON snapshot).
+        ("pipeline_onehot_xgboost", "mixed_unseen", "binary", lambda: make_pipeline(ct_onehot(handle_unknown="ignore"), xgboost.XGBClassifier(n_estimators=30, max_depth=4, random_state=0)), {"all_formats": True}),
+        ("pipeline_lightgbm_strings", "numeric_nan", "strings", lambda: make_pipeline(sc(), lightgbm.LGBMClassifier(n_estimators=25, num_leaves=15, random_state=0, verbose=-1)), {"all_formats": True}),
+        ("xgboost_regressor_missing", "numeric_sentinel", "regression", lambda: xgboost.XGBRegressor(n_estimators=40, max_depth=5, missing=-999.0, random_state=0), {}),
+        ("xgboost_multiclass_early_stopped", "numeric_nan", "multiclass", lambda: xgboost.XGBClassifier(n_estimators=300, learning_rate=0.3, max_depth=4, early_stopping_rounds=5, random_state=0), {"early_stop": True, "predict_fn": "predict_proba"}),
+        ("lightgbm_regressor", "numeric", "regression", lambda: lightgbm.LGBMRegressor(n_estimators=40, random_state=0, verbose=-1), {}),
     ]
 
 
@@ -213,10 +222,18 @@ def make(rng, name, data, target, factory, opts, fmt) -> dict:
     else:
         nan = 0.08 if data.endswith("nan") else 0.0
         train, test = numeric(N_TRAIN, rng, nan), numeric(N_TEST, rng, nan)
+        if data.endswith("sentinel"):
+            # The estimator's own `missing` value, among NaN (both are missing to XGBoost).
+            for df in (train, test):
+                df[:] = df.mask(rng.random(df.shape) < 0.08, -999.0).mask(rng.random(df.shape) < 0.04)
     y = targets(train, rng)[target]
     model = factory()
     if opts.get("unsupervised"):
         model.fit(train)
+    elif opts.get("early_stop"):
+        # Stops on a held-out part of the training rows: best_iteration < n_estimators.
+        model.fit(train[:450], y[:450], eval_set=[(train[450:], y[450:])], verbose=False)
+        assert model.best_iteration + 1 < model.n_estimators, model.best_iteration
     else:
         model.fit(train, y)
     if opts.get("plant"):

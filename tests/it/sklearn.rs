@@ -186,6 +186,9 @@ fn mutated_sklearn_files_are_errors_or_models_never_panics() {
         ("pipeline_onehot_logreg_skops", "model.skops"),
         ("mlp_regressor", "model.skops"),
         ("random_forest_skops", "model.skops"),
+        // An XGBoost snapshot (UBJSON) and a LightGBM text model inside the files.
+        ("pipeline_onehot_xgboost_pickle", "model.pkl"),
+        ("pipeline_lightgbm_strings_skops", "model.skops"),
     ];
     // Opcodes and small integers: memo reads (h), marks, stops, BININT1 (K), 0, 1, -1.
     let outcomes = mutation_loop("sklearn", &cases, b"\x00\x01\xff\x7fKh.(", 0x9e37_79b9_7f4a_7c15, 100);

@@ -26,13 +26,6 @@
 //! ```
 #![warn(missing_docs)]
 
-mod booster;
-mod error;
-mod lightgbm;
-mod sklearn_api;
-mod value;
-mod xgboost;
-
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,8 +42,9 @@ use mlscore_mlflow::{MlflowModel, ModelFormat, Signature};
 use mlscore_pickle::Labels;
 use sha2::{Digest, Sha256};
 
-use crate::booster::{Booster, Inputs, Pyfunc, Real, arg_max};
-pub use crate::error::ReadError;
+pub use mlscore_booster::ReadError;
+use mlscore_booster::sklearn_api::{self, AnyBooster};
+use mlscore_booster::{Booster, Inputs, Pyfunc, Real, lightgbm, xgboost};
 
 /// Rows scored at a time: bounds the row-major copy of the inputs a batch needs.
 const CHUNK_ROWS: usize = 4_096;
@@ -59,18 +53,20 @@ const CHUNK_ROWS: usize = 4_096;
 #[derive(Debug)]
 pub struct Model {
     mlflow: MlflowModel,
-    trees: Trees,
+    trees: AnyBooster,
     /// A LightGBM scikit-learn API model's class, serialization and labels (without them,
     /// a classifier's labels are `0..K-1`).
-    estimator: Option<sklearn_api::Estimator>,
+    estimator: Option<Estimator>,
     signature: Option<Signature>,
     sha256: String,
 }
 
+/// What a LightGBM scikit-learn API model adds to its booster.
 #[derive(Debug)]
-enum Trees {
-    Xgboost(Booster<f32>),
-    Lightgbm(Booster<f64>),
+struct Estimator {
+    class: String,
+    serialization: String,
+    classes: Option<Labels>,
 }
 
 /// Which frame column feeds each model feature, and how: the plan of this format's [`Binding`].
@@ -114,17 +110,18 @@ impl Model {
         };
         let mut estimator = None;
         let trees = if xgboost {
-            Trees::Xgboost(xgboost::read(&bytes, &model_class).map_err(load)?)
+            AnyBooster::Xgboost(xgboost::read(&bytes, &model_class).map_err(load)?)
         } else if model_class.rsplit('.').next() == Some("Booster") {
             let text = std::str::from_utf8(&bytes)
                 .map_err(|_| load(ReadError::Invalid("it is not text: not a LightGBM model file".into())))?;
-            Trees::Lightgbm(lightgbm::read(text, None).map_err(load)?)
+            AnyBooster::Lightgbm(lightgbm::read(text, None).map_err(load)?)
         } else {
             // A scikit-learn API class: a skops or pickle file.
-            let (booster, read) =
-                sklearn_api::read(&bytes, &model_class, serialization_format.as_deref()).map_err(load)?;
-            estimator = Some(read);
-            Trees::Lightgbm(booster)
+            let stored =
+                sklearn_api::read_lightgbm(&bytes, &model_class, serialization_format.as_deref()).map_err(load)?;
+            let sklearn_api::Estimator { class, booster, classes } = stored.estimator;
+            estimator = Some(Estimator { class, serialization: stored.serialization, classes });
+            booster
         };
         let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         let signature = mlflow.enforced_signature().cloned();
@@ -135,8 +132,8 @@ impl Model {
     /// to its best iteration).
     pub fn n_trees(&self) -> usize {
         match &self.trees {
-            Trees::Xgboost(b) => b.ensemble.n_trees(),
-            Trees::Lightgbm(b) => b.ensemble.n_trees(),
+            AnyBooster::Xgboost(b) => b.n_trees(),
+            AnyBooster::Lightgbm(b) => b.n_trees(),
         }
     }
 
@@ -153,15 +150,15 @@ impl Model {
 
     fn inputs(&self) -> &Inputs {
         match &self.trees {
-            Trees::Xgboost(b) => &b.inputs,
-            Trees::Lightgbm(b) => &b.inputs,
+            AnyBooster::Xgboost(b) => &b.inputs,
+            AnyBooster::Lightgbm(b) => &b.inputs,
         }
     }
 
     /// Whether a category not seen in training is an error (XGBoost refuses it) or missing
     /// (LightGBM sends it right).
     fn unseen_is_error(&self) -> bool {
-        matches!(self.trees, Trees::Xgboost(_))
+        matches!(self.trees, AnyBooster::Xgboost(_))
     }
 
     /// How each feature is fed: the column, and for categorical features the codes of their
@@ -214,7 +211,7 @@ impl Model {
             if let Some(indices) = by_name {
                 return Ok(indices);
             }
-            if matches!(self.trees, Trees::Xgboost(_)) {
+            if matches!(self.trees, AnyBooster::Xgboost(_)) {
                 let missing: Vec<String> =
                     names.iter().filter(|f| !columns.iter().any(|c| bound_name(c) == **f)).cloned().collect();
                 let extra: Vec<String> = columns.iter().map(bound_name).filter(|c| !names.contains(c)).collect();
@@ -345,15 +342,7 @@ fn score<T: Output>(
     Ok(match b.pyfunc {
         Pyfunc::Prediction => vec![("prediction".into(), column(values, b.transform.width(k))), margin],
         Pyfunc::Labels => {
-            // One group: the probability of class 1, its label where p > 1 - p (XGBoost says
-            // p > 0.5, LightGBM the argmax of [1 - p, p]: the same for every p).
-            let (labels, proba): (Vec<usize>, Vec<T>) = if k == 1 {
-                let half = <T as mlscore_kernels::tree::Float>::from_f64(0.5);
-                let labels = values.iter().map(|p| usize::from(*p > half)).collect();
-                (labels, values.iter().flat_map(|p| [T::one() - *p, *p]).collect())
-            } else {
-                (values.chunks_exact(k).map(arg_max).collect(), values)
-            };
+            let (labels, proba) = b.classify(&values);
             let labels: ArrayRef = match model.classes() {
                 Some(classes) => classes.take(&labels),
                 None => Arc::new(Int64Array::from_iter_values(labels.into_iter().map(|l| l as i64))),
@@ -435,8 +424,8 @@ impl Scorer for Model {
 
     fn format(&self) -> &str {
         match self.trees {
-            Trees::Xgboost(_) => "xgboost",
-            Trees::Lightgbm(_) => "lightgbm",
+            AnyBooster::Xgboost(_) => "xgboost",
+            AnyBooster::Lightgbm(_) => "lightgbm",
         }
     }
 
@@ -450,8 +439,8 @@ impl Scorer for Model {
 
     fn output_types(&self) -> Vec<(String, ArrowType)> {
         match &self.trees {
-            Trees::Xgboost(b) => output_types(b, None),
-            Trees::Lightgbm(b) => output_types(b, self.classes()),
+            AnyBooster::Xgboost(b) => output_types(b, None),
+            AnyBooster::Lightgbm(b) => output_types(b, self.classes()),
         }
     }
 
@@ -476,8 +465,8 @@ impl Scorer for Model {
             .plan::<Features>()
             .ok_or_else(|| Error::Binding("the binding was made by another model's scorer".into()))?;
         match &self.trees {
-            Trees::Xgboost(b) => score(self, b, feeds, frame),
-            Trees::Lightgbm(b) => score(self, b, feeds, frame),
+            AnyBooster::Xgboost(b) => score(self, b, feeds, frame),
+            AnyBooster::Lightgbm(b) => score(self, b, feeds, frame),
         }
     }
 

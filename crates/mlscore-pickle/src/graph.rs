@@ -344,6 +344,25 @@ impl Graph {
         }
     }
 
+    /// The bytes of a `bytes` or `bytearray` (protocol 5 and skops store a bytearray as bytes;
+    /// protocols 3 and 4 as `bytearray(b'...')`).
+    pub fn bytes(&self, id: Id) -> Result<&[u8]> {
+        match self.node(id) {
+            Node::Bytes(b) => Ok(b),
+            Node::Object { callable, args, .. } if self.global(*callable).as_deref() == Some("builtins.bytearray") => {
+                match self.tuple(*args)? {
+                    [] => Ok(&[]),
+                    [b] => match self.node(*b) {
+                        Node::Bytes(b) => Ok(b),
+                        _ => Err(invalid!("a bytearray built from {}, not from bytes", self.describe(*b))),
+                    },
+                    _ => Err(invalid!("a bytearray built from several arguments (an encoded string)")),
+                }
+            }
+            _ => Err(invalid!("expected bytes, found {}", self.describe(id))),
+        }
+    }
+
     /// A boolean: a bool, an integer or a numpy scalar, non-zero being true.
     pub fn bool(&self, id: Id) -> Result<bool> {
         match self.node(id) {

@@ -4,6 +4,8 @@
 //!
 //! Only the classes listed in [`build`] are read; any other is refused by name.
 
+use mlscore_booster::sklearn_api::{self, AnyBooster};
+use mlscore_booster::{Booster, Pyfunc, Real};
 use mlscore_kernels::columns::{self, ColumnOp};
 use mlscore_kernels::encode::{Categories, binarize};
 use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Target};
@@ -133,6 +135,9 @@ pub(crate) enum Predictor {
     KMeans {
         centers: Vec<Vec<f64>>,
     },
+    /// An XGBoost or LightGBM scikit-learn API estimator, scored with its library's
+    /// arithmetic by [`mlscore_booster`].
+    Boosted(Box<sklearn_api::Estimator>),
 }
 
 #[derive(Debug)]
@@ -223,7 +228,8 @@ pub(crate) struct Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, LinearRegression, Ridge, Lasso, ElasticNet, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
-     ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans";
+     ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
+     LGBMClassifier, LGBMRegressor, LGBMRanker, XGBClassifier, XGBRegressor, XGBRanker, XGBRF*";
 
 fn short(class: &str) -> &str {
     class.rsplit('.').next().unwrap_or(class)
@@ -669,6 +675,9 @@ fn ordinal(g: &Graph, id: Id) -> Result<Transformer> {
 
 fn predictor(g: &Graph, id: Id) -> Result<Predictor> {
     let c = class(g, id)?;
+    if sklearn_api::is_estimator(&c) {
+        return boosted(g, id, &c);
+    }
     let name = short(&c).to_string();
     let classes = || g.labels(g.get(id, "classes_")?);
     match name.as_str() {
@@ -764,6 +773,32 @@ fn predictor(g: &Graph, id: Id) -> Result<Predictor> {
             "{c} (mlscore reads {SUPPORTED}); log the model as ONNX (skl2onnx) to score it"
         ))),
     }
+}
+
+/// An XGBoost or LightGBM estimator (most often a pipeline's last step): its booster, read
+/// from the graph as data.
+fn boosted(g: &Graph, id: Id, class: &str) -> Result<Predictor> {
+    use mlscore_booster::ReadError as Booster;
+    let name = short(class);
+    let e = sklearn_api::from_graph(g, id).map_err(|e| match e {
+        Booster::Pickle(p) => p,
+        Booster::Unsupported(s) => ReadError::Unsupported(format!("{name}: {s}")),
+        other => invalid!("{name}'s booster: {other}"),
+    })?;
+    let inputs = match &e.booster {
+        AnyBooster::Xgboost(b) => &b.inputs,
+        AnyBooster::Lightgbm(b) => &b.inputs,
+    };
+    if let Some(f) =
+        inputs.categories.iter().position(|c| c.as_ref().is_some_and(|c| c.iter().any(|n| n.parse::<f64>().is_err())))
+    {
+        return Err(ReadError::Unsupported(format!(
+            "{name} with categorical feature {f} whose categories are names (pandas categories) in a scikit-learn model; \
+             log the estimator itself with mlflow.{} to score it with its categories",
+            e.booster.library()
+        )));
+    }
+    Ok(Predictor::Boosted(Box::new(e)))
 }
 
 /// `coef_` as rows (one per output) and `intercept_` (one per output).
@@ -1450,6 +1485,10 @@ impl Predictor {
             Predictor::Trees(t) => Some(t.n_features),
             Predictor::Mlp { layers, .. } => layers.first().map(|l| l.n_in),
             Predictor::KMeans { centers } => centers.first().map(Vec::len),
+            Predictor::Boosted(e) => Some(match &e.booster {
+                AnyBooster::Xgboost(b) => b.inputs.n_features,
+                AnyBooster::Lightgbm(b) => b.inputs.n_features,
+            }),
         }
     }
 
@@ -1458,6 +1497,7 @@ impl Predictor {
             Predictor::Linear { kind: LinearKind::Classifier { classes, .. }, .. } => Some(classes),
             Predictor::Trees(t) => t.classes.as_ref(),
             Predictor::Mlp { classes, .. } => classes.as_ref(),
+            Predictor::Boosted(e) => e.classes.as_ref(),
             _ => None,
         }
     }
@@ -1476,6 +1516,10 @@ impl Predictor {
             Predictor::Trees(t) => t.ensemble.outputs,
             Predictor::Mlp { layers, .. } => layers.last().map_or(1, |l| l.bias.len()),
             Predictor::KMeans { .. } => 1,
+            Predictor::Boosted(e) => match &e.booster {
+                AnyBooster::Xgboost(b) => b.transform.width(b.groups),
+                AnyBooster::Lightgbm(b) => b.transform.width(b.groups),
+            },
         }
     }
 
@@ -1493,7 +1537,8 @@ impl Predictor {
             ));
         }
         let cols: Vec<&[f64]> = (0..f.cols.len()).map(|j| f.num(j, name)).collect::<Scored<_>>()?;
-        let allows_nan = matches!(self, Predictor::Trees(t) if t.nan_is_error.is_none());
+        let allows_nan =
+            matches!(self, Predictor::Trees(t) if t.nan_is_error.is_none()) || matches!(self, Predictor::Boosted(_));
         if !allows_nan {
             for (j, c) in cols.iter().enumerate() {
                 if let Some(r) = columns::first_nan(c) {
@@ -1561,6 +1606,10 @@ impl Predictor {
                 }
             }
             Predictor::Trees(t) => t.predict(&cols, rows, name)?,
+            Predictor::Boosted(e) => match &e.booster {
+                AnyBooster::Xgboost(b) => boosted_predict(b, e.classes.as_ref(), &cols, rows, name)?,
+                AnyBooster::Lightgbm(b) => boosted_predict(b, e.classes.as_ref(), &cols, rows, name)?,
+            },
             Predictor::Mlp { layers, hidden, out, classes } => {
                 // Row-major activations: each row times each layer's (n_in, n_out) weights, the
                 // inner loop over the outputs (contiguous, vectorised; the weights stay in cache).
@@ -1619,6 +1668,34 @@ impl Predictor {
             }
         })
     }
+}
+
+/// Scores a booster on float64 columns (read into its float type, as the library reads a
+/// float64 array): its values, or a classifier's classes and probabilities.
+fn boosted_predict<T: Real>(
+    b: &Booster<T>,
+    classes: Option<&Labels>,
+    cols: &[&[f64]],
+    rows: usize,
+    name: &str,
+) -> Scored<Predicted> {
+    let width = cols.len();
+    let mut x = vec![T::zero(); rows * width];
+    for (j, c) in cols.iter().enumerate() {
+        for (r, v) in c.iter().enumerate() {
+            x[r * width + j] = <T as mlscore_kernels::tree::Float>::from_f64(*v);
+        }
+    }
+    b.read_features(&mut x);
+    let s = b.score(&x, rows).map_err(|e| score_err(name, e.to_string()))?;
+    let to_f64 = |v: Vec<T>| v.into_iter().map(mlscore_kernels::tree::Float::to_f64).collect::<Vec<f64>>();
+    Ok(match (b.pyfunc, classes) {
+        (Pyfunc::Labels, Some(c)) => {
+            let (labels, proba) = b.classify(&s.values);
+            Predicted::Classes { labels, proba: Some(to_f64(proba)), classes: c.clone() }
+        }
+        _ => Predicted::Values { values: to_f64(s.values), width: b.transform.width(b.groups) },
+    })
 }
 
 impl Trees {

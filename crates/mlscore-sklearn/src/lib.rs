@@ -384,6 +384,7 @@ impl Model {
             Predictor::Trees(t) => t.nan_is_error.unwrap_or("the tree model").to_string(),
             Predictor::Mlp { .. } => "the MLP".into(),
             Predictor::KMeans { .. } => "KMeans".into(),
+            Predictor::Boosted(e) => e.class.clone(),
         }
     }
 }

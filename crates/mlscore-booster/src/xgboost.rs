@@ -11,15 +11,17 @@ use crate::value::{Value, from_json, from_ubjson};
 
 /// What the first bytes of an XGBoost model file say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Encoding {
+pub enum Encoding {
+    /// JSON (`model.json`).
     Json,
+    /// Universal Binary JSON (`model.ubj`; `model.xgb` from xgboost 2.1 on).
     Ubjson,
     /// XGBoost's binary format before 2.1 (removed in 3.1).
     Legacy,
 }
 
 /// Sniffs the encoding: JSON and UBJSON both open an object; UBJSON's first key is a length marker.
-pub(crate) fn encoding(bytes: &[u8]) -> Encoding {
+pub fn encoding(bytes: &[u8]) -> Encoding {
     match bytes {
         [b'{', b'L' | b'i' | b'U' | b'I' | b'l' | b'$' | b'#' | b'}', ..] => Encoding::Ubjson,
         [b'{', ..] => Encoding::Json,
@@ -29,7 +31,7 @@ pub(crate) fn encoding(bytes: &[u8]) -> Encoding {
 
 /// Reads an XGBoost model file saved by `Booster.save_model` or a sklearn-API estimator's
 /// `save_model`, for the flavor's `model_class`.
-pub(crate) fn read(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, ReadError> {
+pub fn read(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, ReadError> {
     let doc = match encoding(bytes) {
         Encoding::Json => from_json(bytes)?,
         Encoding::Ubjson => from_ubjson(bytes)?,
@@ -42,6 +44,22 @@ pub(crate) fn read(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, Read
             ));
         }
     };
+    read_doc(&doc, model_class)
+}
+
+/// Reads the model of an XGBoost memory snapshot: the `handle` a pickled or skops-saved
+/// `Booster` keeps (`Booster.__getstate__`), UBJSON `{"Config": ..., "Model": ...}`, whose
+/// `Model` is what `save_model` writes.
+pub(crate) fn read_snapshot(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, ReadError> {
+    if encoding(bytes) != Encoding::Ubjson {
+        return Err(ReadError::Invalid("its booster's handle is not an XGBoost UBJSON snapshot".into()));
+    }
+    let doc = from_ubjson(bytes)?;
+    read_doc(doc.at("Model")?, model_class)
+}
+
+/// Reads a parsed model document (`{"learner": ...}`) for `model_class`.
+fn read_doc(doc: &Value, model_class: &str) -> Result<Booster<f32>, ReadError> {
     let class = model_class.rsplit('.').next().unwrap_or(model_class);
     let pyfunc = match class {
         "Booster" => Pyfunc::Prediction,
@@ -152,7 +170,7 @@ pub(crate) fn read(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, Read
         Some(cats) => categories(cats, n_features)?,
         None => vec![None; n_features],
     };
-    let inputs = Inputs { n_features, names: feature_names, rules, categories };
+    let inputs = Inputs { n_features, names: feature_names, rules, categories, missing: None };
     Booster::new(&raw, groups, base, transform, pyfunc, inputs)
 }
 

@@ -15,7 +15,7 @@ use crate::error::ReadError;
 /// Reads a LightGBM text model (a Booster's `model.lgb`, or the `_handle` of a scikit-learn API
 /// model), scoring at most `iterations` boosting rounds where given (the `best_iteration` a
 /// scikit-learn API model predicts with).
-pub(crate) fn read(text: &str, iterations: Option<usize>) -> Result<Booster<f64>, ReadError> {
+pub fn read(text: &str, iterations: Option<usize>) -> Result<Booster<f64>, ReadError> {
     let mut lines = text.lines().map(str::trim_end);
     let mut header: HashMap<&str, &str> = HashMap::new();
     let mut average_output = false;
@@ -96,7 +96,7 @@ pub(crate) fn read(text: &str, iterations: Option<usize>) -> Result<Booster<f64>
         .collect();
     let categories = pandas_categories(text, header.get("feature_infos").copied(), n_features)?;
     let iterations = raw.roots.len() / groups;
-    let inputs = Inputs { n_features, names: feature_names, rules, categories };
+    let inputs = Inputs { n_features, names: feature_names, rules, categories, missing: None };
     let mut booster = Booster::new(&raw, groups, vec![0.0; groups], transform, Pyfunc::Prediction, inputs)?;
     if average_output {
         booster.average = Some(iterations as f64);

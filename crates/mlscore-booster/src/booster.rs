@@ -8,13 +8,13 @@ use mlscore_kernels::tree::{Aggregate, Ensemble, Float, RawEnsemble};
 use crate::error::ReadError;
 
 /// The float types the libraries predict in: XGBoost in `f32`, LightGBM in `f64`.
-pub(crate) trait Real: Float + num_traits::Float {}
+pub trait Real: Float + num_traits::Float {}
 impl Real for f32 {}
 impl Real for f64 {}
 
 /// How margins become the library's prediction (its objective's output transform).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Transform {
+pub enum Transform {
     /// The margin itself (squared error, ranking, `binary:logitraw`, ...).
     Identity,
     /// `1 / (1 + exp(-scale * m))`.
@@ -35,12 +35,12 @@ pub(crate) enum Transform {
 
 impl Transform {
     /// The number of values a row's prediction has, for `groups` margins.
-    pub(crate) fn width(self, groups: usize) -> usize {
+    pub fn width(self, groups: usize) -> usize {
         if self == Transform::ArgMax { 1 } else { groups }
     }
 
     /// Applies the transform to one row's margins, writing `out` ([`Transform::width`] values).
-    pub(crate) fn apply<T: Real>(self, m: &[T], out: &mut [T]) {
+    pub fn apply<T: Real>(self, m: &[T], out: &mut [T]) {
         let one = T::one();
         match self {
             Transform::Identity => out.copy_from_slice(m),
@@ -96,7 +96,7 @@ fn sigmoid<T: Real>(v: T) -> T {
 }
 
 /// The first index of the largest value (numpy's `argmax`; NaN never wins).
-pub(crate) fn arg_max<T: Real>(v: &[T]) -> usize {
+pub fn arg_max<T: Real>(v: &[T]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
         if *x > v[best] || (Float::is_nan(v[best]) && !Float::is_nan(*x)) {
@@ -108,7 +108,7 @@ pub(crate) fn arg_max<T: Real>(v: &[T]) -> usize {
 
 /// What MLflow's pyfunc `predict` returns for the model (decided by the flavor's `model_class`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pyfunc {
+pub enum Pyfunc {
     /// The transformed prediction (a Booster; a sklearn-API regressor).
     Prediction,
     /// Class labels (an `XGBClassifier`'s `0..K-1`, an `LGBMClassifier`'s own): for one group
@@ -118,7 +118,7 @@ pub(crate) enum Pyfunc {
 
 /// How a row's inputs are read before the walk (LightGBM's rules, per feature).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) enum FeatureRule {
+pub enum FeatureRule {
     /// As given (XGBoost).
     #[default]
     AsIs,
@@ -133,11 +133,12 @@ pub(crate) enum FeatureRule {
 }
 
 /// LightGBM's `kZeroThreshold`.
-pub(crate) const ZERO_THRESHOLD: f64 = 1.000_000_018_002_509_5e-35;
+pub const ZERO_THRESHOLD: f64 = 1.000_000_018_002_509_5e-35;
 
 /// A boosted model, ready to score in the float type `T`.
 #[derive(Debug)]
-pub(crate) struct Booster<T> {
+pub struct Booster<T> {
+    /// The compiled trees.
     pub ensemble: Ensemble<T>,
     /// The number of margins a row has (classes for multiclass, else 1).
     pub groups: usize,
@@ -146,14 +147,17 @@ pub(crate) struct Booster<T> {
     /// Divide the sums by this before the transform (LightGBM random forests average their
     /// trees; their raw scores are the sums).
     pub average: Option<T>,
+    /// How margins become the library's prediction.
     pub transform: Transform,
+    /// What MLflow's pyfunc returns for the model.
     pub pyfunc: Pyfunc,
+    /// What the model says about its input features.
     pub inputs: Inputs,
 }
 
 /// What a model says about its input features.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Inputs {
+pub struct Inputs {
     /// The number of features.
     pub n_features: usize,
     /// Their names, where the model has them (else empty).
@@ -163,18 +167,23 @@ pub(crate) struct Inputs {
     /// Per feature: the training categories by name, for categorical features whose model
     /// stores them (a string column is re-coded to their positions).
     pub categories: Vec<Option<Vec<String>>>,
+    /// A value that is missing besides NaN (a pickled XGBoost estimator's `missing`),
+    /// compared in the booster's float type.
+    pub missing: Option<f64>,
 }
 
 /// The scores of a batch: margins and transformed values, row-major.
 #[derive(Debug)]
-pub(crate) struct Scores<T> {
+pub struct Scores<T> {
+    /// The raw margins, [`Booster::groups`] a row.
     pub margins: Vec<T>,
+    /// The transformed values, [`Transform::width`] a row.
     pub values: Vec<T>,
 }
 
 impl<T: Real> Booster<T> {
     /// Compiles the trees of `raw`, checked for `groups` outputs and the model's inputs.
-    pub(crate) fn new(
+    pub fn new(
         raw: &RawEnsemble,
         groups: usize,
         base: Vec<T>,
@@ -207,7 +216,7 @@ impl<T: Real> Booster<T> {
 
     /// Scores `rows` rows of `x` (row-major, [`Inputs::n_features`] values a row, already read
     /// by the feature rules).
-    pub(crate) fn score(&self, x: &[T], rows: usize) -> Result<Scores<T>, ReadError> {
+    pub fn score(&self, x: &[T], rows: usize) -> Result<Scores<T>, ReadError> {
         let (margins, _) = self
             .ensemble
             .aggregate_from(x, self.inputs.n_features, rows, Aggregate::Sum, &self.base)
@@ -229,8 +238,32 @@ impl<T: Real> Booster<T> {
         Ok(Scores { margins, values })
     }
 
-    /// Applies the feature rules to a row-major batch, in place.
-    pub(crate) fn read_features(&self, x: &mut [T]) {
+    /// The number of trees scored.
+    pub fn n_trees(&self) -> usize {
+        self.ensemble.n_trees()
+    }
+
+    /// A classifier's predicted classes and probabilities from its transformed values (a
+    /// [`Scores::values`]): with one group, the probability of class 1 gives `[1 - p, p]` and
+    /// class 1 where `p > 1 - p` (XGBoost says `p > 0.5`, LightGBM the argmax of `[1 - p, p]`:
+    /// the same for every `p`); with more, the argmax of each row.
+    pub fn classify(&self, values: &[T]) -> (Vec<usize>, Vec<T>) {
+        let k = self.groups;
+        if k == 1 {
+            let half = <T as Float>::from_f64(0.5);
+            let labels = values.iter().map(|p| usize::from(*p > half)).collect();
+            (labels, values.iter().flat_map(|p| [T::one() - *p, *p]).collect())
+        } else {
+            (values.chunks_exact(k).map(arg_max).collect(), values.to_vec())
+        }
+    }
+
+    /// Applies the feature rules (and the missing value) to a row-major batch, in place.
+    pub fn read_features(&self, x: &mut [T]) {
+        if let Some(m) = self.inputs.missing {
+            let m = <T as Float>::from_f64(m);
+            x.iter_mut().filter(|v| **v == m).for_each(|v| *v = T::nan());
+        }
         let rules = &self.inputs.rules;
         if rules.iter().all(|r| *r == FeatureRule::AsIs) {
             return;
