@@ -257,6 +257,9 @@ pub struct Ensemble<T> {
     value_in_node: bool,
     /// Per leaf: the sum of its weights for output 0, and whether it has any (single-output ensembles).
     single: Option<Vec<(T, bool)>>,
+    /// Multi-output ensembles whose every leaf has exactly one weight per output (forest
+    /// classifiers): the weights, `outputs` a leaf, by output.
+    dense: Option<Vec<T>>,
     /// Per leaf: its entries' range in `weights`.
     ranges: Vec<(u32, u32)>,
     weights: Vec<(u32, T)>,
@@ -492,7 +495,25 @@ impl<T: Float> Ensemble<T> {
             weights.extend(leaf.iter().map(|(o, v)| (*o as u32, T::from_f64(*v))));
             ranges.push((start, weights.len() as u32));
         }
-        Ok(Self { layout, trees, leaf_of, value_in_node, single, ranges, weights, outputs, features })
+        let dense = (outputs > 1)
+            .then(|| {
+                let mut table = vec![T::default(); raw.leaves.len() * outputs];
+                for (l, leaf) in raw.leaves.iter().enumerate() {
+                    let mut seen = vec![false; outputs];
+                    if leaf.len() != outputs {
+                        return None;
+                    }
+                    for (o, v) in leaf {
+                        if *o >= outputs || std::mem::replace(&mut seen[*o], true) {
+                            return None;
+                        }
+                        table[l * outputs + o] = T::from_f64(*v);
+                    }
+                }
+                Some(table)
+            })
+            .flatten();
+        Ok(Self { layout, trees, leaf_of, value_in_node, single, dense, ranges, weights, outputs, features })
     }
 
     /// Number of trees.
@@ -570,6 +591,97 @@ impl<T: Float> Ensemble<T> {
         }
     }
 
+    /// Sums leaf values kept by the caller, in a float type of its own (`A`), over the leaves
+    /// each row reaches: per row, `init` (one value per output) plus, tree by tree in order,
+    /// `table[leaf * k..(leaf + 1) * k]`, where `k = init.len()` and `leaf` indexes the leaves
+    /// of the [`RawEnsemble`] this ensemble was compiled from. Thresholds are compared in `T`,
+    /// sums are taken in `A`: scikit-learn's trees compare float32 inputs and add float64
+    /// leaf values.
+    ///
+    /// ```
+    /// use mlscore_kernels::tree::{Ensemble, Mode, RawEnsemble, RawNode, Target};
+    /// // x0 <= 0.5 reaches leaf 0, else leaf 1.
+    /// let raw = RawEnsemble {
+    ///     nodes: vec![RawNode {
+    ///         feature: 0,
+    ///         threshold: 0.5,
+    ///         mode: Mode::Leq,
+    ///         members: Vec::new(),
+    ///         yes: Target::Leaf(0),
+    ///         no: Target::Leaf(1),
+    ///         missing_true: false,
+    ///     }],
+    ///     leaves: vec![vec![(0, 1.0)], vec![(0, 2.0)]],
+    ///     roots: vec![Target::Node(0)],
+    /// };
+    /// let trees = Ensemble::<f32>::compile(&raw, 1)?;
+    /// let table = [0.1f64, 0.2];
+    /// assert_eq!(trees.sum_leaf_table(&[0.25f32, 0.75], 1, 2, &table, &[10.0])?, vec![10.1, 10.2]);
+    /// # Ok::<(), mlscore_kernels::Error>(())
+    /// ```
+    pub fn sum_leaf_table<A: Copy + std::ops::AddAssign>(
+        &self,
+        x: &[T],
+        width: usize,
+        rows: usize,
+        table: &[A],
+        init: &[A],
+    ) -> Result<Vec<A>> {
+        let k = init.len();
+        ensure!(k > 0, "no initial values: one per output is needed");
+        ensure!(
+            width >= self.features,
+            "the model reads feature {} but the input has {width} columns",
+            self.features.saturating_sub(1)
+        );
+        ensure!(x.len() >= rows * width, "{} values for {rows} rows of {width}", x.len());
+        ensure!(
+            table.len() == self.ranges.len() * k,
+            "a table of {} values for {} leaves and {k} outputs",
+            table.len(),
+            self.ranges.len()
+        );
+        let mut acc = init.repeat(rows);
+        self.add_leaf_rows(x, width, rows, table, k, &mut acc);
+        Ok(acc)
+    }
+
+    /// Adds each reached leaf's row of `table` (`k` values a leaf) to the rows of `acc`.
+    fn add_leaf_rows<A: Copy + std::ops::AddAssign>(
+        &self,
+        x: &[T],
+        width: usize,
+        rows: usize,
+        table: &[A],
+        k: usize,
+        acc: &mut [A],
+    ) {
+        self.walk(x, width, rows, |start, reached| {
+            let acc = &mut acc[start * k..];
+            if k == 1 {
+                reached.for_each_slot(|r, i| acc[r] += table[self.leaf_of[i as usize] as usize]);
+            } else if k == 2 {
+                // Binary classifiers' two probabilities: a fixed-size pair the compiler adds at once.
+                reached.for_each_slot(|r, i| {
+                    let l = self.leaf_of[i as usize] as usize;
+                    if let (Some([a0, a1]), Some([v0, v1])) =
+                        (acc.get_mut(2 * r..2 * r + 2), table.get(2 * l..2 * l + 2))
+                    {
+                        *a0 += *v0;
+                        *a1 += *v1;
+                    }
+                });
+            } else {
+                reached.for_each_slot(|r, i| {
+                    let l = self.leaf_of[i as usize] as usize;
+                    for (a, v) in acc[r * k..(r + 1) * k].iter_mut().zip(&table[l * k..(l + 1) * k]) {
+                        *a += *v;
+                    }
+                });
+            }
+        });
+    }
+
     /// Aggregates every tree's leaves for each row: the per-output sums (or min / max) and whether
     /// any leaf reached gave the output a weight.
     pub fn aggregate(&self, x: &[T], width: usize, rows: usize, agg: Aggregate) -> Result<(Vec<T>, Vec<bool>)> {
@@ -640,6 +752,13 @@ impl<T: Float> Ensemble<T> {
                     has[start + r] |= h;
                 });
             }),
+            // Every leaf weighs every output once: add its row of the table (the same sums, in
+            // the same order, as adding its entries one by one).
+            (_, _, Aggregate::Sum | Aggregate::Average) if self.dense.is_some() => {
+                let dense = self.dense.as_deref().unwrap_or_default();
+                self.add_leaf_rows(x, width, rows, dense, k, &mut acc);
+                has.fill(true);
+            }
             _ => self.walk(x, width, rows, |start, reached| {
                 reached.for_each_slot(|r, i| {
                     let (s, e) = self.ranges[self.leaf_of[i as usize] as usize];
@@ -945,7 +1064,8 @@ mod tests {
 
     /// Random trees of 1 to 48 leaves (so both walks are used) over 5 features, with thresholds
     /// from a small set that the inputs hit exactly, every fast mode, NaN tracking on some splits.
-    fn random_ensemble(rng: &mut Rng, trees: usize, outputs: usize) -> RawEnsemble {
+    /// `dense`: every leaf weighs every output once, in a random order (forest classifiers).
+    fn random_ensemble(rng: &mut Rng, trees: usize, outputs: usize, dense: bool) -> RawEnsemble {
         let mut raw = RawEnsemble::default();
         for _ in 0..trees {
             let want = 1 + rng.below(48);
@@ -976,8 +1096,16 @@ mod tests {
             }
             for (parent, yes) in holes {
                 let leaf = raw.leaves.len();
-                let weights = (0..1 + rng.below(outputs)).map(|_| (rng.below(outputs), rng.below(1000) as f64 / 8.0));
-                raw.leaves.push(weights.collect());
+                let mut weights: Vec<(usize, f64)> = if dense {
+                    (0..outputs).map(|o| (o, rng.below(1000) as f64 / 8.0)).collect()
+                } else {
+                    (0..1 + rng.below(outputs)).map(|_| (rng.below(outputs), rng.below(1000) as f64 / 8.0)).collect()
+                };
+                if dense {
+                    let turn = rng.below(outputs);
+                    weights.rotate_left(turn);
+                }
+                raw.leaves.push(weights);
                 match parent {
                     None => *raw.roots.last_mut().expect("root") = Target::Leaf(leaf),
                     Some(p) if yes => raw.nodes[p].yes = Target::Leaf(leaf),
@@ -1014,9 +1142,9 @@ mod tests {
         acc
     }
 
-    fn check_against_oracle<T: Float>(seed: u64, outputs: usize) {
+    fn check_against_oracle<T: Float>(seed: u64, outputs: usize, dense: bool) {
         let mut rng = Rng(seed);
-        let raw = random_ensemble(&mut rng, 60, outputs);
+        let raw = random_ensemble(&mut rng, 60, outputs, dense);
         let bits = Ensemble::<T>::compile(&raw, outputs).unwrap();
         let Layout::Fast { bits: Some(b), .. } = &bits.layout else { panic!("no bit-vector trees") };
         // Trees of up to 32 leaves are scored by masks alone, larger ones walked on from their cut.
@@ -1036,11 +1164,23 @@ mod tests {
                 }
             })
             .collect();
+        assert_eq!(bits.dense.is_some(), dense && outputs > 1);
+        // A caller's table of every leaf's weights, by output.
+        let mut table = vec![T::default(); raw.leaves.len() * outputs];
+        for (l, leaf) in raw.leaves.iter().enumerate() {
+            for &(o, w) in leaf {
+                table[l * outputs + o] += T::from_f64(w);
+            }
+        }
         for (name, e) in [("bit-vector", &bits), ("node", &nodes_only)] {
             let (got, _) = e.aggregate(&x, 5, rows, Aggregate::Sum).unwrap();
+            let tabled = e.sum_leaf_table(&x, 5, rows, &table, &vec![T::default(); outputs]).unwrap();
             for (r, row) in x.chunks_exact(5).enumerate() {
                 let want = oracle(&raw, row, outputs);
                 assert_eq!(&got[r * outputs..(r + 1) * outputs], &want[..], "{name} walk, row {r}: {row:?}");
+                if dense || outputs == 1 {
+                    assert_eq!(&tabled[r * outputs..(r + 1) * outputs], &want[..], "{name} walk, table, row {r}");
+                }
             }
         }
         // Batches of fewer than BITS_MIN_ROWS rows are walked node by node, bit-vectors or not.
@@ -1057,9 +1197,12 @@ mod tests {
     #[test]
     fn both_walks_reach_the_leaves_an_attribute_by_attribute_walk_reaches() {
         for seed in 0..8 {
-            check_against_oracle::<f32>(seed, 1);
-            check_against_oracle::<f64>(seed, 1);
-            check_against_oracle::<f32>(seed, 3);
+            check_against_oracle::<f32>(seed, 1, false);
+            check_against_oracle::<f64>(seed, 1, false);
+            check_against_oracle::<f32>(seed, 3, false);
+            // Forest classifiers: the dense table (binary's pair, and three classes).
+            check_against_oracle::<f64>(seed, 2, true);
+            check_against_oracle::<f32>(seed, 3, true);
         }
     }
 

@@ -173,6 +173,9 @@ pub(crate) struct Trees {
     pub ensemble: Ensemble<f64>,
     /// Round inputs to float32 first (DecisionTree, forests, GradientBoosting; not HGB).
     pub f32_inputs: bool,
+    /// For float32 inputs, the same trees walked in float32 with float64 leaf values (see
+    /// [`f32_walk`]), where they can be.
+    pub f32_walk: Option<(Ensemble<f32>, Vec<f64>)>,
     pub init: Vec<f64>,
     /// Divide the sums by this (forests average their trees).
     pub average: Option<f64>,
@@ -941,6 +944,38 @@ fn compile(raw: &RawEnsemble, outputs: usize) -> Result<Ensemble<f64>> {
     Ensemble::compile(raw, outputs).map_err(|e| invalid!("the trees cannot be compiled: {e}"))
 }
 
+/// The trees again for float32 inputs: each split `x <= t` becomes `x <= t32`, `t32` the largest
+/// float32 not above `t`, which for a float32 `x` is the same test exactly; walked in float32
+/// (twice the SIMD lanes and half the node bytes of float64), the leaves' values kept in float64
+/// in a table, `k` a leaf. `None` where a split is not `<=` or a leaf weighs an output twice, and for a single
+/// output, where the float64 trees keep each leaf's value in its node and are as fast
+/// (GradientBoosting 100 trees: 1.7-2.0M rows/s in float32 from the table, 1.8-2.3M in float64).
+/// Forest classifiers gain most: RandomForest 100 trees depth 8, binary, 279k rows/s in float64,
+/// 500-700k in float32.
+fn f32_walk(raw: &RawEnsemble, k: usize) -> Result<Option<(Ensemble<f32>, Vec<f64>)>> {
+    if k == 1 || raw.nodes.iter().any(|n| n.mode != Mode::Leq) {
+        return Ok(None);
+    }
+    let mut table = vec![0.0f64; raw.leaves.len() * k];
+    for (l, leaf) in raw.leaves.iter().enumerate() {
+        let row = &mut table[l * k..(l + 1) * k];
+        let mut seen = vec![false; k];
+        for (o, v) in leaf {
+            if *o >= k || std::mem::replace(&mut seen[*o], true) {
+                return Ok(None);
+            }
+            row[*o] = *v;
+        }
+    }
+    let mut rounded = raw.clone();
+    for n in &mut rounded.nodes {
+        let t = n.threshold as f32;
+        n.threshold = f64::from(if f64::from(t) > n.threshold { t.next_down() } else { t });
+    }
+    let ensemble = Ensemble::compile(&rounded, k).map_err(|e| invalid!("the trees cannot be compiled: {e}"))?;
+    Ok(Some((ensemble, table)))
+}
+
 fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
     let n_features = n_features_of(g, model)?;
     let version =
@@ -986,6 +1021,7 @@ fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
     Ok(Predictor::Trees(Box::new(Trees {
         ensemble: compile(&raw, outputs)?,
         f32_inputs: true,
+        f32_walk: f32_walk(&raw, outputs)?,
         init: Vec::new(),
         average,
         link: TreeLink::Identity,
@@ -1074,6 +1110,7 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     Ok(Predictor::Trees(Box::new(Trees {
         ensemble: compile(&raw, k)?,
         f32_inputs: true,
+        f32_walk: f32_walk(&raw, k)?,
         init,
         average: None,
         link,
@@ -1149,6 +1186,7 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     Ok(Predictor::Trees(Box::new(Trees {
         ensemble: compile(&raw, k)?,
         f32_inputs: false,
+        f32_walk: None,
         init: baseline,
         average: None,
         link,
@@ -1701,12 +1739,6 @@ fn boosted_predict<T: Real>(
 impl Trees {
     fn predict(&self, cols: &[&[f64]], rows: usize, name: &str) -> Scored<Predicted> {
         let width = cols.len();
-        let mut x = vec![0.0f64; rows * width];
-        for (j, c) in cols.iter().enumerate() {
-            for (r, v) in c.iter().enumerate() {
-                x[r * width + j] = if self.f32_inputs { f64::from(*v as f32) } else { *v };
-            }
-        }
         if self.f32_inputs
             && let Some(j) = cols.iter().position(|c| c.iter().any(|v| v.is_finite() && (*v as f32).is_infinite()))
         {
@@ -1716,10 +1748,28 @@ impl Trees {
             ));
         }
         let k = self.ensemble.outputs;
-        let (mut sums, _) = self
-            .ensemble
-            .aggregate_from(&x, width, rows, Aggregate::Sum, &self.init)
-            .map_err(|e| score_err(name, e.to_string()))?;
+        let mut sums = match &self.f32_walk {
+            Some((ensemble, table)) => {
+                let mut x = vec![0.0f32; rows * width];
+                for (j, c) in cols.iter().enumerate() {
+                    for (r, v) in c.iter().enumerate() {
+                        x[r * width + j] = *v as f32;
+                    }
+                }
+                let init = if self.init.is_empty() { vec![0.0; k] } else { self.init.clone() };
+                ensemble.sum_leaf_table(&x, width, rows, table, &init)
+            }
+            None => {
+                let mut x = vec![0.0f64; rows * width];
+                for (j, c) in cols.iter().enumerate() {
+                    for (r, v) in c.iter().enumerate() {
+                        x[r * width + j] = if self.f32_inputs { f64::from(*v as f32) } else { *v };
+                    }
+                }
+                self.ensemble.aggregate_from(&x, width, rows, Aggregate::Sum, &self.init).map(|(sums, _)| sums)
+            }
+        }
+        .map_err(|e| score_err(name, e.to_string()))?;
         if let Some(n) = self.average {
             sums.iter_mut().for_each(|v| *v /= n);
         }
