@@ -11,6 +11,9 @@ generator) and saved with mlflow.xgboost / mlflow.lightgbm into bench-data/gbdt/
 For every model, batch size and thread count, interleaved `--repeat` times (median kept):
   xgboost:  Booster.inplace_predict on float64 numpy slices (nthread = threads);
   lightgbm: Booster.predict on float64 numpy slices (num_threads = threads);
+  treelite: the same model through treelite's frontend, compiled to a shared library by tl2cgen
+            (gcc with tl2cgen's flags, cached next to the model), tl2cgen.Predictor.predict on a DMatrix of each
+            float64 slice (nthread = threads); `--no-treelite` skips it;
   mlscore:  the release example `bench` of mlscore-formats: Arrow float64 columns in, bind once,
             Scorer::predict per batch; with several threads each scores the whole table (as the
             engine scores partitions side by side), the libraries split each batch instead.
@@ -71,13 +74,31 @@ def models(trees: list[int], x: np.ndarray, y: np.ndarray) -> dict[str, tuple[st
     return out
 
 
-def library_rate(name: str, booster, x: np.ndarray, batch: int, threads: int, seconds: float) -> tuple[float, float]:
+def treelite_library(name: str, model_dir: str, booster) -> Path:
+    """The model compiled by treelite + tl2cgen (once; the library is kept next to the model)."""
+    import tl2cgen
+    import treelite
+
+    lib = Path(model_dir) / f"treelite-{treelite.__version__}-tl2cgen-{tl2cgen.__version__}.so"
+    if not lib.exists():
+        frontend = treelite.frontend.from_xgboost if name.startswith("xgb") else treelite.frontend.from_lightgbm
+        tmp = lib.with_suffix(".tmp.so")
+        tl2cgen.export_lib(frontend(booster), toolchain="gcc", libpath=str(tmp), params={"parallel_comp": 8}, nthread=os.cpu_count())
+        tmp.rename(lib)
+    return lib
+
+
+def treelite_check(lib: Path, name: str, booster, x: np.ndarray) -> str:
+    import tl2cgen
+
+    got = np.asarray(tl2cgen.Predictor(str(lib), nthread=1).predict(tl2cgen.DMatrix(x)), dtype=np.float64).ravel()
+    want = np.asarray(booster.inplace_predict(x) if name.startswith("xgb") else booster.predict(x), dtype=np.float64)
+    diff = np.abs(got - want)
+    return f"treelite: {int((diff == 0).sum())} of {len(want)} predictions bit-identical to the library's, max abs diff {diff.max():.1e}"
+
+
+def rate(fn, x: np.ndarray, batch: int, seconds: float) -> tuple[float, float]:
     slices = [x[i : i + batch] for i in range(0, len(x), batch)]
-    if name.startswith("xgb"):
-        booster.set_param({"nthread": threads})
-        fn = lambda s: booster.inplace_predict(s)  # noqa: E731
-    else:
-        fn = lambda s: booster.predict(s, num_threads=threads)  # noqa: E731
     fn(slices[0])
     passes, start, cpu0 = 0, time.perf_counter(), time.process_time()
     while passes == 0 or time.perf_counter() - start < seconds:
@@ -86,6 +107,20 @@ def library_rate(name: str, booster, x: np.ndarray, batch: int, threads: int, se
         passes += 1
     wall = time.perf_counter() - start
     return len(x) * passes / wall, (time.process_time() - cpu0) / passes
+
+
+def library_rate(name: str, booster, x: np.ndarray, batch: int, threads: int, seconds: float) -> tuple[float, float]:
+    if name.startswith("xgb"):
+        booster.set_param({"nthread": threads})
+        return rate(lambda s: booster.inplace_predict(s), x, batch, seconds)
+    return rate(lambda s: booster.predict(s, num_threads=threads), x, batch, seconds)
+
+
+def treelite_rate(lib: Path, x: np.ndarray, batch: int, threads: int, seconds: float) -> tuple[float, float]:
+    import tl2cgen
+
+    predictor = tl2cgen.Predictor(str(lib), nthread=threads)
+    return rate(lambda s: predictor.predict(tl2cgen.DMatrix(s)), x, batch, seconds)
 
 
 def mlscore_rate(binary: Path, model_dir: str, data: str, features: int, rows: int, batch: int, threads: int, seconds: float) -> tuple[float, float, float]:
@@ -121,6 +156,8 @@ def main() -> None:
     p.add_argument("--threads", default=f"1,{os.cpu_count()}")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--models", help="only these (xgb100, lgb500, ...)")
+    p.add_argument("--no-treelite", action="store_true", help="skip the treelite baseline")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     train_x, train_y = higgs_like(100_000, seed=1)
@@ -134,19 +171,31 @@ def main() -> None:
     print(f"{len(x)} rows x {x.shape[1]} float64 features; mlscore {binary}")
     print(f"{'model':7} {'batch':>6} {'thr':>3} {'lib rows/s':>12} {'mlscore rows/s':>15} {'ratio':>7} {'lib cpu/pass':>12} {'mls cpu/pass':>12} {'cpu ratio':>9} {'mls RSS MB':>10}")
     for name, (model_dir, booster) in ms.items():
+        if args.models and name not in args.models.split(","):
+            continue
+        tl = None if args.no_treelite else treelite_library(name, model_dir, booster)
         for batch in map(int, args.batches.split(",")):
             for threads in map(int, args.threads.split(",")):
-                lib, mls = [], []
+                lib, mls, tls = [], [], []
                 for _ in range(args.repeat):
                     lib.append(library_rate(name, booster, x, batch, threads, args.seconds))
                     mls.append(mlscore_rate(binary, model_dir, str(data), x.shape[1], len(x), batch, threads, args.seconds))
+                    if tl:
+                        tls.append(treelite_rate(tl, x, batch, threads, args.seconds))
                 lr, mr = statistics.median(v[0] for v in lib), statistics.median(v[0] for v in mls)
                 lc, mc = statistics.median(v[1] for v in lib), statistics.median(v[1] for v in mls)
                 rss = max(v[2] for v in mls)
                 print(f"{name:7} {batch:>6} {threads:>3} {lr:>12.0f} {mr:>15.0f} {mr / lr:>6.2f}x {lc:>12.3f} {mc:>12.3f} {lc / mc:>8.2f}x {rss:>10.0f}", flush=True)
+                row = {"time": time.time(), "model": name, "rows": len(x), "batch": batch, "threads": threads, "lib_rows_per_s": lr, "mlscore_rows_per_s": mr, "ratio": mr / lr, "lib_cpu_s_per_pass": lc, "mlscore_cpu_s_per_pass": mc, "mlscore_peak_rss_mb": rss}
+                if tls:
+                    tr, tc = statistics.median(v[0] for v in tls), statistics.median(v[1] for v in tls)
+                    print(f"{'':7} {'':>6} {'':>3} treelite {tr:>12.0f} rows/s: mlscore / treelite {mr / tr:.2f}x rows/s, {tc / mc:.2f}x less CPU per row", flush=True)
+                    row.update({"treelite_rows_per_s": tr, "treelite_cpu_s_per_pass": tc, "ratio_treelite": mr / tr})
                 with results.open("a") as f:
-                    f.write(json.dumps({"time": time.time(), "model": name, "rows": len(x), "batch": batch, "threads": threads, "lib_rows_per_s": lr, "mlscore_rows_per_s": mr, "ratio": mr / lr, "lib_cpu_s_per_pass": lc, "mlscore_cpu_s_per_pass": mc, "mlscore_peak_rss_mb": rss}) + "\n")
+                    f.write(json.dumps(row) + "\n")
         print(f"{name:7} check: {agree(binary, name, model_dir, booster, str(data), x)}", flush=True)
+        if tl:
+            print(f"{name:7} check: {treelite_check(tl, name, booster, x)}", flush=True)
     print(f"library side peak RSS (this Python process: the table, all models loaded): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
