@@ -39,16 +39,38 @@ pub enum ColumnOp {
 ))]
 pub fn apply(x: &mut [f64], ops: &[ColumnOp]) {
     for block in x.chunks_mut(512) {
-        for op in ops {
-            match *op {
-                ColumnOp::Sub(c) => block.iter_mut().for_each(|v| *v -= c),
-                ColumnOp::Div(c) => block.iter_mut().for_each(|v| *v /= c),
-                ColumnOp::Mul(c) => block.iter_mut().for_each(|v| *v *= c),
-                ColumnOp::Add(c) => block.iter_mut().for_each(|v| *v += c),
-                ColumnOp::Clamp(lo, hi) => block.iter_mut().for_each(|v| *v = v.clamp(lo, hi)),
-            }
+        apply_block(block, ops);
+    }
+}
+
+/// The ops on one block, in order (inlined into each compiled version of its callers).
+#[inline(always)]
+fn apply_block(block: &mut [f64], ops: &[ColumnOp]) {
+    for op in ops {
+        match *op {
+            ColumnOp::Sub(c) => block.iter_mut().for_each(|v| *v -= c),
+            ColumnOp::Div(c) => block.iter_mut().for_each(|v| *v /= c),
+            ColumnOp::Mul(c) => block.iter_mut().for_each(|v| *v *= c),
+            ColumnOp::Add(c) => block.iter_mut().for_each(|v| *v += c),
+            ColumnOp::Clamp(lo, hi) => block.iter_mut().for_each(|v| *v = v.clamp(lo, hi)),
         }
     }
+}
+
+/// [`apply`] to a copy of `x`: the same values, in one pass over `x` (each block is copied,
+/// then transformed while it is in cache).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
+    "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
+))]
+pub fn apply_copy(x: &[f64], ops: &[ColumnOp]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(x.len());
+    for block in x.chunks(512) {
+        let start = out.len();
+        out.extend_from_slice(block);
+        apply_block(&mut out[start..], ops);
+    }
+    out
 }
 
 /// `acc[i] += x[i] * w` (a multiply, then an add: two roundings, as numpy's).
@@ -120,6 +142,7 @@ mod tests {
         apply(&mut got, &ops);
         let want: Vec<f64> = x0.iter().map(|v| ((((v - 0.3) / 7.1) * 1.7) + -2.2).clamp(-5.0, 5.0)).collect();
         assert_eq!(got, want);
+        assert_eq!(apply_copy(&x0, &ops), want);
         let mut acc = x0.clone();
         axpy(&mut acc, &want, 0.37);
         assert!(acc.iter().zip(&x0).zip(&want).all(|((a, x), w)| *a == x + w * 0.37));

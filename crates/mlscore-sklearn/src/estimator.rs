@@ -16,8 +16,54 @@ use mlscore_pickle::{Graph, Id, Label, Labels, Node};
 /// A column between steps: numbers, or text (categories) that only encoders read.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Col {
-    Num(Vec<f64>),
+    Num(Nums),
     Text(Vec<Option<String>>),
+}
+
+/// A numeric column's values: its own, or an input column's, shared with the Arrow array they
+/// came from until a step changes them (a scaler then writes its output in one pass over them,
+/// not a copy and a pass over the copy).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Nums {
+    Owned(Vec<f64>),
+    Shared(arrow_buffer::ScalarBuffer<f64>),
+}
+
+impl std::ops::Deref for Nums {
+    type Target = [f64];
+    fn deref(&self) -> &[f64] {
+        match self {
+            Nums::Owned(v) => v,
+            Nums::Shared(b) => b,
+        }
+    }
+}
+
+impl From<Vec<f64>> for Nums {
+    fn from(v: Vec<f64>) -> Self {
+        Nums::Owned(v)
+    }
+}
+
+impl Nums {
+    /// The values, to change in place (copied first where they are shared).
+    fn make_mut(&mut self) -> &mut Vec<f64> {
+        if let Nums::Shared(b) = self {
+            *self = Nums::Owned(b.to_vec());
+        }
+        match self {
+            Nums::Owned(v) => v,
+            Nums::Shared(_) => unreachable!("made owned above"),
+        }
+    }
+
+    /// Applies `ops` (in place, or into a copy of shared values).
+    fn apply(&mut self, ops: &[ColumnOp]) {
+        match self {
+            Nums::Owned(v) => columns::apply(v, ops),
+            Nums::Shared(b) => *self = Nums::Owned(columns::apply_copy(b, ops)),
+        }
+    }
 }
 
 /// The columns a step receives: named (the table's names, then the steps' output names).
@@ -1268,7 +1314,7 @@ impl Transformer {
                         Op::Add(v) => ColumnOp::Add(v[j]),
                     }));
                     col_ops.extend(clip.map(|(lo, hi)| ColumnOp::Clamp(lo, hi)));
-                    columns::apply(col, &col_ops);
+                    col.apply(&col_ops);
                 }
                 Ok(f)
             }
@@ -1280,7 +1326,7 @@ impl Transformer {
                 let mut norms = vec![0.0f64; f.rows];
                 for c in &f.cols {
                     let Col::Num(v) = c else { continue };
-                    for (n, x) in norms.iter_mut().zip(v) {
+                    for (n, x) in norms.iter_mut().zip(v.iter()) {
                         match norm {
                             Norm::L1 => *n += x.abs(),
                             Norm::L2 => *n += x * x,
@@ -1298,7 +1344,7 @@ impl Transformer {
                 }
                 for c in &mut f.cols {
                     if let Col::Num(v) = c {
-                        v.iter_mut().zip(&norms).for_each(|(x, n)| *x /= n);
+                        v.make_mut().iter_mut().zip(&norms).for_each(|(x, n)| *x /= n);
                     }
                 }
                 Ok(f)
@@ -1308,7 +1354,7 @@ impl Transformer {
                 for j in 0..f.cols.len() {
                     f.num(j, "Binarizer")?;
                     if let Col::Num(v) = &mut f.cols[j] {
-                        binarize(v, *t);
+                        binarize(v.make_mut(), *t);
                     }
                 }
                 Ok(f)
@@ -1330,7 +1376,7 @@ impl Transformer {
                     if let Some(s) = whiten {
                         v.iter_mut().for_each(|x| *x /= s[k]);
                     }
-                    out.push(Col::Num(v));
+                    out.push(Col::Num(v.into()));
                 }
                 Ok(Frame { names: (0..out.len()).map(|k| format!("pca{k}")).collect(), cols: out, rows: f.rows })
             }
@@ -1351,13 +1397,13 @@ impl Imputer {
             if self.indicator.contains(&j) {
                 indicators.push((
                     format!("missingindicator_{name}"),
-                    Col::Num(is_missing.iter().map(|m| f64::from(u8::from(*m))).collect()),
+                    Col::Num(is_missing.iter().map(|m| f64::from(u8::from(*m))).collect::<Vec<_>>().into()),
                 ));
             }
             let Some(fill) = &self.fill[j] else { continue };
             let col = match (col, fill) {
                 (Col::Num(mut v), Label::Float(x)) => {
-                    v.iter_mut().zip(&is_missing).filter(|(_, m)| **m).for_each(|(v, _)| *v = *x);
+                    v.make_mut().iter_mut().zip(&is_missing).filter(|(_, m)| **m).for_each(|(v, _)| *v = *x);
                     Col::Num(v)
                 }
                 (Col::Text(mut v), Label::Str(s)) => {
@@ -1443,7 +1489,7 @@ impl OneHot {
             }
             for (k, c) in cols.into_iter().enumerate() {
                 out.names.push(format!("{}_{k}", f.names[j]));
-                out.cols.push(Col::Num(c));
+                out.cols.push(Col::Num(c.into()));
             }
         }
         Ok(out)
@@ -1481,7 +1527,7 @@ impl Ordinal {
                 };
                 v.push(code);
             }
-            out.cols.push(Col::Num(v));
+            out.cols.push(Col::Num(v.into()));
         }
         Ok(out)
     }

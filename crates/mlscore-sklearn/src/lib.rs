@@ -25,6 +25,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, Float64Array, Int32Array, ListArray};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType as ArrowType, Field, FieldRef, Schema as ArrowSchema};
@@ -35,7 +36,7 @@ use mlscore_mlflow::{MlflowModel, ModelFormat, Signature};
 use sha2::{Digest, Sha256};
 
 pub use crate::error::ReadError;
-use crate::estimator::{Col, Frame, Predicted, Predictor};
+use crate::estimator::{Col, Frame, Nums, Predicted, Predictor};
 
 /// Rows transformed at a time: bounds the column copies a batch needs.
 const CHUNK_ROWS: usize = 1_024;
@@ -161,8 +162,14 @@ fn column(values: Vec<f64>, width: usize) -> ArrayRef {
 
 /// An Arrow column as a step's column: numbers (nulls NaN), booleans as 0/1, strings as text.
 fn to_col(a: &ArrayRef, name: &str) -> Result<Col> {
+    // Float64 without nulls: the array's own values, shared until a step changes them.
+    if let Some(p) = a.as_primitive_opt::<Float64Type>()
+        && p.null_count() == 0
+    {
+        return Ok(Col::Num(Nums::Shared(p.values().clone())));
+    }
     if let Some(v) = mlscore_core::float64_values(a.as_ref()) {
-        return Ok(Col::Num(v));
+        return Ok(Col::Num(v.into()));
     }
     if is_text(a.data_type()) {
         let s = arrow_cast::cast(a, &ArrowType::Utf8).map_err(|e| Error::Binding(format!("column '{name}': {e}")))?;
