@@ -262,10 +262,12 @@ for case in ["xgb_classifier_binary", "xgb_multi_softprob", "lgb_binary"]:
 
 # --- scikit-learn models (mlflow.sklearn in cloudpickle, pickle and skops, read as data by
 # mlscore; executed by MLflow's spark_udf): string labels from a pipeline over mixed columns,
-# integer labels from a forest over NaNs, a regressor's values; and LightGBM's scikit-learn API
-# classifiers (mlflow.lightgbm, skops and pickle): string and integer labels.
+# integer labels from a forest over NaNs, a regressor's values; pipelines ending with an
+# XGBClassifier (skops) and an LGBMClassifier (pickle, string labels); and LightGBM's
+# scikit-learn API classifiers (mlflow.lightgbm, skops and pickle): string and integer labels.
 for d in ["models/sklearn/pipeline_onehot_logreg_cloudpickle", "models/sklearn/random_forest_skops",
-          "models/sklearn/hist_gradient_boosting_regressor", "models/gbdt/lgb_classifier_binary_skops",
+          "models/sklearn/hist_gradient_boosting_regressor", "models/sklearn/pipeline_onehot_xgboost_skops",
+          "models/sklearn/pipeline_lightgbm_strings_pickle", "models/gbdt/lgb_classifier_binary_skops",
           "models/gbdt/lgb_classifier_multiclass_pickle"]:
     case = d.rsplit("/", 1)[1]
     rows = spark.read.parquet(f"{d}/input.parquet")

@@ -60,6 +60,9 @@ pub const MODEL_TARGETS: &[(&str, &str, &str)] = &[
     ("xgboost_json", "gbdt/xgb_binary_logistic_json/model", "model.json"),
     ("lightgbm", "gbdt/lgb_categorical/model", "model.lgb"),
     ("lightgbm_pickle", "gbdt/lgb_classifier_small_pickle/model", "model.pkl"),
+    // A scikit-learn pipeline ending with an XGBClassifier: its booster is a UBJSON snapshot
+    // inside the pickle.
+    ("xgboost_pickle", "sklearn/pipeline_onehot_xgboost_pickle/model", "model.pkl"),
 ];
 
 /// A model directory copied once to a scratch directory, whose `file` each input replaces.

@@ -1,0 +1,5 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    mlscore_fuzz::run("xgboost_pickle", data);
+});
