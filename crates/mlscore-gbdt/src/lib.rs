@@ -46,8 +46,11 @@ pub use mlscore_booster::ReadError;
 use mlscore_booster::sklearn_api::{self, AnyBooster};
 use mlscore_booster::{Booster, Inputs, Pyfunc, Real, lightgbm, xgboost};
 
-/// Rows scored at a time: bounds the row-major copy of the inputs a batch needs.
-const CHUNK_ROWS: usize = 4_096;
+/// Rows scored at a time: bounds the row-major copy of the inputs a batch needs, and keeps it
+/// in cache while every tree walks it (28 features: 112 KB in float32). Measured at 65,536-row
+/// batches against 4,096-row chunks: XGBoost 100 trees 5-20% more rows/s, 500 trees 5-8%,
+/// LightGBM 100 trees about the same.
+const CHUNK_ROWS: usize = 1_024;
 
 /// An XGBoost or LightGBM model, ready to score: shared by all threads, compiled once.
 #[derive(Debug)]
