@@ -11,6 +11,8 @@ with mlflow.sklearn as cloudpickle into bench-data/sklearn/):
   hgb100     HistGradientBoostingClassifier, 100 iterations
   logreg     Pipeline(StandardScaler, LogisticRegression)
   mlp        Pipeline(StandardScaler, MLPClassifier(64, 32))
+  xgbpipe    Pipeline(StandardScaler, XGBClassifier(100 trees, depth 6)), one thread
+  lgbpipe    Pipeline(StandardScaler, LGBMClassifier(100 trees, 63 leaves)), one thread
 For every model and batch size, interleaved `--repeat` times (median kept), one thread each:
   sklearn:   the estimator's `predict` (what MLflow's pyfunc calls) on float64 numpy slices,
              n_jobs=1 and one BLAS/OpenMP thread;
@@ -45,6 +47,8 @@ from gbdt import example_binary, mlscore_rate  # noqa: E402
 
 
 def estimators():
+    import lightgbm
+    import xgboost
     from sklearn import ensemble, linear_model, neural_network, preprocessing
     from sklearn.pipeline import make_pipeline
 
@@ -54,6 +58,8 @@ def estimators():
         "hgb100": lambda: ensemble.HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=0),
         "logreg": lambda: make_pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression(max_iter=500)),
         "mlp": lambda: make_pipeline(preprocessing.StandardScaler(), neural_network.MLPClassifier((64, 32), max_iter=50, random_state=0)),
+        "xgbpipe": lambda: make_pipeline(preprocessing.StandardScaler(), xgboost.XGBClassifier(n_estimators=100, max_depth=6, n_jobs=1, random_state=0)),
+        "lgbpipe": lambda: make_pipeline(preprocessing.StandardScaler(), lightgbm.LGBMClassifier(n_estimators=100, num_leaves=63, n_jobs=1, random_state=0, verbose=-1)),
     }
 
 

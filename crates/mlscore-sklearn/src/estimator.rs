@@ -1763,22 +1763,31 @@ fn boosted_predict<T: Real>(
     rows: usize,
     name: &str,
 ) -> Scored<Predicted> {
+    // A chunk of rows at a time: its row-major copy stays in cache while every tree walks it
+    // (as mlscore-gbdt scores mlflow.xgboost / mlflow.lightgbm models).
+    const CHUNK_ROWS: usize = 1_024;
     let width = cols.len();
-    let mut x = vec![T::zero(); rows * width];
-    for (j, c) in cols.iter().enumerate() {
-        for (r, v) in c.iter().enumerate() {
-            x[r * width + j] = <T as mlscore_kernels::tree::Float>::from_f64(*v);
+    let mut values = Vec::with_capacity(rows * b.transform.width(b.groups));
+    let mut x = Vec::new();
+    for start in (0..rows).step_by(CHUNK_ROWS) {
+        let n = CHUNK_ROWS.min(rows - start);
+        x.clear();
+        x.resize(n * width, T::zero());
+        for (j, c) in cols.iter().enumerate() {
+            for (r, v) in c[start..start + n].iter().enumerate() {
+                x[r * width + j] = <T as mlscore_kernels::tree::Float>::from_f64(*v);
+            }
         }
+        b.read_features(&mut x);
+        values.extend(b.score(&x, n).map_err(|e| score_err(name, e.to_string()))?.values);
     }
-    b.read_features(&mut x);
-    let s = b.score(&x, rows).map_err(|e| score_err(name, e.to_string()))?;
     let to_f64 = |v: Vec<T>| v.into_iter().map(mlscore_kernels::tree::Float::to_f64).collect::<Vec<f64>>();
     Ok(match (b.pyfunc, classes) {
         (Pyfunc::Labels, Some(c)) => {
-            let (labels, proba) = b.classify(&s.values);
+            let (labels, proba) = b.classify(&values);
             Predicted::Classes { labels, proba: Some(to_f64(proba)), classes: c.clone() }
         }
-        _ => Predicted::Values { values: to_f64(s.values), width: b.transform.width(b.groups) },
+        _ => Predicted::Values { values: to_f64(values), width: b.transform.width(b.groups) },
     })
 }
 
