@@ -118,6 +118,29 @@ fn hostile_pickles_are_refused_by_name_and_nothing_runs() {
 }
 
 #[test]
+fn a_damaged_xgboost_snapshot_in_a_pipeline_is_an_error_naming_the_file_and_the_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = "pipeline_onehot_xgboost_pickle";
+    let original = std::fs::read(models().join(format!("sklearn/{case}/model/model.pkl"))).unwrap();
+    // The UBJSON snapshot inside the pickle opens an object whose first key is "Config".
+    let head = b"{L\x00\x00\x00\x00\x00\x00\x00\x06Config";
+    let at = original.windows(head.len()).position(|w| w == head).expect("a snapshot in the pickle");
+    // Not an object any more.
+    let mut bytes = original.clone();
+    bytes[at] = b'[';
+    let e = load_error(&with_model_file(case, "model.pkl", &bytes, tmp.path()));
+    assert!(
+        e.contains("model.pkl") && e.contains("XGBClassifier") && e.contains("not an XGBoost UBJSON snapshot"),
+        "{e}"
+    );
+    // A key's declared length past the snapshot's end.
+    let mut bytes = original.clone();
+    bytes[at + 2..at + 10].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    let e = load_error(&with_model_file(case, "model.pkl", &bytes, tmp.path()));
+    assert!(e.contains("model.pkl") && e.contains("XGBClassifier"), "{e}");
+}
+
+#[test]
 fn an_out_of_range_tree_index_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let src = models().join("sklearn/decision_tree_nan/model/model.pkl");

@@ -52,7 +52,11 @@ pub fn read(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, ReadError> 
 /// `Model` is what `save_model` writes.
 pub(crate) fn read_snapshot(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, ReadError> {
     if encoding(bytes) != Encoding::Ubjson {
-        return Err(ReadError::Invalid("its booster's handle is not an XGBoost UBJSON snapshot".into()));
+        return Err(ReadError::Invalid(
+            "its handle is not an XGBoost UBJSON snapshot (Booster.__getstate__ of xgboost 2.1 or later); \
+             save the model again with a current xgboost"
+                .into(),
+        ));
     }
     let doc = from_ubjson(bytes)?;
     read_doc(doc.at("Model")?, model_class)
