@@ -132,6 +132,28 @@ pub enum FeatureRule {
     Category,
 }
 
+/// The most input features a model may declare: a table has one column per feature, and the
+/// readers allocate per feature before reading any tree, so a corrupt count (a fuzzer found
+/// `max_feature_idx` = 2.6e22) must be refused before it is allocated.
+pub const MAX_FEATURES: usize = 1 << 24;
+
+/// A declared feature count, refused past [`MAX_FEATURES`] (or, where the format lists every
+/// feature, past `listed_at_most`, what the file's bytes could list).
+pub(crate) fn feature_count(declared: usize, key: &str, listed_at_most: usize) -> Result<usize, ReadError> {
+    let limit = MAX_FEATURES.min(listed_at_most);
+    if declared > limit {
+        return Err(ReadError::Invalid(format!(
+            "{key} declares {declared} features, more than {}",
+            if limit < MAX_FEATURES {
+                format!("the file could list ({limit})")
+            } else {
+                format!("mlscore reads ({MAX_FEATURES})")
+            }
+        )));
+    }
+    Ok(declared)
+}
+
 /// LightGBM's `kZeroThreshold`.
 pub const ZERO_THRESHOLD: f64 = 1.000_000_018_002_509_5e-35;
 
@@ -286,6 +308,15 @@ impl<T: Real> Booster<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_feature_counts_are_refused_before_allocation() {
+        assert_eq!(feature_count(28, "num_feature", usize::MAX), Ok(28));
+        let e = feature_count(usize::MAX, "max_feature_idx", 169).unwrap_err();
+        assert!(e.to_string().contains("more than the file could list (169)"), "{e}");
+        let e = feature_count(MAX_FEATURES + 1, "num_feature", usize::MAX).unwrap_err();
+        assert!(e.to_string().contains("more than mlscore reads"), "{e}");
+    }
 
     #[test]
     fn transforms_match_their_formulas() {

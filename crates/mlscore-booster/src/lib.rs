@@ -32,6 +32,8 @@ pub mod sklearn_api;
 mod value;
 pub mod xgboost;
 
-pub use crate::booster::{Booster, FeatureRule, Inputs, Pyfunc, Real, Scores, Transform, ZERO_THRESHOLD, arg_max};
+pub use crate::booster::{
+    Booster, FeatureRule, Inputs, MAX_FEATURES, Pyfunc, Real, Scores, Transform, ZERO_THRESHOLD, arg_max,
+};
 pub use crate::error::ReadError;
 pub use crate::sklearn_api::{AnyBooster, Estimator};

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use mlscore_kernels::tree::{Mode, RawEnsemble, RawNode, Target};
 
-use crate::booster::{Booster, FeatureRule, Inputs, Pyfunc, Transform};
+use crate::booster::{Booster, FeatureRule, Inputs, Pyfunc, Transform, feature_count};
 use crate::error::ReadError;
 
 /// Reads a LightGBM text model (a Booster's `model.lgb`, or the `_handle` of a scikit-learn API
@@ -42,7 +42,8 @@ pub fn read(text: &str, iterations: Option<usize>) -> Result<Booster<f64>, ReadE
     if groups == 0 {
         return Err(ReadError::Invalid("num_tree_per_iteration=0".into()));
     }
-    let n_features = count("max_feature_idx")? + 1;
+    // LightGBM lists every feature (feature_names, feature_infos): at least two bytes each.
+    let n_features = feature_count(count("max_feature_idx")?.saturating_add(1), "max_feature_idx", text.len() / 2)?;
     let feature_names: Vec<String> = match header.get("feature_names") {
         Some(v) => v.split(' ').map(str::to_string).collect(),
         None => Vec::new(),

@@ -5,7 +5,7 @@
 
 use mlscore_kernels::tree::{Mode, RawEnsemble, RawNode, Target};
 
-use crate::booster::{Booster, FeatureRule, Inputs, Pyfunc, Transform};
+use crate::booster::{Booster, FeatureRule, Inputs, Pyfunc, Transform, feature_count};
 use crate::error::ReadError;
 use crate::value::{Value, from_json, from_ubjson};
 
@@ -84,7 +84,7 @@ fn read_doc(doc: &Value, model_class: &str) -> Result<Booster<f32>, ReadError> {
             "it is a multi-target model (num_target > 1), which mlscore does not score yet".into(),
         ));
     }
-    let n_features = param.usize_at("num_feature")?;
+    let n_features = feature_count(param.usize_at("num_feature")?, "num_feature", usize::MAX)?;
     let objective = learner.str_at("objective/name")?;
     let (transform, link) = objective_semantics(objective)?;
     let base = base_margins(param.str_at("base_score")?, groups, link)?;
