@@ -16,7 +16,7 @@
 
 use mlscore_pickle::{Graph, Id, Labels, Node};
 
-use crate::booster::{Booster, Pyfunc};
+use crate::booster::{Booster, Inputs, Pyfunc};
 use crate::error::ReadError;
 use crate::{lightgbm, xgboost};
 
@@ -35,6 +35,30 @@ impl AnyBooster {
         match self {
             AnyBooster::Xgboost(_) => "xgboost",
             AnyBooster::Lightgbm(_) => "lightgbm",
+        }
+    }
+
+    /// What the model says about its input features.
+    pub fn inputs(&self) -> &Inputs {
+        match self {
+            AnyBooster::Xgboost(b) => &b.inputs,
+            AnyBooster::Lightgbm(b) => &b.inputs,
+        }
+    }
+
+    /// The number of trees scored.
+    pub fn n_trees(&self) -> usize {
+        match self {
+            AnyBooster::Xgboost(b) => b.n_trees(),
+            AnyBooster::Lightgbm(b) => b.n_trees(),
+        }
+    }
+
+    /// The number of values a row's prediction has.
+    pub fn output_width(&self) -> usize {
+        match self {
+            AnyBooster::Xgboost(b) => b.transform.width(b.groups),
+            AnyBooster::Lightgbm(b) => b.transform.width(b.groups),
         }
     }
 }

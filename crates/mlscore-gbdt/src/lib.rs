@@ -134,10 +134,7 @@ impl Model {
     /// The number of trees scored (for an early-stopped sklearn-API XGBoost model, those up
     /// to its best iteration).
     pub fn n_trees(&self) -> usize {
-        match &self.trees {
-            AnyBooster::Xgboost(b) => b.n_trees(),
-            AnyBooster::Lightgbm(b) => b.n_trees(),
-        }
+        self.trees.n_trees()
     }
 
     /// For a LightGBM scikit-learn API model (read from its skops or pickle file as data): its
@@ -152,10 +149,7 @@ impl Model {
     }
 
     fn inputs(&self) -> &Inputs {
-        match &self.trees {
-            AnyBooster::Xgboost(b) => &b.inputs,
-            AnyBooster::Lightgbm(b) => &b.inputs,
-        }
+        self.trees.inputs()
     }
 
     /// Whether a category not seen in training is an error (XGBoost refuses it) or missing
@@ -426,10 +420,7 @@ impl Scorer for Model {
     }
 
     fn format(&self) -> &str {
-        match self.trees {
-            AnyBooster::Xgboost(_) => "xgboost",
-            AnyBooster::Lightgbm(_) => "lightgbm",
-        }
+        self.trees.library()
     }
 
     fn artifact_sha256(&self) -> &str {

@@ -83,6 +83,28 @@ pub struct RawEnsemble {
     pub roots: Vec<Target>,
 }
 
+impl RawEnsemble {
+    /// Every leaf's weights as a row of `outputs` values, leaf after leaf, where each leaf
+    /// weighs each output exactly once (forest classifiers); else `None`. Adding a leaf's row
+    /// gives the same sums, in the same order, as adding its entries one by one.
+    pub fn leaf_table(&self, outputs: usize) -> Option<Vec<f64>> {
+        let mut table = vec![0.0; self.leaves.len() * outputs];
+        for (l, leaf) in self.leaves.iter().enumerate() {
+            if leaf.len() != outputs {
+                return None;
+            }
+            let mut seen = vec![false; outputs];
+            for (o, v) in leaf {
+                if *o >= outputs || std::mem::replace(&mut seen[*o], true) {
+                    return None;
+                }
+                table[l * outputs + o] = *v;
+            }
+        }
+        Some(table)
+    }
+}
+
 /// The float types an ensemble is evaluated in (that of its input).
 pub trait Float:
     Copy
@@ -495,24 +517,8 @@ impl<T: Float> Ensemble<T> {
             weights.extend(leaf.iter().map(|(o, v)| (*o as u32, T::from_f64(*v))));
             ranges.push((start, weights.len() as u32));
         }
-        let dense = (outputs > 1)
-            .then(|| {
-                let mut table = vec![T::default(); raw.leaves.len() * outputs];
-                for (l, leaf) in raw.leaves.iter().enumerate() {
-                    let mut seen = vec![false; outputs];
-                    if leaf.len() != outputs {
-                        return None;
-                    }
-                    for (o, v) in leaf {
-                        if *o >= outputs || std::mem::replace(&mut seen[*o], true) {
-                            return None;
-                        }
-                        table[l * outputs + o] = T::from_f64(*v);
-                    }
-                }
-                Some(table)
-            })
-            .flatten();
+        let dense =
+            (outputs > 1).then(|| raw.leaf_table(outputs)).flatten().map(|t| t.into_iter().map(T::from_f64).collect());
         Ok(Self { layout, trees, leaf_of, value_in_node, single, dense, ranges, weights, outputs, features })
     }
 

@@ -834,12 +834,12 @@ fn boosted(g: &Graph, id: Id, class: &str) -> Result<Predictor> {
         Booster::Unsupported(s) => ReadError::Unsupported(format!("{name}: {s}")),
         other => invalid!("{name}'s booster: {other}"),
     })?;
-    let inputs = match &e.booster {
-        AnyBooster::Xgboost(b) => &b.inputs,
-        AnyBooster::Lightgbm(b) => &b.inputs,
-    };
-    if let Some(f) =
-        inputs.categories.iter().position(|c| c.as_ref().is_some_and(|c| c.iter().any(|n| n.parse::<f64>().is_err())))
+    if let Some(f) = e
+        .booster
+        .inputs()
+        .categories
+        .iter()
+        .position(|c| c.as_ref().is_some_and(|c| c.iter().any(|n| n.parse::<f64>().is_err())))
     {
         return Err(ReadError::Unsupported(format!(
             "{name} with categorical feature {f} whose categories are names (pandas categories) in a scikit-learn model; \
@@ -993,8 +993,8 @@ fn compile(raw: &RawEnsemble, outputs: usize) -> Result<Ensemble<f64>> {
 /// The trees again for float32 inputs: each split `x <= t` becomes `x <= t32`, `t32` the largest
 /// float32 not above `t`, which for a float32 `x` is the same test exactly; walked in float32
 /// (twice the SIMD lanes and half the node bytes of float64), the leaves' values kept in float64
-/// in a table, `k` a leaf. `None` where a split is not `<=` or a leaf weighs an output twice, and for a single
-/// output, where the float64 trees keep each leaf's value in its node and are as fast
+/// in a table, `k` a leaf ([`RawEnsemble::leaf_table`]). `None` where a split is not `<=` or a
+/// leaf does not weigh every output once, and for a single output, where the float64 trees keep each leaf's value in its node and are as fast
 /// (GradientBoosting 100 trees: 1.7-2.0M rows/s in float32 from the table, 1.8-2.3M in float64).
 /// Forest classifiers gain most: RandomForest 100 trees depth 8, binary, 279k rows/s in float64,
 /// 500-700k in float32.
@@ -1002,17 +1002,7 @@ fn f32_walk(raw: &RawEnsemble, k: usize) -> Result<Option<(Ensemble<f32>, Vec<f6
     if k == 1 || raw.nodes.iter().any(|n| n.mode != Mode::Leq) {
         return Ok(None);
     }
-    let mut table = vec![0.0f64; raw.leaves.len() * k];
-    for (l, leaf) in raw.leaves.iter().enumerate() {
-        let row = &mut table[l * k..(l + 1) * k];
-        let mut seen = vec![false; k];
-        for (o, v) in leaf {
-            if *o >= k || std::mem::replace(&mut seen[*o], true) {
-                return Ok(None);
-            }
-            row[*o] = *v;
-        }
-    }
+    let Some(table) = raw.leaf_table(k) else { return Ok(None) };
     let mut rounded = raw.clone();
     for n in &mut rounded.nodes {
         let t = n.threshold as f32;
@@ -1569,10 +1559,7 @@ impl Predictor {
             Predictor::Trees(t) => Some(t.n_features),
             Predictor::Mlp { layers, .. } => layers.first().map(|l| l.n_in),
             Predictor::KMeans { centers } => centers.first().map(Vec::len),
-            Predictor::Boosted(e) => Some(match &e.booster {
-                AnyBooster::Xgboost(b) => b.inputs.n_features,
-                AnyBooster::Lightgbm(b) => b.inputs.n_features,
-            }),
+            Predictor::Boosted(e) => Some(e.booster.inputs().n_features),
         }
     }
 
@@ -1600,10 +1587,7 @@ impl Predictor {
             Predictor::Trees(t) => t.ensemble.outputs,
             Predictor::Mlp { layers, .. } => layers.last().map_or(1, |l| l.bias.len()),
             Predictor::KMeans { .. } => 1,
-            Predictor::Boosted(e) => match &e.booster {
-                AnyBooster::Xgboost(b) => b.transform.width(b.groups),
-                AnyBooster::Lightgbm(b) => b.transform.width(b.groups),
-            },
+            Predictor::Boosted(e) => e.booster.output_width(),
         }
     }
 
