@@ -137,6 +137,12 @@ pub enum FeatureRule {
 /// `max_feature_idx` = 2.6e22) must be refused before it is allocated.
 pub const MAX_FEATURES: usize = 1 << 24;
 
+/// Rows [`Booster::score_columns`] scores at a time: bounds the row-major copy of the inputs a
+/// batch needs, and keeps it in cache while every tree walks it (28 features: 112 KB in float32).
+/// Measured at 65,536-row batches against 4,096-row chunks: XGBoost 100 trees 5-20% more rows/s,
+/// 500 trees 5-8%, LightGBM 100 trees about the same.
+const CHUNK_ROWS: usize = 1_024;
+
 /// A declared feature count, refused past [`MAX_FEATURES`] (or, where the format lists every
 /// feature, past `listed_at_most`, what the file's bytes could list).
 pub(crate) fn feature_count(declared: usize, key: &str, listed_at_most: usize) -> Result<usize, ReadError> {
@@ -258,6 +264,30 @@ impl<T: Real> Booster<T> {
             }
         }
         Ok(Scores { margins, values })
+    }
+
+    /// Scores `rows` rows given as columns, one float64 slice a feature in the model's order
+    /// (NaN is missing), 1,024 rows at a time: each chunk is copied row-major, read by the
+    /// feature rules and scored while it is in cache.
+    pub fn score_columns(&self, cols: &[&[f64]], rows: usize) -> Result<Scores<T>, ReadError> {
+        let width = self.inputs.n_features;
+        if cols.len() != width || cols.iter().any(|c| c.len() < rows) {
+            return Err(ReadError::Invalid(format!(
+                "the model reads {width} features of {rows} rows; {} columns were given",
+                cols.len()
+            )));
+        }
+        let mut all = Scores { margins: Vec::with_capacity(rows * self.groups), values: Vec::new() };
+        let mut x = Vec::new();
+        for start in (0..rows).step_by(CHUNK_ROWS) {
+            let n = CHUNK_ROWS.min(rows - start);
+            mlscore_kernels::columns::to_rows(cols, start, n, &mut x);
+            self.read_features(&mut x);
+            let s = self.score(&x, n)?;
+            all.margins.extend(s.margins);
+            all.values.extend(s.values);
+        }
+        Ok(all)
     }
 
     /// The number of trees scored.

@@ -1747,24 +1747,7 @@ fn boosted_predict<T: Real>(
     rows: usize,
     name: &str,
 ) -> Scored<Predicted> {
-    // A chunk of rows at a time: its row-major copy stays in cache while every tree walks it
-    // (as mlscore-gbdt scores mlflow.xgboost / mlflow.lightgbm models).
-    const CHUNK_ROWS: usize = 1_024;
-    let width = cols.len();
-    let mut values = Vec::with_capacity(rows * b.transform.width(b.groups));
-    let mut x = Vec::new();
-    for start in (0..rows).step_by(CHUNK_ROWS) {
-        let n = CHUNK_ROWS.min(rows - start);
-        x.clear();
-        x.resize(n * width, T::zero());
-        for (j, c) in cols.iter().enumerate() {
-            for (r, v) in c[start..start + n].iter().enumerate() {
-                x[r * width + j] = <T as mlscore_kernels::tree::Float>::from_f64(*v);
-            }
-        }
-        b.read_features(&mut x);
-        values.extend(b.score(&x, n).map_err(|e| score_err(name, e.to_string()))?.values);
-    }
+    let values = b.score_columns(cols, rows).map_err(|e| score_err(name, e.to_string()))?.values;
     let to_f64 = |v: Vec<T>| v.into_iter().map(mlscore_kernels::tree::Float::to_f64).collect::<Vec<f64>>();
     Ok(match (b.pyfunc, classes) {
         (Pyfunc::Labels, Some(c)) => {
@@ -1789,21 +1772,16 @@ impl Trees {
         let k = self.ensemble.outputs;
         let mut sums = match &self.f32_walk {
             Some((ensemble, table)) => {
-                let mut x = vec![0.0f32; rows * width];
-                for (j, c) in cols.iter().enumerate() {
-                    for (r, v) in c.iter().enumerate() {
-                        x[r * width + j] = *v as f32;
-                    }
-                }
+                let mut x: Vec<f32> = Vec::new();
+                mlscore_kernels::columns::to_rows(cols, 0, rows, &mut x);
                 let init = if self.init.is_empty() { vec![0.0; k] } else { self.init.clone() };
                 ensemble.sum_leaf_table(&x, width, rows, table, &init)
             }
             None => {
-                let mut x = vec![0.0f64; rows * width];
-                for (j, c) in cols.iter().enumerate() {
-                    for (r, v) in c.iter().enumerate() {
-                        x[r * width + j] = if self.f32_inputs { f64::from(*v as f32) } else { *v };
-                    }
+                let mut x: Vec<f64> = Vec::new();
+                mlscore_kernels::columns::to_rows(cols, 0, rows, &mut x);
+                if self.f32_inputs {
+                    x.iter_mut().for_each(|v| *v = f64::from(*v as f32));
                 }
                 self.ensemble.aggregate_from(&x, width, rows, Aggregate::Sum, &self.init).map(|(sums, _)| sums)
             }
