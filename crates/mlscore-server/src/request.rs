@@ -72,11 +72,14 @@ fn arrow_select_concat(schema: &arrow_schema::SchemaRef, batches: &[RecordBatch]
 pub(crate) fn parse_azureml(body: &[u8], model: &dyn Scorer) -> Result<RecordBatch, ApiError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("Invalid input. The body is not JSON: {e}")))?;
-    let Some(data) = value.get("input_data").cloned() else {
+    let Some(data) = (match value {
+        Value::Object(mut o) => o.remove("input_data"),
+        _ => None,
+    }) else {
         return Err(bad("A value is not provided for the 'input_data' parameter."));
     };
     let columns = match data {
-        Value::Object(o) if o.contains_key("data") => split_columns(&o)?,
+        Value::Object(o) if o.contains_key("data") => split_columns(o)?,
         other => tensor_columns(other, model)?,
     };
     batch(columns, model)
@@ -117,7 +120,7 @@ fn json_columns(body: &[u8], model: &dyn Scorer) -> Result<(Columns, bool), ApiE
                     split.keys().collect::<Vec<_>>()
                 )));
             }
-            Ok((split_columns(&split)?, false))
+            Ok((split_columns(split)?, false))
         }
         "dataframe_records" => {
             let Value::Array(records) = data else {
@@ -126,7 +129,7 @@ fn json_columns(body: &[u8], model: &dyn Scorer) -> Result<(Columns, bool), ApiE
                     kind_of(&data)
                 )));
             };
-            Ok((records_columns(&records)?, false))
+            Ok((records_columns(records)?, false))
         }
         _ => Ok((tensor_columns(data, model)?, true)),
     }
@@ -151,8 +154,8 @@ fn name_of(v: &Value) -> String {
 }
 
 /// A pandas split frame (`data`, with `columns` or columns named by position; `index` unused).
-fn split_columns(split: &Map<String, Value>) -> Result<Columns, ApiError> {
-    let rows = rows_of(split.get("data").unwrap_or(&Value::Null))?;
+fn split_columns(mut split: Map<String, Value>) -> Result<Columns, ApiError> {
+    let rows = rows_of(split.remove("data").unwrap_or(Value::Null))?;
     let names: Vec<String> = match split.get("columns") {
         Some(Value::Array(c)) => c.iter().map(name_of).collect(),
         _ => (0..rows.first().map_or(0, Vec::len)).map(|i| i.to_string()).collect(),
@@ -160,14 +163,16 @@ fn split_columns(split: &Map<String, Value>) -> Result<Columns, ApiError> {
     transpose(names, rows)
 }
 
-fn rows_of(data: &Value) -> Result<Vec<Vec<Value>>, ApiError> {
+/// The rows of a split frame's `data`, moved out of it (a scalar row is a row of one value).
+fn rows_of(data: Value) -> Result<Vec<Vec<Value>>, ApiError> {
     let Value::Array(rows) = data else { return Err(bad("Dataframe split 'data' must be a list of rows")) };
-    rows.iter()
+    Ok(rows
+        .into_iter()
         .map(|r| match r {
-            Value::Array(v) => Ok(v.clone()),
-            scalar => Ok(vec![scalar.clone()]),
+            Value::Array(v) => v,
+            scalar => vec![scalar],
         })
-        .collect()
+        .collect())
 }
 
 fn transpose(names: Vec<String>, rows: Vec<Vec<Value>>) -> Result<Columns, ApiError> {
@@ -184,8 +189,11 @@ fn transpose(names: Vec<String>, rows: Vec<Vec<Value>>) -> Result<Columns, ApiEr
     Ok(names.into_iter().zip(cols).collect())
 }
 
-fn records_columns(records: &[Value]) -> Result<Columns, ApiError> {
+/// A list of records as columns, named in order of first appearance; a record without a column
+/// has null there. The values are moved out of the records.
+fn records_columns(records: Vec<Value>) -> Result<Columns, ApiError> {
     let mut names: Vec<String> = Vec::new();
+    let mut objects = Vec::with_capacity(records.len());
     for r in records {
         let Value::Object(o) = r else {
             return Err(bad("Dataframe records format must be a list of records (objects)"));
@@ -195,11 +203,14 @@ fn records_columns(records: &[Value]) -> Result<Columns, ApiError> {
                 names.push(k.clone());
             }
         }
+        objects.push(o);
     }
-    let cols = names
-        .iter()
-        .map(|n| records.iter().map(|r| r.get(n).cloned().unwrap_or(Value::Null)).collect())
-        .collect::<Vec<Vec<Value>>>();
+    let mut cols: Vec<Vec<Value>> = vec![Vec::with_capacity(objects.len()); names.len()];
+    for mut o in objects {
+        for (n, c) in names.iter().zip(&mut cols) {
+            c.push(o.remove(n).unwrap_or(Value::Null));
+        }
+    }
     Ok(names.into_iter().zip(cols).collect())
 }
 
@@ -208,7 +219,7 @@ fn records_columns(records: &[Value]) -> Result<Columns, ApiError> {
 fn tensor_columns(data: Value, model: &dyn Scorer) -> Result<Columns, ApiError> {
     match data {
         Value::Object(map) => Ok(dict_columns(map)),
-        Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => records_columns(&items),
+        Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => records_columns(items),
         Value::Array(items) if items.iter().all(Value::is_array) => {
             let width = items.first().and_then(Value::as_array).map_or(0, Vec::len);
             let rows = items.into_iter().map(|r| if let Value::Array(v) = r { v } else { Vec::new() }).collect();
