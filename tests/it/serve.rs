@@ -413,3 +413,122 @@ fn serve_answers_a_two_output_onnx_model_by_row_or_by_output() {
     assert_eq!(by_output["label"], Value::Array(labels));
     assert_eq!(by_output["probabilities"].as_array().unwrap().len(), records.len());
 }
+
+/// The soft limit on open files of this process (`/proc/self/limits`), where it can be read.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Bad input never takes the server down: seeded mutants of every body format (the four JSON
+/// payloads and CSV) are answered 200 or 400, never 5xx or a dropped connection; slow clients
+/// holding half-sent headers do not stop others from being served; a thousand connections at
+/// once are all answered. After each phase an ordinary request is answered as before.
+/// `MLSCORE_SERVE_MUTANTS` and `MLSCORE_SERVE_SEED` run a longer or another sample.
+#[test]
+fn serve_survives_mutated_bodies_slow_clients_and_a_thousand_connections() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let case = "pipeline_onehot_logreg_skops";
+    let server = start(&models().join("sklearn").join(case).join("model"), &[]);
+    let inv = format!("{}/invocations", server.url);
+    let (names, rows, labels) = case_rows(case);
+    let n = rows.len().min(8);
+    let (rows, labels) = (&rows[..n], Value::Array(labels[..n].to_vec()));
+    let good = json!({"dataframe_split": {"columns": names, "data": rows}}).to_string();
+    let answered_as_before = |after: &str| {
+        let (status, _, body) = post(&inv, "application/json", &good);
+        assert_eq!(status, 200, "after {after}: {body}");
+        assert_eq!(json_of(&body)["predictions"], labels, "after {after}");
+    };
+    answered_as_before("start");
+
+    // Seeded mutants of every payload.
+    let records: Vec<Value> =
+        rows.iter().map(|r| Value::Object(names.iter().cloned().zip(r.iter().cloned()).collect())).collect();
+    let mut csv = names.join(",") + "\n";
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .map(|v| match v {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        csv += &(cells.join(",") + "\n");
+    }
+    let bodies = [
+        ("application/json", good.clone()),
+        ("application/json", json!({"dataframe_records": records}).to_string()),
+        ("application/json", json!({"inputs": by_column(&names, rows)}).to_string()),
+        ("application/json", json!({"instances": records, "params": {}}).to_string()),
+        ("text/csv", csv),
+    ];
+    let mutants: usize = crate::chaos::env_or("MLSCORE_SERVE_MUTANTS", 2_000);
+    let mut mutator = Mutator::new(crate::chaos::env_or("MLSCORE_SERVE_SEED", 1));
+    let alphabet = br#"{}[]",:0123456789.eE+-nultrfaNI \"#;
+    let mut answers = std::collections::BTreeMap::new();
+    for i in 0..mutants {
+        let (ct, body) = &bodies[i % bodies.len()];
+        let mutant = mutator.mutant(body.as_bytes(), alphabet);
+        let (status, _, answer) = post_with(&inv, &[("Content-Type", ct)], &mutant);
+        assert!(
+            status == 200 || status == 400,
+            "mutant {i} ({ct}) was answered {status}: {answer}\n{}",
+            String::from_utf8_lossy(&mutant)
+        );
+        *answers.entry(status).or_insert(0usize) += 1;
+    }
+    assert!(answers.get(&200).is_some_and(|n| *n > 0) && answers.get(&400).is_some_and(|n| *n > 0), "{answers:?}");
+    answered_as_before("mutated bodies");
+
+    // Slow clients: connections that send half a request line and headers, then wait.
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let limit = open_files_limit().unwrap_or(1024);
+    let slow: Vec<TcpStream> = (0..(limit / 8).min(500))
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Ty").unwrap();
+            s
+        })
+        .collect();
+    let start = Instant::now();
+    answered_as_before("slow clients connected");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{} slow clients delayed a request {:?}",
+        slow.len(),
+        start.elapsed()
+    );
+    drop(slow);
+
+    // A thousand connections at once (fewer where this process may not open that many files):
+    // every request is written first, then every answer read.
+    let many = (limit / 4).min(1_000);
+    assert!(many >= 200, "this process may open only {limit} files");
+    let request = format!(
+        "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{good}",
+        good.len()
+    );
+    let mut conns: Vec<TcpStream> = (0..many)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    for (i, s) in conns.iter_mut().enumerate() {
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap_or_else(|e| panic!("connection {i} of {many}: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "connection {i} of {many}: {answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert_eq!(json_of(body)["predictions"], labels, "connection {i} of {many}");
+    }
+    drop(conns);
+    answered_as_before("a thousand connections");
+}
