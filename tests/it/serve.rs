@@ -532,3 +532,38 @@ fn serve_survives_mutated_bodies_slow_clients_and_a_thousand_connections() {
     drop(conns);
     answered_as_before("a thousand connections");
 }
+
+/// MLflow's own client for its scoring server (`mlflow.pyfunc.scoring_server.client`'s
+/// `ScoringServerClient`, what MLflow's tooling uses to talk to `mlflow models serve`), pointed at
+/// `mlscore serve`, works unchanged: it waits for `/ping`, reads `/version`, and its `invoke` of a
+/// pandas DataFrame returns the labels pyfunc gives.
+#[test]
+fn mlflows_scoring_server_client_works_against_serve() {
+    if !crate::servers::servers_installed("mlflows_scoring_server_client_works_against_serve") {
+        return;
+    }
+    let case = "pipeline_onehot_logreg_skops";
+    let dir = models().join("sklearn").join(case);
+    let server = start(&dir.join("model"), &[]);
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let script = r#"
+import json, sys
+import pandas as pd
+from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+client = ScoringServerClient("127.0.0.1", int(sys.argv[1]))
+client.wait_server_ready(timeout=30)
+got = client.invoke(pd.read_parquet(sys.argv[2])).get_predictions()
+print(json.dumps({"version": client.get_version(), "predictions": got.iloc[:, 0].tolist()}))
+"#;
+    let out = std::process::Command::new(repo().join("scripts/python-env"))
+        .args(["-c", script, &port])
+        .arg(dir.join("input.parquet"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let answer = json_of(stdout.lines().last().unwrap_or_default());
+    let (_, _, labels) = case_rows(case);
+    assert_eq!(answer["predictions"], Value::Array(labels), "{stdout}");
+    assert!(answer["version"].as_str().is_some_and(|v| !v.is_empty()), "{stdout}");
+}

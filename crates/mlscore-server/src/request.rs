@@ -70,8 +70,9 @@ fn arrow_select_concat(schema: &arrow_schema::SchemaRef, batches: &[RecordBatch]
 /// Azure ML's online-endpoint body, `{"input_data": ..., "params": ...}`: a split frame
 /// (`columns`, `index`, `data`), a dictionary of named columns, or a 2-D list.
 pub(crate) fn parse_azureml(body: &[u8], model: &dyn Scorer) -> Result<RecordBatch, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("Invalid input. The body is not JSON: {e}")))?;
+    let text = std::str::from_utf8(body).map_err(|_| bad("Invalid input. The request body is not UTF-8"))?;
+    let value: Value = serde_json::from_str(&python_json(text))
+        .map_err(|e| bad(format!("Invalid input. The body is not JSON: {e}")))?;
     let Some(data) = (match value {
         Value::Object(mut o) => o.remove("input_data"),
         _ => None,
@@ -87,7 +88,7 @@ pub(crate) fn parse_azureml(body: &[u8], model: &dyn Scorer) -> Result<RecordBat
 
 fn json_columns(body: &[u8], model: &dyn Scorer) -> Result<(Columns, bool), ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| bad("Invalid input. The request body is not UTF-8"))?;
-    let value: Value = serde_json::from_str(text)
+    let value: Value = serde_json::from_str(&python_json(text))
         .map_err(|e| bad(format!("Invalid input. Ensure that input is a valid JSON formatted string. Error: '{e}'")))?;
     let Value::Object(mut obj) = value else {
         let got = if value.is_array() { "a list" } else { "not a dictionary" };
@@ -133,6 +134,45 @@ fn json_columns(body: &[u8], model: &dyn Scorer) -> Result<(Columns, bool), ApiE
         }
         _ => Ok((tensor_columns(data, model)?, true)),
     }
+}
+
+/// JSON as Python's `json` module reads and writes it: the bare tokens `NaN`, `Infinity` and
+/// `-Infinity` (what `json.dumps` writes for such floats, so what MLflow's own client sends for a
+/// pandas frame holding NaN) are values. `NaN` becomes `null` (pandas' missing value, as NaN is
+/// for MLflow's server) and the infinities the strings `"Infinity"` and `"-Infinity"`, which a
+/// number column reads as infinities. Text without those tokens is returned as it is.
+fn python_json(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("NaN") && !text.contains("Infinity") {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else {
+            let token = [("NaN", "null"), ("-Infinity", "\"-Infinity\""), ("Infinity", "\"Infinity\"")]
+                .into_iter()
+                .find(|(t, _)| rest.starts_with(t));
+            if let Some((t, value)) = token {
+                out.push_str(value);
+                rest = &rest[t.len()..];
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -430,6 +470,18 @@ mod tests {
             split_csv(r#"1,"a,b",,"say ""hi""",x"#),
             vec![Some("1".into()), Some("a,b".into()), None, Some("say \"hi\"".into()), Some("x".into())]
         );
+    }
+
+    #[test]
+    fn python_json_reads_nan_and_infinities_outside_strings() {
+        let body = r#"{"data": [[NaN, -Infinity, Infinity, "NaN \" Infinity", 1.5]]}"#;
+        let v: Value = serde_json::from_str(&python_json(body)).unwrap();
+        assert_eq!(v["data"][0], serde_json::json!([null, "-Infinity", "Infinity", "NaN \" Infinity", 1.5]));
+        assert_eq!(number(&v["data"][0][1]), Some(f64::NEG_INFINITY));
+        assert_eq!(number(&v["data"][0][2]), Some(f64::INFINITY));
+        assert!(matches!(python_json(r#"{"a": 1}"#), std::borrow::Cow::Borrowed(_)));
+        // Not JSON either way: still refused by the parser.
+        assert!(serde_json::from_str::<Value>(&python_json("[NaNa]")).is_err());
     }
 
     #[test]
