@@ -65,6 +65,23 @@ fn by_column(names: &[String], rows: &[impl AsRef<[Value]>]) -> serde_json::Map<
     names.iter().enumerate().map(|(j, n)| (n.clone(), rows.iter().map(|r| r.as_ref()[j].clone()).collect())).collect()
 }
 
+/// Rows as a CSV body with a header: text as it is, null as an empty cell, the rest as JSON writes it.
+fn csv_of(names: &[String], rows: &[Vec<Value>]) -> String {
+    let mut csv = names.join(",") + "\n";
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .map(|v| match v {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        csv += &(cells.join(",") + "\n");
+    }
+    csv
+}
+
 pub(crate) fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -172,18 +189,7 @@ fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
     assert_eq!((status, json_of(&body)["error_class"].as_str()), (400, Some("SCHEMA_ENFORCEMENT_FAILED")), "{body}");
 
     // CSV with a header, numbers as text: cast to the signature's types.
-    let mut csv = names.join(",") + "\n";
-    for r in &rows {
-        let cells: Vec<String> = r
-            .iter()
-            .map(|v| match v {
-                Value::Null => String::new(),
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect();
-        csv += &(cells.join(",") + "\n");
-    }
+    let csv = csv_of(&names, &rows);
     let (status, _, body) = post(&inv, "text/csv", &csv);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels));
@@ -449,18 +455,7 @@ fn serve_survives_mutated_bodies_slow_clients_and_a_thousand_connections() {
     // Seeded mutants of every payload.
     let records: Vec<Value> =
         rows.iter().map(|r| Value::Object(names.iter().cloned().zip(r.iter().cloned()).collect())).collect();
-    let mut csv = names.join(",") + "\n";
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .map(|v| match v {
-                Value::Null => String::new(),
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect();
-        csv += &(cells.join(",") + "\n");
-    }
+    let csv = csv_of(&names, rows);
     let bodies = [
         ("application/json", good.clone()),
         ("application/json", json!({"dataframe_records": records}).to_string()),
