@@ -216,12 +216,13 @@ pub(crate) enum Activation {
 /// Trees scored by the kernel's ensemble, in float64.
 #[derive(Debug)]
 pub(crate) struct Trees {
-    pub ensemble: Ensemble<f64>,
+    /// The compiled trees: only one form is kept (a 100-tree depth-8 forest holds about 3 MB in
+    /// each).
+    pub walk: TreeWalk,
+    /// Number of outputs of the trees.
+    pub outputs: usize,
     /// Round inputs to float32 first (DecisionTree, forests, GradientBoosting; not HGB).
     pub f32_inputs: bool,
-    /// For float32 inputs, the same trees walked in float32 with float64 leaf values (see
-    /// [`f32_walk`]), where they can be.
-    pub f32_walk: Option<(Ensemble<f32>, Vec<f64>)>,
     pub init: Vec<f64>,
     /// Divide the sums by this (forests average their trees).
     pub average: Option<f64>,
@@ -230,6 +231,24 @@ pub(crate) struct Trees {
     pub n_features: usize,
     /// NaN is refused, as scikit-learn refuses it for this estimator.
     pub nan_is_error: Option<&'static str>,
+}
+
+/// How an ensemble's trees are walked.
+#[derive(Debug)]
+pub(crate) enum TreeWalk {
+    /// In float64 (inputs rounded to float32 first where `f32_inputs`).
+    F64(Ensemble<f64>),
+    /// For float32 inputs, in float32 with float64 leaf values from the table (see [`f32_walk`]).
+    F32(Ensemble<f32>, Vec<f64>),
+}
+
+/// The trees of `raw` compiled for the walk they take: float32 where the inputs are rounded to
+/// float32 and [`f32_walk`] can serve them, float64 otherwise.
+fn tree_walk(raw: &RawEnsemble, k: usize, f32_inputs: bool) -> Result<TreeWalk> {
+    if f32_inputs && let Some((e, table)) = f32_walk(raw, k)? {
+        return Ok(TreeWalk::F32(e, table));
+    }
+    Ok(TreeWalk::F64(compile(raw, k)?))
 }
 
 /// One dense layer of a network.
@@ -302,7 +321,7 @@ pub(crate) fn build(g: &Graph) -> Result<Model> {
     let (steps, last) = pipeline_parts(g, root, 0)?;
     let predictor = predictor(g, last)?;
     if let Predictor::Trees(t) = &predictor {
-        let k = t.ensemble.outputs;
+        let k = t.outputs;
         let expected = match t.link {
             TreeLink::Binary { .. } => Some(2),
             TreeLink::Softmax => Some(k),
@@ -1055,9 +1074,9 @@ fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
     }
     let average = (trees.len() > 1 || !name.starts_with("Decision")).then_some(trees.len() as f64);
     Ok(Predictor::Trees(Box::new(Trees {
-        ensemble: compile(&raw, outputs)?,
+        walk: tree_walk(&raw, outputs, true)?,
+        outputs,
         f32_inputs: true,
-        f32_walk: f32_walk(&raw, outputs)?,
         init: Vec::new(),
         average,
         link: TreeLink::Identity,
@@ -1144,9 +1163,9 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
         (true, _) => TreeLink::Softmax,
     };
     Ok(Predictor::Trees(Box::new(Trees {
-        ensemble: compile(&raw, k)?,
+        walk: tree_walk(&raw, k, true)?,
+        outputs: k,
         f32_inputs: true,
-        f32_walk: f32_walk(&raw, k)?,
         init,
         average: None,
         link,
@@ -1220,9 +1239,9 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
         return Err(ReadError::Unsupported(format!("{name} without trees")));
     }
     Ok(Predictor::Trees(Box::new(Trees {
-        ensemble: compile(&raw, k)?,
+        walk: tree_walk(&raw, k, false)?,
+        outputs: k,
         f32_inputs: false,
-        f32_walk: None,
         init: baseline,
         average: None,
         link,
@@ -1584,7 +1603,7 @@ impl Predictor {
     pub(crate) fn value_width(&self) -> usize {
         match self {
             Predictor::Linear { coef, .. } => coef.len(),
-            Predictor::Trees(t) => t.ensemble.outputs,
+            Predictor::Trees(t) => t.outputs,
             Predictor::Mlp { layers, .. } => layers.last().map_or(1, |l| l.bias.len()),
             Predictor::KMeans { .. } => 1,
             Predictor::Boosted(e) => e.booster.output_width(),
@@ -1769,21 +1788,21 @@ impl Trees {
                 format!("a value is too large for float32, which {name} reads its inputs as (scikit-learn raises too)"),
             ));
         }
-        let k = self.ensemble.outputs;
-        let mut sums = match &self.f32_walk {
-            Some((ensemble, table)) => {
+        let k = self.outputs;
+        let mut sums = match &self.walk {
+            TreeWalk::F32(ensemble, table) => {
                 let mut x: Vec<f32> = Vec::new();
                 mlscore_kernels::columns::to_rows(cols, 0, rows, &mut x);
                 let init = if self.init.is_empty() { vec![0.0; k] } else { self.init.clone() };
                 ensemble.sum_leaf_table(&x, width, rows, table, &init)
             }
-            None => {
+            TreeWalk::F64(ensemble) => {
                 let mut x: Vec<f64> = Vec::new();
                 mlscore_kernels::columns::to_rows(cols, 0, rows, &mut x);
                 if self.f32_inputs {
                     x.iter_mut().for_each(|v| *v = f64::from(*v as f32));
                 }
-                self.ensemble.aggregate_from(&x, width, rows, Aggregate::Sum, &self.init).map(|(sums, _)| sums)
+                ensemble.aggregate_from(&x, width, rows, Aggregate::Sum, &self.init).map(|(sums, _)| sums)
             }
         }
         .map_err(|e| score_err(name, e.to_string()))?;
