@@ -22,6 +22,7 @@
 mod metrics;
 mod request;
 mod response;
+mod split;
 
 use std::io::Write;
 use std::sync::Arc;

@@ -36,7 +36,16 @@ type Columns = Vec<(String, Vec<Value>)>;
 /// MLflow answers column-wise rather than as records.
 pub(crate) fn parse(kind: Body, body: &[u8], model: &dyn Scorer) -> Result<(RecordBatch, bool), ApiError> {
     let (columns, tensor) = match kind {
-        Body::Json => json_columns(body, model)?,
+        Body::Json => {
+            // The common split frame straight into columns; anything else the general way.
+            if let Some(cells) = std::str::from_utf8(body).ok().and_then(|text| crate::split::read(&python_json(text)))
+            {
+                let columns =
+                    cells.into_iter().map(|(n, c)| (n, c.into_iter().map(crate::split::Cell::into_value).collect()));
+                return Ok((batch(columns, model)?, false));
+            }
+            json_columns(body, model)?
+        }
         Body::Csv => (csv_columns(body)?, false),
         Body::Parquet => return Ok((parquet_batch(body)?, false)),
     };
@@ -186,7 +195,7 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-fn name_of(v: &Value) -> String {
+pub(crate) fn name_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -194,7 +203,7 @@ fn name_of(v: &Value) -> String {
 }
 
 /// A pandas split frame (`data`, with `columns` or columns named by position; `index` unused).
-fn split_columns(mut split: Map<String, Value>) -> Result<Columns, ApiError> {
+pub(crate) fn split_columns(mut split: Map<String, Value>) -> Result<Columns, ApiError> {
     let rows = rows_of(split.remove("data").unwrap_or(Value::Null))?;
     let names: Vec<String> = match split.get("columns") {
         Some(Value::Array(c)) => c.iter().map(name_of).collect(),
@@ -344,8 +353,12 @@ fn signature_type(model: &dyn Scorer, name: &str) -> Option<DataType> {
     })
 }
 
-fn batch(columns: Columns, model: &dyn Scorer) -> Result<RecordBatch, ApiError> {
-    let rows = columns.first().map_or(0, |c| c.1.len());
+/// The columns as a record batch, each cast to its signature type (else to the type its values
+/// suggest). Columns are taken one at a time, so that a lazy iterator holds only one column of
+/// JSON values at once.
+fn batch(columns: impl IntoIterator<Item = (String, Vec<Value>)>, model: &dyn Scorer) -> Result<RecordBatch, ApiError> {
+    let mut columns = columns.into_iter().peekable();
+    let rows = columns.peek().map_or(0, |c| c.1.len());
     if rows == 0 {
         return Err(bad("Invalid input. The request has no rows"));
     }
