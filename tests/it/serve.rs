@@ -184,7 +184,8 @@ fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
         post(&inv, "application/json", &json!({"instances": records.clone(), "extra": 5}).to_string());
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
-    // A 2-D list against a named signature: MLflow's schema enforcement refuses it (KAM01).
+    // A 2-D list against a named signature: refused as a schema error (400; MLflow 3.17.2 fails
+    // otherwise with 400, see serve_and_mlflow_models_serve_answer_the_checklist_alike).
     let (status, _, body) = post(&inv, "application/json", &json!({"inputs": rows.clone()}).to_string());
     assert_eq!((status, json_of(&body)["error_class"].as_str()), (400, Some("SCHEMA_ENFORCEMENT_FAILED")), "{body}");
 
@@ -561,4 +562,154 @@ print(json.dumps({"version": client.get_version(), "predictions": got.iloc[:, 0]
     let (_, _, labels) = case_rows(case);
     assert_eq!(answer["predictions"], Value::Array(labels), "{stdout}");
     assert!(answer["version"].as_str().is_some_and(|v| !v.is_empty()), "{stdout}");
+}
+
+/// `mlflow models serve` (the pinned MLflow of python/requirements.txt) on 127.0.0.1, in its own
+/// process group (MLflow starts uvicorn as a child); the group is stopped when dropped.
+struct MlflowServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = std::process::Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_mlflow(model: &std::path::Path) -> MlflowServer {
+    use std::os::unix::process::CommandExt;
+    let venv = std::process::Command::new(repo().join("scripts/python-env")).arg("--path").output().unwrap();
+    let venv = std::path::PathBuf::from(String::from_utf8(venv.stdout).unwrap().trim());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let path = format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let child = std::process::Command::new(venv.join("bin/mlflow"))
+        .args(["models", "serve", "--env-manager", "local", "--host", "127.0.0.1", "-p", &port.to_string(), "-m"])
+        .arg(model)
+        .env("PATH", path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let server = MlflowServer { child, url: format!("http://127.0.0.1:{port}") };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while agent().get(&format!("{}/ping", server.url)).call().map_or(true, |r| r.status().as_u16() != 200) {
+        assert!(std::time::Instant::now() < deadline, "mlflow models serve did not answer /ping in 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    server
+}
+
+/// Status, content type (without parameters) and body of a request.
+fn answer(method: &str, url: &str, content_type: &str, body: &str) -> (u16, String, String) {
+    let no_redirects: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+    let mut r = match method {
+        "GET" => no_redirects.get(url).call(),
+        _ => no_redirects.post(url).header("Content-Type", content_type).send(body),
+    }
+    .unwrap();
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let ct = ct.split(';').next().unwrap_or_default().trim().to_string();
+    (r.status().as_u16(), ct, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// The serving checklist (../shared/serving.md) sent to `mlflow models serve` and to
+/// `mlscore serve`, the same model behind both: every request gets the same status and content
+/// type, a scoring answer the same predictions, an error the same `error_code`. Messages are
+/// compared by code, not text. Where mlscore deliberately answers otherwise, the case says so.
+#[test]
+fn serve_and_mlflow_models_serve_answer_the_checklist_alike() {
+    if !crate::servers::servers_installed("serve_and_mlflow_models_serve_answer_the_checklist_alike") {
+        return;
+    }
+    let case = "pipeline_onehot_logreg_skops";
+    let model = models().join("sklearn").join(case).join("model");
+    let ours = start(&model, &[]);
+    let theirs = start_mlflow(&model);
+    let (names, rows, _) = case_rows(case);
+    let records: Vec<Value> =
+        rows.iter().map(|r| Value::Object(names.iter().cloned().zip(r.iter().cloned()).collect())).collect();
+    let mut reordered: Vec<String> = names.iter().rev().cloned().collect();
+    reordered.push("extra".into());
+    let rows_rev: Vec<Value> =
+        rows.iter().map(|r| Value::Array(r.iter().rev().cloned().chain([json!(1)]).collect())).collect();
+    let json = "application/json";
+    let mut cases: Vec<(&str, &str, &str, String)> = vec![
+        ("GET", "/ping", "", String::new()),
+        ("GET", "/health", "", String::new()),
+        ("GET", "/nope", "", String::new()),
+        ("GET", "/invocations", "", String::new()),
+        ("POST", "/ping", json, "{}".into()),
+        ("POST", "/invocations/", json, "{}".into()),
+        ("POST", "/invocations", json, json!({"dataframe_split": {"columns": names, "data": rows}}).to_string()),
+        ("POST", "/invocations", "application/json; charset=UTF-8", json!({"dataframe_records": records}).to_string()),
+        (
+            "POST",
+            "/invocations",
+            json,
+            json!({"dataframe_split": {"columns": reordered, "data": rows_rev}, "params": {"x": 1}}).to_string(),
+        ),
+        ("POST", "/invocations", json, json!({"inputs": by_column(&names, &rows)}).to_string()),
+        ("POST", "/invocations", json, json!({"instances": records, "extra": 5}).to_string()),
+        ("POST", "/invocations", "text/csv", csv_of(&names, &rows)),
+        ("POST", "/invocations", "text/csv", format!("{}\nforty,1.0,true,lille,pro\n", names.join(","))),
+        ("POST", "/invocations", json, json!({"dataframe_split": {"columns": ["age"], "data": [[30]]}}).to_string()),
+        (
+            "POST",
+            "/invocations",
+            json,
+            json!({"dataframe_split": {"columns": names, "data": [["x", 1.0, true, "lille", "pro"]]}}).to_string(),
+        ),
+        ("POST", "/invocations", json, "{not json".into()),
+        ("POST", "/invocations", json, "[1, 2]".into()),
+        ("POST", "/invocations", json, r#"{"columns": ["a"], "data": [[1]]}"#.into()),
+        ("POST", "/invocations", json, r#"{"dataframe_split": [1], "inputs": [1]}"#.into()),
+        ("POST", "/invocations", json, r#"{"dataframe_split": [[1]]}"#.into()),
+        ("POST", "/invocations", json, r#"{"dataframe_records": {"a": 1}}"#.into()),
+        ("POST", "/invocations", "text/plain", "{}".into()),
+        ("POST", "/invocations", "Application/JSON", "{}".into()),
+        ("POST", "/invocations", "application/json; charset=latin-1", "{}".into()),
+        ("POST", "/invocations", "application/json; format=pandas-split", "{}".into()),
+    ];
+    // Deliberate differences: the same status, another answer, and why.
+    let differs = [(
+        json!({"inputs": rows}).to_string(),
+        // A 2-D list against a signature of named columns: MLflow makes a numpy array of the
+        // rows and fails converting a string with int() (BAD_REQUEST, "invalid literal for
+        // int() with base 10: 'lille'"); mlscore says which named inputs are missing
+        // (INVALID_PARAMETER_VALUE, SCHEMA_ENFORCEMENT_FAILED).
+        "INVALID_PARAMETER_VALUE",
+    )];
+    for (body, code) in &differs {
+        let (s1, _, b1) = answer("POST", &format!("{}/invocations", theirs.url), json, body);
+        let (s2, _, b2) = answer("POST", &format!("{}/invocations", ours.url), json, body);
+        assert_eq!((s1, s2), (400, 400), "mlflow: {b1}\nmlscore: {b2}");
+        assert_eq!(json_of(&b2)["error_code"], *code, "{b2}");
+    }
+    cases.retain(|c| !differs.iter().any(|(b, _)| *b == c.3));
+    for (method, path, ct, body) in &cases {
+        let what = format!("{method} {path} ({ct}) {}", body.chars().take(80).collect::<String>());
+        let (s1, ct1, b1) = answer(method, &format!("{}{path}", theirs.url), ct, body);
+        let (s2, ct2, b2) = answer(method, &format!("{}{path}", ours.url), ct, body);
+        assert_eq!((s2, &ct2), (s1, &ct1), "{what}\nmlflow: {b1}\nmlscore: {b2}");
+        if ct1 != "application/json" || b1.trim().is_empty() {
+            // Probes answer a bare newline (as JSON); plain-text errors (415) are compared by their
+            // first sentence, which says what is wrong (MLflow's goes on with migration advice).
+            let first = |b: &str| b.trim().split(". ").next().unwrap_or_default().to_string();
+            assert_eq!(first(&b2), first(&b1), "{what}");
+            continue;
+        }
+        let (v1, v2) = (json_of(&b1), json_of(&b2));
+        if s1 == 200 && path.starts_with("/invocations") {
+            assert_eq!(v2["predictions"], v1["predictions"], "{what}");
+        } else if v1.get("error_code").is_some() {
+            assert_eq!(v2["error_code"], v1["error_code"], "{what}\nmlflow: {b1}\nmlscore: {b2}");
+        } else {
+            assert_eq!(v2, v1, "{what}");
+        }
+    }
 }
