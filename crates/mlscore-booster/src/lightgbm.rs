@@ -270,8 +270,10 @@ fn add_tree(
                 return Err(both());
             }
             *rule = Some(MISSING_CATEGORY);
+            // The threshold is the bitset's index: a NaN, a negative or one past the bitsets (a
+            // float past usize saturates to usize::MAX) is refused.
             let idx = threshold[i] as usize;
-            if threshold[i] < 0.0 || idx + 1 >= cat_boundaries.len().max(1) {
+            if threshold[i].is_nan() || threshold[i] < 0.0 || idx >= cat_boundaries.len().saturating_sub(1) {
                 return Err(ReadError::Invalid(ctx(&format!("categorical split {i} has bitset {}", threshold[i]))));
             }
             let words = &cat_threshold[cat_boundaries[idx]..cat_boundaries[idx + 1]];
