@@ -154,33 +154,39 @@ fn python_json(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains("NaN") && !text.contains("Infinity") {
         return text.into();
     }
+    // Bytes, not chars: the quotes, backslashes and tokens are ASCII, which never occurs inside
+    // a multi-byte UTF-8 sequence; runs between replacements are copied whole.
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len() + 16);
-    let (mut in_string, mut escaped) = (false, false);
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
+    let (mut in_string, mut escaped, mut copied, mut i) = (false, false, 0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
         if in_string {
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
+            } else if b == b'\\' {
                 escaped = true;
-            } else if c == '"' {
+            } else if b == b'"' {
                 in_string = false;
             }
-        } else if c == '"' {
+        } else if b == b'"' {
             in_string = true;
-        } else {
+        } else if matches!(b, b'N' | b'I' | b'-') {
+            let rest = &text[i..];
             let token = [("NaN", "null"), ("-Infinity", "\"-Infinity\""), ("Infinity", "\"Infinity\"")]
                 .into_iter()
                 .find(|(t, _)| rest.starts_with(t));
             if let Some((t, value)) = token {
+                out.push_str(&text[copied..i]);
                 out.push_str(value);
-                rest = &rest[t.len()..];
+                i += t.len();
+                copied = i;
                 continue;
             }
         }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
+        i += 1;
     }
+    out.push_str(&text[copied..]);
     out.into()
 }
 
