@@ -37,14 +37,14 @@ type Columns = Vec<(String, Vec<Value>)>;
 pub(crate) fn parse(kind: Body, body: &[u8], model: &dyn Scorer) -> Result<(RecordBatch, bool), ApiError> {
     let (columns, tensor) = match kind {
         Body::Json => {
+            let text = json_text(body)?;
             // The common split frame straight into columns; anything else the general way.
-            if let Some(cells) = std::str::from_utf8(body).ok().and_then(|text| crate::split::read(&python_json(text)))
-            {
+            if let Some(cells) = crate::split::read(&text) {
                 let columns =
                     cells.into_iter().map(|(n, c)| (n, c.into_iter().map(crate::split::Cell::into_value).collect()));
                 return Ok((batch(columns, model)?, false));
             }
-            json_columns(body, model)?
+            json_columns(&text, model)?
         }
         Body::Csv => (csv_columns(body)?, false),
         Body::Parquet => return Ok((parquet_batch(body)?, false)),
@@ -79,8 +79,7 @@ fn arrow_select_concat(schema: &arrow_schema::SchemaRef, batches: &[RecordBatch]
 /// Azure ML's online-endpoint body, `{"input_data": ..., "params": ...}`: a split frame
 /// (`columns`, `index`, `data`), a dictionary of named columns, or a 2-D list.
 pub(crate) fn parse_azureml(body: &[u8], model: &dyn Scorer) -> Result<RecordBatch, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| bad("Invalid input. The request body is not UTF-8"))?;
-    let value: Value = serde_json::from_str(&python_json(text))
+    let value: Value = serde_json::from_str(&json_text(body)?)
         .map_err(|e| bad(format!("Invalid input. The body is not JSON: {e}")))?;
     let Some(data) = (match value {
         Value::Object(mut o) => o.remove("input_data"),
@@ -95,9 +94,14 @@ pub(crate) fn parse_azureml(body: &[u8], model: &dyn Scorer) -> Result<RecordBat
     batch(columns, model)
 }
 
-fn json_columns(body: &[u8], model: &dyn Scorer) -> Result<(Columns, bool), ApiError> {
+/// A JSON body as text, with Python's bare tokens read as values ([`python_json`]).
+fn json_text(body: &[u8]) -> Result<std::borrow::Cow<'_, str>, ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| bad("Invalid input. The request body is not UTF-8"))?;
-    let value: Value = serde_json::from_str(&python_json(text))
+    Ok(python_json(text))
+}
+
+fn json_columns(text: &str, model: &dyn Scorer) -> Result<(Columns, bool), ApiError> {
+    let value: Value = serde_json::from_str(text)
         .map_err(|e| bad(format!("Invalid input. Ensure that input is a valid JSON formatted string. Error: '{e}'")))?;
     let Value::Object(mut obj) = value else {
         let got = if value.is_array() { "a list" } else { "not a dictionary" };
