@@ -65,6 +65,18 @@ fn by_column(names: &[String], rows: &[impl AsRef<[Value]>]) -> serde_json::Map<
     names.iter().enumerate().map(|(j, n)| (n.clone(), rows.iter().map(|r| r.as_ref()[j].clone()).collect())).collect()
 }
 
+/// Rows as a list of records (`dataframe_records`, `instances`).
+fn records_of(names: &[String], rows: &[Vec<Value>]) -> Vec<Value> {
+    rows.iter().map(|r| Value::Object(names.iter().cloned().zip(r.iter().cloned()).collect())).collect()
+}
+
+/// A split frame of the rows with the columns in reverse order and an extra column `extra`.
+fn reordered_with_extra(names: &[String], rows: &[Vec<Value>]) -> Value {
+    let columns: Vec<&str> = names.iter().rev().map(String::as_str).chain(["extra"]).collect();
+    let data: Vec<Vec<Value>> = rows.iter().map(|r| r.iter().rev().cloned().chain([json!(1)]).collect()).collect();
+    json!({"columns": columns, "data": data})
+}
+
 /// Rows as a CSV body with a header: text as it is, null as an empty cell, the rest as JSON writes it.
 fn csv_of(names: &[String], rows: &[Vec<Value>]) -> String {
     let mut csv = names.join(",") + "\n";
@@ -151,25 +163,14 @@ fn serve_answers_mlflow_clients_like_mlflow_models_serve() {
     assert_eq!((status, ct.as_str()), (200, "application/json"), "{body}");
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
 
-    let records: Vec<Value> =
-        rows.iter().map(|r| Value::Object(names.iter().cloned().zip(r.iter().cloned()).collect())).collect();
+    let records = records_of(&names, &rows);
     let (status, _, body) =
         post(&inv, "application/json; charset=UTF-8", &json!({"dataframe_records": records}).to_string());
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
 
     // Columns in another order, an extra column and params: by name, extras ignored (as MLflow).
-    let mut reordered: Vec<String> = names.iter().rev().cloned().collect();
-    reordered.push("extra".into());
-    let rows_rev: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v: Vec<Value> = r.iter().rev().cloned().collect();
-            v.push(json!(1));
-            Value::Array(v)
-        })
-        .collect();
-    let body = json!({"dataframe_split": {"columns": reordered, "data": rows_rev}, "params": {"x": 1}}).to_string();
+    let body = json!({"dataframe_split": reordered_with_extra(&names, &rows), "params": {"x": 1}}).to_string();
     let (status, _, body) = post(&inv, "application/json", &body);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["predictions"], Value::Array(labels.clone()));
@@ -454,8 +455,7 @@ fn serve_survives_mutated_bodies_slow_clients_and_a_thousand_connections() {
     answered_as_before("start");
 
     // Seeded mutants of every payload.
-    let records: Vec<Value> =
-        rows.iter().map(|r| Value::Object(names.iter().cloned().zip(r.iter().cloned()).collect())).collect();
+    let records = records_of(&names, rows);
     let csv = csv_of(&names, rows);
     let bodies = [
         ("application/json", good.clone()),
@@ -631,12 +631,7 @@ fn serve_and_mlflow_models_serve_answer_the_checklist_alike() {
     let ours = start(&model, &[]);
     let theirs = start_mlflow(&model);
     let (names, rows, _) = case_rows(case);
-    let records: Vec<Value> =
-        rows.iter().map(|r| Value::Object(names.iter().cloned().zip(r.iter().cloned()).collect())).collect();
-    let mut reordered: Vec<String> = names.iter().rev().cloned().collect();
-    reordered.push("extra".into());
-    let rows_rev: Vec<Value> =
-        rows.iter().map(|r| Value::Array(r.iter().rev().cloned().chain([json!(1)]).collect())).collect();
+    let records = records_of(&names, &rows);
     let json = "application/json";
     let mut cases: Vec<(&str, &str, &str, String)> = vec![
         ("GET", "/ping", "", String::new()),
@@ -651,7 +646,7 @@ fn serve_and_mlflow_models_serve_answer_the_checklist_alike() {
             "POST",
             "/invocations",
             json,
-            json!({"dataframe_split": {"columns": reordered, "data": rows_rev}, "params": {"x": 1}}).to_string(),
+            json!({"dataframe_split": reordered_with_extra(&names, &rows), "params": {"x": 1}}).to_string(),
         ),
         ("POST", "/invocations", json, json!({"inputs": by_column(&names, &rows)}).to_string()),
         ("POST", "/invocations", json, json!({"instances": records, "extra": 5}).to_string()),
