@@ -73,6 +73,33 @@ fn every_sklearn_model_scores_like_scikit_learn() {
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// A batch is scored a chunk of rows at a time (up to 8,192, by the model's width): a batch of
+/// many chunks, whose last chunk is a short one, gives every row exactly what the row gets in a
+/// small batch.
+#[test]
+fn a_batch_of_many_chunks_scores_every_row_as_a_small_batch_does() {
+    for name in [
+        "logreg_binary",
+        "mlp_classifier",
+        "pipeline_onehot_logreg_skops",
+        "pipeline_string_imputer",
+        "random_forest_proba",
+        "kmeans",
+        "normalizer_binarizer",
+    ] {
+        let ScoredCase { model, input, outputs, .. } = score_case("sklearn", name, |e| e).unwrap();
+        let copies = 9_000usize.div_ceil(input.num_rows());
+        let big = arrow::compute::concat_batches(&input.schema(), &vec![input.clone(); copies]).unwrap();
+        let scored = predict_batch(model.as_ref(), &big, NullPolicy::Nan).unwrap().outputs;
+        assert_eq!(scored.len(), outputs.len(), "{name}: outputs");
+        for ((n, got), (_, small)) in scored.iter().zip(&outputs) {
+            let want = arrow::compute::concat(&vec![small.as_ref(); copies]).unwrap();
+            assert_eq!(got.len(), big.num_rows(), "{name}: {n}");
+            assert!(got.as_ref() == want.as_ref(), "{name}: {n} differs from the small batch's, repeated");
+        }
+    }
+}
+
 /// A copy of a case's model directory with its model file replaced.
 fn with_model_file(case: &str, file: &str, bytes: &[u8], tmp: &Path) -> PathBuf {
     edited_model("sklearn", case, file, tmp, |_| bytes.to_vec())

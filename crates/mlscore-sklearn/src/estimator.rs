@@ -1582,6 +1582,15 @@ impl Predictor {
         }
     }
 
+    /// The most values a row holds on its way through the predictor: its inputs, or a
+    /// network's widest layer.
+    pub(crate) fn widest(&self) -> usize {
+        match self {
+            Predictor::Mlp { layers, .. } => layers.iter().map(|l| l.n_in.max(l.bias.len())).max().unwrap_or(0),
+            _ => self.n_features().unwrap_or(0),
+        }
+    }
+
     pub(crate) fn classes(&self) -> Option<&Labels> {
         match self {
             Predictor::Linear { kind: LinearKind::Classifier { classes, .. }, .. } => Some(classes),
