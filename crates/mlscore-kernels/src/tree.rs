@@ -305,6 +305,12 @@ fn leq_form<T: Float>(n: &RawNode) -> (T, [Target; 2], bool) {
 
 /// Rows walked together through each tree.
 const BLOCK: usize = 128;
+
+/// Masks a tree holds in the bit-vector walk's buffer: a block's, and one cache line more, so
+/// that the trees' masks spread over the L1 cache's sets (512 bytes apart, every eighth tree's
+/// fell into the same sets): XGBoost 100 trees depth 6, 2.13-2.16M -> 2.26-2.30M rows/s at
+/// 65,536-row batches, one thread.
+const MASK_STRIDE: usize = BLOCK + 16;
 /// Fewer rows than this are walked node by node from every root, without the bit-vectors
 /// (measured per call, 1 thread, bit-vectors -> walk: 1 row: RF-100 depth 8 49 -> 32 us,
 /// XGBoost-500 105 -> 50 us, LightGBM-500 173 -> 71 us, a 6-feature GradientBoosting 10.5 ->
@@ -539,7 +545,7 @@ impl<T: Float> Ensemble<T> {
             _ => None,
         };
         let mut masks = match bits {
-            Some(bits) => vec![0u32; bits.trees() * BLOCK],
+            Some(bits) => vec![0u32; bits.trees() * MASK_STRIDE],
             None => Vec::new(),
         };
         // Trees some step of whose walk goes node by node (the others end in the masks).
@@ -554,7 +560,7 @@ impl<T: Float> Ensemble<T> {
             match &self.layout {
                 Layout::Fast { nodes, any_nan, .. } => {
                     if let Some(bits) = bits {
-                        bits.masks(xb, width, n, &mut masks, BLOCK);
+                        bits.masks(xb, width, n, &mut masks, MASK_STRIDE);
                     }
                     // NaN handling costs a few operations a step: only blocks that hold a NaN pay them.
                     let nan = *any_nan && walked > 0 && xb.iter().any(|v| v.is_nan());
@@ -564,11 +570,11 @@ impl<T: Float> Ensemble<T> {
                             let row = t as u32;
                             match bits.resume_at(row) {
                                 None => {
-                                    visit(start, bits.reached(row, &masks, BLOCK, n));
+                                    visit(start, bits.reached(row, &masks, MASK_STRIDE, n));
                                     continue;
                                 }
                                 Some(depth) => {
-                                    bits.frontier(row, &masks, BLOCK, idx);
+                                    bits.frontier(row, &masks, MASK_STRIDE, idx);
                                     from = depth;
                                 }
                             }

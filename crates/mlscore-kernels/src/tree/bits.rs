@@ -100,7 +100,7 @@ impl<T: Float> BitTrees<T> {
     }
 
     /// Computes the masks of the `n` rows of `xb` (row-major, `width` values a row): tree `k`'s
-    /// masks are `masks[k * stride..][..n]`. `stride` is a multiple of [`LANES`] and at least `n`.
+    /// masks are `masks[k * stride..][..n]`. `stride` is at least `n` rounded up to a multiple of [`LANES`].
     pub(super) fn masks(&self, xb: &[T], width: usize, n: usize, masks: &mut [u32], stride: usize) {
         masks[..self.trees() * stride].fill(u32::MAX);
         fill_masks(&self.splits, &self.bounds, xb, width, n, masks, stride);
