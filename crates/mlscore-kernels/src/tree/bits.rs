@@ -4,12 +4,20 @@
 //! Number a tree's leaves left to right, the true branch of every split first. A row's leaf is
 //! then the first leaf that none of the splits it fails rules out, where a failed split (the row
 //! goes to its false branch) rules out every leaf under its true branch. So instead of following
-//! each row down each tree, every split is visited once per block of rows: the splits are grouped
-//! by feature and sorted by threshold, and for each feature the block's values are compared with
-//! each split's threshold, clearing the split's leaves from the failing rows' 32-bit masks. The
-//! inner loop runs over 64 rows with no branch and no dependent load, so the compiler turns it
-//! into SIMD compares and ANDs; a split no row of the block fails ends the feature's list early.
-//! What is left is one mask per tree and row, whose lowest set bit is the leaf.
+//! each row down each tree, every split is visited once per block of 64 rows: the block's values
+//! are gathered feature by feature, and for each tree its 64 32-bit masks are held in registers
+//! while each of its splits compares its feature's 64 values with its threshold and clears the
+//! split's leaves from the failing rows' masks; then the masks are written once. The inner loop
+//! runs over 64 rows with no branch and no dependent load, so the compiler turns it into SIMD
+//! compares and ANDs. What is left is one mask per tree and row, whose lowest set bit is the leaf.
+//!
+//! QuickScorer's own order (the splits grouped by feature and sorted by threshold, each updating
+//! its tree's masks in memory, a feature's list ending at the first split no row fails) was this
+//! kernel's first: it loads and stores 64 masks per split where this order keeps them in
+//! registers, and its early ends rarely come for blocks of 64 rows. Tree by tree, XGBoost 100
+//! trees of depth 6 scored 2.7-2.9M rows/s against 2.1-2.3M, 500 trees 0.60-0.64M against 0.51-0.52M,
+//! RandomForest 1.40M against 1.19M and HistGradientBoosting 3.2M against 3.1M (65,536-row batches,
+//! one thread, same invocation); LightGBM's 63-leaf trees within 3% either way.
 //!
 //! Lopsided boosting trees (scikit-learn's HistGradientBoosting, 31 leaves) cost a node walk
 //! about their path length in dependent steps a row; here they cost their 30 splits in SIMD lanes.
@@ -29,19 +37,20 @@ const MAX_LEAVES: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Split<T> {
     threshold: T,
-    /// The tree's row in the masks.
-    tree: u32,
+    feature: u32,
     /// Every bit but those of the leaves under the true branch.
     keep: u32,
 }
 
-/// The splits of the trees walked by bit-vectors, by feature.
+/// The splits of the trees walked by bit-vectors, by tree.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct BitTrees<T> {
-    /// Per feature, sorted by threshold: first the splits that NaN fails, then those NaN passes.
+    /// Tree by tree: first the splits that NaN fails, then those NaN passes.
     splits: Vec<Split<T>>,
-    /// Per feature: where its splits start, where those NaN passes start, and where they end.
+    /// Per tree: where its splits start, where those NaN passes start, and where they end.
     bounds: Vec<[u32; 3]>,
+    /// Number of features the splits read.
+    features: usize,
     /// Per tree: the fast-layout slot of each node of its frontier, left to right.
     leaves: Vec<[u32; MAX_LEAVES]>,
     /// Per tree: each frontier leaf's value (its node's `threshold`), left to right.
@@ -52,46 +61,41 @@ pub(super) struct BitTrees<T> {
 }
 
 impl<T: Float> BitTrees<T> {
-    /// Collects every tree down to its [`cut_depth`]; `None` when a threshold is NaN (which the
-    /// sorted lists cannot place).
+    /// Collects every tree down to its [`cut_depth`]; `None` when a threshold is NaN.
     pub(super) fn build(nodes: &[FastNode<T>], leaf_of: &[u32], trees: &[Tree], features: usize) -> Option<Self> {
         if nodes.iter().zip(leaf_of).any(|(n, l)| *l == u32::MAX && n.threshold.is_nan()) {
             return None;
         }
-        let mut by_feature: Vec<[Vec<Split<T>>; 2]> = (0..features).map(|_| [Vec::new(), Vec::new()]).collect();
+        let mut splits = Vec::new();
+        let mut bounds = Vec::with_capacity(trees.len());
         let mut leaves = Vec::new();
         let mut values = Vec::new();
         let mut resume = Vec::new();
         for tree in trees {
             let cut = cut_depth(nodes, leaf_of, tree.root);
-            let (slots, splits) = in_order(nodes, leaf_of, tree.root, cut);
+            let (slots, tree_splits) = in_order(nodes, leaf_of, tree.root, cut);
             resume.push(slots.iter().any(|s| leaf_of[*s as usize] == u32::MAX).then_some(cut));
-            let row = leaves.len() as u32;
             let mut table = [slots[0]; MAX_LEAVES];
             table[..slots.len()].copy_from_slice(&slots);
             leaves.push(table);
             values.push(table.map(|slot| nodes[slot as usize].threshold));
-            for (slot, keep) in splits {
+            let mut by_nan: [Vec<Split<T>>; 2] = [Vec::new(), Vec::new()];
+            for (slot, keep) in tree_splits {
                 let node = &nodes[slot as usize];
                 let nan_passes = node.feature & NAN_BIT != 0;
-                let split = Split { threshold: node.threshold, tree: row, keep };
-                by_feature[(node.feature & FEATURE_MASK) as usize][usize::from(nan_passes)].push(split);
+                let feature = node.feature & FEATURE_MASK;
+                if feature as usize >= features {
+                    return None;
+                }
+                by_nan[usize::from(nan_passes)].push(Split { threshold: node.threshold, feature, keep });
             }
-        }
-        let mut splits = Vec::new();
-        let mut bounds = Vec::with_capacity(features);
-        for [mut nan_fails, mut nan_passes] in by_feature {
-            // No threshold is NaN, so the order is total; ties keep tree order.
-            let by_threshold = |a: &Split<T>, b: &Split<T>| a.threshold.partial_cmp(&b.threshold).expect("no NaN");
-            nan_fails.sort_by(by_threshold);
-            nan_passes.sort_by(by_threshold);
             let start = splits.len() as u32;
-            splits.extend(nan_fails);
+            splits.extend(&by_nan[0]);
             let mid = splits.len() as u32;
-            splits.extend(nan_passes);
+            splits.extend(&by_nan[1]);
             bounds.push([start, mid, splits.len() as u32]);
         }
-        Some(Self { splits, bounds, leaves, values, resume })
+        Some(Self { splits, bounds, features, leaves, values, resume })
     }
 
     /// Number of trees (rows of the masks: one per tree of the ensemble, in order).
@@ -102,8 +106,7 @@ impl<T: Float> BitTrees<T> {
     /// Computes the masks of the `n` rows of `xb` (row-major, `width` values a row): tree `k`'s
     /// masks are `masks[k * stride..][..n]`. `stride` is at least `n` rounded up to a multiple of [`LANES`].
     pub(super) fn masks(&self, xb: &[T], width: usize, n: usize, masks: &mut [u32], stride: usize) {
-        masks[..self.trees() * stride].fill(u32::MAX);
-        fill_masks(&self.splits, &self.bounds, xb, width, n, masks, stride);
+        fill_masks(&self.splits, &self.bounds, self.features, xb, width, n, masks, stride);
     }
 
     /// Number of trees whose frontier is their leaves.
@@ -168,78 +171,50 @@ pub(super) fn leaf_bit(mask: u32) -> usize {
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
 ))]
+#[allow(clippy::too_many_arguments)]
 fn fill_masks<T: Float>(
     splits: &[Split<T>],
     bounds: &[[u32; 3]],
+    features: usize,
     xb: &[T],
     width: usize,
     n: usize,
     masks: &mut [u32],
     stride: usize,
 ) {
-    let mut column = [T::default(); LANES];
+    // The block's values feature by feature (lanes past the block's rows keep what an earlier
+    // block left: their masks are never read).
+    let mut columns = vec![[T::default(); LANES]; features];
     for first in (0..n).step_by(LANES) {
         let rows = LANES.min(n - first);
         let xs = &xb[first * width..(first + rows) * width];
-        for (f, &[start, mid, end]) in bounds.iter().enumerate() {
-            if start == end {
-                continue;
-            }
+        for (f, column) in columns.iter_mut().enumerate() {
             for (c, row) in column.iter_mut().zip(xs.chunks_exact(width)) {
                 *c = row[f];
             }
-            let (max, nan) = max_and_nan(&column[..rows]);
-            // Splits at or above the block's largest value fail no row, except that NaN fails
-            // every split of the first list.
-            let fails = &splits[start as usize..mid as usize];
-            let fails = if nan { fails } else { &fails[..fails.partition_point(|s| s.threshold < max)] };
-            let passes = &splits[mid as usize..end as usize];
-            let passes = &passes[..passes.partition_point(|s| s.threshold < max)];
-            clear::<T, true>(fails, &column, masks, stride, first);
-            clear::<T, false>(passes, &column, masks, stride, first);
+        }
+        for (tree, &[start, mid, end]) in bounds.iter().enumerate() {
+            let mut acc = [u32::MAX; LANES];
+            clear::<T, true>(&splits[start as usize..mid as usize], &columns, &mut acc);
+            clear::<T, false>(&splits[mid as usize..end as usize], &columns, &mut acc);
+            masks[tree * stride + first..][..LANES].copy_from_slice(&acc);
         }
     }
 }
 
-/// The largest value that is not NaN (-inf if none) and whether any is NaN, over eight
-/// independent lanes: a single running maximum would make every row wait on the one before.
+/// Clears, for each split, its leaves from the masks of the rows that fail it. `NAN_FAILS`: the
+/// split sends NaN to its false branch. The masks are cleared by arithmetic rather than chosen
+/// (`if fails { keep } else { MAX }`), which the compiler turned into a gather per split.
 #[inline(always)]
-fn max_and_nan<T: Float>(values: &[T]) -> (T, bool) {
-    let (mut max, mut nan) = ([T::NEG_INFINITY; 8], [false; 8]);
-    let mut chunks = values.chunks_exact(8);
-    for chunk in &mut chunks {
-        for ((m, n), &v) in max.iter_mut().zip(&mut nan).zip(chunk) {
-            *n |= v.is_nan();
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    for (i, &v) in chunks.remainder().iter().enumerate() {
-        nan[i] |= v.is_nan();
-        max[i] = if v > max[i] { v } else { max[i] };
-    }
-    let top = max.iter().fold(T::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    (top, nan.iter().any(|n| *n))
-}
-
-/// Clears, for each split, its leaves from the masks of the rows (of 64 from `first`) that fail
-/// it. `NAN_FAILS`: the split sends NaN to its false branch.
-#[inline(always)]
-fn clear<T: Float, const NAN_FAILS: bool>(
-    splits: &[Split<T>],
-    column: &[T; LANES],
-    masks: &mut [u32],
-    stride: usize,
-    first: usize,
-) {
+fn clear<T: Float, const NAN_FAILS: bool>(splits: &[Split<T>], columns: &[[T; LANES]], acc: &mut [u32; LANES]) {
     for s in splits {
-        let row: &mut [u32; LANES] =
-            (&mut masks[s.tree as usize * stride + first..][..LANES]).try_into().expect("LANES masks");
-        let (t, keep) = (s.threshold, s.keep);
+        let column = &columns[s.feature as usize];
+        let (t, clear) = (s.threshold, !s.keep);
         // `!(v <= t)` is meant: it is true for NaN.
         #[allow(clippy::neg_cmp_op_on_partial_ord)]
-        for (m, &v) in row.iter_mut().zip(column) {
+        for (m, &v) in acc.iter_mut().zip(column) {
             let fails = if NAN_FAILS { !(v <= t) } else { v > t };
-            *m &= if fails { keep } else { u32::MAX };
+            *m &= !(clear & 0u32.wrapping_sub(u32::from(fails)));
         }
     }
 }
