@@ -15,9 +15,10 @@
 //! its tree's masks in memory, a feature's list ending at the first split no row fails) was this
 //! kernel's first: it loads and stores 64 masks per split where this order keeps them in
 //! registers, and its early ends rarely come for blocks of 64 rows. Tree by tree, XGBoost 100
-//! trees of depth 6 scored 2.7-2.9M rows/s against 2.1-2.3M, 500 trees 0.60-0.64M against 0.51-0.52M,
-//! RandomForest 1.40M against 1.19M and HistGradientBoosting 3.2M against 3.1M (65,536-row batches,
-//! one thread, same invocation); LightGBM's 63-leaf trees within 3% either way.
+//! trees of depth 6 scored 3.05-3.10M rows/s against 2.26-2.31M, 500 trees 0.60-0.61M against
+//! 0.48-0.51M, RandomForest 1.41-1.44M against 1.17-1.19M and HistGradientBoosting 3.2-3.4M
+//! against 3.0-3.2M (65,536-row batches, one thread, same invocation); LightGBM's 63-leaf trees
+//! within noise.
 //!
 //! Lopsided boosting trees (scikit-learn's HistGradientBoosting, 31 leaves) cost a node walk
 //! about their path length in dependent steps a row; here they cost their 30 splits in SIMD lanes.
