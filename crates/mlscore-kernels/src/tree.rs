@@ -13,14 +13,14 @@
 //! rewritten, take the exact per-mode path.
 //!
 //! Before any node is walked, the `x <= t` form is also scored by bit-vectors (the `bits` module): whole
-//! trees of up to 32 leaves, and the top levels of larger trees, whose walk then starts from the
+//! trees of up to 32 or 64 leaves, and the top levels of larger trees, whose walk then starts from the
 //! node the masks reached.
 
 mod bits;
 
 use std::collections::VecDeque;
 
-use self::bits::{BitTrees, Reached, leaf_bit};
+use self::bits::{BitTrees, MaskBuf, Reached};
 
 use crate::error::Result;
 use crate::{bail, ensure};
@@ -261,7 +261,7 @@ struct Exact<T> {
 #[derive(Debug, Clone, PartialEq)]
 enum Layout<T> {
     /// Every split written as `x <= t` (the common case), also compiled for the bit-vector walk
-    /// (whole trees of at most 32 leaves, the top of larger ones).
+    /// (whole trees of at most 32 or 64 leaves, the top of larger ones).
     Fast { nodes: Vec<FastNode<T>>, any_nan: bool, bits: Option<BitTrees<T>> },
     /// Splits evaluated by their own mode (EQ, NEQ, MEMBER, unrepresentable thresholds).
     Exact(Vec<Exact<T>>),
@@ -545,8 +545,8 @@ impl<T: Float> Ensemble<T> {
             _ => None,
         };
         let mut masks = match bits {
-            Some(bits) => vec![0u32; bits.trees() * MASK_STRIDE],
-            None => Vec::new(),
+            Some(bits) => bits.buffer(MASK_STRIDE),
+            None => MaskBuf::W32(Vec::new()),
         };
         // Trees some step of whose walk goes node by node (the others end in the masks).
         let walked = match bits {
@@ -749,11 +749,7 @@ impl<T: Float> Ensemble<T> {
                             *a += nodes[*i as usize].threshold;
                         }
                     }
-                    Reached::Masks { masks, values, .. } => {
-                        for (a, m) in acc[start..].iter_mut().zip(masks) {
-                            *a += values[leaf_bit(*m)];
-                        }
-                    }
+                    Reached::Masks { masks, values, .. } => masks.add_values(&mut acc[start..], values),
                 });
                 has.fill(true);
             }
@@ -1158,9 +1154,19 @@ mod tests {
         let mut rng = Rng(seed);
         let raw = random_ensemble(&mut rng, 60, outputs, dense);
         let bits = Ensemble::<T>::compile(&raw, outputs).unwrap();
-        let Layout::Fast { bits: Some(b), .. } = &bits.layout else { panic!("no bit-vector trees") };
+        // The same trees in masks of the other width (32 or 64 bits).
+        let mut other = bits.clone();
+        let Layout::Fast { nodes, bits: Some(b), .. } = &mut other.layout else { panic!("no bit-vector trees") };
+        *b = b.other_width(nodes, &other.leaf_of, &other.trees).expect("the other width");
+        let narrow = [&bits, &other]
+            .into_iter()
+            .find_map(|e| match &e.layout {
+                Layout::Fast { bits: Some(b), .. } if b.width() == 32 => Some(b),
+                _ => None,
+            })
+            .expect("one of them has 32-bit masks");
         // Trees of up to 32 leaves are scored by masks alone, larger ones walked on from their cut.
-        let whole = b.whole_trees();
+        let whole = narrow.whole_trees();
         assert!(whole > 0 && whole < raw.roots.len(), "{whole} of {}", raw.roots.len());
         let nodes_only = without_bits(bits.clone());
         // 300 rows: two full blocks and a partial one whose second 64-row chunk is partial too.
@@ -1184,7 +1190,7 @@ mod tests {
                 table[l * outputs + o] += T::from_f64(w);
             }
         }
-        for (name, e) in [("bit-vector", &bits), ("node", &nodes_only)] {
+        for (name, e) in [("bit-vector", &bits), ("other-width bit-vector", &other), ("node", &nodes_only)] {
             let (got, _) = e.aggregate(&x, 5, rows, Aggregate::Sum).unwrap();
             let tabled = e.sum_leaf_table(&x, 5, rows, &table, &vec![T::default(); outputs]).unwrap();
             for (r, row) in x.chunks_exact(5).enumerate() {
