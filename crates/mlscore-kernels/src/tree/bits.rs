@@ -46,13 +46,12 @@ const MAX_LEAVES: usize = 64;
 pub(super) trait Word: Copy + std::fmt::Debug + PartialEq + Send + Sync + 'static {
     const BITS: usize;
     const ONES: Self;
-    /// All ones where `b`, else zero.
-    fn spread(b: bool) -> Self;
-    /// `self & !(clear & spread(b))`.
-    fn clear_if(self, clear: Self, b: bool) -> Self;
-    fn not(self) -> Self;
+    /// `self & keep` where `b`, else `self`: computed, not chosen (a choice compiled to a gather
+    /// per split).
+    fn keep_if(self, keep: Self, b: bool) -> Self;
     /// The number of the lowest set bit, kept below [`Word::BITS`].
     fn lowest(self) -> usize;
+    /// The low [`Word::BITS`] bits of `v`.
     fn from_u64(v: u64) -> Self;
 }
 
@@ -62,16 +61,10 @@ macro_rules! word {
             const BITS: usize = <$t>::BITS as usize;
             const ONES: Self = <$t>::MAX;
             #[inline(always)]
-            fn spread(b: bool) -> Self {
-                <$t>::from(b).wrapping_neg()
-            }
-            #[inline(always)]
-            fn clear_if(self, clear: Self, b: bool) -> Self {
-                self & !(clear & Self::spread(b))
-            }
-            #[inline(always)]
-            fn not(self) -> Self {
-                !self
+            fn keep_if(self, keep: Self, b: bool) -> Self {
+                // All ones where `b`, else zero.
+                let fails = <$t>::from(b).wrapping_neg();
+                self & !(!keep & fails)
             }
             #[inline(always)]
             fn lowest(self) -> usize {
@@ -79,7 +72,8 @@ macro_rules! word {
             }
             #[inline(always)]
             fn from_u64(v: u64) -> Self {
-                // Only the low BITS bits are ever set by the callers' masks.
+                // A tree's frontier in these masks has at most BITS nodes: the higher bits of
+                // a split's `keep` are all ones and dropped.
                 <$t>::try_from(v & u64::from(<$t>::MAX)).unwrap_or(<$t>::MAX)
             }
         }
@@ -149,15 +143,12 @@ impl<T: Float> BitTrees<T> {
         if nodes.iter().zip(leaf_of).any(|(n, l)| *l == u32::MAX && n.threshold.is_nan()) {
             return None;
         }
-        let whole_in = |root: u32, bits: usize| {
-            let (slots, _) = in_order(nodes, leaf_of, root, cut_depth(nodes, leaf_of, root, bits));
-            (slots.len(), slots.iter().all(|s| leaf_of[*s as usize] != u32::MAX))
-        };
+        // Trees 64-bit masks hold whole and 32-bit ones do not.
         let wide = trees
             .iter()
             .filter(|t| {
-                let (n, whole) = whole_in(t.root, 64);
-                whole && n > 32
+                let (slots, _) = in_order(nodes, leaf_of, t.root, cut_depth(nodes, leaf_of, t.root, 64));
+                slots.len() > 32 && all_leaves(&slots, leaf_of)
             })
             .count();
         if wide > 0 && 2 * wide >= trees.len() {
@@ -180,7 +171,7 @@ impl<T: Float> BitTrees<T> {
         for tree in trees {
             let cut = cut_depth(nodes, leaf_of, tree.root, M::BITS);
             let (slots, tree_splits) = in_order(nodes, leaf_of, tree.root, cut);
-            resume.push(slots.iter().any(|s| leaf_of[*s as usize] == u32::MAX).then_some(cut));
+            resume.push((!all_leaves(&slots, leaf_of)).then_some(cut));
             let mut table = [slots[0]; MAX_LEAVES];
             table[..slots.len()].copy_from_slice(&slots);
             leaves.push(table);
@@ -377,8 +368,7 @@ fn fill_masks<T: Float, M: Word>(
 }
 
 /// Clears, for each split, its leaves from the masks of the rows that fail it. `NAN_FAILS`: the
-/// split sends NaN to its false branch. The masks are cleared by arithmetic rather than chosen
-/// (`if fails { keep } else { MAX }`), which the compiler turned into a gather per split.
+/// split sends NaN to its false branch.
 #[inline(always)]
 fn clear<T: Float, M: Word, const NAN_FAILS: bool>(
     splits: &[Split<T, M>],
@@ -387,14 +377,19 @@ fn clear<T: Float, M: Word, const NAN_FAILS: bool>(
 ) {
     for s in splits {
         let column = &columns[s.feature as usize];
-        let (t, clear) = (s.threshold, s.keep.not());
+        let (t, keep) = (s.threshold, s.keep);
         // `!(v <= t)` is meant: it is true for NaN.
         #[allow(clippy::neg_cmp_op_on_partial_ord)]
         for (m, &v) in acc.iter_mut().zip(column) {
             let fails = if NAN_FAILS { !(v <= t) } else { v > t };
-            *m = m.clear_if(clear, fails);
+            *m = m.keep_if(keep, fails);
         }
     }
+}
+
+/// Whether a frontier (fast-layout slots) is all leaves: the masks then reach a tree's leaves.
+fn all_leaves(slots: &[u32], leaf_of: &[u32]) -> bool {
+    slots.iter().all(|s| leaf_of[*s as usize] != u32::MAX)
 }
 
 /// A tree's frontier left to right (true branches first) as fast-layout slots, and each split
