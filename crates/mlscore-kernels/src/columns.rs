@@ -145,6 +145,32 @@ pub fn first_nan(x: &[f64]) -> Option<usize> {
     if has_nan(x) { x.iter().position(|v| v.is_nan()) } else { None }
 }
 
+/// The index of the first finite value of `x` that float32 cannot hold (it rounds to an
+/// infinity), if any: scikit-learn refuses such inputs to the models that read float32. Reduced
+/// without a branch per value, searched only when there is one.
+///
+/// ```
+/// use mlscore_kernels::columns::first_f32_overflow;
+/// assert_eq!(first_f32_overflow(&[1.0, f64::INFINITY, f64::NAN, f64::from(f32::MAX)]), None);
+/// assert_eq!(first_f32_overflow(&[0.0, -1e39, 1e300]), Some(1));
+/// ```
+pub fn first_f32_overflow(x: &[f64]) -> Option<usize> {
+    if has_f32_overflow(x) { x.iter().position(|v| f32_overflows(*v)) } else { None }
+}
+
+#[inline(always)]
+fn f32_overflows(v: f64) -> bool {
+    v.is_finite() & (v as f32).is_infinite()
+}
+
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
+    "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
+))]
+fn has_f32_overflow(x: &[f64]) -> bool {
+    x.iter().fold(false, |a, v| a | f32_overflows(*v))
+}
+
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
@@ -169,6 +195,25 @@ const TILE_ROWS: usize = 64;
 /// assert_eq!(x, vec![2.0, 20.0, 3.0, 30.0]);
 /// ```
 pub fn to_rows<T: crate::tree::Float>(cols: &[&[f64]], start: usize, n: usize, out: &mut Vec<T>) {
+    transpose(cols, start, n, out, T::from_f64);
+}
+
+/// [`to_rows`] with every value rounded to float32 and back (as scikit-learn's trees read a
+/// float64 input, walked in float64), in the same pass.
+///
+/// ```
+/// use mlscore_kernels::columns::to_rows_through_f32;
+/// let mut x = Vec::new();
+/// to_rows_through_f32(&[&[0.1, 1e300], &[2.0, f64::NAN]], 0, 2, &mut x);
+/// assert_eq!(x[..3], [f64::from(0.1f32), 2.0, f64::INFINITY]);
+/// assert!(x[3].is_nan());
+/// ```
+pub fn to_rows_through_f32(cols: &[&[f64]], start: usize, n: usize, out: &mut Vec<f64>) {
+    transpose(cols, start, n, out, |v| f64::from(v as f32));
+}
+
+#[inline(always)]
+fn transpose<T: Copy + Default>(cols: &[&[f64]], start: usize, n: usize, out: &mut Vec<T>, conv: impl Fn(f64) -> T) {
     let width = cols.len();
     out.clear();
     out.resize(n * width, T::default());
@@ -176,7 +221,7 @@ pub fn to_rows<T: crate::tree::Float>(cols: &[&[f64]], start: usize, n: usize, o
         let first = start + t * TILE_ROWS;
         for (j, c) in cols.iter().enumerate() {
             for (row, v) in tile.chunks_exact_mut(width).zip(&c[first..]) {
-                row[j] = T::from_f64(*v);
+                row[j] = conv(*v);
             }
         }
     }

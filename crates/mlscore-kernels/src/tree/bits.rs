@@ -227,18 +227,23 @@ impl<T: Float> BitTrees<T> {
         self.leaves.len()
     }
 
-    /// Computes the masks of the `n` rows of `xb` (row-major, `width` values a row): tree `k`'s
-    /// masks are `masks[k * stride..][..n]`. `stride` is at least `n` rounded up to a multiple of
+    /// Computes the masks of the `n` rows of `block`: tree `k`'s masks are
+    /// `masks[k * stride..][..n]`. `stride` is at least `n` rounded up to a multiple of
     /// [`LANES`]; `masks` comes from [`BitTrees::buffer`] (another is replaced by one).
-    pub(super) fn masks(&self, xb: &[T], width: usize, n: usize, masks: &mut MaskBuf, stride: usize) {
+    pub(super) fn masks(&self, block: impl Block<T>, n: usize, masks: &mut MaskBuf, stride: usize) {
         match (&self.splits, &mut *masks) {
-            (Splits::W32(s), MaskBuf::W32(m)) => fill_masks(s, &self.bounds, self.features, xb, width, n, m, stride),
-            (Splits::W64(s), MaskBuf::W64(m)) => fill_masks(s, &self.bounds, self.features, xb, width, n, m, stride),
+            (Splits::W32(s), MaskBuf::W32(m)) => fill_masks(s, &self.bounds, self.features, block, n, m, stride),
+            (Splits::W64(s), MaskBuf::W64(m)) => fill_masks(s, &self.bounds, self.features, block, n, m, stride),
             _ => {
                 *masks = self.buffer(stride);
-                self.masks(xb, width, n, masks, stride);
+                self.masks(block, n, masks, stride);
             }
         }
+    }
+
+    /// Per tree, its frontier's leaves' values (the nodes' `threshold`s).
+    pub(super) fn values(&self) -> &[[T; MAX_LEAVES]] {
+        &self.values
     }
 
     /// Number of trees whose frontier is their leaves.
@@ -274,7 +279,59 @@ impl<T: Float> BitTrees<T> {
             MaskBuf::W32(m) => Masks::W32(&m[row * stride..][..n]),
             MaskBuf::W64(m) => Masks::W64(&m[row * stride..][..n]),
         };
-        Reached::Masks { masks, slots: &self.leaves[row], values: &self.values[row] }
+        Reached::Masks { masks, tree: row as u32, slots: &self.leaves[row], values: &self.values[row] }
+    }
+
+    /// Per tree, its frontier's leaves' values looked up in a caller's table (one value a leaf of
+    /// the [`RawEnsemble`](super::RawEnsemble), by `leaf_of` slot): what [`Masks::add_values`]
+    /// adds from, so that a row's value is one load and not three. Frontier nodes that are not
+    /// leaves (trees the node walk finishes) get `A::default()`: they are never read.
+    pub(super) fn tabled<A: Copy + Default>(&self, leaf_of: &[u32], table: &[A]) -> Vec<[A; MAX_LEAVES]> {
+        self.leaves
+            .iter()
+            .map(|slots| {
+                slots.map(|s| leaf_of.get(s as usize).and_then(|l| table.get(*l as usize)).copied().unwrap_or_default())
+            })
+            .collect()
+    }
+}
+
+/// Adds each of the first `n` rows' leaf values, tree by tree in order, to its entry of `acc`
+/// (`values[t]`: tree `t`'s leaves' values, as [`Masks::add_values`] adds them one tree at a
+/// time): eight rows at a time, whose sums stay in registers across the trees instead of being
+/// loaded and stored once per tree.
+pub(super) fn add_all<A: Copy + std::ops::AddAssign>(
+    masks: &MaskBuf,
+    stride: usize,
+    n: usize,
+    values: &[[A; MAX_LEAVES]],
+    acc: &mut [A],
+) {
+    const ROWS: usize = 8;
+    fn add<A: Copy + std::ops::AddAssign, M: Word>(
+        masks: &[M],
+        stride: usize,
+        n: usize,
+        values: &[[A; MAX_LEAVES]],
+        acc: &mut [A],
+    ) {
+        for (first, acc) in (0..n).step_by(ROWS).zip(acc[..n].chunks_mut(ROWS)) {
+            let mut sums: [A; ROWS] = std::array::from_fn(|i| acc[i.min(acc.len() - 1)]);
+            for (t, v) in values.iter().enumerate() {
+                // Lanes past the block's rows hold masks too (an earlier block's): their sums
+                // are dropped.
+                let m = &masks[t * stride + first..][..ROWS];
+                for (s, m) in sums.iter_mut().zip(m) {
+                    *s += v[m.lowest()];
+                }
+            }
+            let k = acc.len();
+            acc.copy_from_slice(&sums[..k]);
+        }
+    }
+    match masks {
+        MaskBuf::W32(m) => add(m, stride, n, values, acc),
+        MaskBuf::W64(m) => add(m, stride, n, values, acc),
     }
 }
 
@@ -288,8 +345,8 @@ pub(super) enum Masks<'a> {
 impl Masks<'_> {
     /// Adds each row's leaf value (from the tree's `values` table) to its entry of `acc`.
     #[inline(always)]
-    pub(super) fn add_values<T: Float>(self, acc: &mut [T], values: &[T; MAX_LEAVES]) {
-        fn add<T: Float, M: Word>(acc: &mut [T], masks: &[M], values: &[T; MAX_LEAVES]) {
+    pub(super) fn add_values<A: Copy + std::ops::AddAssign>(self, acc: &mut [A], values: &[A; MAX_LEAVES]) {
+        fn add<A: Copy + std::ops::AddAssign, M: Word>(acc: &mut [A], masks: &[M], values: &[A; MAX_LEAVES]) {
             for (a, m) in acc.iter_mut().zip(masks) {
                 *a += values[m.lowest()];
             }
@@ -316,7 +373,7 @@ pub(super) enum Reached<'a, T> {
     /// Each row's leaf, as a fast-layout slot.
     Slots(&'a [u32]),
     /// Each row's mask, whose lowest set bit numbers its leaf in the tree's tables.
-    Masks { masks: Masks<'a>, slots: &'a [u32; MAX_LEAVES], values: &'a [T; MAX_LEAVES] },
+    Masks { masks: Masks<'a>, tree: u32, slots: &'a [u32; MAX_LEAVES], values: &'a [T; MAX_LEAVES] },
 }
 
 impl<T> Reached<'_, T> {
@@ -330,6 +387,47 @@ impl<T> Reached<'_, T> {
     }
 }
 
+/// A block of rows, as the masks read it: one feature of up to [`LANES`] rows at a time.
+pub(super) trait Block<T>: Copy {
+    /// Writes feature `f` of the block's rows `first..first + n` to `out[..n]` (`n <= LANES`).
+    fn feature(self, f: usize, first: usize, n: usize, out: &mut [T; LANES]);
+}
+
+/// Rows of `T`, row-major, `width` values a row.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RowBlock<'a, T> {
+    pub x: &'a [T],
+    pub width: usize,
+}
+
+impl<T: Copy> Block<T> for RowBlock<'_, T> {
+    #[inline(always)]
+    fn feature(self, f: usize, first: usize, n: usize, out: &mut [T; LANES]) {
+        let rows = self.x[first * self.width..].chunks_exact(self.width).take(n);
+        for (c, row) in out.iter_mut().zip(rows) {
+            *c = row[f];
+        }
+    }
+}
+
+/// Rows `start..` of float64 columns, one a feature, read as `T`: each feature's values are
+/// contiguous, so they load and convert a vector at a time.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ColumnBlock<'a> {
+    pub cols: &'a [&'a [f64]],
+    pub start: usize,
+}
+
+impl<T: Float> Block<T> for ColumnBlock<'_> {
+    #[inline(always)]
+    fn feature(self, f: usize, first: usize, n: usize, out: &mut [T; LANES]) {
+        let values = &self.cols[f][self.start + first..][..n];
+        for (c, v) in out.iter_mut().zip(values) {
+            *c = T::from_f64(*v);
+        }
+    }
+}
+
 /// [`BitTrees::masks`], compiled for SSE2 (x86-64's baseline), AVX2 and AVX-512, picked at run time
 /// by what the CPU has: the same loop runs in 4, 8 or 16 lanes.
 #[multiversion::multiversion(targets(
@@ -337,12 +435,11 @@ impl<T> Reached<'_, T> {
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
 ))]
 #[allow(clippy::too_many_arguments)]
-fn fill_masks<T: Float, M: Word>(
+fn fill_masks<T: Float, M: Word, B: Block<T>>(
     splits: &[Split<T, M>],
     bounds: &[[u32; 3]],
     features: usize,
-    xb: &[T],
-    width: usize,
+    block: B,
     n: usize,
     masks: &mut [M],
     stride: usize,
@@ -352,11 +449,8 @@ fn fill_masks<T: Float, M: Word>(
     let mut columns = vec![[T::default(); LANES]; features];
     for first in (0..n).step_by(LANES) {
         let rows = LANES.min(n - first);
-        let xs = &xb[first * width..(first + rows) * width];
         for (f, column) in columns.iter_mut().enumerate() {
-            for (c, row) in column.iter_mut().zip(xs.chunks_exact(width)) {
-                *c = row[f];
-            }
+            block.feature(f, first, rows, column);
         }
         for (tree, &[start, mid, end]) in bounds.iter().enumerate() {
             let mut acc = [M::ONES; LANES];
