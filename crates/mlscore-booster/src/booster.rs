@@ -3,7 +3,7 @@
 //! MLflow's pyfunc returns. Readers ([`crate::xgboost`], [`crate::lightgbm`]) build it; scoring
 //! is the kernel's tree ensemble plus the arithmetic here, in the library's own float type.
 
-use mlscore_kernels::tree::{Aggregate, Ensemble, Float, RawEnsemble};
+use mlscore_kernels::tree::{Aggregate, Ensemble, Float, RawEnsemble, Rows};
 
 use crate::error::ReadError;
 
@@ -245,9 +245,14 @@ impl<T: Real> Booster<T> {
     /// Scores `rows` rows of `x` (row-major, [`Inputs::n_features`] values a row, already read
     /// by the feature rules).
     pub fn score(&self, x: &[T], rows: usize) -> Result<Scores<T>, ReadError> {
+        self.score_input(Rows::Major { x, width: self.inputs.n_features }, rows)
+    }
+
+    /// [`Booster::score`] on rows given either way, read as they are.
+    fn score_input(&self, input: Rows<'_, T>, rows: usize) -> Result<Scores<T>, ReadError> {
         let (margins, _) = self
             .ensemble
-            .aggregate_from(x, self.inputs.n_features, rows, Aggregate::Sum, &self.base)
+            .aggregate_input(input, rows, Aggregate::Sum, &self.base)
             .map_err(|e| ReadError::Invalid(e.to_string()))?;
         let width = self.transform.width(self.groups);
         let mut values = vec![T::zero(); rows * width];
@@ -278,12 +283,22 @@ impl<T: Real> Booster<T> {
             )));
         }
         let mut all = Scores { margins: Vec::with_capacity(rows * self.groups), values: Vec::new() };
-        let mut x = Vec::new();
+        // The kernel's masks load each feature's values from the columns, where a row-major
+        // copy of the chunk used to be made and then read back by feature (XGBoost 100 trees,
+        // 65,536-row batches: 3.1-3.2M -> 3.5M rows/s). Features read as they are (XGBoost's)
+        // are read in place; the others (LightGBM's) from a copy with their rules applied,
+        // feature by feature.
+        let as_is = self.inputs.missing.is_none() && self.inputs.rules.iter().all(|r| *r == FeatureRule::AsIs);
+        let mut read = Vec::new();
         for start in (0..rows).step_by(CHUNK_ROWS) {
             let n = CHUNK_ROWS.min(rows - start);
-            mlscore_kernels::columns::to_rows(cols, start, n, &mut x);
-            self.read_features(&mut x);
-            let s = self.score(&x, n)?;
+            let chunk: Vec<&[f64]> = if as_is {
+                cols.iter().map(|c| &c[start..start + n]).collect()
+            } else {
+                self.read_columns(cols, start, n, &mut read);
+                read.chunks_exact(n).collect()
+            };
+            let s = self.score_input(Rows::Columns(&chunk), n)?;
             all.margins.extend(s.margins);
             all.values.extend(s.values);
         }
@@ -323,15 +338,36 @@ impl<T: Real> Booster<T> {
         let zero = <T as Float>::from_f64(ZERO_THRESHOLD);
         for row in x.chunks_exact_mut(self.inputs.n_features) {
             for (v, rule) in row.iter_mut().zip(rules) {
-                match rule {
-                    FeatureRule::AsIs => {}
-                    FeatureRule::TinyIsZero if v.abs() <= zero => *v = T::zero(),
-                    FeatureRule::TinyIsMissing if v.abs() <= zero => *v = T::nan(),
-                    FeatureRule::Category => *v = v.trunc(),
-                    _ => {}
-                }
+                *v = apply_rule(*v, *rule, zero);
             }
         }
+    }
+
+    /// Rows `start..start + n` of `cols` (one a feature), feature after feature (`n` values
+    /// each) into `out`, as [`Booster::read_features`] reads them: each value in `T` with the
+    /// missing value and its feature's rule applied, then widened back (exactly) to float64.
+    fn read_columns(&self, cols: &[&[f64]], start: usize, n: usize, out: &mut Vec<f64>) {
+        let missing = self.inputs.missing.map(<T as Float>::from_f64);
+        let zero = <T as Float>::from_f64(ZERO_THRESHOLD);
+        out.clear();
+        for (c, rule) in cols.iter().zip(&self.inputs.rules) {
+            out.extend(c[start..start + n].iter().map(|v| {
+                let v = <T as Float>::from_f64(*v);
+                let v = if missing == Some(v) { T::nan() } else { v };
+                apply_rule(v, *rule, zero).to_f64()
+            }));
+        }
+    }
+}
+
+/// A feature's value as its rule reads it (`zero`: [`ZERO_THRESHOLD`] in `T`).
+#[inline(always)]
+fn apply_rule<T: Real>(v: T, rule: FeatureRule, zero: T) -> T {
+    match rule {
+        FeatureRule::TinyIsZero if v.abs() <= zero => T::zero(),
+        FeatureRule::TinyIsMissing if v.abs() <= zero => T::nan(),
+        FeatureRule::Category => v.trunc(),
+        _ => v,
     }
 }
 
