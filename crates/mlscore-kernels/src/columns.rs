@@ -88,38 +88,114 @@ pub fn axpy(acc: &mut [f64], x: &[f64], w: f64) {
 /// on its own). Returns `rows * n_out` values, row-major (rows that `x` does not hold, and
 /// inputs past `w`'s rows, count as zeros).
 pub fn dense(x: &[f64], rows: usize, n_in: usize, w: &[f64], bias: &[f64]) -> Vec<f64> {
+    dense_then(x, rows, n_in, w, bias, false)
+}
+
+/// [`dense`], then each output `max(y, 0)` as numpy's `maximum(y, 0)` takes it (NaN and -0.0
+/// stay), in the same pass as the bias: a ReLU layer.
+///
+/// ```
+/// use mlscore_kernels::columns::dense_relu;
+/// // One row, two inputs, two outputs: [1, 2] times [[1, -1], [1, -1]], plus [0, 0.5].
+/// assert_eq!(dense_relu(&[1.0, 2.0], 1, 2, &[1.0, -1.0, 1.0, -1.0], &[0.0, 0.5]), vec![3.0, 0.0]);
+/// ```
+pub fn dense_relu(x: &[f64], rows: usize, n_in: usize, w: &[f64], bias: &[f64]) -> Vec<f64> {
+    dense_then(x, rows, n_in, w, bias, true)
+}
+
+fn dense_then(x: &[f64], rows: usize, n_in: usize, w: &[f64], bias: &[f64], relu: bool) -> Vec<f64> {
     let n_out = bias.len();
     let mut y = vec![0.0; rows * n_out];
     if n_in > 0 && n_out > 0 {
-        dense_into(x, n_in, w, bias, &mut y);
+        dense_into(x, n_in, w, bias, relu, &mut y);
     }
     y
+}
+
+/// numpy's `maximum(v, 0)`: NaN and -0.0 stay.
+#[inline(always)]
+fn relu_of(v: f64) -> f64 {
+    if v < 0.0 { 0.0 } else { v }
+}
+
+/// Adds the bias to a row's outputs, then takes the ReLU if asked.
+#[inline(always)]
+fn add_bias(yr: &mut [f64], bias: &[f64], relu: bool) {
+    if relu {
+        yr.iter_mut().zip(bias).for_each(|(y, b)| *y = relu_of(*y + b));
+    } else {
+        yr.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+    }
 }
 
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
 ))]
-fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], y: &mut [f64]) {
+fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], relu: bool, y: &mut [f64]) {
     let n_out = bias.len();
     // The inputs that have weights (the others count as zeros).
     let n_w = n_in.min(w.len() / n_out);
-    for (xr, yr) in x.chunks_exact(n_in).zip(y.chunks_exact_mut(n_out)) {
+    // Four rows at a time: each output's sum is a chain of dependent adds, one per input, and
+    // one row's 16 outputs are two such chains in registers, so a row waited on the adders'
+    // latency; four rows are eight chains, and share each load of the weights.
+    let quads = x.chunks_exact(4 * n_in).zip(y.chunks_exact_mut(4 * n_out));
+    let done = quads.len() * 4;
+    for (xq, yq) in quads {
+        let xq: [&[f64]; 4] = std::array::from_fn(|r| &xq[r * n_in..][..n_w]);
+        let mut o = 0;
+        o = dense_tiles4::<16>(xq, w, n_out, o, yq);
+        o = dense_tiles4::<8>(xq, w, n_out, o, yq);
+        for (xr, yr) in xq.iter().zip(yq.chunks_exact_mut(n_out)) {
+            dense_rest(xr, w, n_out, o, yr);
+            add_bias(yr, bias, relu);
+        }
+    }
+    for (xr, yr) in x.chunks_exact(n_in).zip(y.chunks_exact_mut(n_out)).skip(done) {
         let xr = &xr[..n_w];
         // Outputs 16, then 8, at a time, their sums held in registers across the inputs; the
         // rest one by one. Each output's sum is the same in every case: from 0, input by input.
         let mut o = 0;
         o = dense_tiles::<16>(xr, w, n_out, o, yr);
         o = dense_tiles::<8>(xr, w, n_out, o, yr);
-        for out in o..n_out {
-            let mut acc = 0.0;
-            for (i, xi) in xr.iter().enumerate() {
-                acc += xi * w[i * n_out + out];
-            }
-            yr[out] = acc;
-        }
-        yr.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+        dense_rest(xr, w, n_out, o, yr);
+        add_bias(yr, bias, relu);
     }
+}
+
+/// Writes outputs `o..` of one row one by one.
+#[inline(always)]
+fn dense_rest(xr: &[f64], w: &[f64], n_out: usize, o: usize, yr: &mut [f64]) {
+    for out in o..n_out {
+        let mut acc = 0.0;
+        for (i, xi) in xr.iter().enumerate() {
+            acc += xi * w[i * n_out + out];
+        }
+        yr[out] = acc;
+    }
+}
+
+/// [`dense_tiles`] for four rows at once (`yq`: their outputs, `n_out` a row).
+#[inline(always)]
+fn dense_tiles4<const T: usize>(xq: [&[f64]; 4], w: &[f64], n_out: usize, mut o: usize, yq: &mut [f64]) -> usize {
+    let n_w = xq[0].len();
+    while o + T <= n_out {
+        let mut acc = [[0.0f64; T]; 4];
+        for i in 0..n_w {
+            let wt = &w[i * n_out + o..][..T];
+            for (acc, xr) in acc.iter_mut().zip(&xq) {
+                let xi = xr[i];
+                for k in 0..T {
+                    acc[k] += xi * wt[k];
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            yq[r * n_out + o..][..T].copy_from_slice(acc);
+        }
+        o += T;
+    }
+    o
 }
 
 /// Writes outputs `o..` of one row, `T` at a time while `T` remain; returns the first not written.
@@ -273,6 +349,10 @@ mod tests {
             let w: Vec<f64> = (0..w_rows * n_out).map(|i| (i as f64 * 1.3).sin()).collect();
             let bias: Vec<f64> = (0..n_out).map(|o| o as f64 * 0.1 - 0.2).collect();
             let y = dense(&x, rows, n_in, &w, &bias);
+            // The ReLU of the same sums (rows of four go through another loop than the rest).
+            let relu = dense_relu(&x, rows, n_in, &w, &bias);
+            assert!(relu.iter().zip(&y).all(|(r, y)| *r == y.max(0.0)), "{n_out} outputs: {relu:?} against {y:?}");
+            assert!(relu.contains(&0.0) && relu.iter().any(|v| *v > 0.0));
             for r in 0..rows {
                 for o in 0..n_out {
                     let mut want = 0.0;

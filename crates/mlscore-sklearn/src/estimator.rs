@@ -1711,19 +1711,18 @@ impl Predictor {
             Predictor::Mlp { layers, hidden, out, classes } => {
                 // Row-major activations: each row times each layer's (n_in, n_out) weights, the
                 // inner loop over the outputs (contiguous, vectorised; the weights stay in cache).
-                let n0 = cols.len();
-                let mut act = vec![0.0; rows * n0];
-                for (j, c) in cols.iter().enumerate() {
-                    for (r, v) in c.iter().enumerate() {
-                        act[r * n0 + j] = *v;
-                    }
-                }
+                let mut act = Vec::new();
+                columns::to_rows(&cols, 0, rows, &mut act);
                 for (i, layer) in layers.iter().enumerate() {
-                    let mut next = columns::dense(&act, rows, layer.n_in, &layer.weights, &layer.bias);
                     let a = if i + 1 == layers.len() { *out } else { *hidden };
+                    let (w, b) = (&layer.weights, &layer.bias);
+                    // A ReLU is taken as the layer's outputs are written.
+                    let mut next = match a {
+                        Activation::Relu => columns::dense_relu(&act, rows, layer.n_in, w, b),
+                        _ => columns::dense(&act, rows, layer.n_in, w, b),
+                    };
                     match a {
-                        Activation::Identity | Activation::Softmax => {}
-                        Activation::Relu => next.iter_mut().for_each(|v| *v = v.max(0.0)),
+                        Activation::Identity | Activation::Softmax | Activation::Relu => {}
                         Activation::Tanh => next.iter_mut().for_each(|v| *v = v.tanh()),
                         Activation::Logistic => next.iter_mut().for_each(|v| *v = expit(*v)),
                     }
