@@ -146,8 +146,8 @@ fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], relu: bool, y: &m
         let mut o = 0;
         o = dense_tiles4::<16>(xq, w, n_out, o, yq);
         o = dense_tiles4::<8>(xq, w, n_out, o, yq);
-        for (xr, yr) in xq.iter().zip(yq.chunks_exact_mut(n_out)) {
-            dense_rest(xr, w, n_out, o, yr);
+        dense_rest4(xq, w, n_out, o, yq);
+        for yr in yq.chunks_exact_mut(n_out) {
             add_bias(yr, bias, relu);
         }
     }
@@ -172,6 +172,24 @@ fn dense_rest(xr: &[f64], w: &[f64], n_out: usize, o: usize, yr: &mut [f64]) {
             acc += xi * w[i * n_out + out];
         }
         yr[out] = acc;
+    }
+}
+
+/// [`dense_rest`] for four rows at once: four chains of adds where one row had one (an output
+/// layer of one unit, 32 inputs, was a tenth of an MLP's time).
+#[inline(always)]
+fn dense_rest4(xq: [&[f64]; 4], w: &[f64], n_out: usize, o: usize, yq: &mut [f64]) {
+    for out in o..n_out {
+        let mut acc = [0.0f64; 4];
+        for i in 0..xq[0].len() {
+            let wi = w[i * n_out + out];
+            for (a, xr) in acc.iter_mut().zip(&xq) {
+                *a += xr[i] * wi;
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            yq[r * n_out + out] = *a;
+        }
     }
 }
 
