@@ -65,10 +65,21 @@ fn apply_block(block: &mut [f64], ops: &[ColumnOp]) {
 ))]
 pub fn apply_copy(x: &[f64], ops: &[ColumnOp]) -> Vec<f64> {
     let mut out = Vec::with_capacity(x.len());
+    let Some((first, rest)) = ops.split_first() else {
+        out.extend_from_slice(x);
+        return out;
+    };
     for block in x.chunks(512) {
         let start = out.len();
-        out.extend_from_slice(block);
-        apply_block(&mut out[start..], ops);
+        // The first op writes the copy (one pass over the source, not a copy and then a pass).
+        match *first {
+            ColumnOp::Sub(c) => out.extend(block.iter().map(|v| v - c)),
+            ColumnOp::Div(c) => out.extend(block.iter().map(|v| v / c)),
+            ColumnOp::Mul(c) => out.extend(block.iter().map(|v| v * c)),
+            ColumnOp::Add(c) => out.extend(block.iter().map(|v| v + c)),
+            ColumnOp::Clamp(lo, hi) => out.extend(block.iter().map(|v| v.clamp(lo, hi))),
+        }
+        apply_block(&mut out[start..], rest);
     }
     out
 }
@@ -353,6 +364,8 @@ mod tests {
         let want: Vec<f64> = x0.iter().map(|v| ((((v - 0.3) / 7.1) * 1.7) + -2.2).clamp(-5.0, 5.0)).collect();
         assert_eq!(got, want);
         assert_eq!(apply_copy(&x0, &ops), want);
+        assert_eq!(apply_copy(&x0, &ops[1..2]), x0.iter().map(|v| v / 7.1).collect::<Vec<_>>());
+        assert_eq!(apply_copy(&x0, &[]), x0);
         let mut acc = x0.clone();
         axpy(&mut acc, &want, 0.37);
         assert!(acc.iter().zip(&x0).zip(&want).all(|((a, x), w)| *a == x + w * 0.37));
