@@ -7,7 +7,8 @@
 //!     cargo run --release --example bench -p mlscore-formats --no-default-features --features gbdt,sklearn -- \
 //!         MODEL_DIR X.f64 FEATURES BATCH THREADS SECONDS [OUT.f64]
 //!
-//! Prints one JSON line: rows scored (all threads), wall seconds, rows/s, peak RSS. With OUT, first writes the default
+//! Allocates with mimalloc, as `mlscore score` does. Prints one JSON line: rows scored (all
+//! threads), wall seconds, rows/s, peak RSS. With OUT, first writes the default
 //! prediction of every row (float64, row-major) there, for the benchmark's agreement check.
 #![allow(clippy::print_stdout)]
 
@@ -20,6 +21,11 @@ use arrow_array::{Array, ArrayRef, Float64Array};
 use arrow_schema::{DataType, Field, Schema};
 use mlscore_core::NullPolicy;
 use mlscore_mlflow::MlflowModel;
+
+// The allocator `mlscore score` runs with: scoring allocates and frees batch-sized buffers
+// continuously, which the system allocator returns to the OS and faults back in, zeroed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
