@@ -2,6 +2,7 @@
 //! and streaming, partition-parallel scoring jobs whose outputs are committed only when complete.
 #![warn(missing_docs)]
 
+mod chunk;
 pub mod delta;
 mod error;
 pub mod input;

@@ -43,6 +43,8 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ProjectionMask, add_encoded_arrow_schema_to_metadata};
 use parquet::column::writer::ColumnCloseResult;
+
+use crate::chunk::ChunkBytes;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::properties::WriterPropertiesPtr;
 use parquet::file::writer::SerializedFileWriter;
@@ -630,7 +632,7 @@ impl<'a> Output<'a> {
         let werr = |source| Error::Parquet { path: path.clone(), source };
         let meta = input.meta.metadata();
         let rg = meta.row_group(unit.row_group);
-        let handle = File::open(&input.path).map_err(|e| Error::io("cannot open", &input.path, e))?;
+        let mut handle = File::open(&input.path).map_err(|e| Error::io("cannot open", &input.path, e))?;
         let mut out = writer.next_row_group().map_err(werr)?;
         let mut predicted = unit.chunks.into_iter();
         for column in &self.job.columns {
@@ -646,7 +648,9 @@ impl<'a> Output<'a> {
                             column_index: page_index_entry(meta.column_index(), page_index, unit.row_group, c),
                             offset_index: page_index_entry(meta.offset_index(), page_index, unit.row_group, c),
                         };
-                        out.append_column(&handle, close).map_err(werr)?;
+                        let bytes = ChunkBytes::read(&mut handle, chunk)
+                            .map_err(|e| Error::io("cannot read a column chunk of", &input.path, e))?;
+                        out.append_column(&bytes, close).map_err(werr)?;
                     }
                 }
                 OutColumn::Model { leaves, .. } => {

@@ -39,6 +39,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use url::Url;
 
+use crate::chunk::ChunkBytes;
 use crate::error::{Error, Result};
 use crate::input::Format;
 
@@ -640,7 +641,7 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
     let file = File::create(out).map_err(|e| Error::io("cannot create", out, e))?;
     let mut writer =
         SerializedFileWriter::new(BufWriter::with_capacity(1 << 20, file), root, props).map_err(perr(out))?;
-    for (input, meta) in &inputs {
+    for (part, (input, meta)) in parts.iter().zip(&mut inputs) {
         let column_index = meta.column_index();
         let offset_index = meta.offset_index();
         for (rg_idx, rg) in meta.row_groups().iter().enumerate() {
@@ -654,7 +655,9 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
                     column_index: column_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
                     offset_index: offset_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
                 };
-                rg_out.append_column(input, close).map_err(perr(out))?;
+                let bytes =
+                    ChunkBytes::read(input, column).map_err(|e| Error::io("cannot read a column chunk of", part, e))?;
+                rg_out.append_column(&bytes, close).map_err(perr(out))?;
             }
             rg_out.close().map_err(perr(out))?;
         }
