@@ -197,9 +197,11 @@ impl Model {
                 let shape: Vec<usize> = if *rank1 { vec![rows] } else { vec![rows, k] };
                 let names: Vec<String> = columns.iter().map(|idx| name_of(*idx)).collect();
                 build_tensor(*elem, &shape, |filler| {
-                    // Row blocks: each block of the row-major buffer stays in L1 (256 rows of 28 f32 features
-                    // are 28 KiB) while every column is written into it.
-                    const BLOCK: usize = 256;
+                    // Row blocks: each block of the row-major buffer stays in L1 (64 rows of 28 f32 features
+                    // are 7 KiB) while every column is written into it. Blocks of 256 rows (28 KiB) filled
+                    // L1 with the columns' values besides: lr 11.3M -> 12.8M rows/s, hgb +5%, 8,192-row
+                    // batches, one thread.
+                    const BLOCK: usize = 64;
                     for start in (0..rows).step_by(BLOCK) {
                         let len = BLOCK.min(rows - start);
                         let mut block = filler.rows(start * k, (start + len) * k);
