@@ -149,70 +149,64 @@ fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], relu: bool, y: &m
     let n_w = n_in.min(w.len() / n_out);
     // Four rows at a time: each output's sum is a chain of dependent adds, one per input, and
     // one row's 16 outputs are two such chains in registers, so a row waited on the adders'
-    // latency; four rows are eight chains, and share each load of the weights.
+    // latency; four rows are eight chains, and share each load of the weights. The rows past
+    // the last four go one at a time.
     let quads = x.chunks_exact(4 * n_in).zip(y.chunks_exact_mut(4 * n_out));
     let done = quads.len() * 4;
     for (xq, yq) in quads {
-        let xq: [&[f64]; 4] = std::array::from_fn(|r| &xq[r * n_in..][..n_w]);
-        let mut o = 0;
-        o = dense_tiles4::<16>(xq, w, n_out, o, yq);
-        o = dense_tiles4::<8>(xq, w, n_out, o, yq);
-        dense_rest4(xq, w, n_out, o, yq);
+        dense_rows::<4>(std::array::from_fn(|r| &xq[r * n_in..][..n_w]), w, n_out, yq);
         for yr in yq.chunks_exact_mut(n_out) {
             add_bias(yr, bias, relu);
         }
     }
     for (xr, yr) in x.chunks_exact(n_in).zip(y.chunks_exact_mut(n_out)).skip(done) {
-        let xr = &xr[..n_w];
-        // Outputs 16, then 8, at a time, their sums held in registers across the inputs; the
-        // rest one by one. Each output's sum is the same in every case: from 0, input by input.
-        let mut o = 0;
-        o = dense_tiles::<16>(xr, w, n_out, o, yr);
-        o = dense_tiles::<8>(xr, w, n_out, o, yr);
-        dense_rest(xr, w, n_out, o, yr);
+        dense_rows::<1>([&xr[..n_w]], w, n_out, yr);
         add_bias(yr, bias, relu);
     }
 }
 
-/// Writes outputs `o..` of one row one by one.
+/// Writes the outputs of `R` rows (`xs`: their inputs that have weights; `ys`: `n_out` outputs
+/// a row, row after row): 16, then 8, at a time, their sums held in registers across the
+/// inputs; the rest one by one. Each output's sum is the same in every case: from 0, input by
+/// input.
 #[inline(always)]
-fn dense_rest(xr: &[f64], w: &[f64], n_out: usize, o: usize, yr: &mut [f64]) {
+fn dense_rows<const R: usize>(xs: [&[f64]; R], w: &[f64], n_out: usize, ys: &mut [f64]) {
+    let mut o = 0;
+    o = dense_tiles::<16, R>(xs, w, n_out, o, ys);
+    o = dense_tiles::<8, R>(xs, w, n_out, o, ys);
+    // The outputs past the tiles (an output layer of one unit, say), one at a time, each with
+    // a chain of adds per row: for four rows, four chains (one unit after 32 inputs was a tenth
+    // of an MLP's time as one chain).
     for out in o..n_out {
-        let mut acc = 0.0;
-        for (i, xi) in xr.iter().enumerate() {
-            acc += xi * w[i * n_out + out];
-        }
-        yr[out] = acc;
-    }
-}
-
-/// [`dense_rest`] for four rows at once: four chains of adds where one row had one (an output
-/// layer of one unit, 32 inputs, was a tenth of an MLP's time).
-#[inline(always)]
-fn dense_rest4(xq: [&[f64]; 4], w: &[f64], n_out: usize, o: usize, yq: &mut [f64]) {
-    for out in o..n_out {
-        let mut acc = [0.0f64; 4];
-        for i in 0..xq[0].len() {
+        let mut acc = [0.0f64; R];
+        for i in 0..xs[0].len() {
             let wi = w[i * n_out + out];
-            for (a, xr) in acc.iter_mut().zip(&xq) {
+            for (a, xr) in acc.iter_mut().zip(&xs) {
                 *a += xr[i] * wi;
             }
         }
         for (r, a) in acc.iter().enumerate() {
-            yq[r * n_out + out] = *a;
+            ys[r * n_out + out] = *a;
         }
     }
 }
 
-/// [`dense_tiles`] for four rows at once (`yq`: their outputs, `n_out` a row).
+/// Writes outputs `o..` of `R` rows, `T` at a time while `T` remain; returns the first not
+/// written.
 #[inline(always)]
-fn dense_tiles4<const T: usize>(xq: [&[f64]; 4], w: &[f64], n_out: usize, mut o: usize, yq: &mut [f64]) -> usize {
-    let n_w = xq[0].len();
+fn dense_tiles<const T: usize, const R: usize>(
+    xs: [&[f64]; R],
+    w: &[f64],
+    n_out: usize,
+    mut o: usize,
+    ys: &mut [f64],
+) -> usize {
+    let n_w = xs[0].len();
     while o + T <= n_out {
-        let mut acc = [[0.0f64; T]; 4];
+        let mut acc = [[0.0f64; T]; R];
         for i in 0..n_w {
             let wt = &w[i * n_out + o..][..T];
-            for (acc, xr) in acc.iter_mut().zip(&xq) {
+            for (acc, xr) in acc.iter_mut().zip(&xs) {
                 let xi = xr[i];
                 for k in 0..T {
                     acc[k] += xi * wt[k];
@@ -220,25 +214,8 @@ fn dense_tiles4<const T: usize>(xq: [&[f64]; 4], w: &[f64], n_out: usize, mut o:
             }
         }
         for (r, acc) in acc.iter().enumerate() {
-            yq[r * n_out + o..][..T].copy_from_slice(acc);
+            ys[r * n_out + o..][..T].copy_from_slice(acc);
         }
-        o += T;
-    }
-    o
-}
-
-/// Writes outputs `o..` of one row, `T` at a time while `T` remain; returns the first not written.
-#[inline(always)]
-fn dense_tiles<const T: usize>(xr: &[f64], w: &[f64], n_out: usize, mut o: usize, yr: &mut [f64]) -> usize {
-    while o + T <= n_out {
-        let mut acc = [0.0f64; T];
-        for (i, xi) in xr.iter().enumerate() {
-            let wt = &w[i * n_out + o..][..T];
-            for k in 0..T {
-                acc[k] += xi * wt[k];
-            }
-        }
-        yr[o..o + T].copy_from_slice(&acc);
         o += T;
     }
     o
