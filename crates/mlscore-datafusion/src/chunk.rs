@@ -1,75 +1,259 @@
-//! Column chunks copied from one Parquet file into another, as the writer splices them.
+//! Column chunks copied from one Parquet file into another without passing through this process.
+//!
+//! The parquet crate's writer appends an encoded column chunk by reading its bytes from a
+//! [`ChunkReader`] and writing them to its output. Copying a 282 MiB table that way reads every
+//! byte into this process and writes it back out. Here the writer is handed a [`Placeholder`]
+//! whose reader yields nothing worth keeping, and its output is a [`SpliceFile`]: when the stream
+//! reaches a copied chunk's place, it has the kernel copy the chunk from its input file
+//! (`copy_file_range` on Linux; the standard library falls back to a plain copy where the
+//! kernel cannot) and drops the placeholder bytes as they arrive. The writer still counts every
+//! byte, so the offsets it records in the footer are those of the copied bytes.
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use parquet::errors::{ParquetError, Result as ParquetResult};
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::{ChunkReader, Length};
 
-/// One column chunk's bytes, read from its file in one call, for the writer to copy: it asks a
-/// [`ChunkReader`] for a reader at the chunk's file offset, and a `File` gives one that reads
-/// 8 KiB a system call (44,000 reads for a 282 MiB table) from a duplicate of its descriptor made
-/// for every chunk.
-pub(crate) struct ChunkBytes {
-    bytes: Bytes,
-    /// The file offset of the first byte.
-    at: u64,
+/// An input file whose column chunks are copied.
+pub(crate) struct ChunkSource {
+    file: Arc<File>,
+    path: Arc<Path>,
+    size: u64,
 }
 
-impl ChunkBytes {
-    pub(crate) fn read(file: &mut File, chunk: &ColumnChunkMetaData) -> std::io::Result<Self> {
-        let at = chunk.dictionary_page_offset().unwrap_or_else(|| chunk.data_page_offset());
-        let (Ok(at), Ok(len)) = (u64::try_from(at), usize::try_from(chunk.compressed_size())) else {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "a negative offset or size"));
-        };
+impl ChunkSource {
+    pub(crate) fn open(path: &Path) -> io::Result<Self> {
+        let file = File::open(path)?;
         let size = file.metadata()?.len();
-        if at.checked_add(len as u64).is_none_or(|end| end > size) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("its footer puts a column chunk at bytes {at}..+{len}, past the file's {size} bytes"),
-            ));
-        }
-        file.seek(SeekFrom::Start(at))?;
-        let mut buf = Vec::with_capacity(len);
-        file.take(len as u64).read_to_end(&mut buf)?;
-        if buf.len() != len {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("the column chunk at byte {at} ends after {} of its {len} bytes", buf.len()),
-            ));
-        }
-        Ok(Self { bytes: buf.into(), at })
+        Ok(Self { file: Arc::new(file), path: path.into(), size })
     }
 
-    /// The chunk's bytes from file offset `start` on.
-    fn from(&self, start: u64) -> ParquetResult<Bytes> {
-        let skip = start.checked_sub(self.at).and_then(|s| usize::try_from(s).ok()).filter(|s| *s <= self.bytes.len());
-        skip.map(|s| self.bytes.slice(s..))
-            .ok_or_else(|| ParquetError::General(format!("byte {start} is outside the column chunk read")))
+    /// Where `chunk` lies in the file: its first byte and its length, checked against the
+    /// file's size (a footer can claim any offset).
+    fn range(&self, chunk: &ColumnChunkMetaData) -> io::Result<(u64, u64)> {
+        let at = chunk.dictionary_page_offset().unwrap_or_else(|| chunk.data_page_offset());
+        let (Ok(at), Ok(len)) = (u64::try_from(at), u64::try_from(chunk.compressed_size())) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "its footer gives a column chunk a negative offset or size",
+            ));
+        };
+        if at.checked_add(len).is_none_or(|end| end > self.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("its footer puts a column chunk at bytes {at}..+{len}, past the file's {} bytes", self.size),
+            ));
+        }
+        Ok((at, len))
     }
 }
 
-impl Length for ChunkBytes {
+/// A chunk to copy into the output stream at byte `at`.
+struct Splice {
+    at: u64,
+    from: u64,
+    len: u64,
+    file: Arc<File>,
+    path: Arc<Path>,
+}
+
+/// The copies an output stream has yet to make, in stream order; shared between the code that
+/// appends chunks and the [`SpliceFile`] the writer owns.
+#[derive(Clone, Default)]
+pub(crate) struct Splices(Arc<Mutex<VecDeque<Splice>>>);
+
+impl Splices {
+    /// Arranges for `chunk` of `source` to be copied to byte `at` of the output; returns the
+    /// reader to hand the writer's `append_column` with the chunk's metadata, and the chunk's
+    /// length (where the next chunk starts).
+    pub(crate) fn copy(
+        &self,
+        source: &ChunkSource,
+        chunk: &ColumnChunkMetaData,
+        at: u64,
+    ) -> io::Result<(Placeholder, u64)> {
+        let (from, len) = source.range(chunk)?;
+        if len > 0 {
+            let splice = Splice { at, from, len, file: source.file.clone(), path: source.path.clone() };
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).push_back(splice);
+        }
+        Ok((Placeholder { from, len }, len))
+    }
+
+    fn pop(&self) -> Option<Splice> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+    }
+}
+
+/// What the writer reads a copied chunk from: as many bytes as the chunk has, none of them read
+/// from anywhere (the [`SpliceFile`] puts the chunk's own bytes in their place).
+pub(crate) struct Placeholder {
+    from: u64,
+    len: u64,
+}
+
+impl Length for Placeholder {
     fn len(&self) -> u64 {
-        self.at + self.bytes.len() as u64
+        self.from + self.len
     }
 }
 
-impl ChunkReader for ChunkBytes {
-    type T = bytes::buf::Reader<Bytes>;
+impl ChunkReader for Placeholder {
+    type T = Blank;
 
-    fn get_read(&self, start: u64) -> ParquetResult<Self::T> {
-        Ok(self.from(start)?.reader())
+    fn get_read(&self, start: u64) -> ParquetResult<Blank> {
+        if start != self.from {
+            return Err(ParquetError::General(format!(
+                "a copied column chunk starts at byte {}, not {start}",
+                self.from
+            )));
+        }
+        Ok(Blank { left: self.len })
     }
 
-    fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
-        let b = self.from(start)?;
-        if length > b.len() {
-            return Err(ParquetError::General(format!("{length} bytes asked at {start}, past the column chunk read")));
+    fn get_bytes(&self, start: u64, _length: usize) -> ParquetResult<Bytes> {
+        Err(ParquetError::General(format!("the copied column chunk at byte {start} is not read by this process")))
+    }
+}
+
+/// Reads `left` bytes it leaves as they are.
+pub(crate) struct Blank {
+    left: u64,
+}
+
+impl Read for Blank {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = usize::try_from(self.left).map_or(buf.len(), |left| left.min(buf.len()));
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A Parquet writer's output file that copies the chunks registered in its [`Splices`] from
+/// their input files into their places, dropping the placeholder bytes written there.
+pub(crate) struct SpliceFile {
+    file: File,
+    path: PathBuf,
+    buf: Vec<u8>,
+    /// Bytes of the stream taken so far (written, buffered or copied).
+    pos: u64,
+    /// The next copy to make, taken from `splices`, and whether it is made.
+    next: Option<(Splice, bool)>,
+    splices: Splices,
+}
+
+const BUFFER: usize = 1 << 20;
+
+impl SpliceFile {
+    pub(crate) fn create(path: &Path) -> io::Result<(Self, Splices)> {
+        let file = File::create(path)?;
+        let splices = Splices::default();
+        let out = Self {
+            file,
+            path: path.to_path_buf(),
+            buf: Vec::with_capacity(BUFFER),
+            pos: 0,
+            next: None,
+            splices: splices.clone(),
+        };
+        Ok((out, splices))
+    }
+
+    /// Flushes the stream and checks that every copy registered was made.
+    pub(crate) fn finish(mut self) -> io::Result<File> {
+        self.flush()?;
+        if self.next.is_some() || self.splices.pop().is_some() {
+            return Err(io::Error::other(format!(
+                "a column chunk was to be copied past the end of {}",
+                self.path.display()
+            )));
         }
-        Ok(b.slice(..length))
+        Ok(self.file)
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
+        self.file.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Copies `s` to the end of the file.
+    fn copy(file: &mut File, s: &Splice) -> io::Result<()> {
+        let mut source = &*s.file;
+        source.seek(SeekFrom::Start(s.from))?;
+        let (from, len, path) = (s.from, s.len, s.path.display());
+        let copied = io::copy(&mut source.take(len), file).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot copy the column chunk at byte {from} of {path}: {e}"))
+        })?;
+        if copied != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the column chunk at byte {from} of {path} ends after {copied} of its {len} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Write for SpliceFile {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.next.is_none() {
+                self.next = self.splices.pop().map(|s| (s, false));
+            }
+            let take = match &mut self.next {
+                // Placeholder bytes: the chunk is copied when the first of them arrives.
+                Some((s, copied)) if self.pos >= s.at => {
+                    if !*copied {
+                        if self.pos != s.at {
+                            return Err(io::Error::other(format!(
+                                "a column chunk was to be copied to byte {} of {}, which is already written",
+                                s.at,
+                                self.path.display()
+                            )));
+                        }
+                        self.file.write_all(&self.buf)?;
+                        self.buf.clear();
+                        Self::copy(&mut self.file, s)?;
+                        *copied = true;
+                    }
+                    let end = s.at + s.len;
+                    let skip = (end - self.pos).min(rest.len() as u64) as usize;
+                    if self.pos + skip as u64 == end {
+                        self.next = None;
+                    }
+                    skip
+                }
+                next => {
+                    let before = next.as_ref().map_or(u64::MAX, |(s, _)| s.at - self.pos);
+                    let take = before.min(rest.len() as u64) as usize;
+                    if self.buf.len() + take > BUFFER {
+                        self.write_buf()?;
+                    }
+                    if take >= BUFFER {
+                        self.file.write_all(&rest[..take])?;
+                    } else {
+                        self.buf.extend_from_slice(&rest[..take]);
+                    }
+                    take
+                }
+            };
+            self.pos += take as u64;
+            rest = &rest[take..];
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_buf()?;
+        self.file.flush()
     }
 }
 
@@ -84,7 +268,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_chunk_is_read_whole_and_served_from_its_file_offsets() {
+    fn chunks_are_copied_into_their_places_in_the_stream() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.parquet");
         let batch = RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from_iter_values(0..5000)) as _)]).unwrap();
@@ -92,31 +276,52 @@ mod tests {
         w.write(&batch).unwrap();
         w.close().unwrap();
         let whole = std::fs::read(&path).unwrap();
-        let mut file = File::open(&path).unwrap();
-        let meta = ParquetMetaDataReader::new().parse_and_finish(&file).unwrap();
+        let meta = ParquetMetaDataReader::new().parse_and_finish(&File::open(&path).unwrap()).unwrap();
         let chunk = meta.row_group(0).column(0).clone();
         let at = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset()) as usize;
         let len = chunk.compressed_size() as usize;
+        let source = ChunkSource::open(&path).unwrap();
 
-        let bytes = ChunkBytes::read(&mut file, &chunk).unwrap();
-        assert_eq!(bytes.len(), (at + len) as u64);
-        let mut copied = Vec::new();
-        bytes.get_read(at as u64).unwrap().read_to_end(&mut copied).unwrap();
-        assert_eq!(copied, whole[at..at + len]);
-        assert_eq!(bytes.get_bytes(at as u64 + 3, 10).unwrap(), whole[at + 3..at + 13]);
-        // Offsets outside the chunk read are errors, not panics.
-        assert!(bytes.get_read(at as u64 - 1).is_err());
-        assert!(bytes.get_read((at + len + 1) as u64).is_err());
-        assert!(bytes.get_bytes((at + len - 2) as u64, 3).is_err());
+        // Real bytes, the chunk twice (the second right after the first, written in odd
+        // pieces), real bytes again.
+        let out_path = dir.path().join("out");
+        let (mut out, splices) = SpliceFile::create(&out_path).unwrap();
+        out.write_all(b"head").unwrap();
+        let (first, n) = splices.copy(&source, &chunk, 4).unwrap();
+        assert_eq!(n, len as u64);
+        let (second, _) = splices.copy(&source, &chunk, 4 + n).unwrap();
+        std::io::copy(&mut first.get_read(at as u64).unwrap(), &mut out).unwrap();
+        let mut blank = vec![7u8; len];
+        second.get_read(at as u64).unwrap().read_exact(&mut blank).unwrap();
+        for piece in blank.chunks(333) {
+            out.write_all(piece).unwrap();
+        }
+        out.write_all(b"tail").unwrap();
+        out.finish().unwrap();
+        let chunk_bytes = &whole[at..at + len];
+        assert_eq!(std::fs::read(&out_path).unwrap(), [b"head", chunk_bytes, chunk_bytes, b"tail"].concat());
 
-        // A footer that puts the chunk past the end of the file is refused before anything is
-        // allocated for it.
+        // The writer can only start reading a placeholder where the chunk starts.
+        assert!(first.get_read(at as u64 + 1).is_err());
+        assert!(first.get_bytes(at as u64, 1).is_err());
+
+        // A copy registered at a place the stream has passed, or past its end, is an error.
+        let (mut out, splices) = SpliceFile::create(&out_path).unwrap();
+        out.write_all(b"head").unwrap();
+        splices.copy(&source, &chunk, 2).unwrap();
+        assert!(out.write_all(&[0; 8]).is_err());
+        let (mut out, splices) = SpliceFile::create(&out_path).unwrap();
+        splices.copy(&source, &chunk, 100).unwrap();
+        out.write_all(b"head").unwrap();
+        assert!(out.finish().unwrap_err().to_string().contains("past the end"));
+
+        // A footer that puts the chunk past the end of the file is refused before any copy.
         for size in [whole.len() as i64, i64::MAX] {
             let crafted = chunk.clone().into_builder().set_total_compressed_size(size).build().unwrap();
-            let err = ChunkBytes::read(&mut file, &crafted).err().expect("past the end");
+            let err = splices.copy(&source, &crafted, 0).err().expect("past the end");
             assert!(err.to_string().contains("past the file's"), "{err}");
         }
         let negative = chunk.into_builder().set_data_page_offset(-1).set_dictionary_page_offset(None).build().unwrap();
-        assert!(ChunkBytes::read(&mut file, &negative).is_err());
+        assert!(splices.copy(&source, &negative, 0).is_err());
     }
 }

@@ -22,7 +22,6 @@
 //! route.
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +43,7 @@ use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory,
 use parquet::arrow::{ArrowSchemaConverter, ProjectionMask, add_encoded_arrow_schema_to_metadata};
 use parquet::column::writer::ColumnCloseResult;
 
-use crate::chunk::ChunkBytes;
+use crate::chunk::{ChunkSource, SpliceFile, Splices};
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::properties::WriterPropertiesPtr;
 use parquet::file::writer::SerializedFileWriter;
@@ -567,8 +566,10 @@ struct Output<'a> {
     job: &'a PassThrough,
     dir: &'a Path,
     directory: bool,
-    /// The file being written, the input file it belongs to, and the rows in it.
-    current: Option<(SerializedFileWriter<BufWriter<File>>, PathBuf, u64)>,
+    /// The file being written, the copies it has yet to make, its path and the rows in it.
+    current: Option<(SerializedFileWriter<SpliceFile>, Splices, PathBuf, u64)>,
+    /// The input file chunks are being copied from.
+    source: Option<(usize, ChunkSource)>,
     /// Input files whose output is open or done (directory outputs have one part each).
     opened: usize,
     done: Vec<(PathBuf, u64)>,
@@ -576,7 +577,7 @@ struct Output<'a> {
 
 impl<'a> Output<'a> {
     fn new(job: &'a PassThrough, dir: &'a Path, directory: bool) -> Self {
-        Self { job, dir, directory, current: None, opened: 0, done: Vec::new() }
+        Self { job, dir, directory, current: None, source: None, opened: 0, done: Vec::new() }
     }
 
     /// Whether the output that input file `file` goes to keeps the page index.
@@ -590,21 +591,18 @@ impl<'a> Output<'a> {
         } else {
             self.dir.join("assembled.parquet")
         };
-        let file = File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
-        let writer = SerializedFileWriter::new(
-            BufWriter::with_capacity(1 << 20, file),
-            self.job.root.clone(),
-            self.job.props.clone(),
-        )
-        .map_err(|source| Error::Parquet { path: path.clone(), source })?;
-        self.current = Some((writer, path, 0));
+        let (file, splices) = SpliceFile::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
+        let writer = SerializedFileWriter::new(file, self.job.root.clone(), self.job.props.clone())
+            .map_err(|source| Error::Parquet { path: path.clone(), source })?;
+        self.current = Some((writer, splices, path, 0));
         self.opened += 1;
         Ok(())
     }
 
     fn close(&mut self) -> Result<()> {
-        if let Some((writer, path, rows)) = self.current.take() {
-            writer.close().map_err(|source| Error::Parquet { path: path.clone(), source })?;
+        if let Some((writer, _, path, rows)) = self.current.take() {
+            let file = writer.into_inner().map_err(|source| Error::Parquet { path: path.clone(), source })?;
+            file.finish().map_err(|e| Error::io("cannot write", &path, e))?;
             self.done.push((path, rows));
         }
         Ok(())
@@ -626,13 +624,19 @@ impl<'a> Output<'a> {
         self.reach(unit.file)?;
         let page_index = self.page_index(unit.file);
         let input = &self.job.files[unit.file];
-        let Some((writer, path, rows)) = self.current.as_mut() else {
+        if self.source.as_ref().is_none_or(|(f, _)| *f != unit.file) {
+            let source = ChunkSource::open(&input.path).map_err(|e| Error::io("cannot open", &input.path, e))?;
+            self.source = Some((unit.file, source));
+        }
+        let (Some((writer, splices, path, rows)), Some((_, source))) = (self.current.as_mut(), self.source.as_ref())
+        else {
             return Err(Error::Query("no output file is open".into()));
         };
         let werr = |source| Error::Parquet { path: path.clone(), source };
         let meta = input.meta.metadata();
         let rg = meta.row_group(unit.row_group);
-        let mut handle = File::open(&input.path).map_err(|e| Error::io("cannot open", &input.path, e))?;
+        // Where each chunk lands in the output: the copies are made there.
+        let mut at = writer.bytes_written() as u64;
         let mut out = writer.next_row_group().map_err(werr)?;
         let mut predicted = unit.chunks.into_iter();
         for column in &self.job.columns {
@@ -648,9 +652,11 @@ impl<'a> Output<'a> {
                             column_index: page_index_entry(meta.column_index(), page_index, unit.row_group, c),
                             offset_index: page_index_entry(meta.offset_index(), page_index, unit.row_group, c),
                         };
-                        let bytes = ChunkBytes::read(&mut handle, chunk)
-                            .map_err(|e| Error::io("cannot read a column chunk of", &input.path, e))?;
-                        out.append_column(&bytes, close).map_err(werr)?;
+                        let (placeholder, len) = splices
+                            .copy(source, chunk, at)
+                            .map_err(|e| Error::io("cannot copy a column chunk of", &input.path, e))?;
+                        out.append_column(&placeholder, close).map_err(werr)?;
+                        at += len;
                     }
                 }
                 OutColumn::Model { leaves, .. } => {
@@ -660,12 +666,20 @@ impl<'a> Output<'a> {
                             close.offset_index = None;
                             close.column_index = None;
                         }
+                        at += u64::try_from(chunk.close().metadata.compressed_size()).unwrap_or_default();
                         chunk.append_to_row_group(&mut out).map_err(werr)?;
                     }
                 }
             }
         }
         out.close().map_err(werr)?;
+        if writer.bytes_written() as u64 != at {
+            return Err(Error::Query(format!(
+                "{} was written to byte {} where its column chunks end at byte {at}",
+                path.display(),
+                writer.bytes_written()
+            )));
+        }
         *rows += rg.num_rows() as u64;
         Ok(())
     }

@@ -39,7 +39,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use url::Url;
 
-use crate::chunk::ChunkBytes;
+use crate::chunk::{ChunkSource, SpliceFile};
 use crate::error::{Error, Result};
 use crate::input::Format;
 
@@ -624,7 +624,7 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
             .with_page_index_policy(PageIndexPolicy::Optional)
             .parse_and_finish(&f)
             .map_err(perr(p))?;
-        inputs.push((f, meta));
+        inputs.push((ChunkSource::open(p).map_err(|e| Error::io("cannot open", p, e))?, meta));
     }
     let Some((_, first)) = inputs.first() else {
         return Err(Error::Query("no partitions were written".into()));
@@ -638,13 +638,13 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
             .build(),
     );
     let root = first.file_metadata().schema_descr().root_schema_ptr();
-    let file = File::create(out).map_err(|e| Error::io("cannot create", out, e))?;
-    let mut writer =
-        SerializedFileWriter::new(BufWriter::with_capacity(1 << 20, file), root, props).map_err(perr(out))?;
-    for (part, (input, meta)) in parts.iter().zip(&mut inputs) {
+    let (file, splices) = SpliceFile::create(out).map_err(|e| Error::io("cannot create", out, e))?;
+    let mut writer = SerializedFileWriter::new(file, root, props).map_err(perr(out))?;
+    for (part, (input, meta)) in parts.iter().zip(&inputs) {
         let column_index = meta.column_index();
         let offset_index = meta.offset_index();
         for (rg_idx, rg) in meta.row_groups().iter().enumerate() {
+            let mut at = writer.bytes_written() as u64;
             let mut rg_out = writer.next_row_group().map_err(perr(out))?;
             for (col_idx, column) in rg.columns().iter().enumerate() {
                 let close = ColumnCloseResult {
@@ -655,14 +655,23 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
                     column_index: column_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
                     offset_index: offset_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
                 };
-                let bytes =
-                    ChunkBytes::read(input, column).map_err(|e| Error::io("cannot read a column chunk of", part, e))?;
-                rg_out.append_column(&bytes, close).map_err(perr(out))?;
+                let (placeholder, len) =
+                    splices.copy(input, column, at).map_err(|e| Error::io("cannot copy a column chunk of", part, e))?;
+                rg_out.append_column(&placeholder, close).map_err(perr(out))?;
+                at += len;
             }
             rg_out.close().map_err(perr(out))?;
+            if writer.bytes_written() as u64 != at {
+                let written = writer.bytes_written();
+                return Err(Error::Query(format!(
+                    "{} was written to byte {written} where its chunks end at byte {at}",
+                    out.display()
+                )));
+            }
         }
     }
-    writer.close().map_err(perr(out))?;
+    let file = writer.into_inner().map_err(perr(out))?;
+    file.finish().map_err(|e| Error::io("cannot write", out, e))?;
     Ok(())
 }
 
