@@ -10,22 +10,25 @@
 //! for a directory output), so it holds exactly what the re-encoding route writes. The models
 //! run through the query's own physical expressions, so their semantics are the engine's.
 //!
-//! Work is done row group by row group: the features are decoded in batches on one thread
-//! while the batches decoded before are scored on the others, the predictions are encoded into
-//! column chunks held in memory, and a writer thread copies the input's chunks and appends the
-//! predictions'. Memory is bounded by a few batches of features and the prediction chunks of
-//! the row groups in flight, whatever the row group size or the number of columns passed through.
+//! One thread decodes the features, batch after batch and row group after row group; others
+//! score the batches as they come; a third encodes the predictions in order into column chunks
+//! held in memory and, as each row group's are done, has the input's chunks copied into the
+//! output and appends the predictions'. No thread waits for the others at a row group's end.
+//! Memory is bounded by a few batches of features and one row group's prediction chunks,
+//! whatever the row group size or the number of columns passed through.
 //!
 //! [`PassThrough::plan`] says why when it cannot serve a job (CSV, object store inputs, files
 //! whose schemas differ, a query that filters, sorts or computes columns, a compression or row
 //! group size asked for that the input does not have); the caller then takes the re-encoding
 //! route.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
@@ -39,7 +42,7 @@ use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::expressions::Column;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ProjectionMask, add_encoded_arrow_schema_to_metadata};
 use parquet::column::writer::ColumnCloseResult;
 
@@ -48,7 +51,6 @@ use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::properties::WriterPropertiesPtr;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
-use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::input::Format;
@@ -138,6 +140,30 @@ impl std::fmt::Debug for PassThrough {
             .field("projected", &self.projected)
             .finish_non_exhaustive()
     }
+}
+
+/// A batch of feature columns decoded: the `index`th of the `seq`th row group (counting every
+/// input file's in order).
+struct Decoded {
+    seq: usize,
+    index: usize,
+    batch: RecordBatch,
+}
+
+/// What the decoding and scoring threads tell the encoding one.
+enum Done {
+    /// A batch's predictions, in output order.
+    Scored {
+        seq: usize,
+        index: usize,
+        predictions: Vec<ArrayRef>,
+    },
+    /// Every batch of row group `seq` is decoded: there are `batches`.
+    Ended {
+        seq: usize,
+        batches: usize,
+    },
+    Failed(Error),
 }
 
 /// One row group's predictions, encoded: the models' leaf column chunks in output order.
@@ -435,80 +461,134 @@ impl PassThrough {
     }
 
     /// Writes the output files into `dir`: one per input file for a directory output, else one.
+    ///
+    /// Three kinds of thread share the work. One decodes the feature columns, batch after
+    /// batch, row group after row group; `threads` score the batches as they come; this one
+    /// encodes the predictions in order and, as each row group's are done, copies the input's
+    /// chunks and appends them. No thread waits for another at a row group's end, and at most
+    /// [`PassThrough::in_flight`] batches are decoded and not yet encoded.
     fn write(&self, dir: &Path, directory: bool, progress: &dyn Progress) -> Result<Vec<(PathBuf, u64)>> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.threads)
-            .thread_name(|i| format!("mlscore-score-{i}"))
-            .build()
-            .map_err(|e| Error::Query(format!("cannot start the scoring threads: {e}")))?;
-        let (tx, rx) = sync_channel::<Result<Unit>>(1);
+        let in_flight = self.in_flight();
+        let (work_tx, work_rx) = sync_channel::<Decoded>(in_flight);
+        let (done_tx, done_rx) = channel::<Done>();
+        let (permit_tx, permit_rx) = sync_channel::<()>(in_flight);
+        let work_rx = Mutex::new(work_rx);
         std::thread::scope(|scope| {
-            scope.spawn(move || {
-                pool.install(|| {
-                    for (file, input) in self.files.iter().enumerate() {
-                        for row_group in 0..input.meta.metadata().num_row_groups() {
-                            let unit = self.score_row_group(file, row_group, progress);
-                            let failed = unit.is_err();
-                            if tx.send(unit).is_err() || failed {
+            let spawned = std::thread::Builder::new().name("mlscore-decode".into()).spawn_scoped(scope, {
+                let done = done_tx.clone();
+                move || {
+                    if let Err(e) = self.decode_all(&work_tx, &done, &permit_tx) {
+                        let _ = done.send(Done::Failed(e));
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                return Err(Error::Query(format!("cannot start the decoding thread: {e}")));
+            }
+            for i in 0..self.threads {
+                let (work, done) = (&work_rx, done_tx.clone());
+                let spawned =
+                    std::thread::Builder::new().name(format!("mlscore-score-{i}")).spawn_scoped(scope, move || {
+                        loop {
+                            let next = work.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                            let Ok(Decoded { seq, index, batch }) = next else { return };
+                            let scored = match timed(&self.timings.model, || self.score(&batch)) {
+                                Ok(predictions) => Done::Scored { seq, index, predictions },
+                                Err(e) => Done::Failed(e),
+                            };
+                            if done.send(scored).is_err() {
                                 return;
                             }
                         }
-                    }
-                })
-            });
-            // Dropping `rx` on an error stops the scoring side at its next send.
-            let mut out = Output::new(self, dir, directory);
-            for unit in rx {
-                let unit = unit?;
-                timed(&self.timings.copy, || out.append(unit))?;
+                    });
+                if let Err(e) = spawned {
+                    return Err(Error::Query(format!("cannot start the scoring threads: {e}")));
+                }
             }
-            out.finish()
+            drop(done_tx);
+            // Returning drops the receivers, which stops the other threads at their next send.
+            self.encode_all(Output::new(self, dir, directory), done_rx, permit_rx, progress)
         })
     }
 
-    /// Decodes one row group's features, scores them and encodes the prediction.
-    fn score_row_group(&self, file: usize, row_group: usize, progress: &dyn Progress) -> Result<Unit> {
-        let input = &self.files[file];
-        let path = &input.path;
-        let read_err = |source| Error::ParquetInput { path: path.clone(), source };
-        let handle = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
-        let mask = ProjectionMask::roots(input.meta.metadata().file_metadata().schema_descr(), self.projected.clone());
-        let mut reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, input.meta.clone())
-            .with_projection(mask)
-            .with_row_groups(vec![row_group])
-            .with_batch_size(self.batch_rows)
-            .build()
-            .map_err(read_err)?;
-        let mut writers = self.factory.create_column_writers(row_group).map_err(|source| self.write_err(source))?;
-        // Batches are scored in groups, in parallel, while the next group is decoded.
-        let group = self.threads * 2;
-        let decoding = &self.timings.decode;
-        let mut decode = move || -> Result<Vec<RecordBatch>> {
-            timed(decoding, || {
-                let mut batches = Vec::with_capacity(group);
-                // The parquet crate asserts on some damaged pages: that is this file's error too.
-                let decoded = mlscore_core::catch_panic(|| reader.by_ref().take(group).collect::<Vec<_>>())
-                    .map_err(|said| Error::ParquetInput { path: path.clone(), source: damaged(&said) })?;
-                for batch in decoded {
-                    batches.push(batch.map_err(|e| Error::ParquetInput { path: path.clone(), source: e.into() })?);
+    /// How many batches may be decoded and not yet encoded.
+    fn in_flight(&self) -> usize {
+        4 * self.threads
+    }
+
+    /// The decoding thread: every row group's feature columns, in order, batch by batch, each
+    /// batch once a permit is given; then the row group's batch count.
+    fn decode_all(&self, work: &SyncSender<Decoded>, done: &Sender<Done>, permits: &SyncSender<()>) -> Result<()> {
+        let mut seq = 0;
+        for input in &self.files {
+            let path = &input.path;
+            let read_err = |source| Error::ParquetInput { path: path.clone(), source };
+            for row_group in 0..input.meta.metadata().num_row_groups() {
+                let handle = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+                let mask =
+                    ProjectionMask::roots(input.meta.metadata().file_metadata().schema_descr(), self.projected.clone());
+                let mut reader = ParquetRecordBatchReaderBuilder::new_with_metadata(handle, input.meta.clone())
+                    .with_projection(mask)
+                    .with_row_groups(vec![row_group])
+                    .with_batch_size(self.batch_rows)
+                    .build()
+                    .map_err(read_err)?;
+                let (mut index, mut rows) = (0, 0usize);
+                loop {
+                    // The parquet crate asserts on some damaged pages: that is this file's error too.
+                    let next = timed(&self.timings.decode, || mlscore_core::catch_panic(|| reader.next()))
+                        .map_err(|said| read_err(damaged(&said)))?;
+                    let Some(batch) = next else { break };
+                    let batch = batch.map_err(|e| read_err(e.into()))?;
+                    rows += batch.num_rows();
+                    // The other side has stopped when a send fails: so does this one.
+                    if permits.send(()).is_err() || work.send(Decoded { seq, index, batch }).is_err() {
+                        return Ok(());
+                    }
+                    index += 1;
                 }
-                Ok(batches)
-            })
-        };
-        let mut batches = decode()?;
-        let mut rows = 0usize;
-        while !batches.is_empty() {
-            rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-            let (scored, next) = rayon::join(
-                || {
-                    batches
-                        .par_iter()
-                        .map(|b| timed(&self.timings.model, || self.score(b)))
-                        .collect::<Result<Vec<Vec<ArrayRef>>>>()
-                },
-                &mut decode,
-            );
-            for predictions in scored? {
+                // The copied chunks are taken at the footer's word; a footer that claims other
+                // row counts than the pages hold is a damaged file, said of that file.
+                let claimed = input.meta.metadata().row_group(row_group).num_rows();
+                if i64::try_from(rows).ok() != Some(claimed) {
+                    return Err(read_err(parquet::errors::ParquetError::General(format!(
+                        "row group {row_group} holds {rows} rows where the file's footer says {claimed}; the file is damaged"
+                    ))));
+                }
+                if done.send(Done::Ended { seq, batches: index }).is_err() {
+                    return Ok(());
+                }
+                seq += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// This thread's part: encodes the scored batches in order and appends each row group to
+    /// the output once its batches are all encoded.
+    fn encode_all(
+        &self,
+        mut out: Output<'_>,
+        done: Receiver<Done>,
+        permits: Receiver<()>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<(PathBuf, u64)>> {
+        // Batches scored ahead of their turn, and row groups whose batch count is known.
+        let mut scored: BTreeMap<(usize, usize), Vec<ArrayRef>> = BTreeMap::new();
+        let mut ended: BTreeMap<usize, usize> = BTreeMap::new();
+        let places: Vec<(usize, usize)> = (self.files.iter().enumerate())
+            .flat_map(|(file, f)| (0..f.meta.metadata().num_row_groups()).map(move |row_group| (file, row_group)))
+            .collect();
+        let (mut seq, mut next) = (0, 0);
+        let mut writers: Option<Vec<ArrowColumnWriter>> = None;
+        while let Some(&(file, row_group)) = places.get(seq) {
+            if let Some(predictions) = scored.remove(&(seq, next)) {
+                let writers = match &mut writers {
+                    Some(w) => w,
+                    None => {
+                        writers.insert(self.factory.create_column_writers(row_group).map_err(|s| self.write_err(s))?)
+                    }
+                };
                 timed(&self.timings.encode, || -> Result<()> {
                     let mut writers = writers.iter_mut();
                     for (field, prediction) in self.models.fields().iter().zip(&predictions) {
@@ -521,22 +601,36 @@ impl PassThrough {
                     Ok(())
                 })?;
                 progress.rows_written(predictions.first().map_or(0, |p| p.len()) as u64);
+                let _ = permits.try_recv();
+                next += 1;
+                continue;
             }
-            batches = next?;
+            if ended.get(&seq) == Some(&next) {
+                let writers = match writers.take() {
+                    Some(w) => w,
+                    None => self.factory.create_column_writers(row_group).map_err(|s| self.write_err(s))?,
+                };
+                let chunks = timed(&self.timings.encode, || {
+                    writers.into_iter().map(|w| w.close()).collect::<parquet::errors::Result<_>>()
+                })
+                .map_err(|s| self.write_err(s))?;
+                timed(&self.timings.copy, || out.append(Unit { file, row_group, chunks }))?;
+                ended.remove(&seq);
+                (seq, next) = (seq + 1, 0);
+                continue;
+            }
+            match done.recv() {
+                Ok(Done::Scored { seq, index, predictions }) => {
+                    scored.insert((seq, index), predictions);
+                }
+                Ok(Done::Ended { seq, batches }) => {
+                    ended.insert(seq, batches);
+                }
+                Ok(Done::Failed(e)) => return Err(e),
+                Err(_) => return Err(Error::Query("the scoring threads stopped before the last row group".into())),
+            }
         }
-        // The copied chunks are taken at the footer's word; a footer that claims other row
-        // counts than the pages hold is a damaged file, said of that file.
-        let claimed = input.meta.metadata().row_group(row_group).num_rows();
-        if i64::try_from(rows).ok() != Some(claimed) {
-            return Err(read_err(parquet::errors::ParquetError::General(format!(
-                "row group {row_group} holds {rows} rows where the file's footer says {claimed}; the file is damaged"
-            ))));
-        }
-        let chunks = timed(&self.timings.encode, || {
-            writers.into_iter().map(|w| w.close()).collect::<parquet::errors::Result<_>>()
-        })
-        .map_err(|s| self.write_err(s))?;
-        Ok(Unit { file, row_group, chunks })
+        out.finish()
     }
 
     /// The models' predictions for one decoded batch of feature columns, in output order.
