@@ -142,6 +142,9 @@ impl std::fmt::Debug for PassThrough {
     }
 }
 
+/// What the encoding thread says when the writing thread has stopped (with its own error).
+const WRITER_STOPPED: &str = "the writer stopped";
+
 /// A batch of feature columns decoded: the `index`th of the `seq`th row group (counting every
 /// input file's in order).
 struct Decoded {
@@ -167,11 +170,7 @@ enum Done {
 }
 
 /// One row group's predictions, encoded: the models' leaf column chunks in output order.
-struct Unit {
-    file: usize,
-    row_group: usize,
-    chunks: Vec<ArrowColumnChunk>,
-}
+type Encoded = Vec<ArrowColumnChunk>;
 
 /// The scan a plan is, if it is one local Parquet scan with a projection and nothing else
 /// (no filter, no limit, no sort, no join): the files in the order its partitions read them,
@@ -506,9 +505,35 @@ impl PassThrough {
                 }
             }
             drop(done_tx);
+            // The writer: row group after row group, the copied columns as soon as the one
+            // before is written, the predictions when they are encoded.
+            let (encoded_tx, encoded_rx) = sync_channel::<Encoded>(1);
+            let writer = std::thread::Builder::new().name("mlscore-write".into()).spawn_scoped(scope, move || {
+                let mut out = Output::new(self, dir, directory);
+                for &(file, row_group) in &self.places() {
+                    let next = || encoded_rx.recv().map_err(|_| Error::Query("the predictions stopped coming".into()));
+                    timed(&self.timings.copy, || out.append(file, row_group, next))?;
+                }
+                out.finish()
+            });
+            let writer = writer.map_err(|e| Error::Query(format!("cannot start the writing thread: {e}")))?;
             // Returning drops the receivers, which stops the other threads at their next send.
-            self.encode_all(Output::new(self, dir, directory), done_rx, permit_rx, progress)
+            let encoded = self.encode_all(done_rx, permit_rx, encoded_tx, progress);
+            let written = writer.join().map_err(|p| Error::Query(mlscore_core::panic_message(p.as_ref())))?;
+            match (encoded, written) {
+                // The writer stopped first: its error is the cause.
+                (Err(Error::Query(said)), Err(e)) if said == WRITER_STOPPED => Err(e),
+                (Err(e), _) => Err(e),
+                (Ok(()), written) => written,
+            }
         })
+    }
+
+    /// Every row group of the input, in order: its file and its index there.
+    fn places(&self) -> Vec<(usize, usize)> {
+        (self.files.iter().enumerate())
+            .flat_map(|(file, f)| (0..f.meta.metadata().num_row_groups()).map(move |row_group| (file, row_group)))
+            .collect()
     }
 
     /// How many batches may be decoded and not yet encoded.
@@ -568,20 +593,18 @@ impl PassThrough {
     /// the output once its batches are all encoded.
     fn encode_all(
         &self,
-        mut out: Output<'_>,
         done: Receiver<Done>,
         permits: Receiver<()>,
+        encoded: SyncSender<Encoded>,
         progress: &dyn Progress,
-    ) -> Result<Vec<(PathBuf, u64)>> {
+    ) -> Result<()> {
         // Batches scored ahead of their turn, and row groups whose batch count is known.
         let mut scored: BTreeMap<(usize, usize), Vec<ArrayRef>> = BTreeMap::new();
         let mut ended: BTreeMap<usize, usize> = BTreeMap::new();
-        let places: Vec<(usize, usize)> = (self.files.iter().enumerate())
-            .flat_map(|(file, f)| (0..f.meta.metadata().num_row_groups()).map(move |row_group| (file, row_group)))
-            .collect();
+        let places = self.places();
         let (mut seq, mut next) = (0, 0);
         let mut writers: Option<Vec<ArrowColumnWriter>> = None;
-        while let Some(&(file, row_group)) = places.get(seq) {
+        while let Some(&(_, row_group)) = places.get(seq) {
             if let Some(predictions) = scored.remove(&(seq, next)) {
                 let writers = match &mut writers {
                     Some(w) => w,
@@ -614,7 +637,9 @@ impl PassThrough {
                     writers.into_iter().map(|w| w.close()).collect::<parquet::errors::Result<_>>()
                 })
                 .map_err(|s| self.write_err(s))?;
-                timed(&self.timings.copy, || out.append(Unit { file, row_group, chunks }))?;
+                if encoded.send(chunks).is_err() {
+                    return Err(Error::Query(WRITER_STOPPED.into()));
+                }
                 ended.remove(&seq);
                 (seq, next) = (seq + 1, 0);
                 continue;
@@ -630,7 +655,7 @@ impl PassThrough {
                 Err(_) => return Err(Error::Query("the scoring threads stopped before the last row group".into())),
             }
         }
-        out.finish()
+        Ok(())
     }
 
     /// The models' predictions for one decoded batch of feature columns, in output order.
@@ -714,13 +739,16 @@ impl<'a> Output<'a> {
         Ok(())
     }
 
-    fn append(&mut self, unit: Unit) -> Result<()> {
-        self.reach(unit.file)?;
-        let page_index = self.page_index(unit.file);
-        let input = &self.job.files[unit.file];
-        if self.source.as_ref().is_none_or(|(f, _)| *f != unit.file) {
+    /// Appends row group `row_group` of input file `file`: its copied columns, and its
+    /// predictions, which `predictions` waits for when the first model column is reached (the
+    /// columns before it are copied meanwhile).
+    fn append(&mut self, file: usize, row_group: usize, predictions: impl FnOnce() -> Result<Encoded>) -> Result<()> {
+        self.reach(file)?;
+        let page_index = self.page_index(file);
+        let input = &self.job.files[file];
+        if self.source.as_ref().is_none_or(|(f, _)| *f != file) {
             let source = ChunkSource::open(&input.path).map_err(|e| Error::io("cannot open", &input.path, e))?;
-            self.source = Some((unit.file, source));
+            self.source = Some((file, source));
         }
         let (Some((writer, splices, path, rows)), Some((_, source))) = (self.current.as_mut(), self.source.as_ref())
         else {
@@ -728,11 +756,12 @@ impl<'a> Output<'a> {
         };
         let werr = |source| Error::Parquet { path: path.clone(), source };
         let meta = input.meta.metadata();
-        let rg = meta.row_group(unit.row_group);
+        let rg = meta.row_group(row_group);
         // Where each chunk lands in the output: the copies are made there.
         let mut at = writer.bytes_written() as u64;
         let mut out = writer.next_row_group().map_err(werr)?;
-        let mut predicted = unit.chunks.into_iter();
+        let mut predictions = Some(predictions);
+        let mut predicted = Vec::new().into_iter();
         for column in &self.job.columns {
             match column {
                 OutColumn::Copy { leaves } => {
@@ -743,8 +772,8 @@ impl<'a> Output<'a> {
                             rows_written: rg.num_rows() as u64,
                             metadata: chunk.clone(),
                             bloom_filter: None,
-                            column_index: page_index_entry(meta.column_index(), page_index, unit.row_group, c),
-                            offset_index: page_index_entry(meta.offset_index(), page_index, unit.row_group, c),
+                            column_index: page_index_entry(meta.column_index(), page_index, row_group, c),
+                            offset_index: page_index_entry(meta.offset_index(), page_index, row_group, c),
                         };
                         let (placeholder, len) = splices
                             .copy(source, chunk, at)
@@ -754,6 +783,9 @@ impl<'a> Output<'a> {
                     }
                 }
                 OutColumn::Model { leaves, .. } => {
+                    if let Some(wait) = predictions.take() {
+                        predicted = wait()?.into_iter();
+                    }
                     for mut chunk in predicted.by_ref().take(*leaves) {
                         if !page_index {
                             let close = chunk.close_mut();
