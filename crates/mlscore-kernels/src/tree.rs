@@ -785,17 +785,19 @@ impl<T: Float> Ensemble<T> {
         };
         self.walk(input, rows, |start, reached| {
             let acc = &mut acc[start * k..];
+            // Read once here: the loops below store to `acc` and would read them again each row.
+            let (leaf_of, table) = (&self.leaf_of[..], table);
             if k == 1 {
                 match reached {
                     Reached::Masks { masks, tree, .. } if (tree as usize) < tabled.len() => {
                         masks.add_values(acc, &tabled[tree as usize]);
                     }
-                    _ => reached.for_each_slot(|r, i| acc[r] += table[self.leaf_of[i as usize] as usize]),
+                    _ => reached.for_each_slot(|r, i| acc[r] += table[leaf_of[i as usize] as usize]),
                 }
             } else if k == 2 {
                 // Binary classifiers' two probabilities: a fixed-size pair the compiler adds at once.
                 reached.for_each_slot(|r, i| {
-                    let l = self.leaf_of[i as usize] as usize;
+                    let l = leaf_of[i as usize] as usize;
                     if let (Some([a0, a1]), Some([v0, v1])) =
                         (acc.get_mut(2 * r..2 * r + 2), table.get(2 * l..2 * l + 2))
                     {
@@ -805,7 +807,7 @@ impl<T: Float> Ensemble<T> {
                 });
             } else {
                 reached.for_each_slot(|r, i| {
-                    let l = self.leaf_of[i as usize] as usize;
+                    let l = leaf_of[i as usize] as usize;
                     for (a, v) in acc[r * k..(r + 1) * k].iter_mut().zip(&table[l * k..(l + 1) * k]) {
                         *a += *v;
                     }
