@@ -11,11 +11,12 @@
 //! run through the query's own physical expressions, so their semantics are the engine's.
 //!
 //! One thread decodes the features, batch after batch and row group after row group; others
-//! score the batches as they come; a third encodes the predictions in order into column chunks
-//! held in memory and, as each row group's are done, has the input's chunks copied into the
-//! output and appends the predictions'. No thread waits for the others at a row group's end.
-//! Memory is bounded by a few batches of features and one row group's prediction chunks,
-//! whatever the row group size or the number of columns passed through.
+//! score the batches as they come; one encodes the predictions in order into column chunks held
+//! in memory; one writes, copying a row group's input chunks into the output as soon as the row
+//! group before it is written and appending its predictions when they are encoded. No thread
+//! waits for the others at a row group's end. Memory is bounded by a few batches of features
+//! and two row groups' prediction chunks, whatever the row group size or the number of columns
+//! passed through.
 //!
 //! [`PassThrough::plan`] says why when it cannot serve a job (CSV, object store inputs, files
 //! whose schemas differ, a query that filters, sorts or computes columns, a compression or row
@@ -141,9 +142,6 @@ impl std::fmt::Debug for PassThrough {
             .finish_non_exhaustive()
     }
 }
-
-/// What the encoding thread says when the writing thread has stopped (with its own error).
-const WRITER_STOPPED: &str = "the writer stopped";
 
 /// A batch of feature columns decoded: the `index`th of the `seq`th row group (counting every
 /// input file's in order).
@@ -461,11 +459,11 @@ impl PassThrough {
 
     /// Writes the output files into `dir`: one per input file for a directory output, else one.
     ///
-    /// Three kinds of thread share the work. One decodes the feature columns, batch after
-    /// batch, row group after row group; `threads` score the batches as they come; this one
-    /// encodes the predictions in order and, as each row group's are done, copies the input's
-    /// chunks and appends them. No thread waits for another at a row group's end, and at most
-    /// [`PassThrough::in_flight`] batches are decoded and not yet encoded.
+    /// One thread decodes the feature columns, batch after batch, row group after row group;
+    /// `threads` score the batches as they come; this one encodes the predictions in order; one
+    /// writes the output, row group after row group. No thread waits for another at a row
+    /// group's end, and at most [`PassThrough::in_flight`] batches are decoded and not yet
+    /// encoded.
     fn write(&self, dir: &Path, directory: bool, progress: &dyn Progress) -> Result<Vec<(PathBuf, u64)>> {
         let in_flight = self.in_flight();
         let (work_tx, work_rx) = sync_channel::<Decoded>(in_flight);
@@ -517,15 +515,13 @@ impl PassThrough {
                 out.finish()
             });
             let writer = writer.map_err(|e| Error::Query(format!("cannot start the writing thread: {e}")))?;
-            // Returning drops the receivers, which stops the other threads at their next send.
+            // Returning drops the receivers, which stops the other threads at their next send;
+            // the writer, waiting for predictions, then stops too.
             let encoded = self.encode_all(done_rx, permit_rx, encoded_tx, progress);
             let written = writer.join().map_err(|p| Error::Query(mlscore_core::panic_message(p.as_ref())))?;
-            match (encoded, written) {
-                // The writer stopped first: its error is the cause.
-                (Err(Error::Query(said)), Err(e)) if said == WRITER_STOPPED => Err(e),
-                (Err(e), _) => Err(e),
-                (Ok(()), written) => written,
-            }
+            // An encoding error is the cause of the writer's; a writer that stopped first says why.
+            encoded?;
+            written
         })
     }
 
@@ -589,8 +585,9 @@ impl PassThrough {
         Ok(())
     }
 
-    /// This thread's part: encodes the scored batches in order and appends each row group to
-    /// the output once its batches are all encoded.
+    /// This thread's part: encodes the scored batches in order and hands each row group's
+    /// chunks to the writer once its batches are all encoded. Returns early, and without an
+    /// error, when the writer has stopped: its own result says why.
     fn encode_all(
         &self,
         done: Receiver<Done>,
@@ -638,7 +635,7 @@ impl PassThrough {
                 })
                 .map_err(|s| self.write_err(s))?;
                 if encoded.send(chunks).is_err() {
-                    return Err(Error::Query(WRITER_STOPPED.into()));
+                    return Ok(());
                 }
                 ended.remove(&seq);
                 (seq, next) = (seq + 1, 0);
