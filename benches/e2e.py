@@ -17,7 +17,8 @@ Every variant scores the same Parquet table (bench-data/higgs-<rows>/, 28 float6
   spark-sklearn  the same with the sklearn flavor (the model as trained, what most users run).
 For Spark, session start-up is timed separately and is part of the end-to-end time.
 
-Runs are interleaved (each repeat runs every model and variant once) and the median is kept.
+Runs are interleaved (each repeat runs every model and variant once, each repeat's variants
+starting one further along) and the median is kept.
 Peak RSS is that of the whole process tree (JVM and Python workers included), sampled every
 50 ms from /proc; CPU seconds are the larger of what wait4 reports (the process and the children it reaped) and
 the sum over the sampled process tree (Spark's JVM is not reaped by its Python driver).
@@ -251,7 +252,11 @@ def main() -> None:
         for rep in range(args.repeat):
             for m in models:
                 outs = {}
-                for v in variants:
+                # Each repeat starts with another variant, so that no variant always runs
+                # right after one that freed hundreds of MiB (onnxruntime, Spark, --reencode):
+                # such a run is slower on these machines.
+                shift = rep % len(variants)
+                for v in variants[shift:] + variants[:shift]:
                     out = Path(tmp) / f"{m}-{v}" / ("out" if v.startswith("spark") else "out.parquet")
                     shutil.rmtree(out.parent, ignore_errors=True)
                     out.parent.mkdir()
