@@ -474,9 +474,13 @@ impl PassThrough {
             let spawned = std::thread::Builder::new().name("mlscore-decode".into()).spawn_scoped(scope, {
                 let done = done_tx.clone();
                 move || {
-                    if let Err(e) = self.decode_all(&work_tx, &done, &permit_tx) {
-                        let _ = done.send(Done::Failed(e));
-                    }
+                    let decoded = mlscore_core::catch_panic(|| self.decode_all(&work_tx, &done, &permit_tx));
+                    let failed = match decoded {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e,
+                        Err(said) => Error::Query(format!("decoding the features failed: {said}")),
+                    };
+                    let _ = done.send(Done::Failed(failed));
                 }
             });
             if let Err(e) = spawned {
@@ -489,9 +493,14 @@ impl PassThrough {
                         loop {
                             let next = work.lock().unwrap_or_else(PoisonError::into_inner).recv();
                             let Ok(Decoded { seq, index, batch }) = next else { return };
-                            let scored = match timed(&self.timings.model, || self.score(&batch)) {
-                                Ok(predictions) => Done::Scored { seq, index, predictions },
-                                Err(e) => Done::Failed(e),
+                            // A panic would lose the batch and leave the encoder waiting for it:
+                            // it is this job's error instead.
+                            let scored =
+                                mlscore_core::catch_panic(|| timed(&self.timings.model, || self.score(&batch)));
+                            let scored = match scored {
+                                Ok(Ok(predictions)) => Done::Scored { seq, index, predictions },
+                                Ok(Err(e)) => Done::Failed(e),
+                                Err(said) => Done::Failed(Error::Query(format!("scoring a batch failed: {said}"))),
                             };
                             if done.send(scored).is_err() {
                                 return;
