@@ -526,8 +526,11 @@ impl PassThrough {
             let writer = writer.map_err(|e| Error::Query(format!("cannot start the writing thread: {e}")))?;
             // Returning drops the receivers, which stops the other threads at their next send;
             // the writer, waiting for predictions, then stops too.
-            let encoded = self.encode_all(done_rx, permit_rx, encoded_tx, progress);
-            let written = writer.join().map_err(|p| Error::Query(mlscore_core::panic_message(p.as_ref())))?;
+            let encoded = mlscore_core::catch_panic(|| self.encode_all(done_rx, permit_rx, encoded_tx, progress))
+                .unwrap_or_else(|said| Err(Error::Query(format!("encoding the predictions failed: {said}"))));
+            let written = writer.join().map_err(|p| {
+                Error::Query(format!("writing the output failed: {}", mlscore_core::panic_message(p.as_ref())))
+            })?;
             // An encoding error is the cause of the writer's; a writer that stopped first says why.
             encoded?;
             written
