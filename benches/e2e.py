@@ -97,6 +97,9 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
         waiter.join(0.05)
     out, err, end = ended
     wall = end - start
+    # Spark's JVM outlives its Python driver by a second or so, shutting down: the next run must
+    # not share the cores with it. The wait is nobody's time.
+    settle(cpu)
     # The child is reaped already; its CPU time is in this process's children totals.
     if proc.returncode != 0:
         # A baseline that cannot run this model is a result too: keep the reason, go on.
@@ -106,6 +109,22 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
         return {"wall_s": wall, "peak_rss_mib": peak / 2**20, "reported": {}, "failed": lines[-1][:300] if lines else f"exit {proc.returncode}"}
     last = [line for line in out.splitlines() if line.startswith("{")]
     return {"wall_s": wall, "peak_rss_mib": peak / 2**20, "tree_cpu_s": sum(cpu.values()), "reported": json.loads(last[-1]) if last else {}}
+
+
+def settle(pids, limit: float = 60.0) -> None:
+    """Waits until none of `pids` (a run's process tree, as sampled) is alive, `limit` seconds at
+    most."""
+    deadline = time.perf_counter() + limit
+    for pid in pids:
+        while time.perf_counter() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                break
+            if state in ("Z", "X"):
+                break
+            time.sleep(0.05)
 
 
 def cpu_of(fn):
