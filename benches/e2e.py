@@ -272,8 +272,8 @@ def main() -> None:
             for m in models:
                 outs = {}
                 # Each repeat starts with another variant, so that no variant always runs
-                # right after one that freed hundreds of MiB (onnxruntime, Spark, --reencode):
-                # such a run is slower on these machines.
+                # right after the same other one (a run after one that freed gigabytes is a
+                # little slower on these machines).
                 shift = rep % len(variants)
                 for v in variants[shift:] + variants[:shift]:
                     out = Path(tmp) / f"{m}-{v}" / ("out" if v.startswith("spark") else "out.parquet")
