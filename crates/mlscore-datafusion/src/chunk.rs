@@ -63,31 +63,62 @@ struct Splice {
     path: Arc<Path>,
 }
 
-/// The copies an output stream has yet to make, in stream order; shared between the code that
-/// appends chunks and the [`SpliceFile`] the writer owns.
+/// The copies an output stream has yet to make, in stream order, and where the next chunk of the
+/// row group being written lands; shared between the code that appends chunks and the
+/// [`SpliceFile`] the writer owns.
 #[derive(Clone, Default)]
-pub(crate) struct Splices(Arc<Mutex<VecDeque<Splice>>>);
+pub(crate) struct Splices(Arc<Mutex<Queue>>);
+
+#[derive(Default)]
+struct Queue {
+    splices: VecDeque<Splice>,
+    /// The output byte the next chunk starts at. The writer buffers what it is given, so its
+    /// output cannot tell where a placeholder begins: the chunks' lengths can.
+    at: u64,
+}
 
 impl Splices {
-    /// Arranges for `chunk` of `source` to be copied to byte `at` of the output; returns the
-    /// reader to hand the writer's `append_column` with the chunk's metadata, and the chunk's
-    /// length (where the next chunk starts).
-    pub(crate) fn copy(
-        &self,
-        source: &ChunkSource,
-        chunk: &ColumnChunkMetaData,
-        at: u64,
-    ) -> io::Result<(Placeholder, u64)> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A row group starts at byte `written` of the output (the writer's own count).
+    pub(crate) fn start(&self, written: usize) {
+        self.queue().at = written as u64;
+    }
+
+    /// Arranges for `chunk` of `source` to be copied to the next chunk's place in the output;
+    /// returns the reader to hand the writer's `append_column` with the chunk's metadata.
+    pub(crate) fn copy(&self, source: &ChunkSource, chunk: &ColumnChunkMetaData) -> io::Result<Placeholder> {
         let (from, len) = source.range(chunk)?;
+        let mut queue = self.queue();
         if len > 0 {
-            let splice = Splice { at, from, len, file: source.file.clone(), path: source.path.clone() };
-            self.0.lock().unwrap_or_else(PoisonError::into_inner).push_back(splice);
+            let splice = Splice { at: queue.at, from, len, file: source.file.clone(), path: source.path.clone() };
+            queue.splices.push_back(splice);
         }
-        Ok((Placeholder { from, len }, len))
+        queue.at += len;
+        Ok(Placeholder { from, len })
+    }
+
+    /// The writer writes a chunk of `len` bytes of its own next.
+    pub(crate) fn skip(&self, len: u64) {
+        self.queue().at += len;
+    }
+
+    /// After a row group: checks that the writer's count, `written`, is where its chunks end, so
+    /// that every copy was made where the footer says its chunk is.
+    pub(crate) fn check(&self, written: usize) -> io::Result<()> {
+        let at = self.queue().at;
+        if written as u64 != at {
+            return Err(io::Error::other(format!(
+                "the writer is at byte {written} where the row group's column chunks end at byte {at}"
+            )));
+        }
+        Ok(())
     }
 
     fn pop(&self) -> Option<Splice> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+        self.queue().splices.pop_front()
     }
 }
 
@@ -178,9 +209,7 @@ impl SpliceFile {
     }
 
     fn write_buf(&mut self) -> io::Result<()> {
-        self.file.write_all(&self.buf)?;
-        self.buf.clear();
-        Ok(())
+        write_out(&mut self.file, &mut self.buf)
     }
 
     /// Copies `s` to the end of the file.
@@ -201,6 +230,13 @@ impl SpliceFile {
     }
 }
 
+/// Writes `buf` to `file` and empties it.
+fn write_out(file: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
+    file.write_all(buf)?;
+    buf.clear();
+    Ok(())
+}
+
 impl Write for SpliceFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let mut rest = data;
@@ -219,8 +255,7 @@ impl Write for SpliceFile {
                                 self.path.display()
                             )));
                         }
-                        self.file.write_all(&self.buf)?;
-                        self.buf.clear();
+                        write_out(&mut self.file, &mut self.buf)?;
                         Self::copy(&mut self.file, s)?;
                         *copied = true;
                     }
@@ -287,16 +322,20 @@ mod tests {
         let out_path = dir.path().join("out");
         let (mut out, splices) = SpliceFile::create(&out_path).unwrap();
         out.write_all(b"head").unwrap();
-        let (first, n) = splices.copy(&source, &chunk, 4).unwrap();
-        assert_eq!(n, len as u64);
-        let (second, _) = splices.copy(&source, &chunk, 4 + n).unwrap();
+        splices.start(4);
+        let first = splices.copy(&source, &chunk).unwrap();
+        let second = splices.copy(&source, &chunk).unwrap();
         std::io::copy(&mut first.get_read(at as u64).unwrap(), &mut out).unwrap();
         let mut blank = vec![7u8; len];
         second.get_read(at as u64).unwrap().read_exact(&mut blank).unwrap();
         for piece in blank.chunks(333) {
             out.write_all(piece).unwrap();
         }
+        splices.check(4 + 2 * len).unwrap();
+        assert!(splices.check(4 + 2 * len - 1).is_err());
+        splices.skip(4);
         out.write_all(b"tail").unwrap();
+        splices.check(4 + 2 * len + 4).unwrap();
         out.finish().unwrap();
         let chunk_bytes = &whole[at..at + len];
         assert_eq!(std::fs::read(&out_path).unwrap(), [b"head", chunk_bytes, chunk_bytes, b"tail"].concat());
@@ -308,20 +347,22 @@ mod tests {
         // A copy registered at a place the stream has passed, or past its end, is an error.
         let (mut out, splices) = SpliceFile::create(&out_path).unwrap();
         out.write_all(b"head").unwrap();
-        splices.copy(&source, &chunk, 2).unwrap();
+        splices.start(2);
+        splices.copy(&source, &chunk).unwrap();
         assert!(out.write_all(&[0; 8]).is_err());
         let (mut out, splices) = SpliceFile::create(&out_path).unwrap();
-        splices.copy(&source, &chunk, 100).unwrap();
+        splices.start(100);
+        splices.copy(&source, &chunk).unwrap();
         out.write_all(b"head").unwrap();
         assert!(out.finish().unwrap_err().to_string().contains("past the end"));
 
         // A footer that puts the chunk past the end of the file is refused before any copy.
         for size in [whole.len() as i64, i64::MAX] {
             let crafted = chunk.clone().into_builder().set_total_compressed_size(size).build().unwrap();
-            let err = splices.copy(&source, &crafted, 0).err().expect("past the end");
+            let err = splices.copy(&source, &crafted).err().expect("past the end");
             assert!(err.to_string().contains("past the file's"), "{err}");
         }
         let negative = chunk.into_builder().set_data_page_offset(-1).set_dictionary_page_offset(None).build().unwrap();
-        assert!(splices.copy(&source, &negative, 0).is_err());
+        assert!(splices.copy(&source, &negative).is_err());
     }
 }

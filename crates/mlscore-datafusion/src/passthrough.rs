@@ -766,8 +766,7 @@ impl<'a> Output<'a> {
         let werr = |source| Error::Parquet { path: path.clone(), source };
         let meta = input.meta.metadata();
         let rg = meta.row_group(row_group);
-        // Where each chunk lands in the output: the copies are made there.
-        let mut at = writer.bytes_written() as u64;
+        splices.start(writer.bytes_written());
         let mut out = writer.next_row_group().map_err(werr)?;
         let mut predictions = Some(predictions);
         let mut predicted = Vec::new().into_iter();
@@ -784,11 +783,10 @@ impl<'a> Output<'a> {
                             column_index: page_index_entry(meta.column_index(), page_index, row_group, c),
                             offset_index: page_index_entry(meta.offset_index(), page_index, row_group, c),
                         };
-                        let (placeholder, len) = splices
-                            .copy(source, chunk, at)
+                        let placeholder = splices
+                            .copy(source, chunk)
                             .map_err(|e| Error::io("cannot copy a column chunk of", &input.path, e))?;
                         out.append_column(&placeholder, close).map_err(werr)?;
-                        at += len;
                     }
                 }
                 OutColumn::Model { leaves, .. } => {
@@ -801,20 +799,14 @@ impl<'a> Output<'a> {
                             close.offset_index = None;
                             close.column_index = None;
                         }
-                        at += u64::try_from(chunk.close().metadata.compressed_size()).unwrap_or_default();
+                        splices.skip(u64::try_from(chunk.close().metadata.compressed_size()).unwrap_or_default());
                         chunk.append_to_row_group(&mut out).map_err(werr)?;
                     }
                 }
             }
         }
         out.close().map_err(werr)?;
-        if writer.bytes_written() as u64 != at {
-            return Err(Error::Query(format!(
-                "{} was written to byte {} where its column chunks end at byte {at}",
-                path.display(),
-                writer.bytes_written()
-            )));
-        }
+        splices.check(writer.bytes_written()).map_err(|e| Error::io("cannot write", &*path, e))?;
         *rows += rg.num_rows() as u64;
         Ok(())
     }

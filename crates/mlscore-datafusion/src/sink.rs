@@ -644,7 +644,7 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
         let column_index = meta.column_index();
         let offset_index = meta.offset_index();
         for (rg_idx, rg) in meta.row_groups().iter().enumerate() {
-            let mut at = writer.bytes_written() as u64;
+            splices.start(writer.bytes_written());
             let mut rg_out = writer.next_row_group().map_err(perr(out))?;
             for (col_idx, column) in rg.columns().iter().enumerate() {
                 let close = ColumnCloseResult {
@@ -655,19 +655,12 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
                     column_index: column_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
                     offset_index: offset_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
                 };
-                let (placeholder, len) =
-                    splices.copy(input, column, at).map_err(|e| Error::io("cannot copy a column chunk of", part, e))?;
+                let placeholder =
+                    splices.copy(input, column).map_err(|e| Error::io("cannot copy a column chunk of", part, e))?;
                 rg_out.append_column(&placeholder, close).map_err(perr(out))?;
-                at += len;
             }
             rg_out.close().map_err(perr(out))?;
-            if writer.bytes_written() as u64 != at {
-                let written = writer.bytes_written();
-                return Err(Error::Query(format!(
-                    "{} was written to byte {written} where its chunks end at byte {at}",
-                    out.display()
-                )));
-            }
+            splices.check(writer.bytes_written()).map_err(|e| Error::io("cannot write", out, e))?;
         }
     }
     let file = writer.into_inner().map_err(perr(out))?;
