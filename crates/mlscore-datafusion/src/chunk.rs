@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result as ParquetResult};
-use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use parquet::file::reader::{ChunkReader, Length};
 
 /// An input file whose column chunks are copied.
@@ -51,6 +52,31 @@ impl ChunkSource {
             ));
         }
         Ok((at, len))
+    }
+}
+
+/// What the writer's `append_column` takes with a copy of column `column` of row group
+/// `row_group` of the file whose footer is `meta`: the chunk's metadata as stored, and its page
+/// index entries if `page_index` (an output keeps a page index only where every chunk in it has
+/// one).
+pub(crate) fn copied_close(
+    meta: &ParquetMetaData,
+    row_group: usize,
+    column: usize,
+    page_index: bool,
+) -> ColumnCloseResult {
+    fn entry<T: Clone>(index: Option<&Vec<Vec<T>>>, keep: bool, row_group: usize, column: usize) -> Option<T> {
+        index.filter(|_| keep).and_then(|i| i.get(row_group)).and_then(|r| r.get(column)).cloned()
+    }
+    let rg = meta.row_group(row_group);
+    let chunk = rg.column(column);
+    ColumnCloseResult {
+        bytes_written: chunk.compressed_size() as u64,
+        rows_written: rg.num_rows() as u64,
+        metadata: chunk.clone(),
+        bloom_filter: None,
+        column_index: entry(meta.column_index(), page_index, row_group, column),
+        offset_index: entry(meta.offset_index(), page_index, row_group, column),
     }
 }
 

@@ -45,9 +45,8 @@ use datafusion::physical_plan::expressions::Column;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ProjectionMask, add_encoded_arrow_schema_to_metadata};
-use parquet::column::writer::ColumnCloseResult;
 
-use crate::chunk::{ChunkSource, SpliceFile, Splices};
+use crate::chunk::{ChunkSource, SpliceFile, Splices, copied_close};
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::properties::WriterPropertiesPtr;
 use parquet::file::writer::SerializedFileWriter;
@@ -684,11 +683,6 @@ impl PassThrough {
     }
 }
 
-/// A column chunk's entry in a file's page index, if the output keeps page indexes.
-fn page_index_entry<T: Clone>(index: Option<&Vec<Vec<T>>>, keep: bool, row_group: usize, column: usize) -> Option<T> {
-    index.filter(|_| keep).and_then(|i| i.get(row_group)).and_then(|r| r.get(column)).cloned()
-}
-
 /// The file(s) being written, fed row group by row group in order.
 struct Output<'a> {
     job: &'a PassThrough,
@@ -775,14 +769,7 @@ impl<'a> Output<'a> {
                 OutColumn::Copy { leaves } => {
                     for &c in leaves {
                         let chunk = rg.column(c);
-                        let close = ColumnCloseResult {
-                            bytes_written: chunk.compressed_size() as u64,
-                            rows_written: rg.num_rows() as u64,
-                            metadata: chunk.clone(),
-                            bloom_filter: None,
-                            column_index: page_index_entry(meta.column_index(), page_index, row_group, c),
-                            offset_index: page_index_entry(meta.offset_index(), page_index, row_group, c),
-                        };
+                        let close = copied_close(meta, row_group, c, page_index);
                         let placeholder = splices
                             .copy(source, chunk)
                             .map_err(|e| Error::io("cannot copy a column chunk of", &input.path, e))?;

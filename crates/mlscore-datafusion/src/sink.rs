@@ -29,7 +29,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{KeyValue, PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
@@ -39,7 +38,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use url::Url;
 
-use crate::chunk::{ChunkSource, SpliceFile};
+use crate::chunk::{ChunkSource, SpliceFile, copied_close};
 use crate::error::{Error, Result};
 use crate::input::Format;
 
@@ -641,20 +640,11 @@ fn stitch_parquet(parts: &[&Path], out: &Path) -> Result<()> {
     let (file, splices) = SpliceFile::create(out).map_err(|e| Error::io("cannot create", out, e))?;
     let mut writer = SerializedFileWriter::new(file, root, props).map_err(perr(out))?;
     for (part, (input, meta)) in parts.iter().zip(&inputs) {
-        let column_index = meta.column_index();
-        let offset_index = meta.offset_index();
         for (rg_idx, rg) in meta.row_groups().iter().enumerate() {
             splices.start(writer.bytes_written());
             let mut rg_out = writer.next_row_group().map_err(perr(out))?;
             for (col_idx, column) in rg.columns().iter().enumerate() {
-                let close = ColumnCloseResult {
-                    bytes_written: column.compressed_size() as u64,
-                    rows_written: rg.num_rows() as u64,
-                    metadata: column.clone(),
-                    bloom_filter: None,
-                    column_index: column_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
-                    offset_index: offset_index.and_then(|c| c.get(rg_idx)).and_then(|r| r.get(col_idx)).cloned(),
-                };
+                let close = copied_close(meta, rg_idx, col_idx, true);
                 let placeholder =
                     splices.copy(input, column).map_err(|e| Error::io("cannot copy a column chunk of", part, e))?;
                 rg_out.append_column(&placeholder, close).map_err(perr(out))?;
