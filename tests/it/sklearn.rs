@@ -183,6 +183,22 @@ fn an_out_of_range_tree_index_is_an_error() {
 }
 
 #[test]
+fn a_clipping_range_that_does_not_go_up_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = "minmax_clip_ridge";
+    let mut bytes = std::fs::read(models().join(format!("sklearn/{case}/model/model.pkl"))).unwrap();
+    // feature_range=(-1.5, 2.5), two BINFLOATs after the key: swapped, (2.5, -1.5).
+    let key = b"feature_range";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    let lo = bytes[at..].windows(9).position(|w| w == [&b"G"[..], &(-1.5f64).to_be_bytes()].concat()).unwrap() + at;
+    assert_eq!(bytes[lo + 9..lo + 18], [&b"G"[..], &2.5f64.to_be_bytes()].concat()[..]);
+    bytes[lo + 1..lo + 9].copy_from_slice(&2.5f64.to_be_bytes());
+    bytes[lo + 10..lo + 18].copy_from_slice(&(-1.5f64).to_be_bytes());
+    let e = load_error(&with_model_file(case, "model.pkl", &bytes, tmp.path()));
+    assert!(e.contains("model.pkl") && e.contains("feature_range (2.5, -1.5)"), "{e}");
+}
+
+#[test]
 fn unknown_categories_are_an_error_only_where_scikit_learn_refuses_them() {
     // handle_unknown="ignore": the unseen city scores (its golden has it).
     let dir = models().join("sklearn/pipeline_onehot_logreg_skops");

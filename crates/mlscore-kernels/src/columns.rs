@@ -27,8 +27,16 @@ pub enum ColumnOp {
     Mul(f64),
     /// `x + c`
     Add(f64),
-    /// `x` clamped to `[lo, hi]`
+    /// `x` clamped to `[lo, hi]`, as numpy's `clip` does it: `min(max(x, lo), hi)`, NaN staying
+    /// NaN (and no panic when `lo > hi`: every value is then `hi`).
     Clamp(f64, f64),
+}
+
+/// numpy's `clip(v, lo, hi)` for `lo <= hi`; never panics.
+#[inline(always)]
+fn clip(v: f64, lo: f64, hi: f64) -> f64 {
+    let v = if v < lo { lo } else { v };
+    if v > hi { hi } else { v }
 }
 
 /// Applies `ops` in order to every value of `x`, in one pass over blocks that stay in L1
@@ -52,7 +60,7 @@ fn apply_block(block: &mut [f64], ops: &[ColumnOp]) {
             ColumnOp::Div(c) => block.iter_mut().for_each(|v| *v /= c),
             ColumnOp::Mul(c) => block.iter_mut().for_each(|v| *v *= c),
             ColumnOp::Add(c) => block.iter_mut().for_each(|v| *v += c),
-            ColumnOp::Clamp(lo, hi) => block.iter_mut().for_each(|v| *v = v.clamp(lo, hi)),
+            ColumnOp::Clamp(lo, hi) => block.iter_mut().for_each(|v| *v = clip(*v, lo, hi)),
         }
     }
 }
@@ -77,7 +85,7 @@ pub fn apply_copy(x: &[f64], ops: &[ColumnOp]) -> Vec<f64> {
             ColumnOp::Div(c) => out.extend(block.iter().map(|v| v / c)),
             ColumnOp::Mul(c) => out.extend(block.iter().map(|v| v * c)),
             ColumnOp::Add(c) => out.extend(block.iter().map(|v| v + c)),
-            ColumnOp::Clamp(lo, hi) => out.extend(block.iter().map(|v| v.clamp(lo, hi))),
+            ColumnOp::Clamp(lo, hi) => out.extend(block.iter().map(|v| clip(*v, lo, hi))),
         }
         apply_block(&mut out[start..], rest);
     }
@@ -346,6 +354,17 @@ mod tests {
         let mut acc = x0.clone();
         axpy(&mut acc, &want, 0.37);
         assert!(acc.iter().zip(&x0).zip(&want).all(|((a, x), w)| *a == x + w * 0.37));
+    }
+
+    #[test]
+    fn clamping_is_numpys_clip_and_never_panics() {
+        let x = [f64::NAN, -3.0, 0.5, 3.0, f64::INFINITY];
+        let got = apply_copy(&x, &[ColumnOp::Clamp(-1.0, 1.0)]);
+        assert!(got[0].is_nan());
+        assert_eq!(got[1..], [-1.0, 0.5, 1.0, 1.0]);
+        // A range that does not go up (the sklearn reader refuses one): numpy gives `hi`.
+        assert_eq!(apply_copy(&x[1..], &[ColumnOp::Clamp(1.0, -1.0)]), vec![-1.0; 4]);
+        apply_copy(&x, &[ColumnOp::Clamp(f64::NAN, f64::NAN)]);
     }
 
     #[test]

@@ -431,7 +431,15 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
             let clip = match g.attr(id, "clip")? {
                 Some(b) if g.bool(b)? => {
                     let r = g.vector(g.get(id, "feature_range")?)?;
-                    Some((*r.first().unwrap_or(&0.0), *r.get(1).unwrap_or(&1.0)))
+                    let (lo, hi) = (*r.first().unwrap_or(&0.0), *r.get(1).unwrap_or(&1.0));
+                    // scikit-learn refuses such a range when fitting, and clipping to one would
+                    // panic: a crafted file is refused here.
+                    if lo.is_nan() || hi.is_nan() || lo > hi {
+                        return Err(invalid!(
+                            "MinMaxScaler's feature_range ({lo}, {hi}) does not go up: the model is damaged"
+                        ));
+                    }
+                    Some((lo, hi))
                 }
                 _ => None,
             };
