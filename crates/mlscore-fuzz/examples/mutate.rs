@@ -10,6 +10,10 @@
 //!         MODEL_DIR FILE ROUNDS SEED
 //!
 //! Prints one JSON line: mutants, scored, errors, panics.
+//!
+//! With `--corpus DIR` in place of `ROUNDS SEED`, the mutants are the files of `DIR` instead
+//! (made elsewhere, e.g. by `scripts/fuzz-objects`, which mutates the fitted estimators before
+//! pickling them), each run the same way.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use mlscore_fuzz::{ModelFiles, Outcome};
@@ -58,9 +62,20 @@ fn mutate(original: &[u8], rng: &mut Rng) -> Vec<u8> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, file, rounds, seed] = args.as_slice() else {
-        return Err("usage: mutate MODEL_DIR FILE ROUNDS SEED".into());
+        return Err("usage: mutate MODEL_DIR FILE (ROUNDS SEED | --corpus DIR)".into());
     };
-    let (rounds, seed): (usize, u64) = (rounds.parse()?, seed.parse()?);
+    // The mutants: made here from a seed, or read from a directory.
+    let corpus: Option<Vec<std::path::PathBuf>> = if rounds == "--corpus" {
+        let mut files: Vec<_> = std::fs::read_dir(seed)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+        files.sort();
+        Some(files)
+    } else {
+        None
+    };
+    let (rounds, seed): (usize, u64) = match &corpus {
+        Some(files) => (files.len(), 0),
+        None => (rounds.parse()?, seed.parse()?),
+    };
     let mut rng = Rng(seed | 1);
     let model = ModelFiles::new(std::path::Path::new(dir), file)?;
     let original = model.original()?;
@@ -68,7 +83,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::panic::set_hook(Box::new(|_| {}));
     let (mut scored, mut errors, mut panics) = (0usize, 0usize, 0usize);
     for round in 0..rounds {
-        let bytes = mutate(&original, &mut rng);
+        let bytes = match &corpus {
+            Some(files) => std::fs::read(&files[round])?,
+            None => mutate(&original, &mut rng),
+        };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.run(&bytes))) {
             Ok(Outcome::Accepted) => scored += 1,
             Ok(Outcome::Refused) => errors += 1,
