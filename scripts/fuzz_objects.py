@@ -25,6 +25,7 @@ import json
 import math
 import pickle
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +231,7 @@ def main() -> None:
         if path is None:
             continue
         model = load(path)
-        rng = np.random.default_rng([int(seed), len(summary)])
+        rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
         dest = out / name
         dest.mkdir(parents=True, exist_ok=True)
         written = 0
