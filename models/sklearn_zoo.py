@@ -202,6 +202,10 @@ def cases():
         # Test values outside the training range are clipped to the feature range (pickled: a
         # test edits the range's floats in the file).
         ("minmax_clip_ridge", "numeric", "regression", lambda: make_pipeline(preprocessing.MinMaxScaler(feature_range=(-1.5, 2.5), clip=True), linear_model.Ridge()), {"format": "pickle"}),
+        # Categorical features: scikit-learn ordinal-encodes them first (its `_preprocessor`),
+        # unseen (classifier) and missing (regressor) categories going each split's missing way.
+        ("hist_gradient_boosting_categorical", "mixed_unseen", "multiclass", lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, categorical_features=["city", "plan"], random_state=0), {"format": "pickle"}),
+        ("hist_gradient_boosting_categorical_regressor", "mixed_nulls", "regression", lambda: ensemble.HistGradientBoostingRegressor(max_iter=20, categorical_features=["city", "plan"], random_state=0), {"format": "skops"}),
     ]
 
 

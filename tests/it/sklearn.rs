@@ -199,6 +199,20 @@ fn a_clipping_range_that_does_not_go_up_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn a_histgradientboosting_preprocessor_with_another_function_is_refused() {
+    // The preprocessor's numeric step is partial(check_array): another function there is code
+    // mlscore does not run (functools.partial is read as a name, never called).
+    let tmp = tempfile::tempdir().unwrap();
+    let case = "hist_gradient_boosting_categorical";
+    let mut bytes = std::fs::read(models().join(format!("sklearn/{case}/model/model.pkl"))).unwrap();
+    let name = b"check_array";
+    let at = bytes.windows(name.len()).position(|w| w == name).expect("check_array in the pickle");
+    bytes[at + name.len() - 1] = b'z';
+    let e = load_error(&with_model_file(case, "model.pkl", &bytes, tmp.path()));
+    assert!(e.contains("model.pkl") && e.contains("preprocessor") && e.contains("numerical"), "{e}");
+}
+
+#[test]
 fn unknown_categories_are_an_error_only_where_scikit_learn_refuses_them() {
     // handle_unknown="ignore": the unseen city scores (its golden has it).
     let dir = models().join("sklearn/pipeline_onehot_logreg_skops");
@@ -255,6 +269,9 @@ fn mutated_sklearn_files_are_errors_or_models_never_panics() {
         // An XGBoost snapshot (UBJSON) and a LightGBM text model inside the files.
         ("pipeline_onehot_xgboost_pickle", "model.pkl"),
         ("pipeline_lightgbm_strings_skops", "model.skops"),
+        // HistGradientBoosting's own preprocessor (an OrdinalEncoder and partial(check_array)).
+        ("hist_gradient_boosting_categorical", "model.pkl"),
+        ("hist_gradient_boosting_categorical_regressor", "model.skops"),
     ];
     // Opcodes and small integers: memo reads (h), marks, stops, BININT1 (K), 0, 1, -1.
     let outcomes = mutation_loop("sklearn", &cases, b"\x00\x01\xff\x7fKh.(", 0x9e37_79b9_7f4a_7c15, 100);

@@ -52,6 +52,10 @@ pub(crate) fn refusal(module: &str, name: &str) -> Option<String> {
                 | "range"
         ),
         "collections" => matches!(name, "OrderedDict" | "defaultdict"),
+        // A name like the others: scikit-learn's HistGradientBoosting keeps
+        // `partial(check_array, ...)` in its preprocessor. No partial is ever called; the
+        // estimator reader accepts only that one and refuses a FunctionTransformer holding any.
+        "functools" => name == "partial",
         "copyreg" | "copy_reg" => matches!(name, "_reconstructor" | "__newobj__"),
         "_codecs" => name == "encode",
         _ => false,

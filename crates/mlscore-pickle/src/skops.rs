@@ -180,10 +180,15 @@ impl Reader<'_> {
                 id
             }
             "FunctionNode" => {
-                let c = v.get("content").ok_or_else(|| invalid!("a skops function without content"))?;
-                let m = text(c, "module_path").unwrap_or(module);
-                let f = text(c, "function").unwrap_or(class);
-                self.global(m, f)?
+                // Older files name the function in `content`, newer ones on the node itself.
+                let c = v.get("content");
+                let m = c.and_then(|c| text(c, "module_path").ok()).unwrap_or(module);
+                let f = c.and_then(|c| text(c, "function").ok()).unwrap_or(class);
+                let id = self.global(m, f)?;
+                if let Some(i) = v.get("__id__").and_then(Value::as_i64) {
+                    self.ids.entry(i).or_insert(id);
+                }
+                id
             }
             "SliceNode" => {
                 let c = v.get("content").ok_or_else(|| invalid!("a skops slice without content"))?;
@@ -206,7 +211,25 @@ impl Reader<'_> {
             }
             // Random states and dtypes are never read by prediction: kept as nothing.
             "RandomStateNode" | "RandomGeneratorNode" | "DTypeNode" => self.push(Node::None, v),
-            "MethodNode" | "OperatorFuncNode" | "PartialNode" => {
+            "PartialNode" => {
+                // Kept as the pickle reader keeps one: `partial` with the function as its
+                // argument, the arguments and keywords as its state (never called).
+                let c = v.get("content").ok_or_else(|| invalid!("a skops partial without content"))?;
+                let func = c.get("func").ok_or_else(|| invalid!("a skops partial without its function"))?;
+                let func = self.node(func, depth + 1)?;
+                let mut state = vec![func];
+                for k in ["args", "kwds"] {
+                    match c.get(k) {
+                        Some(x) => state.push(self.node(x, depth + 1)?),
+                        None => state.push(self.graph.push(Node::None)),
+                    }
+                }
+                let callable = self.global("functools", "partial")?;
+                let args = self.graph.push(Node::Tuple(vec![func]));
+                let state = Some(self.graph.push(Node::Tuple(state)));
+                self.push(Node::Object { callable, args, state, list_items: Vec::new(), dict_items: Vec::new() }, v)
+            }
+            "MethodNode" | "OperatorFuncNode" => {
                 return Err(ReadError::Refused(format!(
                     "the skops file holds a function ({module}.{class}, a {loader}), which is code mlscore does not run; \
                      drop that step from the pipeline or log the model as ONNX"

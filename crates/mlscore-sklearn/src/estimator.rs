@@ -318,8 +318,9 @@ pub(crate) fn build(g: &Graph) -> Result<Model> {
         )));
     }
     let feature_names = names_in(g, root)?;
-    let (steps, last) = pipeline_parts(g, root, 0)?;
+    let (mut steps, last) = pipeline_parts(g, root, 0)?;
     let predictor = predictor(g, last)?;
+    steps.extend(own_preprocessor(g, last)?);
     if let Predictor::Trees(t) = &predictor {
         let k = t.outputs;
         let expected = match t.link {
@@ -940,6 +941,7 @@ fn add_tree(g: &Graph, tree: Id, n_features: usize, raw: &mut RawEnsemble, leaf:
         feature: &feature,
         threshold: &threshold,
         missing_left: &missing_left,
+        members: &[],
     };
     push_tree(raw, &arrays, n_features, &|i| leaf(&values[i * per..(i + 1) * per]))
 }
@@ -952,6 +954,8 @@ struct TreeArrays<'a> {
     feature: &'a [f64],
     threshold: &'a [f64],
     missing_left: &'a [f64],
+    /// Per node, for categorical splits: the categories that go left (empty: no such split).
+    members: &'a [Option<Vec<f64>>],
 }
 
 /// Appends a tree to `raw`, validated: children must be later nodes of the tree (so no cycles),
@@ -994,17 +998,88 @@ fn push_tree(
         if f.fract() != 0.0 || f < 0.0 || f >= n_features as f64 {
             return Err(invalid!("tree node {i} splits on feature {f}, and the model has {n_features} features"));
         }
+        let members = t.members.get(i).cloned().flatten();
         raw.nodes.push(RawNode {
             feature: f as usize,
             threshold: t.threshold[i],
-            mode: Mode::Leq,
-            members: Vec::new(),
+            mode: if members.is_some() { Mode::Member } else { Mode::Leq },
+            missing_true: t.missing_left[i] != 0.0,
+            members: members.unwrap_or_default(),
             yes: child(t.left[i])?,
             no: child(t.right[i])?,
-            missing_true: t.missing_left[i] != 0.0,
         });
     }
     raw.roots.push(target[0]);
+    Ok(())
+}
+
+/// A HistGradientBoosting tree's categorical splits: per node, the categories its bitset sends
+/// left (`None` for numeric splits and leaves).
+fn categorical_splits(
+    g: &Graph,
+    predictor: Id,
+    nodes: &mlscore_pickle::NdArray,
+    is_leaf: &[bool],
+    name: &str,
+) -> Result<Vec<Option<Vec<f64>>>> {
+    if !Graph::has_field(nodes, "is_categorical") {
+        return Ok(Vec::new());
+    }
+    let cat = g.field(nodes, "is_categorical")?;
+    if cat.iter().zip(is_leaf).all(|(c, l)| *c == 0.0 || *l) {
+        return Ok(Vec::new());
+    }
+    let index = g.field(nodes, "bitset_idx")?;
+    let (words, shape) = g.f64s(g.get(predictor, "raw_left_cat_bitsets")?)?;
+    let rows = match shape.as_slice() {
+        [n, 8] => *n,
+        _ => return Err(invalid!("{name}'s category bitsets have shape {shape:?}, not (n, 8)")),
+    };
+    cat.iter()
+        .zip(&index)
+        .zip(is_leaf)
+        .map(|((c, b), leaf)| {
+            if *c == 0.0 || *leaf {
+                return Ok(None);
+            }
+            if b.fract() != 0.0 || *b < 0.0 || *b >= rows as f64 {
+                return Err(invalid!("{name} has a split on bitset {b} of {rows}"));
+            }
+            let row = &words[*b as usize * 8..][..8];
+            let members = (0..256u32).filter(|k| (row[(k / 32) as usize] as u64 >> (k % 32)) & 1 == 1);
+            Ok(Some(members.map(f64::from).collect()))
+        })
+        .collect()
+}
+
+/// Checks that the categories a HistGradientBoosting's trees know for each categorical feature
+/// are its encoder's codes, 0 to n - 1 (`counts`: the encoder's categories per feature, a
+/// missing one among them, which it encodes as NaN): a code then goes left or right, never the
+/// missing way (which scikit-learn takes for a category its trees do not know).
+fn known_categories_are_codes(g: &Graph, id: Id, name: &str, counts: &[usize]) -> Result<()> {
+    let mapper = g.get(id, "_bin_mapper")?;
+    let remapped: Vec<bool> = g.vector(g.get(mapper, "is_categorical_")?)?.iter().map(|v| *v != 0.0).collect();
+    let thresholds = g.items(g.get(mapper, "bin_thresholds_")?)?;
+    if remapped.iter().filter(|c| **c).count() != counts.len() {
+        let known = remapped.iter().filter(|c| **c).count();
+        return Err(invalid!("{name} encodes {} categorical features and its trees know {known}", counts.len()));
+    }
+    let mut counts = counts.iter();
+    for (f, (cat, t)) in remapped.iter().zip(thresholds).enumerate() {
+        if !*cat {
+            continue;
+        }
+        let known = g.vector(*t)?;
+        let encoded = counts.next().copied().unwrap_or(0);
+        if known.len() > 256
+            || known.iter().enumerate().any(|(i, v)| *v != i as f64)
+            || !(encoded == known.len() || encoded == known.len() + 1)
+        {
+            return Err(ReadError::Unsupported(format!(
+                "{name} whose categorical feature {f} knows categories other than its encoder's codes"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -1185,15 +1260,80 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     })))
 }
 
+/// What an estimator does to its input before its own arithmetic: HistGradientBoosting's
+/// `_preprocessor` (scikit-learn >= 1.4, for categorical features), an OrdinalEncoder on the
+/// categorical columns (unknown and missing categories to NaN) whose codes come first, then the
+/// other columns, as `check_array` makes them float64 (which mlscore's frames already are).
+fn own_preprocessor(g: &Graph, id: Id) -> Result<Option<Transformer>> {
+    if !short(&class(g, id)?).starts_with("HistGradientBoosting") {
+        return Ok(None);
+    }
+    let Some(p) = g.attr(id, "_preprocessor")?.filter(|p| !matches!(g.node(*p), Node::None)) else {
+        return Ok(None);
+    };
+    let name = short(&class(g, id)?).to_string();
+    let n_in = n_features_of(g, id)?;
+    let names = names_in(g, id)?;
+    let mut branches = Vec::new();
+    for t in g.items(g.get(p, "transformers_")?)? {
+        let [part, est, cols, ..] = g.tuple(*t)? else {
+            return Err(invalid!("{name}'s preprocessor has an entry without its columns"));
+        };
+        let part = g.str(*part)?.to_string();
+        let columns = column_spec(g, *cols, names.as_deref(), n_in, 0)?;
+        let step = match (part.as_str(), g.node(*est)) {
+            (_, Node::Str(s)) if s == "drop" => continue,
+            ("encoder", _) if short(&class(g, *est)?) == "OrdinalEncoder" => {
+                let counts: Vec<usize> = g
+                    .items(g.get(*est, "categories_")?)?
+                    .iter()
+                    .map(|c| g.array(*c).map(|a| a.len()))
+                    .collect::<Result<_>>()?;
+                known_categories_are_codes(g, id, &name, &counts)?;
+                Some(ordinal(g, *est)?)
+            }
+            ("numerical", _) if is_check_array(g, *est)? => None,
+            _ => {
+                return Err(ReadError::Unsupported(format!(
+                    "{name} whose preprocessor holds '{part}' ({}), not scikit-learn's own encoder and check",
+                    g.describe(*est)
+                )));
+            }
+        };
+        branches.push(Branch { name: part, columns, step });
+    }
+    Ok(Some(Transformer::Columns(branches)))
+}
+
+/// Whether a transformer is scikit-learn's `FunctionTransformer(partial(check_array, ...))`.
+fn is_check_array(g: &Graph, id: Id) -> Result<bool> {
+    if short(&class(g, id)?) != "FunctionTransformer" {
+        return Ok(false);
+    }
+    let Some(func) = g.attr(id, "func")? else { return Ok(false) };
+    let Node::Object { callable, args, .. } = g.node(func) else { return Ok(false) };
+    let first = g.items(*args).ok().and_then(|a| a.first().copied());
+    Ok(g.global(*callable).as_deref() == Some("functools.partial")
+        && first.and_then(|f| g.global(f)).as_deref() == Some("sklearn.utils.validation.check_array"))
+}
+
 fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     let n_features = n_features_of(g, id)?;
-    if let Some(c) = g.attr(id, "is_categorical_")?
-        && !matches!(g.node(c), Node::None)
-        && g.vector(c)?.iter().any(|v| *v != 0.0)
-    {
-        return Err(ReadError::Unsupported(format!(
-            "{name} with categorical features (log it as ONNX, or one-hot encode them)"
-        )));
+    // Categorical features are read where the estimator's own preprocessor encodes them: its
+    // codes are then exactly the categories the trees know (checked below), and a split's
+    // bitset decides between its two branches, NaN (missing or unknown) going its missing way.
+    let categorical: Vec<bool> = match g.attr(id, "is_categorical_")? {
+        Some(c) if !matches!(g.node(c), Node::None) => g.vector(c)?.iter().map(|v| *v != 0.0).collect(),
+        _ => Vec::new(),
+    };
+    if categorical.iter().any(|c| *c) {
+        let preprocessed = g.attr(id, "_preprocessor")?.is_some_and(|p| !matches!(g.node(p), Node::None));
+        if !preprocessed {
+            return Err(ReadError::Unsupported(format!(
+                "{name} with categorical features from a scikit-learn before 1.4 (no preprocessor); \
+                 re-save it with a current scikit-learn, or log it as ONNX"
+            )));
+        }
     }
     let baseline = g.f64s(g.get(id, "_baseline_prediction")?)?.0;
     let k = baseline.len();
@@ -1216,6 +1356,7 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
                 f("is_leaf")?,
             );
             let is_leaf: Vec<bool> = leaf.iter().map(|l| *l != 0.0).collect();
+            let members = categorical_splits(g, *p, &nodes, &is_leaf, name)?;
             let arrays = TreeArrays {
                 is_leaf: &is_leaf,
                 left: &left,
@@ -1223,6 +1364,7 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
                 feature: &feat,
                 threshold: &thr,
                 missing_left: &miss,
+                members: &members,
             };
             push_tree(&mut raw, &arrays, n_features, &|i| vec![(out, value[i])])
                 .map_err(|e| invalid!("{name}: {e}"))?;
