@@ -80,6 +80,7 @@ def targets(df: pd.DataFrame, rng: np.random.Generator) -> dict:
         "multiclass": np.digitize(z, q).astype("int64"),
         "strings": np.array(["low", "mid", "high"], dtype=object)[np.digitize(z, q)],
         "bools": z > np.median(z),
+        "strings_binary": np.array(["no", "yes"], dtype=object)[(z > np.median(z)).astype(int)],
     }
 
 
@@ -206,6 +207,9 @@ def cases():
         # unseen (classifier) and missing (regressor) categories going each split's missing way.
         ("hist_gradient_boosting_categorical", "mixed_unseen", "multiclass", lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, categorical_features=["city", "plan"], random_state=0), {"format": "pickle"}),
         ("hist_gradient_boosting_categorical_regressor", "mixed_nulls", "regression", lambda: ensemble.HistGradientBoostingRegressor(max_iter=20, categorical_features=["city", "plan"], random_state=0), {"format": "skops"}),
+        # The exponential loss (AdaBoost's): half-logit raw scores, from the prior and from zero.
+        ("gradient_boosting_exponential", "numeric", "bools", lambda: ensemble.GradientBoostingClassifier(loss="exponential", n_estimators=30, random_state=0), {"plant": True, "format": "cloudpickle"}),
+        ("gradient_boosting_exponential_zero", "numeric", "strings_binary", lambda: ensemble.GradientBoostingClassifier(loss="exponential", init="zero", n_estimators=20, random_state=0), {"format": "skops", "predict_fn": "predict_proba"}),
     ]
 
 

@@ -270,6 +270,9 @@ pub(crate) enum TreeLink {
     /// Raw scores of a binary classifier: expit; label `raw >= 0` (GradientBoosting) or the
     /// argmax of `[1-p, p]` (HistGradientBoosting).
     Binary { ge_zero: bool },
+    /// Raw scores of GradientBoosting's exponential loss (half the logit): `expit(2 raw)`;
+    /// label `raw >= 0`.
+    HalfLogit,
     /// Raw scores of a multiclass classifier: softmax; label the argmax.
     Softmax,
 }
@@ -324,7 +327,7 @@ pub(crate) fn build(g: &Graph) -> Result<Model> {
     if let Predictor::Trees(t) = &predictor {
         let k = t.outputs;
         let expected = match t.link {
-            TreeLink::Binary { .. } => Some(2),
+            TreeLink::Binary { .. } | TreeLink::HalfLogit => Some(2),
             TreeLink::Softmax => Some(k),
             _ => t.classes.as_ref().map(|_| k),
         };
@@ -1196,6 +1199,8 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     let [_, k] = est.shape[..] else { return Err(invalid!("GradientBoosting estimators_ of shape {:?}", est.shape)) };
     let classifier = name.ends_with("Classifier");
     let classes = if classifier { Some(g.labels(g.get(id, "classes_")?)?) } else { None };
+    let exponential = classifier
+        && g.attr(id, "loss")?.and_then(|l| g.str(l).ok().map(str::to_string)).as_deref() == Some("exponential");
     let mut raw = RawEnsemble::default();
     for (i, t) in trees.iter().enumerate() {
         let tree = g.get(*t, "tree_")?;
@@ -1216,7 +1221,9 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
                     let p: Vec<f64> = prior.iter().map(|p| p.clamp(eps, 1.0 - eps)).collect();
                     if k == 1 {
                         let p1 = *p.get(1).ok_or_else(|| invalid!("a binary DummyClassifier with one class"))?;
-                        vec![(p1 / (1.0 - p1)).ln()]
+                        // The loss's link: the logit, or half of it for the exponential loss.
+                        let logit = (p1 / (1.0 - p1)).ln();
+                        vec![if exponential { 0.5 * logit } else { logit }]
                     } else {
                         let logs: Vec<f64> = p.iter().map(|x| x.ln()).collect();
                         let mean = logs.iter().sum::<f64>() / logs.len() as f64;
@@ -1236,15 +1243,13 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     if init.len() != k {
         return Err(invalid!("{name}'s init gives {} values for {k} outputs", init.len()));
     }
-    if classifier {
-        let loss = g.attr(id, "loss")?.and_then(|l| g.str(l).ok().map(str::to_string)).unwrap_or_default();
-        if loss == "exponential" {
-            return Err(ReadError::Unsupported(format!("{name} with the exponential loss")));
-        }
-    }
     let link = match (classifier, k) {
         (false, _) => TreeLink::Identity,
+        (true, 1) if exponential => TreeLink::HalfLogit,
         (true, 1) => TreeLink::Binary { ge_zero: true },
+        (true, _) if exponential => {
+            return Err(invalid!("{name} has the exponential loss, which is binary, and {k} outputs"));
+        }
         (true, _) => TreeLink::Softmax,
     };
     Ok(Predictor::Trees(Box::new(Trees {
@@ -1989,6 +1994,14 @@ impl Trees {
                     .collect();
                 let proba = sums.iter().flat_map(|r| {
                     let p = expit(*r);
+                    [1.0 - p, p]
+                });
+                Predicted::Classes { labels, proba: Some(proba.collect()), classes: c.clone() }
+            }
+            (Some(c), TreeLink::HalfLogit) => {
+                let labels = sums.iter().map(|r| usize::from(*r >= 0.0)).collect();
+                let proba = sums.iter().flat_map(|r| {
+                    let p = expit(2.0 * r);
                     [1.0 - p, p]
                 });
                 Predicted::Classes { labels, proba: Some(proba.collect()), classes: c.clone() }
