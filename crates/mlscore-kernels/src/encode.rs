@@ -36,11 +36,15 @@ pub struct Categories {
     missing: Option<usize>,
 }
 
+/// A category's position by its key: a row's lookup is a hash of a few bytes, so the hasher is
+/// a fast one (categorical HistGradientBoosting, 65,536-row batches: SipHash was 17% of the time).
+type Positions<K> = HashMap<K, usize, foldhash::fast::RandomState>;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Index {
-    Strings(HashMap<String, usize>),
-    Ints(HashMap<i64, usize>),
-    Floats(HashMap<u64, usize>),
+    Strings(Positions<String>),
+    Ints(Positions<i64>),
+    Floats(Positions<u64>),
 }
 
 /// The hash key of a float: one NaN, one zero.
@@ -62,7 +66,7 @@ impl Categories {
 
     /// String categories where `None` is the missing-value category.
     pub fn from_optional_strings(keys: impl IntoIterator<Item = Option<String>>) -> Self {
-        let (mut index, mut len, mut missing) = (HashMap::new(), 0, None);
+        let (mut index, mut len, mut missing) = (Positions::default(), 0, None);
         for (i, k) in keys.into_iter().enumerate() {
             match k {
                 Some(k) => {

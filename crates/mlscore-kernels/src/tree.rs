@@ -129,11 +129,51 @@ pub trait Float:
     fn is_nan(self) -> bool;
     /// The largest value below `self`, if there is one (`None` for -inf and NaN).
     fn pred(self) -> Option<Self>;
+    /// How many small integers a membership mask in a value's bits holds (its width in bits).
+    const MASK_BITS: u32;
+    /// The value whose bits are `mask` (the low [`Float::MASK_BITS`] bits): a membership mask.
+    fn from_mask(mask: u64) -> Self;
+    /// Whether `self` is one of the integers `0..MASK_BITS` whose bit is set in `mask`'s bits
+    /// (equal as floats: -0.0 is 0; NaN and every other value are not): computed, not branched.
+    #[inline(always)]
+    fn member(self, mask: Self) -> bool {
+        in_mask(mask.mask_bits(), self.member_code())
+    }
+    /// `self` as a bit number of a membership mask: the integer it is, if it is one of
+    /// `0..MASK_BITS`, else 64 (no bit).
+    fn member_code(self) -> u64;
+    /// The bits of a membership mask held in a value.
+    fn mask_bits(self) -> u64;
+}
+
+/// Whether bit `code` of `mask` is set (`code` 64 or more: no).
+#[inline(always)]
+fn in_mask(mask: u64, code: u64) -> bool {
+    (if code < 64 { mask >> code } else { 0 }) & 1 == 1
 }
 
 impl Float for f32 {
     const INFINITY: Self = f32::INFINITY;
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    const MASK_BITS: u32 = 32;
+    #[inline]
+    fn from_mask(mask: u64) -> Self {
+        f32::from_bits(mask as u32)
+    }
+    #[inline(always)]
+    fn member_code(self) -> u64 {
+        // Adding 2^23 leaves an integer in [0, 32) in the low bits, and rounds any other value
+        // of that range to an integer: no float-to-integer conversion, which would not
+        // vectorise as well. NaN fails every comparison.
+        const MAGIC: f32 = 8_388_608.0;
+        let t = self + MAGIC;
+        let small = (self >= 0.0) & (self < 32.0) & (t - MAGIC == self);
+        if small { u64::from(t.to_bits() & 31) } else { 64 }
+    }
+    #[inline(always)]
+    fn mask_bits(self) -> u64 {
+        u64::from(self.to_bits())
+    }
     #[inline]
     fn from_f64(v: f64) -> Self {
         v as f32
@@ -163,6 +203,23 @@ impl Float for f32 {
 impl Float for f64 {
     const INFINITY: Self = f64::INFINITY;
     const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    const MASK_BITS: u32 = 64;
+    #[inline]
+    fn from_mask(mask: u64) -> Self {
+        f64::from_bits(mask)
+    }
+    #[inline(always)]
+    fn member_code(self) -> u64 {
+        // As for f32, with 2^52.
+        const MAGIC: f64 = 4_503_599_627_370_496.0;
+        let t = self + MAGIC;
+        let small = (self >= 0.0) & (self < 64.0) & (t - MAGIC == self);
+        if small { t.to_bits() & 63 } else { 64 }
+    }
+    #[inline(always)]
+    fn mask_bits(self) -> u64 {
+        self.to_bits()
+    }
     #[inline]
     fn from_f64(v: f64) -> Self {
         v
@@ -195,8 +252,11 @@ const NAN_BIT: u32 = 1 << 31;
 const FALSE_LEAF_BIT: u32 = 1 << 30;
 /// In a fast node's `feature`: the true child (at `left + 1`) is a leaf.
 const TRUE_LEAF_BIT: u32 = 1 << 29;
+/// In a fast node's `feature`: a categorical split, true for the members of the set whose
+/// mask `threshold`'s bits hold ([`Float::member`]).
+const CAT_BIT: u32 = 1 << 28;
 /// The feature index bits of a fast node's `feature`.
-const FEATURE_MASK: u32 = TRUE_LEAF_BIT - 1;
+const FEATURE_MASK: u32 = CAT_BIT - 1;
 
 /// Where a tree starts and how deep its leaves are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,7 +322,7 @@ struct Exact<T> {
 enum Layout<T> {
     /// Every split written as `x <= t` (the common case), also compiled for the bit-vector walk
     /// (whole trees of at most 32 or 64 leaves, the top of larger ones).
-    Fast { nodes: Vec<FastNode<T>>, any_nan: bool, bits: Option<BitTrees<T>> },
+    Fast { nodes: Vec<FastNode<T>>, any_nan: bool, any_cat: bool, bits: Option<BitTrees<T>> },
     /// Splits evaluated by their own mode (EQ, NEQ, MEMBER, unrepresentable thresholds).
     Exact(Vec<Exact<T>>),
 }
@@ -296,11 +356,22 @@ pub struct Ensemble<T> {
 fn leq_form<T: Float>(n: &RawNode) -> (T, [Target; 2], bool) {
     let thr = T::from_f64(n.threshold);
     match n.mode {
+        Mode::Member => (T::from_mask(member_mask(&n.members)), [n.no, n.yes], n.missing_true),
         Mode::Lt => (thr.pred().unwrap_or(thr), [n.no, n.yes], n.missing_true),
         Mode::Gt => (thr, [n.yes, n.no], !n.missing_true),
         Mode::Gte => (thr.pred().unwrap_or(thr), [n.yes, n.no], !n.missing_true),
         _ => (thr, [n.no, n.yes], n.missing_true),
     }
+}
+
+/// The membership mask of a set of small integers (see [`small_members`]).
+fn member_mask(members: &[f64]) -> u64 {
+    members.iter().fold(0u64, |m, v| m | 1u64.checked_shl(*v as u32).unwrap_or(0))
+}
+
+/// Whether a categorical split's set fits a mask of `bits` bits: integers `0..bits`.
+fn small_members(members: &[f64], bits: u32) -> bool {
+    members.iter().all(|m| m.fract() == 0.0 && *m >= 0.0 && *m < f64::from(bits))
 }
 
 /// The rows an ensemble scores.
@@ -454,8 +525,10 @@ impl<T: Float> Ensemble<T> {
         let fast = raw.nodes.iter().all(|n| match n.mode {
             Mode::Leq | Mode::Gt => true,
             Mode::Lt | Mode::Gte => T::from_f64(n.threshold).pred().is_some(),
-            Mode::Eq | Mode::Neq | Mode::Member => false,
+            Mode::Member => small_members(&n.members, T::MASK_BITS),
+            Mode::Eq | Mode::Neq => false,
         });
+        let any_cat = raw.nodes.iter().any(|n| n.mode == Mode::Member);
         let features = raw.nodes.iter().map(|n| n.feature + 1).max().unwrap_or(0);
         ensure!(features <= FEATURE_MASK as usize, "feature index too large");
         let single: Option<Vec<(T, bool)>> = (outputs == 1).then(|| {
@@ -505,6 +578,7 @@ impl<T: Float> Ensemble<T> {
                             let is_leaf = |t: Target| matches!(t, Target::Leaf(_));
                             let feature = n.feature as u32
                                 | if nan { NAN_BIT } else { 0 }
+                                | if n.mode == Mode::Member { CAT_BIT } else { 0 }
                                 | if is_leaf(children[0]) { FALSE_LEAF_BIT } else { 0 }
                                 | if is_leaf(children[1]) { TRUE_LEAF_BIT } else { 0 };
                             nodes[slot as usize] = FastNode { threshold, feature, left: pair };
@@ -519,7 +593,7 @@ impl<T: Float> Ensemble<T> {
                 trees.push(Tree { root: root_slot, depth, switch });
             }
             let bits = BitTrees::build(&nodes, &leaf_of, &trees, features);
-            Layout::Fast { nodes, any_nan, bits }
+            Layout::Fast { nodes, any_nan, any_cat, bits }
         } else {
             let mut nodes: Vec<Exact<T>> = Vec::new();
             for root in &raw.roots {
@@ -654,7 +728,7 @@ impl<T: Float> Ensemble<T> {
             };
             let idx = &mut idx[..n];
             match &self.layout {
-                Layout::Fast { nodes, any_nan, .. } => {
+                Layout::Fast { nodes, any_nan, any_cat, .. } => {
                     if let Some(bits) = bits {
                         match input {
                             Rows::Major { .. } => bits.masks(RowBlock { x: xb, width }, n, &mut masks, MASK_STRIDE),
@@ -678,10 +752,20 @@ impl<T: Float> Ensemble<T> {
                                 }
                             }
                         }
-                        if nan {
-                            walk_fast::<T, true>(nodes, tree, &self.leaf_of, xb, width, idx, &mut active, from);
-                        } else {
-                            walk_fast::<T, false>(nodes, tree, &self.leaf_of, xb, width, idx, &mut active, from);
+                        let leaf_of = &self.leaf_of;
+                        match (nan, *any_cat) {
+                            (true, true) => {
+                                walk_fast::<T, true, true>(nodes, tree, leaf_of, xb, width, idx, &mut active, from)
+                            }
+                            (true, false) => {
+                                walk_fast::<T, true, false>(nodes, tree, leaf_of, xb, width, idx, &mut active, from)
+                            }
+                            (false, true) => {
+                                walk_fast::<T, false, true>(nodes, tree, leaf_of, xb, width, idx, &mut active, from)
+                            }
+                            (false, false) => {
+                                walk_fast::<T, false, false>(nodes, tree, leaf_of, xb, width, idx, &mut active, from)
+                            }
                         }
                         visit(start, Reached::Slots(idx));
                     }
@@ -919,10 +1003,15 @@ impl<T: Float> Ensemble<T> {
     }
 }
 
-/// Which child of a fast node `v` goes to: 0 (`left`) or 1 (`left + 1`).
+/// Which child of a fast node `v` goes to: 0 (`left`) or 1 (`left + 1`). `CAT`: the ensemble
+/// has categorical splits, whose test is chosen by the node's [`CAT_BIT`] without a branch.
 #[inline(always)]
-fn fast_step<T: Float, const NAN: bool>(node: &FastNode<T>, v: T) -> u32 {
-    let yes = u32::from(v <= node.threshold);
+fn fast_step<T: Float, const NAN: bool, const CAT: bool>(node: &FastNode<T>, v: T) -> u32 {
+    let mut yes = u32::from(v <= node.threshold);
+    if CAT {
+        let cat = (node.feature / CAT_BIT) & 1;
+        yes = (u32::from(v.member(node.threshold)) & cat) | (yes & (cat ^ 1));
+    }
     if NAN { yes | (u32::from(v.is_nan()) & (node.feature >> 31)) } else { yes }
 }
 
@@ -935,7 +1024,7 @@ fn fast_step<T: Float, const NAN: bool>(node: &FastNode<T>, v: T) -> u32 {
 /// a row's walk then costs about its own path length, not the depth of the deepest leaf.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn walk_fast<T: Float, const NAN: bool>(
+fn walk_fast<T: Float, const NAN: bool, const CAT: bool>(
     nodes: &[FastNode<T>],
     tree: &Tree,
     leaf_of: &[u32],
@@ -948,7 +1037,7 @@ fn walk_fast<T: Float, const NAN: bool>(
     let every_row = |idx: &mut [u32]| {
         for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
             let node = &nodes[*i as usize];
-            *i = node.left + fast_step::<T, NAN>(node, row[(node.feature & FEATURE_MASK) as usize]);
+            *i = node.left + fast_step::<T, NAN, CAT>(node, row[(node.feature & FEATURE_MASK) as usize]);
         }
     };
     if tree.depth == 0 {
@@ -961,7 +1050,7 @@ fn walk_fast<T: Float, const NAN: bool>(
         let root = &nodes[tree.root as usize];
         let f = (root.feature & FEATURE_MASK) as usize;
         for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
-            *i = root.left + fast_step::<T, NAN>(root, row[f]);
+            *i = root.left + fast_step::<T, NAN, CAT>(root, row[f]);
         }
         level = 1;
     }
@@ -990,7 +1079,7 @@ fn walk_fast<T: Float, const NAN: bool>(
             let r = usize::from(r);
             let node = &nodes[idx[r] as usize];
             let v = xb[r * width + (node.feature & FEATURE_MASK) as usize];
-            let b = fast_step::<T, NAN>(node, v);
+            let b = fast_step::<T, NAN, CAT>(node, v);
             idx[r] = node.left + b;
             next[kept] = r as u8;
             // The child's leaf bit: FALSE_LEAF_BIT for b = 0, TRUE_LEAF_BIT for b = 1.
@@ -1212,7 +1301,16 @@ mod tests {
     /// from a small set that the inputs hit exactly, every fast mode, NaN tracking on some splits.
     /// `dense`: every leaf weighs every output once, in a random order (forest classifiers).
     /// `trees` random trees of 1 to `max_leaves` leaves.
-    fn random_ensemble(rng: &mut Rng, trees: usize, max_leaves: usize, outputs: usize, dense: bool) -> RawEnsemble {
+    /// Random trees; a third of their splits categorical when `cats` (sets of the integers 0 to
+    /// 5).
+    fn random_ensemble(
+        rng: &mut Rng,
+        trees: usize,
+        max_leaves: usize,
+        outputs: usize,
+        dense: bool,
+        cats: bool,
+    ) -> RawEnsemble {
         let mut raw = RawEnsemble::default();
         for _ in 0..trees {
             let want = 1 + rng.below(max_leaves);
@@ -1223,12 +1321,20 @@ mod tests {
             while holes.len() < want {
                 let (parent, yes) = holes.swap_remove(rng.below(holes.len()));
                 let node = raw.nodes.len();
-                let mode = [Mode::Leq, Mode::Lt, Mode::Gte, Mode::Gt][rng.below(4)];
+                let mode = if cats && rng.below(3) == 0 {
+                    Mode::Member
+                } else {
+                    [Mode::Leq, Mode::Lt, Mode::Gte, Mode::Gt][rng.below(4)]
+                };
+                let members = match mode {
+                    Mode::Member => (0..6).filter(|_| rng.below(2) == 0).map(f64::from).collect(),
+                    _ => vec![],
+                };
                 raw.nodes.push(RawNode {
                     feature: rng.below(5),
                     threshold: (rng.below(9) as f64 - 4.0) / 2.0,
                     mode,
-                    members: vec![],
+                    members,
                     yes: Target::Leaf(0),
                     no: Target::Leaf(0),
                     missing_true: rng.below(2) == 0,
@@ -1277,6 +1383,7 @@ mod tests {
                     Mode::Lt => v < t,
                     Mode::Gte => v >= t,
                     Mode::Gt => v > t,
+                    Mode::Member => n.members.iter().any(|m| T::from_f64(*m) == v),
                     _ => unreachable!("not generated"),
                 };
                 at = if cmp || (n.missing_true && v.is_nan()) { n.yes } else { n.no };
@@ -1293,8 +1400,12 @@ mod tests {
     /// [`oracle`]. Up to 32 leaves, every tree goes by masks alone; up to 48, some are walked on
     /// from their cut in 32-bit masks.
     fn check_against_oracle<T: Float>(seed: u64, max_leaves: usize, outputs: usize, dense: bool) {
+        check_against_oracle_with::<T>(seed, max_leaves, outputs, dense, false);
+    }
+
+    fn check_against_oracle_with<T: Float>(seed: u64, max_leaves: usize, outputs: usize, dense: bool, cats: bool) {
         let mut rng = Rng(seed);
-        let raw = random_ensemble(&mut rng, 60, max_leaves, outputs, dense);
+        let raw = random_ensemble(&mut rng, 60, max_leaves, outputs, dense, cats);
         let bits = Ensemble::<T>::compile(&raw, outputs).unwrap();
         // The same trees in masks of the other width (32 or 64 bits).
         let mut other = bits.clone();
@@ -1378,6 +1489,60 @@ mod tests {
                 // Forest classifiers: the dense table (binary's pair, and three classes).
                 check_against_oracle::<f64>(seed, max_leaves, 2, true);
                 check_against_oracle::<f32>(seed, max_leaves, 3, true);
+            }
+        }
+    }
+
+    #[test]
+    fn categorical_splits_walk_fast_and_agree_with_the_attributes() {
+        for seed in 0..8 {
+            for max_leaves in [48, 32] {
+                check_against_oracle_with::<f32>(seed, max_leaves, 1, false, true);
+                check_against_oracle_with::<f64>(seed, max_leaves, 2, true, true);
+                check_against_oracle_with::<f64>(seed, max_leaves, 3, false, true);
+            }
+        }
+    }
+
+    /// A categorical split on `{0, top}` of feature 0: 1 for members (and NaN), else 2.
+    fn one_member_split(top: f64) -> RawEnsemble {
+        RawEnsemble {
+            nodes: vec![RawNode {
+                feature: 0,
+                threshold: 0.0,
+                mode: Mode::Member,
+                members: vec![0.0, top],
+                yes: Target::Leaf(0),
+                no: Target::Leaf(1),
+                missing_true: true,
+            }],
+            leaves: vec![vec![(0, 1.0)], vec![(0, 2.0)]],
+            roots: vec![Target::Node(0)],
+        }
+    }
+
+    #[test]
+    fn sets_of_small_integers_take_the_fast_layout_and_others_the_exact_one() {
+        let x = [0.0, -0.0, 31.0, 32.0, 63.0, 64.0, 0.5, -1.0, 1e10, f64::NAN, f64::INFINITY];
+        for (top, fast32, fast64) in
+            [(31.0, true, true), (32.0, false, true), (63.0, false, true), (64.0, false, false)]
+        {
+            let raw = one_member_split(top);
+            let want = |v: f64| if v.is_nan() || v == 0.0 || v == top { 1.0 } else { 2.0 };
+            let e32 = Ensemble::<f32>::compile(&raw, 1).unwrap();
+            let e64 = Ensemble::<f64>::compile(&raw, 1).unwrap();
+            assert_eq!(matches!(e32.layout, Layout::Fast { .. }), fast32, "f32, top {top}");
+            assert_eq!(matches!(e64.layout, Layout::Fast { .. }), fast64, "f64, top {top}");
+            // 32 rows: through the masks, and one at a time through the node walk.
+            let rows: Vec<f64> = x.iter().cycle().take(32).copied().collect();
+            let (got64, _) = e64.aggregate(&rows, 1, rows.len(), Aggregate::Sum).unwrap();
+            let rows32: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
+            let (got32, _) = e32.aggregate(&rows32, 1, rows.len(), Aggregate::Sum).unwrap();
+            for (r, v) in rows.iter().enumerate() {
+                assert_eq!(got64[r], want(*v), "f64, top {top}, {v}");
+                assert_eq!(f64::from(got32[r]), want(f64::from(*v as f32)), "f32, top {top}, {v}");
+                let (one, _) = e64.aggregate(&rows[r..=r], 1, 1, Aggregate::Sum).unwrap();
+                assert_eq!(one[0], want(*v), "f64 node walk, top {top}, {v}");
             }
         }
     }

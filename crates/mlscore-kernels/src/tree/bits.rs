@@ -34,7 +34,7 @@
 //! noise. Ensembles of smaller trees keep 32 bits: 64 would cost them twice the lanes (3-7%
 //! slower).
 
-use super::{FEATURE_MASK, FastNode, Float, NAN_BIT, Tree};
+use super::{CAT_BIT, FEATURE_MASK, FastNode, Float, NAN_BIT, Tree, in_mask};
 
 /// Rows whose masks one pass over the splits updates.
 pub(super) const LANES: usize = 64;
@@ -108,12 +108,15 @@ pub(super) enum MaskBuf {
 /// The splits of the trees walked by bit-vectors, by tree.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct BitTrees<T> {
-    /// Tree by tree: first the splits that NaN fails, then those NaN passes.
+    /// Tree by tree: first the `x <= t` splits that NaN fails, then those NaN passes, then the
+    /// categorical splits (`threshold`: their membership mask) likewise.
     splits: Splits<T>,
-    /// Per tree: where its splits start, where those NaN passes start, and where they end.
-    bounds: Vec<[u32; 3]>,
+    /// Per tree: where each of its four groups of splits starts, and where the last ends.
+    bounds: Vec<[u32; 5]>,
     /// Number of features the splits read.
     features: usize,
+    /// The features categorical splits read.
+    cat_features: Vec<usize>,
     /// Per tree: the fast-layout slot of each node of its frontier, left to right.
     leaves: Vec<[u32; MAX_LEAVES]>,
     /// Per tree: each frontier leaf's value (its node's `threshold`), left to right.
@@ -140,7 +143,7 @@ impl<T: Float> BitTrees<T> {
     /// are 64 bits wide when most trees need 33 to 64 leaves (LightGBM's 63, XGBoost's depth 6),
     /// else 32: wider masks hold such trees whole, and cost the others twice the lanes.
     pub(super) fn build(nodes: &[FastNode<T>], leaf_of: &[u32], trees: &[Tree], features: usize) -> Option<Self> {
-        if nodes.iter().zip(leaf_of).any(|(n, l)| *l == u32::MAX && n.threshold.is_nan()) {
+        if nodes.iter().zip(leaf_of).any(|(n, l)| *l == u32::MAX && n.feature & CAT_BIT == 0 && n.threshold.is_nan()) {
             return None;
         }
         // Trees 64-bit masks hold whole and 32-bit ones do not.
@@ -176,24 +179,39 @@ impl<T: Float> BitTrees<T> {
             table[..slots.len()].copy_from_slice(&slots);
             leaves.push(table);
             values.push(table.map(|slot| nodes[slot as usize].threshold));
-            let mut by_nan: [Vec<Split<T, M>>; 2] = [Vec::new(), Vec::new()];
+            // By kind (`x <= t`, categorical) and by whether NaN passes.
+            let mut groups: [Vec<Split<T, M>>; 4] = Default::default();
             for (slot, keep) in tree_splits {
                 let node = &nodes[slot as usize];
                 let nan_passes = node.feature & NAN_BIT != 0;
+                let cat = node.feature & CAT_BIT != 0;
                 let feature = node.feature & FEATURE_MASK;
                 if feature as usize >= features {
                     return None;
                 }
                 let keep = M::from_u64(keep);
-                by_nan[usize::from(nan_passes)].push(Split { threshold: node.threshold, feature, keep });
+                groups[2 * usize::from(cat) + usize::from(nan_passes)].push(Split {
+                    threshold: node.threshold,
+                    feature,
+                    keep,
+                });
             }
-            let start = splits.len() as u32;
-            splits.extend(&by_nan[0]);
-            let mid = splits.len() as u32;
-            splits.extend(&by_nan[1]);
-            bounds.push([start, mid, splits.len() as u32]);
+            let mut b = [splits.len() as u32; 5];
+            for (g, split) in groups.iter().enumerate() {
+                splits.extend(split);
+                b[g + 1] = splits.len() as u32;
+            }
+            bounds.push(b);
         }
-        Some(Self { splits: splits.into(), bounds, features, leaves, values, resume })
+        let mut cat_features: Vec<usize> = nodes
+            .iter()
+            .zip(leaf_of)
+            .filter(|(n, l)| **l == u32::MAX && n.feature & CAT_BIT != 0)
+            .map(|(n, _)| (n.feature & FEATURE_MASK) as usize)
+            .collect();
+        cat_features.sort_unstable();
+        cat_features.dedup();
+        Some(Self { splits: splits.into(), bounds, features, cat_features, leaves, values, resume })
     }
 
     /// A buffer for [`BitTrees::masks`]: `stride` masks a tree.
@@ -232,8 +250,12 @@ impl<T: Float> BitTrees<T> {
     /// [`LANES`]; `masks` comes from [`BitTrees::buffer`] (another is replaced by one).
     pub(super) fn masks(&self, block: impl Block<T>, n: usize, masks: &mut MaskBuf, stride: usize) {
         match (&self.splits, &mut *masks) {
-            (Splits::W32(s), MaskBuf::W32(m)) => fill_masks(s, &self.bounds, self.features, block, n, m, stride),
-            (Splits::W64(s), MaskBuf::W64(m)) => fill_masks(s, &self.bounds, self.features, block, n, m, stride),
+            (Splits::W32(s), MaskBuf::W32(m)) => {
+                fill_masks(s, &self.bounds, self.features, &self.cat_features, block, n, m, stride)
+            }
+            (Splits::W64(s), MaskBuf::W64(m)) => {
+                fill_masks(s, &self.bounds, self.features, &self.cat_features, block, n, m, stride)
+            }
             _ => {
                 *masks = self.buffer(stride);
                 self.masks(block, n, masks, stride);
@@ -437,25 +459,37 @@ impl<T: Float> Block<T> for ColumnBlock<'_> {
 #[allow(clippy::too_many_arguments)]
 fn fill_masks<T: Float, M: Word, B: Block<T>>(
     splits: &[Split<T, M>],
-    bounds: &[[u32; 3]],
+    bounds: &[[u32; 5]],
     features: usize,
+    cat_features: &[usize],
     block: B,
     n: usize,
     masks: &mut [M],
     stride: usize,
 ) {
     // The block's values feature by feature (lanes past the block's rows keep what an earlier
-    // block left: their masks are never read).
+    // block left: their masks are never read), and those categorical splits read as bit
+    // numbers, once for all their splits.
     let mut columns = vec![[T::default(); LANES]; features];
+    let mut codes = vec![[64u64; LANES]; if cat_features.is_empty() { 0 } else { features }];
     for first in (0..n).step_by(LANES) {
         let rows = LANES.min(n - first);
         for (f, column) in columns.iter_mut().enumerate() {
             block.feature(f, first, rows, column);
         }
-        for (tree, &[start, mid, end]) in bounds.iter().enumerate() {
+        for &f in cat_features {
+            for (c, v) in codes[f].iter_mut().zip(&columns[f]) {
+                *c = v.member_code();
+            }
+        }
+        for (tree, &[start, mid, cat, cat_mid, end]) in bounds.iter().enumerate() {
             let mut acc = [M::ONES; LANES];
             clear::<T, M, true>(&splits[start as usize..mid as usize], &columns, &mut acc);
-            clear::<T, M, false>(&splits[mid as usize..end as usize], &columns, &mut acc);
+            clear::<T, M, false>(&splits[mid as usize..cat as usize], &columns, &mut acc);
+            if cat < end {
+                clear_cat::<T, M, true>(&splits[cat as usize..cat_mid as usize], &columns, &codes, &mut acc);
+                clear_cat::<T, M, false>(&splits[cat_mid as usize..end as usize], &columns, &codes, &mut acc);
+            }
             masks[tree * stride + first..][..LANES].copy_from_slice(&acc);
         }
     }
@@ -476,6 +510,26 @@ fn clear<T: Float, M: Word, const NAN_FAILS: bool>(
         #[allow(clippy::neg_cmp_op_on_partial_ord)]
         for (m, &v) in acc.iter_mut().zip(column) {
             let fails = if NAN_FAILS { !(v <= t) } else { v > t };
+            *m = m.keep_if(keep, fails);
+        }
+    }
+}
+
+/// [`clear`] for categorical splits (`threshold`: their membership mask), which a row fails
+/// when its value, as a bit number (`codes`), is not in the set. NaN is never a member.
+#[inline(always)]
+fn clear_cat<T: Float, M: Word, const NAN_FAILS: bool>(
+    splits: &[Split<T, M>],
+    columns: &[[T; LANES]],
+    codes: &[[u64; LANES]],
+    acc: &mut [M; LANES],
+) {
+    for s in splits {
+        let (column, code) = (&columns[s.feature as usize], &codes[s.feature as usize]);
+        let (set, keep) = (s.threshold.mask_bits(), s.keep);
+        for ((m, &v), &c) in acc.iter_mut().zip(column).zip(code) {
+            let out = !in_mask(set, c);
+            let fails = if NAN_FAILS { out } else { out & !v.is_nan() };
             *m = m.keep_if(keep, fails);
         }
     }
