@@ -13,6 +13,8 @@ with mlflow.sklearn as cloudpickle into bench-data/sklearn/):
   mlp        Pipeline(StandardScaler, MLPClassifier(64, 32))
   xgbpipe    Pipeline(StandardScaler, XGBClassifier(100 trees, depth 6)), one thread
   lgbpipe    Pipeline(StandardScaler, LGBMClassifier(100 trees, 63 leaves)), one thread
+  hgbcat     HistGradientBoostingClassifier, 100 iterations, its first 4 features categorical
+             (in this model's table, and its rows', those features are binned to 16 integers)
 For every model and batch size, interleaved `--repeat` times (median kept), one thread each:
   sklearn:   the estimator's `predict` (what MLflow's pyfunc calls) on float64 numpy slices,
              n_jobs=1 and one BLAS/OpenMP thread;
@@ -60,7 +62,19 @@ def estimators():
         "mlp": lambda: make_pipeline(preprocessing.StandardScaler(), neural_network.MLPClassifier((64, 32), max_iter=50, random_state=0)),
         "xgbpipe": lambda: make_pipeline(preprocessing.StandardScaler(), xgboost.XGBClassifier(n_estimators=100, max_depth=6, n_jobs=1, random_state=0)),
         "lgbpipe": lambda: make_pipeline(preprocessing.StandardScaler(), lightgbm.LGBMClassifier(n_estimators=100, num_leaves=63, n_jobs=1, random_state=0, verbose=-1)),
+        "hgbcat": lambda: ensemble.HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=0, categorical_features=[0, 1, 2, 3]),
     }
+
+
+# Models that read a view of the table rather than the table itself.
+CATEGORICAL = {"hgbcat"}
+
+
+def categorical_view(x: np.ndarray) -> np.ndarray:
+    """The table with its first four features binned to the integers 0-15 (categories)."""
+    x = x.copy()
+    x[:, :4] = np.clip(np.floor(x[:, :4] * 3 + 6), 0, 15)
+    return x
 
 
 def models(x: np.ndarray, y: np.ndarray) -> dict:
@@ -75,8 +89,9 @@ def models(x: np.ndarray, y: np.ndarray) -> dict:
     for name, make in estimators().items():
         d = OUT / name
         if not d.exists():
-            m = make().fit(df, y)
-            mlflow.sklearn.save_model(m, d, serialization_format="cloudpickle", signature=infer_signature(df.head(), m.predict(df.head())))
+            fit_df = pd.DataFrame(categorical_view(x), columns=cols) if name in CATEGORICAL else df
+            m = make().fit(fit_df, y)
+            mlflow.sklearn.save_model(m, d, serialization_format="cloudpickle", signature=infer_signature(fit_df.head(), m.predict(fit_df.head())))
         with open(d / "model.pkl", "rb") as f:
             out[name] = (str(d), pickle.load(f))  # our own file, just written
     return out
@@ -125,14 +140,19 @@ def main() -> None:
     x = np.ascontiguousarray(x, dtype=np.float64)
     data = OUT / f"x-{args.rows}.f64"
     x.astype("<f8").tofile(data)
+    x_cat = categorical_view(x)
+    data_cat = OUT / f"x-{args.rows}-categorical.f64"
+    x_cat.astype("<f8").tofile(data_cat)
     binary = example_binary()
     ms = models(train_x, train_y)
+    x_all, data_all = x, data
     results = ROOT / "bench-data" / "results-sklearn.jsonl"
     print(f"{len(x)} rows x {x.shape[1]} float64 features, one thread each; mlscore {binary}")
     print(f"{'model':7} {'batch':>6} {'sk rows/s':>12} {'mlscore rows/s':>15} {'ratio':>7} {'sk cpu/pass':>12} {'mls cpu/pass':>12} {'cpu ratio':>9} {'mls RSS MB':>10}")
     for name, (model_dir, model) in ms.items():
         if name not in args.models.split(","):
             continue
+        x, data = (x_cat, data_cat) if name in CATEGORICAL else (x_all, data_all)
         for batch in map(int, args.batches.split(",")):
             sk, mls = [], []
             for _ in range(args.repeat):
