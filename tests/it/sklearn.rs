@@ -212,6 +212,31 @@ fn a_histgradientboosting_preprocessor_with_another_function_is_refused() {
     assert!(e.contains("model.pkl") && e.contains("preprocessor") && e.contains("numerical"), "{e}");
 }
 
+/// Mutants that `scripts/fuzz-objects` once found a panic with
+/// (`fuzz/regressions/sklearn-objects/<case>/<file>`, the case's model file replaced by it):
+/// each loads and scores the case's test table, or is an error; none panics.
+#[test]
+fn estimator_mutants_that_once_panicked_are_errors_or_models() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/sklearn-objects");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut replayed = 0;
+    for case in std::fs::read_dir(&root).unwrap().flatten() {
+        let case = case.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(root.join(&case)).unwrap().flatten() {
+            let path = file.path();
+            let name = if path.extension().is_some_and(|e| e == "skops") { "model.skops" } else { "model.pkl" };
+            let dir = with_model_file(&case, name, &std::fs::read(&path).unwrap(), tmp.path());
+            let input = read_parquet(&models().join(format!("sklearn/{case}/input.parquet")));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                mlscore::load(dir.to_str().unwrap()).map(|m| predict_batch(m.as_ref(), &input, NullPolicy::Nan).is_ok())
+            }));
+            assert!(outcome.is_ok(), "{} panicked", path.display());
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 0, "no mutants under {}", root.display());
+}
+
 #[test]
 fn unknown_categories_are_an_error_only_where_scikit_learn_refuses_them() {
     // handle_unknown="ignore": the unseen city scores (its golden has it).

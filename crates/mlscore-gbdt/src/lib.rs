@@ -318,7 +318,13 @@ fn score<T: Output>(
         Pyfunc::Labels => {
             let (labels, proba) = b.classify(&values);
             let labels: ArrayRef = match model.classes() {
-                Some(classes) => classes.take(&labels),
+                Some(classes) => classes.take(&labels).map_err(|i| Error::Inference {
+                    model: model.uri().to_string(),
+                    reason: format!(
+                        "the booster gave class {i} and the model has {} classes: the model is damaged",
+                        classes.len()
+                    ),
+                })?,
                 None => Arc::new(Int64Array::from_iter_values(labels.into_iter().map(|l| l as i64))),
             };
             vec![("label".into(), labels), ("probabilities".into(), column(proba, if k == 1 { 2 } else { k })), margin]

@@ -738,19 +738,22 @@ impl Labels {
         }
     }
 
-    /// The labels at `idx` (class indices, each below [`Labels::len`]) as an Arrow array of
-    /// [`Labels::arrow_type`].
-    pub fn take(&self, idx: &[usize]) -> arrow_array::ArrayRef {
+    /// The labels at `idx` (class indices) as an Arrow array of [`Labels::arrow_type`]; the
+    /// first index at or past [`Labels::len`] as the error (a damaged model's).
+    pub fn take(&self, idx: &[usize]) -> std::result::Result<arrow_array::ArrayRef, usize> {
         use std::sync::Arc;
 
         use arrow_array::{BooleanArray, Float64Array, Int64Array, StringArray};
-        match self {
+        if let Some(i) = idx.iter().find(|i| **i >= self.len()) {
+            return Err(*i);
+        }
+        Ok(match self {
             Labels::Int(c) => Arc::new(Int64Array::from_iter_values(idx.iter().map(|i| c[*i]))),
             Labels::Float(c) => Arc::new(Float64Array::from_iter_values(idx.iter().map(|i| c[*i]))),
             Labels::Str(c) => Arc::new(StringArray::from_iter_values(idx.iter().map(|i| &c[*i]))),
             Labels::StrOrNone(c) => Arc::new(StringArray::from_iter(idx.iter().map(|i| c[*i].as_deref()))),
             Labels::Bool(c) => Arc::new(BooleanArray::from_iter(idx.iter().map(|i| Some(c[*i])))),
-        }
+        })
     }
 }
 

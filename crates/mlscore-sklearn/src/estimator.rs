@@ -784,6 +784,9 @@ fn predictor(g: &Graph, id: Id) -> Result<Predictor> {
                 _ => None,
             };
             let k = classes.len();
+            if k < 2 {
+                return Err(invalid!("{name} has {k} classes; a classifier has two or more"));
+            }
             if coef.len() != if k == 2 { 1 } else { k } {
                 return Err(invalid!("{name} has {} rows of coefficients for {k} classes", coef.len()));
             }

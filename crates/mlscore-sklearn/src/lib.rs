@@ -367,7 +367,12 @@ impl Scorer for Model {
             Some(Predicted::Clusters(c)) => vec![("label", Arc::new(Int32Array::from(c)))],
             Some(Predicted::Classes { labels, proba, classes }) => {
                 let k = classes.len();
-                let mut v = vec![("label", classes.take(&labels))];
+                let taken = classes.take(&labels).map_err(|i| {
+                    Error::ResultConversion(format!(
+                        "the estimator gave class {i} and the model has {k} classes: the model is damaged"
+                    ))
+                })?;
+                let mut v = vec![("label", taken)];
                 if self.predict_fn == PredictFn::PredictLogProba {
                     let log: Vec<f64> = proba.iter().flatten().map(|x| x.ln()).collect();
                     v.push(("log_probabilities", column(log, k)));
