@@ -161,6 +161,8 @@ impl Float for f32 {
         f32::from_bits(mask as u32)
     }
     #[inline(always)]
+    // `&` on purpose: the three tests are computed, never branched on.
+    #[allow(clippy::manual_range_contains)]
     fn member_code(self) -> u64 {
         // Adding 2^23 leaves an integer in [0, 32) in the low bits, and rounds any other value
         // of that range to an integer: no float-to-integer conversion, which would not
@@ -209,6 +211,7 @@ impl Float for f64 {
         f64::from_bits(mask)
     }
     #[inline(always)]
+    #[allow(clippy::manual_range_contains)]
     fn member_code(self) -> u64 {
         // As for f32, with 2^52.
         const MAGIC: f64 = 4_503_599_627_370_496.0;
