@@ -137,11 +137,12 @@ pub trait Float:
     /// (equal as floats: -0.0 is 0; NaN and every other value are not): computed, not branched.
     #[inline(always)]
     fn member(self, mask: Self) -> bool {
-        in_mask(mask.mask_bits(), self.member_code())
+        in_mask(mask.mask_bits(), self.category(Self::MASK_BITS))
     }
-    /// `self` as a bit number of a membership mask: the integer it is, if it is one of
-    /// `0..MASK_BITS`, else 64 (no bit).
-    fn member_code(self) -> u64;
+    /// `self` as a category: the integer it is, if it is one of `0..limit` (`limit` a power of
+    /// two, at most 256), else `limit`. Computed without a branch or a float-to-integer
+    /// conversion, which would not vectorise as well.
+    fn category(self, limit: u32) -> u64;
     /// The bits of a membership mask held in a value.
     fn mask_bits(self) -> u64;
 }
@@ -150,6 +151,20 @@ pub trait Float:
 #[inline(always)]
 fn in_mask(mask: u64, code: u64) -> bool {
     (if code < 64 { mask >> code } else { 0 }) & 1 == 1
+}
+
+/// The most categories a categorical split's set may reach to walk the fast layout: its values
+/// are integers below this. Larger ones keep the exact walk.
+const WIDE_BITS: u32 = 256;
+
+/// A set of categories below [`WIDE_BITS`], one bit each, then four zero words: category
+/// [`WIDE_BITS`] (no category) reads a zero.
+type WideSet = [u64; 8];
+
+/// Whether category `code` (at most [`WIDE_BITS`]) is in `set`.
+#[inline(always)]
+fn in_wide_set(set: &WideSet, code: u64) -> bool {
+    (set[(code >> 6) as usize & 7] >> (code & 63)) & 1 == 1
 }
 
 impl Float for f32 {
@@ -163,14 +178,13 @@ impl Float for f32 {
     #[inline(always)]
     // `&` on purpose: the three tests are computed, never branched on.
     #[allow(clippy::manual_range_contains)]
-    fn member_code(self) -> u64 {
-        // Adding 2^23 leaves an integer in [0, 32) in the low bits, and rounds any other value
-        // of that range to an integer: no float-to-integer conversion, which would not
-        // vectorise as well. NaN fails every comparison.
+    fn category(self, limit: u32) -> u64 {
+        // Adding 2^23 leaves an integer in [0, limit) in the low bits, and rounds any other
+        // value of that range to an integer. NaN fails every comparison.
         const MAGIC: f32 = 8_388_608.0;
         let t = self + MAGIC;
-        let small = (self >= 0.0) & (self < 32.0) & (t - MAGIC == self);
-        if small { u64::from(t.to_bits() & 31) } else { 64 }
+        let small = (self >= 0.0) & (self < limit as f32) & (t - MAGIC == self);
+        if small { u64::from(t.to_bits() & (limit - 1)) } else { u64::from(limit) }
     }
     #[inline(always)]
     fn mask_bits(self) -> u64 {
@@ -212,12 +226,12 @@ impl Float for f64 {
     }
     #[inline(always)]
     #[allow(clippy::manual_range_contains)]
-    fn member_code(self) -> u64 {
+    fn category(self, limit: u32) -> u64 {
         // As for f32, with 2^52.
         const MAGIC: f64 = 4_503_599_627_370_496.0;
         let t = self + MAGIC;
-        let small = (self >= 0.0) & (self < 64.0) & (t - MAGIC == self);
-        if small { t.to_bits() & 63 } else { 64 }
+        let small = (self >= 0.0) & (self < f64::from(limit)) & (t - MAGIC == self);
+        if small { t.to_bits() & u64::from(limit - 1) } else { u64::from(limit) }
     }
     #[inline(always)]
     fn mask_bits(self) -> u64 {
@@ -320,12 +334,30 @@ struct Exact<T> {
     children: [u32; 2],
 }
 
+/// How an ensemble's categorical splits hold their sets (the `CAT` of the walks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cats {
+    /// No categorical split.
+    None,
+    /// Every set's values are below [`Float::MASK_BITS`]: the set is a mask in the node's
+    /// `threshold` bits.
+    Small,
+    /// Some set has values up to [`WIDE_BITS`]: the node's `threshold` bits number its set in
+    /// the ensemble's table of [`WideSet`]s.
+    Wide,
+}
+
+/// The walks' `CAT` parameters.
+const NO_CATS: u8 = 0;
+const SMALL_CATS: u8 = 1;
+const WIDE_CATS: u8 = 2;
+
 /// The node layout an ensemble was compiled to.
 #[derive(Debug, Clone, PartialEq)]
 enum Layout<T> {
     /// Every split written as `x <= t` (the common case), also compiled for the bit-vector walk
     /// (whole trees of at most 32 or 64 leaves, the top of larger ones).
-    Fast { nodes: Vec<FastNode<T>>, any_nan: bool, any_cat: bool, bits: Option<BitTrees<T>> },
+    Fast { nodes: Vec<FastNode<T>>, any_nan: bool, cats: Cats, sets: Vec<WideSet>, bits: Option<Box<BitTrees<T>>> },
     /// Splits evaluated by their own mode (EQ, NEQ, MEMBER, unrepresentable thresholds).
     Exact(Vec<Exact<T>>),
 }
@@ -359,7 +391,8 @@ pub struct Ensemble<T> {
 fn leq_form<T: Float>(n: &RawNode) -> (T, [Target; 2], bool) {
     let thr = T::from_f64(n.threshold);
     match n.mode {
-        Mode::Member => (T::from_mask(member_mask(&n.members)), [n.no, n.yes], n.missing_true),
+        // The set (its mask, or its number in the table) is filled in by `compile`.
+        Mode::Member => (T::default(), [n.no, n.yes], n.missing_true),
         Mode::Lt => (thr.pred().unwrap_or(thr), [n.no, n.yes], n.missing_true),
         Mode::Gt => (thr, [n.yes, n.no], !n.missing_true),
         Mode::Gte => (thr.pred().unwrap_or(thr), [n.yes, n.no], !n.missing_true),
@@ -367,9 +400,16 @@ fn leq_form<T: Float>(n: &RawNode) -> (T, [Target; 2], bool) {
     }
 }
 
-/// The membership mask of a set of small integers (see [`small_members`]).
-fn member_mask(members: &[f64]) -> u64 {
-    members.iter().fold(0u64, |m, v| m | 1u64.checked_shl(*v as u32).unwrap_or(0))
+/// A set of integers below [`WIDE_BITS`] as bits (see [`small_members`]).
+fn wide_set(members: &[f64]) -> WideSet {
+    let mut set = [0u64; 8];
+    for m in members {
+        let c = *m as usize;
+        if let Some(w) = set.get_mut(c / 64).filter(|_| c < WIDE_BITS as usize) {
+            *w |= 1 << (c % 64);
+        }
+    }
+    set
 }
 
 /// Whether a categorical split's set fits a mask of `bits` bits: integers `0..bits`.
@@ -528,10 +568,18 @@ impl<T: Float> Ensemble<T> {
         let fast = raw.nodes.iter().all(|n| match n.mode {
             Mode::Leq | Mode::Gt => true,
             Mode::Lt | Mode::Gte => T::from_f64(n.threshold).pred().is_some(),
-            Mode::Member => small_members(&n.members, T::MASK_BITS),
+            Mode::Member => small_members(&n.members, WIDE_BITS),
             Mode::Eq | Mode::Neq => false,
         });
-        let any_cat = raw.nodes.iter().any(|n| n.mode == Mode::Member);
+        let mut members = raw.nodes.iter().filter(|n| n.mode == Mode::Member).peekable();
+        let cats = if members.peek().is_none() {
+            Cats::None
+        } else if members.all(|n| small_members(&n.members, T::MASK_BITS)) {
+            Cats::Small
+        } else {
+            Cats::Wide
+        };
+        let mut sets: Vec<WideSet> = Vec::new();
         let features = raw.nodes.iter().map(|n| n.feature + 1).max().unwrap_or(0);
         ensure!(features <= FEATURE_MASK as usize, "feature index too large");
         let single: Option<Vec<(T, bool)>> = (outputs == 1).then(|| {
@@ -576,7 +624,17 @@ impl<T: Float> Ensemble<T> {
                             }
                             live[d as usize] += 0.5f64.powi(d as i32);
                             let n = &raw.nodes[i];
-                            let (threshold, children, nan) = leq_form::<T>(n);
+                            let (mut threshold, children, nan) = leq_form::<T>(n);
+                            if n.mode == Mode::Member {
+                                let set = wide_set(&n.members);
+                                threshold = match cats {
+                                    Cats::Wide => {
+                                        sets.push(set);
+                                        T::from_mask(sets.len() as u64 - 1)
+                                    }
+                                    _ => T::from_mask(set[0]),
+                                };
+                            }
                             any_nan |= nan;
                             let is_leaf = |t: Target| matches!(t, Target::Leaf(_));
                             let feature = n.feature as u32
@@ -595,8 +653,8 @@ impl<T: Float> Ensemble<T> {
                 let switch = switch_depth(&live, min_depth);
                 trees.push(Tree { root: root_slot, depth, switch });
             }
-            let bits = BitTrees::build(&nodes, &leaf_of, &trees, features);
-            Layout::Fast { nodes, any_nan, any_cat, bits }
+            let bits = BitTrees::build(&nodes, &leaf_of, &trees, features, cats, &sets).map(Box::new);
+            Layout::Fast { nodes, any_nan, cats, sets, bits }
         } else {
             let mut nodes: Vec<Exact<T>> = Vec::new();
             for root in &raw.roots {
@@ -731,7 +789,7 @@ impl<T: Float> Ensemble<T> {
             };
             let idx = &mut idx[..n];
             match &self.layout {
-                Layout::Fast { nodes, any_nan, any_cat, .. } => {
+                Layout::Fast { nodes, any_nan, cats, sets, .. } => {
                     if let Some(bits) = bits {
                         match input {
                             Rows::Major { .. } => bits.masks(RowBlock { x: xb, width }, n, &mut masks, MASK_STRIDE),
@@ -755,20 +813,14 @@ impl<T: Float> Ensemble<T> {
                                 }
                             }
                         }
-                        let leaf_of = &self.leaf_of;
-                        match (nan, *any_cat) {
-                            (true, true) => {
-                                walk_fast::<T, true, true>(nodes, tree, leaf_of, xb, width, idx, &mut active, from)
-                            }
-                            (true, false) => {
-                                walk_fast::<T, true, false>(nodes, tree, leaf_of, xb, width, idx, &mut active, from)
-                            }
-                            (false, true) => {
-                                walk_fast::<T, false, true>(nodes, tree, leaf_of, xb, width, idx, &mut active, from)
-                            }
-                            (false, false) => {
-                                walk_fast::<T, false, false>(nodes, tree, leaf_of, xb, width, idx, &mut active, from)
-                            }
+                        let w = Walk { nodes, sets, leaf_of: &self.leaf_of, xb, width };
+                        match (nan, *cats) {
+                            (true, Cats::None) => w.tree::<true, NO_CATS>(tree, idx, &mut active, from),
+                            (true, Cats::Small) => w.tree::<true, SMALL_CATS>(tree, idx, &mut active, from),
+                            (true, Cats::Wide) => w.tree::<true, WIDE_CATS>(tree, idx, &mut active, from),
+                            (false, Cats::None) => w.tree::<false, NO_CATS>(tree, idx, &mut active, from),
+                            (false, Cats::Small) => w.tree::<false, SMALL_CATS>(tree, idx, &mut active, from),
+                            (false, Cats::Wide) => w.tree::<false, WIDE_CATS>(tree, idx, &mut active, from),
                         }
                         visit(start, Reached::Slots(idx));
                     }
@@ -1006,16 +1058,35 @@ impl<T: Float> Ensemble<T> {
     }
 }
 
-/// Which child of a fast node `v` goes to: 0 (`left`) or 1 (`left + 1`). `CAT`: the ensemble
-/// has categorical splits, whose test is chosen by the node's [`CAT_BIT`] without a branch.
+/// Which child of a fast node `v` goes to: 0 (`left`) or 1 (`left + 1`). `CAT`: how the
+/// ensemble's categorical splits hold their sets ([`Cats`]; `sets`: the table of wide ones);
+/// a node's [`CAT_BIT`] picks its test without a branch.
 #[inline(always)]
-fn fast_step<T: Float, const NAN: bool, const CAT: bool>(node: &FastNode<T>, v: T) -> u32 {
+fn fast_step<T: Float, const NAN: bool, const CAT: u8>(node: &FastNode<T>, v: T, sets: &[WideSet]) -> u32 {
     let mut yes = u32::from(v <= node.threshold);
-    if CAT {
+    if CAT != NO_CATS {
         let cat = (node.feature / CAT_BIT) & 1;
-        yes = (u32::from(v.member(node.threshold)) & cat) | (yes & (cat ^ 1));
+        let member = if CAT == SMALL_CATS {
+            v.member(node.threshold)
+        } else {
+            // A numeric node's threshold numbers no set: it reads an empty one, unused.
+            let set = sets.get(node.threshold.mask_bits() as usize).unwrap_or(&[0; 8]);
+            in_wide_set(set, v.category(WIDE_BITS))
+        };
+        yes = (u32::from(member) & cat) | (yes & (cat ^ 1));
     }
     if NAN { yes | (u32::from(v.is_nan()) & (node.feature >> 31)) } else { yes }
+}
+
+/// What the walk of one tree of the fast layout reads.
+#[derive(Clone, Copy)]
+struct Walk<'a, T> {
+    nodes: &'a [FastNode<T>],
+    sets: &'a [WideSet],
+    leaf_of: &'a [u32],
+    /// The block's rows, row-major, `width` values a row.
+    xb: &'a [T],
+    width: usize,
 }
 
 /// Walks one tree of the fast layout for a block of rows, from its root (`from` = 0) or from the
@@ -1025,71 +1096,64 @@ fn fast_step<T: Float, const NAN: bool, const CAT: bool>(node: &FastNode<T>, v: 
 /// whose leaves all lie at about the same depth (random forests) take all their steps that way.
 /// Lopsided trees (boosting) then keep a list of the rows still on a split, and step only those:
 /// a row's walk then costs about its own path length, not the depth of the deepest leaf.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn walk_fast<T: Float, const NAN: bool, const CAT: bool>(
-    nodes: &[FastNode<T>],
-    tree: &Tree,
-    leaf_of: &[u32],
-    xb: &[T],
-    width: usize,
-    idx: &mut [u32],
-    active: &mut [u8],
-    from: u32,
-) {
-    let every_row = |idx: &mut [u32]| {
-        for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
-            let node = &nodes[*i as usize];
-            *i = node.left + fast_step::<T, NAN, CAT>(node, row[(node.feature & FEATURE_MASK) as usize]);
+impl<T: Float> Walk<'_, T> {
+    #[inline(always)]
+    fn tree<const NAN: bool, const CAT: u8>(&self, tree: &Tree, idx: &mut [u32], active: &mut [u8], from: u32) {
+        let Walk { nodes, sets, leaf_of, xb, width } = *self;
+        let every_row = |idx: &mut [u32]| {
+            for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
+                let node = &nodes[*i as usize];
+                *i = node.left + fast_step::<T, NAN, CAT>(node, row[(node.feature & FEATURE_MASK) as usize], sets);
+            }
+        };
+        if tree.depth == 0 {
+            idx.fill(tree.root);
+            return;
         }
-    };
-    if tree.depth == 0 {
-        idx.fill(tree.root);
-        return;
-    }
-    let mut level = from;
-    if level == 0 {
-        // The first step: every row is on the root, which is loaded once.
-        let root = &nodes[tree.root as usize];
-        let f = (root.feature & FEATURE_MASK) as usize;
-        for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
-            *i = root.left + fast_step::<T, NAN, CAT>(root, row[f]);
+        let mut level = from;
+        if level == 0 {
+            // The first step: every row is on the root, which is loaded once.
+            let root = &nodes[tree.root as usize];
+            let f = (root.feature & FEATURE_MASK) as usize;
+            for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
+                *i = root.left + fast_step::<T, NAN, CAT>(root, row[f], sets);
+            }
+            level = 1;
         }
-        level = 1;
-    }
-    let switch = tree.switch.max(level);
-    for _ in level..switch {
-        every_row(idx);
-    }
-    if switch >= tree.depth {
-        return;
-    }
-    // Two lists, read from one and written to the other, so that no load waits on a store.
-    let (cur, next) = active.split_at_mut(BLOCK);
-    let (mut cur, mut next) = (cur, next);
-    let mut live = 0;
-    for (r, i) in idx.iter().enumerate() {
-        cur[live] = r as u8;
-        live += usize::from(leaf_of[*i as usize] == u32::MAX);
-    }
-    // Every live row reaches its leaf within the tree's depth: the bound only guards the loop.
-    for _ in switch..tree.depth {
-        if live == 0 {
-            break;
+        let switch = tree.switch.max(level);
+        for _ in level..switch {
+            every_row(idx);
         }
-        let mut kept = 0;
-        for &r in &cur[..live] {
-            let r = usize::from(r);
-            let node = &nodes[idx[r] as usize];
-            let v = xb[r * width + (node.feature & FEATURE_MASK) as usize];
-            let b = fast_step::<T, NAN, CAT>(node, v);
-            idx[r] = node.left + b;
-            next[kept] = r as u8;
-            // The child's leaf bit: FALSE_LEAF_BIT for b = 0, TRUE_LEAF_BIT for b = 1.
-            kept += (((node.feature >> (30 - b)) & 1) ^ 1) as usize;
+        if switch >= tree.depth {
+            return;
         }
-        live = kept;
-        std::mem::swap(&mut cur, &mut next);
+        // Two lists, read from one and written to the other, so that no load waits on a store.
+        let (cur, next) = active.split_at_mut(BLOCK);
+        let (mut cur, mut next) = (cur, next);
+        let mut live = 0;
+        for (r, i) in idx.iter().enumerate() {
+            cur[live] = r as u8;
+            live += usize::from(leaf_of[*i as usize] == u32::MAX);
+        }
+        // Every live row reaches its leaf within the tree's depth: the bound only guards the loop.
+        for _ in switch..tree.depth {
+            if live == 0 {
+                break;
+            }
+            let mut kept = 0;
+            for &r in &cur[..live] {
+                let r = usize::from(r);
+                let node = &nodes[idx[r] as usize];
+                let v = xb[r * width + (node.feature & FEATURE_MASK) as usize];
+                let b = fast_step::<T, NAN, CAT>(node, v, sets);
+                idx[r] = node.left + b;
+                next[kept] = r as u8;
+                // The child's leaf bit: FALSE_LEAF_BIT for b = 0, TRUE_LEAF_BIT for b = 1.
+                kept += (((node.feature >> (30 - b)) & 1) ^ 1) as usize;
+            }
+            live = kept;
+            std::mem::swap(&mut cur, &mut next);
+        }
     }
 }
 
@@ -1304,15 +1368,15 @@ mod tests {
     /// from a small set that the inputs hit exactly, every fast mode, NaN tracking on some splits.
     /// `dense`: every leaf weighs every output once, in a random order (forest classifiers).
     /// `trees` random trees of 1 to `max_leaves` leaves.
-    /// Random trees; a third of their splits categorical when `cats` (sets of the integers 0 to
-    /// 5).
+    /// Random trees; a third of their splits categorical when `cats` is 1 (sets of the integers
+    /// 0 to 5) or 2 (some sets with 40, 100 or 255 too: too large for a mask in a node).
     fn random_ensemble(
         rng: &mut Rng,
         trees: usize,
         max_leaves: usize,
         outputs: usize,
         dense: bool,
-        cats: bool,
+        cats: u8,
     ) -> RawEnsemble {
         let mut raw = RawEnsemble::default();
         for _ in 0..trees {
@@ -1324,13 +1388,19 @@ mod tests {
             while holes.len() < want {
                 let (parent, yes) = holes.swap_remove(rng.below(holes.len()));
                 let node = raw.nodes.len();
-                let mode = if cats && rng.below(3) == 0 {
+                let mode = if cats > 0 && rng.below(3) == 0 {
                     Mode::Member
                 } else {
                     [Mode::Leq, Mode::Lt, Mode::Gte, Mode::Gt][rng.below(4)]
                 };
                 let members = match mode {
-                    Mode::Member => (0..6).filter(|_| rng.below(2) == 0).map(f64::from).collect(),
+                    Mode::Member => {
+                        let mut m: Vec<f64> = (0..6).filter(|_| rng.below(2) == 0).map(f64::from).collect();
+                        if cats == 2 && rng.below(2) == 0 {
+                            m.push([40.0, 100.0, 255.0][rng.below(3)]);
+                        }
+                        m
+                    }
                     _ => vec![],
                 };
                 raw.nodes.push(RawNode {
@@ -1403,17 +1473,24 @@ mod tests {
     /// [`oracle`]. Up to 32 leaves, every tree goes by masks alone; up to 48, some are walked on
     /// from their cut in 32-bit masks.
     fn check_against_oracle<T: Float>(seed: u64, max_leaves: usize, outputs: usize, dense: bool) {
-        check_against_oracle_with::<T>(seed, max_leaves, outputs, dense, false);
+        check_against_oracle_with::<T>(seed, max_leaves, outputs, dense, 0);
     }
 
-    fn check_against_oracle_with<T: Float>(seed: u64, max_leaves: usize, outputs: usize, dense: bool, cats: bool) {
+    fn check_against_oracle_with<T: Float>(seed: u64, max_leaves: usize, outputs: usize, dense: bool, cats: u8) {
         let mut rng = Rng(seed);
         let raw = random_ensemble(&mut rng, 60, max_leaves, outputs, dense, cats);
         let bits = Ensemble::<T>::compile(&raw, outputs).unwrap();
+        let large = raw.nodes.iter().any(|n| n.members.iter().any(|m| *m >= f64::from(T::MASK_BITS)));
+        let want = match cats {
+            0 => Cats::None,
+            _ if large => Cats::Wide,
+            _ => Cats::Small,
+        };
+        assert_eq!(cats_of(&bits), Some(want), "seed {seed}, cats {cats}");
         // The same trees in masks of the other width (32 or 64 bits).
         let mut other = bits.clone();
         let Layout::Fast { nodes, bits: Some(b), .. } = &mut other.layout else { panic!("no bit-vector trees") };
-        *b = b.other_width(nodes, &other.leaf_of, &other.trees).expect("the other width");
+        **b = b.other_width(nodes, &other.leaf_of, &other.trees).expect("the other width");
         let narrow = [&bits, &other]
             .into_iter()
             .find_map(|e| match &e.layout {
@@ -1438,6 +1515,8 @@ mod tests {
                 let top = if (128..192).contains(&(i / 5)) { 4 } else { 12 };
                 match rng.below(top) {
                     0 if i / 5 >= 128 => T::from_f64(f64::NAN),
+                    // Wide sets' values, and values just past them.
+                    1 if cats == 2 => T::from_f64([40.0, 100.0, 255.0, 256.0, 63.0, 64.0][rng.below(6)]),
                     k => T::from_f64((k as f64 - 6.0) / 2.0 + if rng.below(3) == 0 { 0.25 } else { 0.0 }),
                 }
             })
@@ -1500,9 +1579,11 @@ mod tests {
     fn categorical_splits_walk_fast_and_agree_with_the_attributes() {
         for seed in 0..8 {
             for max_leaves in [48, 32] {
-                check_against_oracle_with::<f32>(seed, max_leaves, 1, false, true);
-                check_against_oracle_with::<f64>(seed, max_leaves, 2, true, true);
-                check_against_oracle_with::<f64>(seed, max_leaves, 3, false, true);
+                for cats in [1, 2] {
+                    check_against_oracle_with::<f32>(seed, max_leaves, 1, false, cats);
+                    check_against_oracle_with::<f64>(seed, max_leaves, 2, true, cats);
+                    check_against_oracle_with::<f64>(seed, max_leaves, 3, false, cats);
+                }
             }
         }
     }
@@ -1524,20 +1605,34 @@ mod tests {
         }
     }
 
+    /// How an ensemble holds its categorical sets: `None` for the exact layout.
+    fn cats_of<T>(e: &Ensemble<T>) -> Option<Cats> {
+        match e.layout {
+            Layout::Fast { cats, .. } => Some(cats),
+            Layout::Exact(_) => None,
+        }
+    }
+
     #[test]
     fn sets_of_small_integers_take_the_fast_layout_and_others_the_exact_one() {
-        let x = [0.0, -0.0, 31.0, 32.0, 63.0, 64.0, 0.5, -1.0, 1e10, f64::NAN, f64::INFINITY];
-        for (top, fast32, fast64) in
-            [(31.0, true, true), (32.0, false, true), (63.0, false, true), (64.0, false, false)]
-        {
+        let x = [0.0, -0.0, 31.0, 32.0, 63.0, 64.0, 255.0, 256.0, 0.5, -1.0, 1e10, f64::NAN, f64::INFINITY];
+        let (small, wide) = (Some(Cats::Small), Some(Cats::Wide));
+        for (top, cats32, cats64) in [
+            (31.0, small, small),
+            (32.0, wide, small),
+            (63.0, wide, small),
+            (64.0, wide, wide),
+            (255.0, wide, wide),
+            (256.0, None, None),
+        ] {
             let raw = one_member_split(top);
             let want = |v: f64| if v.is_nan() || v == 0.0 || v == top { 1.0 } else { 2.0 };
             let e32 = Ensemble::<f32>::compile(&raw, 1).unwrap();
             let e64 = Ensemble::<f64>::compile(&raw, 1).unwrap();
-            assert_eq!(matches!(e32.layout, Layout::Fast { .. }), fast32, "f32, top {top}");
-            assert_eq!(matches!(e64.layout, Layout::Fast { .. }), fast64, "f64, top {top}");
-            // 32 rows: through the masks, and one at a time through the node walk.
-            let rows: Vec<f64> = x.iter().cycle().take(32).copied().collect();
+            assert_eq!(cats_of(&e32), cats32, "f32, top {top}");
+            assert_eq!(cats_of(&e64), cats64, "f64, top {top}");
+            // 39 rows: through the masks, and one at a time through the node walk.
+            let rows: Vec<f64> = x.iter().cycle().take(39).copied().collect();
             let (got64, _) = e64.aggregate(&rows, 1, rows.len(), Aggregate::Sum).unwrap();
             let rows32: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
             let (got32, _) = e32.aggregate(&rows32, 1, rows.len(), Aggregate::Sum).unwrap();

@@ -34,7 +34,7 @@
 //! noise. Ensembles of smaller trees keep 32 bits: 64 would cost them twice the lanes (3-7%
 //! slower).
 
-use super::{CAT_BIT, FEATURE_MASK, FastNode, Float, NAN_BIT, Tree, in_mask};
+use super::{CAT_BIT, Cats, FEATURE_MASK, FastNode, Float, NAN_BIT, Tree, WIDE_BITS, WideSet, in_mask};
 
 /// Rows whose masks one pass over the splits updates.
 pub(super) const LANES: usize = 64;
@@ -117,6 +117,9 @@ pub(super) struct BitTrees<T> {
     features: usize,
     /// The features categorical splits read.
     cat_features: Vec<usize>,
+    /// How the categorical splits hold their sets, and the table of wide ones.
+    cats: Cats,
+    sets: Vec<WideSet>,
     /// Per tree: the fast-layout slot of each node of its frontier, left to right.
     leaves: Vec<[u32; MAX_LEAVES]>,
     /// Per tree: each frontier leaf's value (its node's `threshold`), left to right.
@@ -142,7 +145,14 @@ impl<T: Float> BitTrees<T> {
     /// Collects every tree down to its [`cut_depth`]; `None` when a threshold is NaN. The masks
     /// are 64 bits wide when most trees need 33 to 64 leaves (LightGBM's 63, XGBoost's depth 6),
     /// else 32: wider masks hold such trees whole, and cost the others twice the lanes.
-    pub(super) fn build(nodes: &[FastNode<T>], leaf_of: &[u32], trees: &[Tree], features: usize) -> Option<Self> {
+    pub(super) fn build(
+        nodes: &[FastNode<T>],
+        leaf_of: &[u32],
+        trees: &[Tree],
+        features: usize,
+        cats: Cats,
+        sets: &[WideSet],
+    ) -> Option<Self> {
         if nodes.iter().zip(leaf_of).any(|(n, l)| *l == u32::MAX && n.feature & CAT_BIT == 0 && n.threshold.is_nan()) {
             return None;
         }
@@ -155,14 +165,21 @@ impl<T: Float> BitTrees<T> {
             })
             .count();
         if wide > 0 && 2 * wide >= trees.len() {
-            Self::build_as::<u64>(nodes, leaf_of, trees, features)
+            Self::build_as::<u64>(nodes, leaf_of, trees, features, cats, sets)
         } else {
-            Self::build_as::<u32>(nodes, leaf_of, trees, features)
+            Self::build_as::<u32>(nodes, leaf_of, trees, features, cats, sets)
         }
     }
 
     /// [`BitTrees::build`] in masks of `M`.
-    fn build_as<M: Word>(nodes: &[FastNode<T>], leaf_of: &[u32], trees: &[Tree], features: usize) -> Option<Self>
+    fn build_as<M: Word>(
+        nodes: &[FastNode<T>],
+        leaf_of: &[u32],
+        trees: &[Tree],
+        features: usize,
+        cats: Cats,
+        sets: &[WideSet],
+    ) -> Option<Self>
     where
         Splits<T>: From<Vec<Split<T, M>>>,
     {
@@ -211,7 +228,8 @@ impl<T: Float> BitTrees<T> {
             .collect();
         cat_features.sort_unstable();
         cat_features.dedup();
-        Some(Self { splits: splits.into(), bounds, features, cat_features, leaves, values, resume })
+        let sets = sets.to_vec();
+        Some(Self { splits: splits.into(), bounds, features, cat_features, cats, sets, leaves, values, resume })
     }
 
     /// A buffer for [`BitTrees::masks`]: `stride` masks a tree.
@@ -235,8 +253,8 @@ impl<T: Float> BitTrees<T> {
     #[cfg(test)]
     pub(super) fn other_width(&self, nodes: &[FastNode<T>], leaf_of: &[u32], trees: &[Tree]) -> Option<Self> {
         match self.splits {
-            Splits::W32(_) => Self::build_as::<u64>(nodes, leaf_of, trees, self.features),
-            Splits::W64(_) => Self::build_as::<u32>(nodes, leaf_of, trees, self.features),
+            Splits::W32(_) => Self::build_as::<u64>(nodes, leaf_of, trees, self.features, self.cats, &self.sets),
+            Splits::W64(_) => Self::build_as::<u32>(nodes, leaf_of, trees, self.features, self.cats, &self.sets),
         }
     }
 
@@ -250,17 +268,18 @@ impl<T: Float> BitTrees<T> {
     /// [`LANES`]; `masks` comes from [`BitTrees::buffer`] (another is replaced by one).
     pub(super) fn masks(&self, block: impl Block<T>, n: usize, masks: &mut MaskBuf, stride: usize) {
         match (&self.splits, &mut *masks) {
-            (Splits::W32(s), MaskBuf::W32(m)) => {
-                fill_masks(s, &self.bounds, self.features, &self.cat_features, block, n, m, stride)
-            }
-            (Splits::W64(s), MaskBuf::W64(m)) => {
-                fill_masks(s, &self.bounds, self.features, &self.cat_features, block, n, m, stride)
-            }
+            (Splits::W32(s), MaskBuf::W32(m)) => fill_masks(s, &self.bounds, self.cat_sets(), block, n, m, stride),
+            (Splits::W64(s), MaskBuf::W64(m)) => fill_masks(s, &self.bounds, self.cat_sets(), block, n, m, stride),
             _ => {
                 *masks = self.buffer(stride);
                 self.masks(block, n, masks, stride);
             }
         }
+    }
+
+    /// What [`fill_masks`] needs to know of the categorical splits.
+    fn cat_sets(&self) -> CatSets<'_> {
+        CatSets { features: self.features, read: &self.cat_features, wide: self.cats == Cats::Wide, sets: &self.sets }
     }
 
     /// Per tree, its frontier's leaves' values (the nodes' `threshold`s).
@@ -460,8 +479,7 @@ impl<T: Float> Block<T> for ColumnBlock<'_> {
 fn fill_masks<T: Float, M: Word, B: Block<T>>(
     splits: &[Split<T, M>],
     bounds: &[[u32; 5]],
-    features: usize,
-    cat_features: &[usize],
+    cats: CatSets<'_>,
     block: B,
     n: usize,
     masks: &mut [M],
@@ -470,16 +488,17 @@ fn fill_masks<T: Float, M: Word, B: Block<T>>(
     // The block's values feature by feature (lanes past the block's rows keep what an earlier
     // block left: their masks are never read), and those categorical splits read as bit
     // numbers, once for all their splits.
-    let mut columns = vec![[T::default(); LANES]; features];
-    let mut codes = vec![[64u64; LANES]; if cat_features.is_empty() { 0 } else { features }];
+    let mut columns = vec![[T::default(); LANES]; cats.features];
+    let mut codes = vec![[0u64; LANES]; if cats.read.is_empty() { 0 } else { cats.features }];
+    let limit = if cats.wide { WIDE_BITS } else { T::MASK_BITS };
     for first in (0..n).step_by(LANES) {
         let rows = LANES.min(n - first);
         for (f, column) in columns.iter_mut().enumerate() {
             block.feature(f, first, rows, column);
         }
-        for &f in cat_features {
+        for &f in cats.read {
             for (c, v) in codes[f].iter_mut().zip(&columns[f]) {
-                *c = v.member_code();
+                *c = v.category(limit);
             }
         }
         for (tree, &[start, mid, cat, cat_mid, end]) in bounds.iter().enumerate() {
@@ -487,8 +506,15 @@ fn fill_masks<T: Float, M: Word, B: Block<T>>(
             clear::<T, M, true>(&splits[start as usize..mid as usize], &columns, &mut acc);
             clear::<T, M, false>(&splits[mid as usize..cat as usize], &columns, &mut acc);
             if cat < end {
-                clear_cat::<T, M, true>(&splits[cat as usize..cat_mid as usize], &columns, &codes, &mut acc);
-                clear_cat::<T, M, false>(&splits[cat_mid as usize..end as usize], &columns, &codes, &mut acc);
+                let (nan_fails, nan_passes) =
+                    (&splits[cat as usize..cat_mid as usize], &splits[cat_mid as usize..end as usize]);
+                if cats.wide {
+                    clear_cat::<T, M, true, true>(nan_fails, &columns, &codes, cats.sets, &mut acc);
+                    clear_cat::<T, M, false, true>(nan_passes, &columns, &codes, cats.sets, &mut acc);
+                } else {
+                    clear_cat::<T, M, true, false>(nan_fails, &columns, &codes, cats.sets, &mut acc);
+                    clear_cat::<T, M, false, false>(nan_passes, &columns, &codes, cats.sets, &mut acc);
+                }
             }
             masks[tree * stride + first..][..LANES].copy_from_slice(&acc);
         }
@@ -515,24 +541,48 @@ fn clear<T: Float, M: Word, const NAN_FAILS: bool>(
     }
 }
 
-/// [`clear`] for categorical splits (`threshold`: their membership mask), which a row fails
-/// when its value, as a bit number (`codes`), is not in the set. NaN is never a member.
+/// [`clear`] for categorical splits, which a row fails when its value, as a category
+/// (`codes`), is not in the split's set: the mask its `threshold` holds, or (`WIDE`) the set of
+/// `sets` it numbers. NaN is never a member.
 #[inline(always)]
-fn clear_cat<T: Float, M: Word, const NAN_FAILS: bool>(
+fn clear_cat<T: Float, M: Word, const NAN_FAILS: bool, const WIDE: bool>(
     splits: &[Split<T, M>],
     columns: &[[T; LANES]],
     codes: &[[u64; LANES]],
+    sets: &[WideSet],
     acc: &mut [M; LANES],
 ) {
     for s in splits {
         let (column, code) = (&columns[s.feature as usize], &codes[s.feature as usize]);
-        let (set, keep) = (s.threshold.mask_bits(), s.keep);
+        let (bits, keep) = (s.threshold.mask_bits(), s.keep);
+        let set = if WIDE { sets.get(bits as usize).copied().unwrap_or([0; 8]) } else { [0; 8] };
         for ((m, &v), &c) in acc.iter_mut().zip(column).zip(code) {
-            let out = !in_mask(set, c);
+            let out = if WIDE { !in_set_lanes(&set, c) } else { !in_mask(bits, c) };
             let fails = if NAN_FAILS { out } else { out & !v.is_nan() };
             *m = m.keep_if(keep, fails);
         }
     }
+}
+
+/// [`super::in_wide_set`] as SIMD lanes compute it: the word is picked by comparing its number with
+/// each of the four, not loaded by it (a gather per split, several times slower here).
+#[inline(always)]
+fn in_set_lanes(set: &WideSet, code: u64) -> bool {
+    let hi = code >> 6;
+    let word = set[..4].iter().enumerate().fold(0u64, |w, (k, s)| w | (s & u64::from(hi == k as u64).wrapping_neg()));
+    (word >> (code & 63)) & 1 == 1
+}
+
+/// The categorical splits, as [`fill_masks`] reads them.
+#[derive(Debug, Clone, Copy)]
+struct CatSets<'a> {
+    /// Number of features the splits read.
+    features: usize,
+    /// The features categorical splits read.
+    read: &'a [usize],
+    /// Whether the sets are [`WideSet`]s of `sets` (else masks in the splits).
+    wide: bool,
+    sets: &'a [WideSet],
 }
 
 /// Whether a frontier (fast-layout slots) is all leaves: the masks then reach a tree's leaves.
