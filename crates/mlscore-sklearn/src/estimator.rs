@@ -721,6 +721,11 @@ fn one_hot(g: &Graph, id: Id) -> Result<Transformer> {
             grouped[*i] = next;
         }
         let total = next + usize::from(infreq_slot.is_some());
+        if let Some(d) = drop
+            && *d >= total
+        {
+            return Err(invalid!("OneHotEncoder drops category {d} of a feature with {total}"));
+        }
         let out = |gidx: usize| -> Option<usize> {
             match drop {
                 Some(d) if *d == gidx => None,
