@@ -7,7 +7,9 @@ libraries' own predict, on the same models and rows, in one invocation.
 
 Models: XGBoost (binary:logistic, depth 6) and LightGBM (binary, 63 leaves) Boosters with
 `--trees` trees each, trained on a HIGGS-like table (28 float64 features; benches/setup.py's
-generator) and saved with mlflow.xgboost / mlflow.lightgbm into bench-data/gbdt/.
+generator) and saved with mlflow.xgboost / mlflow.lightgbm into bench-data/gbdt/; and LightGBM
+Boosters whose first four features are categorical: `lgbcat<n>` (those features binned to 16
+integers, in its table and its rows) and `lgbwide<n>` (200 integers).
 For every model, batch size and thread count, interleaved `--repeat` times (median kept):
   xgboost:  Booster.inplace_predict on float64 numpy slices (nthread = threads);
   lightgbm: Booster.predict on float64 numpy slices (num_threads = threads);
@@ -71,7 +73,27 @@ def models(trees: list[int], x: np.ndarray, y: np.ndarray) -> dict[str, tuple[st
             b = lgb.train({"objective": "binary", "num_leaves": 63, "learning_rate": 0.1, "verbose": -1, "num_threads": 2, "seed": 0}, lgb.Dataset(df, label=y), n)
             mlflow.lightgbm.save_model(b, d)
         out[f"lgb{n}"] = (str(d), lgb.Booster(model_file=str(d / "model.lgb")))
+        for view in CATEGORICAL:
+            d = OUT / f"{view}{n}"
+            if not d.exists():
+                cat = pd.DataFrame(categorical_view(view, x), columns=cols)
+                params = {"objective": "binary", "num_leaves": 63, "learning_rate": 0.1, "verbose": -1, "num_threads": 2, "seed": 0}
+                b = lgb.train(params, lgb.Dataset(cat, label=y, categorical_feature=[0, 1, 2, 3]), n)
+                mlflow.lightgbm.save_model(b, d)
+            out[f"{view}{n}"] = (str(d), lgb.Booster(model_file=str(d / "model.lgb")))
     return out
+
+
+# Models of a view of the table: its first four features binned to (scale, offset, categories).
+CATEGORICAL = {"lgbcat": (3, 6, 16), "lgbwide": (20, 100, 200)}
+
+
+def categorical_view(view: str, x: np.ndarray) -> np.ndarray:
+    """The table with its first four features binned to the integers of a categorical view."""
+    scale, offset, n = CATEGORICAL[view]
+    x = x.copy()
+    x[:, :4] = np.clip(np.floor(x[:, :4] * scale + offset), 0, n - 1)
+    return x
 
 
 def treelite_library(name: str, model_dir: str, booster) -> Path:
@@ -165,6 +187,12 @@ def main() -> None:
     x = np.ascontiguousarray(x, dtype=np.float64)
     data = OUT / f"x-{args.rows}.f64"
     x.astype("<f8").tofile(data)
+    tables = {"": (x, data)}
+    for view in CATEGORICAL:
+        path = OUT / f"x-{args.rows}-{view}.f64"
+        xv = np.ascontiguousarray(categorical_view(view, x))
+        xv.astype("<f8").tofile(path)
+        tables[view] = (xv, path)
     binary = example_binary()
     ms = models([int(t) for t in args.trees.split(",")], train_x, train_y)
     results = ROOT / "bench-data" / "results-gbdt.jsonl"
@@ -173,6 +201,7 @@ def main() -> None:
     for name, (model_dir, booster) in ms.items():
         if args.models and name not in args.models.split(","):
             continue
+        x, data = tables[next((v for v in CATEGORICAL if name.startswith(v)), "")]
         tl = None if args.no_treelite else treelite_library(name, model_dir, booster)
         for batch in map(int, args.batches.split(",")):
             for threads in map(int, args.threads.split(",")):
