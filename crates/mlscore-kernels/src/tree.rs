@@ -20,7 +20,7 @@ mod bits;
 
 use std::collections::VecDeque;
 
-use self::bits::{BitTrees, ColumnBlock, MaskBuf, Reached, RowBlock};
+use self::bits::{BitTrees, CatTable, ColumnBlock, MaskBuf, Reached, RowBlock};
 
 use crate::error::Result;
 use crate::{bail, ensure};
@@ -653,7 +653,8 @@ impl<T: Float> Ensemble<T> {
                 let switch = switch_depth(&live, min_depth);
                 trees.push(Tree { root: root_slot, depth, switch });
             }
-            let bits = BitTrees::build(&nodes, &leaf_of, &trees, features, cats, &sets).map(Box::new);
+            let bits =
+                BitTrees::build(&nodes, &leaf_of, &trees, features, CatTable { cats, sets: &sets }).map(Box::new);
             Layout::Fast { nodes, any_nan, cats, sets, bits }
         } else {
             let mut nodes: Vec<Exact<T>> = Vec::new();

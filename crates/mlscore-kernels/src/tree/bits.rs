@@ -150,8 +150,7 @@ impl<T: Float> BitTrees<T> {
         leaf_of: &[u32],
         trees: &[Tree],
         features: usize,
-        cats: Cats,
-        sets: &[WideSet],
+        table: CatTable<'_>,
     ) -> Option<Self> {
         if nodes.iter().zip(leaf_of).any(|(n, l)| *l == u32::MAX && n.feature & CAT_BIT == 0 && n.threshold.is_nan()) {
             return None;
@@ -165,9 +164,9 @@ impl<T: Float> BitTrees<T> {
             })
             .count();
         if wide > 0 && 2 * wide >= trees.len() {
-            Self::build_as::<u64>(nodes, leaf_of, trees, features, cats, sets)
+            Self::build_as::<u64>(nodes, leaf_of, trees, features, table)
         } else {
-            Self::build_as::<u32>(nodes, leaf_of, trees, features, cats, sets)
+            Self::build_as::<u32>(nodes, leaf_of, trees, features, table)
         }
     }
 
@@ -177,8 +176,7 @@ impl<T: Float> BitTrees<T> {
         leaf_of: &[u32],
         trees: &[Tree],
         features: usize,
-        cats: Cats,
-        sets: &[WideSet],
+        table: CatTable<'_>,
     ) -> Option<Self>
     where
         Splits<T>: From<Vec<Split<T, M>>>,
@@ -228,7 +226,7 @@ impl<T: Float> BitTrees<T> {
             .collect();
         cat_features.sort_unstable();
         cat_features.dedup();
-        let sets = sets.to_vec();
+        let (cats, sets) = (table.cats, table.sets.to_vec());
         Some(Self { splits: splits.into(), bounds, features, cat_features, cats, sets, leaves, values, resume })
     }
 
@@ -253,8 +251,8 @@ impl<T: Float> BitTrees<T> {
     #[cfg(test)]
     pub(super) fn other_width(&self, nodes: &[FastNode<T>], leaf_of: &[u32], trees: &[Tree]) -> Option<Self> {
         match self.splits {
-            Splits::W32(_) => Self::build_as::<u64>(nodes, leaf_of, trees, self.features, self.cats, &self.sets),
-            Splits::W64(_) => Self::build_as::<u32>(nodes, leaf_of, trees, self.features, self.cats, &self.sets),
+            Splits::W32(_) => Self::build_as::<u64>(nodes, leaf_of, trees, self.features, self.table()),
+            Splits::W64(_) => Self::build_as::<u32>(nodes, leaf_of, trees, self.features, self.table()),
         }
     }
 
@@ -275,6 +273,12 @@ impl<T: Float> BitTrees<T> {
                 self.masks(block, n, masks, stride);
             }
         }
+    }
+
+    /// The categorical sets, as [`BitTrees::build`] takes them.
+    #[cfg(test)]
+    fn table(&self) -> CatTable<'_> {
+        CatTable { cats: self.cats, sets: &self.sets }
     }
 
     /// What [`fill_masks`] needs to know of the categorical splits.
@@ -571,6 +575,14 @@ fn in_set_lanes(set: &WideSet, code: u64) -> bool {
     let hi = code >> 6;
     let word = set[..4].iter().enumerate().fold(0u64, |w, (k, s)| w | (s & u64::from(hi == k as u64).wrapping_neg()));
     (word >> (code & 63)) & 1 == 1
+}
+
+/// How an ensemble's categorical splits hold their sets, and its table of wide ones, as
+/// [`BitTrees::build`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CatTable<'a> {
+    pub cats: Cats,
+    pub sets: &'a [WideSet],
 }
 
 /// The categorical splits, as [`fill_masks`] reads them.
