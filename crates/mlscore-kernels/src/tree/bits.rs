@@ -494,6 +494,9 @@ fn fill_masks<T: Float, M: Word, B: Block<T>>(
     // numbers, once for all their splits.
     let mut columns = vec![[T::default(); LANES]; cats.features];
     let mut codes = vec![[0u64; LANES]; if cats.read.is_empty() { 0 } else { cats.features }];
+    // For wide sets, each category as its bit in each of a set's four words (zero in the three
+    // that do not hold it): a split's test is then four ANDs, with no word to pick per row.
+    let mut words = vec![[[0u64; LANES]; 4]; if cats.wide { cats.features } else { 0 }];
     let limit = if cats.wide { WIDE_BITS } else { T::MASK_BITS };
     for first in (0..n).step_by(LANES) {
         let rows = LANES.min(n - first);
@@ -504,6 +507,13 @@ fn fill_masks<T: Float, M: Word, B: Block<T>>(
             for (c, v) in codes[f].iter_mut().zip(&columns[f]) {
                 *c = v.category(limit);
             }
+            if let Some(words) = words.get_mut(f) {
+                for (k, word) in words.iter_mut().enumerate() {
+                    for (w, c) in word.iter_mut().zip(&codes[f]) {
+                        *w = if c >> 6 == k as u64 { 1 << (c & 63) } else { 0 };
+                    }
+                }
+            }
         }
         for (tree, &[start, mid, cat, cat_mid, end]) in bounds.iter().enumerate() {
             let mut acc = [M::ONES; LANES];
@@ -513,11 +523,11 @@ fn fill_masks<T: Float, M: Word, B: Block<T>>(
                 let (nan_fails, nan_passes) =
                     (&splits[cat as usize..cat_mid as usize], &splits[cat_mid as usize..end as usize]);
                 if cats.wide {
-                    clear_cat::<T, M, true, true>(nan_fails, &columns, &codes, cats.sets, &mut acc);
-                    clear_cat::<T, M, false, true>(nan_passes, &columns, &codes, cats.sets, &mut acc);
+                    clear_wide::<T, M, true>(nan_fails, &columns, &words, cats.sets, &mut acc);
+                    clear_wide::<T, M, false>(nan_passes, &columns, &words, cats.sets, &mut acc);
                 } else {
-                    clear_cat::<T, M, true, false>(nan_fails, &columns, &codes, cats.sets, &mut acc);
-                    clear_cat::<T, M, false, false>(nan_passes, &columns, &codes, cats.sets, &mut acc);
+                    clear_cat::<T, M, true>(nan_fails, &columns, &codes, &mut acc);
+                    clear_cat::<T, M, false>(nan_passes, &columns, &codes, &mut acc);
                 }
             }
             masks[tree * stride + first..][..LANES].copy_from_slice(&acc);
@@ -545,36 +555,48 @@ fn clear<T: Float, M: Word, const NAN_FAILS: bool>(
     }
 }
 
-/// [`clear`] for categorical splits, which a row fails when its value, as a category
-/// (`codes`), is not in the split's set: the mask its `threshold` holds, or (`WIDE`) the set of
-/// `sets` it numbers. NaN is never a member.
+/// [`clear`] for categorical splits whose sets are masks in their `threshold`, which a row
+/// fails when its value, as a category (`codes`), is not in the set. NaN is never a member.
 #[inline(always)]
-fn clear_cat<T: Float, M: Word, const NAN_FAILS: bool, const WIDE: bool>(
+fn clear_cat<T: Float, M: Word, const NAN_FAILS: bool>(
     splits: &[Split<T, M>],
     columns: &[[T; LANES]],
     codes: &[[u64; LANES]],
-    sets: &[WideSet],
     acc: &mut [M; LANES],
 ) {
     for s in splits {
         let (column, code) = (&columns[s.feature as usize], &codes[s.feature as usize]);
-        let (bits, keep) = (s.threshold.mask_bits(), s.keep);
-        let set = if WIDE { sets.get(bits as usize).copied().unwrap_or([0; 8]) } else { [0; 8] };
+        let (set, keep) = (s.threshold.mask_bits(), s.keep);
         for ((m, &v), &c) in acc.iter_mut().zip(column).zip(code) {
-            let out = if WIDE { !in_set_lanes(&set, c) } else { !in_mask(bits, c) };
+            let out = !in_mask(set, c);
             let fails = if NAN_FAILS { out } else { out & !v.is_nan() };
             *m = m.keep_if(keep, fails);
         }
     }
 }
 
-/// [`super::in_wide_set`] as SIMD lanes compute it: the word is picked by comparing its number with
-/// each of the four, not loaded by it (a gather per split, several times slower here).
+/// [`clear_cat`] for sets of [`WideSet`]s, numbered by the splits' `threshold`; `words`: each
+/// row's category as its bit in each of a set's four words. (Picking the word by the category,
+/// with a gather or by comparisons, was slower.)
 #[inline(always)]
-fn in_set_lanes(set: &WideSet, code: u64) -> bool {
-    let hi = code >> 6;
-    let word = set[..4].iter().enumerate().fold(0u64, |w, (k, s)| w | (s & u64::from(hi == k as u64).wrapping_neg()));
-    (word >> (code & 63)) & 1 == 1
+fn clear_wide<T: Float, M: Word, const NAN_FAILS: bool>(
+    splits: &[Split<T, M>],
+    columns: &[[T; LANES]],
+    words: &[[[u64; LANES]; 4]],
+    sets: &[WideSet],
+    acc: &mut [M; LANES],
+) {
+    for s in splits {
+        let (column, [w0, w1, w2, w3]) = (&columns[s.feature as usize], &words[s.feature as usize]);
+        let set = sets.get(s.threshold.mask_bits() as usize).copied().unwrap_or([0; 8]);
+        let keep = s.keep;
+        for (r, (m, &v)) in acc.iter_mut().zip(column).enumerate() {
+            let hit = (set[0] & w0[r]) | (set[1] & w1[r]) | (set[2] & w2[r]) | (set[3] & w3[r]);
+            let out = hit == 0;
+            let fails = if NAN_FAILS { out } else { out & !v.is_nan() };
+            *m = m.keep_if(keep, fails);
+        }
+    }
 }
 
 /// How an ensemble's categorical splits hold their sets, and its table of wide ones, as
