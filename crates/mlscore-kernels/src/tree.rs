@@ -9,8 +9,11 @@
 //! All comparisons are rewritten as `x <= t` with the node's children ordered accordingly:
 //! `x < t` is `x <= pred(t)`, `x > t` is `!(x <= t)`, `x >= t` is `!(x <= pred(t))`. What a NaN
 //! does (the true branch when `missing_value_tracks_true`, else the branch the comparison gives)
-//! is one bit a node. Trees with EQ, NEQ or MEMBER nodes, or thresholds that cannot be
-//! rewritten, take the exact per-mode path.
+//! is one bit a node. A MEMBER (categorical) split whose set holds integers below 256 keeps its
+//! set in the node, as a mask in the threshold's bits, or as the number of a 256-bit set in the
+//! ensemble's table; a node bit picks its test or the `x <= t` one without a branch. Trees with
+//! EQ or NEQ nodes, sets of other values, or thresholds that cannot be rewritten, take the exact
+//! per-mode path.
 //!
 //! Before any node is walked, the `x <= t` form is also scored by bit-vectors (the `bits` module): whole
 //! trees of up to 32 or 64 leaves, and the top levels of larger trees, whose walk then starts from the
@@ -1090,14 +1093,14 @@ struct Walk<'a, T> {
     width: usize,
 }
 
-/// Walks one tree of the fast layout for a block of rows, from its root (`from` = 0) or from the
-/// nodes at depth `from` that `idx` holds; leaves each row's leaf in `idx`.
-///
-/// Steps before `switch` are taken by every row, rows on leaves looping on themselves. Trees
-/// whose leaves all lie at about the same depth (random forests) take all their steps that way.
-/// Lopsided trees (boosting) then keep a list of the rows still on a split, and step only those:
-/// a row's walk then costs about its own path length, not the depth of the deepest leaf.
 impl<T: Float> Walk<'_, T> {
+    /// Walks one tree of the fast layout for a block of rows, from its root (`from` = 0) or from the
+    /// nodes at depth `from` that `idx` holds; leaves each row's leaf in `idx`.
+    ///
+    /// Steps before `switch` are taken by every row, rows on leaves looping on themselves. Trees
+    /// whose leaves all lie at about the same depth (random forests) take all their steps that way.
+    /// Lopsided trees (boosting) then keep a list of the rows still on a split, and step only those:
+    /// a row's walk then costs about its own path length, not the depth of the deepest leaf.
     #[inline(always)]
     fn tree<const NAN: bool, const CAT: u8>(&self, tree: &Tree, idx: &mut [u32], active: &mut [u8], from: u32) {
         let Walk { nodes, sets, leaf_of, xb, width } = *self;
