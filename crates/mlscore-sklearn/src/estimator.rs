@@ -1333,13 +1333,14 @@ fn is_check_array(g: &Graph, id: Id) -> Result<bool> {
 fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     let n_features = n_features_of(g, id)?;
     // Categorical features are read where the estimator's own preprocessor encodes them: its
-    // codes are then exactly the categories the trees know (checked below), and a split's
-    // bitset decides between its two branches, NaN (missing or unknown) going its missing way.
-    let categorical: Vec<bool> = match g.attr(id, "is_categorical_")? {
-        Some(c) if !matches!(g.node(c), Node::None) => g.vector(c)?.iter().map(|v| *v != 0.0).collect(),
-        _ => Vec::new(),
+    // codes are then exactly the categories the trees know (checked by `own_preprocessor`), and
+    // a split's bitset decides between its two branches, NaN (missing or unknown) going its
+    // missing way.
+    let categorical = match g.attr(id, "is_categorical_")? {
+        Some(c) if !matches!(g.node(c), Node::None) => g.vector(c)?.iter().any(|v| *v != 0.0),
+        _ => false,
     };
-    if categorical.iter().any(|c| *c) {
+    if categorical {
         let preprocessed = g.attr(id, "_preprocessor")?.is_some_and(|p| !matches!(g.node(p), Node::None));
         if !preprocessed {
             return Err(ReadError::Unsupported(format!(
