@@ -762,6 +762,7 @@ impl<T: Float> Ensemble<T> {
     /// in order, calls `visit(first row of the block, leaf of each row)`.
     fn walk(&self, input: Rows<'_, T>, rows: usize, mut visit: impl FnMut(usize, Reached<'_, T>)) {
         let mut idx = [0u32; BLOCK];
+        let mut three = [[0u32; BLOCK]; 3];
         let mut active = [0u8; 2 * BLOCK];
         // The bit-vectors cost a pass over every split of the ensemble's top levels per block, a
         // node walk a few steps per row and tree: for a handful of rows the walk is cheaper.
@@ -802,10 +803,29 @@ impl<T: Float> Ensemble<T> {
                     }
                     // NaN handling costs a few operations a step: only blocks that hold a NaN pay them.
                     let nan = *any_nan && walked > 0 && xb.iter().any(|v| v.is_nan());
-                    for (t, tree) in self.trees.iter().enumerate() {
+                    let w = Walk { nodes, sets, leaf_of: &self.leaf_of, xb, width };
+                    let mut t = 0;
+                    while t < self.trees.len() {
+                        // Three trees side by side where their walks are alike.
+                        if let Some(bits) = bits
+                            && let Some((from, depth)) = self.three_alike(bits, t)
+                        {
+                            let [a, b, c] = &mut three;
+                            let mut ix = [&mut a[..n], &mut b[..n], &mut c[..n]];
+                            for (k, i) in ix.iter_mut().enumerate() {
+                                bits.frontier((t + k) as u32, &masks, MASK_STRIDE, i);
+                            }
+                            walk_with!(nan, *cats, w.three(ix, from, depth));
+                            for i in &three {
+                                visit(start, Reached::Slots(&i[..n]));
+                            }
+                            t += 3;
+                            continue;
+                        }
+                        let (tree, row) = (&self.trees[t], t as u32);
+                        t += 1;
                         let mut from = 0;
                         if let Some(bits) = bits {
-                            let row = t as u32;
                             match bits.resume_at(row) {
                                 None => {
                                     visit(start, bits.reached(row, &masks, MASK_STRIDE, n));
@@ -817,15 +837,7 @@ impl<T: Float> Ensemble<T> {
                                 }
                             }
                         }
-                        let w = Walk { nodes, sets, leaf_of: &self.leaf_of, xb, width };
-                        match (nan, *cats) {
-                            (true, Cats::None) => w.tree::<true, NO_CATS>(tree, idx, &mut active, from),
-                            (true, Cats::Small) => w.tree::<true, SMALL_CATS>(tree, idx, &mut active, from),
-                            (true, Cats::Wide) => w.tree::<true, WIDE_CATS>(tree, idx, &mut active, from),
-                            (false, Cats::None) => w.tree::<false, NO_CATS>(tree, idx, &mut active, from),
-                            (false, Cats::Small) => w.tree::<false, SMALL_CATS>(tree, idx, &mut active, from),
-                            (false, Cats::Wide) => w.tree::<false, WIDE_CATS>(tree, idx, &mut active, from),
-                        }
+                        walk_with!(nan, *cats, w.tree(tree, idx, &mut active, from));
                         visit(start, Reached::Slots(idx));
                     }
                 }
@@ -843,6 +855,18 @@ impl<T: Float> Ensemble<T> {
                 }
             }
         }
+    }
+
+    /// Whether trees `t`, `t + 1` and `t + 2` are walked alike, every row to the bottom from the
+    /// masks' frontier at the same depth: then the depth they go on from, and the deepest's.
+    fn three_alike(&self, bits: &BitTrees<T>, t: usize) -> Option<(u32, u32)> {
+        let trees = self.trees.get(t..t + 3)?;
+        let from = bits.resume_at(t as u32)?;
+        let alike = trees
+            .iter()
+            .enumerate()
+            .all(|(k, tree)| bits.resume_at((t + k) as u32) == Some(from) && tree.switch >= tree.depth);
+        alike.then(|| (from, trees.iter().map(|tree| tree.depth).max().unwrap_or(from)))
     }
 
     /// Sums leaf values kept by the caller, in a float type of its own (`A`), over the leaves
@@ -1082,6 +1106,22 @@ fn fast_step<T: Float, const NAN: bool, const CAT: u8>(node: &FastNode<T>, v: T,
     if NAN { yes | (u32::from(v.is_nan()) & (node.feature >> 31)) } else { yes }
 }
 
+/// Calls `$walk.$method::<NAN, CAT>(...)` with the `NAN` of a block (`$nan`) and the `CAT` of an
+/// ensemble's categorical splits (`$cats`).
+macro_rules! walk_with {
+    ($nan:expr, $cats:expr, $walk:ident . $method:ident ( $($arg:expr),* )) => {
+        match ($nan, $cats) {
+            (true, Cats::None) => $walk.$method::<true, NO_CATS>($($arg),*),
+            (true, Cats::Small) => $walk.$method::<true, SMALL_CATS>($($arg),*),
+            (true, Cats::Wide) => $walk.$method::<true, WIDE_CATS>($($arg),*),
+            (false, Cats::None) => $walk.$method::<false, NO_CATS>($($arg),*),
+            (false, Cats::Small) => $walk.$method::<false, SMALL_CATS>($($arg),*),
+            (false, Cats::Wide) => $walk.$method::<false, WIDE_CATS>($($arg),*),
+        }
+    };
+}
+use walk_with;
+
 /// What the walk of one tree of the fast layout reads.
 #[derive(Clone, Copy)]
 struct Walk<'a, T> {
@@ -1094,6 +1134,29 @@ struct Walk<'a, T> {
 }
 
 impl<T: Float> Walk<'_, T> {
+    /// Walks three trees for a block of rows, every row a step at a time in each of them, from
+    /// their nodes at depth `from` that `idx` holds down to `depth` (rows on leaves loop on
+    /// themselves); leaves each row's leaf of each tree in `idx`. Three trees' steps for a row
+    /// in one pass share the row's address and the loop, and overlap: random forests, 100 trees
+    /// of depth 8, 65,536-row batches, one thread: 1.51M -> 1.71M rows/s (two at a time 1.63M,
+    /// four 1.64M; same invocation).
+    #[inline(always)]
+    fn three<const NAN: bool, const CAT: u8>(&self, idx: [&mut [u32]; 3], from: u32, depth: u32) {
+        let Walk { nodes, sets, xb, width, .. } = *self;
+        let step = |i: &mut u32, row: &[T]| {
+            let node = &nodes[*i as usize];
+            *i = node.left + fast_step::<T, NAN, CAT>(node, row[(node.feature & FEATURE_MASK) as usize], sets);
+        };
+        let [a, b, c] = idx;
+        for _ in from..depth {
+            for (((i, j), k), row) in a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()).zip(xb.chunks_exact(width)) {
+                step(i, row);
+                step(j, row);
+                step(k, row);
+            }
+        }
+    }
+
     /// Walks one tree of the fast layout for a block of rows, from its root (`from` = 0) or from the
     /// nodes at depth `from` that `idx` holds; leaves each row's leaf in `idx`.
     ///
@@ -1575,6 +1638,80 @@ mod tests {
                 // Forest classifiers: the dense table (binary's pair, and three classes).
                 check_against_oracle::<f64>(seed, max_leaves, 2, true);
                 check_against_oracle::<f32>(seed, max_leaves, 3, true);
+            }
+        }
+    }
+
+    /// A forest's shape: every tree grown level by level (each split the shallowest leaf) to
+    /// `leaves` leaves, on 5 features; a third of the splits categorical when `cats`.
+    fn balanced_forest(rng: &mut Rng, trees: usize, leaves: usize, cats: bool) -> RawEnsemble {
+        let mut raw = RawEnsemble::default();
+        for _ in 0..trees {
+            raw.roots.push(Target::Leaf(0));
+            let mut holes: VecDeque<(Option<usize>, bool)> = VecDeque::from([(None, false)]);
+            while holes.len() < leaves {
+                let Some((parent, yes)) = holes.pop_front() else { break };
+                let node = raw.nodes.len();
+                let member = cats && rng.below(3) == 0;
+                raw.nodes.push(RawNode {
+                    feature: rng.below(5),
+                    threshold: (rng.below(9) as f64 - 4.0) / 2.0,
+                    mode: if member { Mode::Member } else { Mode::Leq },
+                    members: if member {
+                        (0..6).filter(|_| rng.below(2) == 0).map(f64::from).collect()
+                    } else {
+                        vec![]
+                    },
+                    yes: Target::Leaf(0),
+                    no: Target::Leaf(0),
+                    missing_true: rng.below(2) == 0,
+                });
+                match parent {
+                    None => *raw.roots.last_mut().expect("root") = Target::Node(node),
+                    Some(p) if yes => raw.nodes[p].yes = Target::Node(node),
+                    Some(p) => raw.nodes[p].no = Target::Node(node),
+                }
+                holes.push_back((Some(node), true));
+                holes.push_back((Some(node), false));
+            }
+            for (parent, yes) in holes {
+                let leaf = raw.leaves.len();
+                raw.leaves.push(vec![(0, rng.below(1000) as f64 / 8.0), (1, rng.below(1000) as f64 / 8.0)]);
+                match parent {
+                    None => *raw.roots.last_mut().expect("root") = Target::Leaf(leaf),
+                    Some(p) if yes => raw.nodes[p].yes = Target::Leaf(leaf),
+                    Some(p) => raw.nodes[p].no = Target::Leaf(leaf),
+                }
+            }
+        }
+        raw
+    }
+
+    #[test]
+    fn forests_walked_three_trees_at_a_time_reach_the_attributes_leaves() {
+        for (seed, cats) in [(1, false), (2, true), (3, false)] {
+            let mut rng = Rng(seed);
+            // 100 leaves: depth 7, too many for 64-bit masks, so the masks take five levels and
+            // the walk the last two, every row; 11 trees: three triples, then two walked alone.
+            let raw = balanced_forest(&mut rng, 11, 100, cats);
+            let e = Ensemble::<f32>::compile(&raw, 2).unwrap();
+            let Layout::Fast { bits: Some(bits), .. } = &e.layout else { panic!("no bit-vector trees") };
+            assert!(e.three_alike(bits, 0).is_some() && e.three_alike(bits, 9).is_none());
+            let rows = 300;
+            let x: Vec<f32> = (0..rows * 5)
+                .map(|i| match rng.below(14) {
+                    0 if i / 5 >= 128 => f32::NAN,
+                    k => (k as f32 - 6.0) / 2.0 + if rng.below(3) == 0 { 0.25 } else { 0.0 },
+                })
+                .collect();
+            let cols: Vec<Vec<f64>> =
+                (0..5).map(|j| x.iter().skip(j).step_by(5).map(|v| f64::from(*v)).collect()).collect();
+            let cols: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+            for input in [Rows::Major { x: &x, width: 5 }, Rows::Columns(&cols)] {
+                let (got, _) = e.aggregate_input(input, rows, Aggregate::Sum, &[]).unwrap();
+                for (r, row) in x.chunks_exact(5).enumerate() {
+                    assert_eq!(&got[2 * r..2 * r + 2], &oracle(&raw, row, 2)[..], "seed {seed}, row {r}: {row:?}");
+                }
             }
         }
     }
