@@ -77,6 +77,10 @@ def slots(root):
         elif isinstance(obj, np.ndarray) and obj.dtype == object:
             items = [(i, v) for i, v in enumerate(obj.ravel())]
             container = obj.reshape(-1) if obj.flags.c_contiguous else None
+        elif type(obj).__name__ == "Booster":
+            # XGBoost's and LightGBM's Boosters hold native handles: changing those crashes the
+            # library itself (a Booster as a whole may still be replaced by its parent's slot).
+            continue
         elif hasattr(obj, "__dict__") and type(obj).__module__.split(".")[0] in ("sklearn", "xgboost", "lightgbm"):
             items = list(vars(obj).items())
             container = vars(obj)
