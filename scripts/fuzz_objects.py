@@ -3,6 +3,11 @@
 
     scripts/python-env scripts/fuzz_objects.py OUT_DIR MUTANTS SEED [CASE...]
 
+A CASE named `gbdt/<case>` is a LightGBM text model of models/gbdt/ instead: its `key=value`
+lines are changed by field (a list truncated, extended or with one number set to an edge value;
+a scalar swapped for one), so that each mutant still parses line by line and its trees' arrays
+disagree with each other or with the header.
+
 Byte-level mutation (`scripts/fuzz-models`) rarely makes a file whose arrays are still
 self-consistent but no longer agree with each other: a scaler whose `scale_` is shorter than its
 `mean_`, a tree whose child index points past its nodes, a coefficient matrix turned on its side.
@@ -221,9 +226,51 @@ def mutant(model, fmt: str, rng) -> bytes | None:
         return None
 
 
+EDGE_NUMBERS = ["-1", "0", "1", "2", "7", "255", "256", "2147483647", "-2147483648", "4294967296",
+                "1e308", "-1e308", "nan", "inf", "-inf", "0.5", "-0.0"]
+
+
+def mutate_lightgbm(text: str, rng) -> str:
+    """One to three `key=value` lines of a LightGBM text model changed (see the module doc)."""
+    lines = text.split("\n")
+    fields = [i for i, line in enumerate(lines) if "=" in line and not line.startswith("[")]
+    for _ in range(1 + rng.integers(3)):
+        i = fields[rng.integers(len(fields))]
+        key, value = lines[i].split("=", 1)
+        items = value.split(" ")
+        kind = rng.integers(5)
+        if kind == 0 and len(items) > 1:
+            items = items[: rng.integers(len(items))]
+        elif kind == 1:
+            items = items + items[: 1 + rng.integers(len(items))]
+        elif kind == 2:
+            items[rng.integers(len(items))] = EDGE_NUMBERS[rng.integers(len(EDGE_NUMBERS))]
+        elif kind == 3 and len(items) > 1:
+            a, b = rng.integers(len(items)), rng.integers(len(items))
+            items[a], items[b] = items[b], items[a]
+        else:
+            items = [EDGE_NUMBERS[rng.integers(len(EDGE_NUMBERS))]]
+        lines[i] = key + "=" + " ".join(items)
+    return "\n".join(lines)
+
+
+def main_lightgbm(out: Path, count: int, seed: str, name: str) -> int:
+    path = HERE.parent / "models" / name / "model" / "model.lgb"
+    text = path.read_text()
+    rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+    dest = out / name.split("/", 1)[1]
+    dest.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        (dest / f"{n:06d}.lgb").write_text(mutate_lightgbm(text, rng))
+    return count
+
+
 def main() -> None:
     out, count, seed, *names = sys.argv[1:]
     out, count = Path(out), int(count)
+    if names and all(n.startswith("gbdt/") for n in names):
+        print(json.dumps({n: main_lightgbm(out, count, seed, n) for n in names}))
+        return
     cases = json.loads((CASES / "cases.json").read_text())
     summary = {}
     for case in cases:
