@@ -6,7 +6,8 @@
 A CASE named `gbdt/<case>` is a LightGBM text model of models/gbdt/ instead: its `key=value`
 lines are changed by field (a list truncated, extended or with one number set to an edge value;
 a scalar swapped for one), so that each mutant still parses line by line and its trees' arrays
-disagree with each other or with the header.
+disagree with each other or with the header. An XGBoost JSON model (`model.json`) has one to
+three of its JSON values changed the same way (arrays, numbers, strings), and stays JSON.
 
 Byte-level mutation (`scripts/fuzz-models`) rarely makes a file whose arrays are still
 self-consistent but no longer agree with each other: a scaler whose `scale_` is shorter than its
@@ -254,12 +255,47 @@ def mutate_lightgbm(text: str, rng) -> str:
     return "\n".join(lines)
 
 
+def mutate_json(doc, rng):
+    """One to three values of a JSON document changed: arrays truncated, extended, reordered or
+    given an edge value; numbers and strings swapped for edge values."""
+    doc = copy.deepcopy(doc)
+    places = []
+    stack = [doc]
+    while stack:
+        v = stack.pop()
+        items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else []
+        for k, x in items:
+            places.append((v, k))
+            if isinstance(x, (dict, list)):
+                stack.append(x)
+    edge = [-1, 0, 1, 2, 255, 2**31 - 1, -(2**31), 2**32, 1e308, -1e308, 0.5, "", "nan", "-1", "1e30"]
+    for _ in range(1 + rng.integers(3)):
+        parent, key = places[rng.integers(len(places))]
+        v = parent[key]
+        kind = rng.integers(4)
+        if isinstance(v, list) and v and kind == 0:
+            parent[key] = v[: rng.integers(len(v))]
+        elif isinstance(v, list) and v and kind == 1:
+            parent[key] = v + v[: 1 + rng.integers(len(v))]
+        elif isinstance(v, list) and v and kind == 2:
+            v[rng.integers(len(v))] = edge[rng.integers(len(edge))]
+        elif not isinstance(v, (dict, list)) or kind == 3:
+            parent[key] = edge[rng.integers(len(edge))]
+    return doc
+
+
 def main_lightgbm(out: Path, count: int, seed: str, name: str) -> int:
-    path = HERE.parent / "models" / name / "model" / "model.lgb"
-    text = path.read_text()
+    """The mutants of a gbdt case: LightGBM text, or XGBoost JSON."""
+    model = HERE.parent / "models" / name / "model"
     rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
     dest = out / name.split("/", 1)[1]
     dest.mkdir(parents=True, exist_ok=True)
+    if (model / "model.json").exists():
+        doc = json.loads((model / "model.json").read_text())
+        for n in range(count):
+            (dest / f"{n:06d}.json").write_text(json.dumps(mutate_json(doc, rng)))
+        return count
+    text = (model / "model.lgb").read_text()
     for n in range(count):
         (dest / f"{n:06d}.lgb").write_text(mutate_lightgbm(text, rng))
     return count
