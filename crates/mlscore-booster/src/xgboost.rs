@@ -87,7 +87,6 @@ fn read_doc(doc: &Value, model_class: &str) -> Result<Booster<f32>, ReadError> {
     let n_features = feature_count(param.usize_at("num_feature")?, "num_feature", usize::MAX)?;
     let objective = learner.str_at("objective/name")?;
     let (transform, link) = objective_semantics(objective)?;
-    let base = base_margins(param.str_at("base_score")?, groups, link)?;
 
     let booster = learner.at("gradient_booster")?;
     let (model, weights) = match booster.str_at("name")? {
@@ -103,6 +102,16 @@ fn read_doc(doc: &Value, model_class: &str) -> Result<Booster<f32>, ReadError> {
         }
     };
     let trees = model.at("trees")?.items("trees")?;
+    // Every class has its trees (each round adds one a class), so more classes than trees is a
+    // damaged file. Checked before anything is allocated per class (and scoring allocates each
+    // row's outputs).
+    if groups > trees.len().max(MAX_CLASSES_WITHOUT_TREES) {
+        return Err(ReadError::Invalid(format!(
+            "num_class is {num_class} and the model has {} trees: the model is damaged",
+            trees.len()
+        )));
+    }
+    let base = base_margins(param.str_at("base_score")?, groups, link)?;
     let tree_info: Vec<i64> = model.at("tree_info")?.numbers("tree_info")?;
     if tree_info.len() != trees.len() {
         return Err(ReadError::Invalid(format!("{} trees but {} tree_info entries", trees.len(), tree_info.len())));
@@ -252,6 +261,9 @@ fn objective_semantics(name: &str) -> Result<(Transform, Link), ReadError> {
 
 /// base_score: `"5E-1"` before xgboost 3.1, `"[5E-1]"` or one value per class since; in the
 /// objective's output space, turned into margins as XGBoost's `ProbToMargin` does (float32).
+/// The most classes a model without a tree for each may declare (a model of zero rounds).
+const MAX_CLASSES_WITHOUT_TREES: usize = 1024;
+
 fn base_margins(text: &str, groups: usize, link: Link) -> Result<Vec<f32>, ReadError> {
     let bad = || ReadError::Invalid(format!("base_score '{text}' is not a number or a list of numbers"));
     let inner = text.trim().trim_start_matches('[').trim_end_matches(']');

@@ -91,7 +91,11 @@ impl RawEnsemble {
     /// weighs each output exactly once (forest classifiers); else `None`. Adding a leaf's row
     /// gives the same sums, in the same order, as adding its entries one by one.
     pub fn leaf_table(&self, outputs: usize) -> Option<Vec<f64>> {
-        let mut table = vec![0.0; self.leaves.len() * outputs];
+        // Checked before the table is allocated: `outputs` may come from a damaged file.
+        if self.leaves.iter().any(|leaf| leaf.len() != outputs) {
+            return None;
+        }
+        let mut table = vec![0.0; self.leaves.len().checked_mul(outputs)?];
         for (l, leaf) in self.leaves.iter().enumerate() {
             if leaf.len() != outputs {
                 return None;
