@@ -7,7 +7,9 @@ A CASE named `gbdt/<case>` is a LightGBM text model of models/gbdt/ instead: its
 lines are changed by field (a list truncated, extended or with one number set to an edge value;
 a scalar swapped for one), so that each mutant still parses line by line and its trees' arrays
 disagree with each other or with the header. An XGBoost JSON model (`model.json`) has one to
-three of its JSON values changed the same way (arrays, numbers, strings), and stays JSON.
+three of its JSON values changed the same way (arrays, numbers, strings), and stays JSON; an
+XGBoost UBJSON model (`model.ubj`) is read by xgboost as JSON, changed so, and written back as
+UBJSON by `ubjson()` below.
 
 Byte-level mutation (`scripts/fuzz-models`) rarely makes a file whose arrays are still
 self-consistent but no longer agree with each other: a scaler whose `scale_` is shorter than its
@@ -284,8 +286,33 @@ def mutate_json(doc, rng):
     return doc
 
 
+def ubjson(v) -> bytes:
+    """`v` (what json.loads gives) as UBJSON: integers as int64, floats as float64."""
+    import struct
+
+    def text(s: str) -> bytes:
+        b = s.encode()
+        return b"L" + struct.pack(">q", len(b)) + b
+
+    if v is None:
+        return b"Z"
+    if v is True:
+        return b"T"
+    if v is False:
+        return b"F"
+    if isinstance(v, int):
+        return b"L" + struct.pack(">q", v) if -(2**63) <= v < 2**63 else b"H" + text(str(v))
+    if isinstance(v, float):
+        return b"D" + struct.pack(">d", v)
+    if isinstance(v, str):
+        return b"S" + text(v)
+    if isinstance(v, list):
+        return b"[" + b"".join(ubjson(x) for x in v) + b"]"
+    return b"{" + b"".join(text(k) + ubjson(x) for k, x in v.items()) + b"}"
+
+
 def main_lightgbm(out: Path, count: int, seed: str, name: str) -> int:
-    """The mutants of a gbdt case: LightGBM text, or XGBoost JSON."""
+    """The mutants of a gbdt case: LightGBM text, XGBoost JSON or UBJSON."""
     model = HERE.parent / "models" / name / "model"
     rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
     dest = out / name.split("/", 1)[1]
@@ -294,6 +321,13 @@ def main_lightgbm(out: Path, count: int, seed: str, name: str) -> int:
         doc = json.loads((model / "model.json").read_text())
         for n in range(count):
             (dest / f"{n:06d}.json").write_text(json.dumps(mutate_json(doc, rng)))
+        return count
+    if (model / "model.ubj").exists():
+        import xgboost
+
+        doc = json.loads(xgboost.Booster(model_file=str(model / "model.ubj")).save_raw("json"))
+        for n in range(count):
+            (dest / f"{n:06d}.ubj").write_bytes(ubjson(mutate_json(doc, rng) if n else doc))
         return count
     text = (model / "model.lgb").read_text()
     for n in range(count):
