@@ -329,6 +329,18 @@ def main_lightgbm(out: Path, count: int, seed: str, name: str) -> int:
         for n in range(count):
             (dest / f"{n:06d}.ubj").write_bytes(ubjson(mutate_json(doc, rng) if n else doc))
         return count
+    pickled = next((model / f for f in ("model.pkl", "model.skops") if (model / f).exists()), None)
+    if pickled is not None:
+        # A scikit-learn-API XGBoost or LightGBM estimator saved with mlflow.xgboost /
+        # mlflow.lightgbm as a pickle or skops file: mutated as objects, as the zoo's are.
+        estimator = load(pickled)
+        written = 0
+        for n in range(count):
+            data = mutant(estimator, pickled.suffix, rng)
+            if data is not None:
+                (dest / f"{n:06d}{pickled.suffix}").write_bytes(data)
+                written += 1
+        return written
     text = (model / "model.lgb").read_text()
     for n in range(count):
         (dest / f"{n:06d}.lgb").write_text(mutate_lightgbm(text, rng))
