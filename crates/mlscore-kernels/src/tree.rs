@@ -1435,29 +1435,37 @@ mod tests {
         }
     }
 
-    /// Random trees of 1 to 48 leaves (so both walks are used) over 5 features, with thresholds
-    /// from a small set that the inputs hit exactly, every fast mode, NaN tracking on some splits.
-    /// `dense`: every leaf weighs every output once, in a random order (forest classifiers).
-    /// `trees` random trees of 1 to `max_leaves` leaves.
-    /// Random trees; a third of their splits categorical when `cats` is 1 (sets of the integers
-    /// 0 to 5) or 2 (some sets with 40, 100 or 255 too: too large for a mask in a node).
-    fn random_ensemble(
-        rng: &mut Rng,
-        trees: usize,
-        max_leaves: usize,
-        outputs: usize,
-        dense: bool,
-        cats: u8,
-    ) -> RawEnsemble {
+    /// How [`random_ensemble`] grows its trees.
+    #[derive(Clone, Copy)]
+    enum Grow {
+        /// Each tree to 1 to this many leaves, splitting a random leaf each time: lopsided.
+        Random(usize),
+        /// Each tree to this many leaves, splitting the shallowest leaf each time: level by level,
+        /// a random forest's shape.
+        Balanced(usize),
+    }
+
+    /// `trees` random trees over 5 features, with thresholds from a small set that the inputs
+    /// hit exactly, every fast mode, NaN tracking on some splits. `dense`: every leaf weighs every
+    /// output once, in a random order (forest classifiers). A third of the splits are categorical
+    /// when `cats` is 1 (sets of the integers 0 to 5) or 2 (some sets with 40, 100 or 255 too:
+    /// too large for a mask in a node).
+    fn random_ensemble(rng: &mut Rng, trees: usize, grow: Grow, outputs: usize, dense: bool, cats: u8) -> RawEnsemble {
         let mut raw = RawEnsemble::default();
         for _ in 0..trees {
-            let want = 1 + rng.below(max_leaves);
+            let want = match grow {
+                Grow::Random(max_leaves) => 1 + rng.below(max_leaves),
+                Grow::Balanced(leaves) => leaves,
+            };
             raw.roots.push(Target::Leaf(0));
-            // Grow by splitting a random leaf until the tree has `want` leaves. A leaf is a hole:
-            // its parent split (`None`: the root) and which branch of it.
+            // Grow by splitting a leaf until the tree has `want` leaves. A leaf is a hole: its
+            // parent split (`None`: the root) and which branch of it.
             let mut holes: Vec<(Option<usize>, bool)> = vec![(None, false)];
             while holes.len() < want {
-                let (parent, yes) = holes.swap_remove(rng.below(holes.len()));
+                let (parent, yes) = match grow {
+                    Grow::Random(_) => holes.swap_remove(rng.below(holes.len())),
+                    Grow::Balanced(_) => holes.remove(0),
+                };
                 let node = raw.nodes.len();
                 let mode = if cats > 0 && rng.below(3) == 0 {
                     Mode::Member
@@ -1549,7 +1557,7 @@ mod tests {
 
     fn check_against_oracle_with<T: Float>(seed: u64, max_leaves: usize, outputs: usize, dense: bool, cats: u8) {
         let mut rng = Rng(seed);
-        let raw = random_ensemble(&mut rng, 60, max_leaves, outputs, dense, cats);
+        let raw = random_ensemble(&mut rng, 60, Grow::Random(max_leaves), outputs, dense, cats);
         let bits = Ensemble::<T>::compile(&raw, outputs).unwrap();
         let large = raw.nodes.iter().any(|n| n.members.iter().any(|m| *m >= f64::from(T::MASK_BITS)));
         let want = match cats {
@@ -1646,58 +1654,13 @@ mod tests {
         }
     }
 
-    /// A forest's shape: every tree grown level by level (each split the shallowest leaf) to
-    /// `leaves` leaves, on 5 features; a third of the splits categorical when `cats`.
-    fn balanced_forest(rng: &mut Rng, trees: usize, leaves: usize, cats: bool) -> RawEnsemble {
-        let mut raw = RawEnsemble::default();
-        for _ in 0..trees {
-            raw.roots.push(Target::Leaf(0));
-            let mut holes: VecDeque<(Option<usize>, bool)> = VecDeque::from([(None, false)]);
-            while holes.len() < leaves {
-                let Some((parent, yes)) = holes.pop_front() else { break };
-                let node = raw.nodes.len();
-                let member = cats && rng.below(3) == 0;
-                raw.nodes.push(RawNode {
-                    feature: rng.below(5),
-                    threshold: (rng.below(9) as f64 - 4.0) / 2.0,
-                    mode: if member { Mode::Member } else { Mode::Leq },
-                    members: if member {
-                        (0..6).filter(|_| rng.below(2) == 0).map(f64::from).collect()
-                    } else {
-                        vec![]
-                    },
-                    yes: Target::Leaf(0),
-                    no: Target::Leaf(0),
-                    missing_true: rng.below(2) == 0,
-                });
-                match parent {
-                    None => *raw.roots.last_mut().expect("root") = Target::Node(node),
-                    Some(p) if yes => raw.nodes[p].yes = Target::Node(node),
-                    Some(p) => raw.nodes[p].no = Target::Node(node),
-                }
-                holes.push_back((Some(node), true));
-                holes.push_back((Some(node), false));
-            }
-            for (parent, yes) in holes {
-                let leaf = raw.leaves.len();
-                raw.leaves.push(vec![(0, rng.below(1000) as f64 / 8.0), (1, rng.below(1000) as f64 / 8.0)]);
-                match parent {
-                    None => *raw.roots.last_mut().expect("root") = Target::Leaf(leaf),
-                    Some(p) if yes => raw.nodes[p].yes = Target::Leaf(leaf),
-                    Some(p) => raw.nodes[p].no = Target::Leaf(leaf),
-                }
-            }
-        }
-        raw
-    }
-
     #[test]
     fn forests_walked_three_trees_at_a_time_reach_the_attributes_leaves() {
-        for (seed, cats) in [(1, false), (2, true), (3, false)] {
+        for (seed, cats) in [(1, 0), (2, 1), (3, 0)] {
             let mut rng = Rng(seed);
             // 100 leaves: depth 7, too many for 64-bit masks, so the masks take five levels and
             // the walk the last two, every row; 11 trees: three triples, then two walked alone.
-            let raw = balanced_forest(&mut rng, 11, 100, cats);
+            let raw = random_ensemble(&mut rng, 11, Grow::Balanced(100), 2, true, cats);
             let e = Ensemble::<f32>::compile(&raw, 2).unwrap();
             let Layout::Fast { bits: Some(bits), .. } = &e.layout else { panic!("no bit-vector trees") };
             assert!(e.three_alike(bits, 0).is_some() && e.three_alike(bits, 9).is_none());
