@@ -311,8 +311,22 @@ def ubjson(v) -> bytes:
     return b"{" + b"".join(text(k) + ubjson(x) for k, x in v.items()) + b"}"
 
 
-def main_lightgbm(out: Path, count: int, seed: str, name: str) -> int:
-    """The mutants of a gbdt case: LightGBM text, XGBoost JSON or UBJSON."""
+def write_object_mutants(path: Path, count: int, rng, dest: Path) -> int:
+    """Writes up to `count` object mutants of the estimator in `path` (pickle or skops) to
+    `dest`; returns how many the writer could write."""
+    estimator = load(path)
+    written = 0
+    for n in range(count):
+        data = mutant(estimator, path.suffix, rng)
+        if data is not None:
+            (dest / f"{n:06d}{path.suffix}").write_bytes(data)
+            written += 1
+    return written
+
+
+def main_gbdt(out: Path, count: int, seed: str, name: str) -> int:
+    """The mutants of a gbdt case: LightGBM text, XGBoost JSON or UBJSON, or a pickled or skops
+    scikit-learn-API estimator."""
     model = HERE.parent / "models" / name / "model"
     rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
     dest = out / name.split("/", 1)[1]
@@ -333,14 +347,7 @@ def main_lightgbm(out: Path, count: int, seed: str, name: str) -> int:
     if pickled is not None:
         # A scikit-learn-API XGBoost or LightGBM estimator saved with mlflow.xgboost /
         # mlflow.lightgbm as a pickle or skops file: mutated as objects, as the zoo's are.
-        estimator = load(pickled)
-        written = 0
-        for n in range(count):
-            data = mutant(estimator, pickled.suffix, rng)
-            if data is not None:
-                (dest / f"{n:06d}{pickled.suffix}").write_bytes(data)
-                written += 1
-        return written
+        return write_object_mutants(pickled, count, rng, dest)
     text = (model / "model.lgb").read_text()
     for n in range(count):
         (dest / f"{n:06d}.lgb").write_text(mutate_lightgbm(text, rng))
@@ -351,7 +358,7 @@ def main() -> None:
     out, count, seed, *names = sys.argv[1:]
     out, count = Path(out), int(count)
     if names and all(n.startswith("gbdt/") for n in names):
-        print(json.dumps({n: main_lightgbm(out, count, seed, n) for n in names}))
+        print(json.dumps({n: main_gbdt(out, count, seed, n) for n in names}))
         return
     cases = json.loads((CASES / "cases.json").read_text())
     summary = {}
@@ -363,17 +370,10 @@ def main() -> None:
         path = next((model_dir / f for f in ("model.pkl", "model.skops") if (model_dir / f).exists()), None)
         if path is None:
             continue
-        model = load(path)
         rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
         dest = out / name
         dest.mkdir(parents=True, exist_ok=True)
-        written = 0
-        for n in range(count):
-            data = mutant(model, path.suffix, rng)
-            if data is not None:
-                (dest / f"{n:06d}{path.suffix}").write_bytes(data)
-                written += 1
-        summary[name] = written
+        summary[name] = write_object_mutants(path, count, rng, dest)
     print(json.dumps(summary))
 
 
