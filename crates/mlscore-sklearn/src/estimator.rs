@@ -1278,13 +1278,13 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
 /// categorical columns (unknown and missing categories to NaN) whose codes come first, then the
 /// other columns, as `check_array` makes them float64 (which mlscore's frames already are).
 fn own_preprocessor(g: &Graph, id: Id) -> Result<Option<Transformer>> {
-    if !short(&class(g, id)?).starts_with("HistGradientBoosting") {
+    let name = short(&class(g, id)?).to_string();
+    if !name.starts_with("HistGradientBoosting") {
         return Ok(None);
     }
     let Some(p) = g.attr(id, "_preprocessor")?.filter(|p| !matches!(g.node(*p), Node::None)) else {
         return Ok(None);
     };
-    let name = short(&class(g, id)?).to_string();
     let n_in = n_features_of(g, id)?;
     let names = names_in(g, id)?;
     let mut branches = Vec::new();
