@@ -285,7 +285,22 @@ const TILE_ROWS: usize = 64;
 /// assert_eq!(x, vec![2.0, 20.0, 3.0, 30.0]);
 /// ```
 pub fn to_rows<T: crate::tree::Float>(cols: &[&[f64]], start: usize, n: usize, out: &mut Vec<T>) {
-    transpose(cols, start, n, out, T::from_f64);
+    transpose(cols, start, n, cols.len(), out, T::from_f64);
+}
+
+/// [`to_rows`] with rows `stride` values apart, zeros after each row's own (a `stride` below
+/// `cols.len()` is taken as `cols.len()`): rows of a fixed width, which a walk can index
+/// without a bounds check.
+///
+/// ```
+/// use mlscore_kernels::columns::to_padded_rows;
+/// let (a, b) = ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0]);
+/// let mut x: Vec<f32> = Vec::new();
+/// to_padded_rows(&[&a, &b], 1, 2, 4, &mut x);
+/// assert_eq!(x, vec![2.0, 20.0, 0.0, 0.0, 3.0, 30.0, 0.0, 0.0]);
+/// ```
+pub fn to_padded_rows<T: crate::tree::Float>(cols: &[&[f64]], start: usize, n: usize, stride: usize, out: &mut Vec<T>) {
+    transpose(cols, start, n, stride.max(cols.len()), out, T::from_f64);
 }
 
 /// [`to_rows`] with every value rounded to float32 and back (as scikit-learn's trees read a
@@ -299,12 +314,19 @@ pub fn to_rows<T: crate::tree::Float>(cols: &[&[f64]], start: usize, n: usize, o
 /// assert!(x[3].is_nan());
 /// ```
 pub fn to_rows_through_f32(cols: &[&[f64]], start: usize, n: usize, out: &mut Vec<f64>) {
-    transpose(cols, start, n, out, |v| f64::from(v as f32));
+    transpose(cols, start, n, cols.len(), out, |v| f64::from(v as f32));
 }
 
+/// Writes rows `width` values apart (`width >= cols.len()`), the values past `cols.len()` zero.
 #[inline(always)]
-fn transpose<T: Copy + Default>(cols: &[&[f64]], start: usize, n: usize, out: &mut Vec<T>, conv: impl Fn(f64) -> T) {
-    let width = cols.len();
+fn transpose<T: Copy + Default>(
+    cols: &[&[f64]],
+    start: usize,
+    n: usize,
+    width: usize,
+    out: &mut Vec<T>,
+    conv: impl Fn(f64) -> T,
+) {
     out.clear();
     out.resize(n * width, T::default());
     for (t, tile) in out.chunks_mut(TILE_ROWS * width.max(1)).enumerate() {

@@ -1,7 +1,7 @@
 //! A tree ensemble compiled for fast evaluation.
 //!
 //! Every tree is re-laid out breadth-first in one flat array of 12-byte nodes (16 for f64).
-//! Leaves point to themselves, so walking a tree is `depth` identical steps with no branch on
+//! Leaves step to themselves, so walking a tree is `depth` identical steps with no branch on
 //! the node kind. Rows are walked in blocks: for each tree, every row of the block advances one
 //! level at a time, so the loads of different rows overlap instead of waiting on each other,
 //! and the tree's nodes and the block's features stay in L1.
@@ -23,7 +23,7 @@ mod bits;
 
 use std::collections::VecDeque;
 
-use self::bits::{BitTrees, CatTable, ColumnBlock, MaskBuf, Reached, RowBlock};
+use self::bits::{BitTrees, CatTable, ColumnBlock, MAX_LEAVES, MaskBuf, Reached, RowBlock, Word};
 
 use crate::error::Result;
 use crate::{bail, ensure};
@@ -318,9 +318,9 @@ fn switch_depth(live: &[f64], min_depth: u32) -> u32 {
 /// A node of the fast layout: go to `left` when not `x <= threshold`, to `left + 1` when it is
 /// (or when `x` is NaN and the NaN bit of `feature` is set). The two children of a split sit side
 /// by side, so a step is one load of the node, one of the feature, a compare and an add; two more
-/// bits of `feature` say which children are leaves. A leaf is stored three times, as its parent's
-/// child and as a pair pointing to itself, so that extra steps stay on it; in single-output
-/// ensembles its `threshold` holds its value.
+/// bits of `feature` say which children are leaves. Extra steps stay on a leaf: its threshold is
+/// NaN and its `left` itself; or, in single-output ensembles whose leaves' values are their
+/// thresholds, it is stored three times, as its parent's child and as a pair pointing to itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 struct FastNode<T> {
@@ -477,6 +477,13 @@ impl<T> Rows<'_, T> {
 /// Rows walked together through each tree.
 const BLOCK: usize = 128;
 
+/// The width a block's rows are padded to when the ensemble reads at most this many features
+/// and they come as more than half as many columns: the walk then reads a row as a fixed-size
+/// array, a feature's index masked into it, with no bounds check a step (RandomForest 100
+/// trees of depth 8, 28 features, 65,536-row batches, one thread: +1-4% rows/s). Narrower rows
+/// keep their width: padded, a block would be several times larger.
+const PADDED: usize = 32;
+
 /// Masks a tree holds in the bit-vector walk's buffer: a block's, and one cache line more, so
 /// that the trees' masks spread over the L1 cache's sets (512 bytes apart, every eighth tree's
 /// fell into the same sets): XGBoost 100 trees depth 6, 2.13-2.16M -> 2.26-2.30M rows/s at
@@ -617,6 +624,17 @@ impl<T: Float> Ensemble<T> {
                     let pair = nodes.len() as u32;
                     ensure!(nodes.len() + 2 < MAX_NODES, "the trees are too large");
                     match target {
+                        // A leaf whose value is kept elsewhere is one node: its NaN threshold fails
+                        // every `x <=` test (NaN included, its feature having no NaN bit), so each
+                        // step returns to `left`, itself. Half the nodes of a forest (RandomForest
+                        // 100 trees of depth 8: 1.0 -> 0.5 MB), the rest of its walk unchanged.
+                        Target::Leaf(l) if !value_in_node => {
+                            min_depth = min_depth.min(d);
+                            nodes[slot as usize] =
+                                FastNode { threshold: T::from_f64(f64::NAN), feature: 0, left: slot };
+                            leaf_of[slot as usize] = l as u32;
+                        }
+                        // One whose value is its threshold: a pair of copies to step into.
                         Target::Leaf(l) => {
                             min_depth = min_depth.min(d);
                             let node = FastNode { threshold: leaf_value(l), feature: 0, left: pair };
@@ -783,7 +801,12 @@ impl<T: Float> Ensemble<T> {
             Some(bits) => self.trees.len() - bits.whole_trees(),
             None => self.trees.len(),
         };
-        let width = input.width();
+        let padded = match input {
+            Rows::Columns(cols) => cols.len() > PADDED / 2 && cols.len() <= PADDED && self.features <= PADDED,
+            Rows::Major { .. } => false,
+        };
+        // Values a row of the walk's block: padded, or the input's width.
+        let width = if padded { PADDED } else { input.width() };
         // Columns' blocks copied row-major, for the node walk.
         let mut copied: Vec<T> = Vec::new();
         for start in (0..rows).step_by(BLOCK) {
@@ -791,7 +814,7 @@ impl<T: Float> Ensemble<T> {
             let xb: &[T] = match input {
                 Rows::Major { x, width } => &x[start * width..(start + n) * width],
                 Rows::Columns(cols) if walked > 0 => {
-                    crate::columns::to_rows(cols, start, n, &mut copied);
+                    crate::columns::to_padded_rows(cols, start, n, width, &mut copied);
                     &copied
                 }
                 Rows::Columns(_) => &[],
@@ -815,11 +838,18 @@ impl<T: Float> Ensemble<T> {
                             && let Some((from, depth)) = self.three_alike(bits, t)
                         {
                             let [a, b, c] = &mut three;
-                            let mut ix = [&mut a[..n], &mut b[..n], &mut c[..n]];
-                            for (k, i) in ix.iter_mut().enumerate() {
-                                bits.frontier((t + k) as u32, &masks, MASK_STRIDE, i);
+                            let ix = [&mut a[..n], &mut b[..n], &mut c[..n]];
+                            let tree = |k: usize| (t + k) as u32;
+                            match &masks {
+                                MaskBuf::W32(m) => {
+                                    let starts = [0, 1, 2].map(|k| bits.frontier_of(tree(k), m, MASK_STRIDE));
+                                    walk_with!(nan, *cats, padded, w.three(ix, starts, from, depth));
+                                }
+                                MaskBuf::W64(m) => {
+                                    let starts = [0, 1, 2].map(|k| bits.frontier_of(tree(k), m, MASK_STRIDE));
+                                    walk_with!(nan, *cats, padded, w.three(ix, starts, from, depth));
+                                }
                             }
-                            walk_with!(nan, *cats, w.three(ix, from, depth));
                             for i in &three {
                                 visit(start, Reached::Slots(&i[..n]));
                             }
@@ -841,7 +871,7 @@ impl<T: Float> Ensemble<T> {
                                 }
                             }
                         }
-                        walk_with!(nan, *cats, w.tree(tree, idx, &mut active, from));
+                        walk_with!(nan, *cats, padded, w.tree(tree, idx, &mut active, from));
                         visit(start, Reached::Slots(idx));
                     }
                 }
@@ -1110,21 +1140,37 @@ fn fast_step<T: Float, const NAN: bool, const CAT: u8>(node: &FastNode<T>, v: T,
     if NAN { yes | (u32::from(v.is_nan()) & (node.feature >> 31)) } else { yes }
 }
 
-/// Calls `$walk.$method::<NAN, CAT>(...)` with the `NAN` of a block (`$nan`) and the `CAT` of an
-/// ensemble's categorical splits (`$cats`).
+/// Calls `$walk.$method::<NAN, CAT, P>(...)` with the `NAN` of a block (`$nan`), the `CAT` of an
+/// ensemble's categorical splits (`$cats`) and the `P` of its rows ([`PADDED`] where `$padded`,
+/// else 0: see [`feature_of`]).
 macro_rules! walk_with {
-    ($nan:expr, $cats:expr, $walk:ident . $method:ident ( $($arg:expr),* )) => {
+    ($nan:expr, $cats:expr, $padded:expr, $walk:ident . $method:ident ( $($arg:expr),* )) => {
+        if $padded {
+            walk_with!(@cats PADDED, $nan, $cats, $walk.$method($($arg),*))
+        } else {
+            walk_with!(@cats 0, $nan, $cats, $walk.$method($($arg),*))
+        }
+    };
+    (@cats $p:expr, $nan:expr, $cats:expr, $walk:ident . $method:ident ( $($arg:expr),* )) => {
         match ($nan, $cats) {
-            (true, Cats::None) => $walk.$method::<true, NO_CATS>($($arg),*),
-            (true, Cats::Small) => $walk.$method::<true, SMALL_CATS>($($arg),*),
-            (true, Cats::Wide) => $walk.$method::<true, WIDE_CATS>($($arg),*),
-            (false, Cats::None) => $walk.$method::<false, NO_CATS>($($arg),*),
-            (false, Cats::Small) => $walk.$method::<false, SMALL_CATS>($($arg),*),
-            (false, Cats::Wide) => $walk.$method::<false, WIDE_CATS>($($arg),*),
+            (true, Cats::None) => $walk.$method::<true, NO_CATS, $p>($($arg),*),
+            (true, Cats::Small) => $walk.$method::<true, SMALL_CATS, $p>($($arg),*),
+            (true, Cats::Wide) => $walk.$method::<true, WIDE_CATS, $p>($($arg),*),
+            (false, Cats::None) => $walk.$method::<false, NO_CATS, $p>($($arg),*),
+            (false, Cats::Small) => $walk.$method::<false, SMALL_CATS, $p>($($arg),*),
+            (false, Cats::Wide) => $walk.$method::<false, WIDE_CATS, $p>($($arg),*),
         }
     };
 }
 use walk_with;
+
+/// The value of a fast node's feature (its `feature` field, flags and all) in a row of a block:
+/// with `P` = 0 the row is the block's width; otherwise it is `P` values, a power of two above
+/// every feature read, and the index is masked into it, which needs no bounds check.
+#[inline(always)]
+fn feature_of<T: Copy, const P: usize>(row: &[T], feature: u32) -> T {
+    if P == 0 { row[(feature & FEATURE_MASK) as usize] } else { row[feature as usize & P.wrapping_sub(1)] }
+}
 
 /// What the walk of one tree of the fast layout reads.
 #[derive(Clone, Copy)]
@@ -1138,25 +1184,46 @@ struct Walk<'a, T> {
 }
 
 impl<T: Float> Walk<'_, T> {
+    /// Rows of the block, as [`feature_of`] reads them with `P`.
+    fn rows<const P: usize>(&self) -> std::slice::ChunksExact<'_, T> {
+        self.xb.chunks_exact(if P == 0 { self.width } else { P })
+    }
+
     /// Walks three trees for a block of rows, every row a step at a time in each of them, from
-    /// their nodes at depth `from` that `idx` holds down to `depth` (rows on leaves loop on
-    /// themselves); leaves each row's leaf of each tree in `idx`. Three trees' steps for a row
-    /// in one pass share the row's address and the loop, and overlap: random forests, 100 trees
-    /// of depth 8, 65,536-row batches, one thread: 1.51M -> 1.71M rows/s (two at a time 1.63M,
-    /// four 1.64M; same invocation).
+    /// their frontiers at depth `from` down to `depth` (rows on leaves loop on themselves);
+    /// leaves each row's leaf of each tree in `idx`. `starts` holds each tree's masks of the
+    /// block and its frontier's slots: the first step starts from the node a row's mask names.
+    ///
+    /// Three trees' steps for a row in one pass share the row's address and the loop, and
+    /// overlap: random forests, 100 trees of depth 8, 65,536-row batches, one thread: 1.51M ->
+    /// 1.71M rows/s (two at a time 1.63M, four 1.64M; same invocation). Taking the first step
+    /// from the masks, not from slots written to `idx` by a pass of their own: +3-4%.
     #[inline(always)]
-    fn three<const NAN: bool, const CAT: u8>(&self, idx: [&mut [u32]; 3], from: u32, depth: u32) {
-        let Walk { nodes, sets, xb, width, .. } = *self;
-        let step = |i: &mut u32, row: &[T]| {
-            let node = &nodes[*i as usize];
-            *i = node.left + fast_step::<T, NAN, CAT>(node, row[(node.feature & FEATURE_MASK) as usize], sets);
+    fn three<const NAN: bool, const CAT: u8, const P: usize>(
+        &self,
+        idx: [&mut [u32]; 3],
+        starts: [(&[impl Word], &[u32; MAX_LEAVES]); 3],
+        from: u32,
+        depth: u32,
+    ) {
+        let Walk { nodes, sets, .. } = *self;
+        let step = |i: u32, row: &[T]| {
+            let node = &nodes[i as usize];
+            node.left + fast_step::<T, NAN, CAT>(node, feature_of::<T, P>(row, node.feature), sets)
         };
         let [a, b, c] = idx;
-        for _ in from..depth {
-            for (((i, j), k), row) in a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()).zip(xb.chunks_exact(width)) {
-                step(i, row);
-                step(j, row);
-                step(k, row);
+        let [(ma, sa), (mb, sb), (mc, sc)] = starts;
+        let frontier = ma.iter().zip(mb).zip(mc);
+        let walks = from < depth;
+        for ((((i, j), k), ((x, y), z)), row) in
+            a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()).zip(frontier).zip(self.rows::<P>())
+        {
+            let (fi, fj, fk) = (sa[x.lowest()], sb[y.lowest()], sc[z.lowest()]);
+            (*i, *j, *k) = if walks { (step(fi, row), step(fj, row), step(fk, row)) } else { (fi, fj, fk) };
+        }
+        for _ in from + 1..depth {
+            for (((i, j), k), row) in a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()).zip(self.rows::<P>()) {
+                (*i, *j, *k) = (step(*i, row), step(*j, row), step(*k, row));
             }
         }
     }
@@ -1169,12 +1236,18 @@ impl<T: Float> Walk<'_, T> {
     /// Lopsided trees (boosting) then keep a list of the rows still on a split, and step only those:
     /// a row's walk then costs about its own path length, not the depth of the deepest leaf.
     #[inline(always)]
-    fn tree<const NAN: bool, const CAT: u8>(&self, tree: &Tree, idx: &mut [u32], active: &mut [u8], from: u32) {
+    fn tree<const NAN: bool, const CAT: u8, const P: usize>(
+        &self,
+        tree: &Tree,
+        idx: &mut [u32],
+        active: &mut [u8],
+        from: u32,
+    ) {
         let Walk { nodes, sets, leaf_of, xb, width } = *self;
         let every_row = |idx: &mut [u32]| {
-            for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
+            for (i, row) in idx.iter_mut().zip(self.rows::<P>()) {
                 let node = &nodes[*i as usize];
-                *i = node.left + fast_step::<T, NAN, CAT>(node, row[(node.feature & FEATURE_MASK) as usize], sets);
+                *i = node.left + fast_step::<T, NAN, CAT>(node, feature_of::<T, P>(row, node.feature), sets);
             }
         };
         if tree.depth == 0 {
@@ -1186,7 +1259,7 @@ impl<T: Float> Walk<'_, T> {
             // The first step: every row is on the root, which is loaded once.
             let root = &nodes[tree.root as usize];
             let f = (root.feature & FEATURE_MASK) as usize;
-            for (i, row) in idx.iter_mut().zip(xb.chunks_exact(width)) {
+            for (i, row) in idx.iter_mut().zip(self.rows::<P>()) {
                 *i = root.left + fast_step::<T, NAN, CAT>(root, row[f], sets);
             }
             level = 1;
@@ -1548,6 +1621,14 @@ mod tests {
         acc
     }
 
+    /// `cols` repeated to more than half of [`PADDED`] columns (and at most [`PADDED`]), so that
+    /// the walk pads its rows to [`PADDED`] values. Trees that read only `cols` score the same.
+    fn padded_columns<'a>(cols: &[&'a [f64]]) -> Vec<&'a [f64]> {
+        let wide: Vec<&[f64]> = cols.iter().cycle().take(PADDED / 2 + 1).copied().collect();
+        assert!(wide.len() > PADDED / 2 && wide.len() <= PADDED);
+        wide
+    }
+
     /// Scores random trees of up to `max_leaves` leaves every way and compares each row with
     /// [`oracle`]. Up to 32 leaves, every tree goes by masks alone; up to 48, some are walked on
     /// from their cut in 32-bit masks.
@@ -1611,9 +1692,15 @@ mod tests {
         // The same rows as float64 columns (every value of `x` is one exactly).
         let cols: Vec<Vec<f64>> = (0..5).map(|j| x.iter().skip(j).step_by(5).map(|v| v.to_f64()).collect()).collect();
         let cols: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+        let wide = padded_columns(&cols);
         let zeros = vec![T::default(); outputs];
         for (name, e) in [("bit-vector", &bits), ("other-width bit-vector", &other), ("node", &nodes_only)] {
-            for (input, rows_are) in [(Rows::Major { x: &x, width: 5 }, "rows"), (Rows::Columns(&cols), "columns")] {
+            let inputs = [
+                (Rows::Major { x: &x, width: 5 }, "rows"),
+                (Rows::Columns(&cols), "columns"),
+                (Rows::Columns(&wide), "columns walked padded"),
+            ];
+            for (input, rows_are) in inputs {
                 let (got, _) = e.aggregate_input(input, rows, Aggregate::Sum, &[]).unwrap();
                 let tabled = e.sum_leaf_table(input, rows, &table, &zeros).unwrap();
                 for (r, row) in x.chunks_exact(5).enumerate() {
@@ -1674,7 +1761,8 @@ mod tests {
             let cols: Vec<Vec<f64>> =
                 (0..5).map(|j| x.iter().skip(j).step_by(5).map(|v| f64::from(*v)).collect()).collect();
             let cols: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
-            for input in [Rows::Major { x: &x, width: 5 }, Rows::Columns(&cols)] {
+            for input in [Rows::Major { x: &x, width: 5 }, Rows::Columns(&cols), Rows::Columns(&padded_columns(&cols))]
+            {
                 let (got, _) = e.aggregate_input(input, rows, Aggregate::Sum, &[]).unwrap();
                 for (r, row) in x.chunks_exact(5).enumerate() {
                     assert_eq!(&got[2 * r..2 * r + 2], &oracle(&raw, row, 2)[..], "seed {seed}, row {r}: {row:?}");

@@ -40,7 +40,7 @@ use super::{CAT_BIT, Cats, FEATURE_MASK, FastNode, Float, NAN_BIT, Tree, WIDE_BI
 pub(super) const LANES: usize = 64;
 
 /// The most leaves a tree may have to be walked this way (one bit each, in 64-bit masks).
-const MAX_LEAVES: usize = 64;
+pub(super) const MAX_LEAVES: usize = 64;
 
 /// A mask word: 32 bits, or 64 for ensembles most of whose trees need 33 to 64 leaves.
 pub(super) trait Word: Copy + std::fmt::Debug + PartialEq + Send + Sync + 'static {
@@ -314,6 +314,17 @@ impl<T: Float> BitTrees<T> {
             MaskBuf::W32(m) => slots_of(slots, &m[at..], idx),
             MaskBuf::W64(m) => slots_of(slots, &m[at..], idx),
         }
+    }
+
+    /// Tree `row`'s masks in a block's `masks` (from [`Self::masks`], `stride` apart) and the
+    /// fast-layout slots of its frontier, which their lowest bits number.
+    pub(super) fn frontier_of<'a, M: Word>(
+        &'a self,
+        row: u32,
+        masks: &'a [M],
+        stride: usize,
+    ) -> (&'a [M], &'a [u32; MAX_LEAVES]) {
+        (&masks[row as usize * stride..], &self.leaves[row as usize])
     }
 
     /// The leaves the first `n` rows reached in tree `row` (a row of the masks), when
