@@ -21,7 +21,7 @@
 
 mod bits;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use self::bits::{BitTrees, CatTable, ColumnBlock, MAX_LEAVES, MaskBuf, Reached, RowBlock, Word};
 
@@ -87,6 +87,52 @@ pub struct RawEnsemble {
 }
 
 impl RawEnsemble {
+    /// Makes the leaves whose entries are equal (bit for bit) one leaf, which every split and
+    /// root that named any of them names; leaves keep the order of their first appearance.
+    /// Every row scores the same. A forest's table of leaf values ([`Self::leaf_table`]) keeps
+    /// only its distinct rows: a RandomForest of 100 trees of depth 8 has 19,129 leaves and
+    /// 5,200 distinct pairs of class fractions.
+    ///
+    /// ```
+    /// use mlscore_kernels::tree::{RawEnsemble, Target};
+    /// let mut raw = RawEnsemble {
+    ///     nodes: vec![],
+    ///     leaves: vec![vec![(0, 1.0)], vec![(0, 2.0)], vec![(0, 1.0)]],
+    ///     roots: vec![Target::Leaf(2), Target::Leaf(1), Target::Leaf(0)],
+    /// };
+    /// raw.share_equal_leaves();
+    /// assert_eq!(raw.leaves, vec![vec![(0, 1.0)], vec![(0, 2.0)]]);
+    /// assert_eq!(raw.roots, vec![Target::Leaf(0), Target::Leaf(1), Target::Leaf(0)]);
+    /// ```
+    pub fn share_equal_leaves(&mut self) {
+        let mut first: HashMap<Vec<(usize, u64)>, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut kept: Vec<Vec<(usize, f64)>> = Vec::new();
+        let shared: Vec<usize> = std::mem::take(&mut self.leaves)
+            .into_iter()
+            .map(|leaf| {
+                let key = leaf.iter().map(|(o, v)| (*o, v.to_bits())).collect();
+                *first.entry(key).or_insert_with(|| {
+                    kept.push(leaf);
+                    kept.len() - 1
+                })
+            })
+            .collect();
+        self.leaves = kept;
+        // A leaf number past the leaves (a damaged model) stays past them, for compile to refuse.
+        let renumber = |t: &mut Target| {
+            if let Target::Leaf(l) = t
+                && let Some(n) = shared.get(*l)
+            {
+                *l = *n;
+            }
+        };
+        for n in &mut self.nodes {
+            renumber(&mut n.yes);
+            renumber(&mut n.no);
+        }
+        self.roots.iter_mut().for_each(renumber);
+    }
+
     /// Every leaf's weights as a row of `outputs` values, leaf after leaf, where each leaf
     /// weighs each output exactly once (forest classifiers); else `None`. Adding a leaf's row
     /// gives the same sums, in the same order, as adding its entries one by one.
@@ -1739,6 +1785,44 @@ mod tests {
                 check_against_oracle::<f32>(seed, max_leaves, 3, true);
             }
         }
+    }
+
+    #[test]
+    fn shared_equal_leaves_score_the_same_and_a_leaf_past_the_end_stays_refused() {
+        let mut rng = Rng(7);
+        let mut raw = random_ensemble(&mut rng, 20, Grow::Balanced(100), 2, true, 0);
+        // Class fractions from a few counts, as a forest's leaves hold them: many repeat.
+        for leaf in &mut raw.leaves {
+            let ones = rng.below(4) as f64;
+            *leaf = vec![(0, (3.0 - ones) / 3.0), (1, ones / 3.0)];
+        }
+        let mut shared = raw.clone();
+        shared.share_equal_leaves();
+        assert_eq!(shared.leaves.len(), 4, "{} leaves before", raw.leaves.len());
+        assert_eq!(shared.nodes.len(), raw.nodes.len());
+        let rows = 300;
+        let x: Vec<f32> = (0..rows * 5).map(|_| (rng.below(14) as f32 - 6.0) / 2.0).collect();
+        let cols: Vec<Vec<f64>> =
+            (0..5).map(|j| x.iter().skip(j).step_by(5).map(|v| f64::from(*v)).collect()).collect();
+        let cols: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+        let score = |raw: &RawEnsemble| {
+            let e = Ensemble::<f32>::compile(raw, 2).unwrap();
+            let table = raw.leaf_table(2).unwrap();
+            e.sum_leaf_table(Rows::Columns(&cols), rows, &table, &[0.0, 0.0]).unwrap()
+        };
+        let (before, after) = (score(&raw), score(&shared));
+        assert_eq!(before, after);
+        for (r, row) in x.chunks_exact(5).enumerate() {
+            let row: Vec<f64> = row.iter().map(|v| f64::from(*v)).collect();
+            let want = oracle(&raw, &row, 2);
+            assert_eq!(&after[2 * r..2 * r + 2], &want[..], "row {r}");
+        }
+        // A root naming a leaf past the end names one past the shorter list too.
+        let past = raw.leaves.len() + 1;
+        raw.roots.push(Target::Leaf(past));
+        raw.share_equal_leaves();
+        assert_eq!(raw.roots.last(), Some(&Target::Leaf(past)));
+        assert!(Ensemble::<f32>::compile(&raw, 2).is_err());
     }
 
     #[test]

@@ -160,9 +160,13 @@ fn raw_v3(ctx: &ParsingContext, node: &NodeProto, prefix: &str) -> TractResult<R
     Ok(RawEnsemble { nodes, leaves, roots })
 }
 
+/// The trees compiled in both float types, equal leaves shared (a forest's table of leaf weights
+/// then holds its distinct rows only: see [`RawEnsemble::share_equal_leaves`]).
 fn compile(raw: &RawEnsemble, outputs: usize, node: &NodeProto) -> TractResult<(Ensemble<f32>, Ensemble<f64>)> {
     let err = |e: mlscore_kernels::Error| format_err!("node '{}' ({}): {e}", node.name, node.op_type);
-    Ok((Ensemble::compile(raw, outputs).map_err(err)?, Ensemble::compile(raw, outputs).map_err(err)?))
+    let mut raw = raw.clone();
+    raw.share_equal_leaves();
+    Ok((Ensemble::compile(&raw, outputs).map_err(err)?, Ensemble::compile(&raw, outputs).map_err(err)?))
 }
 
 fn post_of(node: &NodeProto) -> TractResult<PostTransform> {
