@@ -673,7 +673,8 @@ impl<T: Float> Ensemble<T> {
                         // A leaf whose value is kept elsewhere is one node: its NaN threshold fails
                         // every `x <=` test (NaN included, its feature having no NaN bit), so each
                         // step returns to `left`, itself. Half the nodes of a forest (RandomForest
-                        // 100 trees of depth 8: 1.0 -> 0.5 MB), the rest of its walk unchanged.
+                        // 100 trees of depth 8: 76,416 -> 38,158, 917 -> 458 KB in float32), the
+                        // rest of its walk unchanged.
                         Target::Leaf(l) if !value_in_node => {
                             min_depth = min_depth.min(d);
                             nodes[slot as usize] =
