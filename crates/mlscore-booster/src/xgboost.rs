@@ -259,11 +259,11 @@ fn objective_semantics(name: &str) -> Result<(Transform, Link), ReadError> {
     })
 }
 
-/// base_score: `"5E-1"` before xgboost 3.1, `"[5E-1]"` or one value per class since; in the
-/// objective's output space, turned into margins as XGBoost's `ProbToMargin` does (float32).
 /// The most classes a model without a tree for each may declare (a model of zero rounds).
 const MAX_CLASSES_WITHOUT_TREES: usize = 1024;
 
+/// base_score: `"5E-1"` before xgboost 3.1, `"[5E-1]"` or one value per class since; in the
+/// objective's output space, turned into margins as XGBoost's `ProbToMargin` does (float32).
 fn base_margins(text: &str, groups: usize, link: Link) -> Result<Vec<f32>, ReadError> {
     let bad = || ReadError::Invalid(format!("base_score '{text}' is not a number or a list of numbers"));
     let inner = text.trim().trim_start_matches('[').trim_end_matches(']');

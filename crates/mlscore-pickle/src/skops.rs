@@ -61,6 +61,12 @@ fn text<'v>(v: &'v Value, key: &str) -> Result<&'v str> {
 impl Reader<'_> {
     fn push(&mut self, n: Node, v: &Value) -> Id {
         let id = self.graph.push(n);
+        self.remember(id, v)
+    }
+
+    /// Records `id` as the node of `v`'s skops `__id__` (if it has one and it is not taken), for
+    /// later `CachedNode` references; returns `id`.
+    fn remember(&mut self, id: Id, v: &Value) -> Id {
         if let Some(i) = v.get("__id__").and_then(Value::as_i64) {
             self.ids.entry(i).or_insert(id);
         }
@@ -105,10 +111,7 @@ impl Reader<'_> {
                 let s = text(v, "content")?;
                 let j = python_json(s)?;
                 let id = self.json(&j, depth)?;
-                if let Some(i) = v.get("__id__").and_then(Value::as_i64) {
-                    self.ids.entry(i).or_insert(id);
-                }
-                id
+                self.remember(id, v)
             }
             "ListNode" | "TupleNode" | "SetNode" => {
                 let items = self.list(v, depth)?;
@@ -174,10 +177,7 @@ impl Reader<'_> {
             }
             "TypeNode" => {
                 let id = self.global(module, class)?;
-                if let Some(i) = v.get("__id__").and_then(Value::as_i64) {
-                    self.ids.entry(i).or_insert(id);
-                }
-                id
+                self.remember(id, v)
             }
             "FunctionNode" => {
                 // Older files name the function in `content`, newer ones on the node itself.
@@ -185,10 +185,7 @@ impl Reader<'_> {
                 let m = c.and_then(|c| text(c, "module_path").ok()).unwrap_or(module);
                 let f = c.and_then(|c| text(c, "function").ok()).unwrap_or(class);
                 let id = self.global(m, f)?;
-                if let Some(i) = v.get("__id__").and_then(Value::as_i64) {
-                    self.ids.entry(i).or_insert(id);
-                }
-                id
+                self.remember(id, v)
             }
             "SliceNode" => {
                 let c = v.get("content").ok_or_else(|| invalid!("a skops slice without content"))?;
