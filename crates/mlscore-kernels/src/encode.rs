@@ -36,9 +36,9 @@ pub struct Categories {
     missing: Option<usize>,
 }
 
-/// A category's position by its key: a row's lookup is a hash of a few bytes, so the hasher is
-/// a fast one (categorical HistGradientBoosting, 65,536-row batches: SipHash was 17% of the time).
-type Positions<K> = HashMap<K, usize, foldhash::fast::RandomState>;
+/// A position by its key, hashed by a fast hasher: a row's category lookup is a hash of a few
+/// bytes (categorical HistGradientBoosting, 65,536-row batches: SipHash was 17% of the time).
+pub(crate) type Positions<K> = HashMap<K, usize, foldhash::fast::RandomState>;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Index {

@@ -21,10 +21,11 @@
 
 mod bits;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use self::bits::{BitTrees, CatTable, ColumnBlock, MAX_LEAVES, MaskBuf, Reached, RowBlock, Word};
 
+use crate::encode::Positions;
 use crate::error::Result;
 use crate::{bail, ensure};
 
@@ -105,7 +106,7 @@ impl RawEnsemble {
     /// assert_eq!(raw.roots, vec![Target::Leaf(0), Target::Leaf(1), Target::Leaf(0)]);
     /// ```
     pub fn share_equal_leaves(&mut self) {
-        let mut first: HashMap<Vec<(usize, u64)>, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut first: Positions<Vec<(usize, u64)>> = Positions::default();
         let mut kept: Vec<Vec<(usize, f64)>> = Vec::new();
         let shared: Vec<usize> = std::mem::take(&mut self.leaves)
             .into_iter()
@@ -143,9 +144,6 @@ impl RawEnsemble {
         }
         let mut table = vec![0.0; self.leaves.len().checked_mul(outputs)?];
         for (l, leaf) in self.leaves.iter().enumerate() {
-            if leaf.len() != outputs {
-                return None;
-            }
             let mut seen = vec![false; outputs];
             for (o, v) in leaf {
                 if *o >= outputs || std::mem::replace(&mut seen[*o], true) {
@@ -1236,6 +1234,13 @@ impl<T: Float> Walk<'_, T> {
         self.xb.chunks_exact(if P == 0 { self.width } else { P })
     }
 
+    /// One step of `row` (one of [`Walk::rows`]) from node `i`: the child it goes to.
+    #[inline(always)]
+    fn step<const NAN: bool, const CAT: u8, const P: usize>(&self, i: u32, row: &[T]) -> u32 {
+        let node = &self.nodes[i as usize];
+        node.left + fast_step::<T, NAN, CAT>(node, feature_of::<T, P>(row, node.feature), self.sets)
+    }
+
     /// Walks three trees for a block of rows, every row a step at a time in each of them, from
     /// their frontiers at depth `from` down to `depth` (rows on leaves loop on themselves);
     /// leaves each row's leaf of each tree in `idx`. `starts` holds each tree's masks of the
@@ -1253,11 +1258,7 @@ impl<T: Float> Walk<'_, T> {
         from: u32,
         depth: u32,
     ) {
-        let Walk { nodes, sets, .. } = *self;
-        let step = |i: u32, row: &[T]| {
-            let node = &nodes[i as usize];
-            node.left + fast_step::<T, NAN, CAT>(node, feature_of::<T, P>(row, node.feature), sets)
-        };
+        let step = |i: u32, row: &[T]| self.step::<NAN, CAT, P>(i, row);
         let [a, b, c] = idx;
         let [(ma, sa), (mb, sb), (mc, sc)] = starts;
         let frontier = ma.iter().zip(mb).zip(mc);
@@ -1293,8 +1294,7 @@ impl<T: Float> Walk<'_, T> {
         let Walk { nodes, sets, leaf_of, xb, width } = *self;
         let every_row = |idx: &mut [u32]| {
             for (i, row) in idx.iter_mut().zip(self.rows::<P>()) {
-                let node = &nodes[*i as usize];
-                *i = node.left + fast_step::<T, NAN, CAT>(node, feature_of::<T, P>(row, node.feature), sets);
+                *i = self.step::<NAN, CAT, P>(*i, row);
             }
         };
         if tree.depth == 0 {
