@@ -298,6 +298,12 @@ impl Graph {
         Ok(self.attrs(id)?.iter().find(|(k, _)| matches!(self.node(*k), Node::Str(s) if s == name)).map(|(_, v)| *v))
     }
 
+    /// An attribute by name, if present and not None (Python's `getattr(obj, name, None) is
+    /// not None`).
+    pub fn attr_set(&self, id: Id, name: &str) -> Result<Option<Id>> {
+        Ok(self.attr(id, name)?.filter(|v| !matches!(self.node(*v), Node::None)))
+    }
+
     /// A required attribute.
     pub fn get(&self, id: Id, name: &str) -> Result<Id> {
         self.attr(id, name)?.ok_or_else(|| {

@@ -406,12 +406,7 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
     }
     let c = class(g, id)?;
     let v = |name: &str| g.vector(g.get(id, name)?);
-    let opt = |name: &str| -> Result<Option<Vec<f64>>> {
-        match g.attr(id, name)? {
-            Some(a) if !matches!(g.node(a), Node::None) => Ok(Some(g.vector(a)?)),
-            _ => Ok(None),
-        }
-    };
+    let opt = |name: &str| -> Result<Option<Vec<f64>>> { g.attr_set(id, name)?.map(|a| g.vector(a)).transpose() };
     let t = match short(&c) {
         "Pipeline" => {
             let mut steps = Vec::new();
@@ -537,9 +532,7 @@ fn column_transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
             Node::Str(s) if s == "passthrough" => None,
             _ => {
                 let c = class(g, *est)?;
-                if short(&c) == "FunctionTransformer"
-                    && g.attr(*est, "func")?.is_none_or(|f| matches!(g.node(f), Node::None))
-                {
+                if short(&c) == "FunctionTransformer" && g.attr_set(*est, "func")?.is_none() {
                     None
                 } else {
                     Some(transformer(g, *est, depth + 1)?)
@@ -638,11 +631,11 @@ fn imputer(g: &Graph, id: Id) -> Result<Transformer> {
     };
     let keep_empty = g.attr(id, "keep_empty_features")?.is_some_and(|k| g.bool(k).unwrap_or(false));
     let fill = if keep_empty { fill.into_iter().map(|f| Some(f.unwrap_or(Label::Float(0.0)))).collect() } else { fill };
-    let indicator = match g.attr(id, "indicator_")? {
-        Some(ind) if !matches!(g.node(ind), Node::None) => {
+    let indicator = match g.attr_set(id, "indicator_")? {
+        Some(ind) => {
             g.vector(g.get(ind, "features_")?)?.into_iter().map(|f| f as usize).filter(|f| *f < fill.len()).collect()
         }
-        _ => Vec::new(),
+        None => Vec::new(),
     };
     Ok(Transformer::Imputer(Imputer { missing, fill, indicator }))
 }
@@ -1286,7 +1279,7 @@ fn own_preprocessor(g: &Graph, id: Id) -> Result<Option<Transformer>> {
     if !name.starts_with("HistGradientBoosting") {
         return Ok(None);
     }
-    let Some(p) = g.attr(id, "_preprocessor")?.filter(|p| !matches!(g.node(*p), Node::None)) else {
+    let Some(p) = g.attr_set(id, "_preprocessor")? else {
         return Ok(None);
     };
     let n_in = n_features_of(g, id)?;
@@ -1340,18 +1333,15 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
     // codes are then exactly the categories the trees know (checked by `own_preprocessor`), and
     // a split's bitset decides between its two branches, NaN (missing or unknown) going its
     // missing way.
-    let categorical = match g.attr(id, "is_categorical_")? {
-        Some(c) if !matches!(g.node(c), Node::None) => g.vector(c)?.iter().any(|v| *v != 0.0),
-        _ => false,
+    let categorical = match g.attr_set(id, "is_categorical_")? {
+        Some(c) => g.vector(c)?.iter().any(|v| *v != 0.0),
+        None => false,
     };
-    if categorical {
-        let preprocessed = g.attr(id, "_preprocessor")?.is_some_and(|p| !matches!(g.node(p), Node::None));
-        if !preprocessed {
-            return Err(ReadError::Unsupported(format!(
-                "{name} with categorical features from a scikit-learn before 1.4 (no preprocessor); \
-                 re-save it with a current scikit-learn, or log it as ONNX"
-            )));
-        }
+    if categorical && g.attr_set(id, "_preprocessor")?.is_none() {
+        return Err(ReadError::Unsupported(format!(
+            "{name} with categorical features from a scikit-learn before 1.4 (no preprocessor); \
+             re-save it with a current scikit-learn, or log it as ONNX"
+        )));
     }
     let baseline = g.f64s(g.get(id, "_baseline_prediction")?)?.0;
     let k = baseline.len();
