@@ -21,6 +21,15 @@ pub(crate) fn models() -> PathBuf {
     repo().join("models")
 }
 
+/// The error loading the model at `dir` gives; fails the test when it loads or panics.
+pub(crate) fn load_error(dir: &Path) -> String {
+    match std::panic::catch_unwind(|| mlscore::load(dir.to_str().unwrap())) {
+        Ok(Ok(_)) => panic!("{} loaded", dir.display()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => panic!("loading {} panicked", dir.display()),
+    }
+}
+
 /// The sample table directory.
 pub(crate) fn sample() -> PathBuf {
     models().join("data/customers")

@@ -98,15 +98,6 @@ fn replace_bytes(bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
     [&bytes[..at], to, &bytes[at + from.len()..]].concat()
 }
 
-fn load_error(dir: &Path) -> String {
-    let result = std::panic::catch_unwind(|| mlscore::load(dir.to_str().unwrap()));
-    match result {
-        Ok(Ok(_)) => panic!("{} loaded", dir.display()),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => panic!("loading {} panicked", dir.display()),
-    }
-}
-
 #[test]
 fn crafted_and_unsupported_model_files_are_errors_that_name_the_file() {
     let tmp = tempfile::tempdir().unwrap();

@@ -105,12 +105,9 @@ fn with_model_file(case: &str, file: &str, bytes: &[u8], tmp: &Path) -> PathBuf 
     edited_model("sklearn", case, file, tmp, |_| bytes.to_vec())
 }
 
-fn load_error(dir: &Path) -> String {
-    match std::panic::catch_unwind(|| mlscore::load(dir.to_str().unwrap())) {
-        Ok(Ok(_)) => panic!("{} loaded", dir.display()),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => panic!("loading {} panicked", dir.display()),
-    }
+/// The bytes of a zoo case's pickled model.
+fn zoo_pickle(case: &str) -> Vec<u8> {
+    std::fs::read(models().join(format!("sklearn/{case}/model/model.pkl"))).unwrap()
 }
 
 #[test]
@@ -122,7 +119,7 @@ fn hostile_pickles_are_refused_by_name_and_nothing_runs() {
     assert!(e.contains("posix.system") && e.contains("model.pkl") && e.contains("never runs"), "{e}");
     assert!(!marker.exists(), "the pickle's command ran");
 
-    let original = std::fs::read(models().join("sklearn/random_forest_pickle/model/model.pkl")).unwrap();
+    let original = zoo_pickle("random_forest_pickle");
     // A class outside scikit-learn: the estimator's module renamed.
     let text = original.clone();
     let at = text.windows(7).position(|w| w == b"sklearn").unwrap();
@@ -148,7 +145,7 @@ fn hostile_pickles_are_refused_by_name_and_nothing_runs() {
 fn a_damaged_xgboost_snapshot_in_a_pipeline_is_an_error_naming_the_file_and_the_step() {
     let tmp = tempfile::tempdir().unwrap();
     let case = "pipeline_onehot_xgboost_pickle";
-    let original = std::fs::read(models().join(format!("sklearn/{case}/model/model.pkl"))).unwrap();
+    let original = zoo_pickle(case);
     // The UBJSON snapshot inside the pickle opens an object whose first key is "Config".
     let head = b"{L\x00\x00\x00\x00\x00\x00\x00\x06Config";
     let at = original.windows(head.len()).position(|w| w == head).expect("a snapshot in the pickle");
@@ -170,8 +167,7 @@ fn a_damaged_xgboost_snapshot_in_a_pipeline_is_an_error_naming_the_file_and_the_
 #[test]
 fn an_out_of_range_tree_index_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = models().join("sklearn/decision_tree_nan/model/model.pkl");
-    let mut bytes = std::fs::read(src).unwrap();
+    let mut bytes = zoo_pickle("decision_tree_nan");
     // The root's right child, 8 bytes after its left child (1, as <i8) at the start of the nodes
     // array, which follows the structured dtype that names its last field.
     let field = b"missing_go_to_left";
@@ -186,7 +182,7 @@ fn an_out_of_range_tree_index_is_an_error() {
 fn a_clipping_range_that_does_not_go_up_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let case = "minmax_clip_ridge";
-    let mut bytes = std::fs::read(models().join(format!("sklearn/{case}/model/model.pkl"))).unwrap();
+    let mut bytes = zoo_pickle(case);
     // feature_range=(-1.5, 2.5), two BINFLOATs after the key: swapped, (2.5, -1.5).
     let key = b"feature_range";
     let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
@@ -204,7 +200,7 @@ fn a_histgradientboosting_preprocessor_with_another_function_is_refused() {
     // mlscore does not run (functools.partial is read as a name, never called).
     let tmp = tempfile::tempdir().unwrap();
     let case = "hist_gradient_boosting_categorical";
-    let mut bytes = std::fs::read(models().join(format!("sklearn/{case}/model/model.pkl"))).unwrap();
+    let mut bytes = zoo_pickle(case);
     let name = b"check_array";
     let at = bytes.windows(name.len()).position(|w| w == name).expect("check_array in the pickle");
     bytes[at + name.len() - 1] = b'z';
