@@ -246,8 +246,7 @@ pub(crate) enum TreeWalk {
 /// float32 and [`f32_walk`] can serve them, float64 otherwise. Equal leaves are shared first, so
 /// that a forest's table of leaf values holds its distinct rows only (RandomForest 100 trees of
 /// depth 8, 65,536-row batches, one thread: +4% rows per CPU second).
-fn tree_walk(raw: &RawEnsemble, k: usize, f32_inputs: bool) -> Result<TreeWalk> {
-    let mut raw = raw.clone();
+fn tree_walk(mut raw: RawEnsemble, k: usize, f32_inputs: bool) -> Result<TreeWalk> {
     raw.share_equal_leaves();
     if f32_inputs && let Some((e, table)) = f32_walk(&raw, k)? {
         return Ok(TreeWalk::F32(e, table));
@@ -1167,7 +1166,7 @@ fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
     }
     let average = (trees.len() > 1 || !name.starts_with("Decision")).then_some(trees.len() as f64);
     Ok(Predictor::Trees(Box::new(Trees {
-        walk: tree_walk(&raw, outputs, true)?,
+        walk: tree_walk(raw, outputs, true)?,
         outputs,
         f32_inputs: true,
         init: Vec::new(),
@@ -1258,7 +1257,7 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
         (true, _) => TreeLink::Softmax,
     };
     Ok(Predictor::Trees(Box::new(Trees {
-        walk: tree_walk(&raw, k, true)?,
+        walk: tree_walk(raw, k, true)?,
         outputs: k,
         f32_inputs: true,
         init,
@@ -1399,7 +1398,7 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
         return Err(ReadError::Unsupported(format!("{name} without trees")));
     }
     Ok(Predictor::Trees(Box::new(Trees {
-        walk: tree_walk(&raw, k, false)?,
+        walk: tree_walk(raw, k, false)?,
         outputs: k,
         f32_inputs: false,
         init: baseline,
