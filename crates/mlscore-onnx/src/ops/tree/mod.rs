@@ -162,9 +162,8 @@ fn raw_v3(ctx: &ParsingContext, node: &NodeProto, prefix: &str) -> TractResult<R
 
 /// The trees compiled in both float types, equal leaves shared (a forest's table of leaf weights
 /// then holds its distinct rows only: see [`RawEnsemble::share_equal_leaves`]).
-fn compile(raw: &RawEnsemble, outputs: usize, node: &NodeProto) -> TractResult<(Ensemble<f32>, Ensemble<f64>)> {
+fn compile(mut raw: RawEnsemble, outputs: usize, node: &NodeProto) -> TractResult<(Ensemble<f32>, Ensemble<f64>)> {
     let err = |e: mlscore_kernels::Error| format_err!("node '{}' ({}): {e}", node.name, node.op_type);
-    let mut raw = raw.clone();
     raw.share_equal_leaves();
     Ok((Ensemble::compile(&raw, outputs).map_err(err)?, Ensemble::compile(&raw, outputs).map_err(err)?))
 }
@@ -187,7 +186,7 @@ pub(crate) fn tree_ensemble_classifier(ctx: &ParsingContext, node: &NodeProto) -
     let binary_case = classes == 2 && ids.len() == 1;
     // A binary classifier whose weights all go to one class accumulates one score.
     let outputs = if classes == 2 && ids.iter().all(|i| *i == 0) { 1 } else { classes };
-    let (f32, f64) = compile(&raw, outputs, node)?;
+    let (f32, f64) = compile(raw, outputs, node)?;
     Ok(boxed(TreeOp {
         kind: Kind::Classifier { labels, binary_case, weights_all_positive },
         f32,
@@ -211,7 +210,7 @@ fn aggregate_of(node: &NodeProto) -> TractResult<Aggregate> {
 pub(crate) fn tree_ensemble_regressor(ctx: &ParsingContext, node: &NodeProto) -> Built {
     let targets = attr::int(node, "n_targets").unwrap_or(1).max(1) as usize;
     let raw = raw_v3(ctx, node, "target")?;
-    let (f32, f64) = compile(&raw, targets, node)?;
+    let (f32, f64) = compile(raw, targets, node)?;
     Ok(boxed(TreeOp {
         kind: Kind::Regressor,
         f32,
@@ -302,7 +301,7 @@ pub(crate) fn tree_ensemble_v5(ctx: &ParsingContext, node: &NodeProto) -> Built 
         .collect::<TractResult<_>>()?;
     let raw = RawEnsemble { nodes, leaves, roots };
     let targets = attr::int(node, "n_targets").ok_or_else(|| attr::bad(node, "n_targets", "missing"))?.max(1) as usize;
-    let (f32, f64) = compile(&raw, targets, node)?;
+    let (f32, f64) = compile(raw, targets, node)?;
     let aggregate = match attr::int(node, "aggregate_function").unwrap_or(1) {
         0 => Aggregate::Average,
         1 => Aggregate::Sum,
