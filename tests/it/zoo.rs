@@ -135,6 +135,60 @@ fn every_scikit_learn_estimator_scores_like_onnxruntime() {
     );
 }
 
+/// A graph that is one tree ensemble (a ZipMap and label casts after it allowed) scores float64
+/// columns directly, without the input tensor or tract: for every such zoo case, the direct
+/// outputs equal, value for value, those of the same rows cast to float32 first (a float32
+/// column builds the tensor, which tract runs). Graphs with any other operator take tract.
+#[test]
+fn lone_tree_ensembles_score_float64_columns_directly_and_as_tract_does() {
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(models().join("zoo/cases.json")).unwrap()).unwrap();
+    let lone = |c: &serde_json::Value| {
+        c["ops"].as_array().unwrap().iter().all(|o| {
+            let o = o.as_str().unwrap();
+            o.contains("TreeEnsemble") || o.ends_with(":ZipMap") || o.ends_with(":Cast") || o.ends_with(":Identity")
+        })
+    };
+    let (mut direct, mut others) = (0, 0);
+    for case in &cases {
+        let name = case["case"].as_str().unwrap();
+        let dir = models().join("zoo").join(name);
+        let model = Model::load(dir.join("model").to_str().unwrap()).unwrap();
+        if !lone(case) {
+            assert!(!model.graph().scores_columns_directly(), "{name} ({:?}) skips tract", case["ops"]);
+            others += 1;
+            continue;
+        }
+        assert!(model.graph().scores_columns_directly(), "{name} ({:?}) does not skip tract", case["ops"]);
+        assert_eq!(model.graph().inputs[0].elem, Some(mlscore::onnx::ElemType::F32), "{name}");
+        direct += 1;
+        let input = read_parquet(&dir.join("input.parquet"));
+        // Past the tract chunk size, and past 128 rows (the kernel's bit-vector blocks).
+        let input =
+            arrow::compute::concat_batches(&input.schema(), &vec![input.clone(); CHUNK_ROWS / input.num_rows() + 2])
+                .unwrap();
+        let cast: Vec<ArrayRef> =
+            input.columns().iter().map(|c| arrow::compute::cast(c, &DataType::Float32).unwrap()).collect();
+        let fields: Vec<_> = cast
+            .iter()
+            .zip(input.schema().fields())
+            .map(|(c, f)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+            .collect();
+        let cast = RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), cast).unwrap();
+        let policy = if case["handles_nan"].as_bool() == Some(true) { NullPolicy::Nan } else { NullPolicy::Error };
+        let score = |batch: &RecordBatch| {
+            let binding = model.bind(batch.schema().as_ref()).unwrap();
+            model.predict(&binding, batch.columns(), policy).unwrap().outputs
+        };
+        let (got, want) = (score(&input), score(&cast));
+        assert_eq!(got.len(), want.len(), "{name}");
+        for ((n, g), (_, w)) in got.iter().zip(&want) {
+            assert_eq!(g.to_data(), w.to_data(), "{name}: output {n}");
+        }
+    }
+    assert!(direct >= 20 && others >= 30, "{direct} lone ensembles, {others} other graphs");
+}
+
 /// Every result type a user can ask for, over the outputs of the model at hand: each spark_udf
 /// type alone and in arrays, nested arrays, maps, the classifier structs, a struct of every
 /// output by name, and the two defaults (from the outputs, from the signature).

@@ -179,6 +179,8 @@ pub struct OnnxGraph {
     /// picks matrix kernels and packings for it (an MLP runs ~1.5x faster per row), and a chunk's
     /// intermediates stay in cache.
     chunk_plan: Option<Arc<TypedSimplePlan>>,
+    /// A graph that is one tree ensemble: batches of float64 columns skip the tensor and tract.
+    direct: Option<Arc<crate::ops::DirectTrees>>,
     /// Graph inputs (initializers excluded), in graph order.
     pub inputs: Vec<IoSpec>,
     /// Graph outputs, in graph order.
@@ -333,12 +335,24 @@ impl OnnxGraph {
             Ok(typed.set_symbols(&HashMap::from([(n, CHUNK_ROWS.to_dim())])).and_then(compile).ok())
         })?;
         let plan = guarded(path, "compiling the graph", || compile(typed).map_err(load_err))?;
-        Ok(Self { path: path.to_path_buf(), plan, chunk_plan, inputs, outputs, opset, ml_opset, producer })
+        let direct = crate::ops::direct_trees(plan.model()).filter(|d| d.outputs.len() == outputs.len()).map(Arc::new);
+        Ok(Self { path: path.to_path_buf(), plan, chunk_plan, direct, inputs, outputs, opset, ml_opset, producer })
     }
 
     /// The ONNX file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the graph is one tree ensemble over its input (TreeEnsembleClassifier,
+    /// TreeEnsembleRegressor or TreeEnsemble, a ZipMap after it allowed), which scores float64
+    /// columns without nulls directly: no input tensor is built and tract does not run.
+    pub fn scores_columns_directly(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    pub(crate) fn direct(&self) -> Option<&crate::ops::DirectTrees> {
+        self.direct.as_deref()
     }
 
     /// Runs the graph on one tensor per input; returns one tensor per output. Inputs of exactly

@@ -4,6 +4,8 @@ use std::any::Any;
 use std::io::Read;
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType as ArrowType, Field, Schema as ArrowSchema};
 use mlscore_core::bind::{list_width, signature_columns};
@@ -142,6 +144,20 @@ impl Model {
     /// zero-copy slices of the columns, and the chunks' outputs are stacked.
     fn run(&self, binding: &Binding, frame: &[ArrayRef], rows: usize) -> Result<TVec<TValue>> {
         let infer = |e: TractError| Error::Inference { model: self.uri().to_string(), reason: format!("{e:#}") };
+        if let Some(columns) = self.direct_columns(binding, frame, rows)?
+            && let Some(direct) = self.graph.direct()
+        {
+            let outs = direct.op.eval_columns(&columns, rows, direct.input_dt).map_err(infer)?;
+            return direct
+                .outputs
+                .iter()
+                .map(|&i| {
+                    outs.get(i)
+                        .cloned()
+                        .ok_or_else(|| infer(TractError::msg(format!("the ensemble has no output {i}"))))
+                })
+                .collect();
+        }
         let run_one = |frame: &[ArrayRef]| -> Result<TVec<TValue>> {
             let tensors = self.input_tensors(binding, frame)?.into_iter().map(IntoTValue::into_tvalue).collect();
             self.graph.run(tensors).map_err(infer)
@@ -167,6 +183,34 @@ impl Model {
                 Ok(Tensor::stack_tensors(0, &parts).map_err(infer)?.into_tvalue())
             })
             .collect()
+    }
+
+    /// The float64 columns a graph that is one tree ensemble reads directly (see
+    /// [`OnnxGraph::scores_columns_directly`]): when the batch's feed is such columns, without
+    /// nulls, side by side. Other feeds (integers, float32, lists, nulls) build the tensor.
+    ///
+    /// A random forest exported by skl2onnx (100 trees of depth 8, 28 features), 1M rows of
+    /// Parquet: the model's share of `mlscore score` 0.48-0.52 -> 0.43-0.48 CPU seconds (the input tensor,
+    /// tract's 1,024-row chunks and the stacking of their outputs skipped).
+    fn direct_columns<'a>(
+        &self,
+        binding: &Binding,
+        frame: &'a [ArrayRef],
+        rows: usize,
+    ) -> Result<Option<Vec<&'a [f64]>>> {
+        let Some(direct) = self.graph.direct() else { return Ok(None) };
+        let [Feed::Stack { columns, rank1: false, .. }] = feeds(binding)? else { return Ok(None) };
+        if columns.len() != direct.width {
+            return Ok(None);
+        }
+        let mut values = Vec::with_capacity(columns.len());
+        for idx in columns {
+            match frame.get(*idx).and_then(|a| a.as_primitive_opt::<Float64Type>()) {
+                Some(a) if a.null_count() == 0 && a.len() == rows => values.push(a.values().as_ref()),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(values))
     }
 
     /// Builds the tensors [`Scorer::predict`] feeds the graph for a batch of the frame and returns

@@ -16,6 +16,8 @@ pub(crate) mod tree;
 
 use tract_onnx::model::OnnxOpRegister;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::cast::Cast;
+use tract_onnx::tract_hir::internal::DimLike;
 
 /// Registers mlscore's operator builders (replacing tract's where both exist).
 pub(crate) fn register(reg: &mut OnnxOpRegister) {
@@ -36,6 +38,64 @@ pub(crate) fn register(reg: &mut OnnxOpRegister) {
     reg.insert("TreeEnsembleRegressor", tree::tree_ensemble_regressor);
     reg.insert("TreeEnsemble", tree::tree_ensemble_v5);
     reg.insert("Sigmoid", transform::sigmoid);
+}
+
+/// A graph that is one tree ensemble over its one input, `[N, width]` of float32 or float64,
+/// whose outputs are the ensemble's (a ZipMap's are its input's, and a cast of integer labels
+/// to int64 is theirs): it scores float64 columns
+/// without a tensor or tract ([`TreeOp::eval_columns`]).
+#[derive(Debug, Clone)]
+pub(crate) struct DirectTrees {
+    pub(crate) op: tree::TreeOp,
+    /// Values a row: the columns it reads.
+    pub(crate) width: usize,
+    /// The input tensor's type.
+    pub(crate) input_dt: DatumType,
+    /// Per graph output, in order: the ensemble's output it is.
+    pub(crate) outputs: Vec<usize>,
+}
+
+/// The graph as [`DirectTrees`], if it is one.
+pub(crate) fn direct_trees(model: &TypedModel) -> Option<DirectTrees> {
+    let [input] = model.inputs.as_slice() else { return None };
+    let fact = model.outlet_fact(*input).ok()?;
+    let input_dt = fact.datum_type;
+    if fact.rank() != 2 || (input_dt != f32::datum_type() && input_dt != f64::datum_type()) {
+        return None;
+    }
+    let width = fact.shape[1].to_usize().ok()?;
+    let mut trees: Option<(usize, &tree::TreeOp)> = None;
+    let mut outputs = Vec::with_capacity(model.outputs.len());
+    for output in &model.outputs {
+        let mut outlet = *output;
+        let mut node = model.node(outlet.node);
+        // skl2onnx casts integer labels to int64, which they are (tract casts to its TDim).
+        if let Some(cast) = node.op_as::<Cast>() {
+            outlet = *node.inputs.first()?;
+            let from = model.outlet_fact(outlet).ok()?.datum_type;
+            if from != i64::datum_type() || (cast.to != i64::datum_type() && cast.to != TDim::datum_type()) {
+                return None;
+            }
+            node = model.node(outlet.node);
+        }
+        if let Some(zip) = node.op_as::<kernel::KernelOp<preprocess::ZipMap>>() {
+            outlet = *node.inputs.first()?;
+            node = model.node(outlet.node);
+            let op = &node.op_as::<kernel::KernelOp<tree::TreeOp>>()?.0;
+            // ZipMap checks the width it is given; a mismatch stays tract's error.
+            if outlet.slot != 1 || op.outputs_count() != zip.0.classes() {
+                return None;
+            }
+        }
+        let op = &node.op_as::<kernel::KernelOp<tree::TreeOp>>()?.0;
+        if node.inputs.as_slice() != [*input] || trees.is_some_and(|(id, _)| id != node.id) {
+            return None;
+        }
+        trees = Some((node.id, op));
+        outputs.push(outlet.slot);
+    }
+    let (_, op) = trees?;
+    Some(DirectTrees { op: op.clone(), width, input_dt, outputs })
 }
 
 /// Rewrites applied to the optimized graph before it is made runnable: tract's `ArgMax` over the

@@ -480,6 +480,13 @@ pub(crate) struct ZipMap {
     classes: usize,
 }
 
+impl ZipMap {
+    /// The number of class labels: the width of the probabilities it takes.
+    pub(crate) fn classes(&self) -> usize {
+        self.classes
+    }
+}
+
 pub(crate) fn zip_map(_ctx: &ParsingContext, node: &NodeProto) -> Built {
     Ok(boxed(ZipMap { classes: Labels::parse(node, "classlabels_int64s", "classlabels_strings")?.len() }))
 }

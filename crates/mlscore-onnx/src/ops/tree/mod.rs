@@ -12,7 +12,7 @@ use tract_onnx::tract_hir::internal::*;
 use super::kernel::{Kernel, OutShape, OutSpec, OutType, as_f32, attr, boxed, rows_and_width, tensor_from};
 use super::linear::{Choice, Labels};
 use mlscore_kernels::transform::{PostTransform, apply_row, logistic, probit};
-use mlscore_kernels::tree::{Aggregate, Ensemble, Float, Mode, RawEnsemble, RawNode, Target};
+use mlscore_kernels::tree::{Aggregate, Ensemble, Float, Mode, RawEnsemble, RawNode, Rows, Target};
 
 type Built = TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
@@ -321,7 +321,8 @@ pub(crate) fn tree_ensemble_v5(ctx: &ParsingContext, node: &NodeProto) -> Built 
 }
 
 impl TreeOp {
-    fn outputs_count(&self) -> usize {
+    /// The width of the scores (probabilities) output.
+    pub(crate) fn outputs_count(&self) -> usize {
         match &self.kind {
             Kind::Classifier { labels, .. } => labels.len(),
             _ => self.f32.outputs,
@@ -332,11 +333,10 @@ impl TreeOp {
     fn run<T: Float + Datum>(
         &self,
         e: &Ensemble<T>,
-        x: &[T],
-        width: usize,
+        input: Rows<'_, T>,
         rows: usize,
     ) -> TractResult<(Vec<f64>, Option<Vec<Choice>>)> {
-        let (acc, has) = e.aggregate(x, width, rows, self.aggregate)?;
+        let (acc, has) = e.aggregate_input(input, rows, self.aggregate, &[])?;
         let k = e.outputs;
         let n_trees = e.n_trees() as f64;
         let mut out = vec![0.0f64; rows * self.outputs_count()];
@@ -546,23 +546,57 @@ impl Kernel for TreeOp {
 
     fn eval(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let (rows, width) = rows_and_width(&inputs[0]);
-        let double = inputs[0].datum_type() == f64::datum_type();
-        let (values, picks) = if double {
+        let input_dt = inputs[0].datum_type();
+        let (values, picks) = if input_dt == f64::datum_type() {
             let x = inputs[0].try_as_plain_ram()?;
-            self.run(&self.f64, x.as_slice::<f64>()?, width, rows)?
+            self.run(&self.f64, Rows::Major { x: x.as_slice::<f64>()?, width }, rows)?
         } else {
             let x = as_f32(&inputs[0])?;
             let x = x.try_as_plain_ram()?;
-            self.run(&self.f32, x.as_slice::<f32>()?, width, rows)?
+            self.run(&self.f32, Rows::Major { x: x.as_slice::<f32>()?, width }, rows)?
         };
+        self.outputs_from(rows, values, picks, input_dt)
+    }
+}
+
+impl TreeOp {
+    /// What [`Kernel::eval`] returns for a `[rows, columns.len()]` tensor of `input_dt` (float32
+    /// or float64) built from float64 `columns`, one a feature, without building it: the
+    /// ensemble reads the columns a block of rows at a time (each value read as float32 for a
+    /// float32 tensor, as the tensor would hold it).
+    pub(crate) fn eval_columns(
+        &self,
+        columns: &[&[f64]],
+        rows: usize,
+        input_dt: DatumType,
+    ) -> TractResult<TVec<TValue>> {
+        let (values, picks) = if input_dt == f64::datum_type() {
+            self.run(&self.f64, Rows::Columns(columns), rows)?
+        } else if input_dt == f32::datum_type() {
+            self.run(&self.f32, Rows::Columns(columns), rows)?
+        } else {
+            bail!("{}: columns are read as float32 or float64, not {input_dt:?}", self.name());
+        };
+        self.outputs_from(rows, values, picks, input_dt)
+    }
+
+    /// The op's outputs from [`TreeOp::run`]'s values and labels, for an input of `input_dt`.
+    fn outputs_from(
+        &self,
+        rows: usize,
+        values: Vec<f64>,
+        picks: Option<Vec<Choice>>,
+        input_dt: DatumType,
+    ) -> TractResult<TVec<TValue>> {
+        let double = input_dt == f64::datum_type();
         let k = self.outputs_count();
         let scores = if matches!(self.kind, Kind::V5) && double {
             tensor_from(&[rows, k], values)?
         } else {
             tensor_from(&[rows, k], values.into_iter().map(|v| v as f32).collect::<Vec<f32>>())?
         };
-        let scores = if matches!(self.kind, Kind::V5) && !double && inputs[0].datum_type() != f32::datum_type() {
-            scores.cast_to_dt(inputs[0].datum_type())?.into_owned()
+        let scores = if matches!(self.kind, Kind::V5) && !double && input_dt != f32::datum_type() {
+            scores.cast_to_dt(input_dt)?.into_owned()
         } else {
             scores
         };
