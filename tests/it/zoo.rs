@@ -187,6 +187,14 @@ fn lone_tree_ensembles_score_float64_columns_directly_and_as_tract_does() {
         }
     }
     assert!(direct >= 20 && others >= 30, "{direct} lone ensembles, {others} other graphs");
+    // `mlscore inspect` says which.
+    for (case, by) in [("random_forest_binary_zipmap", "tree kernel on float64 columns"), ("logistic_binary", "tract")]
+    {
+        let mut cmd = mlscore();
+        cmd.args(["inspect", "--json"]).arg(models().join("zoo").join(case).join("model"));
+        let v: serde_json::Value = serde_json::from_slice(&run(&mut cmd, true).stdout).unwrap();
+        assert_eq!(v["onnx"]["scored_by"], by, "{case}");
+    }
 }
 
 /// Every result type a user can ask for, over the outputs of the model at hand: each spark_udf

@@ -107,6 +107,7 @@ fn describe(m: &MlflowModel, compiled: Option<&Arc<dyn Scorer>>) -> serde_json::
                 "ml_opset": g.ml_opset,
                 "inputs": io(&g.inputs),
                 "outputs": io(&g.outputs),
+                "scored_by": if g.scores_columns_directly() { "tree kernel on float64 columns" } else { "tract" },
             });
         }
         if let Some(gbdt) = model.as_any().downcast_ref::<mlscore_gbdt::Model>() {
@@ -205,6 +206,7 @@ fn print_text(v: &serde_json::Value) {
         };
         println!("  inputs       {}", io(&o["inputs"]));
         println!("  outputs      {}", io(&o["outputs"]));
+        println!("  scored by    {}", s(&o["scored_by"]));
     }
     if let Some(sk) = v["sklearn"].as_object() {
         let chain: Vec<&str> = sk["estimators"].as_array().into_iter().flatten().filter_map(|e| e.as_str()).collect();
