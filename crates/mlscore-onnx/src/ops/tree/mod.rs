@@ -368,6 +368,8 @@ impl TreeOp {
             Kind::Regressor | Kind::V5 => {
                 let origin = if self.base_values.len() == 1 { self.base_values[0] } else { 0.0 };
                 let use_base = self.base_values.len() == k;
+                // A multi-output row's scores, reused row after row.
+                let mut row = vec![0.0f32; k];
                 for r in 0..rows {
                     if k == 1 {
                         let (a, h) = (acc[r].to_f64(), has[r]);
@@ -384,19 +386,16 @@ impl TreeOp {
                         };
                         out[r] = if self.post == PostTransform::Probit { f64::from(probit(v as f32)) } else { v };
                     } else {
-                        let mut row: Vec<f32> = (0..k)
-                            .map(|j| {
-                                let (a, h) = (acc[r * k + j].to_f64(), has[r * k + j]);
-                                let base = if use_base { self.base_values[j] } else { 0.0 };
-                                let v =
-                                    if self.aggregate == Aggregate::Average { a / n_trees + base } else { a + base };
-                                // onnxruntime reads an output no leaf reached as 0, base value included.
-                                if h { v as f32 } else { 0.0 }
-                            })
-                            .collect();
+                        for (j, v) in row.iter_mut().enumerate() {
+                            let (a, h) = (acc[r * k + j].to_f64(), has[r * k + j]);
+                            let base = if use_base { self.base_values[j] } else { 0.0 };
+                            let sum = if self.aggregate == Aggregate::Average { a / n_trees + base } else { a + base };
+                            // onnxruntime reads an output no leaf reached as 0, base value included.
+                            *v = if h { sum as f32 } else { 0.0 };
+                        }
                         apply_row(self.post, &mut row);
-                        for (o, v) in out[r * k..(r + 1) * k].iter_mut().zip(row) {
-                            *o = f64::from(v);
+                        for (o, v) in out[r * k..(r + 1) * k].iter_mut().zip(&row) {
+                            *o = f64::from(*v);
                         }
                     }
                 }
@@ -498,7 +497,7 @@ fn classify(
         Choice::Literal(i64::from(pos > 0.0))
     };
     if len == 2 {
-        let mut row = vec![value(s[0], h[0]), value(s[1], h[1])];
+        let mut row = [value(s[0], h[0]), value(s[1], h[1])];
         apply_row(post, &mut row);
         z[0] = f64::from(row[0]);
         z[1] = f64::from(row[1]);
