@@ -345,8 +345,9 @@ impl OnnxGraph {
     }
 
     /// Whether the graph is one tree ensemble over its input (TreeEnsembleClassifier,
-    /// TreeEnsembleRegressor or TreeEnsemble, a ZipMap after it allowed), which scores float64
-    /// columns without nulls directly: no input tensor is built and tract does not run.
+    /// TreeEnsembleRegressor or TreeEnsemble; a ZipMap and a cast of its integer labels to int64
+    /// after it allowed), which scores float64 columns without nulls directly: no input tensor
+    /// is built and tract does not run. Other columns and graphs go through tract.
     pub fn scores_columns_directly(&self) -> bool {
         self.direct.is_some()
     }

@@ -42,8 +42,8 @@ pub(crate) fn register(reg: &mut OnnxOpRegister) {
 
 /// A graph that is one tree ensemble over its one input, `[N, width]` of float32 or float64,
 /// whose outputs are the ensemble's (a ZipMap's are its input's, and a cast of integer labels
-/// to int64 is theirs): it scores float64 columns
-/// without a tensor or tract ([`TreeOp::eval_columns`]).
+/// to int64 is theirs): it scores float64 columns without a tensor or tract
+/// ([`tree::TreeOp::eval_columns`]). It holds its own copy of the ensemble.
 #[derive(Debug, Clone)]
 pub(crate) struct DirectTrees {
     pub(crate) op: tree::TreeOp,

@@ -403,6 +403,56 @@ impl TreeOp {
             }
         }
     }
+
+    /// What [`Kernel::eval`] returns for a `[rows, columns.len()]` tensor of `input_dt` (float32
+    /// or float64) built from float64 `columns`, one a feature, without building it: the
+    /// ensemble reads the columns a block of rows at a time (each value read as float32 for a
+    /// float32 tensor, as the tensor would hold it).
+    pub(crate) fn eval_columns(
+        &self,
+        columns: &[&[f64]],
+        rows: usize,
+        input_dt: DatumType,
+    ) -> TractResult<TVec<TValue>> {
+        let (values, picks) = if input_dt == f64::datum_type() {
+            self.run(&self.f64, Rows::Columns(columns), rows)?
+        } else if input_dt == f32::datum_type() {
+            self.run(&self.f32, Rows::Columns(columns), rows)?
+        } else {
+            bail!("{}: columns are read as float32 or float64, not {input_dt:?}", self.name());
+        };
+        self.outputs_from(rows, values, picks, input_dt)
+    }
+
+    /// The op's outputs from [`TreeOp::run`]'s values and labels, for an input of `input_dt`.
+    fn outputs_from(
+        &self,
+        rows: usize,
+        values: Vec<f64>,
+        picks: Option<Vec<Choice>>,
+        input_dt: DatumType,
+    ) -> TractResult<TVec<TValue>> {
+        let double = input_dt == f64::datum_type();
+        let k = self.outputs_count();
+        let scores = if matches!(self.kind, Kind::V5) && double {
+            tensor_from(&[rows, k], values)?
+        } else {
+            tensor_from(&[rows, k], values.into_iter().map(|v| v as f32).collect::<Vec<f32>>())?
+        };
+        let scores = if matches!(self.kind, Kind::V5) && !double && input_dt != f32::datum_type() {
+            scores.cast_to_dt(input_dt)?.into_owned()
+        } else {
+            scores
+        };
+        match (&self.kind, picks) {
+            (Kind::Classifier { labels, .. }, Some(picks)) => {
+                // A literal among string labels is the label at that index.
+                let label = labels.choose(&picks, |v, l| v[l as usize].clone())?;
+                Ok(tvec!(label.into_tvalue(), scores.into_tvalue()))
+            }
+            _ => Ok(tvec!(scores.into_tvalue())),
+        }
+    }
 }
 
 /// onnxruntime's classifier finalization: base values, the label, and the scores written.
@@ -555,57 +605,5 @@ impl Kernel for TreeOp {
             self.run(&self.f32, Rows::Major { x: x.as_slice::<f32>()?, width }, rows)?
         };
         self.outputs_from(rows, values, picks, input_dt)
-    }
-}
-
-impl TreeOp {
-    /// What [`Kernel::eval`] returns for a `[rows, columns.len()]` tensor of `input_dt` (float32
-    /// or float64) built from float64 `columns`, one a feature, without building it: the
-    /// ensemble reads the columns a block of rows at a time (each value read as float32 for a
-    /// float32 tensor, as the tensor would hold it).
-    pub(crate) fn eval_columns(
-        &self,
-        columns: &[&[f64]],
-        rows: usize,
-        input_dt: DatumType,
-    ) -> TractResult<TVec<TValue>> {
-        let (values, picks) = if input_dt == f64::datum_type() {
-            self.run(&self.f64, Rows::Columns(columns), rows)?
-        } else if input_dt == f32::datum_type() {
-            self.run(&self.f32, Rows::Columns(columns), rows)?
-        } else {
-            bail!("{}: columns are read as float32 or float64, not {input_dt:?}", self.name());
-        };
-        self.outputs_from(rows, values, picks, input_dt)
-    }
-
-    /// The op's outputs from [`TreeOp::run`]'s values and labels, for an input of `input_dt`.
-    fn outputs_from(
-        &self,
-        rows: usize,
-        values: Vec<f64>,
-        picks: Option<Vec<Choice>>,
-        input_dt: DatumType,
-    ) -> TractResult<TVec<TValue>> {
-        let double = input_dt == f64::datum_type();
-        let k = self.outputs_count();
-        let scores = if matches!(self.kind, Kind::V5) && double {
-            tensor_from(&[rows, k], values)?
-        } else {
-            tensor_from(&[rows, k], values.into_iter().map(|v| v as f32).collect::<Vec<f32>>())?
-        };
-        let scores = if matches!(self.kind, Kind::V5) && !double && input_dt != f32::datum_type() {
-            scores.cast_to_dt(input_dt)?.into_owned()
-        } else {
-            scores
-        };
-        match (&self.kind, picks) {
-            (Kind::Classifier { labels, .. }, Some(picks)) => {
-                // A literal among string labels is the label at that index.
-                let label = labels.choose(&picks, |v, l| v[l as usize].clone())?;
-                Ok(tvec!(label.into_tvalue(), scores.into_tvalue()))
-            }
-            _ => Ok(tvec!(scores.into_tvalue())),
-        }
     }
 }
