@@ -1777,6 +1777,17 @@ mod tests {
             assert!(whole > 0 && whole < raw.roots.len(), "{whole} of {}", raw.roots.len());
         }
         let nodes_only = without_bits(bits.clone());
+        // And in 64-bit masks of two halves, where every tree fits them.
+        let halved = match &bits.layout {
+            Layout::Fast { nodes, bits: Some(b), .. } => b.halved(nodes, &bits.leaf_of, &bits.trees).map(|h| {
+                let mut e = bits.clone();
+                if let Layout::Fast { bits: Some(b), .. } = &mut e.layout {
+                    **b = h;
+                }
+                e
+            }),
+            _ => None,
+        };
         // 300 rows: two full blocks and a partial one whose second 64-row chunk is partial too.
         // Values hit the thresholds exactly, fall between them, or are NaN (from row 128 on).
         // Rows 128..192 stay below most thresholds: most of their splits clear no mask.
@@ -1805,7 +1816,9 @@ mod tests {
         let cols: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
         let wide = padded_columns(&cols);
         let zeros = vec![T::default(); outputs];
-        for (name, e) in [("bit-vector", &bits), ("other-width bit-vector", &other), ("node", &nodes_only)] {
+        let mut variants = vec![("bit-vector", &bits), ("other-width bit-vector", &other), ("node", &nodes_only)];
+        variants.extend(halved.as_ref().map(|h| ("halved 64-bit", h)));
+        for (name, e) in variants {
             let inputs = [
                 (Rows::Major { x: &x, width: 5 }, "rows"),
                 (Rows::Columns(&cols), "columns"),
@@ -1918,6 +1931,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Trees of 64 leaves whose root's two subtrees hold 32 each (XGBoost's depth 6) take 64-bit
+    /// masks computed as two 32-bit halves, and reach the attribute walk's leaves; lopsided trees
+    /// of up to 64 leaves keep plain 64-bit masks, as do halves that would not fit.
+    #[test]
+    fn trees_of_two_32_leaf_halves_take_halved_masks_and_agree_with_the_attributes() {
+        let cases = [(1, 0, Grow::Balanced(64)), (2, 1, Grow::Balanced(64)), (3, 0, Grow::Balanced(60))]
+            .into_iter()
+            .chain((10..40).map(|seed| (seed, (seed % 2) as u8, Grow::Random(64))));
+        let (mut halved, mut plain) = (0, 0);
+        for (seed, cats, grow) in cases {
+            let mut rng = Rng(seed);
+            let raw = random_ensemble(&mut rng, 9, grow, 1, false, cats);
+            let e = Ensemble::<f32>::compile(&raw, 1).unwrap();
+            let Layout::Fast { bits: Some(bits), .. } = &e.layout else { panic!("no bit-vector trees") };
+            match (bits.width(), bits.is_halved()) {
+                (64, true) => halved += 1,
+                (64, false) => plain += 1,
+                _ => {}
+            }
+            if matches!(grow, Grow::Balanced(_)) {
+                assert!(bits.is_halved(), "seed {seed}");
+            }
+            let rows = 300;
+            let x: Vec<f32> = (0..rows * 5)
+                .map(|i| match rng.below(14) {
+                    0 if i / 5 >= 128 => f32::NAN,
+                    k => (k as f32 - 6.0) / 2.0 + if rng.below(3) == 0 { 0.25 } else { 0.0 },
+                })
+                .collect();
+            let (got, _) = e.aggregate(&x, 5, rows, Aggregate::Sum).unwrap();
+            for (r, row) in x.chunks_exact(5).enumerate() {
+                assert_eq!(got[r], oracle(&raw, row, 1)[0], "seed {seed}, row {r}: {row:?}");
+            }
+        }
+        assert!(halved >= 3 && plain >= 1, "{halved} halved, {plain} plain 64-bit");
     }
 
     #[test]

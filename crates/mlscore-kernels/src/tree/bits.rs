@@ -53,6 +53,8 @@ pub(super) trait Word: Copy + std::fmt::Debug + PartialEq + Send + Sync + 'stati
     fn lowest(self) -> usize;
     /// The low [`Word::BITS`] bits of `v`.
     fn from_u64(v: u64) -> Self;
+    /// The low 32 bits.
+    fn low32(self) -> u32;
 }
 
 macro_rules! word {
@@ -69,6 +71,10 @@ macro_rules! word {
             #[inline(always)]
             fn lowest(self) -> usize {
                 (self.trailing_zeros() as usize) & (<Self as Word>::BITS - 1)
+            }
+            #[inline(always)]
+            fn low32(self) -> u32 {
+                self as u32
             }
             #[inline(always)]
             fn from_u64(v: u64) -> Self {
@@ -96,6 +102,10 @@ struct Split<T, M> {
 enum Splits<T> {
     W32(Vec<Split<T, u32>>),
     W64(Vec<Split<T, u64>>),
+    /// 64-bit masks computed as two 32-bit halves, each tree's splits in two groups (see
+    /// [`in_order_halves`]): `bounds` holds two entries a tree, its true subtree's then its
+    /// false subtree's.
+    Halves(Vec<Split<T, u32>>),
 }
 
 /// A buffer of masks, `stride` a tree, of the width a [`BitTrees`] uses.
@@ -111,7 +121,8 @@ pub(super) struct BitTrees<T> {
     /// Tree by tree: first the `x <= t` splits that NaN fails, then those NaN passes, then the
     /// categorical splits (`threshold`: their membership mask) likewise.
     splits: Splits<T>,
-    /// Per tree: where each of its four groups of splits starts, and where the last ends.
+    /// Per tree (per half of a tree for [`Splits::Halves`]): where each of its four groups of
+    /// splits starts, and where the last ends.
     bounds: Vec<[u32; 5]>,
     /// Number of features the splits read.
     features: usize,
@@ -144,7 +155,8 @@ impl<T> From<Vec<Split<T, u64>>> for Splits<T> {
 impl<T: Float> BitTrees<T> {
     /// Collects every tree down to its [`cut_depth`]; `None` when a threshold is NaN. The masks
     /// are 64 bits wide when most trees need 33 to 64 leaves (LightGBM's 63, XGBoost's depth 6),
-    /// else 32: wider masks hold such trees whole, and cost the others twice the lanes.
+    /// else 32: wider masks hold such trees whole, and cost the others twice the lanes. 64-bit
+    /// masks are computed as two 32-bit halves ([`in_order_halves`]) where every tree fits them.
     pub(super) fn build(
         nodes: &[FastNode<T>],
         leaf_of: &[u32],
@@ -163,39 +175,57 @@ impl<T: Float> BitTrees<T> {
                 slots.len() > 32 && all_leaves(&slots, leaf_of)
             })
             .count();
-        if wide > 0 && 2 * wide >= trees.len() {
-            Self::build_as::<u64>(nodes, leaf_of, trees, features, table)
+        if wide == 0 || 2 * wide < trees.len() {
+            return Self::build_as::<u32>(nodes, leaf_of, trees, features, table, false);
+        }
+        // 64-bit masks as two 32-bit halves where every tree's frontier fits them (XGBoost's
+        // depth-6 trees do; LightGBM's lopsided 63 leaves often do not): a split then clears
+        // bits of one half, at the cost of a 32-bit mask, twice the lanes a vector (XGBoost 100
+        // trees of depth 6, 65,536-row batches, one thread: 3.72M -> 4.67M rows per CPU second).
+        let halves = trees.iter().all(|t| {
+            let cut = cut_depth(nodes, leaf_of, t.root, 64);
+            in_order_halves(nodes, leaf_of, t.root, cut).is_some()
+        });
+        if halves {
+            Self::build_as::<u32>(nodes, leaf_of, trees, features, table, true)
         } else {
-            Self::build_as::<u32>(nodes, leaf_of, trees, features, table)
+            Self::build_as::<u64>(nodes, leaf_of, trees, features, table, false)
         }
     }
 
-    /// [`BitTrees::build`] in masks of `M`.
+    /// [`BitTrees::build`] in masks of `M`, or, where `halves` (with `M` = `u32`), in 64-bit
+    /// masks of two halves of `M`.
     fn build_as<M: Word>(
         nodes: &[FastNode<T>],
         leaf_of: &[u32],
         trees: &[Tree],
         features: usize,
         table: CatTable<'_>,
+        halves: bool,
     ) -> Option<Self>
     where
         Splits<T>: From<Vec<Split<T, M>>>,
     {
-        let mut splits = Vec::new();
+        let mut splits: Vec<Split<T, M>> = Vec::new();
         let mut bounds = Vec::with_capacity(trees.len());
         let mut leaves = Vec::new();
         let mut values = Vec::new();
         let mut resume = Vec::new();
         for tree in trees {
-            let cut = cut_depth(nodes, leaf_of, tree.root, M::BITS);
-            let (slots, tree_splits) = in_order(nodes, leaf_of, tree.root, cut);
+            let cut = cut_depth(nodes, leaf_of, tree.root, if halves { 64 } else { M::BITS });
+            let (table, slots, tree_splits) = if halves {
+                in_order_halves(nodes, leaf_of, tree.root, cut)?
+            } else {
+                let (slots, tree_splits) = in_order(nodes, leaf_of, tree.root, cut);
+                let mut table = [slots[0]; MAX_LEAVES];
+                table[..slots.len()].copy_from_slice(&slots);
+                (table, slots, tree_splits)
+            };
             resume.push((!all_leaves(&slots, leaf_of)).then_some(cut));
-            let mut table = [slots[0]; MAX_LEAVES];
-            table[..slots.len()].copy_from_slice(&slots);
             leaves.push(table);
             values.push(table.map(|slot| nodes[slot as usize].threshold));
-            // By kind (`x <= t`, categorical) and by whether NaN passes.
-            let mut groups: [Vec<Split<T, M>>; 4] = Default::default();
+            // By half (for `halves`), kind (`x <= t`, categorical) and whether NaN passes.
+            let mut groups: [Vec<Split<T, M>>; 8] = Default::default();
             for (slot, keep) in tree_splits {
                 let node = &nodes[slot as usize];
                 let nan_passes = node.feature & NAN_BIT != 0;
@@ -204,19 +234,27 @@ impl<T: Float> BitTrees<T> {
                 if feature as usize >= features {
                     return None;
                 }
-                let keep = M::from_u64(keep);
-                groups[2 * usize::from(cat) + usize::from(nan_passes)].push(Split {
+                // A half's split keeps every bit of the other half.
+                let (half, keep) = match (halves, keep >> 32 == u64::from(u32::MAX)) {
+                    (false, _) => (0, keep),
+                    (true, true) => (0, keep & u64::from(u32::MAX)),
+                    (true, false) if keep & u64::from(u32::MAX) == u64::from(u32::MAX) => (1, keep >> 32),
+                    (true, false) => return None,
+                };
+                groups[4 * half + 2 * usize::from(cat) + usize::from(nan_passes)].push(Split {
                     threshold: node.threshold,
                     feature,
-                    keep,
+                    keep: M::from_u64(keep),
                 });
             }
-            let mut b = [splits.len() as u32; 5];
-            for (g, split) in groups.iter().enumerate() {
-                splits.extend(split);
-                b[g + 1] = splits.len() as u32;
+            for half in groups.chunks(4).take(if halves { 2 } else { 1 }) {
+                let mut b = [splits.len() as u32; 5];
+                for (g, split) in half.iter().enumerate() {
+                    splits.extend(split);
+                    b[g + 1] = splits.len() as u32;
+                }
+                bounds.push(b);
             }
-            bounds.push(b);
         }
         let mut cat_features: Vec<usize> = nodes
             .iter()
@@ -227,14 +265,24 @@ impl<T: Float> BitTrees<T> {
         cat_features.sort_unstable();
         cat_features.dedup();
         let (cats, sets) = (table.cats, table.sets.to_vec());
-        Some(Self { splits: splits.into(), bounds, features, cat_features, cats, sets, leaves, values, resume })
+        let splits = if halves {
+            Splits::Halves(
+                splits
+                    .iter()
+                    .map(|s: &Split<T, M>| Split { threshold: s.threshold, feature: s.feature, keep: s.keep.low32() })
+                    .collect(),
+            )
+        } else {
+            splits.into()
+        };
+        Some(Self { splits, bounds, features, cat_features, cats, sets, leaves, values, resume })
     }
 
     /// A buffer for [`BitTrees::masks`]: `stride` masks a tree.
     pub(super) fn buffer(&self, stride: usize) -> MaskBuf {
         match self.splits {
             Splits::W32(_) => MaskBuf::W32(vec![0; self.trees() * stride]),
-            Splits::W64(_) => MaskBuf::W64(vec![0; self.trees() * stride]),
+            Splits::W64(_) | Splits::Halves(_) => MaskBuf::W64(vec![0; self.trees() * stride]),
         }
     }
 
@@ -243,7 +291,7 @@ impl<T: Float> BitTrees<T> {
     pub(super) fn width(&self) -> usize {
         match self.splits {
             Splits::W32(_) => 32,
-            Splits::W64(_) => 64,
+            Splits::W64(_) | Splits::Halves(_) => 64,
         }
     }
 
@@ -251,9 +299,24 @@ impl<T: Float> BitTrees<T> {
     #[cfg(test)]
     pub(super) fn other_width(&self, nodes: &[FastNode<T>], leaf_of: &[u32], trees: &[Tree]) -> Option<Self> {
         match self.splits {
-            Splits::W32(_) => Self::build_as::<u64>(nodes, leaf_of, trees, self.features, self.table()),
-            Splits::W64(_) => Self::build_as::<u32>(nodes, leaf_of, trees, self.features, self.table()),
+            Splits::W32(_) => Self::build_as::<u64>(nodes, leaf_of, trees, self.features, self.table(), false),
+            Splits::W64(_) | Splits::Halves(_) => {
+                Self::build_as::<u32>(nodes, leaf_of, trees, self.features, self.table(), false)
+            }
         }
+    }
+
+    /// The same trees in 64-bit masks of two halves, for tests: `None` where a tree's frontier
+    /// does not fit them.
+    #[cfg(test)]
+    pub(super) fn halved(&self, nodes: &[FastNode<T>], leaf_of: &[u32], trees: &[Tree]) -> Option<Self> {
+        Self::build_as::<u32>(nodes, leaf_of, trees, self.features, self.table(), true)
+    }
+
+    /// Whether the masks are 64-bit ones computed as two halves.
+    #[cfg(test)]
+    pub(super) fn is_halved(&self) -> bool {
+        matches!(self.splits, Splits::Halves(_))
     }
 
     /// Number of trees (rows of the masks: one per tree of the ensemble, in order).
@@ -266,8 +329,16 @@ impl<T: Float> BitTrees<T> {
     /// [`LANES`]; `masks` comes from [`BitTrees::buffer`] (another is replaced by one).
     pub(super) fn masks(&self, block: impl Block<T>, n: usize, masks: &mut MaskBuf, stride: usize) {
         match (&self.splits, &mut *masks) {
-            (Splits::W32(s), MaskBuf::W32(m)) => fill_masks(s, &self.bounds, self.cat_sets(), block, n, m, stride),
-            (Splits::W64(s), MaskBuf::W64(m)) => fill_masks(s, &self.bounds, self.cat_sets(), block, n, m, stride),
+            (Splits::W32(s), MaskBuf::W32(m)) => {
+                fill_masks(s, &self.bounds, self.cat_sets(), block, n, &mut Whole { masks: m, stride })
+            }
+            (Splits::W64(s), MaskBuf::W64(m)) => {
+                fill_masks(s, &self.bounds, self.cat_sets(), block, n, &mut Whole { masks: m, stride })
+            }
+            (Splits::Halves(s), MaskBuf::W64(m)) => {
+                let mut out = Halved { masks: m, stride, low: [0; LANES] };
+                fill_masks(s, &self.bounds, self.cat_sets(), block, n, &mut out)
+            }
             _ => {
                 *masks = self.buffer(stride);
                 self.masks(block, n, masks, stride);
@@ -490,15 +561,13 @@ impl<T: Float> Block<T> for ColumnBlock<'_> {
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
 ))]
-#[allow(clippy::too_many_arguments)]
-fn fill_masks<T: Float, M: Word, B: Block<T>>(
+fn fill_masks<T: Float, M: Word, B: Block<T>, O: MaskOut<M>>(
     splits: &[Split<T, M>],
     bounds: &[[u32; 5]],
     cats: CatSets<'_>,
     block: B,
     n: usize,
-    masks: &mut [M],
-    stride: usize,
+    out: &mut O,
 ) {
     // The block's values feature by feature (lanes past the block's rows keep what an earlier
     // block left: their masks are never read), and those categorical splits read as bit
@@ -541,7 +610,47 @@ fn fill_masks<T: Float, M: Word, B: Block<T>>(
                     clear_cat::<T, M, false>(nan_passes, &columns, &codes, &mut acc);
                 }
             }
-            masks[tree * stride + first..][..LANES].copy_from_slice(&acc);
+            out.put(tree, first, &acc);
+        }
+    }
+}
+
+/// Where [`fill_masks`] writes the masks of each row of `bounds` for rows `first..first + LANES`.
+trait MaskOut<M> {
+    fn put(&mut self, row: usize, first: usize, acc: &[M; LANES]);
+}
+
+/// A tree's masks at `masks[tree * stride..]`.
+struct Whole<'a, M> {
+    masks: &'a mut [M],
+    stride: usize,
+}
+
+impl<M: Word> MaskOut<M> for Whole<'_, M> {
+    #[inline(always)]
+    fn put(&mut self, tree: usize, first: usize, acc: &[M; LANES]) {
+        self.masks[tree * self.stride + first..][..LANES].copy_from_slice(acc);
+    }
+}
+
+/// [`Splits::Halves`]: rows `2t` and `2t + 1` of the bounds are tree `t`'s low and high halves,
+/// written as one 64-bit mask at `masks[t * stride..]`.
+struct Halved<'a> {
+    masks: &'a mut [u64],
+    stride: usize,
+    low: [u32; LANES],
+}
+
+impl MaskOut<u32> for Halved<'_> {
+    #[inline(always)]
+    fn put(&mut self, row: usize, first: usize, acc: &[u32; LANES]) {
+        if row.is_multiple_of(2) {
+            self.low = *acc;
+        } else {
+            let out = &mut self.masks[row / 2 * self.stride + first..][..LANES];
+            for ((o, lo), hi) in out.iter_mut().zip(&self.low).zip(acc) {
+                *o = u64::from(*lo) | (u64::from(*hi) << 32);
+            }
         }
     }
 }
@@ -658,6 +767,38 @@ fn cut_depth<T: Float>(nodes: &[FastNode<T>], leaf_of: &[u32], root: u32, bits: 
         }
         (level, depth) = (next, depth + 1);
     }
+}
+
+/// What [`in_order_halves`] returns: the slot at each of a mask's 64 bits, the frontier's
+/// nodes, and the splits with their `keep` masks.
+type Halves = ([u32; MAX_LEAVES], Vec<u32>, Vec<(u32, u64)>);
+
+/// A tree's frontier down to depth `cut` numbered by halves: its root's true subtree's nodes
+/// (in [`in_order`]) at bits 0..32, its false subtree's at bits 32..64, so that each split's
+/// `keep` clears bits of one half only (the root's, all of the low half). Returns the slot at
+/// each of the 64 bits (bits no node holds repeat the first), the frontier's nodes and the
+/// splits; `None` when a subtree's frontier has more than 32 nodes.
+fn in_order_halves<T: Float>(nodes: &[FastNode<T>], leaf_of: &[u32], root: u32, cut: u32) -> Option<Halves> {
+    const LOW: u64 = u32::MAX as u64;
+    if leaf_of[root as usize] != u32::MAX || cut == 0 {
+        let (slots, splits) = in_order(nodes, leaf_of, root, cut);
+        let mut table = [slots[0]; MAX_LEAVES];
+        table[..slots.len()].copy_from_slice(&slots);
+        return Some((table, slots, splits));
+    }
+    let left = nodes[root as usize].left;
+    let (yes, yes_splits) = in_order(nodes, leaf_of, left + 1, cut - 1);
+    let (no, no_splits) = in_order(nodes, leaf_of, left, cut - 1);
+    if yes.len() > 32 || no.len() > 32 {
+        return None;
+    }
+    let mut table = [yes[0]; MAX_LEAVES];
+    table[..yes.len()].copy_from_slice(&yes);
+    table[32..32 + no.len()].copy_from_slice(&no);
+    let mut splits = vec![(root, !LOW)];
+    splits.extend(yes_splits.iter().map(|&(s, keep)| (s, keep | !LOW)));
+    splits.extend(no_splits.iter().map(|&(s, keep)| (s, (keep << 32) | LOW)));
+    Some((table, [yes, no].concat(), splits))
 }
 
 /// A tree's [`InOrder`] numbering down to depth `cut`.
