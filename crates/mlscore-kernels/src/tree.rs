@@ -1903,6 +1903,17 @@ mod tests {
         assert!(Ensemble::<f32>::compile(&raw, 2).is_err());
     }
 
+    /// `rows` rows of 5 float32 values on and between the thresholds of [`random_ensemble`],
+    /// NaN among them from row 128 on.
+    fn random_rows(rng: &mut Rng, rows: usize) -> Vec<f32> {
+        (0..rows * 5)
+            .map(|i| match rng.below(14) {
+                0 if i / 5 >= 128 => f32::NAN,
+                k => (k as f32 - 6.0) / 2.0 + if rng.below(3) == 0 { 0.25 } else { 0.0 },
+            })
+            .collect()
+    }
+
     #[test]
     fn forests_walked_three_trees_at_a_time_reach_the_attributes_leaves() {
         for (seed, cats) in [(1, 0), (2, 1), (3, 0)] {
@@ -1914,12 +1925,7 @@ mod tests {
             let Layout::Fast { bits: Some(bits), .. } = &e.layout else { panic!("no bit-vector trees") };
             assert!(e.three_alike(bits, 0).is_some() && e.three_alike(bits, 9).is_none());
             let rows = 300;
-            let x: Vec<f32> = (0..rows * 5)
-                .map(|i| match rng.below(14) {
-                    0 if i / 5 >= 128 => f32::NAN,
-                    k => (k as f32 - 6.0) / 2.0 + if rng.below(3) == 0 { 0.25 } else { 0.0 },
-                })
-                .collect();
+            let x = random_rows(&mut rng, rows);
             let cols: Vec<Vec<f64>> =
                 (0..5).map(|j| x.iter().skip(j).step_by(5).map(|v| f64::from(*v)).collect()).collect();
             let cols: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
@@ -1956,12 +1962,7 @@ mod tests {
                 assert!(bits.is_halved(), "seed {seed}");
             }
             let rows = 300;
-            let x: Vec<f32> = (0..rows * 5)
-                .map(|i| match rng.below(14) {
-                    0 if i / 5 >= 128 => f32::NAN,
-                    k => (k as f32 - 6.0) / 2.0 + if rng.below(3) == 0 { 0.25 } else { 0.0 },
-                })
-                .collect();
+            let x = random_rows(&mut rng, rows);
             let (got, _) = e.aggregate(&x, 5, rows, Aggregate::Sum).unwrap();
             for (r, row) in x.chunks_exact(5).enumerate() {
                 assert_eq!(got[r], oracle(&raw, row, 1)[0], "seed {seed}, row {r}: {row:?}");
