@@ -206,6 +206,8 @@ impl<T: Float> BitTrees<T> {
     where
         Splits<T>: From<Vec<Split<T, M>>>,
     {
+        // Halves are of 32-bit masks.
+        let halves = halves && M::BITS == 32;
         let mut splits: Vec<Split<T, M>> = Vec::new();
         let mut bounds = Vec::with_capacity(trees.len());
         let mut leaves = Vec::new();
