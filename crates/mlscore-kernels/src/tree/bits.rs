@@ -53,8 +53,6 @@ pub(super) trait Word: Copy + std::fmt::Debug + PartialEq + Send + Sync + 'stati
     fn lowest(self) -> usize;
     /// The low [`Word::BITS`] bits of `v`.
     fn from_u64(v: u64) -> Self;
-    /// The low 32 bits.
-    fn low32(self) -> u32;
 }
 
 macro_rules! word {
@@ -71,10 +69,6 @@ macro_rules! word {
             #[inline(always)]
             fn lowest(self) -> usize {
                 (self.trailing_zeros() as usize) & (<Self as Word>::BITS - 1)
-            }
-            #[inline(always)]
-            fn low32(self) -> u32 {
-                self as u32
             }
             #[inline(always)]
             fn from_u64(v: u64) -> Self {
@@ -179,18 +173,12 @@ impl<T: Float> BitTrees<T> {
             return Self::build_as::<u32>(nodes, leaf_of, trees, features, table, false);
         }
         // 64-bit masks as two 32-bit halves where every tree's frontier fits them (XGBoost's
-        // depth-6 trees do; LightGBM's lopsided 63 leaves often do not): a split then clears
-        // bits of one half, at the cost of a 32-bit mask, twice the lanes a vector (XGBoost 100
-        // trees of depth 6, 65,536-row batches, one thread: 3.72M -> 4.67M rows per CPU second).
-        let halves = trees.iter().all(|t| {
-            let cut = cut_depth(nodes, leaf_of, t.root, 64);
-            in_order_halves(nodes, leaf_of, t.root, cut).is_some()
-        });
-        if halves {
-            Self::build_as::<u32>(nodes, leaf_of, trees, features, table, true)
-        } else {
-            Self::build_as::<u64>(nodes, leaf_of, trees, features, table, false)
-        }
+        // depth-6 trees do; LightGBM's lopsided 63 leaves often do not, and `build_as` gives up
+        // at the first such tree): a split then clears bits of one half, at the cost of a
+        // 32-bit mask, twice the lanes a vector (XGBoost 100 trees of depth 6, 65,536-row
+        // batches, one thread: 3.72M -> 4.67M rows per CPU second).
+        Self::build_as::<u32>(nodes, leaf_of, trees, features, table, true)
+            .or_else(|| Self::build_as::<u64>(nodes, leaf_of, trees, features, table, false))
     }
 
     /// [`BitTrees::build`] in masks of `M`, or, where `halves` (with `M` = `u32`), in 64-bit
@@ -219,9 +207,7 @@ impl<T: Float> BitTrees<T> {
                 in_order_halves(nodes, leaf_of, tree.root, cut)?
             } else {
                 let (slots, tree_splits) = in_order(nodes, leaf_of, tree.root, cut);
-                let mut table = [slots[0]; MAX_LEAVES];
-                table[..slots.len()].copy_from_slice(&slots);
-                (table, slots, tree_splits)
+                (slot_table(&slots), slots, tree_splits)
             };
             resume.push((!all_leaves(&slots, leaf_of)).then_some(cut));
             leaves.push(table);
@@ -267,15 +253,9 @@ impl<T: Float> BitTrees<T> {
         cat_features.sort_unstable();
         cat_features.dedup();
         let (cats, sets) = (table.cats, table.sets.to_vec());
-        let splits = if halves {
-            Splits::Halves(
-                splits
-                    .iter()
-                    .map(|s: &Split<T, M>| Split { threshold: s.threshold, feature: s.feature, keep: s.keep.low32() })
-                    .collect(),
-            )
-        } else {
-            splits.into()
+        let splits = match splits.into() {
+            Splits::W32(s) if halves => Splits::Halves(s),
+            s => s,
         };
         Some(Self { splits, bounds, features, cat_features, cats, sets, leaves, values, resume })
     }
@@ -771,6 +751,13 @@ fn cut_depth<T: Float>(nodes: &[FastNode<T>], leaf_of: &[u32], root: u32, bits: 
     }
 }
 
+/// A frontier's slots by bit, the bits past it repeating the first.
+fn slot_table(slots: &[u32]) -> [u32; MAX_LEAVES] {
+    let mut table = [slots[0]; MAX_LEAVES];
+    table[..slots.len()].copy_from_slice(slots);
+    table
+}
+
 /// What [`in_order_halves`] returns: the slot at each of a mask's 64 bits, the frontier's
 /// nodes, and the splits with their `keep` masks.
 type Halves = ([u32; MAX_LEAVES], Vec<u32>, Vec<(u32, u64)>);
@@ -784,9 +771,7 @@ fn in_order_halves<T: Float>(nodes: &[FastNode<T>], leaf_of: &[u32], root: u32, 
     const LOW: u64 = u32::MAX as u64;
     if leaf_of[root as usize] != u32::MAX || cut == 0 {
         let (slots, splits) = in_order(nodes, leaf_of, root, cut);
-        let mut table = [slots[0]; MAX_LEAVES];
-        table[..slots.len()].copy_from_slice(&slots);
-        return Some((table, slots, splits));
+        return Some((slot_table(&slots), slots, splits));
     }
     let left = nodes[root as usize].left;
     let (yes, yes_splits) = in_order(nodes, leaf_of, left + 1, cut - 1);
