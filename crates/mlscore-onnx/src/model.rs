@@ -37,6 +37,9 @@ enum Feed {
     List { column: usize, width: usize, elem: ElemType },
 }
 
+/// A graph's tree ensemble and the float64 columns of a batch it reads directly.
+type Direct<'m, 'a> = (&'m crate::ops::DirectTrees, Vec<&'a [f64]>);
+
 /// The feeds of a binding this model made.
 fn feeds(binding: &Binding) -> Result<&[Feed]> {
     binding
@@ -144,9 +147,7 @@ impl Model {
     /// zero-copy slices of the columns, and the chunks' outputs are stacked.
     fn run(&self, binding: &Binding, frame: &[ArrayRef], rows: usize) -> Result<TVec<TValue>> {
         let infer = |e: TractError| Error::Inference { model: self.uri().to_string(), reason: format!("{e:#}") };
-        if let Some(columns) = self.direct_columns(binding, frame, rows)?
-            && let Some(direct) = self.graph.direct()
-        {
+        if let Some((direct, columns)) = self.direct_columns(binding, frame, rows)? {
             let outs = direct.op.eval_columns(&columns, rows, direct.input_dt).map_err(infer)?;
             return direct
                 .outputs
@@ -185,7 +186,7 @@ impl Model {
             .collect()
     }
 
-    /// The float64 columns a graph that is one tree ensemble reads directly (see
+    /// The graph's tree ensemble and the float64 columns it reads directly (see
     /// [`OnnxGraph::scores_columns_directly`]): when the batch's feed is such columns, without
     /// nulls, side by side. Other feeds (integers, float32, lists, nulls) build the tensor.
     ///
@@ -197,7 +198,7 @@ impl Model {
         binding: &Binding,
         frame: &'a [ArrayRef],
         rows: usize,
-    ) -> Result<Option<Vec<&'a [f64]>>> {
+    ) -> Result<Option<Direct<'_, 'a>>> {
         let Some(direct) = self.graph.direct() else { return Ok(None) };
         let [Feed::Stack { columns, rank1: false, .. }] = feeds(binding)? else { return Ok(None) };
         if columns.len() != direct.width {
@@ -210,7 +211,7 @@ impl Model {
                 _ => return Ok(None),
             }
         }
-        Ok(Some(values))
+        Ok(Some((direct, values)))
     }
 
     /// Builds the tensors [`Scorer::predict`] feeds the graph for a batch of the frame and returns

@@ -78,17 +78,15 @@ pub(crate) fn direct_trees(model: &TypedModel) -> Option<DirectTrees> {
             }
             node = model.node(outlet.node);
         }
-        if let Some(zip) = node.op_as::<kernel::KernelOp<preprocess::ZipMap>>() {
+        let zip = node.op_as::<kernel::KernelOp<preprocess::ZipMap>>();
+        if zip.is_some() {
             outlet = *node.inputs.first()?;
             node = model.node(outlet.node);
-            let op = &node.op_as::<kernel::KernelOp<tree::TreeOp>>()?.0;
-            // ZipMap checks the width it is given; a mismatch stays tract's error.
-            if outlet.slot != 1 || op.outputs_count() != zip.0.classes() {
-                return None;
-            }
         }
         let op = &node.op_as::<kernel::KernelOp<tree::TreeOp>>()?.0;
-        if node.inputs.as_slice() != [*input] || trees.is_some_and(|(id, _)| id != node.id) {
+        // ZipMap takes the probabilities and checks their width; a mismatch stays tract's error.
+        let zip_fits = zip.is_none_or(|z| outlet.slot == 1 && op.outputs_count() == z.0.classes());
+        if !zip_fits || node.inputs.as_slice() != [*input] || trees.is_some_and(|(id, _)| id != node.id) {
             return None;
         }
         trees = Some((node.id, op));
