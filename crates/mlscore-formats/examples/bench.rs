@@ -9,7 +9,8 @@
 //!
 //! Allocates with mimalloc, as `mlscore score` does. Prints one JSON line: rows scored (all
 //! threads), wall seconds, rows/s, peak RSS. With OUT, first writes the default
-//! prediction of every row (float64, row-major) there, for the benchmark's agreement check.
+//! prediction of every row (float64, row-major; a row's probabilities one after another) there,
+//! for the benchmark's agreement check.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -63,6 +64,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 DataType::Int64 => values.extend(col.as_primitive::<Int64Type>().values().iter().map(|v| *v as f64)),
                 DataType::Int32 => {
                     values.extend(col.as_primitive::<Int32Type>().values().iter().map(|v| f64::from(*v)))
+                }
+                // Probabilities (a model logged with `pyfunc_predict_fn="predict_proba"`): each
+                // row's values in turn.
+                DataType::List(_) => {
+                    values.extend(col.as_list::<i32>().values().as_primitive::<Float64Type>().values().iter().copied())
                 }
                 other => return Err(format!("prediction type {other}").into()),
             }

@@ -1,6 +1,7 @@
 //! Float64 column arithmetic as numpy does it, value by value (scikit-learn's scalers, linear
-//! models and MLP layers, [`dense`]): each operation rounded on its own, never fused, so the
-//! results are numpy's bits. The loops are compiled for SSE2 (x86-64's baseline) and for AVX2
+//! models and MLP layers): each elementwise operation rounded on its own, never fused, and the
+//! MLP layers' sums in the order and with the rounding of numpy's matrix product ([`dense`]),
+//! so the results are numpy's bits. The loops are compiled for SSE2 (x86-64's baseline) and for AVX2
 //! and AVX-512, picked at run time once per call: the same arithmetic in 2, 4 or 8 lanes.
 //!
 //! ```
@@ -103,9 +104,18 @@ pub fn axpy(acc: &mut [f64], x: &[f64], w: f64) {
 
 /// A dense layer over row-major inputs: for each of `rows` rows of `x` (`n_in` values each),
 /// `y = Σ_i x_i · w[i] + bias`, where `w` is row-major `(n_in, n_out)` and `bias` has `n_out`
-/// values; the products are added in input order, from 0, then the bias (each operation rounded
-/// on its own). Returns `rows * n_out` values, row-major (rows that `x` does not hold, and
-/// inputs past `w`'s rows, count as zeros).
+/// values, summed as numpy's matrix product sums it through OpenBLAS (scikit-learn's MLP layers
+/// and linear models), then the bias added. Returns `rows * n_out` values, row-major (rows that
+/// `x` does not hold, and inputs past `w`'s rows, count as zeros).
+///
+/// On a CPU with fused multiply-adds ([`fused_multiply_add`]), OpenBLAS's matrix-matrix kernel
+/// adds each product to its sum in input order with one rounding (a fused multiply-add, from
+/// 0), and so does this; a layer of one output is a matrix-vector product, which OpenBLAS sums
+/// in four lanes (input `i` into lane `i % 4`, fused), adds as `(l0 + l2) + (l1 + l3)`, then
+/// fuses the last `n_in % 4` products onto that one by one: this sums it so too. Without fused
+/// multiply-adds, each product is rounded, then added, in input order. (numpy multiplies a
+/// single row, or inputs past 2,048, in other orders: those sums may differ in their last
+/// bits.)
 pub fn dense(x: &[f64], rows: usize, n_in: usize, w: &[f64], bias: &[f64]) -> Vec<f64> {
     dense_then(x, rows, n_in, w, bias, false)
 }
@@ -122,12 +132,25 @@ pub fn dense_relu(x: &[f64], rows: usize, n_in: usize, w: &[f64], bias: &[f64]) 
     dense_then(x, rows, n_in, w, bias, true)
 }
 
+/// Whether [`dense`] sums with fused multiply-adds on this CPU (as OpenBLAS does where the CPU
+/// has them): x86-64 with AVX2 and FMA, and AArch64.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
+    "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
+))]
+pub fn fused_multiply_add() -> bool {
+    multiversion::target::target_cfg_f!(target_feature = "fma") || cfg!(target_arch = "aarch64")
+}
+
 fn dense_then(x: &[f64], rows: usize, n_in: usize, w: &[f64], bias: &[f64], relu: bool) -> Vec<f64> {
     let n_out = bias.len();
-    let mut y = vec![0.0; rows * n_out];
+    // Written by appending, so that no pass clears the whole batch's outputs first (a tenth of
+    // an MLP's time, zeroing 64 outputs a row).
+    let mut y = Vec::with_capacity(rows * n_out);
     if n_in > 0 && n_out > 0 {
-        dense_into(x, n_in, w, bias, relu, &mut y);
+        dense_into(&x[..x.len().min(rows * n_in)], n_in, w, bias, relu, &mut y);
     }
+    y.resize(rows * n_out, 0.0);
     y
 }
 
@@ -147,50 +170,79 @@ fn add_bias(yr: &mut [f64], bias: &[f64], relu: bool) {
     }
 }
 
+/// `acc + x * w`: fused (one rounding) or not (two), as the sum being matched does it.
+#[inline(always)]
+fn madd<const FUSED: bool>(acc: f64, x: f64, w: f64) -> f64 {
+    if FUSED { x.mul_add(w, acc) } else { acc + x * w }
+}
+
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
 ))]
-fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], relu: bool, y: &mut [f64]) {
+fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], relu: bool, y: &mut Vec<f64>) {
+    if multiversion::target::target_cfg_f!(target_feature = "fma") || cfg!(target_arch = "aarch64") {
+        dense_layer::<true>(x, n_in, w, bias, relu, y);
+    } else {
+        dense_layer::<false>(x, n_in, w, bias, relu, y);
+    }
+}
+
+#[inline(always)]
+fn dense_layer<const FUSED: bool>(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], relu: bool, y: &mut Vec<f64>) {
     let n_out = bias.len();
     // The inputs that have weights (the others count as zeros).
     let n_w = n_in.min(w.len() / n_out);
     // Four rows at a time: each output's sum is a chain of dependent adds, one per input, and
     // one row's 16 outputs are two such chains in registers, so a row waited on the adders'
     // latency; four rows are eight chains, and share each load of the weights. The rows past
-    // the last four go one at a time.
-    let quads = x.chunks_exact(4 * n_in).zip(y.chunks_exact_mut(4 * n_out));
+    // the last four go one at a time. Each group's outputs are written to a buffer that stays
+    // in L1, then appended.
+    let mut buf = vec![0.0; 4 * n_out];
+    let quads = x.chunks_exact(4 * n_in);
     let done = quads.len() * 4;
-    for (xq, yq) in quads {
-        dense_rows::<4>(std::array::from_fn(|r| &xq[r * n_in..][..n_w]), w, n_out, yq);
-        for yr in yq.chunks_exact_mut(n_out) {
+    for xq in quads {
+        // The rows as a literal array (built by `array::from_fn`, a call, the array was stored
+        // in pieces and loaded whole: a store-forwarding stall per group, a sixth of the time).
+        let xs = [&xq[..n_w], &xq[n_in..][..n_w], &xq[2 * n_in..][..n_w], &xq[3 * n_in..][..n_w]];
+        dense_rows::<4, FUSED>(xs, w, n_out, &mut buf);
+        for yr in buf.chunks_exact_mut(n_out) {
             add_bias(yr, bias, relu);
         }
+        y.extend_from_slice(&buf);
     }
-    for (xr, yr) in x.chunks_exact(n_in).zip(y.chunks_exact_mut(n_out)).skip(done) {
-        dense_rows::<1>([&xr[..n_w]], w, n_out, yr);
-        add_bias(yr, bias, relu);
+    let one = &mut buf[..n_out];
+    for xr in x.chunks_exact(n_in).skip(done) {
+        dense_rows::<1, FUSED>([&xr[..n_w]], w, n_out, one);
+        add_bias(one, bias, relu);
+        y.extend_from_slice(one);
     }
 }
 
 /// Writes the outputs of `R` rows (`xs`: their inputs that have weights; `ys`: `n_out` outputs
 /// a row, row after row): 16, then 8, at a time, their sums held in registers across the
 /// inputs; the rest one by one. Each output's sum is the same in every case: from 0, input by
-/// input.
+/// input (a single output, fused: in OpenBLAS's four lanes, see [`dense`]).
 #[inline(always)]
-fn dense_rows<const R: usize>(xs: [&[f64]; R], w: &[f64], n_out: usize, ys: &mut [f64]) {
+fn dense_rows<const R: usize, const FUSED: bool>(xs: [&[f64]; R], w: &[f64], n_out: usize, ys: &mut [f64]) {
+    if FUSED && n_out == 1 {
+        for (xr, y) in xs.iter().zip(ys.iter_mut()) {
+            *y = four_lane_dot(xr, w);
+        }
+        return;
+    }
     let mut o = 0;
-    o = dense_tiles::<16, R>(xs, w, n_out, o, ys);
-    o = dense_tiles::<8, R>(xs, w, n_out, o, ys);
-    // The outputs past the tiles (an output layer of one unit, say), one at a time, each with
-    // a chain of adds per row: for four rows, four chains (one unit after 32 inputs was a tenth
-    // of an MLP's time as one chain).
+    o = dense_tiles::<32, R, FUSED>(xs, w, n_out, o, ys);
+    o = dense_tiles::<16, R, FUSED>(xs, w, n_out, o, ys);
+    o = dense_tiles::<8, R, FUSED>(xs, w, n_out, o, ys);
+    // The outputs past the tiles, one at a time, each with a chain of adds per row: for four
+    // rows, four chains.
     for out in o..n_out {
         let mut acc = [0.0f64; R];
         for i in 0..xs[0].len() {
             let wi = w[i * n_out + out];
             for (a, xr) in acc.iter_mut().zip(&xs) {
-                *a += xr[i] * wi;
+                *a = madd::<FUSED>(*a, xr[i], wi);
             }
         }
         for (r, a) in acc.iter().enumerate() {
@@ -199,17 +251,38 @@ fn dense_rows<const R: usize>(xs: [&[f64]; R], w: &[f64], n_out: usize, ys: &mut
     }
 }
 
+/// `Σ x_i · w_i` as OpenBLAS's matrix-vector kernel sums it with fused multiply-adds: four
+/// lanes over the inputs up to the last multiple of four, added `(l0 + l2) + (l1 + l3)`, then
+/// the remaining products fused onto it in order. `w` holds at least `x.len()` values.
+#[inline(always)]
+fn four_lane_dot(x: &[f64], w: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 4];
+    let (xq, xt) = x.split_at(x.len() & !3);
+    for (xs, ws) in xq.chunks_exact(4).zip(w.chunks_exact(4)) {
+        for l in 0..4 {
+            lanes[l] = xs[l].mul_add(ws[l], lanes[l]);
+        }
+    }
+    let mut sum = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+    for (xi, wi) in xt.iter().zip(&w[xq.len()..]) {
+        sum = xi.mul_add(*wi, sum);
+    }
+    sum
+}
+
 /// Writes outputs `o..` of `R` rows, `T` at a time while `T` remain; returns the first not
 /// written.
 #[inline(always)]
-fn dense_tiles<const T: usize, const R: usize>(
+fn dense_tiles<const T: usize, const R: usize, const FUSED: bool>(
     xs: [&[f64]; R],
     w: &[f64],
     n_out: usize,
     mut o: usize,
     ys: &mut [f64],
 ) -> usize {
+    // Every row as long as the first, so that indexing them by input needs no bounds check.
     let n_w = xs[0].len();
+    let xs = xs.map(|x| &x[..n_w]);
     while o + T <= n_out {
         let mut acc = [[0.0f64; T]; R];
         for i in 0..n_w {
@@ -217,7 +290,7 @@ fn dense_tiles<const T: usize, const R: usize>(
             for (acc, xr) in acc.iter_mut().zip(&xs) {
                 let xi = xr[i];
                 for k in 0..T {
-                    acc[k] += xi * wt[k];
+                    acc[k] = madd::<FUSED>(acc[k], xi, wt[k]);
                 }
             }
         }
@@ -390,10 +463,29 @@ mod tests {
     }
 
     #[test]
-    fn a_dense_layer_adds_in_input_order_then_the_bias() {
-        // 4 outputs one by one; 27 as a tile of 16, one of 8 and 3 one by one; and weights for
-        // only some of the inputs (the others count as zeros).
-        for (rows, n_in, n_out, w_rows) in [(5, 3, 4, 3), (7, 29, 27, 29), (3, 6, 40, 4)] {
+    fn a_dense_layer_sums_as_openblas_then_adds_the_bias() {
+        // OpenBLAS's sums: the matrix-matrix kernel's one chain from 0 in input order, and the
+        // matrix-vector kernel's four lanes (a layer of one output), fused where the CPU fuses.
+        let fused = fused_multiply_add();
+        let madd = |a: f64, x: f64, w: f64| if fused { x.mul_add(w, a) } else { a + x * w };
+        let want_sum = |xr: &[f64], w: &[f64], n_out: usize, o: usize| -> f64 {
+            if fused && n_out == 1 {
+                let m1 = xr.len() & !3;
+                let mut l = [0.0; 4];
+                for i in 0..m1 {
+                    l[i % 4] = madd(l[i % 4], xr[i], w[i]);
+                }
+                (m1..xr.len()).fold((l[0] + l[2]) + (l[1] + l[3]), |s, i| madd(s, xr[i], w[i]))
+            } else {
+                (0..xr.len()).fold(0.0, |s, i| madd(s, xr[i], w[i * n_out + o]))
+            }
+        };
+        // 4 outputs one by one; 27 as a tile of 16, one of 8 and 3 one by one; weights for
+        // only some of the inputs (the others count as zeros); single outputs of 4k, 4k + 1,
+        // 4k + 2 and 4k + 3 inputs.
+        let shapes =
+            [(5, 3, 4, 3), (7, 29, 27, 29), (3, 6, 40, 4), (9, 32, 1, 32), (6, 29, 1, 29), (5, 7, 1, 6), (7, 3, 1, 3)];
+        for (rows, n_in, n_out, w_rows) in shapes {
             let x: Vec<f64> = (0..rows * n_in).map(|i| (i as f64 * 0.7).cos()).collect();
             let w: Vec<f64> = (0..w_rows * n_out).map(|i| (i as f64 * 1.3).sin()).collect();
             let bias: Vec<f64> = (0..n_out).map(|o| o as f64 * 0.1 - 0.2).collect();
@@ -401,16 +493,25 @@ mod tests {
             // The ReLU of the same sums (rows of four go through another loop than the rest).
             let relu = dense_relu(&x, rows, n_in, &w, &bias);
             assert!(relu.iter().zip(&y).all(|(r, y)| *r == y.max(0.0)), "{n_out} outputs: {relu:?} against {y:?}");
-            assert!(relu.contains(&0.0) && relu.iter().any(|v| *v > 0.0));
+            assert!(n_out == 1 || relu.contains(&0.0) && relu.iter().any(|v| *v > 0.0));
             for r in 0..rows {
+                let xr = &x[r * n_in..][..w_rows];
                 for o in 0..n_out {
-                    let mut want = 0.0;
-                    for i in 0..w_rows {
-                        want += x[r * n_in + i] * w[i * n_out + o];
-                    }
-                    assert_eq!(y[r * n_out + o], want + bias[o], "{n_out} outputs, row {r}, output {o}");
+                    let want = want_sum(xr, &w, n_out, o) + bias[o];
+                    assert_eq!(y[r * n_out + o], want, "{n_out} outputs of {n_in} inputs, row {r}, output {o}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fused_sums_differ_from_unfused_ones() {
+        // The oracle above would pass a kernel that ignored `fused`, were no sum's last bit
+        // to depend on it: these do (0.1 * 3 rounds up; fused, its exact value meets -0.3).
+        if fused_multiply_add() {
+            let y = dense(&[1.0, 0.1], 1, 2, &[-0.3, -0.3, 3.0, 3.0], &[0.0, 0.0]);
+            assert_eq!(y, vec![0.1f64.mul_add(3.0, -0.3), 0.1f64.mul_add(3.0, -0.3)]);
+            assert_ne!(y[0], 0.1 * 3.0 - 0.3);
         }
     }
 
