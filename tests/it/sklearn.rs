@@ -73,6 +73,22 @@ fn every_sklearn_model_scores_like_scikit_learn() {
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// An MLP's layers are summed as numpy's OpenBLAS sums them where the CPU fuses multiply-adds
+/// (the goldens were written on such a CPU): the classifier's probabilities are MLflow's bit for
+/// bit, not only within the tolerance above.
+#[test]
+fn an_mlp_classifiers_probabilities_are_scikit_learns_bit_for_bit() {
+    if !mlscore::kernels::columns::fused_multiply_add() {
+        return;
+    }
+    let ScoredCase { golden, outputs, .. } = score_case("sklearn", "mlp_classifier", |e| e).unwrap();
+    let proba = outputs.iter().find(|(n, _)| n == "probabilities").map(|(_, a)| rows(a.as_ref())).unwrap();
+    let want = rows(column(&golden, "proba").as_ref());
+    assert_eq!(proba.len(), 300);
+    let differ = proba.iter().zip(&want).filter(|(g, w)| g != w).count();
+    assert_eq!(differ, 0, "{differ} of 300 rows' probabilities differ from scikit-learn's in their bits");
+}
+
 /// A batch is scored a chunk of rows at a time (up to 8,192, by the model's width): a batch of
 /// many chunks, whose last chunk is a short one, gives every row exactly what the row gets in a
 /// small batch.
