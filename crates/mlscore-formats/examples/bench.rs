@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 // Probabilities (a model logged with `pyfunc_predict_fn="predict_proba"`): each
                 // row's values in turn.
-                DataType::List(_) => {
+                DataType::List(f) if f.data_type() == &DataType::Float64 => {
                     values.extend(col.as_list::<i32>().values().as_primitive::<Float64Type>().values().iter().copied())
                 }
                 other => return Err(format!("prediction type {other}").into()),

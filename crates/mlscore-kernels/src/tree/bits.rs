@@ -779,8 +779,7 @@ fn in_order_halves<T: Float>(nodes: &[FastNode<T>], leaf_of: &[u32], root: u32, 
     if yes.len() > 32 || no.len() > 32 {
         return None;
     }
-    let mut table = [yes[0]; MAX_LEAVES];
-    table[..yes.len()].copy_from_slice(&yes);
+    let mut table = slot_table(&yes);
     table[32..32 + no.len()].copy_from_slice(&no);
     let mut splits = vec![(root, !LOW)];
     splits.extend(yes_splits.iter().map(|&(s, keep)| (s, keep | !LOW)));
