@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Inside Spark: mlscore's spark_udf against mlflow.pyfunc.spark_udf on local PySpark.
 
-    benches/run spark.py [--rows 1000000] [--models lr,rf] [--repeat 1]
+    benches/run spark [--rows 1000000] [--models lr,rf] [--repeat 1]
 
 Same table (bench-data/higgs-<rows>, 28 float64 features), same cores (local[<cores>]), same
 job: read Parquet, add the predicted label, write Parquet. Variants, each in a fresh JVM,
