@@ -181,15 +181,27 @@ fn madd<const FUSED: bool>(acc: f64, x: f64, w: f64) -> f64 {
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
 ))]
 fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], relu: bool, y: &mut Vec<f64>) {
-    if multiversion::target::target_cfg_f!(target_feature = "fma") || cfg!(target_arch = "aarch64") {
-        dense_layer::<true>(x, n_in, w, bias, relu, y);
-    } else {
-        dense_layer::<false>(x, n_in, w, bias, relu, y);
+    // Tiles of 32 and 16 outputs, four rows at a time, hold 128 and 64 sums: in AVX-512's 32
+    // registers of 8, they fit; in AVX2's 16 of 4 they spilled to the stack every input (the
+    // benchmark's MLP, AMD EPYC Milan, one thread: 0.83-0.91M -> 1.10-1.31M rows/s, tiles of 8
+    // alone). The sums are the same either way: only which outputs go together changes.
+    let wide = multiversion::target::target_cfg_f!(target_feature = "avx512f");
+    match (multiversion::target::target_cfg_f!(target_feature = "fma") || cfg!(target_arch = "aarch64"), wide) {
+        (true, true) => dense_layer::<true, true>(x, n_in, w, bias, relu, y),
+        (true, false) => dense_layer::<true, false>(x, n_in, w, bias, relu, y),
+        (false, _) => dense_layer::<false, false>(x, n_in, w, bias, relu, y),
     }
 }
 
 #[inline(always)]
-fn dense_layer<const FUSED: bool>(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], relu: bool, y: &mut Vec<f64>) {
+fn dense_layer<const FUSED: bool, const WIDE: bool>(
+    x: &[f64],
+    n_in: usize,
+    w: &[f64],
+    bias: &[f64],
+    relu: bool,
+    y: &mut Vec<f64>,
+) {
     let n_out = bias.len();
     // The inputs that have weights (the others count as zeros).
     let n_w = n_in.min(w.len() / n_out);
@@ -205,7 +217,7 @@ fn dense_layer<const FUSED: bool>(x: &[f64], n_in: usize, w: &[f64], bias: &[f64
         // The rows as a literal array (built by `array::from_fn`, a call, the array was stored
         // in pieces and loaded whole: a store-forwarding stall per group, a sixth of the time).
         let xs = [&xq[..n_w], &xq[n_in..][..n_w], &xq[2 * n_in..][..n_w], &xq[3 * n_in..][..n_w]];
-        dense_rows::<4, FUSED>(xs, w, n_out, &mut buf);
+        dense_rows::<4, FUSED, WIDE>(xs, w, n_out, &mut buf);
         for yr in buf.chunks_exact_mut(n_out) {
             add_bias(yr, bias, relu);
         }
@@ -213,18 +225,23 @@ fn dense_layer<const FUSED: bool>(x: &[f64], n_in: usize, w: &[f64], bias: &[f64
     }
     let one = &mut buf[..n_out];
     for xr in x.chunks_exact(n_in).skip(done) {
-        dense_rows::<1, FUSED>([&xr[..n_w]], w, n_out, one);
+        dense_rows::<1, FUSED, WIDE>([&xr[..n_w]], w, n_out, one);
         add_bias(one, bias, relu);
         y.extend_from_slice(one);
     }
 }
 
 /// Writes the outputs of `R` rows (`xs`: their inputs that have weights; `ys`: `n_out` outputs
-/// a row, row after row): 32, 16, then 8 at a time, their sums held in registers across the
-/// inputs; the rest one by one. Each output's sum is the same in every case: from 0, input by
+/// a row, row after row): 32, 16, then 8 at a time where `WIDE` (AVX-512), else 8 at a time, their
+/// sums held in registers across the inputs; the rest one by one. Each output's sum is the same in every case: from 0, input by
 /// input (a single output, fused: in OpenBLAS's four lanes, see [`dense`]).
 #[inline(always)]
-fn dense_rows<const R: usize, const FUSED: bool>(xs: [&[f64]; R], w: &[f64], n_out: usize, ys: &mut [f64]) {
+fn dense_rows<const R: usize, const FUSED: bool, const WIDE: bool>(
+    xs: [&[f64]; R],
+    w: &[f64],
+    n_out: usize,
+    ys: &mut [f64],
+) {
     if FUSED && n_out == 1 {
         for (xr, y) in xs.iter().zip(ys.iter_mut()) {
             *y = four_lane_dot(xr, w);
@@ -232,8 +249,10 @@ fn dense_rows<const R: usize, const FUSED: bool>(xs: [&[f64]; R], w: &[f64], n_o
         return;
     }
     let mut o = 0;
-    o = dense_tiles::<32, R, FUSED>(xs, w, n_out, o, ys);
-    o = dense_tiles::<16, R, FUSED>(xs, w, n_out, o, ys);
+    if WIDE {
+        o = dense_tiles::<32, R, FUSED>(xs, w, n_out, o, ys);
+        o = dense_tiles::<16, R, FUSED>(xs, w, n_out, o, ys);
+    }
     o = dense_tiles::<8, R, FUSED>(xs, w, n_out, o, ys);
     // The outputs past the tiles, one at a time, each with a chain of adds per row: for four
     // rows, four chains.
