@@ -185,8 +185,10 @@ fn dense_into(x: &[f64], n_in: usize, w: &[f64], bias: &[f64], relu: bool, y: &m
     // registers of 8, they fit; in AVX2's 16 of 4 they spilled to the stack every input (the
     // benchmark's MLP, AMD EPYC Milan, one thread: 0.83-0.91M -> 1.10-1.31M rows/s, tiles of 8
     // alone). The sums are the same either way: only which outputs go together changes.
+    // AArch64's 32 registers of 2 take tiles of 8 as well (not measured there).
+    let fused = multiversion::target::target_cfg_f!(target_feature = "fma") || cfg!(target_arch = "aarch64");
     let wide = multiversion::target::target_cfg_f!(target_feature = "avx512f");
-    match (multiversion::target::target_cfg_f!(target_feature = "fma") || cfg!(target_arch = "aarch64"), wide) {
+    match (fused, wide) {
         (true, true) => dense_layer::<true, true>(x, n_in, w, bias, relu, y),
         (true, false) => dense_layer::<true, false>(x, n_in, w, bias, relu, y),
         (false, _) => dense_layer::<false, false>(x, n_in, w, bias, relu, y),
@@ -232,9 +234,10 @@ fn dense_layer<const FUSED: bool, const WIDE: bool>(
 }
 
 /// Writes the outputs of `R` rows (`xs`: their inputs that have weights; `ys`: `n_out` outputs
-/// a row, row after row): 32, 16, then 8 at a time where `WIDE` (AVX-512), else 8 at a time, their
-/// sums held in registers across the inputs; the rest one by one. Each output's sum is the same in every case: from 0, input by
-/// input (a single output, fused: in OpenBLAS's four lanes, see [`dense`]).
+/// a row, row after row): 32, 16, then 8 at a time where `WIDE` (AVX-512), else 8 at a time,
+/// their sums held in registers across the inputs; the rest one by one. Each output's sum is the
+/// same in every case: from 0, input by input (a single output, fused: in OpenBLAS's four lanes,
+/// see [`dense`]).
 #[inline(always)]
 fn dense_rows<const R: usize, const FUSED: bool, const WIDE: bool>(
     xs: [&[f64]; R],
