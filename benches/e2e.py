@@ -22,10 +22,11 @@ starting one further along) and the median is kept.
 Peak RSS is that of the whole process tree (JVM and Python workers included), sampled every
 50 ms from /proc; CPU seconds are the larger of what wait4 reports (the process and the children it reaped) and
 the sum over the sampled process tree (Spark's JVM is not reaped by its Python driver).
-Every variant's labels are compared with mlscore's by `id`: the ONNX variants must agree
-exactly; the sklearn flavor runs the float64 model, so a few rows near 0.5 may differ.
-Prints a table per model with ratios (mlscore's speed-up over each baseline) and appends JSON
-lines to bench-data/results-e2e.jsonl.
+Every variant's labels are compared with mlscore's by `id` (with the first mlscore variant's
+when plain `mlscore` is not run, as in `--variants mlscore-sklearn,spark-sklearn`): the ONNX
+variants must agree exactly; the sklearn flavor runs the float64 model, so a few rows near 0.5
+may differ from the ONNX flavor's. Prints a table per model with ratios (mlscore's speed-up over
+each baseline) and appends JSON lines to bench-data/results-e2e.jsonl.
 """
 
 from __future__ import annotations
@@ -291,15 +292,24 @@ def main() -> None:
     report(args, models, variants, runs, checks)
 
 
+def reference(variants: list[str]) -> str | None:
+    """The variant the others are compared with: `mlscore`, or else the first mlscore variant run
+    (`--variants mlscore-sklearn,spark-sklearn` compares Spark with the sklearn flavor)."""
+    if "mlscore" in variants:
+        return "mlscore"
+    return next((v for v in variants if v.startswith("mlscore")), None)
+
+
 def check(model: str, variants: list[str], outs: dict[str, Path], checks: dict) -> None:
     import numpy as np
 
-    if "mlscore" not in outs:
+    base = reference(variants)
+    if base is None or base not in outs:
         return
-    ids, ref = labels(outs["mlscore"], "mlscore")
+    ids, ref = labels(outs[base], base)
     ref = np.asarray(ref)
     for v in variants:
-        if v == "mlscore" or v not in outs:
+        if v == base or v not in outs:
             continue
         vid, got = labels(outs[v], v)
         if not np.array_equal(np.asarray(vid), np.asarray(ids)):
@@ -322,16 +332,17 @@ def report(args, models, variants, runs, checks) -> None:
                 if rep:
                     med[v]["startup_s"] = statistics.median(r["startup_s"] for r in rep)
                     med[v]["job_s"] = statistics.median(r["job_s"] for r in rep)
-            base = med.get("mlscore")
-            print(f"\n{m}: {args.rows:,} rows, median of {args.repeat}")
+            ref = reference(ok)
+            base = med.get(ref) if ref else None
+            print(f"\n{m}: {args.rows:,} rows, median of {args.repeat}; ratios and labels against {ref or 'no mlscore run'}")
             print(f"  {'variant':14} {'wall s':>8} {'rows/s':>11} {'CPU s':>8} {'peak RSS MiB':>13} {'mlscore speed-up':>17} {'CPU ratio':>10}  check")
             for v, reason in failed.items():
                 print(f"  {v:14} FAILED: {reason}")
                 f.write(json.dumps({"bench": "e2e", "time": stamp, "model": m, "variant": v, "rows": args.rows, "failed": reason}) + "\n")
             for v in ok:
                 r = med[v]
-                speed = f"{r['wall_s'] / base['wall_s']:.1f}x" if base and v != "mlscore" else ""
-                cpu = f"{r['cpu_s'] / base['cpu_s']:.1f}x" if base and v != "mlscore" and base["cpu_s"] > 0 else ""
+                speed = f"{r['wall_s'] / base['wall_s']:.1f}x" if base and v != ref else ""
+                cpu = f"{r['cpu_s'] / base['cpu_s']:.1f}x" if base and v != ref and base["cpu_s"] > 0 else ""
                 extra = f"  (start-up {r['startup_s']:.1f} s, job {r['job_s']:.1f} s)" if "startup_s" in r else ""
                 print(
                     f"  {v:14} {r['wall_s']:8.2f} {args.rows / r['wall_s']:11,.0f} {r['cpu_s']:8.2f} {r['peak_rss_mib']:13.0f}"
