@@ -8,7 +8,10 @@
 //!         MODEL_DIR X.f64 FEATURES BATCH THREADS SECONDS [OUT.f64]
 //!
 //! Allocates with mimalloc, as `mlscore score` does. Prints one JSON line: rows scored (all
-//! threads), wall seconds, rows/s, peak RSS. With OUT, first writes the default
+//! threads), wall seconds, rows/s, CPU seconds of the timed passes (all threads; null where
+//! Linux's per-thread schedstat is not there), peak RSS. Like the Python side's
+//! measurement, the timed passes follow one untimed batch and leave out loading the model and
+//! the rows. With OUT, first writes the default
 //! prediction of every row (float64, row-major; a row's probabilities one after another) there,
 //! for the benchmark's agreement check.
 #![allow(clippy::print_stdout)]
@@ -75,13 +78,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         std::fs::write(out, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     }
+    // One untimed batch first, as the Python side predicts once before its timer starts.
+    if let Some(b) = batches.first() {
+        model.predict(&binding, b, NullPolicy::Nan)?;
+    }
     let deadline = Duration::from_secs_f64(seconds);
     let start = Instant::now();
-    let scored: usize = std::thread::scope(|s| {
+    let (scored, cpu_ns) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (model, binding, batches) = (&model, &binding, &batches);
                 s.spawn(move || {
+                    let cpu0 = thread_cpu_ns();
                     let mut n = 0;
                     // Every thread passes over the whole table (from its own starting batch) until the
                     // time is up: `threads` tables scored at once, as the engine scores partitions.
@@ -91,11 +99,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             n += p.outputs[0].1.len();
                         }
                     }
-                    n
+                    (n, thread_cpu_ns().zip(cpu0).map(|(b, a)| b.saturating_sub(a)))
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or((0, None)))
+            .fold((0, Some(0)), |(n, cpu), (m, c)| (n + m, cpu.zip(c).map(|(a, b)| a + b)))
     });
     let wall = start.elapsed().as_secs_f64();
     // Peak resident memory of this process (Linux), in MB.
@@ -107,9 +118,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0);
+    let cpu_s = cpu_ns.map_or("null".to_string(), |ns| format!("{}", ns as f64 / 1e9));
     println!(
-        "{{\"rows\": {scored}, \"wall_s\": {wall}, \"rows_per_s\": {}, \"peak_rss_mb\": {peak_mb}}}",
+        "{{\"rows\": {scored}, \"wall_s\": {wall}, \"rows_per_s\": {}, \"cpu_s\": {cpu_s}, \"peak_rss_mb\": {peak_mb}}}",
         scored as f64 / wall
     );
     Ok(())
+}
+
+/// Nanoseconds the calling thread has run on a CPU (Linux's `/proc/thread-self/schedstat`), or
+/// `None` where that file is not there.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
 }
