@@ -114,18 +114,12 @@ struct Timings {
     copy: AtomicU64,
 }
 
-/// The CPU time this thread has run, in nanoseconds, where the OS tells it (Linux's
-/// `/proc/thread-self/schedstat`; a few microseconds to read).
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
-}
-
 /// Runs `f`, adding the CPU time its thread spent in it to `counter` (the wall time where the
 /// CPU time cannot be read: then threads waiting for a core count too).
 fn timed<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> T {
-    let (wall, cpu) = (Instant::now(), thread_cpu_ns());
+    let (wall, cpu) = (Instant::now(), mlscore_core::thread_cpu_ns());
     let out = f();
-    let spent = match (cpu, thread_cpu_ns()) {
+    let spent = match (cpu, mlscore_core::thread_cpu_ns()) {
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => u64::try_from(wall.elapsed().as_nanos()).unwrap_or(u64::MAX),
     };

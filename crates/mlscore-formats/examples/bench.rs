@@ -23,7 +23,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, Float64Array};
 use arrow_schema::{DataType, Field, Schema};
-use mlscore_core::NullPolicy;
+use mlscore_core::{NullPolicy, thread_cpu_ns};
 use mlscore_mlflow::MlflowModel;
 
 // The allocator `mlscore score` runs with: scoring allocates and frees batch-sized buffers
@@ -124,10 +124,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scored as f64 / wall
     );
     Ok(())
-}
-
-/// Nanoseconds the calling thread has run on a CPU (Linux's `/proc/thread-self/schedstat`), or
-/// `None` where that file is not there.
-fn thread_cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
 }
