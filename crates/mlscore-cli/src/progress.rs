@@ -74,7 +74,7 @@ pub(crate) fn summary(report: &JobReport, output: &str) {
     }
     let secs = report.elapsed.as_secs_f64();
     let rate = if secs > 0.0 { report.rows as f64 / secs } else { 0.0 };
-    let peak = peak_memory_mib().map(|m| format!(", peak memory {m:.0} MiB")).unwrap_or_default();
+    let peak = mlscore_core::peak_memory_mib().map(|m| format!(", peak memory {m:.0} MiB")).unwrap_or_default();
     eprintln!(
         "wrote {} rows to {output} ({} file{}, {:.1} MiB) in {secs:.2}s, {:.0} rows/s on {} partition{}{peak}",
         report.rows,
@@ -102,15 +102,4 @@ pub(crate) fn summary(report: &JobReport, output: &str) {
             eprintln!("{model}: {n} rows had null inputs");
         }
     }
-}
-
-/// This process's peak resident memory, where the OS tells it (`VmHWM` in Linux's `/proc/self/status`).
-///
-/// Read from `/proc` rather than `getrusage`, whose maximum also covers what the parent held when
-/// it forked this process (a Python benchmark driver, say) and so overstates it.
-fn peak_memory_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kib / 1024.0)
 }

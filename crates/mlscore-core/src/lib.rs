@@ -36,7 +36,7 @@ mod result_type;
 mod scorer;
 mod values;
 
-pub use cpu::thread_cpu_ns;
+pub use cpu::{peak_memory_mib, thread_cpu_ns};
 pub use error::{Error, Result};
 pub use guard::{catch_panic, defer_panic_reports, deferred_panics, panic_message};
 pub use parquet_guard::{check_parquet_file, check_parquet_footer, parquet_footer_length};

@@ -109,15 +109,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .fold((0, Some(0)), |(n, cpu), (m, c)| (n + m, cpu.zip(c).map(|(a, b)| a + b)))
     });
     let wall = start.elapsed().as_secs_f64();
-    // Peak resident memory of this process (Linux), in MB.
-    let peak_mb = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").trim().to_string()))
-        })
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0);
+    // Peak resident memory of this process (Linux), in MiB.
+    let peak_mb = mlscore_core::peak_memory_mib().unwrap_or(f64::NAN);
     let cpu_s = cpu_ns.map_or("null".to_string(), |ns| format!("{}", ns as f64 / 1e9));
     println!(
         "{{\"rows\": {scored}, \"wall_s\": {wall}, \"rows_per_s\": {}, \"cpu_s\": {cpu_s}, \"peak_rss_mb\": {peak_mb}}}",
