@@ -412,6 +412,21 @@ pub fn to_rows_through_f32(cols: &[&[f64]], start: usize, n: usize, out: &mut Ve
     transpose(cols, start, n, cols.len(), out, |v| f64::from(v as f32));
 }
 
+/// [`to_rows`] into a buffer the caller owns (a model's input tensor, say): `out` holds whole
+/// rows of `cols.len()` values and is filled from row `start` of the columns on, as many rows as
+/// it holds.
+///
+/// ```
+/// use mlscore_kernels::columns::fill_rows;
+/// let (a, b) = ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0]);
+/// let mut x = [0f32; 4];
+/// fill_rows(&[&a, &b], 1, &mut x);
+/// assert_eq!(x, [2.0, 20.0, 3.0, 30.0]);
+/// ```
+pub fn fill_rows<T: crate::tree::Float>(cols: &[&[f64]], start: usize, out: &mut [T]) {
+    fill(cols, start, cols.len(), out, T::from_f64);
+}
+
 /// Writes rows `width` values apart (`width >= cols.len()`), the values past `cols.len()` zero.
 #[inline(always)]
 fn transpose<T: Copy + Default>(
@@ -424,6 +439,14 @@ fn transpose<T: Copy + Default>(
 ) {
     out.clear();
     out.resize(n * width, T::default());
+    fill(cols, start, width, out, conv);
+}
+
+/// Writes `cols`' values from row `start` on into the rows of `out`, `width` values apart, a tile
+/// of [`TILE_ROWS`] rows at a time (each tile stays in L1 while every column is written into it);
+/// the values past `cols.len()` in each row are left as they are.
+#[inline(always)]
+fn fill<T: Copy>(cols: &[&[f64]], start: usize, width: usize, out: &mut [T], conv: impl Fn(f64) -> T) {
     for (t, tile) in out.chunks_mut(TILE_ROWS * width.max(1)).enumerate() {
         let first = start + t * TILE_ROWS;
         for (j, c) in cols.iter().enumerate() {

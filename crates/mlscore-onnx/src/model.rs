@@ -241,32 +241,30 @@ impl Model {
                 }
                 let shape: Vec<usize> = if *rank1 { vec![rows] } else { vec![rows, k] };
                 let names: Vec<String> = columns.iter().map(|idx| name_of(*idx)).collect();
-                // The common case, float64 columns without nulls into a float32 input: their
-                // values read once as slices, and no type dispatch a column and block.
-                let plain: Option<Vec<&[f64]>> = columns
-                    .iter()
-                    .map(|idx| {
-                        let a = frame[*idx].as_primitive_opt::<Float64Type>()?;
-                        (a.null_count() == 0).then(|| a.values().as_ref())
-                    })
-                    .collect();
+                // The common case, float64 columns without nulls into a float32 input: the
+                // kernels' transposition over the columns' slices, with no type dispatch a column
+                // and block.
+                let plain: Option<Vec<&[f64]>> = if *elem == ElemType::F32 {
+                    columns
+                        .iter()
+                        .map(|idx| {
+                            let a = frame[*idx].as_primitive_opt::<Float64Type>()?;
+                            (a.null_count() == 0).then(|| a.values().as_ref())
+                        })
+                        .collect()
+                } else {
+                    None
+                };
                 build_tensor(*elem, &shape, |filler| {
                     // Row blocks: each block of the row-major buffer stays in L1 (64 rows of 28 f32 features
                     // are 7 KiB) while every column is written into it. Blocks of 256 rows (28 KiB) filled
                     // L1 with the columns' values besides: lr 11.3M -> 12.8M rows/s, hgb +5%, 8,192-row
                     // batches, one thread.
-                    const BLOCK: usize = 64;
                     if let (Some(cols), crate::convert::TensorFiller::F32(out)) = (&plain, &mut *filler) {
-                        for (b, block) in out.chunks_mut(BLOCK * k.max(1)).enumerate() {
-                            let start = b * BLOCK;
-                            for (j, col) in cols.iter().enumerate() {
-                                for (row, v) in block.chunks_exact_mut(k).zip(&col[start..]) {
-                                    row[j] = *v as f32;
-                                }
-                            }
-                        }
+                        mlscore_kernels::columns::fill_rows(cols, 0, out);
                         return Ok(());
                     }
+                    const BLOCK: usize = 64;
                     for start in (0..rows).step_by(BLOCK) {
                         let len = BLOCK.min(rows - start);
                         let mut block = filler.rows(start * k, (start + len) * k);
