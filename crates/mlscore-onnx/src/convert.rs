@@ -155,6 +155,83 @@ pub(crate) fn write_column<E: FeedElem>(
     Ok(())
 }
 
+/// Where a float input's stacked columns come from: a float64 column without nulls is read in
+/// place; any other converts a chunk of rows at a time into float64 first.
+pub(crate) enum FloatSource<'a> {
+    Slice(&'a [f64]),
+    Convert(&'a dyn Array),
+}
+
+impl<'a> FloatSource<'a> {
+    /// How `array` reaches a float input (`f32`: float32, else float64) through float64 with
+    /// the values [`write_column`] writes: every numeric type whose values float64 holds exactly
+    /// (so one rounding, as a direct conversion makes); 64-bit integers only when every value is
+    /// within 2^53 or the input is float64. `None` where the detour could round differently or
+    /// the type is not numeric (the caller then writes the column directly, or reports it).
+    pub(crate) fn of(array: &'a dyn Array, f32: bool) -> Option<Self> {
+        const EXACT: u64 = 1 << 53;
+        let ok = match array.data_type() {
+            DataType::Float64 if array.null_count() == 0 => {
+                return Some(Self::Slice(array.as_primitive::<Float64Type>().values()));
+            }
+            DataType::Float64
+            | DataType::Float32
+            | DataType::Float16
+            | DataType::Int32
+            | DataType::Int16
+            | DataType::Int8
+            | DataType::UInt32
+            | DataType::UInt16
+            | DataType::UInt8
+            | DataType::Boolean
+            | DataType::Decimal128(_, _)
+            | DataType::Null => true,
+            DataType::Int64 => {
+                !f32 || array.as_primitive::<Int64Type>().values().iter().all(|v| v.unsigned_abs() <= EXACT)
+            }
+            DataType::UInt64 => !f32 || array.as_primitive::<UInt64Type>().values().iter().all(|v| *v <= EXACT),
+            _ => false,
+        };
+        ok.then_some(Self::Convert(array))
+    }
+
+    /// Rows `rows` of the column as float64: the column's own slice, or written into `buf`
+    /// (nulls as NaN, as [`write_column`] writes them into float inputs).
+    pub(crate) fn rows<'b>(&'b self, rows: Range<usize>, buf: &'b mut Vec<f64>) -> Result<&'b [f64]> {
+        match self {
+            Self::Slice(v) => Ok(&v[rows]),
+            Self::Convert(array) => {
+                buf.clear();
+                buf.resize(rows.len(), 0.0);
+                write_column(buf, 1, 0, *array, rows, f64::NAN, "")?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
+/// Fills the rows of a float input (`filler`: float32 or float64) from its columns' sources by
+/// the kernels' transposition. Columns read in place are transposed in one pass; where some
+/// convert, a chunk of rows at a time, so that the converted values stay in cache and take
+/// `CHUNK` rows of memory a column, not a batch's.
+pub(crate) fn fill_floats(sources: &[FloatSource<'_>], rows: usize, filler: &mut TensorFiller<'_>) -> Result<()> {
+    const CHUNK: usize = 2048;
+    let k = sources.len();
+    let chunk = if sources.iter().all(|s| matches!(s, FloatSource::Slice(_))) { rows.max(1) } else { CHUNK };
+    let mut bufs: Vec<Vec<f64>> = std::iter::repeat_with(Vec::new).take(k).collect();
+    for start in (0..rows).step_by(chunk) {
+        let end = (start + chunk).min(rows);
+        let cols: Vec<&[f64]> =
+            sources.iter().zip(bufs.iter_mut()).map(|(s, b)| s.rows(start..end, b)).collect::<Result<_>>()?;
+        match filler {
+            TensorFiller::F32(out) => mlscore_kernels::columns::fill_rows(&cols, 0, &mut out[start * k..end * k]),
+            TensorFiller::F64(out) => mlscore_kernels::columns::fill_rows(&cols, 0, &mut out[start * k..end * k]),
+            _ => return Err(Error::Binding("internal error: a float fill of a non-float input".to_string())),
+        }
+    }
+    Ok(())
+}
+
 /// Writes string values (nulls as empty strings, which the caller has vetted).
 pub(crate) fn write_strings(
     out: &mut [String],
@@ -356,4 +433,60 @@ fn flat_values(t: &Tensor, name: &str) -> Result<ArrayRef> {
     } else {
         return Err(Error::ResultConversion(format!("model output '{name}' has unsupported element type {dt:?}")));
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{BooleanArray, Decimal128Array, Float32Array, Int32Array, Int64Array, NullArray, UInt8Array};
+
+    use super::*;
+
+    /// Columns of every type the float fill converts, with nulls, 5,000 rows (two chunks and a
+    /// part): the float fill writes what the column-by-column writer writes.
+    #[test]
+    fn the_float_fill_writes_what_each_column_writer_writes() {
+        let n = 5_000;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(Float64Array::from_iter((0..n).map(|i| (i % 7 != 0).then_some(i as f64 * 0.37)))),
+            Arc::new(Float64Array::from_iter_values((0..n).map(|i| (i as f64).sin()))),
+            Arc::new(Float32Array::from_iter((0..n).map(|i| (i % 5 != 0).then_some(i as f32 / 3.0)))),
+            Arc::new(Int32Array::from_iter((0..n).map(|i| (i % 3 != 0).then_some(i as i32 * 1_001 - 77)))),
+            Arc::new(Int64Array::from_iter_values((0..n).map(|i| (i as i64) << 40))),
+            Arc::new(UInt8Array::from_iter_values((0..n).map(|i| i as u8))),
+            Arc::new(BooleanArray::from_iter((0..n).map(|i| (i % 11 != 0).then_some(i % 2 == 0)))),
+            Arc::new(
+                Decimal128Array::from_iter_values((0..n).map(|i| i as i128 * 13))
+                    .with_precision_and_scale(10, 2)
+                    .unwrap(),
+            ),
+            Arc::new(NullArray::new(n)),
+        ];
+        let k = cols.len();
+        let sources: Vec<FloatSource<'_>> = cols.iter().map(|c| FloatSource::of(c.as_ref(), true).unwrap()).collect();
+        assert!(matches!(sources[1], FloatSource::Slice(_)) && matches!(sources[0], FloatSource::Convert(_)));
+        let (mut got32, mut want32) = (vec![0f32; n * k], vec![0f32; n * k]);
+        let (mut got64, mut want64) = (vec![0f64; n * k], vec![0f64; n * k]);
+        fill_floats(&sources, n, &mut TensorFiller::F32(&mut got32)).unwrap();
+        fill_floats(&sources, n, &mut TensorFiller::F64(&mut got64)).unwrap();
+        for (j, c) in cols.iter().enumerate() {
+            write_column(&mut want32, k, j, c.as_ref(), 0..n, f32::NAN, "c").unwrap();
+            write_column(&mut want64, k, j, c.as_ref(), 0..n, f64::NAN, "c").unwrap();
+        }
+        let bits32 = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits32(&got32), bits32(&want32));
+        assert_eq!(bits64(&got64), bits64(&want64));
+    }
+
+    /// A 64-bit integer past 2^53 would round twice on its way to float32 through float64: that
+    /// column is written directly instead; into float64 there is one rounding either way.
+    #[test]
+    fn large_64_bit_integers_skip_the_float64_detour_into_float32() {
+        let big = Int64Array::from(vec![1, (1 << 53) + 1, -3]);
+        assert!(FloatSource::of(&big, true).is_none());
+        assert!(FloatSource::of(&big, false).is_some());
+        let small = Int64Array::from(vec![1, 1 << 53, -(1 << 53)]);
+        assert!(FloatSource::of(&small, true).is_some());
+        assert!(FloatSource::of(&StringArray::from(vec!["a"]), true).is_none());
+    }
 }
