@@ -13,8 +13,10 @@ use mlscore::{NullPolicy, ResultType};
 
 use crate::common::*;
 
-fn cases() -> Vec<serde_json::Value> {
-    serde_json::from_str(&std::fs::read_to_string(models().join("sklearn/cases.json")).unwrap()).unwrap()
+/// The cases of `models/<family>/cases.json`: `sklearn` (today's releases), `sklearn-1.1` or
+/// `sklearn-1.3`.
+fn cases(family: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(models().join(family).join("cases.json")).unwrap()).unwrap()
 }
 
 fn close(got: &[f64], want: &[f64], what: &str) -> Result<(), String> {
@@ -25,10 +27,10 @@ fn rows(a: &dyn Array) -> Vec<Vec<f64>> {
     value_rows(a)
 }
 
-fn run_case(case: &serde_json::Value) -> Result<(), String> {
+fn run_case(family: &str, case: &serde_json::Value) -> Result<(), String> {
     let name = case["case"].as_str().unwrap();
-    let err = |e: String| format!("{name} ({}): {e}", case["format"]);
-    let ScoredCase { model, golden, outputs, pyfunc: got, .. } = score_case("sklearn", name, err)?;
+    let err = |e: String| format!("{family}/{name} ({}): {e}", case["format"]);
+    let ScoredCase { model, golden, outputs, pyfunc: got, .. } = score_case(family, name, err)?;
     let outputs = &outputs;
     let want = column(&golden, "prediction");
     match want.data_type() {
@@ -64,13 +66,38 @@ fn run_case(case: &serde_json::Value) -> Result<(), String> {
 
 #[test]
 fn every_sklearn_model_scores_like_scikit_learn() {
-    let cases = cases();
+    let cases = cases("sklearn");
     assert!(cases.len() >= 35, "models/sklearn lists {} cases", cases.len());
     for f in ["cloudpickle", "pickle", "skops"] {
         assert!(cases.iter().filter(|c| c["format"] == f).count() >= 10, "too few {f} cases");
     }
-    let failures: Vec<String> = cases.iter().filter_map(|c| run_case(c).err()).collect();
+    let failures: Vec<String> = cases.iter().filter_map(|c| run_case("sklearn", c).err()).collect();
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// Models as older releases pickled them (models/sklearn_legacy.py), scored like the pyfunc of
+/// the release that wrote them: scikit-learn 1.1.3 with numpy 1.23 and MLflow 2.5 (what
+/// Databricks Runtime ML 13.3 LTS writes: numpy's `numpy.core` names, tree nodes without
+/// `missing_go_to_left`, classifier leaves of weighted counts, `loss="deviance"`), and 1.3.2
+/// with numpy 1.26 and MLflow 2.9 (nodes with `missing_go_to_left`, NaN in trees, leaves still
+/// counts).
+#[test]
+fn models_pickled_by_older_scikit_learn_releases_score_like_them() {
+    for (family, sklearn, mlflow) in [("sklearn-1.1", "1.1.3", "2.5.0"), ("sklearn-1.3", "1.3.2", "2.9.2")] {
+        let cases = cases(family);
+        assert!(cases.len() >= 30, "models/{family} lists {} cases", cases.len());
+        for c in &cases {
+            let mlmodel = models().join(family).join(c["case"].as_str().unwrap()).join("model/MLmodel");
+            let text = std::fs::read_to_string(&mlmodel).unwrap();
+            let versions = [format!("sklearn_version: {sklearn}"), format!("mlflow_version: {mlflow}")];
+            assert!(versions.iter().all(|v| text.contains(v.as_str())), "{}", mlmodel.display());
+        }
+        for f in ["cloudpickle", "pickle"] {
+            assert!(cases.iter().filter(|c| c["format"] == f).count() >= 10, "too few {f} cases in {family}");
+        }
+        let failures: Vec<String> = cases.iter().filter_map(|c| run_case(family, c).err()).collect();
+        assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    }
 }
 
 /// An MLP's layers are summed as numpy's OpenBLAS sums them where the CPU fuses multiply-adds

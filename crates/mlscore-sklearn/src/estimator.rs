@@ -134,10 +134,23 @@ pub(crate) struct Branch {
     pub step: Option<Transformer>,
 }
 
+/// What pandas makes of an Arrow null in a string column, and so what pyfunc's scikit-learn
+/// model sees: NaN in pandas 3's `str` columns, Python's `None` in the object columns of pandas 1
+/// and 2. A `SimpleImputer` imputes only the one its `missing_values` names (NaN by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextNulls {
+    Nan,
+    None,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Imputer {
     /// The value that means missing (`None`: NaN / null).
     missing: Option<f64>,
+    /// Whether `missing_values` is Python's `None` (not NaN).
+    missing_none: bool,
+    /// How a null of a string column reaches the imputer (see [`TextNulls`]).
+    text_nulls: TextNulls,
     /// Per input column: its fill value (`None`: the column is dropped, it was empty in training).
     fill: Vec<Option<Label>>,
     /// Input columns that get a missing-indicator column appended.
@@ -296,6 +309,23 @@ pub(crate) struct Model {
     pub feature_names: Option<Vec<String>>,
     /// The estimator's class, or a pipeline's steps' classes (for `inspect`).
     pub chain: Vec<String>,
+}
+
+impl Model {
+    /// Scores string columns' nulls as the given pandas delivers them (see [`TextNulls`]).
+    pub(crate) fn set_text_nulls(&mut self, nulls: TextNulls) {
+        fn visit(t: &mut Transformer, nulls: TextNulls) {
+            match t {
+                Transformer::Pipeline(steps) => steps.iter_mut().for_each(|s| visit(s, nulls)),
+                Transformer::Columns(branches) => {
+                    branches.iter_mut().filter_map(|b| b.step.as_mut()).for_each(|s| visit(s, nulls))
+                }
+                Transformer::Imputer(i) => i.text_nulls = nulls,
+                _ => {}
+            }
+        }
+        self.steps.iter_mut().for_each(|s| visit(s, nulls));
+    }
 }
 
 /// The classes read, for errors.
@@ -614,6 +644,7 @@ fn column_spec(g: &Graph, id: Id, names: Option<&[String]>, n_in: usize, depth: 
 
 fn imputer(g: &Graph, id: Id) -> Result<Transformer> {
     let mv = g.get(id, "missing_values")?;
+    let missing_none = matches!(g.node(mv), Node::None);
     let missing = match g.node(mv) {
         Node::None => None,
         Node::Float(f) if f.is_nan() => None,
@@ -636,7 +667,7 @@ fn imputer(g: &Graph, id: Id) -> Result<Transformer> {
         }
         None => Vec::new(),
     };
-    Ok(Transformer::Imputer(Imputer { missing, fill, indicator }))
+    Ok(Transformer::Imputer(Imputer { missing, missing_none, text_nulls: TextNulls::Nan, fill, indicator }))
 }
 
 fn categories(g: &Graph, id: Id) -> Result<Vec<Labels>> {
@@ -906,6 +937,11 @@ fn linear_weights(g: &Graph, id: Id) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
 }
 
 /// Whether a version string (`1.3.2`) is before `major.minor`.
+/// Whether a scikit-learn version is older than 1.8, the last release before pandas 3.
+pub(crate) fn written_before_pandas_3(v: &str) -> bool {
+    version_before(v, 1, 8)
+}
+
 fn version_before(v: &str, major: u32, minor: u32) -> bool {
     let mut p = v
         .split('.')
@@ -1553,6 +1589,13 @@ impl Transformer {
 }
 
 impl Imputer {
+    fn text_null_missing(&self) -> bool {
+        match self.text_nulls {
+            TextNulls::Nan => self.missing.is_none() && !self.missing_none,
+            TextNulls::None => self.missing_none,
+        }
+    }
+
     fn transform(&self, f: Frame) -> Scored<Frame> {
         f.width_check(self.fill.len(), "SimpleImputer")?;
         let mut out = Frame { names: Vec::new(), cols: Vec::new(), rows: f.rows };
@@ -1560,7 +1603,9 @@ impl Imputer {
         for (j, (col, name)) in f.cols.into_iter().zip(f.names).enumerate() {
             let is_missing: Vec<bool> = match &col {
                 Col::Num(v) => v.iter().map(|x| self.missing.map_or(x.is_nan(), |m| *x == m)).collect(),
-                Col::Text(v) => v.iter().map(Option::is_none).collect(),
+                // A null is missing where `missing_values` is what it arrives as (NaN or None).
+                Col::Text(v) if self.text_null_missing() => v.iter().map(Option::is_none).collect(),
+                Col::Text(v) => vec![false; v.len()],
             };
             if self.indicator.contains(&j) {
                 indicators.push((
@@ -1575,7 +1620,7 @@ impl Imputer {
                     Col::Num(v)
                 }
                 (Col::Text(mut v), Label::Str(s)) => {
-                    v.iter_mut().filter(|x| x.is_none()).for_each(|x| *x = Some(s.clone()));
+                    v.iter_mut().zip(&is_missing).filter(|(_, m)| **m).for_each(|(x, _)| *x = Some(s.clone()));
                     Col::Text(v)
                 }
                 (Col::Num(v), Label::Str(s)) => {

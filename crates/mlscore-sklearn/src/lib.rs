@@ -36,7 +36,7 @@ use mlscore_mlflow::{MlflowModel, ModelFormat, Signature};
 use sha2::{Digest, Sha256};
 
 pub use crate::error::ReadError;
-use crate::estimator::{Col, Frame, Nums, Predicted, Predictor};
+use crate::estimator::{Col, Frame, Nums, Predicted, Predictor, TextNulls};
 
 /// What a chunk of rows may hold in its widest form (input columns, a step's outputs, a network's
 /// layer), so that it stays in a core's L2 cache while the steps pass over it.
@@ -59,6 +59,35 @@ enum PredictFn {
     Predict,
     PredictProba,
     PredictLogProba,
+}
+
+/// The major version of pandas a model's environment files pin (`pandas==X...` in
+/// `requirements.txt`, or in `conda.yaml`'s pip list), if they pin one.
+fn pinned_pandas(dir: &std::path::Path) -> Option<u32> {
+    ["requirements.txt", "conda.yaml"].iter().find_map(|file| {
+        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        text.lines().find_map(|line| {
+            let line = line.trim().trim_start_matches('-').trim();
+            let rest = line.strip_prefix("pandas")?.trim_start().strip_prefix("==")?.trim_start_matches('=').trim();
+            rest.split('.').next()?.parse().ok()
+        })
+    })
+}
+
+/// What pandas makes of a string column's nulls in the pyfunc this model was logged for: the
+/// pandas its environment files pin, or else, for files older than pandas 3 (scikit-learn
+/// before 1.8, released before it), pandas 1 or 2's `None`; NaN otherwise (pandas 3, what
+/// MLflow installs today).
+fn text_nulls(mlflow: &MlflowModel) -> TextNulls {
+    if let Some(major) = pinned_pandas(&mlflow.dir) {
+        return if major < 3 { TextNulls::None } else { TextNulls::Nan };
+    }
+    let version =
+        mlflow.mlmodel.as_ref().and_then(|m| m.sklearn_flavor().ok().flatten()).and_then(|f| f.sklearn_version);
+    match version.as_deref().map(estimator::written_before_pandas_3) {
+        Some(true) => TextNulls::None,
+        _ => TextNulls::Nan,
+    }
 }
 
 /// A scikit-learn model, ready to score: shared by all threads, read once.
@@ -96,7 +125,8 @@ impl Model {
         };
         let is_zip = mlscore_pickle::is_skops(&bytes);
         let graph = mlscore_pickle::read(&bytes).map_err(load)?;
-        let model = estimator::build(&graph).map_err(load)?;
+        let mut model = estimator::build(&graph).map_err(load)?;
+        model.set_text_nulls(text_nulls(&mlflow));
         let predict_fn = match mlflow
             .mlmodel
             .as_ref()
@@ -416,7 +446,21 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use super::chunk_rows;
+    use super::{chunk_rows, pinned_pandas};
+
+    #[test]
+    fn the_pandas_an_environment_pins_is_read_from_requirements_or_conda() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(pinned_pandas(dir.path()), None);
+        std::fs::write(dir.path().join("conda.yaml"), "dependencies:\n- pip:\n  - mlflow==2.9.2\n  - pandas==1.5.3\n")
+            .unwrap();
+        assert_eq!(pinned_pandas(dir.path()), Some(1));
+        // requirements.txt first; a range or another package named pandas-something pins nothing.
+        std::fs::write(dir.path().join("requirements.txt"), "pandas-stubs==2.0\npandas>=2\nnumpy==2.4.6\n").unwrap();
+        assert_eq!(pinned_pandas(dir.path()), Some(1));
+        std::fs::write(dir.path().join("requirements.txt"), "mlflow==3.17.2\n pandas == 3.1.1\n").unwrap();
+        assert_eq!(pinned_pandas(dir.path()), Some(3));
+    }
 
     #[test]
     fn chunks_hold_about_a_mebibyte_of_the_widest_rows() {

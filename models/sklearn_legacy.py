@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Regenerate the legacy scikit-learn cases: models as older scikit-learn and numpy releases pickle them.
+
+    scripts/python-env models/sklearn_legacy.py 1.1           # writes models/sklearn-1.1/
+    scripts/python-env models/sklearn_legacy.py 1.3 NAME...   # only those cases of models/sklearn-1.3/
+
+Most registered MLflow models were logged years ago on older runtimes: Databricks Runtime ML
+13.3 LTS ships scikit-learn 1.1, numpy 1.23 and MLflow 2.x; 14.3 LTS scikit-learn 1.3. Their files
+differ from today's where mlscore reads them: numpy 1.x's `numpy.core` names, tree nodes without
+`missing_go_to_left` (scikit-learn < 1.3), classifier leaves holding weighted class counts, not
+fractions (< 1.4), GradientBoosting's `_gb_losses` objects and `loss="deviance"` (< 1.3).
+
+Run with the main virtualenv's Python, this script makes (once) a virtualenv pinned by
+models/sklearn_legacy_<release>.txt and runs itself there; each case is then fitted, saved with
+that MLflow's `mlflow.sklearn.save_model` and scored by its pyfunc, exactly as
+models/sklearn_zoo.py does for the current releases (same tables, same golden columns, same
+cases.json entries).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Each release's exact scikit-learn version (its pins: models/sklearn_legacy_<release>.txt).
+RELEASES = {"1.1": "1.1.3", "1.3": "1.3.2"}
+
+
+def legacy_python(release: str) -> Path:
+    """The pinned virtualenv of a legacy release, made on first use."""
+    import hashlib
+
+    pins = HERE / f"sklearn_legacy_{release}.txt"
+    venv = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlscore" / f"venv-sklearn-{release}"
+    stamp = venv / ".mlscore-requirements.sha256"
+    want = hashlib.sha256(pins.read_bytes()).hexdigest()
+    if not (venv / "bin" / "python").exists() or not stamp.exists() or stamp.read_text().strip() != want:
+        print(f"sklearn_legacy: installing {pins.name} into {venv} (once)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(pins)]
+        subprocess.run(pip, check=True)
+        stamp.write_text(want + "\n")
+    return venv / "bin" / "python"
+
+
+def cases(release: str):
+    """(name, data, target, make(), options), written with the API of both releases."""
+    from sklearn import cluster, decomposition, ensemble, linear_model, neural_network, preprocessing, svm, tree
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    sc = preprocessing.StandardScaler
+    # What was renamed between the two: OneHotEncoder's `sparse`, the log losses' names.
+    old = release == "1.1"
+    dense = {"sparse": False} if old else {"sparse_output": False}
+    log = "log" if old else "log_loss"
+    deviance = "deviance" if old else "log_loss"
+
+    def ct_onehot(**ohe):
+        return ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), sc()), ["age", "income"]),
+                ("cat", preprocessing.OneHotEncoder(**dense, **ohe), ["city", "plan"]),
+            ],
+            remainder="passthrough",
+        )
+
+    def ct_ordinal():
+        return ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(strategy="mean"), preprocessing.MinMaxScaler()), [0, 1]),
+                ("cat", preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["city", "plan"]),
+                ("flag", "passthrough", ["active"]),
+            ]
+        )
+
+    cp, pk = {"format": "cloudpickle"}, {"format": "pickle"}
+    return [
+        ("linear_regression", "numeric", "regression", lambda: linear_model.LinearRegression(), pk),
+        ("ridge", "numeric", "regression", lambda: make_pipeline(sc(), linear_model.Ridge(alpha=2.0)), cp),
+        ("elastic_net", "numeric", "regression", lambda: make_pipeline(preprocessing.RobustScaler(), linear_model.ElasticNet(alpha=0.05)), cp),
+        ("sgd_regressor", "numeric", "regression", lambda: make_pipeline(sc(), linear_model.SGDRegressor(random_state=0)), pk),
+        ("linear_svr", "numeric", "regression", lambda: make_pipeline(preprocessing.MaxAbsScaler(), svm.LinearSVR(random_state=0)), cp),
+        ("logreg_multiclass", "numeric", "multiclass", lambda: make_pipeline(sc(), linear_model.LogisticRegression()), cp),
+        ("logreg_strings_proba", "numeric", "strings", lambda: make_pipeline(sc(), linear_model.LogisticRegression()), {**pk, "predict_fn": "predict_proba"}),
+        ("sgd_classifier", "numeric", "multiclass", lambda: make_pipeline(sc(), linear_model.SGDClassifier(loss=log, random_state=0)), cp),
+        ("linear_svc", "numeric", "binary", lambda: make_pipeline(sc(), svm.LinearSVC(random_state=0)), cp),
+        ("decision_tree_regressor", "numeric", "regression", lambda: tree.DecisionTreeRegressor(max_depth=8, random_state=0), {**pk, "plant": True}),
+        ("decision_tree_bools", "numeric", "bools", lambda: tree.DecisionTreeClassifier(max_depth=5, random_state=0), {**cp, "plant": True}),
+        ("random_forest", "numeric", "binary", lambda: ensemble.RandomForestClassifier(n_estimators=30, max_depth=8, random_state=0), {**cp, "plant": True}),
+        ("random_forest_pickle", "numeric", "multiclass", lambda: ensemble.RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0), {**pk, "plant": True}),
+        # Bootstrap samples weigh rows unevenly: the leaves' counts are weighted, not whole.
+        ("random_forest_proba", "numeric", "strings", lambda: ensemble.RandomForestClassifier(n_estimators=20, random_state=0), {**cp, "predict_fn": "predict_proba"}),
+        ("random_forest_regressor", "numeric", "regression", lambda: ensemble.RandomForestRegressor(n_estimators=20, max_depth=10, random_state=0), {**cp, "plant": True}),
+        ("extra_trees", "numeric", "multiclass", lambda: ensemble.ExtraTreesClassifier(n_estimators=20, max_depth=8, random_state=0), {**pk, "plant": True}),
+        # loss="deviance": the name scikit-learn < 1.3 pickled (deprecated in 1.1, its default).
+        ("gradient_boosting_binary", "numeric", "binary", lambda: ensemble.GradientBoostingClassifier(loss=deviance, n_estimators=40, random_state=0), {**cp, "plant": True}),
+        ("gradient_boosting_multiclass", "numeric", "strings", lambda: ensemble.GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0), pk),
+        ("gradient_boosting_regressor", "numeric", "regression", lambda: ensemble.GradientBoostingRegressor(n_estimators=40, loss="huber", random_state=0), {**cp, "plant": True}),
+        ("gradient_boosting_exponential", "numeric", "bools", lambda: ensemble.GradientBoostingClassifier(loss="exponential", n_estimators=30, random_state=0), cp),
+        ("hist_gradient_boosting", "numeric_nan", "binary", lambda: ensemble.HistGradientBoostingClassifier(max_iter=30, random_state=0), cp),
+        ("hist_gradient_boosting_multiclass", "numeric_nan", "multiclass", lambda: ensemble.HistGradientBoostingClassifier(max_iter=15, random_state=0), pk),
+        ("hist_gradient_boosting_regressor", "numeric_nan", "regression", lambda: ensemble.HistGradientBoostingRegressor(max_iter=30, random_state=0), cp),
+        ("mlp_classifier", "numeric", "multiclass", lambda: make_pipeline(sc(), neural_network.MLPClassifier(hidden_layer_sizes=(16, 8), max_iter=300, random_state=0)), cp),
+        ("mlp_regressor", "numeric", "regression", lambda: make_pipeline(sc(), neural_network.MLPRegressor(hidden_layer_sizes=(16,), activation="tanh", max_iter=300, random_state=0)), pk),
+        ("kmeans", "numeric", "regression", lambda: make_pipeline(sc(), cluster.KMeans(n_clusters=4, n_init=3, random_state=0)), {**cp, "unsupervised": True}),
+        ("pca_logreg", "numeric", "binary", lambda: make_pipeline(sc(), decomposition.PCA(n_components=3, whiten=True), linear_model.LogisticRegression()), cp),
+        ("pipeline_onehot_logreg", "mixed_unseen", "strings", lambda: make_pipeline(ct_onehot(handle_unknown="ignore"), linear_model.LogisticRegression(max_iter=500)), cp),
+        ("pipeline_onehot_logreg_pickle", "mixed_unseen", "strings", lambda: make_pipeline(ct_onehot(handle_unknown="ignore"), linear_model.LogisticRegression(max_iter=500)), pk),
+        ("pipeline_ordinal_forest", "mixed_unseen", "binary", lambda: make_pipeline(ct_ordinal(), ensemble.RandomForestClassifier(n_estimators=15, random_state=0)), cp),
+        ("pipeline_onehot_infrequent", "mixed_unseen", "regression", lambda: make_pipeline(ct_onehot(drop="first", handle_unknown="infrequent_if_exist", min_frequency=0.05), ensemble.GradientBoostingRegressor(n_estimators=20, random_state=0)), pk),
+        # MLflow 2.9 infers no signature from a string column holding None: nulls in 1.1's only.
+        ("pipeline_string_imputer", "mixed_nulls" if old else "mixed_unseen", "multiclass", lambda: make_pipeline(ColumnTransformer([
+            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), preprocessing.OneHotEncoder(handle_unknown="ignore", **dense)), ["city", "plan"]),
+            ("num", SimpleImputer(strategy="constant", fill_value=0.0), ["income", "age"]),
+        ]), tree.DecisionTreeClassifier(max_depth=5, random_state=0)), cp),
+    ] + ([] if old else [
+        # Trees learn where NaN goes from 1.3 on (`missing_go_to_left`), leaves still counts.
+        ("decision_tree_nan", "numeric_nan", "multiclass", lambda: tree.DecisionTreeClassifier(max_depth=6, random_state=0), {**cp, "plant": True}),
+        ("decision_tree_regressor_nan", "numeric_nan", "regression", lambda: tree.DecisionTreeRegressor(max_depth=6, random_state=0), {**pk, "plant": True}),
+    ])
+
+
+def all_cases(release: str):
+    import sklearn_zoo
+
+    return [
+        (name, [sklearn_zoo.SEED, 1000 + i], lambda rng, a=(name, data, target, factory, opts, opts["format"]): sklearn_zoo.make(rng, *a))
+        for i, (name, data, target, factory, opts) in enumerate(cases(release))
+    ]
+
+
+def main() -> None:
+    import sklearn
+
+    if len(sys.argv) < 2 or sys.argv[1] not in RELEASES:
+        raise SystemExit(f"usage: sklearn_legacy.py RELEASE [NAME...], RELEASE one of {', '.join(RELEASES)}")
+    release = sys.argv.pop(1)
+    if sklearn.__version__ != RELEASES[release]:
+        # Not that release's virtualenv: run there.
+        python = str(legacy_python(release))
+        os.execv(python, [python, __file__, release, *sys.argv[1:]])
+    import sklearn_zoo
+    from casegen import regenerate
+
+    sklearn_zoo.OUT = HERE / f"sklearn-{release}"
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+    regenerate(sklearn_zoo.OUT, lambda: all_cases(release), lambda e: f"{e['format']:12s} {e['estimator']}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    main()
