@@ -315,6 +315,14 @@ fn cli_scores_a_pickled_pipeline_and_inspect_names_its_format() {
         o.status.success() && text.contains("ColumnTransformer -> LogisticRegression (cloudpickle, read as data)"),
         "{text}"
     );
+    assert!(text.contains("string nulls NaN (the model's environment pins pandas 3)"), "{text}");
+    // A model of scikit-learn 1.1, whose environment files pin no pandas: pandas 1-2's None.
+    let mut cmd = mlscore();
+    cmd.args(["inspect"]).arg(models().join("sklearn-1.1/pipeline_string_imputer/model"));
+    let o = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let want = "string nulls None, not imputed as NaN (written by scikit-learn 1.1.3, before pandas 3)";
+    assert!(o.status.success() && text.contains(want), "{text}");
 }
 
 /// Seeded mutations of real model files (pickle, cloudpickle, skops): each loads and scores or

@@ -117,7 +117,11 @@ fn describe(m: &MlflowModel, compiled: Option<&Arc<dyn Scorer>>) -> serde_json::
             }
         }
         if let Some(sk) = model.as_any().downcast_ref::<mlscore_sklearn::Model>() {
-            v["sklearn"] = json!({"serialization": sk.serialization(), "estimators": sk.estimators()});
+            v["sklearn"] = json!({
+                "serialization": sk.serialization(),
+                "estimators": sk.estimators(),
+                "string_nulls": sk.string_nulls(),
+            });
         }
         // Every output, the ones MLflow's pyfunc returns first; the others by name in a struct.
         let pyfunc = model.pyfunc_outputs();
@@ -215,6 +219,9 @@ fn print_text(v: &serde_json::Value) {
             chain.join(" -> "),
             sk["serialization"].as_str().unwrap_or("?")
         );
+        if let Some(nulls) = sk["string_nulls"].as_str() {
+            println!("  string nulls {nulls}");
+        }
     }
     if let Some(n) = v["trees"].as_u64() {
         println!("  trees        {n} (scored)");

@@ -74,19 +74,22 @@ fn pinned_pandas(dir: &std::path::Path) -> Option<u32> {
     })
 }
 
-/// What pandas makes of a string column's nulls in the pyfunc this model was logged for: the
-/// pandas its environment files pin, or else, for files older than pandas 3 (scikit-learn
-/// before 1.8, released before it), pandas 1 or 2's `None`; NaN otherwise (pandas 3, what
-/// MLflow installs today).
-fn text_nulls(mlflow: &MlflowModel) -> TextNulls {
+/// What pandas makes of a string column's nulls in the pyfunc this model was logged for, and
+/// why: the pandas its environment files pin, or else, for files older than pandas 3
+/// (scikit-learn before 1.8, released before it), pandas 1 or 2's `None`; NaN otherwise
+/// (pandas 3, what MLflow installs today).
+fn text_nulls(mlflow: &MlflowModel) -> (TextNulls, String) {
     if let Some(major) = pinned_pandas(&mlflow.dir) {
-        return if major < 3 { TextNulls::None } else { TextNulls::Nan };
+        let nulls = if major < 3 { TextNulls::None } else { TextNulls::Nan };
+        return (nulls, format!("the model's environment pins pandas {major}"));
     }
     let version =
         mlflow.mlmodel.as_ref().and_then(|m| m.sklearn_flavor().ok().flatten()).and_then(|f| f.sklearn_version);
-    match version.as_deref().map(estimator::written_before_pandas_3) {
-        Some(true) => TextNulls::None,
-        _ => TextNulls::Nan,
+    match version {
+        Some(v) if estimator::written_before_pandas_3(&v) => {
+            (TextNulls::None, format!("written by scikit-learn {v}, before pandas 3"))
+        }
+        _ => (TextNulls::Nan, "pandas 3, as no older pandas is recorded".to_string()),
     }
 }
 
@@ -99,6 +102,7 @@ pub struct Model {
     signature: Option<Signature>,
     sha256: String,
     serialization: String,
+    string_nulls: String,
 }
 
 /// Which frame columns feed the model, in the model's order: the plan of this format's [`Binding`].
@@ -126,7 +130,12 @@ impl Model {
         let is_zip = mlscore_pickle::is_skops(&bytes);
         let graph = mlscore_pickle::read(&bytes).map_err(load)?;
         let mut model = estimator::build(&graph).map_err(load)?;
-        model.set_text_nulls(text_nulls(&mlflow));
+        let (nulls, why) = text_nulls(&mlflow);
+        model.set_text_nulls(nulls);
+        let string_nulls = match nulls {
+            TextNulls::None => format!("None, not imputed as NaN ({why})"),
+            TextNulls::Nan => format!("NaN ({why})"),
+        };
         let predict_fn = match mlflow
             .mlmodel
             .as_ref()
@@ -156,7 +165,13 @@ impl Model {
         let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         let signature = mlflow.enforced_signature().cloned();
         let serialization = if is_zip { "skops".to_string() } else { serialization_format.clone() };
-        Ok(Self { mlflow, model, predict_fn, signature, sha256, serialization })
+        Ok(Self { mlflow, model, predict_fn, signature, sha256, serialization, string_nulls })
+    }
+
+    /// What a null in a string column reaches the estimator as (Python's `None` with pandas 1
+    /// and 2, NaN with pandas 3), and why: `"NaN (pandas 3, as no older pandas is recorded)"`.
+    pub fn string_nulls(&self) -> &str {
+        &self.string_nulls
     }
 
     /// How the file was serialized: `skops`, `pickle` or `cloudpickle`.
