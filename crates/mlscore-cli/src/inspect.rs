@@ -219,7 +219,7 @@ fn print_text(v: &serde_json::Value) {
             chain.join(" -> "),
             sk["serialization"].as_str().unwrap_or("?")
         );
-        if let Some(nulls) = sk["string_nulls"].as_str() {
+        if let Some(nulls) = sk.get("string_nulls").and_then(|n| n.as_str()) {
             println!("  string nulls {nulls}");
         }
     }
