@@ -54,6 +54,11 @@ def cases(release: str):
     from sklearn.pipeline import make_pipeline
 
     sc = preprocessing.StandardScaler
+
+    def xgb():
+        import xgboost
+
+        return xgboost
     # What was renamed between the two: OneHotEncoder's `sparse`, the log losses' names.
     old = release == "1.1"
     dense = {"sparse": False} if old else {"sparse_output": False}
@@ -118,7 +123,10 @@ def cases(release: str):
             ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), preprocessing.OneHotEncoder(handle_unknown="ignore", **dense)), ["city", "plan"]),
             ("num", SimpleImputer(strategy="constant", fill_value=0.0), ["income", "age"]),
         ]), tree.DecisionTreeClassifier(max_depth=5, random_state=0)), cp),
-    ] + ([] if old else [
+    ] + ([
+        # XGBoost 1.7 (that runtime's) as a pipeline's last step: its pickle keeps a UBJSON snapshot.
+        ("pipeline_onehot_xgboost", "mixed_unseen", "binary", lambda: make_pipeline(ct_onehot(handle_unknown="ignore"), xgb().XGBClassifier(n_estimators=30, max_depth=4, random_state=0)), cp),
+    ] if old else [
         # Trees learn where NaN goes from 1.3 on (`missing_go_to_left`), leaves still counts.
         ("decision_tree_nan", "numeric_nan", "multiclass", lambda: tree.DecisionTreeClassifier(max_depth=6, random_state=0), {**cp, "plant": True}),
         ("decision_tree_regressor_nan", "numeric_nan", "regression", lambda: tree.DecisionTreeRegressor(max_depth=6, random_state=0), {**pk, "plant": True}),

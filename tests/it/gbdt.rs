@@ -12,8 +12,13 @@ use mlscore::{NullPolicy, ResultType};
 
 use crate::common::*;
 
+/// The cases of `models/<family>/cases.json`: `gbdt` (today's libraries) or `xgboost-1.7`.
+fn cases_of(family: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(models().join(family).join("cases.json")).unwrap()).unwrap()
+}
+
 fn cases() -> Vec<serde_json::Value> {
-    serde_json::from_str(&std::fs::read_to_string(models().join("gbdt/cases.json")).unwrap()).unwrap()
+    cases_of("gbdt")
 }
 
 fn close(got: &[f64], want: &[f64], what: &str) -> Result<(), String> {
@@ -29,10 +34,14 @@ fn output<'a>(outputs: &'a [(String, ArrayRef)], name: &str) -> Result<&'a Array
 }
 
 fn run_case(case: &serde_json::Value) -> Result<(), String> {
+    run_family_case("gbdt", case)
+}
+
+fn run_family_case(family: &str, case: &serde_json::Value) -> Result<(), String> {
     let name = case["case"].as_str().unwrap();
-    let err = |e: String| format!("{name}: {e}");
+    let err = |e: String| format!("{family}/{name}: {e}");
     // What pyfunc returns, through the default result type: its type and its values.
-    let ScoredCase { model, input, golden, outputs, pyfunc: got } = score_case("gbdt", name, err)?;
+    let ScoredCase { model, input, golden, outputs, pyfunc: got } = score_case(family, name, err)?;
     let outputs = &outputs;
     let want = column(&golden, "prediction");
     match want.data_type() {
@@ -82,6 +91,21 @@ fn every_xgboost_and_lightgbm_model_scores_like_its_library() {
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// `mlflow.xgboost` models logged by xgboost 1.7.6 and MLflow 2.5 (models/xgboost_legacy.py; what
+/// Databricks Runtime ML 13.3 LTS writes): `model.xgb` in XGBoost's binary format before 2.1,
+/// which xgboost itself no longer reads since 3.1. Scored like that release's pyfunc.
+#[test]
+fn xgboost_models_in_the_legacy_binary_format_score_like_xgboost_1_7() {
+    let cases = cases_of("xgboost-1.7");
+    assert!(cases.len() >= 5, "models/xgboost-1.7 lists {} cases", cases.len());
+    for c in &cases {
+        let file = models().join("xgboost-1.7").join(c["case"].as_str().unwrap()).join("model/model.xgb");
+        assert!(std::fs::read(&file).unwrap().starts_with(b"binf"), "{} is not in the legacy format", file.display());
+    }
+    let failures: Vec<String> = cases.iter().filter_map(|c| run_family_case("xgboost-1.7", c).err()).collect();
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
 /// A copy of a case's model directory, with its model file changed by `edit`.
 fn edited(case: &str, file: &str, tmp: &Path, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> PathBuf {
     edited_model("gbdt", case, file, tmp, edit)
@@ -114,7 +138,7 @@ fn crafted_and_unsupported_model_files_are_errors_that_name_the_file() {
         (
             edited("xgb_squarederror", "model.ubj", t, |_| b"\x00\x00\x00\x01binf\x00\x00\x00\x00".to_vec()),
             "model.ubj",
-            "legacy binary format",
+            "legacy binary model: the learner's parameters (136 bytes at offset 0) runs past the end",
         ),
         (
             edited("lgb_multiclass", "model.lgb", t, |b| {

@@ -31,6 +31,7 @@ pub mod lightgbm;
 pub mod sklearn_api;
 mod value;
 pub mod xgboost;
+mod xgboost_legacy;
 
 pub use crate::booster::{
     Booster, FeatureRule, Inputs, MAX_FEATURES, Pyfunc, Real, Scores, Transform, ZERO_THRESHOLD, arg_max,

@@ -16,7 +16,7 @@ pub enum Encoding {
     Json,
     /// Universal Binary JSON (`model.ubj`; `model.xgb` from xgboost 2.1 on).
     Ubjson,
-    /// XGBoost's binary format before 2.1 (removed in 3.1).
+    /// XGBoost's binary format before 2.1 (removed in 3.1): read by `xgboost_legacy`.
     Legacy,
 }
 
@@ -35,14 +35,7 @@ pub fn read(bytes: &[u8], model_class: &str) -> Result<Booster<f32>, ReadError> 
     let doc = match encoding(bytes) {
         Encoding::Json => from_json(bytes)?,
         Encoding::Ubjson => from_ubjson(bytes)?,
-        Encoding::Legacy => {
-            return Err(ReadError::Unsupported(
-                "it is in XGBoost's legacy binary format (written by xgboost before 2.1), which mlscore does not read; \
-                 re-save it with xgboost 2.x: `b = xgboost.Booster(model_file='model.xgb'); b.save_model('model.ubj')`, \
-                 and log that with mlflow.xgboost (model_format='ubj')"
-                    .into(),
-            ));
-        }
+        Encoding::Legacy => crate::xgboost_legacy::read(bytes)?,
     };
     read_doc(&doc, model_class)
 }
@@ -398,9 +391,7 @@ mod tests {
         assert_eq!(encoding(b"{ \"learner\": {}}"), Encoding::Json);
         assert_eq!(encoding(b"{L\0\0\0\0\0\0\0\x07learner"), Encoding::Ubjson);
         assert_eq!(encoding(b"\0\0\0?binf"), Encoding::Legacy);
-        assert!(
-            matches!(read(b"\0\0\0?", "xgboost.core.Booster"), Err(ReadError::Unsupported(m)) if m.contains("legacy"))
-        );
+        assert!(matches!(read(b"\0\0\0?", "xgboost.core.Booster"), Err(ReadError::Invalid(m)) if m.contains("legacy")));
     }
 
     #[test]

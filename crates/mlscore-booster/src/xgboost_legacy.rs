@@ -1,0 +1,205 @@
+//! XGBoost's binary model format before 2.1 (what `Booster.save_model("model.xgb")` and
+//! `save_raw()` wrote with xgboost 1.x and 2.0, so what MLflow's `mlflow.xgboost` logged on
+//! Databricks Runtime ML 13 and 14), read into the document the JSON and UBJSON readers build,
+//! so that one reader interprets all three.
+//!
+//! The layout, little-endian: an optional `binf` tag; the learner's 136-byte parameter block
+//! (`base_score` f32 in the objective's output space, `num_feature` u32, `num_class` i32,
+//! whether attributes follow, whether metric names follow, the writer's major and minor version,
+//! `num_target`, then reserved words); the objective's and the booster's names (u64 length and
+//! bytes each); for `gbtree`, its 160-byte parameter block (`num_trees` i32 first, then `num_parallel_tree`) and each tree:
+//! a 148-byte parameter block (`num_nodes` i32 second, `size_leaf_vector` sixth), its nodes (20
+//! bytes each: parent, left and right child i32, the split feature u32 whose top bit is
+//! `default_left`, and the threshold or, for a leaf, its value as f32) and their statistics (16
+//! bytes each, not used); then `tree_info` (i32 a tree); then the attributes (a u64 count of
+//! string pairs) and the metric names when the flags say so. Every count is checked against the
+//! bytes left before anything is allocated.
+
+use crate::error::ReadError;
+use crate::value::Value;
+
+/// The learner's parameter block, a tree booster's and a tree's (each with its reserved words).
+const LEARNER_PARAM: usize = 136;
+const GBTREE_PARAM: usize = 160;
+const TREE_PARAM: usize = 148;
+const NODE: usize = 20;
+const NODE_STAT: usize = 16;
+
+struct Bytes<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ReadError> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.b.len()).ok_or_else(|| {
+            ReadError::Invalid(format!(
+                "XGBoost legacy binary model: {what} ({n} bytes at offset {}) runs past the end of the file ({} bytes)",
+                self.pos,
+                self.b.len()
+            ))
+        })?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn word(&mut self, what: &str) -> Result<[u8; 4], ReadError> {
+        let s = self.take(4, what)?;
+        Ok([s[0], s[1], s[2], s[3]])
+    }
+
+    fn i32(&mut self, what: &str) -> Result<i32, ReadError> {
+        Ok(i32::from_le_bytes(self.word(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, ReadError> {
+        let s = self.take(8, what)?;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(s);
+        Ok(u64::from_le_bytes(w))
+    }
+
+    /// A count of items of `size` bytes each, which the bytes left must hold.
+    fn count(&mut self, n: u64, size: usize, what: &str) -> Result<usize, ReadError> {
+        let left = (self.b.len() - self.pos) as u64;
+        match n.checked_mul(size.max(1) as u64) {
+            Some(total) if total <= left => Ok(n as usize),
+            _ => Err(ReadError::Invalid(format!(
+                "XGBoost legacy binary model: {what} declares {n} items, more than the {left} bytes left hold"
+            ))),
+        }
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, ReadError> {
+        let n = self.u64(what)?;
+        let n = self.count(n, 1, what)?;
+        let s = self.take(n, what)?;
+        String::from_utf8(s.to_vec())
+            .map_err(|_| ReadError::Invalid(format!("XGBoost legacy binary model: {what} is not UTF-8")))
+    }
+}
+
+/// Reads a legacy binary model into a `{"learner": ...}` document.
+pub(crate) fn read(bytes: &[u8]) -> Result<Value, ReadError> {
+    let mut r = Bytes { b: bytes, pos: 0 };
+    if bytes.starts_with(b"binf") {
+        r.pos = 4;
+    }
+    let param = r.take(LEARNER_PARAM, "the learner's parameters")?;
+    let word = |i: usize| [param[4 * i], param[4 * i + 1], param[4 * i + 2], param[4 * i + 3]];
+    let base_score = f32::from_le_bytes(word(0));
+    let num_feature = u32::from_le_bytes(word(1));
+    let num_class = i32::from_le_bytes(word(2));
+    let has_attributes = i32::from_le_bytes(word(3)) != 0;
+    let has_metrics = i32::from_le_bytes(word(4)) != 0;
+    let major = u32::from_le_bytes(word(5));
+    let num_target = u32::from_le_bytes(word(7)).max(1);
+    if major > 2 || !base_score.is_finite() || num_class < 0 {
+        return Err(ReadError::Invalid(
+            "it is not an XGBoost model (not JSON, UBJSON, nor a legacy binary model's parameters)".into(),
+        ));
+    }
+    let objective = r.string("the objective's name")?;
+    let booster = r.string("the booster's name")?;
+    if booster != "gbtree" {
+        return Err(ReadError::Unsupported(format!(
+            "its booster is {booster} in XGBoost's legacy binary format; mlscore reads gbtree boosters in that format \
+             (re-save the model with xgboost 2.x as UBJSON: `b = xgboost.Booster(model_file='model.xgb'); \
+             b.save_model('model.ubj')`)"
+        )));
+    }
+    let gbtree = r.take(GBTREE_PARAM, "the tree booster's parameters")?;
+    let num_trees = i32::from_le_bytes([gbtree[0], gbtree[1], gbtree[2], gbtree[3]]);
+    // Trees a round (random forests); older files hold 0 or 1 there.
+    let num_parallel_tree = i32::from_le_bytes([gbtree[4], gbtree[5], gbtree[6], gbtree[7]]).max(1);
+    let num_trees = r.count(u64::try_from(num_trees).unwrap_or(u64::MAX), TREE_PARAM, "num_trees")?;
+    let mut trees = Vec::with_capacity(num_trees);
+    for t in 0..num_trees {
+        let what = |x: &str| format!("tree {t}'s {x}");
+        let tp = r.take(TREE_PARAM, &what("parameters"))?;
+        let tword = |i: usize| i32::from_le_bytes([tp[4 * i], tp[4 * i + 1], tp[4 * i + 2], tp[4 * i + 3]]);
+        let (num_nodes, size_leaf_vector) = (tword(1), tword(5));
+        let n = r.count(u64::try_from(num_nodes).unwrap_or(u64::MAX), NODE + NODE_STAT, &what("num_nodes"))?;
+        let (mut left, mut right, mut index, mut cond, mut default_left) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for _ in 0..n {
+            let node = r.take(NODE, &what("nodes"))?;
+            let f = |i: usize| [node[4 * i], node[4 * i + 1], node[4 * i + 2], node[4 * i + 3]];
+            left.push(i64::from(i32::from_le_bytes(f(1))));
+            right.push(i64::from(i32::from_le_bytes(f(2))));
+            let split = u32::from_le_bytes(f(3));
+            index.push(i64::from(split & 0x7fff_ffff));
+            default_left.push(i64::from(split >> 31));
+            cond.push(f32::from_le_bytes(f(4)));
+        }
+        r.take(n * NODE_STAT, &what("node statistics"))?;
+        trees.push(Value::Object(vec![
+            ("left_children".into(), Value::I64s(left)),
+            ("right_children".into(), Value::I64s(right)),
+            ("split_indices".into(), Value::I64s(index)),
+            ("split_conditions".into(), Value::F32s(cond)),
+            ("default_left".into(), Value::I64s(default_left)),
+            (
+                "tree_param".into(),
+                Value::Object(vec![("size_leaf_vector".into(), Value::Str(size_leaf_vector.to_string()))]),
+            ),
+        ]));
+    }
+    let tree_info = (0..num_trees).map(|_| r.i32("tree_info").map(i64::from)).collect::<Result<Vec<_>, _>>()?;
+    let mut attributes = Vec::new();
+    if has_attributes {
+        let n = r.u64("the attributes' count")?;
+        let n = r.count(n, 16, "the attributes")?;
+        for _ in 0..n {
+            let key = r.string("an attribute's name")?;
+            let value = r.string("an attribute's value")?;
+            attributes.push((key, Value::Str(value)));
+        }
+    }
+    if has_metrics {
+        let n = r.u64("the metrics' count")?;
+        let n = r.count(n, 8, "the metrics")?;
+        for _ in 0..n {
+            r.string("a metric's name")?;
+        }
+    }
+    if r.pos != bytes.len() {
+        return Err(ReadError::Unsupported(format!(
+            "XGBoost's legacy binary model holds {} bytes past its last field (categorical splits, or a layout \
+             other than xgboost 1.x's); re-save it with xgboost 2.x as UBJSON: \
+             `b = xgboost.Booster(model_file='model.xgb'); b.save_model('model.ubj')`",
+            bytes.len() - r.pos
+        )));
+    }
+    let learner_param = Value::Object(vec![
+        ("base_score".into(), Value::Str(format!("{base_score:?}"))),
+        ("num_class".into(), Value::Str(num_class.to_string())),
+        ("num_feature".into(), Value::Str(num_feature.to_string())),
+        ("num_target".into(), Value::Str(num_target.to_string())),
+    ]);
+    let model_param = Value::Object(vec![
+        ("num_trees".into(), Value::Str(num_trees.to_string())),
+        ("num_parallel_tree".into(), Value::Str(num_parallel_tree.to_string())),
+    ]);
+    let model = Value::Object(vec![
+        ("gbtree_model_param".into(), model_param),
+        ("trees".into(), Value::Array(trees)),
+        ("tree_info".into(), Value::I64s(tree_info)),
+    ]);
+    let learner = Value::Object(vec![
+        ("learner_model_param".into(), learner_param),
+        ("objective".into(), Value::Object(vec![("name".into(), Value::Str(objective))])),
+        (
+            "gradient_booster".into(),
+            Value::Object(vec![("name".into(), Value::Str("gbtree".into())), ("model".into(), model)]),
+        ),
+        ("attributes".into(), Value::Object(attributes)),
+    ]);
+    Ok(Value::Object(vec![("learner".into(), learner)]))
+}
