@@ -203,3 +203,63 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Value, ReadError> {
     ]);
     Ok(Value::Object(vec![("learner".into(), learner)]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A legacy file of one regression stump, `x0 < 1.5` (NaN to the left): left leaf -1, right 2.
+    fn stump(num_nodes: i32, extra: &[u8]) -> Vec<u8> {
+        let mut b = b"binf".to_vec();
+        let mut param = [0u8; LEARNER_PARAM];
+        for (i, w) in [0.5f32.to_bits(), 1, 0, 0, 0, 1, 7, 1].iter().enumerate() {
+            param[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        b.extend(param);
+        for s in ["reg:squarederror", "gbtree"] {
+            b.extend((s.len() as u64).to_le_bytes());
+            b.extend(s.as_bytes());
+        }
+        let mut gbtree = [0u8; GBTREE_PARAM];
+        gbtree[..4].copy_from_slice(&1i32.to_le_bytes());
+        b.extend(gbtree);
+        let mut tree = [0u8; TREE_PARAM];
+        tree[4..8].copy_from_slice(&num_nodes.to_le_bytes());
+        b.extend(tree);
+        let node = |parent: i32, l: i32, r: i32, split: u32, v: f32| {
+            [parent.to_le_bytes(), l.to_le_bytes(), r.to_le_bytes(), split.to_le_bytes(), v.to_le_bytes()].concat()
+        };
+        b.extend(node(-1, 1, 2, 1 << 31, 1.5));
+        b.extend(node(i32::MIN, -1, -1, 0, -1.0));
+        b.extend(node(0, -1, -1, 0, 2.0));
+        b.extend([0u8; 3 * NODE_STAT]);
+        b.extend(0i32.to_le_bytes());
+        b.extend(extra);
+        b
+    }
+
+    #[test]
+    fn a_stump_reads_into_the_json_document() {
+        let doc = read(&stump(3, &[])).unwrap();
+        assert_eq!(doc.str_at("learner/objective/name").unwrap(), "reg:squarederror");
+        assert_eq!(doc.str_at("learner/learner_model_param/base_score").unwrap(), "0.5");
+        let tree = &doc.at("learner/gradient_booster/model/trees").unwrap().items("trees").unwrap()[0];
+        assert_eq!(tree.at("left_children").unwrap().numbers::<i64>("l").unwrap(), vec![1, -1, -1]);
+        assert_eq!(tree.at("default_left").unwrap().numbers::<i64>("d").unwrap(), vec![1, 0, 0]);
+        assert_eq!(tree.at("split_conditions").unwrap().numbers::<f32>("c").unwrap(), vec![1.5, -1.0, 2.0]);
+        // And scores through the reader every format shares.
+        assert!(crate::xgboost::read(&stump(3, &[]), "xgboost.core.Booster").is_ok());
+    }
+
+    #[test]
+    fn declared_counts_past_the_file_and_bytes_left_over_are_errors() {
+        let e = read(&stump(i32::MAX, &[])).unwrap_err().to_string();
+        assert!(e.contains("declares 2147483647 items"), "{e}");
+        let e = read(&stump(3, b"more")).unwrap_err().to_string();
+        assert!(e.contains("4 bytes past its last field"), "{e}");
+        let full = stump(3, &[]);
+        for cut in [3, 100, 200, full.len() - 1] {
+            assert!(read(&full[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}
