@@ -12,7 +12,8 @@ use mlscore::{NullPolicy, ResultType};
 
 use crate::common::*;
 
-/// The cases of `models/<family>/cases.json`: `gbdt` (today's libraries) or `xgboost-1.7`.
+/// The cases of `models/<family>/cases.json`: `gbdt` (today's libraries), `xgboost-1.7` or
+/// `lightgbm-3.3`.
 fn cases_of(family: &str) -> Vec<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(models().join(family).join("cases.json")).unwrap()).unwrap()
 }
@@ -91,19 +92,26 @@ fn every_xgboost_and_lightgbm_model_scores_like_its_library() {
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
-/// `mlflow.xgboost` models logged by xgboost 1.7.6 and MLflow 2.5 (models/xgboost_legacy.py; what
-/// Databricks Runtime ML 13.3 LTS writes): `model.xgb` in XGBoost's binary format before 2.1,
-/// which xgboost itself no longer reads since 3.1. Scored like that release's pyfunc.
+/// Models of Databricks Runtime ML 13.3 LTS's libraries, logged by MLflow 2.5
+/// (models/gbdt_legacy.py): `mlflow.xgboost` models of xgboost 1.7.6, `model.xgb` in XGBoost's
+/// binary format before 2.1 (which xgboost itself no longer reads since 3.1), and
+/// `mlflow.lightgbm` models of lightgbm 3.3.5 (text format `version=v3`, scikit-learn API classes
+/// pickled). Scored like those releases' pyfunc.
 #[test]
-fn xgboost_models_in_the_legacy_binary_format_score_like_xgboost_1_7() {
-    let cases = cases_of("xgboost-1.7");
-    assert!(cases.len() >= 5, "models/xgboost-1.7 lists {} cases", cases.len());
-    for c in &cases {
+fn xgboost_1_7_and_lightgbm_3_3_models_score_like_their_releases() {
+    let xgb = cases_of("xgboost-1.7");
+    assert!(xgb.len() >= 5, "models/xgboost-1.7 lists {} cases", xgb.len());
+    for c in &xgb {
         let file = models().join("xgboost-1.7").join(c["case"].as_str().unwrap()).join("model/model.xgb");
         assert!(std::fs::read(&file).unwrap().starts_with(b"binf"), "{} is not in the legacy format", file.display());
     }
-    let failures: Vec<String> = cases.iter().filter_map(|c| run_family_case("xgboost-1.7", c).err()).collect();
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    let lgb = cases_of("lightgbm-3.3");
+    assert!(lgb.len() >= 4, "models/lightgbm-3.3 lists {} cases", lgb.len());
+    let failures: Vec<String> = [("xgboost-1.7", &xgb), ("lightgbm-3.3", &lgb)]
+        .iter()
+        .flat_map(|(family, cases)| cases.iter().filter_map(|c| run_family_case(family, c).err()))
+        .collect();
+    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// A copy of a case's model directory, with its model file changed by `edit`.
