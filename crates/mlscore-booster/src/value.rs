@@ -168,6 +168,21 @@ pub(crate) fn from_ubjson(bytes: &[u8]) -> Result<Value, ReadError> {
     Reader { bytes, pos: 0 }.value(0)
 }
 
+/// The next `n` bytes of `bytes` from `*pos`, moving past them; `None`, nothing moved, where
+/// fewer are left. The bounds check of this crate's binary readers (UBJSON here, XGBoost's
+/// legacy format in `xgboost_legacy`), which add their own error messages.
+pub(crate) fn take<'a>(bytes: &'a [u8], pos: &mut usize, n: usize) -> Option<&'a [u8]> {
+    let s = bytes.get(*pos..)?.get(..n)?;
+    *pos += n;
+    Some(s)
+}
+
+/// Whether `n` declared items of `unit` bytes each fit in the `left` bytes of a file: checked
+/// before anything is allocated for them.
+pub(crate) fn fits(n: u64, unit: usize, left: usize) -> bool {
+    n.checked_mul(unit.max(1) as u64).is_some_and(|total| total <= left as u64)
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -179,16 +194,9 @@ impl Reader<'_> {
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8], ReadError> {
-        if self.bytes.len() - self.pos < n {
-            return Err(ReadError::Truncated(format!(
-                "UBJSON value at byte {} needs {n} bytes, {} are left",
-                self.pos,
-                self.bytes.len() - self.pos
-            )));
-        }
-        let s = &self.bytes[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
+        let (pos, left) = (self.pos, self.bytes.len() - self.pos);
+        take(self.bytes, &mut self.pos, n)
+            .ok_or_else(|| ReadError::Truncated(format!("UBJSON value at byte {pos} needs {n} bytes, {left} are left")))
     }
 
     fn byte(&mut self) -> Result<u8, ReadError> {
@@ -228,7 +236,7 @@ impl Reader<'_> {
         let n = self.int_of(m)?;
         let left = self.bytes.len() - self.pos;
         match usize::try_from(n) {
-            Ok(n) if n.saturating_mul(unit.max(1)) <= left => Ok(n),
+            Ok(n) if fits(n as u64, unit, left) => Ok(n),
             _ => Err(ReadError::Truncated(format!(
                 "UBJSON at byte {}: a declared length of {n} (x {unit} bytes) exceeds the {left} bytes left",
                 self.pos

@@ -16,7 +16,7 @@
 //! bytes left before anything is allocated.
 
 use crate::error::ReadError;
-use crate::value::Value;
+use crate::value::{Value, fits, take};
 
 /// The learner's parameter block, a tree booster's and a tree's (each with its reserved words).
 const LEARNER_PARAM: usize = 136;
@@ -32,42 +32,38 @@ struct Bytes<'a> {
 
 impl<'a> Bytes<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ReadError> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.b.len()).ok_or_else(|| {
+        let pos = self.pos;
+        take(self.b, &mut self.pos, n).ok_or_else(|| {
             ReadError::Invalid(format!(
-                "XGBoost legacy binary model: {what} ({n} bytes at offset {}) runs past the end of the file ({} bytes)",
-                self.pos,
+                "XGBoost legacy binary model: {what} ({n} bytes at offset {pos}) runs past the end of the file ({} bytes)",
                 self.b.len()
             ))
-        })?;
-        let s = &self.b[self.pos..end];
-        self.pos = end;
-        Ok(s)
+        })
     }
 
-    fn word(&mut self, what: &str) -> Result<[u8; 4], ReadError> {
-        let s = self.take(4, what)?;
-        Ok([s[0], s[1], s[2], s[3]])
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], ReadError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
     }
 
     fn i32(&mut self, what: &str) -> Result<i32, ReadError> {
-        Ok(i32::from_le_bytes(self.word(what)?))
+        Ok(i32::from_le_bytes(self.array(what)?))
     }
 
     fn u64(&mut self, what: &str) -> Result<u64, ReadError> {
-        let s = self.take(8, what)?;
-        let mut w = [0u8; 8];
-        w.copy_from_slice(s);
-        Ok(u64::from_le_bytes(w))
+        Ok(u64::from_le_bytes(self.array(what)?))
     }
 
     /// A count of items of `size` bytes each, which the bytes left must hold.
     fn count(&mut self, n: u64, size: usize, what: &str) -> Result<usize, ReadError> {
-        let left = (self.b.len() - self.pos) as u64;
-        match n.checked_mul(size.max(1) as u64) {
-            Some(total) if total <= left => Ok(n as usize),
-            _ => Err(ReadError::Invalid(format!(
+        let left = self.b.len() - self.pos;
+        if fits(n, size, left) {
+            Ok(n as usize)
+        } else {
+            Err(ReadError::Invalid(format!(
                 "XGBoost legacy binary model: {what} declares {n} items, more than the {left} bytes left hold"
-            ))),
+            )))
         }
     }
 
@@ -80,6 +76,11 @@ impl<'a> Bytes<'a> {
     }
 }
 
+/// Word `i` (4 bytes) of a fixed-size block the reader has taken whole, so in range.
+fn word(block: &[u8], i: usize) -> [u8; 4] {
+    [block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]
+}
+
 /// Reads a legacy binary model into a `{"learner": ...}` document.
 pub(crate) fn read(bytes: &[u8]) -> Result<Value, ReadError> {
     let mut r = Bytes { b: bytes, pos: 0 };
@@ -87,14 +88,13 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Value, ReadError> {
         r.pos = 4;
     }
     let param = r.take(LEARNER_PARAM, "the learner's parameters")?;
-    let word = |i: usize| [param[4 * i], param[4 * i + 1], param[4 * i + 2], param[4 * i + 3]];
-    let base_score = f32::from_le_bytes(word(0));
-    let num_feature = u32::from_le_bytes(word(1));
-    let num_class = i32::from_le_bytes(word(2));
-    let has_attributes = i32::from_le_bytes(word(3)) != 0;
-    let has_metrics = i32::from_le_bytes(word(4)) != 0;
-    let major = u32::from_le_bytes(word(5));
-    let num_target = u32::from_le_bytes(word(7)).max(1);
+    let base_score = f32::from_le_bytes(word(param, 0));
+    let num_feature = u32::from_le_bytes(word(param, 1));
+    let num_class = i32::from_le_bytes(word(param, 2));
+    let has_attributes = i32::from_le_bytes(word(param, 3)) != 0;
+    let has_metrics = i32::from_le_bytes(word(param, 4)) != 0;
+    let major = u32::from_le_bytes(word(param, 5));
+    let num_target = u32::from_le_bytes(word(param, 7)).max(1);
     if major > 2 || !base_score.is_finite() || num_class < 0 {
         return Err(ReadError::Invalid(
             "it is not an XGBoost model (not JSON, UBJSON, nor a legacy binary model's parameters)".into(),
@@ -110,15 +110,15 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Value, ReadError> {
         )));
     }
     let gbtree = r.take(GBTREE_PARAM, "the tree booster's parameters")?;
-    let num_trees = i32::from_le_bytes([gbtree[0], gbtree[1], gbtree[2], gbtree[3]]);
+    let num_trees = i32::from_le_bytes(word(gbtree, 0));
     // Trees a round (random forests); older files hold 0 or 1 there.
-    let num_parallel_tree = i32::from_le_bytes([gbtree[4], gbtree[5], gbtree[6], gbtree[7]]).max(1);
+    let num_parallel_tree = i32::from_le_bytes(word(gbtree, 1)).max(1);
     let num_trees = r.count(u64::try_from(num_trees).unwrap_or(u64::MAX), TREE_PARAM, "num_trees")?;
     let mut trees = Vec::with_capacity(num_trees);
     for t in 0..num_trees {
         let what = |x: &str| format!("tree {t}'s {x}");
         let tp = r.take(TREE_PARAM, &what("parameters"))?;
-        let tword = |i: usize| i32::from_le_bytes([tp[4 * i], tp[4 * i + 1], tp[4 * i + 2], tp[4 * i + 3]]);
+        let tword = |i: usize| i32::from_le_bytes(word(tp, i));
         let (num_nodes, size_leaf_vector) = (tword(1), tword(5));
         let n = r.count(u64::try_from(num_nodes).unwrap_or(u64::MAX), NODE + NODE_STAT, &what("num_nodes"))?;
         let (mut left, mut right, mut index, mut cond, mut default_left) = (
@@ -130,7 +130,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Value, ReadError> {
         );
         for _ in 0..n {
             let node = r.take(NODE, &what("nodes"))?;
-            let f = |i: usize| [node[4 * i], node[4 * i + 1], node[4 * i + 2], node[4 * i + 3]];
+            let f = |i: usize| word(node, i);
             left.push(i64::from(i32::from_le_bytes(f(1))));
             right.push(i64::from(i32::from_le_bytes(f(2))));
             let split = u32::from_le_bytes(f(3));
