@@ -143,12 +143,21 @@ pub(crate) enum TextNulls {
     None,
 }
 
+/// A `SimpleImputer`'s `missing_values`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MissingValue {
+    /// NaN (the default): NaN in numeric columns, a null in string columns where it arrives as NaN.
+    Nan,
+    /// Python's `None`: a null in string columns where it arrives as `None`; NaN in numeric ones.
+    None,
+    /// A number.
+    Value(f64),
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Imputer {
-    /// The value that means missing (`None`: NaN / null).
-    missing: Option<f64>,
-    /// Whether `missing_values` is Python's `None` (not NaN).
-    missing_none: bool,
+    /// The value that means missing (`missing_values`).
+    missing: MissingValue,
     /// How a null of a string column reaches the imputer (see [`TextNulls`]).
     text_nulls: TextNulls,
     /// Per input column: its fill value (`None`: the column is dropped, it was empty in training).
@@ -644,12 +653,14 @@ fn column_spec(g: &Graph, id: Id, names: Option<&[String]>, n_in: usize, depth: 
 
 fn imputer(g: &Graph, id: Id) -> Result<Transformer> {
     let mv = g.get(id, "missing_values")?;
-    let missing_none = matches!(g.node(mv), Node::None);
     let missing = match g.node(mv) {
-        Node::None => None,
-        Node::Float(f) if f.is_nan() => None,
+        Node::None => MissingValue::None,
+        Node::Float(f) if f.is_nan() => MissingValue::Nan,
         Node::Str(s) => return Err(ReadError::Unsupported(format!("SimpleImputer with missing_values='{s}'"))),
-        _ => Some(g.float(mv)?).filter(|v| !v.is_nan()),
+        _ => match g.float(mv)? {
+            v if v.is_nan() => MissingValue::Nan,
+            v => MissingValue::Value(v),
+        },
     };
     let stats = g.get(id, "statistics_")?;
     let fill: Vec<Option<Label>> = match g.labels(stats)? {
@@ -667,7 +678,7 @@ fn imputer(g: &Graph, id: Id) -> Result<Transformer> {
         }
         None => Vec::new(),
     };
-    Ok(Transformer::Imputer(Imputer { missing, missing_none, text_nulls: TextNulls::Nan, fill, indicator }))
+    Ok(Transformer::Imputer(Imputer { missing, text_nulls: TextNulls::Nan, fill, indicator }))
 }
 
 fn categories(g: &Graph, id: Id) -> Result<Vec<Labels>> {
@@ -936,12 +947,12 @@ fn linear_weights(g: &Graph, id: Id) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
     Ok((coef, intercept))
 }
 
-/// Whether a version string (`1.3.2`) is before `major.minor`.
 /// Whether a scikit-learn version is older than 1.8, the last release before pandas 3.
 pub(crate) fn written_before_pandas_3(v: &str) -> bool {
     version_before(v, 1, 8)
 }
 
+/// Whether a version string (`1.3.2`) is before `major.minor`.
 fn version_before(v: &str, major: u32, minor: u32) -> bool {
     let mut p = v
         .split('.')
@@ -1590,10 +1601,10 @@ impl Transformer {
 
 impl Imputer {
     fn text_null_missing(&self) -> bool {
-        match self.text_nulls {
-            TextNulls::Nan => self.missing.is_none() && !self.missing_none,
-            TextNulls::None => self.missing_none,
-        }
+        matches!(
+            (self.missing, self.text_nulls),
+            (MissingValue::Nan, TextNulls::Nan) | (MissingValue::None, TextNulls::None)
+        )
     }
 
     fn transform(&self, f: Frame) -> Scored<Frame> {
@@ -1602,7 +1613,10 @@ impl Imputer {
         let mut indicators = Vec::new();
         for (j, (col, name)) in f.cols.into_iter().zip(f.names).enumerate() {
             let is_missing: Vec<bool> = match &col {
-                Col::Num(v) => v.iter().map(|x| self.missing.map_or(x.is_nan(), |m| *x == m)).collect(),
+                Col::Num(v) => match self.missing {
+                    MissingValue::Value(m) => v.iter().map(|x| *x == m).collect(),
+                    MissingValue::Nan | MissingValue::None => v.iter().map(|x| x.is_nan()).collect(),
+                },
                 // A null is missing where `missing_values` is what it arrives as (NaN or None).
                 Col::Text(v) if self.text_null_missing() => v.iter().map(Option::is_none).collect(),
                 Col::Text(v) => vec![false; v.len()],
