@@ -327,7 +327,8 @@ def make_lgb_sklearn(rng, name, cls_name, fmt, target, nan, labels, params):
     d.mkdir(parents=True)
     test = plant(test, lgb_splits(booster), rng)
     sig = infer_signature(train, model.predict(train))
-    kw = {"serialization_format": fmt}
+    # fmt None: MLflow's default (models/gbdt_legacy.py: MLflow 2.5, which only pickles).
+    kw = {"serialization_format": fmt} if fmt else {}
     mlflow.lightgbm.save_model(model, d / "model", signature=sig, input_example=train.head(3), **kw)
     proba = model.predict_proba(test) if cls_name == "LGBMClassifier" else None
     prediction = record(d, test, model.predict(test, raw_score=True), proba)

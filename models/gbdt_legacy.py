@@ -8,9 +8,9 @@ xgboost 1.7 with MLflow 2.5 logs `mlflow.xgboost` models as `model.xgb` in XGBoo
 binary format, which xgboost 3.1 no longer reads; lightgbm 3.3 writes its text format `version=v3`
 and MLflow 2.5 pickles its scikit-learn API classes. This script runs in the scikit-learn 1.1
 virtualenv of models/sklearn_legacy.py (models/sklearn_legacy_1.1.txt pins xgboost 1.7.6 and
-lightgbm 3.3.5 too) and writes each case as models/gbdt.py does: the MLflow model, input.parquet
-(planted on the trees' thresholds), and golden.parquet with MLflow's pyfunc prediction, the
-library's margins and, for classifiers, its probabilities.
+lightgbm 3.3.5 too) and makes each case with models/gbdt.py's own case makers: the MLflow model,
+input.parquet (planted on the trees' thresholds), and golden.parquet with MLflow's pyfunc
+prediction, the library's margins and, for classifiers, its probabilities.
 """
 
 from __future__ import annotations
@@ -24,113 +24,59 @@ OUT = HERE / "xgboost-1.7"
 LGB_OUT = HERE / "lightgbm-3.3"
 
 
-def make(rng, name, objective, target, nan, how, extra):
-    import mlflow.xgboost
-    import numpy as np
-    import xgboost as xgb
-    from mlflow.models import infer_signature
+def versioned(out: Path, make, library: str):
+    """Runs one of models/gbdt.py's case makers into `out`, recording the library's version."""
 
+    def run(rng):
+        import importlib
+
+        import gbdt
+
+        gbdt.OUT = out
+        entry = make(rng)
+        entry[f"{library}_version"] = importlib.import_module(library).__version__
+        return entry
+
+    return run
+
+
+def xgb_cases():
+    """models/gbdt.py's `make_xgb` cases, saved as `model.xgb`: xgboost 1.7's legacy binary format."""
     import gbdt
 
-    train, test = gbdt.frame(600, rng, nan), gbdt.frame(300, rng, nan)
-    y = gbdt.targets(train, rng)[target]
-    params = {"objective": objective, "max_depth": 4, **extra}
-    if how == "booster":
-        model = xgb.train({**params, "eta": 0.3, "seed": 0, "nthread": 1}, xgb.DMatrix(train, label=y), num_boost_round=25)
-        booster = model
-    else:
-        cls = xgb.XGBClassifier if how == "classifier" else xgb.XGBRegressor
-        model = cls(n_estimators=40, learning_rate=0.3, random_state=0, n_jobs=1, **params)
-        if how == "classifier" and "early" in name:
-            val = gbdt.frame(200, rng, nan)
-            yv = rng.permutation(gbdt.targets(val, rng)[target])
-            model.set_params(early_stopping_rounds=5)
-            model.fit(train, y, eval_set=[(val, yv)], verbose=False)
-            assert model.best_iteration + 1 < model.get_booster().num_boosted_rounds(), name
-        else:
-            model.fit(train, y)
-        booster = model.get_booster()
-    d = OUT / name
-    d.mkdir(parents=True)
-    test = gbdt.plant(test, gbdt.xgb_splits(booster), rng)
-    sig = infer_signature(train, gbdt.xgb_sig_frame(model, train))
-    mlflow.xgboost.save_model(model, d / "model", signature=sig, model_format="xgb")
-    assert (d / "model" / "model.xgb").read_bytes()[:4] == b"binf", "not the legacy binary format"
-    if how == "booster":
-        margin, proba = booster.predict(xgb.DMatrix(test), output_margin=True), None
-    else:
-        margin = model.predict(test, output_margin=True)
-        proba = model.predict_proba(test) if how == "classifier" else None
-    prediction = gbdt.record(d, test, margin, proba)
-    return {
-        "case": name,
-        "library": "xgboost",
-        "xgboost_version": xgb.__version__,
-        "objective": objective,
-        "model_class": type(model).__module__ + "." + type(model).__name__,
-        "model_format": "xgb",
-        "prediction_dtype": str(np.asarray(prediction).dtype),
-        "columns": ["prediction", "margin"] + (["proba"] if proba is not None else []),
-    }
+    legacy = {"model_format": "xgb"}
+    specs = [
+        ("xgb17_binary_logistic", "binary:logistic", "binary", 0.08, "booster", legacy),
+        ("xgb17_regressor_nan", "reg:squarederror", "regression", 0.1, "regressor", legacy),
+        ("xgb17_classifier_multiclass", "multi:softprob", "multiclass", 0.05, "classifier", legacy),
+        ("xgb17_classifier_binary_early", "binary:logistic", "binary", 0.05, "classifier", {**legacy, "early_stop": True}),
+        ("xgb17_poisson", "count:poisson", "positive", 0.0, "booster", {**legacy, "max_delta_step": 0.7}),
+    ]
 
+    def make(rng, spec):
+        entry = gbdt.make_xgb(rng, *spec)
+        model = OUT / spec[0] / "model" / "model.xgb"
+        assert model.read_bytes()[:4] == b"binf", f"{model} is not in the legacy binary format"
+        return entry
 
-def make_lgb(rng, name, objective, target, nan, how):
-    import lightgbm as lgb
-    import mlflow.lightgbm
-    import numpy as np
-    from mlflow.models import infer_signature
-
-    import gbdt
-
-    train, test = gbdt.frame(600, rng, nan), gbdt.frame(300, rng, nan)
-    y = gbdt.targets(train, rng)[target]
-    params = {"objective": objective, "num_leaves": 15, "learning_rate": 0.2, "verbose": -1, "seed": 0}
-    if how == "booster":
-        model = lgb.train(params, lgb.Dataset(train, label=y), num_boost_round=30)
-        booster = model
-    else:
-        cls = lgb.LGBMClassifier if how == "classifier" else lgb.LGBMRegressor
-        model = cls(n_estimators=30, num_leaves=15, learning_rate=0.2, random_state=0, n_jobs=1, verbose=-1)
-        model.fit(train, y)
-        booster = model.booster_
-    d = LGB_OUT / name
-    d.mkdir(parents=True)
-    test = gbdt.plant(test, gbdt.lgb_splits(booster), rng)
-    sig = infer_signature(train, model.predict(train))
-    mlflow.lightgbm.save_model(model, d / "model", signature=sig)
-    margin = model.predict(test, raw_score=True)
-    proba = model.predict_proba(test) if how == "classifier" else None
-    prediction = gbdt.record(d, test, margin, proba)
-    return {
-        "case": name,
-        "library": "lightgbm",
-        "lightgbm_version": lgb.__version__,
-        "objective": objective,
-        "model_class": type(model).__module__ + "." + type(model).__name__,
-        "prediction_dtype": str(np.asarray(prediction).dtype),
-        "columns": ["prediction", "margin"] + (["proba"] if proba is not None else []),
-    }
+    return [(s[0], [41, i], versioned(OUT, lambda rng, s=s: make(rng, s), "xgboost")) for i, s in enumerate(specs)]
 
 
 def lgb_cases():
-    specs = [
-        ("lgb33_binary", "binary", "binary", 0.08, "booster"),
-        ("lgb33_regression_nan", "regression", "regression", 0.1, "booster"),
-        ("lgb33_classifier_multiclass", "multiclass", "multiclass", 0.05, "classifier"),
-        ("lgb33_regressor", "regression", "regression", 0.0, "regressor"),
-    ]
-    return [(s[0], [43, i], lambda rng, s=s: make_lgb(rng, *s)) for i, s in enumerate(specs)]
+    """models/gbdt.py's LightGBM Booster and scikit-learn API cases (MLflow 2.5 pickles the latter)."""
+    import gbdt
 
-
-def all_cases():
-    specs = [
-        ("xgb17_binary_logistic", "binary:logistic", "binary", 0.08, "booster", {}),
-        ("xgb17_regressor_nan", "reg:squarederror", "regression", 0.1, "regressor", {}),
-        ("xgb17_classifier_multiclass", "multi:softprob", "multiclass", 0.05, "classifier", {}),
-        ("xgb17_classifier_binary_early", "binary:logistic", "binary", 0.05, "classifier", {}),
-        ("xgb17_poisson", "count:poisson", "positive", 0.0, "booster", {"max_delta_step": 0.7}),
+    boosters = [
+        ("lgb33_binary", {"objective": "binary"}, "binary", 0.08),
+        ("lgb33_regression_nan", {"objective": "regression"}, "regression", 0.1),
     ]
-    return [(s[0], [41, i], lambda rng, s=s: make(rng, *s)) for i, s in enumerate(specs)]
+    classes = [
+        ("lgb33_classifier_multiclass", "LGBMClassifier", None, "multiclass", 0.05, None, {}),
+        ("lgb33_regressor", "LGBMRegressor", None, "regression", 0.0, None, {}),
+    ]
+    made = [(b[0], lambda rng, b=b: gbdt.make_lgb(rng, *b)) for b in boosters]
+    made += [(c[0], lambda rng, c=c: gbdt.make_lgb_sklearn(rng, *c)) for c in classes]
+    return [(name, [43, i], versioned(LGB_OUT, make, "lightgbm")) for i, (name, make) in enumerate(made)]
 
 
 def main() -> None:
@@ -144,8 +90,10 @@ def main() -> None:
         os.execv(python, [python, __file__, *sys.argv[1:]])
     from casegen import regenerate
 
+    # MLflow 2.5 loads the pickled scikit-learn API classes only when allowed to.
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
     names = set(sys.argv[1:])
-    for out, cases in ((OUT, all_cases), (LGB_OUT, lgb_cases)):
+    for out, cases in ((OUT, xgb_cases), (LGB_OUT, lgb_cases)):
         mine = {name for name, _, _ in cases()}
         if names and not names & mine:
             continue
