@@ -53,12 +53,16 @@ def cases(release: str):
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
 
+    import sklearn_zoo
+    from sklearn_zoo import ct_ordinal
+
     sc = preprocessing.StandardScaler
 
     def xgb():
         import xgboost
 
         return xgboost
+
     # What was renamed between the two: OneHotEncoder's `sparse`, the log losses' names.
     old = release == "1.1"
     dense = {"sparse": False} if old else {"sparse_output": False}
@@ -66,22 +70,7 @@ def cases(release: str):
     deviance = "deviance" if old else "log_loss"
 
     def ct_onehot(**ohe):
-        return ColumnTransformer(
-            [
-                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), sc()), ["age", "income"]),
-                ("cat", preprocessing.OneHotEncoder(**dense, **ohe), ["city", "plan"]),
-            ],
-            remainder="passthrough",
-        )
-
-    def ct_ordinal():
-        return ColumnTransformer(
-            [
-                ("num", make_pipeline(SimpleImputer(strategy="mean"), preprocessing.MinMaxScaler()), [0, 1]),
-                ("cat", preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["city", "plan"]),
-                ("flag", "passthrough", ["active"]),
-            ]
-        )
+        return sklearn_zoo.ct_onehot(dense, **ohe)
 
     cp, pk = {"format": "cloudpickle"}, {"format": "pickle"}
     return [

@@ -124,6 +124,41 @@ def as_list_column(a) -> pa.Array:
     return pa.array([list(r) for r in a], type=pa.list_(pa.float64()))
 
 
+def ct_onehot(dense: dict | None = None, **ohe):
+    """The mixed tables' one-hot ColumnTransformer. `dense` asks the OneHotEncoder for dense
+    output: `sparse_output=False`, or `sparse=False` before scikit-learn 1.2
+    (models/sklearn_legacy.py)."""
+    from sklearn import preprocessing
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    dense = {"sparse_output": False} if dense is None else dense
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), preprocessing.StandardScaler()), ["age", "income"]),
+            ("cat", preprocessing.OneHotEncoder(**dense, **ohe), ["city", "plan"]),
+        ],
+        remainder="passthrough",
+    )
+
+
+def ct_ordinal():
+    """The mixed tables' ordinal ColumnTransformer."""
+    from sklearn import preprocessing
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="mean"), preprocessing.MinMaxScaler()), [0, 1]),
+            ("cat", preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["city", "plan"]),
+            ("flag", "passthrough", ["active"]),
+        ]
+    )
+
+
 def cases():
     """(name, data, target, make(), options)."""
     import lightgbm
@@ -134,24 +169,6 @@ def cases():
     from sklearn.pipeline import make_pipeline
 
     sc = preprocessing.StandardScaler
-
-    def ct_onehot(**ohe):
-        return ColumnTransformer(
-            [
-                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), sc()), ["age", "income"]),
-                ("cat", preprocessing.OneHotEncoder(sparse_output=False, **ohe), ["city", "plan"]),
-            ],
-            remainder="passthrough",
-        )
-
-    def ct_ordinal():
-        return ColumnTransformer(
-            [
-                ("num", make_pipeline(SimpleImputer(strategy="mean"), preprocessing.MinMaxScaler()), [0, 1]),
-                ("cat", preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["city", "plan"]),
-                ("flag", "passthrough", ["active"]),
-            ]
-        )
 
     return [
         ("linear_regression", "numeric", "regression", lambda: linear_model.LinearRegression(), {}),
