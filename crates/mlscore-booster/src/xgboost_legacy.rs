@@ -34,7 +34,7 @@ impl<'a> Bytes<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ReadError> {
         let pos = self.pos;
         take(self.b, &mut self.pos, n).ok_or_else(|| {
-            ReadError::Invalid(format!(
+            ReadError::Truncated(format!(
                 "XGBoost legacy binary model: {what} ({n} bytes at offset {pos}) runs past the end of the file ({} bytes)",
                 self.b.len()
             ))
@@ -61,7 +61,7 @@ impl<'a> Bytes<'a> {
         if fits(n, size, left) {
             Ok(n as usize)
         } else {
-            Err(ReadError::Invalid(format!(
+            Err(ReadError::Truncated(format!(
                 "XGBoost legacy binary model: {what} declares {n} items, more than the {left} bytes left hold"
             )))
         }
@@ -253,13 +253,15 @@ mod tests {
 
     #[test]
     fn declared_counts_past_the_file_and_bytes_left_over_are_errors() {
-        let e = read(&stump(i32::MAX, &[])).unwrap_err().to_string();
-        assert!(e.contains("declares 2147483647 items"), "{e}");
+        let e = read(&stump(i32::MAX, &[])).unwrap_err();
+        assert!(matches!(e, ReadError::Truncated(_)), "{e:?}");
+        assert!(e.to_string().contains("declares 2147483647 items"), "{e}");
         let e = read(&stump(3, b"more")).unwrap_err().to_string();
         assert!(e.contains("4 bytes past its last field"), "{e}");
         let full = stump(3, &[]);
         for cut in [3, 100, 200, full.len() - 1] {
-            assert!(read(&full[..cut]).is_err(), "cut at {cut}");
+            let e = read(&full[..cut]).unwrap_err();
+            assert!(matches!(e, ReadError::Truncated(_)), "cut at {cut}: {e:?}");
         }
     }
 }
