@@ -391,7 +391,9 @@ mod tests {
         assert_eq!(encoding(b"{ \"learner\": {}}"), Encoding::Json);
         assert_eq!(encoding(b"{L\0\0\0\0\0\0\0\x07learner"), Encoding::Ubjson);
         assert_eq!(encoding(b"\0\0\0?binf"), Encoding::Legacy);
-        assert!(matches!(read(b"\0\0\0?", "xgboost.core.Booster"), Err(ReadError::Truncated(m)) if m.contains("legacy")));
+        assert!(
+            matches!(read(b"\0\0\0?", "xgboost.core.Booster"), Err(ReadError::Truncated(m)) if m.contains("legacy"))
+        );
     }
 
     #[test]
