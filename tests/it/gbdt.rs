@@ -12,8 +12,8 @@ use mlscore::{NullPolicy, ResultType};
 
 use crate::common::*;
 
-/// The cases of `models/<family>/cases.json`: `gbdt` (today's libraries), `xgboost-1.7` or
-/// `lightgbm-3.3`.
+/// The cases of `models/<family>/cases.json`: `gbdt` (today's libraries), `xgboost-1.7`,
+/// `xgboost-2.0` or `lightgbm-3.3`.
 fn cases_of(family: &str) -> Vec<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(models().join(family).join("cases.json")).unwrap()).unwrap()
 }
@@ -92,22 +92,32 @@ fn every_xgboost_and_lightgbm_model_scores_like_its_library() {
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
-/// Models of Databricks Runtime ML 13.3 LTS's libraries, logged by MLflow 2.5
-/// (models/gbdt_legacy.py): `mlflow.xgboost` models of xgboost 1.7.6, `model.xgb` in XGBoost's
-/// binary format before 2.1 (which xgboost itself no longer reads since 3.1), and
+/// Models of older libraries, logged by MLflow 2 (models/gbdt_legacy.py): `mlflow.xgboost` models
+/// of xgboost 1.7.6 (Databricks Runtime ML 13.3 LTS's) and 2.0.3, `model.xgb` in XGBoost's binary
+/// format before 2.1 (which xgboost itself no longer reads since 3.1; 2.0's with an intercept
+/// estimated from the data, a multiclass Booster and a forest of 4 trees a round), and
 /// `mlflow.lightgbm` models of lightgbm 3.3.5 (text format `version=v3`, scikit-learn API classes
 /// pickled). Scored like those releases' pyfunc.
 #[test]
-fn xgboost_1_7_and_lightgbm_3_3_models_score_like_their_releases() {
-    let xgb = cases_of("xgboost-1.7");
-    assert!(xgb.len() >= 5, "models/xgboost-1.7 lists {} cases", xgb.len());
-    for c in &xgb {
-        let file = models().join("xgboost-1.7").join(c["case"].as_str().unwrap()).join("model/model.xgb");
-        assert!(std::fs::read(&file).unwrap().starts_with(b"binf"), "{} is not in the legacy format", file.display());
+fn xgboost_1_7_and_2_0_and_lightgbm_3_3_models_score_like_their_releases() {
+    let mut families = Vec::new();
+    for (family, at_least) in [("xgboost-1.7", 5), ("xgboost-2.0", 7)] {
+        let cases = cases_of(family);
+        assert!(cases.len() >= at_least, "models/{family} lists {} cases", cases.len());
+        for c in &cases {
+            let file = models().join(family).join(c["case"].as_str().unwrap()).join("model/model.xgb");
+            assert!(
+                std::fs::read(&file).unwrap().starts_with(b"binf"),
+                "{} is not in the legacy format",
+                file.display()
+            );
+        }
+        families.push((family, cases));
     }
     let lgb = cases_of("lightgbm-3.3");
     assert!(lgb.len() >= 4, "models/lightgbm-3.3 lists {} cases", lgb.len());
-    let failures: Vec<String> = [("xgboost-1.7", &xgb), ("lightgbm-3.3", &lgb)]
+    families.push(("lightgbm-3.3", lgb));
+    let failures: Vec<String> = families
         .iter()
         .flat_map(|(family, cases)| cases.iter().filter_map(|c| run_family_case(family, c).err()))
         .collect();

@@ -1,6 +1,6 @@
 //! XGBoost's binary model format before 2.1 (what `Booster.save_model("model.xgb")` and
-//! `save_raw()` wrote with xgboost 1.x and 2.0, so what MLflow's `mlflow.xgboost` logged on
-//! Databricks Runtime ML 13 and 14), read into the document the JSON and UBJSON readers build,
+//! `save_raw()` wrote with xgboost 1.x and 2.0, so what MLflow 2's `mlflow.xgboost` logged on
+//! Databricks Runtime ML 13 to 15), read into the document the JSON and UBJSON readers build,
 //! so that one reader interprets all three.
 //!
 //! The layout, little-endian: an optional `binf` tag; the learner's 136-byte parameter block
@@ -172,7 +172,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<Value, ReadError> {
     if r.pos != bytes.len() {
         return Err(ReadError::Unsupported(format!(
             "XGBoost's legacy binary model holds {} bytes past its last field (categorical splits, or a layout \
-             other than xgboost 1.x's); re-save it with xgboost 2.x as UBJSON: \
+             other than xgboost 1.x's and 2.0's); re-save it with xgboost 2.x as UBJSON: \
              `b = xgboost.Booster(model_file='model.xgb'); b.save_model('model.ubj')`",
             bytes.len() - r.pos
         )));
