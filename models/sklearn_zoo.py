@@ -88,6 +88,7 @@ def tree_thresholds(model) -> list[tuple[int, float]]:
     """(feature, threshold) of the fitted trees' splits, for planting test rows."""
     from sklearn.pipeline import Pipeline
 
+    model = getattr(model, "best_estimator_", model)  # a search: its refitted estimator
     est = model.steps[-1][1] if isinstance(model, Pipeline) else model
     trees = []
     if hasattr(est, "tree_"):
@@ -163,7 +164,7 @@ def cases():
     """(name, data, target, make(), options)."""
     import lightgbm
     import xgboost
-    from sklearn import cluster, decomposition, ensemble, linear_model, neural_network, preprocessing, svm, tree
+    from sklearn import cluster, decomposition, ensemble, linear_model, model_selection, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -227,6 +228,10 @@ def cases():
         # The exponential loss (AdaBoost's): half-logit raw scores, from the prior and from zero.
         ("gradient_boosting_exponential", "numeric", "bools", lambda: ensemble.GradientBoostingClassifier(loss="exponential", n_estimators=30, random_state=0), {"plant": True, "format": "cloudpickle"}),
         ("gradient_boosting_exponential_zero", "numeric", "strings_binary", lambda: ensemble.GradientBoostingClassifier(loss="exponential", init="zero", n_estimators=20, random_state=0), {"format": "skops", "predict_fn": "predict_proba"}),
+        # Hyper-parameter searches, as MLflow's autologging logs them: they predict with
+        # best_estimator_, refitted on the best parameters (their cv_results_ hold masked arrays).
+        ("grid_search_pipeline", "numeric", "strings", lambda: model_selection.GridSearchCV(make_pipeline(sc(), linear_model.LogisticRegression(max_iter=500)), {"logisticregression__C": [0.01, 1.0]}, cv=3), {"all_formats": True}),
+        ("randomized_search_forest", "numeric_nan", "binary", lambda: model_selection.RandomizedSearchCV(ensemble.RandomForestClassifier(n_estimators=15, random_state=0), {"max_depth": [3, 6, 9], "min_samples_leaf": [1, 5]}, n_iter=3, cv=3, random_state=0), {"plant": True, "format": "cloudpickle", "predict_fn": "predict_proba"}),
     ]
 
 

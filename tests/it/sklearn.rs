@@ -184,6 +184,24 @@ fn hostile_pickles_are_refused_by_name_and_nothing_runs() {
     assert!(e.contains("truncated"), "{e}");
 }
 
+/// A search fitted with `refit=False` keeps no `best_estimator_`: refused, naming the search
+/// and what to do (the zoo's pickled GridSearchCV, that attribute's name changed).
+#[test]
+fn a_search_without_its_best_estimator_is_refused_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = "grid_search_pipeline_pickle";
+    let original = zoo_pickle(case);
+    let name = b"best_estimator_";
+    let at = original.windows(name.len()).position(|w| w == name).expect("best_estimator_ in the pickle");
+    let mut bytes = original.clone();
+    bytes[at..at + name.len()].copy_from_slice(b"best_estimatorX");
+    let e = load_error(&with_model_file(case, "model.pkl", &bytes, tmp.path()));
+    assert!(
+        e.contains("model.pkl") && e.contains("GridSearchCV without best_estimator_") && e.contains("refit=True"),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_damaged_xgboost_snapshot_in_a_pipeline_is_an_error_naming_the_file_and_the_step() {
     let tmp = tempfile::tempdir().unwrap();

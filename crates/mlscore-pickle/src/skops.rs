@@ -245,8 +245,20 @@ impl Reader<'_> {
                     None => self.graph.push(Node::Tuple(Vec::new())),
                 };
                 let state = match v.get("content") {
-                    Some(c) if loader != "ConstructorFromReduceNode" => Some(self.node(c, depth + 1)?),
-                    _ => None,
+                    Some(_) if loader == "ConstructorFromReduceNode" => None,
+                    // A node whose content names its children, not a node itself (a
+                    // MaskedArrayNode's `data` and `mask`, as a search's cv_results_ holds):
+                    // kept as a dictionary of them.
+                    Some(Value::Object(o)) if !o.contains_key("__loader__") => {
+                        let mut items = Vec::with_capacity(o.len());
+                        for (k, x) in o {
+                            let key = self.graph.push(Node::Str(k.clone()));
+                            items.push((key, self.node(x, depth + 1)?));
+                        }
+                        Some(self.graph.push(Node::Dict(items)))
+                    }
+                    Some(c) => Some(self.node(c, depth + 1)?),
+                    None => None,
                 };
                 self.push(Node::Object { callable, args, state, list_items: Vec::new(), dict_items: Vec::new() }, v)
             }

@@ -338,7 +338,7 @@ impl Model {
 }
 
 /// The classes read, for errors.
-pub(crate) const SUPPORTED: &str = "Pipeline, ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
+pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, LinearRegression, Ridge, Lasso, ElasticNet, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
@@ -346,6 +346,31 @@ pub(crate) const SUPPORTED: &str = "Pipeline, ColumnTransformer, StandardScaler,
 
 fn short(class: &str) -> &str {
     class.rsplit('.').next().unwrap_or(class)
+}
+
+/// scikit-learn's hyper-parameter searches, which predict with the estimator they refit on the
+/// best parameters (`best_estimator_`). MLflow's autologging logs a fitted search as the model.
+const SEARCHES: [&str; 4] = ["GridSearchCV", "RandomizedSearchCV", "HalvingGridSearchCV", "HalvingRandomSearchCV"];
+
+/// The estimator that predicts for `id`: `id` itself, or a search's `best_estimator_` (of a
+/// search over searches, the innermost).
+fn searched(g: &Graph, id: Id) -> Result<Id> {
+    let mut id = id;
+    for _ in 0..50 {
+        let c = class(g, id)?;
+        let search = short(&c);
+        if !SEARCHES.contains(&search) {
+            return Ok(id);
+        }
+        id = g.attr_set(id, "best_estimator_")?.ok_or_else(|| {
+            ReadError::Unsupported(format!(
+                "a {search} without best_estimator_ (fitted with refit=False, or not fitted): it holds no \
+                 estimator to predict with, and scikit-learn's predict fails on it too; refit it with refit=True, \
+                 or log the estimator of the parameters you chose"
+            ))
+        })?;
+    }
+    Err(invalid!("searches nest too deeply"))
 }
 
 /// Reads the root estimator.
@@ -362,6 +387,9 @@ pub(crate) fn build(g: &Graph) -> Result<Model> {
                  re-save it with a current scikit-learn"
         )));
     }
+    // What predicts: a search's refitted estimator is read as if it had been logged itself.
+    let search = g.class_of(root).filter(|c| SEARCHES.contains(&short(c))).map(|c| short(&c).to_string());
+    let root = searched(g, root)?;
     let feature_names = names_in(g, root)?;
     let (mut steps, last) = pipeline_parts(g, root, 0)?;
     let predictor = predictor(g, last)?;
@@ -379,7 +407,7 @@ pub(crate) fn build(g: &Graph) -> Result<Model> {
             return Err(invalid!("the model has {} classes and its trees give {k} outputs", c.len()));
         }
     }
-    let mut chain = Vec::new();
+    let mut chain: Vec<String> = search.into_iter().map(|s| format!("{s}.best_estimator_")).collect();
     if short(&class(g, root)?) == "Pipeline" {
         for st in g.items(g.get(root, "steps")?)? {
             if let Some(e) = step_object(g, *st)? {
@@ -422,7 +450,7 @@ fn pipeline_parts(g: &Graph, id: Id, depth: usize) -> Result<(Vec<Transformer>, 
     }
     let last = step_object(g, *last)?
         .ok_or_else(|| ReadError::Unsupported("a Pipeline whose last step is 'passthrough'".into()))?;
-    let (more, last) = pipeline_parts(g, last, depth + 1)?;
+    let (more, last) = pipeline_parts(g, searched(g, last)?, depth + 1)?;
     out.extend(more);
     Ok((out, last))
 }
@@ -442,6 +470,7 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
     if depth > 50 {
         return Err(invalid!("pipelines nest too deeply"));
     }
+    let id = searched(g, id)?;
     let c = class(g, id)?;
     let v = |name: &str| g.vector(g.get(id, name)?);
     let opt = |name: &str| -> Result<Option<Vec<f64>>> { g.attr_set(id, name)?.map(|a| g.vector(a)).transpose() };
