@@ -367,3 +367,54 @@ fn mutated_sklearn_files_are_errors_or_models_never_panics() {
     let outcomes = mutation_loop("sklearn", &cases, b"\x00\x01\xff\x7fKh.(", 0x9e37_79b9_7f4a_7c15, 100);
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "scored / errors: {outcomes:?}");
 }
+
+/// `batch` with `value` at `row` of its float64 column `column`.
+fn with_value(
+    batch: &arrow::record_batch::RecordBatch,
+    column: &str,
+    row: usize,
+    value: f64,
+) -> arrow::record_batch::RecordBatch {
+    let j = batch.schema().index_of(column).unwrap();
+    let mut values: Vec<Option<f64>> = batch.column(j).as_primitive::<arrow::datatypes::Float64Type>().iter().collect();
+    values[row] = Some(value);
+    let mut columns = batch.columns().to_vec();
+    columns[j] = std::sync::Arc::new(arrow::array::Float64Array::from(values));
+    arrow::record_batch::RecordBatch::try_new(batch.schema(), columns).unwrap()
+}
+
+/// NaN, infinities and a value past float32 are refused where scikit-learn refuses them and
+/// scored where it scores them, release by release: `models/sklearn_finite.py` put each into row
+/// 3 of every case's first float64 column and recorded whether MLflow's pyfunc raised (the
+/// scalers, imputers and encoders take NaN but no infinity; trees take NaN from certain releases
+/// on, and nothing float32 cannot hold; HistGradientBoosting, XGBoost and LightGBM take anything).
+#[test]
+fn nan_and_infinities_are_refused_exactly_where_scikit_learn_refuses_them() {
+    let mut failures = Vec::new();
+    for family in ["sklearn", "sklearn-1.1", "sklearn-1.3"] {
+        let text = std::fs::read_to_string(models().join(family).join("finite.json")).unwrap();
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        assert!(entries.len() >= 4 * 30, "models/{family}/finite.json lists {} entries", entries.len());
+        let mut loaded: Option<(String, std::sync::Arc<dyn mlscore::Scorer>, arrow::record_batch::RecordBatch)> = None;
+        for e in &entries {
+            let case = e["case"].as_str().unwrap();
+            if loaded.as_ref().is_none_or(|(c, _, _)| c != case) {
+                let dir = models().join(family).join(case);
+                let model = mlscore::load(dir.join("model").to_str().unwrap()).unwrap();
+                loaded = Some((case.to_string(), model, read_parquet(&dir.join("input.parquet"))));
+            }
+            let (_, model, input) = loaded.as_ref().unwrap();
+            let label = e["value"].as_str().unwrap();
+            let value: f64 = if label == "nan" { f64::NAN } else { label.parse().unwrap() };
+            let row = e["row"].as_u64().unwrap() as usize;
+            let table = with_value(input, e["column"].as_str().unwrap(), row, value);
+            let what = format!("{family}/{case} with {label} in row {row} of {}", e["column"]);
+            match (predict_batch(model.as_ref(), &table, NullPolicy::Nan), e["raises"].as_str()) {
+                (Ok(_), None) | (Err(_), Some(_)) => {}
+                (Ok(_), Some(r)) => failures.push(format!("{what}: scikit-learn raises ({r}), mlscore scores it")),
+                (Err(err), None) => failures.push(format!("{what}: scikit-learn scores it, mlscore refuses: {err}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} disagreements:\n{}", failures.len(), failures.join("\n"));
+}

@@ -58,10 +58,19 @@ impl Nums {
     }
 
     /// Applies `ops` (in place, or into a copy of shared values).
-    fn apply(&mut self, ops: &[ColumnOp]) {
+    /// Applies `ops` to every value in one pass (copying a shared buffer as it goes), refusing
+    /// infinities as scikit-learn's scalers do (see [`columns::apply_finite`]): the row of the
+    /// first, and its value.
+    fn apply_finite(&mut self, ops: &[ColumnOp]) -> Option<(usize, f64)> {
         match self {
-            Nums::Owned(v) => columns::apply(v, ops),
-            Nums::Shared(b) => *self = Nums::Owned(columns::apply_copy(b, ops)),
+            Nums::Owned(v) => columns::apply_finite(v, ops).map(|r| (r, v[r])),
+            Nums::Shared(b) => match columns::apply_copy_finite(b, ops) {
+                Ok(v) => {
+                    *self = Nums::Owned(v);
+                    None
+                }
+                Err(r) => Some((r, b[r])),
+            },
         }
     }
 }
@@ -85,6 +94,55 @@ type Scored<T> = std::result::Result<T, ScoreError>;
 
 fn score_err(column: &str, reason: impl Into<String>) -> ScoreError {
     ScoreError { column: column.to_string(), reason: reason.into() }
+}
+
+/// Which values scikit-learn's input validation lets into a step (its `ensure_all_finite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finite {
+    /// Any (`False`): HistGradientBoosting, XGBoost, LightGBM.
+    Any,
+    /// NaN but no infinity (`"allow-nan"`): the scalers, SimpleImputer of NaN, the encoders'
+    /// numeric columns.
+    AllowNan,
+    /// Neither NaN nor infinity (`True`, the default): linear models, MLPs, KMeans, PCA,
+    /// Normalizer, Binarizer, GradientBoosting.
+    All,
+}
+
+impl Frame {
+    /// Refuses, as scikit-learn does, the first NaN or infinity of a numeric column that
+    /// `finite` does not let into `step`, naming the column, the row and what to do.
+    fn check_finite(&self, finite: Finite, step: &str) -> Scored<()> {
+        for (j, c) in self.cols.iter().enumerate() {
+            let Col::Num(v) = c else { continue };
+            let bad = match finite {
+                Finite::Any => None,
+                Finite::AllowNan => columns::first_infinite(v),
+                Finite::All => columns::first_non_finite(v),
+            };
+            let Some(r) = bad else { continue };
+            return Err(non_finite_err(&self.names[j], r, v[r], step));
+        }
+        Ok(())
+    }
+}
+
+/// The error for `value`, NaN or infinite, at `row` of `column`, refused by `step` as
+/// scikit-learn refuses it.
+fn non_finite_err(column: &str, row: usize, value: f64, step: &str) -> ScoreError {
+    let reason = if value.is_nan() {
+        format!(
+            "row {row} is NaN or null, and {step} does not accept missing values (scikit-learn raises \
+             \"Input X contains NaN\"); impute them (SimpleImputer) or fill the column"
+        )
+    } else {
+        format!(
+            "row {row} is {value}, and {step} does not accept infinite values (scikit-learn raises \"Input X \
+             contains infinity or a value too large\"); replace them (with NaN where the model takes \
+             missing values, or a bound)"
+        )
+    };
+    score_err(column, reason)
 }
 
 /// A fitted transformer.
@@ -251,8 +309,8 @@ pub(crate) struct Trees {
     pub link: TreeLink,
     pub classes: Option<Labels>,
     pub n_features: usize,
-    /// NaN is refused, as scikit-learn refuses it for this estimator.
-    pub nan_is_error: Option<&'static str>,
+    /// NaN is refused, as scikit-learn refuses it for this estimator (named).
+    pub nan_is_error: Option<String>,
 }
 
 /// How an ensemble's trees are walked.
@@ -1241,6 +1299,7 @@ fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
         return Err(invalid!("{name} has no trees"));
     }
     let average = (trees.len() > 1 || !name.starts_with("Decision")).then_some(trees.len() as f64);
+    let nan_is_error = (!trees_take_nan(g, model, name, &version)?).then(|| name.to_string());
     Ok(Predictor::Trees(Box::new(Trees {
         walk: tree_walk(raw, outputs, true)?,
         outputs,
@@ -1250,8 +1309,38 @@ fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
         link: TreeLink::Identity,
         classes,
         n_features,
-        nan_is_error: None,
+        nan_is_error,
     })))
+}
+
+/// Whether scikit-learn `version` (the file's) sends NaN down these trees, each node's
+/// `missing_go_to_left` way, rather than refusing it ("Input X contains NaN"). Measured release
+/// by release (1.1.3, 1.3.2, 1.4.2, 1.5.2, 1.6.1, 1.7.2, 1.8.0, 1.9.1): none before 1.3;
+/// `DecisionTree*` with `splitter="best"` from 1.3, `RandomForest*` from 1.4, the random splitter
+/// (`ExtraTree*`, `ExtraTrees*`) from 1.6; the `absolute_error` criterion and monotonic
+/// constraints refuse NaN until 1.9, which takes it everywhere.
+fn trees_take_nan(g: &Graph, model: Id, name: &str, version: &str) -> Result<bool> {
+    if version.is_empty() || !version_before(version, 1, 9) {
+        return Ok(true);
+    }
+    if version_before(version, 1, 3) {
+        return Ok(false);
+    }
+    let text = |a: &str| -> Result<Option<String>> {
+        Ok(g.attr_set(model, a)?.and_then(|v| g.str(v).ok().map(str::to_string)))
+    };
+    let random = name.starts_with("ExtraTree") || text("splitter")?.as_deref() == Some("random");
+    let forest = name.starts_with("RandomForest") || name.starts_with("ExtraTrees");
+    if text("criterion")?.as_deref() == Some("absolute_error") || g.attr_set(model, "monotonic_cst")?.is_some() {
+        return Ok(false);
+    }
+    Ok(if version_before(version, 1, 4) {
+        !forest && !random
+    } else if version_before(version, 1, 6) {
+        !random
+    } else {
+        true
+    })
 }
 
 /// Checks a tree's `n_outputs` (the first argument of its REDUCE is n_features, the third n_outputs).
@@ -1341,7 +1430,7 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
         link,
         classes,
         n_features,
-        nan_is_error: Some(if classifier { "GradientBoostingClassifier" } else { "GradientBoostingRegressor" }),
+        nan_is_error: Some(if classifier { "GradientBoostingClassifier" } else { "GradientBoostingRegressor" }.into()),
     })))
 }
 
@@ -1558,7 +1647,10 @@ impl Transformer {
                         Op::Add(v) => ColumnOp::Add(v[j]),
                     }));
                     col_ops.extend(clip.map(|(lo, hi)| ColumnOp::Clamp(lo, hi)));
-                    col.apply(&col_ops);
+                    // The scalers take NaN but no infinity ("allow-nan"), checked in the same pass.
+                    if let Some((r, v)) = col.apply_finite(&col_ops) {
+                        return Err(non_finite_err(&f.names[j], r, v, short(class)));
+                    }
                 }
                 Ok(f)
             }
@@ -1567,6 +1659,7 @@ impl Transformer {
                 for j in 0..f.cols.len() {
                     f.num(j, "Normalizer")?;
                 }
+                f.check_finite(Finite::All, "Normalizer")?;
                 let mut norms = vec![0.0f64; f.rows];
                 for c in &f.cols {
                     let Col::Num(v) = c else { continue };
@@ -1595,6 +1688,7 @@ impl Transformer {
             }
             Transformer::Binarizer(t) => {
                 let mut f = f;
+                f.check_finite(Finite::All, "Binarizer")?;
                 for j in 0..f.cols.len() {
                     f.num(j, "Binarizer")?;
                     if let Col::Num(v) = &mut f.cols[j] {
@@ -1609,6 +1703,7 @@ impl Transformer {
             Transformer::Pca { mean, components, whiten } => {
                 f.width_check(mean.len(), "PCA")?;
                 let cols: Vec<&[f64]> = (0..f.cols.len()).map(|j| f.num(j, "PCA")).collect::<Scored<_>>()?;
+                f.check_finite(Finite::All, "PCA")?;
                 let mut out = Vec::with_capacity(components.len());
                 for (k, comp) in components.iter().enumerate() {
                     let shift: f64 = mean.iter().zip(comp).map(|(m, c)| m * c).sum();
@@ -1638,6 +1733,9 @@ impl Imputer {
 
     fn transform(&self, f: Frame) -> Scored<Frame> {
         f.width_check(self.fill.len(), "SimpleImputer")?;
+        // scikit-learn lets NaN through only where it is what is imputed.
+        let finite = if self.missing == MissingValue::Nan { Finite::AllowNan } else { Finite::All };
+        f.check_finite(finite, "SimpleImputer")?;
         let mut out = Frame { names: Vec::new(), cols: Vec::new(), rows: f.rows };
         let mut indicators = Vec::new();
         for (j, (col, name)) in f.cols.into_iter().zip(f.names).enumerate() {
@@ -1716,6 +1814,7 @@ fn value_text(col: &Col, r: usize) -> String {
 impl OneHot {
     fn transform(&self, f: Frame) -> Scored<Frame> {
         f.width_check(self.categories.len(), "OneHotEncoder")?;
+        f.check_finite(Finite::AllowNan, "OneHotEncoder")?;
         let mut out = Frame { names: Vec::new(), cols: Vec::new(), rows: f.rows };
         for (j, col) in f.cols.iter().enumerate() {
             let cats = &self.categories[j];
@@ -1755,6 +1854,7 @@ impl OneHot {
 impl Ordinal {
     fn transform(&self, f: Frame) -> Scored<Frame> {
         f.width_check(self.categories.len(), "OrdinalEncoder")?;
+        f.check_finite(Finite::AllowNan, "OrdinalEncoder")?;
         let mut out = Frame { names: f.names.clone(), cols: Vec::new(), rows: f.rows };
         for (j, col) in f.cols.iter().enumerate() {
             let cats = &self.categories[j];
@@ -1866,6 +1966,16 @@ impl Predictor {
         }
     }
 
+    /// What the estimator's input validation refuses. Trees that read float32 refuse
+    /// infinities in their own check, with the values too large for float32 (no second pass).
+    fn finite(&self) -> Finite {
+        match self {
+            Predictor::Trees(t) if t.nan_is_error.is_some() => Finite::All,
+            Predictor::Trees(_) | Predictor::Boosted(_) => Finite::Any,
+            Predictor::Linear { .. } | Predictor::Mlp { .. } | Predictor::KMeans { .. } => Finite::All,
+        }
+    }
+
     pub(crate) fn predict(&self, f: &Frame, name: &str) -> Scored<Predicted> {
         if let Some(n) = self.n_features()
             && f.cols.len() != n
@@ -1880,21 +1990,7 @@ impl Predictor {
             ));
         }
         let cols: Vec<&[f64]> = (0..f.cols.len()).map(|j| f.num(j, name)).collect::<Scored<_>>()?;
-        let allows_nan =
-            matches!(self, Predictor::Trees(t) if t.nan_is_error.is_none()) || matches!(self, Predictor::Boosted(_));
-        if !allows_nan {
-            for (j, c) in cols.iter().enumerate() {
-                if let Some(r) = columns::first_nan(c) {
-                    return Err(score_err(
-                        &f.names[j],
-                        format!(
-                            "row {r} is NaN or null, and {name} does not accept missing values (scikit-learn raises \"Input X contains NaN\"); \
-                             impute them (SimpleImputer) or fill the column"
-                        ),
-                    ));
-                }
-            }
-        }
+        f.check_finite(self.finite(), name)?;
         let rows = f.rows;
         Ok(match self {
             Predictor::Linear { coef, intercept, kind } => {
@@ -2036,11 +2132,17 @@ impl Trees {
     fn predict(&self, cols: &[&[f64]], rows: usize, name: &str) -> Scored<Predicted> {
         let width = cols.len();
         if self.f32_inputs
-            && let Some(j) = cols.iter().position(|c| mlscore_kernels::columns::first_f32_overflow(c).is_some())
+            && let Some((j, r)) =
+                cols.iter().enumerate().find_map(|(j, c)| mlscore_kernels::columns::first_beyond_f32(c).map(|r| (j, r)))
         {
             return Err(score_err(
                 &format!("feature {j}"),
-                format!("a value is too large for float32, which {name} reads its inputs as (scikit-learn raises too)"),
+                format!(
+                    "row {r} is {}, infinite or too large for float32, which {name} reads its inputs as (scikit-learn \
+                     raises \"Input X contains infinity or a value too large for dtype('float32')\"); replace it (with NaN \
+                     where the model takes missing values, or a bound)",
+                    cols[j][r]
+                ),
             ));
         }
         let k = self.outputs;

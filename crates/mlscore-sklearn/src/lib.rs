@@ -451,7 +451,7 @@ impl Model {
     fn final_name(&self) -> String {
         match &self.model.predictor {
             Predictor::Linear { .. } => "the linear model".into(),
-            Predictor::Trees(t) => t.nan_is_error.unwrap_or("the tree model").to_string(),
+            Predictor::Trees(t) => t.nan_is_error.clone().unwrap_or_else(|| "the tree model".into()),
             Predictor::Mlp { .. } => "the MLP".into(),
             Predictor::KMeans { .. } => "KMeans".into(),
             Predictor::Boosted(e) => e.class.clone(),
