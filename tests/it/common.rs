@@ -467,3 +467,9 @@ pub(crate) fn score_case(family: &str, name: &str, err: impl Fn(String) -> Strin
     let pyfunc = model.convert(&ty, &outputs).map_err(|e| err(e.to_string()))?;
     Ok(ScoredCase { model, input, golden, outputs, pyfunc })
 }
+
+/// `bytes` with the first occurrence of `from` replaced by `to` (a model file edited in place).
+pub(crate) fn replace_bytes(bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("the bytes are in the file");
+    [&bytes[..at], to, &bytes[at + from.len()..]].concat()
+}

@@ -135,11 +135,6 @@ fn replace_once(bytes: Vec<u8>, from: &str, to: &str) -> Vec<u8> {
     text.replacen(from, to, 1).into_bytes()
 }
 
-fn replace_bytes(bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
-    let at = bytes.windows(from.len()).position(|w| w == from).expect("the bytes are in the file");
-    [&bytes[..at], to, &bytes[at + from.len()..]].concat()
-}
-
 #[test]
 fn crafted_and_unsupported_model_files_are_errors_that_name_the_file() {
     let tmp = tempfile::tempdir().unwrap();

@@ -190,11 +190,7 @@ fn hostile_pickles_are_refused_by_name_and_nothing_runs() {
 fn a_search_without_its_best_estimator_is_refused_with_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let case = "grid_search_pipeline_pickle";
-    let original = zoo_pickle(case);
-    let name = b"best_estimator_";
-    let at = original.windows(name.len()).position(|w| w == name).expect("best_estimator_ in the pickle");
-    let mut bytes = original.clone();
-    bytes[at..at + name.len()].copy_from_slice(b"best_estimatorX");
+    let bytes = replace_bytes(zoo_pickle(case), b"best_estimator_", b"best_estimatorX");
     let e = load_error(&with_model_file(case, "model.pkl", &bytes, tmp.path()));
     assert!(
         e.contains("model.pkl") && e.contains("GridSearchCV without best_estimator_") && e.contains("refit=True"),

@@ -5,10 +5,10 @@
 //! and AVX-512, picked at run time once per call: the same arithmetic in 2, 4 or 8 lanes.
 //!
 //! ```
-//! use mlscore_kernels::columns::{ColumnOp, apply, axpy, first_nan};
+//! use mlscore_kernels::columns::{ColumnOp, apply_finite, axpy, first_nan};
 //! // (x - 1) / 2, as StandardScaler computes it.
 //! let mut x = vec![1.0, 3.0, 5.0];
-//! apply(&mut x, &[ColumnOp::Sub(1.0), ColumnOp::Div(2.0)]);
+//! assert_eq!(apply_finite(&mut x, &[ColumnOp::Sub(1.0), ColumnOp::Div(2.0)]), None);
 //! assert_eq!(x, vec![0.0, 1.0, 2.0]);
 //! // acc += x * 0.5
 //! let mut acc = vec![1.0; 3];
@@ -40,18 +40,6 @@ fn clip(v: f64, lo: f64, hi: f64) -> f64 {
     if v > hi { hi } else { v }
 }
 
-/// Applies `ops` in order to every value of `x`, in one pass over blocks that stay in L1
-/// (each op rounded on its own, as numpy's separate passes round them).
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
-    "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
-))]
-pub fn apply(x: &mut [f64], ops: &[ColumnOp]) {
-    for block in x.chunks_mut(512) {
-        apply_block(block, ops);
-    }
-}
-
 /// The ops on one block, in order (inlined into each compiled version of its callers).
 #[inline(always)]
 fn apply_block(block: &mut [f64], ops: &[ColumnOp]) {
@@ -66,11 +54,28 @@ fn apply_block(block: &mut [f64], ops: &[ColumnOp]) {
     }
 }
 
-/// [`apply`], refusing infinities as scikit-learn's scalers do (`ensure_all_finite="allow-nan"`):
-/// each block is scanned while it is in L1, just before its ops, not in a pass of its own over
-/// the column (that pass cost a scaler + logistic pipeline 20% of its rows/s). Returns the index
-/// of the first infinity, if any; the blocks before its block are then transformed, the others
-/// left as they were.
+/// Values a block of [`apply_finite`] and [`apply_copy_finite`]: 4 KB, which stays in L1.
+const OPS_BLOCK: usize = 512;
+
+/// Whether `v` is an infinity (either sign), as one compare that vectorises.
+#[inline(always)]
+fn infinite(v: f64) -> bool {
+    v.abs() == f64::INFINITY
+}
+
+/// The index of a block's first infinity: reduced without a branch per value, searched only
+/// when there is one (inlined into each compiled version of its callers).
+#[inline(always)]
+fn first_infinite_in(block: &[f64]) -> Option<usize> {
+    if block.iter().fold(false, |a, v| a | infinite(*v)) { block.iter().position(|v| infinite(*v)) } else { None }
+}
+
+/// Applies `ops` in order to every value of `x`, in one pass over blocks that stay in L1 (each
+/// op rounded on its own, as numpy's separate passes round them), refusing infinities as
+/// scikit-learn's scalers do (`ensure_all_finite="allow-nan"`): each block is scanned while it
+/// is in L1, just before its ops, not in a pass of its own over the column (that pass cost a
+/// scaler + logistic pipeline 20% of its rows/s). Returns the index of the first infinity, if
+/// any; the blocks before its block are then transformed, the others left as they were.
 ///
 /// ```
 /// use mlscore_kernels::columns::{apply_finite, ColumnOp};
@@ -84,16 +89,17 @@ fn apply_block(block: &mut [f64], ops: &[ColumnOp]) {
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
 ))]
 pub fn apply_finite(x: &mut [f64], ops: &[ColumnOp]) -> Option<usize> {
-    for (b, block) in x.chunks_mut(512).enumerate() {
-        if block.iter().fold(false, |a, v| a | (v.abs() == f64::INFINITY)) {
-            return block.iter().position(|v| v.is_infinite()).map(|i| b * 512 + i);
+    for (b, block) in x.chunks_mut(OPS_BLOCK).enumerate() {
+        if let Some(i) = first_infinite_in(block) {
+            return Some(b * OPS_BLOCK + i);
         }
         apply_block(block, ops);
     }
     None
 }
 
-/// [`apply_copy`], refusing infinities as [`apply_finite`] does: the index of the first one.
+/// [`apply_finite`] to a copy of `x`: the same values, in one pass over `x` (each block is
+/// copied, then transformed while it is in cache), or the index of the first infinity.
 ///
 /// ```
 /// use mlscore_kernels::columns::{apply_copy_finite, ColumnOp};
@@ -106,32 +112,16 @@ pub fn apply_finite(x: &mut [f64], ops: &[ColumnOp]) -> Option<usize> {
 ))]
 pub fn apply_copy_finite(x: &[f64], ops: &[ColumnOp]) -> Result<Vec<f64>, usize> {
     let mut out = Vec::with_capacity(x.len());
-    for (b, block) in x.chunks(512).enumerate() {
-        if block.iter().fold(false, |a, v| a | (v.abs() == f64::INFINITY)) {
-            return Err(block.iter().position(|v| v.is_infinite()).map_or(b * 512, |i| b * 512 + i));
+    for (b, block) in x.chunks(OPS_BLOCK).enumerate() {
+        if let Some(i) = first_infinite_in(block) {
+            return Err(b * OPS_BLOCK + i);
         }
         let start = out.len();
-        out.extend_from_slice(block);
-        apply_block(&mut out[start..], ops);
-    }
-    Ok(out)
-}
-
-/// [`apply`] to a copy of `x`: the same values, in one pass over `x` (each block is copied,
-/// then transformed while it is in cache).
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
-    "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
-))]
-pub fn apply_copy(x: &[f64], ops: &[ColumnOp]) -> Vec<f64> {
-    let mut out = Vec::with_capacity(x.len());
-    let Some((first, rest)) = ops.split_first() else {
-        out.extend_from_slice(x);
-        return out;
-    };
-    for block in x.chunks(512) {
-        let start = out.len();
         // The first op writes the copy (one pass over the source, not a copy and then a pass).
+        let Some((first, rest)) = ops.split_first() else {
+            out.extend_from_slice(block);
+            continue;
+        };
         match *first {
             ColumnOp::Sub(c) => out.extend(block.iter().map(|v| v - c)),
             ColumnOp::Div(c) => out.extend(block.iter().map(|v| v / c)),
@@ -141,7 +131,7 @@ pub fn apply_copy(x: &[f64], ops: &[ColumnOp]) -> Vec<f64> {
         }
         apply_block(&mut out[start..], rest);
     }
-    out
+    Ok(out)
 }
 
 /// `acc[i] += x[i] * w` (a multiply, then an add: two roundings, as numpy's).
@@ -391,7 +381,7 @@ pub fn first_nan(x: &[f64]) -> Option<usize> {
 /// assert_eq!(first_infinite(&[0.0, 2.0, f64::NEG_INFINITY, f64::INFINITY]), Some(2));
 /// ```
 pub fn first_infinite(x: &[f64]) -> Option<usize> {
-    if has_infinite(x) { x.iter().position(|v| v.is_infinite()) } else { None }
+    if has_infinite(x) { x.iter().position(|v| infinite(*v)) } else { None }
 }
 
 /// The index of the first NaN or infinity of `x`, if any: what scikit-learn's default input
@@ -447,7 +437,7 @@ fn has_beyond_f32(x: &[f64]) -> bool {
     "x86_64+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
 ))]
 fn has_infinite(x: &[f64]) -> bool {
-    x.iter().fold(false, |a, v| a | (v.abs() == f64::INFINITY))
+    x.iter().fold(false, |a, v| a | infinite(*v))
 }
 
 #[multiversion::multiversion(targets(
@@ -609,12 +599,12 @@ mod tests {
             ColumnOp::Clamp(-5.0, 5.0),
         ];
         let mut got = x0.clone();
-        apply(&mut got, &ops);
+        assert_eq!(apply_finite(&mut got, &ops), None);
         let want: Vec<f64> = x0.iter().map(|v| ((((v - 0.3) / 7.1) * 1.7) + -2.2).clamp(-5.0, 5.0)).collect();
         assert_eq!(got, want);
-        assert_eq!(apply_copy(&x0, &ops), want);
-        assert_eq!(apply_copy(&x0, &ops[1..2]), x0.iter().map(|v| v / 7.1).collect::<Vec<_>>());
-        assert_eq!(apply_copy(&x0, &[]), x0);
+        assert_eq!(apply_copy_finite(&x0, &ops), Ok(want.clone()));
+        assert_eq!(apply_copy_finite(&x0, &ops[1..2]), Ok(x0.iter().map(|v| v / 7.1).collect::<Vec<_>>()));
+        assert_eq!(apply_copy_finite(&x0, &[]), Ok(x0.clone()));
         let mut acc = x0.clone();
         axpy(&mut acc, &want, 0.37);
         assert!(acc.iter().zip(&x0).zip(&want).all(|((a, x), w)| *a == x + w * 0.37));
@@ -622,13 +612,18 @@ mod tests {
 
     #[test]
     fn clamping_is_numpys_clip_and_never_panics() {
+        // The column ops refuse infinities, so an infinity's clip is checked on `clip` itself.
         let x = [f64::NAN, -3.0, 0.5, 3.0, f64::INFINITY];
-        let got = apply_copy(&x, &[ColumnOp::Clamp(-1.0, 1.0)]);
+        let mut got = apply_copy_finite(&x[..4], &[ColumnOp::Clamp(-1.0, 1.0)]).unwrap();
+        got.push(clip(x[4], -1.0, 1.0));
         assert!(got[0].is_nan());
         assert_eq!(got[1..], [-1.0, 0.5, 1.0, 1.0]);
         // A range that does not go up (the sklearn reader refuses one): numpy gives `hi`.
-        assert_eq!(apply_copy(&x[1..], &[ColumnOp::Clamp(1.0, -1.0)]), vec![-1.0; 4]);
-        apply_copy(&x, &[ColumnOp::Clamp(f64::NAN, f64::NAN)]);
+        let mut got = apply_copy_finite(&x[1..4], &[ColumnOp::Clamp(1.0, -1.0)]).unwrap();
+        got.push(clip(x[4], 1.0, -1.0));
+        assert_eq!(got, vec![-1.0; 4]);
+        let _ = apply_copy_finite(&x[..4], &[ColumnOp::Clamp(f64::NAN, f64::NAN)]);
+        let _ = clip(x[4], f64::NAN, f64::NAN);
     }
 
     #[test]

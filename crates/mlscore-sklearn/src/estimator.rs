@@ -57,7 +57,6 @@ impl Nums {
         }
     }
 
-    /// Applies `ops` (in place, or into a copy of shared values).
     /// Applies `ops` to every value in one pass (copying a shared buffer as it goes), refusing
     /// infinities as scikit-learn's scalers do (see [`columns::apply_finite`]): the row of the
     /// first, and its value.
