@@ -164,7 +164,7 @@ def cases():
     """(name, data, target, make(), options)."""
     import lightgbm
     import xgboost
-    from sklearn import cluster, decomposition, ensemble, linear_model, model_selection, neural_network, preprocessing, svm, tree
+    from sklearn import cluster, decomposition, ensemble, feature_selection, linear_model, model_selection, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -232,7 +232,26 @@ def cases():
         # best_estimator_, refitted on the best parameters (their cv_results_ hold masked arrays).
         ("grid_search_pipeline", "numeric", "strings", lambda: model_selection.GridSearchCV(make_pipeline(sc(), linear_model.LogisticRegression(max_iter=500)), {"logisticregression__C": [0.01, 1.0]}, cv=3), {"all_formats": True}),
         ("randomized_search_forest", "numeric_nan", "binary", lambda: model_selection.RandomizedSearchCV(ensemble.RandomForestClassifier(n_estimators=15, random_state=0), {"max_depth": [3, 6, 9], "min_samples_leaf": [1, 5]}, n_iter=3, cv=3, random_state=0), {"plant": True, "format": "cloudpickle", "predict_fn": "predict_proba"}),
+        # Feature selectors: their masks are recomputed from scores_ / pvalues_ / variances_ at
+        # every transform. Duplicated columns give equal scores, so that ties decide.
+        ("select_k_best_pipeline", "numeric", "multiclass", lambda: make_pipeline(feature_selection.VarianceThreshold(1.5), sc(), feature_selection.SelectKBest(feature_selection.f_classif, k=3), linear_model.LogisticRegression()), {"all_formats": True}),
+        ("select_k_best_ties", "numeric", "regression", lambda: make_pipeline(duplicated(), feature_selection.SelectKBest(feature_selection.f_regression, k=1), linear_model.Ridge()), {}),
+        ("select_percentile_ties", "numeric", "regression", lambda: make_pipeline(duplicated(), feature_selection.SelectPercentile(feature_selection.f_regression, percentile=12.5), linear_model.LinearRegression()), {}),
+        ("select_fwe_fdr", "numeric", "binary", lambda: make_pipeline(feature_selection.SelectFwe(feature_selection.f_classif, alpha=1e-5), feature_selection.GenericUnivariateSelect(feature_selection.f_classif, mode="fdr", param=1e-8), linear_model.LogisticRegression()), {}),
+        ("select_fpr_branch", "numeric", "strings", lambda: make_pipeline(ColumnTransformer([("sel", feature_selection.SelectFpr(feature_selection.f_classif, alpha=0.01), [0, 1, 2, 3]), ("rest", "passthrough", [4, 5])]), ensemble.RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0)), {"format": "skops"}),
+        ("generic_k_best_mutual_info", "numeric", "bools", lambda: make_pipeline(sc(), feature_selection.GenericUnivariateSelect(feature_selection.mutual_info_classif, mode="k_best", param=2), linear_model.LogisticRegression()), {"format": "pickle"}),
+        ("rfe_logreg_proba", "numeric", "strings", lambda: feature_selection.RFE(linear_model.LogisticRegression(max_iter=500), n_features_to_select=3), {"predict_fn": "predict_proba", "format": "cloudpickle"}),
+        ("rfecv_forest_nan", "numeric_nan", "binary", lambda: feature_selection.RFECV(ensemble.RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0), cv=3), {"format": "skops"}),
+        ("rfe_step_gradient_boosting", "numeric", "regression", lambda: make_pipeline(sc(), feature_selection.RFE(linear_model.Ridge(), n_features_to_select=4), ensemble.GradientBoostingRegressor(n_estimators=20, random_state=0)), {"format": "pickle"}),
+        ("variance_threshold_hgb_nan", "numeric_nan", "binary", lambda: make_pipeline(feature_selection.VarianceThreshold(threshold=5.0), ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0)), {"format": "cloudpickle"}),
     ]
+
+
+def duplicated():
+    """The six numeric columns, then f0 and f3 again: equal selection scores, tied."""
+    from sklearn.compose import ColumnTransformer
+
+    return ColumnTransformer([("all", "passthrough", [0, 1, 2, 3, 4, 5]), ("again", "passthrough", [0, 3])])
 
 
 def untrusted(model) -> list[str]:

@@ -11,6 +11,7 @@ use mlscore_kernels::encode::{Categories, binarize};
 use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Rows, Target};
 
 use crate::error::{ReadError, Result, invalid};
+use crate::select;
 use mlscore_pickle::{Graph, Id, Label, Labels, Node};
 
 /// A column between steps: numbers, or text (categories) that only encoders read.
@@ -164,6 +165,14 @@ pub(crate) enum Transformer {
         mean: Vec<f64>,
         components: Vec<Vec<f64>>,
         whiten: Option<Vec<f64>>,
+    },
+    /// A feature selector: the input columns it keeps, in order, of the `n_in` it was fitted on,
+    /// and what its input validation refuses (checked on every input column, kept or not).
+    Select {
+        class: String,
+        keep: Vec<usize>,
+        n_in: usize,
+        finite: Finite,
     },
 }
 
@@ -396,7 +405,8 @@ impl Model {
 
 /// The classes read, for errors.
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
-     Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, LinearRegression, Ridge, Lasso, ElasticNet, \
+     Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
+     SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, LinearRegression, Ridge, Lasso, ElasticNet, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
      LGBMClassifier, LGBMRegressor, LGBMRanker, XGBClassifier, XGBRegressor, XGBRanker, XGBRF*";
@@ -465,14 +475,28 @@ pub(crate) fn build(g: &Graph) -> Result<Model> {
         }
     }
     let mut chain: Vec<String> = search.into_iter().map(|s| format!("{s}.best_estimator_")).collect();
+    let mut ends = Vec::new();
     if short(&class(g, root)?) == "Pipeline" {
         for st in g.items(g.get(root, "steps")?)? {
             if let Some(e) = step_object(g, *st)? {
-                chain.push(short(&class(g, e)?).to_string());
+                ends.push(e);
             }
         }
     } else {
-        chain.push(short(&class(g, root)?).to_string());
+        ends.push(root);
+    }
+    let n = ends.len();
+    for (i, mut e) in ends.into_iter().enumerate() {
+        // A final RFE predicts with its estimator_, named after it.
+        loop {
+            let c = short(&class(g, e)?).to_string();
+            let rfe = matches!(c.as_str(), "RFE" | "RFECV");
+            chain.push(c);
+            if i + 1 < n || !rfe || chain.len() > 100 {
+                break;
+            }
+            e = searched(g, g.get(e, "estimator_")?)?;
+        }
     }
     Ok(Model { steps, predictor, feature_names, chain })
 }
@@ -489,13 +513,21 @@ fn class(g: &Graph, id: Id) -> Result<String> {
     g.class_of(id).ok_or_else(|| invalid!("expected an estimator, found {}", g.describe(id)))
 }
 
-/// A Pipeline's transformers and final estimator (nested pipelines flattened).
+/// A Pipeline's transformers and final estimator (nested pipelines flattened; an `RFE` or
+/// `RFECV` that predicts is its selection, then its `estimator_`).
 fn pipeline_parts(g: &Graph, id: Id, depth: usize) -> Result<(Vec<Transformer>, Id)> {
     if depth > 50 {
         return Err(invalid!("pipelines nest too deeply"));
     }
-    if short(&class(g, id)?) != "Pipeline" {
-        return Ok((Vec::new(), id));
+    match short(&class(g, id)?) {
+        "Pipeline" => {}
+        "RFE" | "RFECV" => {
+            let mut out = vec![selector(g, id)?];
+            let (more, last) = pipeline_parts(g, searched(g, g.get(id, "estimator_")?)?, depth + 1)?;
+            out.extend(more);
+            return Ok((out, last));
+        }
+        _ => return Ok((Vec::new(), id)),
     }
     let steps = g.items(g.get(id, "steps")?)?.to_vec();
     let (last, init) = steps.split_last().ok_or_else(|| invalid!("a Pipeline without steps"))?;
@@ -609,6 +641,7 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
             }
             Transformer::Pca { mean, components: comp.chunks(n.max(1)).map(<[f64]>::to_vec).take(k).collect(), whiten }
         }
+        s if SELECTORS.contains(&s) => selector(g, id)?,
         "FunctionTransformer" => {
             return Err(ReadError::Unsupported(
                 "a FunctionTransformer (its function is code, which mlscore does not run); drop that step or log the model as ONNX".into(),
@@ -632,6 +665,132 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
         }
     }
     Ok(t)
+}
+
+/// scikit-learn's feature selectors that mlscore reads. `RFE` and `RFECV` also predict, with
+/// the estimator they refitted on the features they keep (`estimator_`).
+const SELECTORS: [&str; 9] = [
+    "VarianceThreshold",
+    "SelectKBest",
+    "SelectPercentile",
+    "SelectFpr",
+    "SelectFdr",
+    "SelectFwe",
+    "GenericUnivariateSelect",
+    "RFE",
+    "RFECV",
+];
+
+/// A feature selector, its mask computed from its fitted state as scikit-learn computes it at
+/// every `transform` (see [`select`]).
+fn selector(g: &Graph, id: Id) -> Result<Transformer> {
+    let class = class(g, id)?;
+    let name = short(&class).to_string();
+    let number = |attr: &str| g.float(g.get(id, attr)?);
+    let scores = || g.vector(g.get(id, "scores_")?);
+    let pvalues = || -> Result<Vec<f64>> {
+        match g.attr_set(id, "pvalues_")? {
+            Some(p) => g.vector(p),
+            None => Err(ReadError::Unsupported(format!(
+                "a {name} whose score function gives no p-values, so it has nothing to select by (scikit-learn \
+                 fails on it too); select with SelectKBest or SelectPercentile instead"
+            ))),
+        }
+    };
+    // `k` / a percentile: a number, or "all".
+    let param = |attr: &str| -> Result<Option<f64>> {
+        let p = g.get(id, attr)?;
+        match g.node(p) {
+            Node::Str(s) if s == "all" => Ok(None),
+            _ => g.float(p).map(Some),
+        }
+    };
+    let k_best = |k: Option<f64>, scores: Vec<f64>| -> Result<Vec<bool>> {
+        match k {
+            None => Ok(vec![true; scores.len()]),
+            Some(k) if k >= 0.0 && k.fract() == 0.0 => Ok(select::k_best(&scores, k as usize)),
+            Some(k) => Err(invalid!("{name} keeps k={k} features, which is not a whole number")),
+        }
+    };
+    let percentile = |p: Option<f64>, scores: Vec<f64>| -> Result<Vec<bool>> {
+        match p {
+            None => Ok(vec![true; scores.len()]),
+            Some(p) if (0.0..=100.0).contains(&p) => Ok(select::percentile(&scores, p)),
+            Some(p) => Err(invalid!("{name}'s percentile {p} is not between 0 and 100")),
+        }
+    };
+    // scikit-learn's univariate filters validate with ensure_all_finite=True.
+    let (mask, finite) = match name.as_str() {
+        "VarianceThreshold" => {
+            (select::variance(&g.vector(g.get(id, "variances_")?)?, number("threshold")?), Finite::Any)
+        }
+        "SelectKBest" => (k_best(param("k")?, scores()?)?, Finite::All),
+        "SelectPercentile" => (percentile(param("percentile")?, scores()?)?, Finite::All),
+        "SelectFpr" => (select::fpr(&pvalues()?, number("alpha")?), Finite::All),
+        "SelectFdr" => (select::fdr(&pvalues()?, number("alpha")?), Finite::All),
+        "SelectFwe" => (select::fwe(&pvalues()?, number("alpha")?), Finite::All),
+        "GenericUnivariateSelect" => {
+            let mode = g.str(g.get(id, "mode")?)?.to_string();
+            let mask = match mode.as_str() {
+                "k_best" => k_best(param("param")?, scores()?)?,
+                "percentile" => percentile(param("param")?, scores()?)?,
+                "fpr" | "fdr" | "fwe" => {
+                    let alpha = param("param")?
+                        .ok_or_else(|| invalid!("{name} in mode '{mode}' with param 'all', which is not an alpha"))?;
+                    let p = pvalues()?;
+                    match mode.as_str() {
+                        "fpr" => select::fpr(&p, alpha),
+                        "fdr" => select::fdr(&p, alpha),
+                        _ => select::fwe(&p, alpha),
+                    }
+                }
+                m => return Err(invalid!("{name} in mode '{m}' (scikit-learn has percentile, k_best, fpr, fdr, fwe)")),
+            };
+            (mask, Finite::All)
+        }
+        "RFE" | "RFECV" => {
+            let support = g.vector(g.get(id, "support_")?)?.iter().map(|v| *v != 0.0).collect();
+            // Its validation lets NaN in where its estimator's does (its allow_nan tag).
+            let est = searched(g, g.get(id, "estimator_")?)?;
+            (support, if allow_nan(g, est)? { Finite::Any } else { Finite::All })
+        }
+        _ => return Err(invalid!("{name} is not a feature selector")),
+    };
+    let n_in = mask.len();
+    if let Some(n) = g.attr(id, "n_features_in_")?
+        && g.int(n)? != n_in as i64
+    {
+        return Err(invalid!("{name} was fitted on {} features and its selection covers {n_in}", g.int(n)?));
+    }
+    let keep = mask.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| i).collect();
+    Ok(Transformer::Select { class: name, keep, n_in, finite })
+}
+
+/// Whether an estimator's input validation lets NaN in (scikit-learn's `allow_nan` tag), for
+/// the selectors that take their estimator's: HistGradientBoosting, XGBoost and LightGBM, and
+/// trees where the release that wrote them takes NaN.
+fn allow_nan(g: &Graph, id: Id) -> Result<bool> {
+    let c = class(g, id)?;
+    if sklearn_api::is_estimator(&c) {
+        return Ok(true);
+    }
+    let name = short(&c);
+    Ok(match name {
+        "HistGradientBoostingClassifier" | "HistGradientBoostingRegressor" => true,
+        "DecisionTreeClassifier"
+        | "DecisionTreeRegressor"
+        | "ExtraTreeClassifier"
+        | "ExtraTreeRegressor"
+        | "RandomForestClassifier"
+        | "RandomForestRegressor"
+        | "ExtraTreesClassifier"
+        | "ExtraTreesRegressor" => {
+            let version =
+                g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
+            trees_take_nan(g, id, name, &version)?
+        }
+        _ => false,
+    })
 }
 
 fn column_transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
@@ -1717,6 +1876,16 @@ impl Transformer {
                     out.push(Col::Num(v.into()));
                 }
                 Ok(Frame { names: (0..out.len()).map(|k| format!("pca{k}")).collect(), cols: out, rows: f.rows })
+            }
+            Transformer::Select { class, keep, n_in, finite } => {
+                f.width_check(*n_in, class)?;
+                f.check_finite(*finite, class)?;
+                let Frame { mut names, mut cols, rows } = f;
+                Ok(Frame {
+                    names: keep.iter().map(|j| std::mem::take(&mut names[*j])).collect(),
+                    cols: keep.iter().map(|j| std::mem::replace(&mut cols[*j], Col::Text(Vec::new()))).collect(),
+                    rows,
+                })
             }
         }
     }

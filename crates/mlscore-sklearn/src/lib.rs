@@ -20,6 +20,7 @@
 
 mod error;
 mod estimator;
+mod select;
 
 use std::any::Any;
 use std::sync::Arc;
