@@ -48,7 +48,7 @@ def legacy_python(release: str) -> Path:
 
 def cases(release: str):
     """(name, data, target, make(), options), written with the API of both releases."""
-    from sklearn import cluster, decomposition, ensemble, linear_model, neural_network, preprocessing, svm, tree
+    from sklearn import cluster, decomposition, ensemble, feature_selection, linear_model, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -119,7 +119,12 @@ def cases(release: str):
         # Trees learn where NaN goes from 1.3 on (`missing_go_to_left`), leaves still counts.
         ("decision_tree_nan", "numeric_nan", "multiclass", lambda: tree.DecisionTreeClassifier(max_depth=6, random_state=0), {**cp, "plant": True}),
         ("decision_tree_regressor_nan", "numeric_nan", "regression", lambda: tree.DecisionTreeRegressor(max_depth=6, random_state=0), {**pk, "plant": True}),
-    ])
+    ]) + [
+        # Feature selectors: masks recomputed from the fitted scores; RFE's NaN rule is its tree's.
+        ("select_k_best_pipeline", "numeric", "multiclass", lambda: make_pipeline(feature_selection.VarianceThreshold(1.5), sc(), feature_selection.SelectKBest(feature_selection.f_classif, k=3), linear_model.LogisticRegression()), cp),
+        ("select_percentile_ties", "numeric", "regression", lambda: make_pipeline(sklearn_zoo.duplicated(), feature_selection.SelectPercentile(feature_selection.f_regression, percentile=12.5), linear_model.LinearRegression()), pk),
+        ("rfe_tree", "numeric", "binary", lambda: feature_selection.RFE(tree.DecisionTreeClassifier(max_depth=5, random_state=0), n_features_to_select=3), pk),
+    ]
 
 
 def all_cases(release: str):
