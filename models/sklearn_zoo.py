@@ -244,6 +244,13 @@ def cases():
         ("rfecv_forest_nan", "numeric_nan", "binary", lambda: feature_selection.RFECV(ensemble.RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0), cv=3), {"format": "skops"}),
         ("rfe_step_gradient_boosting", "numeric", "regression", lambda: make_pipeline(sc(), feature_selection.RFE(linear_model.Ridge(), n_features_to_select=4), ensemble.GradientBoostingRegressor(n_estimators=20, random_state=0)), {"format": "pickle"}),
         ("variance_threshold_hgb_nan", "numeric_nan", "binary", lambda: make_pipeline(feature_selection.VarianceThreshold(threshold=5.0), ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0)), {"format": "cloudpickle"}),
+        # SelectFromModel: importances from coef_ (the norm across classes) or from the trees'
+        # impurity decreases, which scikit-learn recomputes at every transform.
+        ("select_from_l1_logreg", "numeric", "multiclass", lambda: make_pipeline(sc(), feature_selection.SelectFromModel(linear_model.LogisticRegression(l1_ratio=1.0, solver="saga", C=0.02, max_iter=2000)), linear_model.LogisticRegression()), {"all_formats": True}),
+        ("select_from_lasso", "numeric", "regression", lambda: make_pipeline(sc(), feature_selection.SelectFromModel(linear_model.Lasso(alpha=1.5)), linear_model.LinearRegression()), {"format": "pickle"}),
+        ("select_from_forest_median", "numeric", "strings", lambda: make_pipeline(feature_selection.SelectFromModel(ensemble.RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0), threshold="median"), linear_model.LogisticRegression(max_iter=500)), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
+        ("select_from_gradient_boosting", "numeric", "regression", lambda: make_pipeline(feature_selection.SelectFromModel(ensemble.GradientBoostingRegressor(n_estimators=10, random_state=0), threshold="0.5*mean", max_features=3), linear_model.Ridge()), {"format": "skops"}),
+        ("select_from_tree_nan", "numeric_nan", "binary", lambda: make_pipeline(feature_selection.SelectFromModel(tree.DecisionTreeClassifier(max_depth=4, random_state=0)), ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0)), {"format": "pickle"}),
     ]
 
 

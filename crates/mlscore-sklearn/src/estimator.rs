@@ -406,7 +406,7 @@ impl Model {
 /// The classes read, for errors.
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
-     SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, LinearRegression, Ridge, Lasso, ElasticNet, \
+     SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
      LGBMClassifier, LGBMRegressor, LGBMRanker, XGBClassifier, XGBRegressor, XGBRanker, XGBRF*";
@@ -642,6 +642,7 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
             Transformer::Pca { mean, components: comp.chunks(n.max(1)).map(<[f64]>::to_vec).take(k).collect(), whiten }
         }
         s if SELECTORS.contains(&s) => selector(g, id)?,
+        "SelectFromModel" => from_model(g, id)?,
         "FunctionTransformer" => {
             return Err(ReadError::Unsupported(
                 "a FunctionTransformer (its function is code, which mlscore does not run); drop that step or log the model as ONNX".into(),
@@ -764,6 +765,227 @@ fn selector(g: &Graph, id: Id) -> Result<Transformer> {
     }
     let keep = mask.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| i).collect();
     Ok(Transformer::Select { class: name, keep, n_in, finite })
+}
+
+/// `SelectFromModel`: its estimator's importances (`coef_`'s norm across classes, or the trees'
+/// impurity decreases), its threshold and `max_features`, as scikit-learn's `_get_support_mask`
+/// computes them at every `transform`.
+fn from_model(g: &Graph, id: Id) -> Result<Transformer> {
+    let est = match g.attr_set(id, "estimator_")? {
+        Some(e) => e,
+        None => g.get(id, "estimator")?,
+    };
+    let est_class = class(g, est)?;
+    let est_name = short(&est_class).to_string();
+    let text = |id: Id, attr: &str| -> Result<Option<String>> {
+        Ok(g.attr_set(id, attr)?.and_then(|v| g.str(v).ok().map(str::to_string)))
+    };
+    let getter = text(id, "importance_getter")?.unwrap_or_else(|| "auto".into());
+    let coef = g.attr_set(est, "coef_")?;
+    let scores = match (getter.as_str(), coef) {
+        ("auto" | "coef_", Some(c)) => {
+            let (v, shape) = g.f64s(c)?;
+            match shape[..] {
+                [_] => v.iter().map(|x| x.abs()).collect(),
+                [k, n] if k * n == v.len() => {
+                    let order = match g.attr_set(id, "norm_order")? {
+                        Some(o) => g.float(o)?,
+                        None => 1.0,
+                    };
+                    let rows: Vec<Vec<f64>> = v.chunks(n.max(1)).map(<[f64]>::to_vec).take(k).collect();
+                    select::column_norms(&rows, order)
+                }
+                _ => return Err(invalid!("SelectFromModel's {est_name} has coef_ of shape {shape:?}")),
+            }
+        }
+        ("auto" | "feature_importances_", _) => importances(g, est, &est_name)?,
+        (other, _) => {
+            return Err(ReadError::Unsupported(format!(
+                "a SelectFromModel with importance_getter={other:?} (mlscore reads 'auto', 'coef_' and \
+                 'feature_importances_'); log the model as ONNX (skl2onnx) to score it"
+            )));
+        }
+    };
+    let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
+    let threshold = from_model_threshold(g, id, est, &est_name, &scores, &version)?;
+    let max_features = match g.attr_set(id, "max_features")? {
+        None => None,
+        Some(m) => {
+            let m = g.attr_set(id, "max_features_")?.unwrap_or(m);
+            Some(usize::try_from(g.int(m)?).map_err(|_| invalid!("SelectFromModel's max_features is negative"))?)
+        }
+    };
+    let mask = select::from_model(&scores, threshold, max_features);
+    let n_in = mask.len();
+    if let Some(n) = g.attr(id, "n_features_in_")?
+        && g.int(n)? != n_in as i64
+    {
+        return Err(invalid!("SelectFromModel was fitted on {} features and its {est_name} scores {n_in}", g.int(n)?));
+    }
+    let keep = mask.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| i).collect();
+    let finite = if allow_nan(g, est)? { Finite::Any } else { Finite::All };
+    Ok(Transformer::Select { class: "SelectFromModel".into(), keep, n_in, finite })
+}
+
+/// `SelectFromModel`'s threshold: a number, `"mean"`, `"median"` or `"<scale>*mean"` /
+/// `"<scale>*median"` of the scores; by default 1e-5 for an L1-penalised estimator (the rule of
+/// the release that wrote the file: 1.8 narrowed ElasticNet's and added LogisticRegression's)
+/// and the mean otherwise.
+fn from_model_threshold(g: &Graph, id: Id, est: Id, est_name: &str, scores: &[f64], version: &str) -> Result<f64> {
+    let number = |attr: &str| -> Result<Option<f64>> {
+        match g.attr_set(est, attr)? {
+            None => Ok(None),
+            Some(v) => g.float(v).map(Some).map_err(|_| {
+                ReadError::Unsupported(format!(
+                    "a SelectFromModel whose {est_name}.{attr} is not a number, from which scikit-learn cannot \
+                     compute its default threshold either; set SelectFromModel's threshold"
+                ))
+            }),
+        }
+    };
+    let close_to_one = |attr: &str| -> Result<bool> { Ok(number(attr)?.is_some_and(|v| select::isclose(v, 1.0))) };
+    let threshold = match g.attr_set(id, "threshold")? {
+        Some(t) => match g.node(t) {
+            Node::Str(s) => Some(s.clone()),
+            _ => return g.float(t),
+        },
+        None => None,
+    };
+    let threshold = match threshold {
+        Some(t) => t,
+        None => {
+            let l1_penalty = g.attr_set(est, "penalty")?.is_some_and(|p| g.str(p).is_ok_and(|p| p == "l1"));
+            let l1 = l1_penalty
+                || est_name.contains("Lasso")
+                || if version.is_empty() || !version_before(version, 1, 8) {
+                    match est_name {
+                        "ElasticNet" | "LogisticRegression" => close_to_one("l1_ratio")?,
+                        "ElasticNetCV" => close_to_one("l1_ratio_")?,
+                        "LogisticRegressionCV" => match g.attr_set(est, "l1_ratio_")? {
+                            Some(v) => g.vector(v)?.iter().all(|r| select::isclose(*r, 1.0)),
+                            None => false,
+                        },
+                        _ => false,
+                    }
+                } else {
+                    est_name.contains("ElasticNet") && (close_to_one("l1_ratio_")? || close_to_one("l1_ratio")?)
+                };
+            return Ok(if l1 { 1e-5 } else { select::numpy_mean(scores) });
+        }
+    };
+    let reference = |r: &str| -> Result<f64> {
+        match r.trim() {
+            "mean" => Ok(select::numpy_mean(scores)),
+            "median" => Ok(select::numpy_median(scores)),
+            r => Err(invalid!("SelectFromModel's threshold refers to {r:?} (scikit-learn knows mean and median)")),
+        }
+    };
+    match threshold.split_once('*') {
+        Some((scale, r)) if !r.contains('*') => {
+            let scale: f64 = scale
+                .trim()
+                .parse()
+                .map_err(|_| invalid!("SelectFromModel's threshold {threshold:?} does not start with a number"))?;
+            Ok(scale * reference(r)?)
+        }
+        Some(_) => Err(invalid!("SelectFromModel's threshold {threshold:?} has more than one '*'")),
+        None => reference(&threshold),
+    }
+}
+
+/// An estimator's `feature_importances_`, which scikit-learn computes from its trees' nodes
+/// each time it is asked: each split's weighted impurity decrease, per feature, normalised per
+/// tree (`DecisionTree*`) and averaged over the trees (forests, normalised per tree;
+/// GradientBoosting, not), then normalised again; trees that are a single leaf are left out.
+fn importances(g: &Graph, est: Id, name: &str) -> Result<Vec<f64>> {
+    if let Some(v) = g.attr_set(est, "feature_importances_")? {
+        return g.vector(v);
+    }
+    let n_features = n_features_of(g, est)?;
+    let (trees, normalize): (Vec<Id>, bool) = match name {
+        "DecisionTreeClassifier" | "DecisionTreeRegressor" | "ExtraTreeClassifier" | "ExtraTreeRegressor" => {
+            return tree_importances(g, g.get(est, "tree_")?, n_features, true)?
+                .ok_or_else(|| invalid!("{name}'s tree has no nodes"))
+                .map(|(v, _)| v);
+        }
+        "RandomForestClassifier" | "RandomForestRegressor" | "ExtraTreesClassifier" | "ExtraTreesRegressor" => {
+            (g.items(g.get(est, "estimators_")?)?.to_vec(), true)
+        }
+        "GradientBoostingClassifier" | "GradientBoostingRegressor" => {
+            let a = g.array(g.get(est, "estimators_")?)?;
+            let mlscore_pickle::ArrayData::Objects(t) = &a.data else {
+                return Err(invalid!("{name}'s estimators_ is not an object array"));
+            };
+            (t.clone(), false)
+        }
+        _ => {
+            return Err(ReadError::Unsupported(format!(
+                "a SelectFromModel over {name}, whose importances mlscore does not compute (it reads coef_, \
+                 and the importances of scikit-learn's trees, forests and GradientBoosting); log the model as \
+                 ONNX (skl2onnx) to score it"
+            )));
+        }
+    };
+    let mut sum = vec![0.0f64; n_features];
+    let mut count = 0usize;
+    for t in trees {
+        if let Some((v, nodes)) = tree_importances(g, g.get(t, "tree_")?, n_features, normalize)?
+            && nodes > 1
+        {
+            // numpy's mean over axis 0: each feature's values added tree after tree.
+            sum.iter_mut().zip(&v).for_each(|(s, x)| *s += x);
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Ok(vec![0.0; n_features]);
+    }
+    let mean: Vec<f64> = sum.iter().map(|s| s / count as f64).collect();
+    let total = select::numpy_sum(&mean);
+    Ok(mean.iter().map(|m| m / total).collect())
+}
+
+/// One tree's importances (scikit-learn's `Tree.compute_feature_importances`), and its node
+/// count; `None` for a tree without nodes.
+fn tree_importances(g: &Graph, tree: Id, n_features: usize, normalize: bool) -> Result<Option<(Vec<f64>, usize)>> {
+    let nodes = g.array(g.get(tree, "nodes")?)?;
+    let n = nodes.len();
+    if n == 0 {
+        return Ok(None);
+    }
+    let left = g.field(&nodes, "left_child")?;
+    let right = g.field(&nodes, "right_child")?;
+    let feature = g.field(&nodes, "feature")?;
+    let impurity = g.field(&nodes, "impurity")?;
+    let weight = g.field(&nodes, "weighted_n_node_samples")?;
+    let index = |v: f64, what: &str| -> Result<usize> {
+        if v >= 0.0 && v.fract() == 0.0 && (v as usize) < n {
+            Ok(v as usize)
+        } else {
+            Err(invalid!("a tree node's {what} is {v}, outside its {n} nodes"))
+        }
+    };
+    let mut imp = vec![0.0f64; n_features];
+    for i in 0..n {
+        // scikit-learn's _TREE_LEAF.
+        if left[i] == -1.0 {
+            continue;
+        }
+        let (l, r) = (index(left[i], "left child")?, index(right[i], "right child")?);
+        let f = feature[i];
+        if !(f >= 0.0 && f.fract() == 0.0 && (f as usize) < n_features) {
+            return Err(invalid!("a tree node splits on feature {f} of {n_features}"));
+        }
+        imp[f as usize] += weight[i] * impurity[i] - weight[l] * impurity[l] - weight[r] * impurity[r];
+    }
+    imp.iter_mut().for_each(|v| *v /= weight[0]);
+    if normalize {
+        let total = select::numpy_sum(&imp);
+        if total > 0.0 {
+            imp.iter_mut().for_each(|v| *v /= total);
+        }
+    }
+    Ok(Some((imp, n)))
 }
 
 /// Whether an estimator's input validation lets NaN in (scikit-learn's `allow_nan` tag), for
