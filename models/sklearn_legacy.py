@@ -124,6 +124,10 @@ def cases(release: str):
         ("select_k_best_pipeline", "numeric", "multiclass", lambda: make_pipeline(feature_selection.VarianceThreshold(1.5), sc(), feature_selection.SelectKBest(feature_selection.f_classif, k=3), linear_model.LogisticRegression()), cp),
         ("select_percentile_ties", "numeric", "regression", lambda: make_pipeline(sklearn_zoo.duplicated(), feature_selection.SelectPercentile(feature_selection.f_regression, percentile=12.5), linear_model.LinearRegression()), pk),
         ("rfe_tree", "numeric", "binary", lambda: feature_selection.RFE(tree.DecisionTreeClassifier(max_depth=5, random_state=0), n_features_to_select=3), pk),
+        # SelectFromModel's L1 default threshold (1e-5) under these releases' rule, and count-leaf trees' importances.
+        ("select_from_l1_liblinear", "numeric", "multiclass", lambda: make_pipeline(sc(), feature_selection.SelectFromModel(linear_model.LogisticRegression(penalty="l1", solver="liblinear", C=0.01)), linear_model.LogisticRegression()), cp),
+        ("select_from_elastic_net_l1", "numeric", "regression", lambda: make_pipeline(sc(), feature_selection.SelectFromModel(linear_model.ElasticNet(alpha=2.0, l1_ratio=1.0)), linear_model.LinearRegression()), pk),
+        ("select_from_extra_trees", "numeric", "strings", lambda: make_pipeline(feature_selection.SelectFromModel(ensemble.ExtraTreesClassifier(n_estimators=8, max_depth=4, random_state=0), threshold="1.25*mean"), linear_model.LogisticRegression(max_iter=500)), {**cp, "predict_fn": "predict_proba"}),
     ]
 
 
