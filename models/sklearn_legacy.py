@@ -48,7 +48,7 @@ def legacy_python(release: str) -> Path:
 
 def cases(release: str):
     """(name, data, target, make(), options), written with the API of both releases."""
-    from sklearn import cluster, decomposition, ensemble, feature_selection, linear_model, neural_network, preprocessing, svm, tree
+    from sklearn import cluster, decomposition, ensemble, feature_selection, linear_model, naive_bayes, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -128,6 +128,10 @@ def cases(release: str):
         ("select_from_l1_liblinear", "numeric", "multiclass", lambda: make_pipeline(sc(), feature_selection.SelectFromModel(linear_model.LogisticRegression(penalty="l1", solver="liblinear", C=0.01)), linear_model.LogisticRegression()), cp),
         ("select_from_elastic_net_l1", "numeric", "regression", lambda: make_pipeline(sc(), feature_selection.SelectFromModel(linear_model.ElasticNet(alpha=2.0, l1_ratio=1.0)), linear_model.LinearRegression()), pk),
         ("select_from_extra_trees", "numeric", "strings", lambda: make_pipeline(feature_selection.SelectFromModel(ensemble.ExtraTreesClassifier(n_estimators=8, max_depth=4, random_state=0), threshold="1.25*mean"), linear_model.LogisticRegression(max_iter=500)), {**cp, "predict_fn": "predict_proba"}),
+        # Kernel SVMs and Gaussian naive Bayes as these releases pickle them.
+        ("svc_rbf_proba", "numeric", "strings", lambda: make_pipeline(sc(), svm.SVC(probability=True, random_state=0)), {**cp, "predict_fn": "predict_proba"}),
+        ("svr_poly", "numeric", "regression", lambda: make_pipeline(sc(), svm.SVR(kernel="poly", degree=2, C=5.0)), pk),
+        ("gaussian_nb", "numeric", "multiclass", lambda: naive_bayes.GaussianNB(), pk),
     ]
 
 

@@ -164,7 +164,7 @@ def cases():
     """(name, data, target, make(), options)."""
     import lightgbm
     import xgboost
-    from sklearn import cluster, decomposition, ensemble, feature_selection, linear_model, model_selection, neural_network, preprocessing, svm, tree
+    from sklearn import cluster, decomposition, ensemble, feature_selection, linear_model, model_selection, naive_bayes, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -251,6 +251,19 @@ def cases():
         ("select_from_forest_median", "numeric", "strings", lambda: make_pipeline(feature_selection.SelectFromModel(ensemble.RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0), threshold="median"), linear_model.LogisticRegression(max_iter=500)), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
         ("select_from_gradient_boosting", "numeric", "regression", lambda: make_pipeline(feature_selection.SelectFromModel(ensemble.GradientBoostingRegressor(n_estimators=10, random_state=0), threshold="0.5*mean", max_features=3), linear_model.Ridge()), {"format": "skops"}),
         ("select_from_tree_nan", "numeric_nan", "binary", lambda: make_pipeline(feature_selection.SelectFromModel(tree.DecisionTreeClassifier(max_depth=4, random_state=0)), ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0)), {"format": "pickle"}),
+        # Kernel SVMs (libsvm's one-vs-one votes, Platt probabilities coupled) and Gaussian naive Bayes.
+        ("svc_rbf", "numeric", "multiclass", lambda: make_pipeline(sc(), svm.SVC()), {"all_formats": True}),
+        ("svc_rbf_proba", "numeric", "strings", lambda: make_pipeline(sc(), svm.SVC(probability=True, random_state=0)), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
+        ("svc_poly_binary_proba", "numeric", "binary", lambda: make_pipeline(sc(), svm.SVC(kernel="poly", degree=3, coef0=1.0, gamma="auto", probability=True, random_state=0)), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("svc_sigmoid", "numeric", "multiclass", lambda: make_pipeline(sc(), svm.SVC(kernel="sigmoid", gamma=0.05)), {"format": "cloudpickle"}),
+        # A soft margin that leaves many rows with one vote per class: libsvm's first class, or break_ties' argmax.
+        ("svc_vote_ties", "numeric", "multiclass", lambda: make_pipeline(sc(), svm.SVC(C=0.02)), {"format": "pickle"}),
+        ("svc_break_ties", "numeric", "multiclass", lambda: make_pipeline(sc(), svm.SVC(C=0.02, break_ties=True)), {"format": "skops"}),
+        ("nu_svc_linear_bools", "numeric", "bools", lambda: make_pipeline(sc(), svm.NuSVC(kernel="linear", nu=0.3)), {"format": "cloudpickle"}),
+        ("svr_rbf", "numeric", "regression", lambda: make_pipeline(sc(), svm.SVR(C=10.0, epsilon=0.1)), {"format": "pickle"}),
+        ("nu_svr_poly", "numeric", "regression", lambda: make_pipeline(sc(), svm.NuSVR(kernel="poly", degree=2, nu=0.4)), {"format": "skops"}),
+        ("gaussian_nb_proba", "numeric", "strings", lambda: naive_bayes.GaussianNB(), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
+        ("gaussian_nb_pipeline", "numeric", "binary", lambda: make_pipeline(sc(), naive_bayes.GaussianNB(var_smoothing=1e-3)), {"format": "skops"}),
     ]
 
 

@@ -399,6 +399,21 @@ impl Graph {
             Node::Float(f) => Ok(*f),
             Node::Int(i) => Ok(*i as f64),
             Node::Bool(b) => Ok(f64::from(u8::from(*b))),
+            // skops keeps a numpy scalar as a 0-d array.
+            _ if self.is_array(id) => {
+                let a = self.array(id)?;
+                if !a.shape.is_empty() || a.len() != 1 {
+                    return Err(invalid!("expected a number, found {}", self.describe(id)));
+                }
+                match &a.data {
+                    ArrayData::Objects(o) => match self.node(o[0]) {
+                        Node::Float(f) => Ok(*f),
+                        Node::Int(i) => Ok(*i as f64),
+                        _ => Err(invalid!("expected a number, found {}", self.describe(o[0]))),
+                    },
+                    ArrayData::Bytes(_) => number(&a, 0),
+                }
+            }
             _ => self.scalar(id)?.ok_or_else(|| invalid!("expected a number, found {}", self.describe(id))),
         }
     }

@@ -12,6 +12,7 @@ use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Row
 
 use crate::error::{ReadError, Result, invalid};
 use crate::select;
+use crate::svm;
 use mlscore_pickle::{Graph, Id, Label, Labels, Node};
 
 /// A column between steps: numbers, or text (categories) that only encoders read.
@@ -272,6 +273,9 @@ pub(crate) enum Predictor {
     /// An XGBoost or LightGBM scikit-learn API estimator, scored with its library's
     /// arithmetic by [`mlscore_booster`].
     Boosted(Box<sklearn_api::Estimator>),
+    /// A kernel `SVC`, `NuSVC`, `SVR` or `NuSVR`, as libsvm predicts.
+    Svm(Box<svm::Svm>),
+    NaiveBayes(Box<svm::GaussianNb>),
 }
 
 #[derive(Debug)]
@@ -407,6 +411,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
+     SVC, NuSVC, SVR, NuSVR, GaussianNB, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
      LGBMClassifier, LGBMRegressor, LGBMRanker, XGBClassifier, XGBRegressor, XGBRanker, XGBRF*";
@@ -1361,6 +1366,8 @@ fn predictor(g: &Graph, id: Id) -> Result<Predictor> {
             let [_, n] = shape[..] else { return Err(invalid!("KMeans cluster_centers_ of shape {shape:?}")) };
             Ok(Predictor::KMeans { centers: c.chunks(n.max(1)).map(<[f64]>::to_vec).collect() })
         }
+        "SVC" | "NuSVC" | "SVR" | "NuSVR" => Ok(Predictor::Svm(Box::new(svm::read(g, id, &c)?))),
+        "GaussianNB" => Ok(Predictor::NaiveBayes(Box::new(svm::gaussian_nb(g, id)?))),
         "Pipeline" => Err(invalid!("a nested Pipeline as a final step")),
         _ => Err(ReadError::Unsupported(format!(
             "{c} (mlscore reads {SUPPORTED}); log the model as ONNX (skl2onnx) to score it"
@@ -2316,6 +2323,8 @@ impl Predictor {
             Predictor::Mlp { layers, .. } => layers.first().map(|l| l.n_in),
             Predictor::KMeans { centers } => centers.first().map(Vec::len),
             Predictor::Boosted(e) => Some(e.booster.inputs().n_features),
+            Predictor::Svm(m) => Some(m.n_features),
+            Predictor::NaiveBayes(m) => Some(m.n_features),
         }
     }
 
@@ -2324,6 +2333,8 @@ impl Predictor {
     pub(crate) fn widest(&self) -> usize {
         match self {
             Predictor::Mlp { layers, .. } => layers.iter().map(|l| l.n_in.max(l.bias.len())).max().unwrap_or(0),
+            // The kernel values against every support vector.
+            Predictor::Svm(m) => m.n_features + m.n_sv,
             _ => self.n_features().unwrap_or(0),
         }
     }
@@ -2334,6 +2345,11 @@ impl Predictor {
             Predictor::Trees(t) => t.classes.as_ref(),
             Predictor::Mlp { classes, .. } => classes.as_ref(),
             Predictor::Boosted(e) => e.classes.as_ref(),
+            Predictor::Svm(m) => match &m.kind {
+                svm::SvmKind::Classifier { classes, .. } => Some(classes),
+                svm::SvmKind::Regressor => None,
+            },
+            Predictor::NaiveBayes(m) => Some(&m.classes),
             _ => None,
         }
     }
@@ -2341,6 +2357,7 @@ impl Predictor {
     pub(crate) fn has_proba(&self) -> bool {
         match self {
             Predictor::Linear { kind: LinearKind::Classifier { proba, .. }, .. } => proba.is_some(),
+            Predictor::Svm(m) => matches!(&m.kind, svm::SvmKind::Classifier { platt: Some(_), .. }),
             _ => self.classes().is_some(),
         }
     }
@@ -2351,7 +2368,7 @@ impl Predictor {
             Predictor::Linear { coef, .. } => coef.len(),
             Predictor::Trees(t) => t.outputs,
             Predictor::Mlp { layers, .. } => layers.last().map_or(1, |l| l.bias.len()),
-            Predictor::KMeans { .. } => 1,
+            Predictor::KMeans { .. } | Predictor::Svm(_) | Predictor::NaiveBayes(_) => 1,
             Predictor::Boosted(e) => e.booster.output_width(),
         }
     }
@@ -2362,7 +2379,11 @@ impl Predictor {
         match self {
             Predictor::Trees(t) if t.nan_is_error.is_some() => Finite::All,
             Predictor::Trees(_) | Predictor::Boosted(_) => Finite::Any,
-            Predictor::Linear { .. } | Predictor::Mlp { .. } | Predictor::KMeans { .. } => Finite::All,
+            Predictor::Linear { .. }
+            | Predictor::Mlp { .. }
+            | Predictor::KMeans { .. }
+            | Predictor::Svm(_)
+            | Predictor::NaiveBayes(_) => Finite::All,
         }
     }
 
@@ -2477,6 +2498,19 @@ impl Predictor {
                         classes: c.clone(),
                     },
                 }
+            }
+            Predictor::Svm(m) => {
+                let (values, labels, proba) = m.predict(&cols, rows);
+                match &m.kind {
+                    svm::SvmKind::Regressor => Predicted::Values { values, width: 1 },
+                    svm::SvmKind::Classifier { classes, .. } => {
+                        Predicted::Classes { labels, proba, classes: classes.clone() }
+                    }
+                }
+            }
+            Predictor::NaiveBayes(m) => {
+                let (labels, proba) = m.predict(&cols, rows);
+                Predicted::Classes { labels, proba: Some(proba), classes: m.classes.clone() }
             }
             Predictor::KMeans { centers } => {
                 let norms: Vec<f64> = centers.iter().map(|c| c.iter().map(|x| x * x).sum()).collect();

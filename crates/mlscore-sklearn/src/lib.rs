@@ -21,6 +21,7 @@
 mod error;
 mod estimator;
 mod select;
+mod svm;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -456,6 +457,8 @@ impl Model {
             Predictor::Mlp { .. } => "the MLP".into(),
             Predictor::KMeans { .. } => "KMeans".into(),
             Predictor::Boosted(e) => e.class.clone(),
+            Predictor::Svm(_) => "the SVM".into(),
+            Predictor::NaiveBayes(_) => "GaussianNB".into(),
         }
     }
 }

@@ -217,7 +217,7 @@ impl Kernel for SvmClassifier {
                             index += 1;
                         }
                     }
-                    multiclass_probability(c, &probs, out);
+                    multiclass_probability(c, &probs, out, 100);
                     if c > 1 {
                         apply_row_batched(self.post, out);
                     }
