@@ -48,7 +48,7 @@ def legacy_python(release: str) -> Path:
 
 def cases(release: str):
     """(name, data, target, make(), options), written with the API of both releases."""
-    from sklearn import cluster, decomposition, ensemble, feature_selection, linear_model, naive_bayes, neural_network, preprocessing, svm, tree
+    from sklearn import calibration, cluster, decomposition, ensemble, feature_selection, linear_model, naive_bayes, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -132,6 +132,8 @@ def cases(release: str):
         ("svc_rbf_proba", "numeric", "strings", lambda: make_pipeline(sc(), svm.SVC(probability=True, random_state=0)), {**cp, "predict_fn": "predict_proba"}),
         ("svr_poly", "numeric", "regression", lambda: make_pipeline(sc(), svm.SVR(kernel="poly", degree=2, C=5.0)), pk),
         ("gaussian_nb", "numeric", "multiclass", lambda: naive_bayes.GaussianNB(), pk),
+        ("calibrated_linear_svc", "numeric", "strings", lambda: make_pipeline(sc(), calibration.CalibratedClassifierCV(svm.LinearSVC(random_state=0), cv=3)), {**cp, "predict_fn": "predict_proba"}),
+        ("calibrated_forest_isotonic", "numeric", "binary", lambda: calibration.CalibratedClassifierCV(ensemble.RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0), method="isotonic", cv=2), pk),
     ]
 
 

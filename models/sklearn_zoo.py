@@ -164,7 +164,7 @@ def cases():
     """(name, data, target, make(), options)."""
     import lightgbm
     import xgboost
-    from sklearn import cluster, decomposition, ensemble, feature_selection, linear_model, model_selection, naive_bayes, neural_network, preprocessing, svm, tree
+    from sklearn import calibration, cluster, decomposition, ensemble, feature_selection, linear_model, model_selection, naive_bayes, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -264,6 +264,13 @@ def cases():
         ("nu_svr_poly", "numeric", "regression", lambda: make_pipeline(sc(), svm.NuSVR(kernel="poly", degree=2, nu=0.4)), {"format": "skops"}),
         ("gaussian_nb_proba", "numeric", "strings", lambda: naive_bayes.GaussianNB(), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
         ("gaussian_nb_pipeline", "numeric", "binary", lambda: make_pipeline(sc(), naive_bayes.GaussianNB(var_smoothing=1e-3)), {"format": "skops"}),
+        # Calibration: scikit-learn 1.9's replacement for SVC(probability=True), decision functions or probabilities through sigmoid and isotonic calibrators.
+        ("calibrated_svc", "numeric", "strings", lambda: make_pipeline(sc(), calibration.CalibratedClassifierCV(svm.SVC(), ensemble=False)), {"all_formats": True, "predict_fn": "predict_proba"}),
+        ("calibrated_linear_svc_isotonic", "numeric", "binary", lambda: make_pipeline(sc(), calibration.CalibratedClassifierCV(svm.LinearSVC(random_state=0), method="isotonic", cv=3)), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("calibrated_forest", "numeric_nan", "multiclass", lambda: calibration.CalibratedClassifierCV(ensemble.RandomForestClassifier(n_estimators=10, max_depth=6, random_state=0), cv=3), {"format": "cloudpickle"}),
+        ("calibrated_gradient_boosting_isotonic", "numeric", "strings", lambda: calibration.CalibratedClassifierCV(make_pipeline(sc(), ensemble.GradientBoostingClassifier(n_estimators=20, random_state=0)), method="isotonic", cv=2), {"format": "skops", "predict_fn": "predict_proba"}),
+        ("calibrated_nb_bools", "numeric", "bools", lambda: calibration.CalibratedClassifierCV(naive_bayes.GaussianNB(), cv=3), {"format": "pickle"}),
+        ("calibrated_svc_ovr_isotonic", "numeric", "multiclass", lambda: make_pipeline(sc(), calibration.CalibratedClassifierCV(svm.SVC(C=0.02), method="isotonic", cv=2)), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
     ]
 
 

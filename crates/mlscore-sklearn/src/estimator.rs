@@ -10,6 +10,7 @@ use mlscore_kernels::columns::{self, ColumnOp};
 use mlscore_kernels::encode::{Categories, binarize};
 use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Rows, Target};
 
+use crate::calibration::{self, Calibrator};
 use crate::error::{ReadError, Result, invalid};
 use crate::select;
 use crate::svm;
@@ -273,6 +274,7 @@ pub(crate) enum Predictor {
     /// An XGBoost or LightGBM scikit-learn API estimator, scored with its library's
     /// arithmetic by [`mlscore_booster`].
     Boosted(Box<sklearn_api::Estimator>),
+    Calibrated(Box<calibration::Calibrated>),
     /// A kernel `SVC`, `NuSVC`, `SVR` or `NuSVR`, as libsvm predicts.
     Svm(Box<svm::Svm>),
     NaiveBayes(Box<svm::GaussianNb>),
@@ -411,7 +413,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     SVC, NuSVC, SVR, NuSVR, GaussianNB, \
+     SVC, NuSVC, SVR, NuSVR, GaussianNB, CalibratedClassifierCV, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
      LGBMClassifier, LGBMRegressor, LGBMRanker, XGBClassifier, XGBRegressor, XGBRanker, XGBRF*";
@@ -1269,6 +1271,12 @@ fn ordinal(g: &Graph, id: Id) -> Result<Transformer> {
 }
 
 fn predictor(g: &Graph, id: Id) -> Result<Predictor> {
+    predictor_at(g, id, 0)
+}
+
+/// The predictor of `id`, `depth` ensembles deep (a calibrated classifier's estimator is one
+/// deeper than it).
+fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
     let c = class(g, id)?;
     if sklearn_api::is_estimator(&c) {
         return boosted(g, id, &c);
@@ -1368,10 +1376,134 @@ fn predictor(g: &Graph, id: Id) -> Result<Predictor> {
         }
         "SVC" | "NuSVC" | "SVR" | "NuSVR" => Ok(Predictor::Svm(Box::new(svm::read(g, id, &c)?))),
         "GaussianNB" => Ok(Predictor::NaiveBayes(Box::new(svm::gaussian_nb(g, id)?))),
+        "CalibratedClassifierCV" => calibrated(g, id, depth),
         "Pipeline" => Err(invalid!("a nested Pipeline as a final step")),
         _ => Err(ReadError::Unsupported(format!(
             "{c} (mlscore reads {SUPPORTED}); log the model as ONNX (skl2onnx) to score it"
         ))),
+    }
+}
+
+/// A fitted estimator on its own: a pipeline's (or search's) steps, then its predictor.
+fn sub_model(g: &Graph, id: Id, depth: usize) -> Result<(Vec<Transformer>, Predictor)> {
+    if depth > 10 {
+        return Err(invalid!("ensembles nest more than 10 deep"));
+    }
+    let id = searched(g, id)?;
+    let (mut steps, last) = pipeline_parts(g, id, 0)?;
+    let predictor = predictor_at(g, last, depth)?;
+    steps.extend(own_preprocessor(g, last)?);
+    Ok((steps, predictor))
+}
+
+/// A `CalibratedClassifierCV`: its calibrated classifiers, each an estimator and one
+/// calibrator per class it scores (one for two classes).
+fn calibrated(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
+    let name = "CalibratedClassifierCV";
+    let classes = g.labels(g.get(id, "classes_")?)?;
+    let k = classes.len();
+    if k < 2 {
+        return Err(invalid!("{name} has {k} classes; a classifier has two or more"));
+    }
+    let mut members = Vec::new();
+    for c in g.items(g.get(id, "calibrated_classifiers_")?)? {
+        let method = g.str(g.get(*c, "method")?)?;
+        if method != "sigmoid" && method != "isotonic" {
+            return Err(ReadError::Unsupported(format!(
+                "{name} with method='{method}' (mlscore reads 'sigmoid' and 'isotonic'); log the model as ONNX, \
+                 or calibrate with one of those"
+            )));
+        }
+        // `base_estimator` before scikit-learn 1.2.
+        let est = match g.attr(*c, "estimator")? {
+            Some(e) => e,
+            None => g.get(*c, "base_estimator")?,
+        };
+        let (steps, predictor) = sub_model(g, est, depth + 1)?;
+        let Some(own) = predictor.classes().cloned() else {
+            return Err(ReadError::Unsupported(format!(
+                "{name} over {}, which is not a classifier",
+                g.class_of(est).unwrap_or_default()
+            )));
+        };
+        if !predictor.has_decision() && !predictor.has_proba() {
+            return Err(ReadError::Unsupported(format!(
+                "{name} over {}, which has neither decision_function nor predict_proba",
+                g.class_of(est).unwrap_or_default()
+            )));
+        }
+        if let Predictor::Svm(m) = &predictor
+            && let svm::SvmKind::Classifier { counts, ovr: false, .. } = &m.kind
+            && counts.len() > 2
+        {
+            return Err(ReadError::Unsupported(format!(
+                "{name} over an SVC with decision_function_shape='ovo' and {} classes (one score per pair of \
+                 classes, not per class)",
+                counts.len()
+            )));
+        }
+        let mine = g.labels(g.get(*c, "classes")?)?;
+        if mine != classes {
+            return Err(invalid!("{name}'s calibrated classifier has other classes than the model"));
+        }
+        let positions = class_positions(&own, &classes)
+            .ok_or_else(|| invalid!("{name}'s estimator has classes that the calibrated classifier does not know"))?;
+        let mut cals = Vec::new();
+        let list = g.items(g.get(*c, "calibrators")?)?;
+        let width = if own.len() == 2 { 1 } else { own.len() };
+        for (t, cal) in list.iter().enumerate().take(width.min(positions.len())) {
+            let class = positions[t] + usize::from(k == 2);
+            if class >= k {
+                return Err(invalid!("{name}'s calibrator {t} scores class {class} of {k}"));
+            }
+            cals.push((class, calibrator(g, *cal)?));
+        }
+        members.push(calibration::Member { steps, predictor, calibrators: cals });
+    }
+    if members.is_empty() {
+        return Err(invalid!("{name} holds no calibrated classifier"));
+    }
+    Ok(Predictor::Calibrated(Box::new(calibration::Calibrated { classes, members })))
+}
+
+/// Where each of `sub`'s labels is among `all`'s (`LabelEncoder.transform`).
+fn class_positions(sub: &Labels, all: &Labels) -> Option<Vec<usize>> {
+    fn find<T: PartialEq>(s: &[T], a: &[T]) -> Option<Vec<usize>> {
+        s.iter().map(|x| a.iter().position(|y| y == x)).collect()
+    }
+    match (sub, all) {
+        (Labels::Int(s), Labels::Int(a)) => find(s, a),
+        (Labels::Float(s), Labels::Float(a)) => find(s, a),
+        (Labels::Str(s), Labels::Str(a)) => find(s, a),
+        (Labels::Bool(s), Labels::Bool(a)) => find(s, a),
+        (Labels::StrOrNone(s), Labels::StrOrNone(a)) => find(s, a),
+        _ => None,
+    }
+}
+
+fn calibrator(g: &Graph, id: Id) -> Result<Calibrator> {
+    let c = class(g, id)?;
+    match short(&c) {
+        "_SigmoidCalibration" => {
+            Ok(Calibrator::Sigmoid { a: g.float(g.get(id, "a_")?)?, b: g.float(g.get(id, "b_")?)? })
+        }
+        "IsotonicRegression" => {
+            let bounds = g.str(g.get(id, "out_of_bounds")?)?;
+            if bounds != "clip" {
+                return Err(ReadError::Unsupported(format!(
+                    "an IsotonicRegression calibrator with out_of_bounds='{bounds}'"
+                )));
+            }
+            let x = g.vector(g.get(id, "X_thresholds_")?)?;
+            let y = g.vector(g.get(id, "y_thresholds_")?)?;
+            if x.len() != y.len() || x.is_empty() || !x.windows(2).all(|w| w[0] < w[1]) {
+                return Err(invalid!(
+                    "an IsotonicRegression calibrator's thresholds are not increasing, or do not match"
+                ));
+            }
+            Ok(Calibrator::Isotonic { x, y, min: g.float(g.get(id, "X_min_")?)?, max: g.float(g.get(id, "X_max_")?)? })
+        }
+        other => Err(ReadError::Unsupported(format!("a calibrator {other}"))),
     }
 }
 
@@ -2325,6 +2457,8 @@ impl Predictor {
             Predictor::Boosted(e) => Some(e.booster.inputs().n_features),
             Predictor::Svm(m) => Some(m.n_features),
             Predictor::NaiveBayes(m) => Some(m.n_features),
+            // Each calibrated estimator checks its own inputs.
+            Predictor::Calibrated(_) => None,
         }
     }
 
@@ -2335,6 +2469,7 @@ impl Predictor {
             Predictor::Mlp { layers, .. } => layers.iter().map(|l| l.n_in.max(l.bias.len())).max().unwrap_or(0),
             // The kernel values against every support vector.
             Predictor::Svm(m) => m.n_features + m.n_sv,
+            Predictor::Calibrated(c) => c.members.iter().map(|m| m.predictor.widest()).max().unwrap_or(0),
             _ => self.n_features().unwrap_or(0),
         }
     }
@@ -2350,6 +2485,7 @@ impl Predictor {
                 svm::SvmKind::Regressor => None,
             },
             Predictor::NaiveBayes(m) => Some(&m.classes),
+            Predictor::Calibrated(c) => Some(&c.classes),
             _ => None,
         }
     }
@@ -2368,7 +2504,7 @@ impl Predictor {
             Predictor::Linear { coef, .. } => coef.len(),
             Predictor::Trees(t) => t.outputs,
             Predictor::Mlp { layers, .. } => layers.last().map_or(1, |l| l.bias.len()),
-            Predictor::KMeans { .. } | Predictor::Svm(_) | Predictor::NaiveBayes(_) => 1,
+            Predictor::KMeans { .. } | Predictor::Svm(_) | Predictor::NaiveBayes(_) | Predictor::Calibrated(_) => 1,
             Predictor::Boosted(e) => e.booster.output_width(),
         }
     }
@@ -2378,7 +2514,7 @@ impl Predictor {
     fn finite(&self) -> Finite {
         match self {
             Predictor::Trees(t) if t.nan_is_error.is_some() => Finite::All,
-            Predictor::Trees(_) | Predictor::Boosted(_) => Finite::Any,
+            Predictor::Trees(_) | Predictor::Boosted(_) | Predictor::Calibrated(_) => Finite::Any,
             Predictor::Linear { .. }
             | Predictor::Mlp { .. }
             | Predictor::KMeans { .. }
@@ -2387,7 +2523,8 @@ impl Predictor {
         }
     }
 
-    pub(crate) fn predict(&self, f: &Frame, name: &str) -> Scored<Predicted> {
+    /// The frame's columns as numbers, checked as the estimator's input validation checks them.
+    fn inputs<'a>(&self, f: &'a Frame, name: &str) -> Scored<Vec<&'a [f64]>> {
         if let Some(n) = self.n_features()
             && f.cols.len() != n
         {
@@ -2402,20 +2539,57 @@ impl Predictor {
         }
         let cols: Vec<&[f64]> = (0..f.cols.len()).map(|j| f.num(j, name)).collect::<Scored<_>>()?;
         f.check_finite(self.finite(), name)?;
+        Ok(cols)
+    }
+
+    /// Whether scikit-learn's estimator has a `decision_function` this predictor computes
+    /// (linear classifiers, SVMs, GradientBoosting and HistGradientBoosting classifiers).
+    pub(crate) fn has_decision(&self) -> bool {
+        match self {
+            Predictor::Linear { kind, .. } => matches!(kind, LinearKind::Classifier { .. }),
+            Predictor::Svm(m) => matches!(m.kind, svm::SvmKind::Classifier { .. }),
+            Predictor::Trees(t) => {
+                t.classes.is_some()
+                    && matches!(t.link, TreeLink::Binary { .. } | TreeLink::HalfLogit | TreeLink::Softmax)
+            }
+            _ => false,
+        }
+    }
+
+    /// What scikit-learn's `_get_response_values(response_method=["decision_function",
+    /// "predict_proba"])` gives a classifier: its decision function where it has one (one
+    /// column for two classes), else its probabilities (of the second class alone for two).
+    /// Row-major, with its width.
+    pub(crate) fn response(&self, f: &Frame, name: &str) -> Scored<(Vec<f64>, usize)> {
+        if !self.has_decision() {
+            return match self.predict(f, name)? {
+                Predicted::Classes { proba: Some(p), classes, .. } => {
+                    let k = classes.len();
+                    if k == 2 { Ok((p.chunks(2).map(|r| r[1]).collect(), 1)) } else { Ok((p, k)) }
+                }
+                _ => Err(score_err(name, "the estimator has neither decision_function nor predict_proba")),
+            };
+        }
+        let cols = self.inputs(f, name)?;
+        let rows = f.rows;
+        Ok(match self {
+            Predictor::Linear { coef, intercept, .. } => (linear_decision(&cols, coef, intercept, rows), coef.len()),
+            Predictor::Svm(m) => m.decision_function(&cols, rows),
+            Predictor::Trees(t) => (t.raw(&cols, rows, name)?, t.outputs),
+            _ => return Err(score_err(name, "the estimator has no decision_function")),
+        })
+    }
+
+    pub(crate) fn predict(&self, f: &Frame, name: &str) -> Scored<Predicted> {
+        if let Predictor::Calibrated(c) = self {
+            return c.predict(f, name);
+        }
+        let cols = self.inputs(f, name)?;
         let rows = f.rows;
         Ok(match self {
             Predictor::Linear { coef, intercept, kind } => {
                 let k = coef.len();
-                let mut dec = vec![0.0; rows * k];
-                for (o, (w, b)) in coef.iter().zip(intercept).enumerate() {
-                    let mut acc = vec![0.0; rows];
-                    for (c, wj) in cols.iter().zip(w) {
-                        columns::axpy(&mut acc, c, *wj);
-                    }
-                    for (r, a) in acc.iter().enumerate() {
-                        dec[r * k + o] = a + b;
-                    }
-                }
+                let dec = linear_decision(&cols, coef, intercept, rows);
                 match kind {
                     LinearKind::Regressor => Predicted::Values { values: dec, width: k },
                     LinearKind::Classifier { classes, proba } => {
@@ -2508,6 +2682,7 @@ impl Predictor {
                     }
                 }
             }
+            Predictor::Calibrated(_) => return Err(score_err(name, "a calibrated classifier predicts on its own")),
             Predictor::NaiveBayes(m) => {
                 let (labels, proba) = m.predict(&cols, rows);
                 Predicted::Classes { labels, proba: Some(proba), classes: m.classes.clone() }
@@ -2532,6 +2707,22 @@ impl Predictor {
     }
 }
 
+/// `X @ coef.T + intercept`, row-major `(rows, outputs)`.
+fn linear_decision(cols: &[&[f64]], coef: &[Vec<f64>], intercept: &[f64], rows: usize) -> Vec<f64> {
+    let k = coef.len();
+    let mut dec = vec![0.0; rows * k];
+    for (o, (w, b)) in coef.iter().zip(intercept).enumerate() {
+        let mut acc = vec![0.0; rows];
+        for (c, wj) in cols.iter().zip(w) {
+            columns::axpy(&mut acc, c, *wj);
+        }
+        for (r, a) in acc.iter().enumerate() {
+            dec[r * k + o] = a + b;
+        }
+    }
+    dec
+}
+
 /// Scores a booster on float64 columns (read into its float type, as the library reads a
 /// float64 array): its values, or a classifier's classes and probabilities.
 fn boosted_predict<T: Real>(
@@ -2553,7 +2744,9 @@ fn boosted_predict<T: Real>(
 }
 
 impl Trees {
-    fn predict(&self, cols: &[&[f64]], rows: usize, name: &str) -> Scored<Predicted> {
+    /// The trees' sums (averaged for forests), before any link: a classifier's raw scores,
+    /// which scikit-learn's `decision_function` returns.
+    fn raw(&self, cols: &[&[f64]], rows: usize, name: &str) -> Scored<Vec<f64>> {
         let width = cols.len();
         if self.f32_inputs
             && let Some((j, r)) =
@@ -2588,6 +2781,12 @@ impl Trees {
         if let Some(n) = self.average {
             sums.iter_mut().for_each(|v| *v /= n);
         }
+        Ok(sums)
+    }
+
+    fn predict(&self, cols: &[&[f64]], rows: usize, name: &str) -> Scored<Predicted> {
+        let k = self.outputs;
+        let sums = self.raw(cols, rows, name)?;
         Ok(match (&self.classes, self.link) {
             (None, TreeLink::Exp) => Predicted::Values { values: sums.iter().map(|v| v.exp()).collect(), width: k },
             (None, _) => Predicted::Values { values: sums, width: k },

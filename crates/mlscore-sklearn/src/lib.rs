@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod calibration;
 mod error;
 mod estimator;
 mod select;
@@ -459,6 +460,7 @@ impl Model {
             Predictor::Boosted(e) => e.class.clone(),
             Predictor::Svm(_) => "the SVM".into(),
             Predictor::NaiveBayes(_) => "GaussianNB".into(),
+            Predictor::Calibrated(_) => "CalibratedClassifierCV".into(),
         }
     }
 }

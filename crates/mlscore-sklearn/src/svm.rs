@@ -40,6 +40,8 @@ pub(crate) enum SvmKind {
         /// `break_ties` with `decision_function_shape='ovr'` and more than two classes: the label is
         /// the argmax of the one-vs-rest decision, not the vote.
         break_ties: bool,
+        /// `decision_function_shape='ovr'`: `decision_function` gives one column per class.
+        ovr: bool,
     },
 }
 
@@ -147,7 +149,7 @@ pub(crate) fn read(g: &Graph, id: Id, class: &str) -> Result<Svm> {
                 "{name} with break_ties and decision_function_shape='ovo', which scikit-learn's predict refuses"
             )));
         }
-        SvmKind::Classifier { classes, counts, platt, break_ties: break_ties && k > 2 }
+        SvmKind::Classifier { classes, counts, platt, break_ties: break_ties && k > 2, ovr }
     } else {
         if cshape[..] != [1, n_sv] || intercept.len() != 1 {
             return Err(invalid!("{name}'s dual_coef_ {cshape:?} and {} intercepts do not match", intercept.len()));
@@ -210,6 +212,24 @@ impl Svm {
         }
     }
 
+    /// scikit-learn's `decision_function`: for two classes one column (libsvm's decision
+    /// negated), else one per class (`'ovr'`) or per pair (`'ovo'`). A regressor's values.
+    pub(crate) fn decision_function(&self, cols: &[&[f64]], rows: usize) -> (Vec<f64>, usize) {
+        let (dec, pairs) = self.decisions(cols, rows);
+        match &self.kind {
+            SvmKind::Classifier { counts, .. } if counts.len() == 2 => (dec.iter().map(|d| -d).collect(), 1),
+            SvmKind::Classifier { counts, ovr: true, .. } => {
+                let k = counts.len();
+                let mut out = vec![0.0; rows * k];
+                for (d, o) in dec.chunks(pairs.max(1)).zip(out.chunks_mut(k)) {
+                    ovr_decision(d, k, o);
+                }
+                (out, k)
+            }
+            _ => (dec, pairs),
+        }
+    }
+
     /// A regressor's values, or a classifier's class indices and (with Platt parameters)
     /// probabilities.
     pub(crate) fn predict(&self, cols: &[&[f64]], rows: usize) -> (Vec<f64>, Vec<usize>, Option<Vec<f64>>) {
@@ -220,22 +240,11 @@ impl Svm {
         let k = counts.len();
         let mut labels = Vec::with_capacity(rows);
         let mut votes = vec![0usize; k];
-        let mut ovr = vec![0.0; k];
+        let mut score = vec![0.0; k];
         for d in dec.chunks(pairs.max(1)).take(rows) {
             if *break_ties {
-                // scikit-learn's _ovr_decision_function(dec < 0, -dec, k), then its argmax.
-                votes.fill(0);
-                ovr.fill(0.0);
-                let mut p = 0;
-                for i in 0..k {
-                    for j in i + 1..k {
-                        ovr[i] -= -d[p];
-                        ovr[j] += -d[p];
-                        votes[if d[p] < 0.0 { j } else { i }] += 1;
-                        p += 1;
-                    }
-                }
-                let score: Vec<f64> = (0..k).map(|c| votes[c] as f64 + ovr[c] / (3.0 * (ovr[c].abs() + 1.0))).collect();
+                // scikit-learn's argmax of its one-vs-rest decision.
+                ovr_decision(d, k, &mut score);
                 let mut best = 0;
                 for (c, v) in score.iter().enumerate() {
                     if v.is_nan() {
@@ -283,6 +292,25 @@ impl Svm {
             out
         });
         (Vec::new(), labels, proba)
+    }
+}
+
+/// scikit-learn's `_ovr_decision_function(dec < 0, -dec, k)` for one row's pairwise decisions:
+/// each class's votes plus its summed confidence squashed into (-1/3, 1/3).
+fn ovr_decision(d: &[f64], k: usize, out: &mut [f64]) {
+    let mut votes = vec![0.0; k];
+    out.fill(0.0);
+    let mut p = 0;
+    for i in 0..k {
+        for j in i + 1..k {
+            out[i] -= -d[p];
+            out[j] += -d[p];
+            votes[if d[p] < 0.0 { j } else { i }] += 1.0;
+            p += 1;
+        }
+    }
+    for (o, v) in out.iter_mut().zip(votes) {
+        *o = v + *o / (3.0 * (o.abs() + 1.0));
     }
 }
 
