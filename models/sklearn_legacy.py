@@ -134,6 +134,8 @@ def cases(release: str):
         ("gaussian_nb", "numeric", "multiclass", lambda: naive_bayes.GaussianNB(), pk),
         ("calibrated_linear_svc", "numeric", "strings", lambda: make_pipeline(sc(), calibration.CalibratedClassifierCV(svm.LinearSVC(random_state=0), cv=3)), {**cp, "predict_fn": "predict_proba"}),
         ("calibrated_forest_isotonic", "numeric", "binary", lambda: calibration.CalibratedClassifierCV(ensemble.RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0), method="isotonic", cv=2), pk),
+        ("voting_soft", "numeric", "strings", lambda: ensemble.VotingClassifier([("lr", make_pipeline(sc(), linear_model.LogisticRegression())), ("rf", ensemble.RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0))], voting="soft", weights=[1, 2]), {**cp, "predict_fn": "predict_proba"}),
+        ("stacking_regressor", "numeric", "regression", lambda: ensemble.StackingRegressor([("ridge", make_pipeline(sc(), linear_model.Ridge())), ("dt", tree.DecisionTreeRegressor(max_depth=5, random_state=0))], final_estimator=linear_model.LinearRegression(), passthrough=True), pk),
     ]
 
 

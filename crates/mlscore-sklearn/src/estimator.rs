@@ -11,6 +11,7 @@ use mlscore_kernels::encode::{Categories, binarize};
 use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Rows, Target};
 
 use crate::calibration::{self, Calibrator};
+use crate::ensemble::{self, Method, Sub};
 use crate::error::{ReadError, Result, invalid};
 use crate::select;
 use crate::svm;
@@ -275,6 +276,8 @@ pub(crate) enum Predictor {
     /// arithmetic by [`mlscore_booster`].
     Boosted(Box<sklearn_api::Estimator>),
     Calibrated(Box<calibration::Calibrated>),
+    /// Voting and stacking over fitted estimators.
+    Ensemble(Box<ensemble::Ensemble>),
     /// A kernel `SVC`, `NuSVC`, `SVR` or `NuSVR`, as libsvm predicts.
     Svm(Box<svm::Svm>),
     NaiveBayes(Box<svm::GaussianNb>),
@@ -413,7 +416,8 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     SVC, NuSVC, SVR, NuSVR, GaussianNB, CalibratedClassifierCV, \
+     SVC, NuSVC, SVR, NuSVR, GaussianNB, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     StackingClassifier, StackingRegressor, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
      LGBMClassifier, LGBMRegressor, LGBMRanker, XGBClassifier, XGBRegressor, XGBRanker, XGBRF*";
@@ -1377,6 +1381,9 @@ fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
         "SVC" | "NuSVC" | "SVR" | "NuSVR" => Ok(Predictor::Svm(Box::new(svm::read(g, id, &c)?))),
         "GaussianNB" => Ok(Predictor::NaiveBayes(Box::new(svm::gaussian_nb(g, id)?))),
         "CalibratedClassifierCV" => calibrated(g, id, depth),
+        "VotingClassifier" | "VotingRegressor" | "StackingClassifier" | "StackingRegressor" => {
+            Ok(Predictor::Ensemble(Box::new(meta_ensemble(g, id, &name, depth)?)))
+        }
         "Pipeline" => Err(invalid!("a nested Pipeline as a final step")),
         _ => Err(ReadError::Unsupported(format!(
             "{c} (mlscore reads {SUPPORTED}); log the model as ONNX (skl2onnx) to score it"
@@ -1464,6 +1471,105 @@ fn calibrated(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
         return Err(invalid!("{name} holds no calibrated classifier"));
     }
     Ok(Predictor::Calibrated(Box::new(calibration::Calibrated { classes, members })))
+}
+
+/// A voting or stacking ensemble: its fitted members (drops left out, as scikit-learn leaves
+/// them out of `estimators_`), and how they combine.
+fn meta_ensemble(g: &Graph, id: Id, name: &str, depth: usize) -> Result<ensemble::Ensemble> {
+    let classifier = name.ends_with("Classifier");
+    let classes = if classifier {
+        if g.attr(id, "_label_encoder")?.is_some_and(|e| g.items(e).is_ok()) {
+            return Err(ReadError::Unsupported(format!("a multilabel {name}")));
+        }
+        let c = g.labels(g.get(id, "classes_")?)?;
+        if c.len() < 2 {
+            return Err(invalid!("{name} has {} classes; a classifier has two or more", c.len()));
+        }
+        Some(c)
+    } else {
+        None
+    };
+    let k = classes.as_ref().map_or(0, Labels::len);
+    // Members of a classifier were fitted on the labels' indices: their classes are 0..k.
+    let encoded = |p: &Predictor, what: &str| -> Result<()> {
+        if classifier && p.classes() != Some(&Labels::Int((0..k as i64).collect())) {
+            return Err(invalid!("{name}'s {what} was not fitted on its {k} encoded classes"));
+        }
+        Ok(())
+    };
+    let mut subs = Vec::new();
+    for e in g.items(g.get(id, "estimators_")?)? {
+        let (steps, predictor) = sub_model(g, *e, depth + 1)?;
+        subs.push((Sub { steps, predictor }, g.class_of(*e).unwrap_or_default()));
+    }
+    if subs.is_empty() {
+        return Err(invalid!("{name} holds no fitted estimator"));
+    }
+    if name.starts_with("Voting") {
+        let soft = classifier && g.str(g.get(id, "voting")?)? == "soft";
+        let weights = match g.attr(id, "weights")? {
+            Some(w) if !matches!(g.node(w), Node::None) => {
+                let all = g.items(g.get(id, "estimators")?)?;
+                let w = g.vector(w)?;
+                if w.len() != all.len() {
+                    return Err(invalid!("{name} has {} weights for {} estimators", w.len(), all.len()));
+                }
+                let mut kept = Vec::new();
+                for (pair, w) in all.iter().zip(w) {
+                    let est =
+                        *g.tuple(*pair)?.get(1).ok_or_else(|| invalid!("{name}'s estimators hold a bare entry"))?;
+                    if g.opt_str(est).ok().flatten() != Some("drop") {
+                        kept.push(w);
+                    }
+                }
+                if kept.len() != subs.len() {
+                    return Err(invalid!("{name} has {} weights for {} fitted estimators", kept.len(), subs.len()));
+                }
+                Some(kept)
+            }
+            _ => None,
+        };
+        for (s, c) in &subs {
+            encoded(&s.predictor, c)?;
+            if soft && !s.predictor.has_proba() {
+                return Err(ReadError::Unsupported(format!("a soft {name} over {c}, which has no predict_proba")));
+            }
+            if !classifier && s.predictor.classes().is_some() {
+                return Err(invalid!("{name} over the classifier {c}"));
+            }
+        }
+        let members = subs.into_iter().map(|(s, _)| s).collect();
+        return Ok(ensemble::Ensemble::Voting { members, weights, soft, classes });
+    }
+    let methods = g.items(g.get(id, "stack_method_")?)?;
+    if methods.len() != subs.len() {
+        return Err(invalid!("{name} has {} stack methods for {} estimators", methods.len(), subs.len()));
+    }
+    let mut members = Vec::new();
+    for ((s, c), m) in subs.into_iter().zip(methods) {
+        let method = match g.str(*m)? {
+            "predict_proba" if s.predictor.has_proba() => Method::Proba,
+            "decision_function" if s.predictor.has_decision() => Method::Decision,
+            "predict" => Method::Predict,
+            other => {
+                return Err(ReadError::Unsupported(format!(
+                    "{name} stacking {c} by its {other}, which mlscore does not compute"
+                )));
+            }
+        };
+        if method != Method::Predict || s.predictor.classes().is_some() {
+            encoded(&s.predictor, &c)?;
+        }
+        members.push((s, method));
+    }
+    let last_id = g.get(id, "final_estimator_")?;
+    let (steps, predictor) = sub_model(g, last_id, depth + 1)?;
+    encoded(&predictor, "final estimator")?;
+    let passthrough = match g.attr(id, "passthrough")? {
+        Some(p) => g.bool(p)?,
+        None => false,
+    };
+    Ok(ensemble::Ensemble::Stacking { members, last: Box::new(Sub { steps, predictor }), passthrough, classes })
 }
 
 /// Where each of `sub`'s labels is among `all`'s (`LabelEncoder.transform`).
@@ -2098,7 +2204,7 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
 // Scoring
 
 impl Frame {
-    fn num(&self, j: usize, step: &str) -> Scored<&[f64]> {
+    pub(crate) fn num(&self, j: usize, step: &str) -> Scored<&[f64]> {
         match &self.cols[j] {
             Col::Num(v) => Ok(v),
             Col::Text(_) => {
@@ -2457,8 +2563,8 @@ impl Predictor {
             Predictor::Boosted(e) => Some(e.booster.inputs().n_features),
             Predictor::Svm(m) => Some(m.n_features),
             Predictor::NaiveBayes(m) => Some(m.n_features),
-            // Each calibrated estimator checks its own inputs.
-            Predictor::Calibrated(_) => None,
+            // Each member checks its own inputs.
+            Predictor::Calibrated(_) | Predictor::Ensemble(_) => None,
         }
     }
 
@@ -2470,6 +2576,7 @@ impl Predictor {
             // The kernel values against every support vector.
             Predictor::Svm(m) => m.n_features + m.n_sv,
             Predictor::Calibrated(c) => c.members.iter().map(|m| m.predictor.widest()).max().unwrap_or(0),
+            Predictor::Ensemble(e) => e.widest(),
             _ => self.n_features().unwrap_or(0),
         }
     }
@@ -2486,6 +2593,7 @@ impl Predictor {
             },
             Predictor::NaiveBayes(m) => Some(&m.classes),
             Predictor::Calibrated(c) => Some(&c.classes),
+            Predictor::Ensemble(e) => e.classes(),
             _ => None,
         }
     }
@@ -2494,6 +2602,7 @@ impl Predictor {
         match self {
             Predictor::Linear { kind: LinearKind::Classifier { proba, .. }, .. } => proba.is_some(),
             Predictor::Svm(m) => matches!(&m.kind, svm::SvmKind::Classifier { platt: Some(_), .. }),
+            Predictor::Ensemble(e) => e.has_proba(),
             _ => self.classes().is_some(),
         }
     }
@@ -2504,7 +2613,11 @@ impl Predictor {
             Predictor::Linear { coef, .. } => coef.len(),
             Predictor::Trees(t) => t.outputs,
             Predictor::Mlp { layers, .. } => layers.last().map_or(1, |l| l.bias.len()),
-            Predictor::KMeans { .. } | Predictor::Svm(_) | Predictor::NaiveBayes(_) | Predictor::Calibrated(_) => 1,
+            Predictor::KMeans { .. }
+            | Predictor::Svm(_)
+            | Predictor::NaiveBayes(_)
+            | Predictor::Calibrated(_)
+            | Predictor::Ensemble(_) => 1,
             Predictor::Boosted(e) => e.booster.output_width(),
         }
     }
@@ -2514,7 +2627,9 @@ impl Predictor {
     fn finite(&self) -> Finite {
         match self {
             Predictor::Trees(t) if t.nan_is_error.is_some() => Finite::All,
-            Predictor::Trees(_) | Predictor::Boosted(_) | Predictor::Calibrated(_) => Finite::Any,
+            Predictor::Trees(_) | Predictor::Boosted(_) | Predictor::Calibrated(_) | Predictor::Ensemble(_) => {
+                Finite::Any
+            }
             Predictor::Linear { .. }
             | Predictor::Mlp { .. }
             | Predictor::KMeans { .. }
@@ -2570,6 +2685,12 @@ impl Predictor {
                 _ => Err(score_err(name, "the estimator has neither decision_function nor predict_proba")),
             };
         }
+        self.decision(f, name)
+    }
+
+    /// scikit-learn's `decision_function` (one column for two classes), for the predictors
+    /// [`Predictor::has_decision`] names. Row-major, with its width.
+    pub(crate) fn decision(&self, f: &Frame, name: &str) -> Scored<(Vec<f64>, usize)> {
         let cols = self.inputs(f, name)?;
         let rows = f.rows;
         Ok(match self {
@@ -2581,8 +2702,10 @@ impl Predictor {
     }
 
     pub(crate) fn predict(&self, f: &Frame, name: &str) -> Scored<Predicted> {
-        if let Predictor::Calibrated(c) = self {
-            return c.predict(f, name);
+        match self {
+            Predictor::Calibrated(c) => return c.predict(f, name),
+            Predictor::Ensemble(e) => return e.predict(f, name),
+            _ => {}
         }
         let cols = self.inputs(f, name)?;
         let rows = f.rows;
@@ -2682,7 +2805,9 @@ impl Predictor {
                     }
                 }
             }
-            Predictor::Calibrated(_) => return Err(score_err(name, "a calibrated classifier predicts on its own")),
+            Predictor::Calibrated(_) | Predictor::Ensemble(_) => {
+                return Err(score_err(name, "an ensemble predicts on its own"));
+            }
             Predictor::NaiveBayes(m) => {
                 let (labels, proba) = m.predict(&cols, rows);
                 Predicted::Classes { labels, proba: Some(proba), classes: m.classes.clone() }

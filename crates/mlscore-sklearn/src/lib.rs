@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod calibration;
+mod ensemble;
 mod error;
 mod estimator;
 mod select;
@@ -461,6 +462,7 @@ impl Model {
             Predictor::Svm(_) => "the SVM".into(),
             Predictor::NaiveBayes(_) => "GaussianNB".into(),
             Predictor::Calibrated(_) => "CalibratedClassifierCV".into(),
+            Predictor::Ensemble(_) => "the ensemble".into(),
         }
     }
 }

@@ -1,0 +1,199 @@
+//! scikit-learn's meta-estimators over several fitted estimators: `VotingClassifier`,
+//! `VotingRegressor`, `StackingClassifier` and `StackingRegressor`, each member a fitted
+//! estimator or pipeline scored on the same rows.
+
+use mlscore_pickle::Labels;
+
+use crate::estimator::{Col, Frame, Predicted, Predictor, ScoreError, Transformer};
+
+/// One fitted estimator: a pipeline's steps, then its predictor.
+#[derive(Debug)]
+pub(crate) struct Sub {
+    pub steps: Vec<Transformer>,
+    pub predictor: Predictor,
+}
+
+impl Sub {
+    fn predict(&self, f: &Frame, name: &str) -> Result<Predicted, ScoreError> {
+        let mut x = f.clone();
+        for s in &self.steps {
+            x = s.transform(x)?;
+        }
+        self.predictor.predict(&x, name)
+    }
+
+    fn decision(&self, f: &Frame, name: &str) -> Result<(Vec<f64>, usize), ScoreError> {
+        let mut x = f.clone();
+        for s in &self.steps {
+            x = s.transform(x)?;
+        }
+        self.predictor.decision(&x, name)
+    }
+}
+
+/// What a stacking member contributes (`stack_method_`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Method {
+    Proba,
+    Decision,
+    Predict,
+}
+
+#[derive(Debug)]
+pub(crate) enum Ensemble {
+    /// `classes`: a classifier's (its members predict their indices); none for a regressor.
+    /// `weights`: `_weights_not_none`.
+    Voting {
+        members: Vec<Sub>,
+        weights: Option<Vec<f64>>,
+        soft: bool,
+        classes: Option<Labels>,
+    },
+    Stacking {
+        members: Vec<(Sub, Method)>,
+        last: Box<Sub>,
+        passthrough: bool,
+        classes: Option<Labels>,
+    },
+}
+
+fn err(name: &str, reason: impl Into<String>) -> ScoreError {
+    ScoreError { column: name.to_string(), reason: reason.into() }
+}
+
+fn argmax(row: &[f64]) -> usize {
+    let mut best = 0;
+    for (c, v) in row.iter().enumerate() {
+        if v.is_nan() {
+            return c;
+        }
+        if *v > row[best] {
+            best = c;
+        }
+    }
+    best
+}
+
+impl Ensemble {
+    pub(crate) fn classes(&self) -> Option<&Labels> {
+        match self {
+            Ensemble::Voting { classes, .. } | Ensemble::Stacking { classes, .. } => classes.as_ref(),
+        }
+    }
+
+    pub(crate) fn has_proba(&self) -> bool {
+        match self {
+            Ensemble::Voting { soft, classes, .. } => *soft && classes.is_some(),
+            Ensemble::Stacking { last, classes, .. } => classes.is_some() && last.predictor.has_proba(),
+        }
+    }
+
+    pub(crate) fn widest(&self) -> usize {
+        let subs: Vec<&Sub> = match self {
+            Ensemble::Voting { members, .. } => members.iter().collect(),
+            Ensemble::Stacking { members, last, .. } => members.iter().map(|(m, _)| m).chain([last.as_ref()]).collect(),
+        };
+        subs.iter().map(|s| s.predictor.widest()).max().unwrap_or(0)
+    }
+
+    pub(crate) fn predict(&self, f: &Frame, name: &str) -> Result<Predicted, ScoreError> {
+        let rows = f.rows;
+        match self {
+            Ensemble::Voting { members, weights, classes: None, .. } => {
+                // np.average over the members' predictions, in member order.
+                let mut sum = vec![0.0; rows];
+                for (i, m) in members.iter().enumerate() {
+                    let Predicted::Values { values, width: 1 } = m.predict(f, name)? else {
+                        return Err(err(name, "a VotingRegressor member gave no single value per row"));
+                    };
+                    let w = weights.as_ref().map_or(1.0, |w| w[i]);
+                    sum.iter_mut().zip(&values).for_each(|(s, v)| *s += if weights.is_some() { v * w } else { *v });
+                }
+                let scale = weights.as_ref().map_or(members.len() as f64, |w| w.iter().sum());
+                sum.iter_mut().for_each(|s| *s /= scale);
+                Ok(Predicted::Values { values: sum, width: 1 })
+            }
+            Ensemble::Voting { members, weights, soft: true, classes: Some(classes) } => {
+                let k = classes.len();
+                let mut sum = vec![0.0; rows * k];
+                for (i, m) in members.iter().enumerate() {
+                    let Predicted::Classes { proba: Some(p), .. } = m.predict(f, name)? else {
+                        return Err(err(name, "a soft VotingClassifier member gave no probabilities"));
+                    };
+                    if p.len() != sum.len() {
+                        return Err(err(name, "a VotingClassifier member gave probabilities of another width"));
+                    }
+                    let w = weights.as_ref().map_or(1.0, |w| w[i]);
+                    sum.iter_mut().zip(&p).for_each(|(s, v)| *s += if weights.is_some() { v * w } else { *v });
+                }
+                let scale = weights.as_ref().map_or(members.len() as f64, |w| w.iter().sum());
+                sum.iter_mut().for_each(|s| *s /= scale);
+                let labels = sum.chunks(k).map(argmax).collect();
+                Ok(Predicted::Classes { labels, proba: Some(sum), classes: classes.clone() })
+            }
+            Ensemble::Voting { members, weights, soft: false, classes: Some(classes) } => {
+                // np.bincount of the members' class indices (weighted), then its argmax.
+                let k = classes.len();
+                let mut counts = vec![0.0; rows * k];
+                for (i, m) in members.iter().enumerate() {
+                    let Predicted::Classes { labels, .. } = m.predict(f, name)? else {
+                        return Err(err(name, "a VotingClassifier member gave no classes"));
+                    };
+                    let w = weights.as_ref().map_or(1.0, |w| w[i]);
+                    for (r, l) in labels.iter().enumerate().take(rows) {
+                        if *l >= k {
+                            return Err(err(name, format!("a VotingClassifier member predicted class {l} of {k}")));
+                        }
+                        counts[r * k + l] += w;
+                    }
+                }
+                let labels = counts.chunks(k).map(argmax).collect();
+                Ok(Predicted::Classes { labels, proba: None, classes: classes.clone() })
+            }
+            Ensemble::Stacking { members, last, passthrough, classes } => {
+                let mut cols: Vec<Vec<f64>> = Vec::new();
+                let binary = classes.as_ref().is_some_and(|c| c.len() == 2);
+                for (m, method) in members {
+                    let (values, width) = match method {
+                        Method::Decision => m.decision(f, name)?,
+                        Method::Proba => match m.predict(f, name)? {
+                            Predicted::Classes { proba: Some(p), classes: c, .. } => (p, c.len()),
+                            _ => return Err(err(name, "a stacking member gave no probabilities")),
+                        },
+                        Method::Predict => match m.predict(f, name)? {
+                            Predicted::Values { values, width } => (values, width),
+                            Predicted::Classes { labels, .. } => (labels.iter().map(|l| *l as f64).collect(), 1),
+                            Predicted::Clusters(c) => (c.iter().map(|l| f64::from(*l)).collect(), 1),
+                        },
+                    };
+                    let skip = usize::from(*method == Method::Proba && binary && width > 1);
+                    for j in skip..width {
+                        cols.push(values.iter().skip(j).step_by(width.max(1)).copied().take(rows).collect());
+                    }
+                }
+                let mut meta = Frame { names: Vec::new(), cols: Vec::new(), rows };
+                for (j, c) in cols.into_iter().enumerate() {
+                    meta.names.push(format!("x{j}"));
+                    meta.cols.push(Col::Num(c.into()));
+                }
+                if *passthrough {
+                    for j in 0..f.cols.len() {
+                        let c = f.num(j, name)?;
+                        meta.names.push(f.names[j].clone());
+                        meta.cols.push(Col::Num(c.to_vec().into()));
+                    }
+                }
+                match (last.predict(&meta, name)?, classes) {
+                    (Predicted::Classes { labels, proba, classes: own }, Some(classes)) => {
+                        if own.len() != classes.len() {
+                            return Err(err(name, "the final estimator has other classes than the stacking model"));
+                        }
+                        Ok(Predicted::Classes { labels, proba, classes: classes.clone() })
+                    }
+                    (p @ Predicted::Values { .. }, None) => Ok(p),
+                    _ => Err(err(name, "the final estimator gave another kind of output than the stacking model")),
+                }
+            }
+        }
+    }
+}
