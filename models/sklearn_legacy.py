@@ -136,6 +136,8 @@ def cases(release: str):
         ("calibrated_forest_isotonic", "numeric", "binary", lambda: calibration.CalibratedClassifierCV(ensemble.RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0), method="isotonic", cv=2), pk),
         ("voting_soft", "numeric", "strings", lambda: ensemble.VotingClassifier([("lr", make_pipeline(sc(), linear_model.LogisticRegression())), ("rf", ensemble.RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0))], voting="soft", weights=[1, 2]), {**cp, "predict_fn": "predict_proba"}),
         ("stacking_regressor", "numeric", "regression", lambda: ensemble.StackingRegressor([("ridge", make_pipeline(sc(), linear_model.Ridge())), ("dt", tree.DecisionTreeRegressor(max_depth=5, random_state=0))], final_estimator=linear_model.LinearRegression(), passthrough=True), pk),
+        ("polynomial_power", "numeric", "regression", lambda: make_pipeline(preprocessing.PolynomialFeatures(2), preprocessing.PowerTransformer(), linear_model.Ridge()), cp),
+        ("kbins_quantile", "numeric", "multiclass", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=100), preprocessing.KBinsDiscretizer(n_bins=4, encode="onehot"), linear_model.LogisticRegression()), pk),
     ]
 
 

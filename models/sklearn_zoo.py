@@ -279,6 +279,15 @@ def cases():
         ("stacking_binary_passthrough", "numeric", "binary", lambda: ensemble.StackingClassifier([("nb", naive_bayes.GaussianNB()), ("gb", ensemble.GradientBoostingClassifier(n_estimators=10, random_state=0))], final_estimator=ensemble.RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0), passthrough=True, stack_method="predict_proba"), {"format": "pickle", "predict_fn": "predict_proba"}),
         ("stacking_predict_method", "numeric", "multiclass", lambda: ensemble.StackingClassifier([("dt", tree.DecisionTreeClassifier(max_depth=4, random_state=0)), ("mlp", make_pipeline(sc(), neural_network.MLPClassifier(hidden_layer_sizes=(8,), max_iter=300, random_state=0)))], final_estimator=linear_model.LogisticRegression(), stack_method="predict"), {"format": "cloudpickle"}),
         ("stacking_regressor", "numeric", "regression", lambda: ensemble.StackingRegressor([("lasso", make_pipeline(sc(), linear_model.Lasso(alpha=0.1))), ("svr", make_pipeline(sc(), svm.SVR()))], final_estimator=linear_model.Ridge()), {"format": "cloudpickle"}),
+        # Feature expansion and per-feature distributions (f2 and f4 are integer-valued: tied quantiles, values on bin edges).
+        ("polynomial_ridge", "numeric", "regression", lambda: make_pipeline(preprocessing.PolynomialFeatures(2), sc(), linear_model.Ridge()), {"all_formats": True}),
+        ("polynomial_interactions", "numeric", "binary", lambda: make_pipeline(sc(), preprocessing.PolynomialFeatures(3, interaction_only=True, include_bias=False), linear_model.LogisticRegression(max_iter=2000)), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("kbins_onehot", "numeric", "multiclass", lambda: make_pipeline(preprocessing.KBinsDiscretizer(n_bins=5, encode="onehot", strategy="quantile"), linear_model.LogisticRegression()), {"format": "cloudpickle"}),
+        ("kbins_ordinal_tree", "numeric", "strings", lambda: make_pipeline(preprocessing.KBinsDiscretizer(n_bins=4, encode="ordinal", strategy="uniform"), tree.DecisionTreeClassifier(max_depth=4, random_state=0)), {"format": "skops"}),
+        ("power_yeo_johnson", "numeric", "regression", lambda: make_pipeline(preprocessing.PowerTransformer(), linear_model.LinearRegression()), {"format": "pickle"}),
+        ("power_box_cox_nan", "numeric_nan", "regression", lambda: make_pipeline(preprocessing.MinMaxScaler(feature_range=(1, 2)), preprocessing.PowerTransformer(method="box-cox"), ensemble.HistGradientBoostingRegressor(max_iter=20, random_state=0)), {"format": "cloudpickle"}),
+        ("quantile_uniform_nan", "numeric_nan", "multiclass", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=100), ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0)), {"format": "skops", "predict_fn": "predict_proba"}),
+        ("quantile_uniform_linear", "numeric", "regression", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=50), linear_model.LinearRegression()), {"format": "pickle"}),
     ]
 
 

@@ -24,7 +24,7 @@ impl Calibrator {
                 if y.len() == 1 {
                     return y[0];
                 }
-                interp(s.max(*min).min(*max), x, y)
+                crate::preprocess::interp(s.max(*min).min(*max), x, y)
             }
         }
     }
@@ -32,36 +32,6 @@ impl Calibrator {
 
 fn expit(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
-}
-
-/// `numpy.interp(v, xp, fp)` for increasing `xp` of two or more points.
-fn interp(v: f64, xp: &[f64], fp: &[f64]) -> f64 {
-    let n = xp.len();
-    if v.is_nan() {
-        return v;
-    }
-    if v < xp[0] {
-        return fp[0];
-    }
-    if v > xp[n - 1] {
-        return fp[n - 1];
-    }
-    let j = xp.partition_point(|x| *x <= v).saturating_sub(1);
-    if j >= n - 1 {
-        return fp[n - 1];
-    }
-    if xp[j] == v {
-        return fp[j];
-    }
-    let slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
-    let mut r = slope * (v - xp[j]) + fp[j];
-    if r.is_nan() {
-        r = slope * (v - xp[j + 1]) + fp[j + 1];
-        if r.is_nan() && fp[j] == fp[j + 1] {
-            r = fp[j];
-        }
-    }
-    r
 }
 
 /// One of `calibrated_classifiers_`: a fitted estimator (a pipeline's steps, then its
@@ -142,23 +112,5 @@ impl Calibrated {
             })
             .collect();
         Ok(Predicted::Classes { labels, proba: Some(mean), classes: self.classes.clone() })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interpolation_is_numpys() {
-        let (xp, fp) = ([0.0, 1.0, 3.0], [0.0, 0.5, 1.0]);
-        // Values from numpy 2.4's interp.
-        assert_eq!(interp(-1.0, &xp, &fp), 0.0);
-        assert_eq!(interp(0.5, &xp, &fp), 0.25);
-        assert_eq!(interp(1.0, &xp, &fp), 0.5);
-        assert_eq!(interp(2.0, &xp, &fp), 0.75);
-        assert_eq!(interp(3.0, &xp, &fp), 1.0);
-        assert_eq!(interp(9.0, &xp, &fp), 1.0);
-        assert!(interp(f64::NAN, &xp, &fp).is_nan());
     }
 }

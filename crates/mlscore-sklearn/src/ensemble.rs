@@ -93,7 +93,10 @@ impl Ensemble {
             Ensemble::Voting { members, .. } => members.iter().collect(),
             Ensemble::Stacking { members, last, .. } => members.iter().map(|(m, _)| m).chain([last.as_ref()]).collect(),
         };
-        subs.iter().map(|s| s.predictor.widest()).max().unwrap_or(0)
+        subs.iter()
+            .map(|s| s.steps.iter().map(Transformer::widest).max().unwrap_or(0).max(s.predictor.widest()))
+            .max()
+            .unwrap_or(0)
     }
 
     pub(crate) fn predict(&self, f: &Frame, name: &str) -> Result<Predicted, ScoreError> {

@@ -13,6 +13,7 @@ use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Row
 use crate::calibration::{self, Calibrator};
 use crate::ensemble::{self, Method, Sub};
 use crate::error::{ReadError, Result, invalid};
+use crate::preprocess;
 use crate::select;
 use crate::svm;
 use mlscore_pickle::{Graph, Id, Label, Labels, Node};
@@ -115,7 +116,7 @@ pub(crate) enum Finite {
 impl Frame {
     /// Refuses, as scikit-learn does, the first NaN or infinity of a numeric column that
     /// `finite` does not let into `step`, naming the column, the row and what to do.
-    fn check_finite(&self, finite: Finite, step: &str) -> Scored<()> {
+    pub(crate) fn check_finite(&self, finite: Finite, step: &str) -> Scored<()> {
         for (j, c) in self.cols.iter().enumerate() {
             let Col::Num(v) = c else { continue };
             let bad = match finite {
@@ -177,6 +178,8 @@ pub(crate) enum Transformer {
         n_in: usize,
         finite: Finite,
     },
+    /// PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer.
+    Preprocess(Box<preprocess::Preprocess>),
 }
 
 /// One column operation with a per-column vector.
@@ -416,7 +419,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     SVC, NuSVC, SVR, NuSVR, GaussianNB, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
      StackingClassifier, StackingRegressor, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
@@ -566,6 +569,11 @@ fn step_object(g: &Graph, step: Id) -> Result<Option<Id>> {
     })
 }
 
+/// A fitted transformer held inside another one (PowerTransformer's scaler).
+pub(crate) fn transformer_of(g: &Graph, id: Id) -> Result<Transformer> {
+    transformer(g, id, 40)
+}
+
 fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
     if depth > 50 {
         return Err(invalid!("pipelines nest too deeply"));
@@ -654,6 +662,10 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
         }
         s if SELECTORS.contains(&s) => selector(g, id)?,
         "SelectFromModel" => from_model(g, id)?,
+        "PolynomialFeatures" | "KBinsDiscretizer" | "PowerTransformer" | "QuantileTransformer" => {
+            let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok());
+            Transformer::Preprocess(Box::new(preprocess::read(g, id, &c, version)?))
+        }
         "FunctionTransformer" => {
             return Err(ReadError::Unsupported(
                 "a FunctionTransformer (its function is code, which mlscore does not run); drop that step or log the model as ONNX".into(),
@@ -1665,7 +1677,7 @@ pub(crate) fn written_before_pandas_3(v: &str) -> bool {
 }
 
 /// Whether a version string (`1.3.2`) is before `major.minor`.
-fn version_before(v: &str, major: u32, minor: u32) -> bool {
+pub(crate) fn version_before(v: &str, major: u32, minor: u32) -> bool {
     let mut p = v
         .split('.')
         .map(|x| x.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u32>().unwrap_or(0));
@@ -2213,7 +2225,7 @@ impl Frame {
         }
     }
 
-    fn width_check(&self, n: usize, step: &str) -> Scored<()> {
+    pub(crate) fn width_check(&self, n: usize, step: &str) -> Scored<()> {
         if self.cols.len() == n {
             Ok(())
         } else {
@@ -2223,6 +2235,19 @@ impl Frame {
 }
 
 impl Transformer {
+    /// The most columns the step's output can hold where it can exceed its input's (feature
+    /// expansions), so that chunks of rows are sized by it; 0 where it cannot.
+    pub(crate) fn widest(&self) -> usize {
+        match self {
+            Transformer::Pipeline(steps) => steps.iter().map(Transformer::widest).max().unwrap_or(0),
+            Transformer::Columns(branches) => {
+                branches.iter().filter_map(|b| b.step.as_ref()).map(Transformer::widest).sum::<usize>()
+            }
+            Transformer::Preprocess(p) => p.widest(),
+            _ => 0,
+        }
+    }
+
     pub(crate) fn transform(&self, f: Frame) -> Scored<Frame> {
         match self {
             Transformer::Pipeline(steps) => steps.iter().try_fold(f, |f, s| s.transform(f)),
@@ -2344,6 +2369,7 @@ impl Transformer {
                 }
                 Ok(Frame { names: (0..out.len()).map(|k| format!("pca{k}")).collect(), cols: out, rows: f.rows })
             }
+            Transformer::Preprocess(p) => p.transform(f),
             Transformer::Select { class, keep, n_in, finite } => {
                 f.width_check(*n_in, class)?;
                 f.check_finite(*finite, class)?;
@@ -2575,7 +2601,12 @@ impl Predictor {
             Predictor::Mlp { layers, .. } => layers.iter().map(|l| l.n_in.max(l.bias.len())).max().unwrap_or(0),
             // The kernel values against every support vector.
             Predictor::Svm(m) => m.n_features + m.n_sv,
-            Predictor::Calibrated(c) => c.members.iter().map(|m| m.predictor.widest()).max().unwrap_or(0),
+            Predictor::Calibrated(c) => c
+                .members
+                .iter()
+                .map(|m| m.steps.iter().map(Transformer::widest).max().unwrap_or(0).max(m.predictor.widest()))
+                .max()
+                .unwrap_or(0),
             Predictor::Ensemble(e) => e.widest(),
             _ => self.n_features().unwrap_or(0),
         }

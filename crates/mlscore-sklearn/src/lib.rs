@@ -22,6 +22,7 @@ mod calibration;
 mod ensemble;
 mod error;
 mod estimator;
+mod preprocess;
 mod select;
 mod svm;
 
@@ -365,7 +366,8 @@ impl Scorer for Model {
         let final_name = self.final_name();
         // Chunks' predictions are gathered as plain vectors and turned into Arrow arrays once.
         let mut all: Option<Predicted> = None;
-        let chunk = chunk_rows(chosen.len().max(self.model.predictor.widest()));
+        let widest_step = self.model.steps.iter().map(estimator::Transformer::widest).max().unwrap_or(0);
+        let chunk = chunk_rows(chosen.len().max(self.model.predictor.widest()).max(widest_step));
         for start in (0..rows).step_by(chunk) {
             let n = chunk.min(rows - start);
             let mut f = Frame { names: Vec::new(), cols: Vec::new(), rows: n };
