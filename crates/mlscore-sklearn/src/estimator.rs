@@ -256,6 +256,9 @@ pub(crate) struct Ordinal {
     missing: Option<f64>,
 }
 
+/// An outlier detector's labels: -1 (outlier) and 1 (inlier).
+static OUTLIER_LABELS: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(|| Labels::Int(vec![-1, 1]));
+
 /// A fitted predictor (the last step of a pipeline, or the model itself).
 #[derive(Debug)]
 pub(crate) enum Predictor {
@@ -279,6 +282,14 @@ pub(crate) enum Predictor {
     /// arithmetic by [`mlscore_booster`].
     Boosted(Box<sklearn_api::Estimator>),
     Calibrated(Box<calibration::Calibrated>),
+    /// An IsolationForest: its trees sum each leaf's path length; `denominator` scales the
+    /// sum into an anomaly score, `offset` is subtracted, and a negative decision is an
+    /// outlier (-1), any other an inlier (1).
+    Isolation {
+        trees: Box<Trees>,
+        denominator: f64,
+        offset: f64,
+    },
     /// Voting and stacking over fitted estimators.
     Ensemble(Box<ensemble::Ensemble>),
     /// A kernel `SVC`, `NuSVC`, `SVR` or `NuSVR`, as libsvm predicts.
@@ -331,6 +342,9 @@ pub(crate) struct Trees {
     pub n_features: usize,
     /// NaN is refused, as scikit-learn refuses it for this estimator (named).
     pub nan_is_error: Option<String>,
+    /// Values beyond float32 become infinities (IsolationForest from 1.6, which validates
+    /// nothing), where other trees refuse them.
+    pub take_infinite: bool,
 }
 
 /// How an ensemble's trees are walked.
@@ -419,7 +433,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
      StackingClassifier, StackingRegressor, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
@@ -1392,6 +1406,7 @@ fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
         }
         "SVC" | "NuSVC" | "SVR" | "NuSVR" => Ok(Predictor::Svm(Box::new(svm::read(g, id, &c)?))),
         "GaussianNB" => Ok(Predictor::NaiveBayes(Box::new(svm::gaussian_nb(g, id)?))),
+        "IsolationForest" => isolation_forest(g, id),
         "CalibratedClassifierCV" => calibrated(g, id, depth),
         "VotingClassifier" | "VotingRegressor" | "StackingClassifier" | "StackingRegressor" => {
             Ok(Predictor::Ensemble(Box::new(meta_ensemble(g, id, &name, depth)?)))
@@ -1947,7 +1962,108 @@ fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
         classes,
         n_features,
         nan_is_error,
+        take_infinite: false,
     })))
+}
+
+/// scikit-learn's `_average_path_length` of a leaf of `n` samples: the expected path length
+/// of an unsuccessful search in a binary tree of `n` keys.
+fn average_path_length(n: f64) -> f64 {
+    if n <= 1.0 {
+        0.0
+    } else if n == 2.0 {
+        1.0
+    } else {
+        2.0 * ((n - 1.0).ln() + 0.577_215_664_901_532_9) - 2.0 * (n - 1.0) / n
+    }
+}
+
+/// An `IsolationForest`: each extra tree (on its `estimators_features_` when features were
+/// subsampled) with leaves worth `depth + average_path_length(n_node_samples) - 1`, as
+/// scikit-learn adds them per tree.
+fn isolation_forest(g: &Graph, id: Id) -> Result<Predictor> {
+    let name = "IsolationForest";
+    let n_features = n_features_of(g, id)?;
+    let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
+    let trees = g.items(g.get(id, "estimators_")?)?.to_vec();
+    let features = g.items(g.get(id, "estimators_features_")?)?.to_vec();
+    if trees.is_empty() || trees.len() != features.len() {
+        return Err(invalid!("{name} has {} trees and {} feature sets", trees.len(), features.len()));
+    }
+    let max_features = g.int(g.get(id, "_max_features")?)?;
+    let subsample = max_features != n_features as i64;
+    let max_samples = g.float(g.get(id, "_max_samples")?)?;
+    let offset = g.float(g.get(id, "offset_")?)?;
+    let mut raw = RawEnsemble::default();
+    for (t, fs) in trees.iter().zip(&features) {
+        let tree = g.get(*t, "tree_")?;
+        let Node::Object { state: Some(_), .. } = g.node(tree) else {
+            return Err(invalid!("expected a fitted tree, found {}", g.describe(tree)));
+        };
+        let nodes = g.array(g.get(tree, "nodes")?)?;
+        let n = nodes.len();
+        let left = g.field(&nodes, "left_child")?;
+        let right = g.field(&nodes, "right_child")?;
+        let mut feature = g.field(&nodes, "feature")?;
+        let threshold = g.field(&nodes, "threshold")?;
+        let samples = g.field(&nodes, "n_node_samples")?;
+        let missing_left = if Graph::has_field(&nodes, "missing_go_to_left") {
+            g.field(&nodes, "missing_go_to_left")?
+        } else {
+            vec![0.0; n]
+        };
+        let is_leaf: Vec<bool> = left.iter().map(|l| *l < 0.0).collect();
+        if subsample {
+            let fs = g.vector(*fs)?;
+            for (f, leaf) in feature.iter_mut().zip(&is_leaf) {
+                if !leaf {
+                    *f = *fs.get(*f as usize).filter(|_| *f >= 0.0 && f.fract() == 0.0).ok_or_else(|| {
+                        invalid!("{name}'s tree splits on feature {f} of its {} subsampled ones", fs.len())
+                    })?;
+                }
+            }
+        }
+        // Nodes on the path to each node (the root: 1); children come after their parent.
+        let mut depth = vec![1.0f64; n];
+        for i in 0..n {
+            if is_leaf[i] {
+                continue;
+            }
+            for c in [left[i], right[i]] {
+                if c > i as f64 && c < n as f64 && c.fract() == 0.0 {
+                    depth[c as usize] = depth[i] + 1.0;
+                }
+            }
+        }
+        let arrays = TreeArrays {
+            is_leaf: &is_leaf,
+            left: &left,
+            right: &right,
+            feature: &feature,
+            threshold: &threshold,
+            missing_left: &missing_left,
+            members: &[],
+        };
+        push_tree(&mut raw, &arrays, n_features, &|i| vec![(0, depth[i] + average_path_length(samples[i]) - 1.0)])?;
+    }
+    let takes_all = !version.is_empty() && !version_before(&version, 1, 6);
+    let trees_kernel = Trees {
+        walk: tree_walk(raw, 1, true)?,
+        outputs: 1,
+        f32_inputs: true,
+        init: Vec::new(),
+        average: None,
+        link: TreeLink::Identity,
+        classes: None,
+        n_features,
+        nan_is_error: (!takes_all).then(|| name.to_string()),
+        take_infinite: takes_all,
+    };
+    Ok(Predictor::Isolation {
+        trees: Box::new(trees_kernel),
+        denominator: trees.len() as f64 * average_path_length(max_samples),
+        offset,
+    })
 }
 
 /// Whether scikit-learn `version` (the file's) sends NaN down these trees, each node's
@@ -2068,6 +2184,7 @@ fn gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
         classes,
         n_features,
         nan_is_error: Some(if classifier { "GradientBoostingClassifier" } else { "GradientBoostingRegressor" }.into()),
+        take_infinite: false,
     })))
 }
 
@@ -2209,6 +2326,7 @@ fn hist_gradient_boosting(g: &Graph, id: Id, name: &str) -> Result<Predictor> {
         classes: if classifier { Some(g.labels(g.get(id, "classes_")?)?) } else { None },
         n_features,
         nan_is_error: None,
+        take_infinite: false,
     })))
 }
 
@@ -2583,7 +2701,7 @@ impl Predictor {
     pub(crate) fn n_features(&self) -> Option<usize> {
         match self {
             Predictor::Linear { coef, .. } => coef.first().map(Vec::len),
-            Predictor::Trees(t) => Some(t.n_features),
+            Predictor::Trees(t) | Predictor::Isolation { trees: t, .. } => Some(t.n_features),
             Predictor::Mlp { layers, .. } => layers.first().map(|l| l.n_in),
             Predictor::KMeans { centers } => centers.first().map(Vec::len),
             Predictor::Boosted(e) => Some(e.booster.inputs().n_features),
@@ -2625,6 +2743,7 @@ impl Predictor {
             Predictor::NaiveBayes(m) => Some(&m.classes),
             Predictor::Calibrated(c) => Some(&c.classes),
             Predictor::Ensemble(e) => e.classes(),
+            Predictor::Isolation { .. } => Some(&OUTLIER_LABELS),
             _ => None,
         }
     }
@@ -2634,6 +2753,7 @@ impl Predictor {
             Predictor::Linear { kind: LinearKind::Classifier { proba, .. }, .. } => proba.is_some(),
             Predictor::Svm(m) => matches!(&m.kind, svm::SvmKind::Classifier { platt: Some(_), .. }),
             Predictor::Ensemble(e) => e.has_proba(),
+            Predictor::Isolation { .. } => false,
             _ => self.classes().is_some(),
         }
     }
@@ -2645,6 +2765,7 @@ impl Predictor {
             Predictor::Trees(t) => t.outputs,
             Predictor::Mlp { layers, .. } => layers.last().map_or(1, |l| l.bias.len()),
             Predictor::KMeans { .. }
+            | Predictor::Isolation { .. }
             | Predictor::Svm(_)
             | Predictor::NaiveBayes(_)
             | Predictor::Calibrated(_)
@@ -2657,7 +2778,8 @@ impl Predictor {
     /// infinities in their own check, with the values too large for float32 (no second pass).
     fn finite(&self) -> Finite {
         match self {
-            Predictor::Trees(t) if t.nan_is_error.is_some() => Finite::All,
+            Predictor::Trees(t) | Predictor::Isolation { trees: t, .. } if t.nan_is_error.is_some() => Finite::All,
+            Predictor::Isolation { .. } => Finite::Any,
             Predictor::Trees(_) | Predictor::Boosted(_) | Predictor::Calibrated(_) | Predictor::Ensemble(_) => {
                 Finite::Any
             }
@@ -2784,6 +2906,23 @@ impl Predictor {
                 }
             }
             Predictor::Trees(t) => t.predict(&cols, rows, name)?,
+            Predictor::Isolation { trees, denominator, offset } => {
+                let depths = trees.raw(&cols, rows, name)?;
+                let labels = depths
+                    .iter()
+                    .map(|d| {
+                        // score_samples is minus 2^(-depth / denominator) (0.5 for an empty
+                        // denominator); decision_function subtracts offset_.
+                        let score = if *denominator != 0.0 { 2f64.powf(-(d / denominator)) } else { 0.5 };
+                        // An outlier where the decision is below zero (NaN is not).
+                        match (-score - offset).partial_cmp(&0.0) {
+                            Some(std::cmp::Ordering::Less) => 0,
+                            _ => 1,
+                        }
+                    })
+                    .collect();
+                Predicted::Classes { labels, proba: None, classes: OUTLIER_LABELS.clone() }
+            }
             Predictor::Boosted(e) => match &e.booster {
                 AnyBooster::Xgboost(b) => boosted_predict(b, e.classes.as_ref(), &cols, rows, name)?,
                 AnyBooster::Lightgbm(b) => boosted_predict(b, e.classes.as_ref(), &cols, rows, name)?,
@@ -2905,6 +3044,7 @@ impl Trees {
     fn raw(&self, cols: &[&[f64]], rows: usize, name: &str) -> Scored<Vec<f64>> {
         let width = cols.len();
         if self.f32_inputs
+            && !self.take_infinite
             && let Some((j, r)) =
                 cols.iter().enumerate().find_map(|(j, c)| mlscore_kernels::columns::first_beyond_f32(c).map(|r| (j, r)))
         {

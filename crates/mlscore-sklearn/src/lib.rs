@@ -465,6 +465,7 @@ impl Model {
             Predictor::NaiveBayes(_) => "GaussianNB".into(),
             Predictor::Calibrated(_) => "CalibratedClassifierCV".into(),
             Predictor::Ensemble(_) => "the ensemble".into(),
+            Predictor::Isolation { .. } => "IsolationForest".into(),
         }
     }
 }
