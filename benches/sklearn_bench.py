@@ -15,6 +15,9 @@ with mlflow.sklearn as cloudpickle into bench-data/sklearn/):
   lgbpipe    Pipeline(StandardScaler, LGBMClassifier(100 trees, 63 leaves)), one thread
   hgbcat     HistGradientBoostingClassifier, 100 iterations, its first 4 features categorical
              (in this model's table, and its rows', those features are binned to 16 integers)
+  svc        Pipeline(StandardScaler, SVC()) (rbf), trained on the first 2,000 rows
+  voting     VotingClassifier(soft: the logreg pipeline, RandomForest 20 trees depth 6, GaussianNB)
+  iforest    IsolationForest, 100 trees (labels -1 / 1)
 For every model and batch size, interleaved `--repeat` times (median kept), one thread each:
   sklearn:   the estimator's `predict` (what MLflow's pyfunc calls) on float64 numpy slices,
              n_jobs=1 and one BLAS/OpenMP thread;
@@ -51,7 +54,7 @@ from gbdt import categorical_view as gbdt_view, example_binary, mlscore_rate  # 
 def estimators():
     import lightgbm
     import xgboost
-    from sklearn import ensemble, linear_model, neural_network, preprocessing
+    from sklearn import ensemble, linear_model, naive_bayes, neural_network, preprocessing, svm
     from sklearn.pipeline import make_pipeline
 
     return {
@@ -63,7 +66,21 @@ def estimators():
         "xgbpipe": lambda: make_pipeline(preprocessing.StandardScaler(), xgboost.XGBClassifier(n_estimators=100, max_depth=6, n_jobs=1, random_state=0)),
         "lgbpipe": lambda: make_pipeline(preprocessing.StandardScaler(), lightgbm.LGBMClassifier(n_estimators=100, num_leaves=63, n_jobs=1, random_state=0, verbose=-1)),
         "hgbcat": lambda: ensemble.HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=0, categorical_features=[0, 1, 2, 3]),
+        "svc": lambda: make_pipeline(preprocessing.StandardScaler(), svm.SVC()),
+        "voting": lambda: ensemble.VotingClassifier(
+            [
+                ("lr", make_pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression(max_iter=500))),
+                ("rf", ensemble.RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0, n_jobs=1)),
+                ("nb", naive_bayes.GaussianNB()),
+            ],
+            voting="soft",
+        ),
+        "iforest": lambda: ensemble.IsolationForest(n_estimators=100, random_state=0, n_jobs=1),
     }
+
+
+# Models fitted on fewer rows (a kernel SVM's cost grows with its support vectors).
+FIT_ROWS = {"svc": 2_000}
 
 
 # Models that read a view of the table rather than the table itself.
@@ -89,7 +106,8 @@ def models(x: np.ndarray, y: np.ndarray) -> dict:
         d = OUT / name
         if not d.exists():
             fit_df = pd.DataFrame(categorical_view(x), columns=cols) if name in CATEGORICAL else df
-            m = make().fit(fit_df, y)
+            n = FIT_ROWS.get(name, len(fit_df))
+            m = make().fit(fit_df.iloc[:n], y[:n])
             mlflow.sklearn.save_model(m, d, serialization_format="cloudpickle", signature=infer_signature(fit_df.head(), m.predict(fit_df.head())))
         with open(d / "model.pkl", "rb") as f:
             out[name] = (str(d), pickle.load(f))  # our own file, just written
