@@ -139,6 +139,7 @@ def cases(release: str):
         ("polynomial_power", "numeric", "regression", lambda: make_pipeline(preprocessing.PolynomialFeatures(2), preprocessing.PowerTransformer(), linear_model.Ridge()), cp),
         ("kbins_quantile", "numeric", "multiclass", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=100), preprocessing.KBinsDiscretizer(n_bins=4, encode="onehot"), linear_model.LogisticRegression()), pk),
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, contamination=0.1, random_state=0), pk),
+        ("quantile_normal", "numeric", "regression", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=80, output_distribution="normal"), linear_model.Ridge()), cp),
     ]
 
 

@@ -288,6 +288,8 @@ def cases():
         ("power_box_cox_nan", "numeric_nan", "regression", lambda: make_pipeline(preprocessing.MinMaxScaler(feature_range=(1, 2)), preprocessing.PowerTransformer(method="box-cox"), ensemble.HistGradientBoostingRegressor(max_iter=20, random_state=0)), {"format": "cloudpickle"}),
         ("quantile_uniform_nan", "numeric_nan", "multiclass", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=100), ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0)), {"format": "skops", "predict_fn": "predict_proba"}),
         ("quantile_uniform_linear", "numeric", "regression", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=50), linear_model.LinearRegression()), {"format": "pickle"}),
+        ("quantile_normal_linear", "numeric", "regression", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=100, output_distribution="normal"), linear_model.LinearRegression()), {"format": "pickle"}),
+        ("quantile_normal_nan", "numeric_nan", "strings", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=60, output_distribution="normal"), ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0)), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
         # Outlier detection: -1 / 1 from path lengths (subsampled features, a contamination offset, NaN).
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=50, random_state=0), {"all_formats": True}),
         ("isolation_forest_subsampled_nan", "numeric_nan", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, max_samples=100, contamination=0.1, random_state=0), {"format": "pickle"}),

@@ -15,8 +15,9 @@ pub(crate) enum Preprocess {
     Bins { inner: Vec<Vec<f64>>, onehot: bool },
     /// Per feature, its lambda; then the fitted standardisation, if any.
     Power { method: PowerMethod, lambdas: Vec<f64>, scaler: Option<Box<Transformer>> },
-    /// Per feature, its quantiles (as many as `references`).
-    Quantile { quantiles: Vec<Vec<f64>>, references: Vec<f64> },
+    /// Per feature, its quantiles (as many as `references`); `normal`: mapped on through the
+    /// normal quantile function, else uniform.
+    Quantile { quantiles: Vec<Vec<f64>>, references: Vec<f64>, normal: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -162,12 +163,11 @@ pub(crate) fn read(g: &Graph, id: Id, class: &str, version: Option<&str>) -> Res
             Ok(Preprocess::Power { method, lambdas, scaler })
         }
         "QuantileTransformer" => {
-            let dist = g.str(g.get(id, "output_distribution")?)?;
-            if dist != "uniform" {
-                return Err(ReadError::Unsupported(format!(
-                    "QuantileTransformer with output_distribution='{dist}' (mlscore reads 'uniform'); log the model as ONNX"
-                )));
-            }
+            let normal = match g.str(g.get(id, "output_distribution")?)? {
+                "uniform" => false,
+                "normal" => true,
+                d => return Err(ReadError::Unsupported(format!("QuantileTransformer with output_distribution='{d}'"))),
+            };
             let (q, shape) = g.f64s(g.get(id, "quantiles_")?)?;
             let references = g.vector(g.get(id, "references_")?)?;
             let [n_q, n_f] = shape[..] else {
@@ -185,7 +185,7 @@ pub(crate) fn read(g: &Graph, id: Id, class: &str, version: Option<&str>) -> Res
             {
                 return Err(invalid!("QuantileTransformer's quantiles or references do not go up"));
             }
-            Ok(Preprocess::Quantile { quantiles, references })
+            Ok(Preprocess::Quantile { quantiles, references, normal })
         }
         other => Err(ReadError::Unsupported(other.to_string())),
     }
@@ -219,6 +219,46 @@ pub(crate) fn interp(v: f64, xp: &[f64], fp: &[f64]) -> f64 {
         }
     }
     r
+}
+
+/// The standard normal quantile of `p` (SciPy's `ndtri`): -inf at 0, inf at 1, NaN outside.
+/// From Abramowitz and Stegun's rational start (26.2.23), three Halley steps on libm's `erf`
+/// (near the median, where `p - 1/2` is exact) or `erfc` (in the tails, relatively accurate
+/// there) bring it to the last bits; the upper half is the lower one's mirror (`1 - p` is exact).
+pub(crate) fn ndtri(p: f64) -> f64 {
+    if p.is_nan() || !(0.0..=1.0).contains(&p) {
+        return f64::NAN;
+    }
+    if p == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p == 1.0 {
+        return f64::INFINITY;
+    }
+    if p == 0.5 {
+        return 0.0;
+    }
+    if p > 0.5 {
+        return -ndtri(1.0 - p);
+    }
+    let t = (-2.0 * p.ln()).sqrt();
+    let mut x = -(t
+        - (2.515517 + 0.802853 * t + 0.010328 * t * t)
+            / (1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t));
+    let sqrt_2pi = (2.0 * std::f64::consts::PI).sqrt();
+    for _ in 0..3 {
+        let e = if p >= 0.25 {
+            0.5 * libm::erf(x / std::f64::consts::SQRT_2) - (p - 0.5)
+        } else {
+            0.5 * libm::erfc(-x / std::f64::consts::SQRT_2) - p
+        };
+        let u = e * sqrt_2pi * (x * x / 2.0).exp();
+        if !u.is_finite() {
+            break;
+        }
+        x -= u / (1.0 + x * u / 2.0);
+    }
+    x
 }
 
 fn err(step: &str, reason: String) -> ScoreError {
@@ -352,8 +392,11 @@ impl Preprocess {
                     None => Ok(t),
                 }
             }
-            Preprocess::Quantile { quantiles, references } => {
+            Preprocess::Quantile { quantiles, references, normal } => {
                 let rev_refs: Vec<f64> = references.iter().rev().map(|r| -r).collect();
+                // scikit-learn's BOUNDS_THRESHOLD, and the normal output's clip.
+                let bound = 1e-7;
+                let (clip_lo, clip_hi) = (ndtri(bound - f64::EPSILON), ndtri(1.0 - (bound - f64::EPSILON)));
                 let mut out = Vec::with_capacity(cols.len());
                 for (c, q) in cols.iter().zip(quantiles) {
                     let rev_q: Vec<f64> = q.iter().rev().map(|v| -v).collect();
@@ -365,13 +408,16 @@ impl Preprocess {
                                 return *x;
                             }
                             // The bounds are tested on the value itself; the lower one wins.
-                            if *x == lo {
-                                return 0.0;
-                            }
-                            if *x == hi {
-                                return 1.0;
-                            }
-                            0.5 * (interp(*x, q, references) - interp(-x, &rev_q, &rev_refs))
+                            let (at_lo, at_hi) =
+                                if *normal { (x - bound < lo, x + bound > hi) } else { (*x == lo, *x == hi) };
+                            let u = if at_lo {
+                                0.0
+                            } else if at_hi {
+                                1.0
+                            } else {
+                                0.5 * (interp(*x, q, references) - interp(-x, &rev_q, &rev_refs))
+                            };
+                            if *normal { ndtri(u).max(clip_lo).min(clip_hi) } else { u }
                         })
                         .collect();
                     out.push(Col::Num(v.into()));
@@ -428,6 +474,31 @@ mod tests {
         assert_eq!(c, want);
         // degree=(2, 2): only the second-degree terms.
         assert_eq!(combinations(2, 2, 2, false, false).unwrap(), vec![vec![0, 0], vec![0, 1], vec![1, 1]]);
+    }
+
+    #[test]
+    fn the_normal_quantile_is_scipys() {
+        // scipy.special.ndtri 1.17 (repr of each double).
+        let cases = [
+            (0.5, 0.0),
+            (0.975, 1.959963984540054),
+            (0.025, -1.9599639845400545),
+            (1e-7, -5.1993375821928165),
+            (0.3, -0.5244005127080409),
+            (0.999999, 4.753424308817087),
+            (1e-300, -37.0470962993612),
+            (0.5000001, 2.506628273311648e-07),
+        ];
+        for (p, want) in cases {
+            let got = ndtri(p);
+            assert!(
+                (got - want).abs() <= 4.0 * f64::EPSILON * want.abs().max(1e-300),
+                "ndtri({p}) = {got}, SciPy {want}"
+            );
+        }
+        assert_eq!(ndtri(0.0), f64::NEG_INFINITY);
+        assert_eq!(ndtri(1.0), f64::INFINITY);
+        assert!(ndtri(f64::NAN).is_nan());
     }
 
     #[test]
