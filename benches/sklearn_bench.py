@@ -18,6 +18,8 @@ with mlflow.sklearn as cloudpickle into bench-data/sklearn/):
   svc        Pipeline(StandardScaler, SVC()) (rbf), trained on the first 2,000 rows
   voting     VotingClassifier(soft: the logreg pipeline, RandomForest 20 trees depth 6, GaussianNB)
   iforest    IsolationForest, 100 trees (labels -1 / 1)
+  knn        Pipeline(StandardScaler, KNeighborsClassifier(5)), fitted on the first 2,000 rows
+             (28 features: scikit-learn searches by brute force, its distances by BLAS)
 For every model and batch size, interleaved `--repeat` times (median kept), one thread each:
   sklearn:   the estimator's `predict` (what MLflow's pyfunc calls) on float64 numpy slices,
              n_jobs=1 and one BLAS/OpenMP thread;
@@ -54,7 +56,7 @@ from gbdt import categorical_view as gbdt_view, example_binary, mlscore_rate  # 
 def estimators():
     import lightgbm
     import xgboost
-    from sklearn import ensemble, linear_model, naive_bayes, neural_network, preprocessing, svm
+    from sklearn import ensemble, linear_model, naive_bayes, neighbors, neural_network, preprocessing, svm
     from sklearn.pipeline import make_pipeline
 
     return {
@@ -76,11 +78,12 @@ def estimators():
             voting="soft",
         ),
         "iforest": lambda: ensemble.IsolationForest(n_estimators=100, random_state=0, n_jobs=1),
+        "knn": lambda: make_pipeline(preprocessing.StandardScaler(), neighbors.KNeighborsClassifier(5, n_jobs=1)),
     }
 
 
 # Models fitted on fewer rows (a kernel SVM's cost grows with its support vectors).
-FIT_ROWS = {"svc": 2_000}
+FIT_ROWS = {"svc": 2_000, "knn": 2_000}
 
 
 # Models that read a view of the table rather than the table itself.

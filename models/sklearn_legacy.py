@@ -48,7 +48,7 @@ def legacy_python(release: str) -> Path:
 
 def cases(release: str):
     """(name, data, target, make(), options), written with the API of both releases."""
-    from sklearn import calibration, cluster, decomposition, ensemble, feature_selection, linear_model, naive_bayes, neural_network, preprocessing, svm, tree
+    from sklearn import calibration, cluster, decomposition, ensemble, feature_selection, linear_model, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -140,6 +140,8 @@ def cases(release: str):
         ("kbins_quantile", "numeric", "multiclass", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=100), preprocessing.KBinsDiscretizer(n_bins=4, encode="onehot"), linear_model.LogisticRegression()), pk),
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, contamination=0.1, random_state=0), pk),
         ("quantile_normal", "numeric", "regression", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=80, output_distribution="normal"), linear_model.Ridge()), cp),
+        ("knn_distance", "numeric", "strings", lambda: make_pipeline(sc(), neighbors.KNeighborsClassifier(5, weights="distance")), {**pk, "predict_fn": "predict_proba"}),
+        ("knn_regressor_brute", "numeric", "regression", lambda: make_pipeline(sc(), neighbors.KNeighborsRegressor(9, algorithm="brute")), cp),
     ]
 
 

@@ -164,7 +164,7 @@ def cases():
     """(name, data, target, make(), options)."""
     import lightgbm
     import xgboost
-    from sklearn import calibration, cluster, decomposition, ensemble, feature_selection, linear_model, model_selection, naive_bayes, neural_network, preprocessing, svm, tree
+    from sklearn import calibration, cluster, decomposition, ensemble, feature_selection, linear_model, model_selection, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -290,6 +290,12 @@ def cases():
         ("quantile_uniform_linear", "numeric", "regression", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=50), linear_model.LinearRegression()), {"format": "pickle"}),
         ("quantile_normal_linear", "numeric", "regression", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=100, output_distribution="normal"), linear_model.LinearRegression()), {"format": "pickle"}),
         ("quantile_normal_nan", "numeric_nan", "strings", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=60, output_distribution="normal"), ensemble.HistGradientBoostingClassifier(max_iter=10, random_state=0)), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
+        # Nearest neighbours: KD tree, ball tree and brute force (whose euclidean distances go through the norms), uniform and distance weights.
+        ("knn_classifier", "numeric", "strings", lambda: make_pipeline(sc(), neighbors.KNeighborsClassifier(5)), {"all_formats": True, "predict_fn": "predict_proba"}),
+        ("knn_distance_brute", "numeric", "multiclass", lambda: make_pipeline(sc(), neighbors.KNeighborsClassifier(7, weights="distance", algorithm="brute")), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("knn_regressor_distance", "numeric", "regression", lambda: make_pipeline(sc(), neighbors.KNeighborsRegressor(4, weights="distance")), {"format": "cloudpickle"}),
+        ("knn_manhattan_ball_tree", "numeric", "binary", lambda: neighbors.KNeighborsClassifier(3, metric="manhattan", algorithm="ball_tree"), {"format": "skops"}),
+        ("knn_regressor_brute_ten", "numeric", "regression", lambda: make_pipeline(sc(), neighbors.KNeighborsRegressor(10, algorithm="brute")), {"format": "pickle"}),
         # Outlier detection: -1 / 1 from path lengths (subsampled features, a contamination offset, NaN).
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=50, random_state=0), {"all_formats": True}),
         ("isolation_forest_subsampled_nan", "numeric_nan", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, max_samples=100, contamination=0.1, random_state=0), {"format": "pickle"}),

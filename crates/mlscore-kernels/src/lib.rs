@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod columns;
+pub mod distance;
 pub mod encode;
 mod error;
 pub mod linear;

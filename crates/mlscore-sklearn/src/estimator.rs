@@ -13,6 +13,7 @@ use mlscore_kernels::tree::{Aggregate, Ensemble, Mode, RawEnsemble, RawNode, Row
 use crate::calibration::{self, Calibrator};
 use crate::ensemble::{self, Method, Sub};
 use crate::error::{ReadError, Result, invalid};
+use crate::neighbors;
 use crate::preprocess;
 use crate::select;
 use crate::svm;
@@ -290,6 +291,8 @@ pub(crate) enum Predictor {
         denominator: f64,
         offset: f64,
     },
+    /// k nearest neighbours over the fitted rows.
+    Neighbors(Box<neighbors::Neighbors>),
     /// Voting and stacking over fitted estimators.
     Ensemble(Box<ensemble::Ensemble>),
     /// A kernel `SVC`, `NuSVC`, `SVR` or `NuSVR`, as libsvm predicts.
@@ -433,7 +436,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
      StackingClassifier, StackingRegressor, \
      SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
@@ -1407,6 +1410,9 @@ fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
         "SVC" | "NuSVC" | "SVR" | "NuSVR" => Ok(Predictor::Svm(Box::new(svm::read(g, id, &c)?))),
         "GaussianNB" => Ok(Predictor::NaiveBayes(Box::new(svm::gaussian_nb(g, id)?))),
         "IsolationForest" => isolation_forest(g, id),
+        "KNeighborsClassifier" | "KNeighborsRegressor" => {
+            Ok(Predictor::Neighbors(Box::new(neighbors::read(g, id, &name)?)))
+        }
         "CalibratedClassifierCV" => calibrated(g, id, depth),
         "VotingClassifier" | "VotingRegressor" | "StackingClassifier" | "StackingRegressor" => {
             Ok(Predictor::Ensemble(Box::new(meta_ensemble(g, id, &name, depth)?)))
@@ -2707,6 +2713,7 @@ impl Predictor {
             Predictor::Boosted(e) => Some(e.booster.inputs().n_features),
             Predictor::Svm(m) => Some(m.n_features),
             Predictor::NaiveBayes(m) => Some(m.n_features),
+            Predictor::Neighbors(m) => Some(m.n_features),
             // Each member checks its own inputs.
             Predictor::Calibrated(_) | Predictor::Ensemble(_) => None,
         }
@@ -2744,6 +2751,10 @@ impl Predictor {
             Predictor::Calibrated(c) => Some(&c.classes),
             Predictor::Ensemble(e) => e.classes(),
             Predictor::Isolation { .. } => Some(&OUTLIER_LABELS),
+            Predictor::Neighbors(m) => match &m.target {
+                neighbors::Target::Classes { classes, .. } => Some(classes),
+                neighbors::Target::Values(_) => None,
+            },
             _ => None,
         }
     }
@@ -2765,6 +2776,7 @@ impl Predictor {
             Predictor::Trees(t) => t.outputs,
             Predictor::Mlp { layers, .. } => layers.last().map_or(1, |l| l.bias.len()),
             Predictor::KMeans { .. }
+            | Predictor::Neighbors(_)
             | Predictor::Isolation { .. }
             | Predictor::Svm(_)
             | Predictor::NaiveBayes(_)
@@ -2787,6 +2799,7 @@ impl Predictor {
             | Predictor::Mlp { .. }
             | Predictor::KMeans { .. }
             | Predictor::Svm(_)
+            | Predictor::Neighbors(_)
             | Predictor::NaiveBayes(_) => Finite::All,
         }
     }
@@ -2977,6 +2990,15 @@ impl Predictor {
             }
             Predictor::Calibrated(_) | Predictor::Ensemble(_) => {
                 return Err(score_err(name, "an ensemble predicts on its own"));
+            }
+            Predictor::Neighbors(m) => {
+                let (labels, values) = m.predict(&cols, rows);
+                match &m.target {
+                    neighbors::Target::Classes { classes, .. } => {
+                        Predicted::Classes { labels, proba: Some(values), classes: classes.clone() }
+                    }
+                    neighbors::Target::Values(_) => Predicted::Values { values, width: 1 },
+                }
             }
             Predictor::NaiveBayes(m) => {
                 let (labels, proba) = m.predict(&cols, rows);

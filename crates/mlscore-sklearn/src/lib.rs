@@ -22,6 +22,7 @@ mod calibration;
 mod ensemble;
 mod error;
 mod estimator;
+mod neighbors;
 mod preprocess;
 mod select;
 mod svm;
@@ -466,6 +467,7 @@ impl Model {
             Predictor::Calibrated(_) => "CalibratedClassifierCV".into(),
             Predictor::Ensemble(_) => "the ensemble".into(),
             Predictor::Isolation { .. } => "IsolationForest".into(),
+            Predictor::Neighbors(_) => "the nearest-neighbours model".into(),
         }
     }
 }
