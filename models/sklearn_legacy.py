@@ -48,11 +48,12 @@ def legacy_python(release: str) -> Path:
 
 def cases(release: str):
     """(name, data, target, make(), options), written with the API of both releases."""
-    from sklearn import calibration, cluster, decomposition, ensemble, feature_selection, linear_model, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
+    from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, ensemble, feature_selection, linear_model, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
 
+    import numpy as np
     import sklearn_zoo
     from sklearn_zoo import ct_ordinal
 
@@ -142,6 +143,8 @@ def cases(release: str):
         ("quantile_normal", "numeric", "regression", lambda: make_pipeline(preprocessing.QuantileTransformer(n_quantiles=80, output_distribution="normal"), linear_model.Ridge()), cp),
         ("knn_distance", "numeric", "strings", lambda: make_pipeline(sc(), neighbors.KNeighborsClassifier(5, weights="distance")), {**pk, "predict_fn": "predict_proba"}),
         ("knn_regressor_brute", "numeric", "regression", lambda: make_pipeline(sc(), neighbors.KNeighborsRegressor(9, algorithm="brute")), cp),
+        ("glm_lda_target", "numeric", "positive", lambda: ensemble.VotingRegressor([("poisson", make_pipeline(sc(), linear_model.PoissonRegressor())), ("target", compose.TransformedTargetRegressor(regressor=linear_model.Ridge(), func=np.log, inverse_func=np.exp))]), pk),
+        ("linear_discriminant", "numeric", "strings", lambda: discriminant_analysis.LinearDiscriminantAnalysis(), {**cp, "predict_fn": "predict_proba"}),
     ]
 
 

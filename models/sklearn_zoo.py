@@ -164,7 +164,7 @@ def cases():
     """(name, data, target, make(), options)."""
     import lightgbm
     import xgboost
-    from sklearn import calibration, cluster, decomposition, ensemble, feature_selection, linear_model, model_selection, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
+    from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, ensemble, feature_selection, linear_model, model_selection, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -296,6 +296,17 @@ def cases():
         ("knn_regressor_distance", "numeric", "regression", lambda: make_pipeline(sc(), neighbors.KNeighborsRegressor(4, weights="distance")), {"format": "cloudpickle"}),
         ("knn_manhattan_ball_tree", "numeric", "binary", lambda: neighbors.KNeighborsClassifier(3, metric="manhattan", algorithm="ball_tree"), {"format": "skops"}),
         ("knn_regressor_brute_ten", "numeric", "regression", lambda: make_pipeline(sc(), neighbors.KNeighborsRegressor(10, algorithm="brute")), {"format": "pickle"}),
+        # More linear models and GLMs, and a regressor on a transformed target.
+        ("linear_discriminant", "numeric", "strings", lambda: discriminant_analysis.LinearDiscriminantAnalysis(), {"format": "skops", "predict_fn": "predict_proba"}),
+        ("linear_discriminant_binary", "numeric", "binary", lambda: make_pipeline(sc(), discriminant_analysis.LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("perceptron", "numeric", "multiclass", lambda: make_pipeline(sc(), linear_model.Perceptron(random_state=0)), {"format": "cloudpickle"}),
+        ("passive_aggressive", "numeric", "bools", lambda: make_pipeline(sc(), linear_model.PassiveAggressiveClassifier(random_state=0)), {"format": "pickle"}),
+        ("ridge_classifier_cv", "numeric", "strings", lambda: make_pipeline(sc(), linear_model.RidgeClassifierCV()), {"format": "skops"}),
+        ("lars_omp_regressors", "numeric", "regression", lambda: ensemble.VotingRegressor([("lars", linear_model.LassoLarsIC()), ("omp", linear_model.OrthogonalMatchingPursuit(n_nonzero_coefs=3)), ("ard", linear_model.ARDRegression()), ("ts", linear_model.TheilSenRegressor(random_state=0)), ("q", linear_model.QuantileRegressor(alpha=0.01))]), {"format": "cloudpickle"}),
+        ("poisson_regressor", "numeric", "positive", lambda: make_pipeline(sc(), linear_model.PoissonRegressor(alpha=0.1)), {"format": "pickle"}),
+        ("gamma_tweedie", "numeric", "positive", lambda: ensemble.VotingRegressor([("gamma", make_pipeline(sc(), linear_model.GammaRegressor())), ("tw", make_pipeline(sc(), linear_model.TweedieRegressor(power=1.5))), ("tw0", make_pipeline(sc(), linear_model.TweedieRegressor(power=0)))]), {"format": "skops"}),
+        ("target_log_ridge", "numeric", "positive", lambda: compose.TransformedTargetRegressor(regressor=make_pipeline(sc(), linear_model.Ridge()), func=np.log, inverse_func=np.exp), {"all_formats": True}),
+        ("target_scaled_forest", "numeric", "regression", lambda: compose.TransformedTargetRegressor(regressor=ensemble.RandomForestRegressor(n_estimators=10, max_depth=5, random_state=0), transformer=preprocessing.StandardScaler()), {"format": "pickle"}),
         # Outlier detection: -1 / 1 from path lengths (subsampled features, a contamination offset, NaN).
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=50, random_state=0), {"all_formats": True}),
         ("isolation_forest_subsampled_nan", "numeric_nan", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, max_samples=100, contamination=0.1, random_state=0), {"format": "pickle"}),

@@ -291,6 +291,14 @@ pub(crate) enum Predictor {
         denominator: f64,
         offset: f64,
     },
+    /// A `TransformedTargetRegressor`: its regressor (steps, predictor), then the target
+    /// transformer's inverse, after the check its input validation makes.
+    TargetTransformed {
+        steps: Vec<Transformer>,
+        inner: Box<Predictor>,
+        inverse: Inverse,
+        finite: Finite,
+    },
     /// k nearest neighbours over the fitted rows.
     Neighbors(Box<neighbors::Neighbors>),
     /// Voting and stacking over fitted estimators.
@@ -303,6 +311,8 @@ pub(crate) enum Predictor {
 #[derive(Debug)]
 pub(crate) enum LinearKind {
     Regressor,
+    /// A generalised linear model with a log link: `exp` of the linear predictor.
+    LogLink,
     /// Classes; `proba`: how decisions become probabilities (none for hinge losses).
     Classifier {
         classes: Labels,
@@ -436,9 +446,11 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
      StackingClassifier, StackingRegressor, \
-     SGDRegressor, LinearSVR, LogisticRegression, SGDClassifier, LinearSVC, RidgeClassifier, DecisionTree*, RandomForest*, \
+     SGDRegressor, LinearSVR, ARDRegression, Lars*, LassoLars*, OrthogonalMatchingPursuit*, TheilSenRegressor, \
+     QuantileRegressor, PassiveAggressive*, PoissonRegressor, GammaRegressor, TweedieRegressor, LogisticRegression, \
+     SGDClassifier, LinearSVC, RidgeClassifier, RidgeClassifierCV, Perceptron, LinearDiscriminantAnalysis, DecisionTree*, RandomForest*, \
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
      LGBMClassifier, LGBMRegressor, LGBMRanker, XGBClassifier, XGBRegressor, XGBRanker, XGBRF*";
 
@@ -1317,15 +1329,63 @@ fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
     let name = short(&c).to_string();
     let classes = || g.labels(g.get(id, "classes_")?);
     match name.as_str() {
-        "LinearRegression" | "Ridge" | "Lasso" | "ElasticNet" | "SGDRegressor" | "LinearSVR" | "RidgeCV"
-        | "LassoCV" | "ElasticNetCV" | "BayesianRidge" | "HuberRegressor" => {
+        "LinearRegression"
+        | "Ridge"
+        | "Lasso"
+        | "ElasticNet"
+        | "SGDRegressor"
+        | "LinearSVR"
+        | "RidgeCV"
+        | "LassoCV"
+        | "ElasticNetCV"
+        | "BayesianRidge"
+        | "HuberRegressor"
+        | "ARDRegression"
+        | "Lars"
+        | "LarsCV"
+        | "LassoLars"
+        | "LassoLarsCV"
+        | "LassoLarsIC"
+        | "OrthogonalMatchingPursuit"
+        | "OrthogonalMatchingPursuitCV"
+        | "TheilSenRegressor"
+        | "QuantileRegressor"
+        | "PassiveAggressiveRegressor" => {
             let (coef, intercept) = linear_weights(g, id)?;
             Ok(Predictor::Linear { coef, intercept, kind: LinearKind::Regressor })
         }
-        "LogisticRegression" | "LogisticRegressionCV" | "SGDClassifier" | "LinearSVC" | "RidgeClassifier" => {
+        // Generalised linear models: the link's inverse of the linear predictor.
+        "PoissonRegressor" | "GammaRegressor" | "TweedieRegressor" => {
+            let (coef, intercept) = linear_weights(g, id)?;
+            let log = match name.as_str() {
+                "TweedieRegressor" => match g.str(g.get(id, "link")?)? {
+                    "auto" => g.float(g.get(id, "power")?)? > 0.0,
+                    "log" => true,
+                    "identity" => false,
+                    l => return Err(ReadError::Unsupported(format!("TweedieRegressor link '{l}'"))),
+                },
+                _ => true,
+            };
+            Ok(Predictor::Linear {
+                coef,
+                intercept,
+                kind: if log { LinearKind::LogLink } else { LinearKind::Regressor },
+            })
+        }
+        "LogisticRegression"
+        | "LogisticRegressionCV"
+        | "SGDClassifier"
+        | "LinearSVC"
+        | "RidgeClassifier"
+        | "RidgeClassifierCV"
+        | "Perceptron"
+        | "PassiveAggressiveClassifier"
+        | "LinearDiscriminantAnalysis" => {
             let (coef, intercept) = linear_weights(g, id)?;
             let classes = classes()?;
             let proba = match name.as_str() {
+                // Binary: expit; multiclass: softmax of the decisions.
+                "LinearDiscriminantAnalysis" => Some(LinearProba::Multinomial),
                 "LogisticRegression" | "LogisticRegressionCV" => {
                     let ovr = match g.attr(id, "multi_class")? {
                         Some(m) => matches!(g.opt_str(m)?, Some("ovr")),
@@ -1414,6 +1474,7 @@ fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
             Ok(Predictor::Neighbors(Box::new(neighbors::read(g, id, &name)?)))
         }
         "CalibratedClassifierCV" => calibrated(g, id, depth),
+        "TransformedTargetRegressor" => target_transformed(g, id, depth),
         "VotingClassifier" | "VotingRegressor" | "StackingClassifier" | "StackingRegressor" => {
             Ok(Predictor::Ensemble(Box::new(meta_ensemble(g, id, &name, depth)?)))
         }
@@ -1603,6 +1664,145 @@ fn meta_ensemble(g: &Graph, id: Id, name: &str, depth: usize) -> Result<ensemble
         None => false,
     };
     Ok(ensemble::Ensemble::Stacking { members, last: Box::new(Sub { steps, predictor }), passthrough, classes })
+}
+
+/// How a `TransformedTargetRegressor` maps its regressor's predictions back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Inverse {
+    Identity,
+    /// A numpy function given as `inverse_func`.
+    Ufunc(Ufunc),
+    /// `StandardScaler.inverse_transform`: `x * mul` (with_std), then `+ add` (with_mean).
+    Scale {
+        mul: Option<f64>,
+        add: Option<f64>,
+    },
+    /// `MinMaxScaler.inverse_transform`: `(x - min_) / scale_`.
+    MinMax {
+        sub: f64,
+        div: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Ufunc {
+    Exp,
+    Expm1,
+    Exp2,
+    Log,
+    Log1p,
+    Log2,
+    Log10,
+    Sqrt,
+    Square,
+    Cbrt,
+}
+
+impl Inverse {
+    fn apply(self, x: f64) -> f64 {
+        match self {
+            Inverse::Identity => x,
+            Inverse::Ufunc(u) => match u {
+                Ufunc::Exp => x.exp(),
+                Ufunc::Expm1 => x.exp_m1(),
+                Ufunc::Exp2 => x.exp2(),
+                Ufunc::Log => x.ln(),
+                Ufunc::Log1p => x.ln_1p(),
+                Ufunc::Log2 => x.log2(),
+                Ufunc::Log10 => x.log10(),
+                Ufunc::Sqrt => x.sqrt(),
+                Ufunc::Square => x * x,
+                Ufunc::Cbrt => x.cbrt(),
+            },
+            Inverse::Scale { mul, add } => {
+                let x = mul.map_or(x, |m| x * m);
+                add.map_or(x, |a| x + a)
+            }
+            Inverse::MinMax { sub, div } => (x - sub) / div,
+        }
+    }
+}
+
+/// A `TransformedTargetRegressor`: its fitted regressor, and the inverse of its fitted
+/// transformer (a numpy function pair given as func / inverse_func, or a scaler).
+fn target_transformed(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
+    let name = "TransformedTargetRegressor";
+    let (steps, inner) = sub_model(g, g.get(id, "regressor_")?, depth + 1)?;
+    if inner.classes().is_some() || inner.value_width() != 1 {
+        return Err(ReadError::Unsupported(format!("a {name} over a classifier or a multi-output regressor")));
+    }
+    let t = g.get(id, "transformer_")?;
+    let class = class(g, t)?;
+    let one = |attr: &str| -> Result<Option<f64>> {
+        match g.attr_set(t, attr)? {
+            Some(v) => {
+                let v = g.vector(v)?;
+                if v.len() != 1 {
+                    return Err(invalid!("{name}'s target {class} has {} values of {attr}", v.len()));
+                }
+                Ok(Some(v[0]))
+            }
+            None => Ok(None),
+        }
+    };
+    let (inverse, finite) = match short(&class) {
+        "FunctionTransformer" => {
+            let validate = g.attr(t, "validate")?.is_some_and(|v| g.bool(v).unwrap_or(false));
+            let inverse = match g.attr_set(t, "inverse_func")? {
+                None => Inverse::Identity,
+                Some(f) => {
+                    let full = g.global(f).unwrap_or_else(|| g.describe(f));
+                    let (module, func) = full.rsplit_once('.').unwrap_or(("", full.as_str()));
+                    let u = match func {
+                        "exp" => Ufunc::Exp,
+                        "expm1" => Ufunc::Expm1,
+                        "exp2" => Ufunc::Exp2,
+                        "log" => Ufunc::Log,
+                        "log1p" => Ufunc::Log1p,
+                        "log2" => Ufunc::Log2,
+                        "log10" => Ufunc::Log10,
+                        "sqrt" => Ufunc::Sqrt,
+                        "square" => Ufunc::Square,
+                        "cbrt" => Ufunc::Cbrt,
+                        _ => {
+                            return Err(ReadError::Unsupported(format!(
+                                "a {name} whose inverse_func is {full} (mlscore applies numpy's exp, expm1, exp2, log, \
+                                 log1p, log2, log10, sqrt, square and cbrt); log the model as ONNX"
+                            )));
+                        }
+                    };
+                    if !module.starts_with("numpy") {
+                        return Err(ReadError::Unsupported(format!("a {name} whose inverse_func is {full}")));
+                    }
+                    if g.attr_set(t, "inv_kw_args")?.is_some_and(|k| g.attrs(k).map(|a| !a.is_empty()).unwrap_or(true))
+                    {
+                        return Err(ReadError::Unsupported(format!("a {name} whose inverse_func takes arguments")));
+                    }
+                    Inverse::Ufunc(u)
+                }
+            };
+            (inverse, if validate { Finite::All } else { Finite::Any })
+        }
+        "StandardScaler" => {
+            let flag = |f: &str| -> Result<bool> { Ok(g.attr(t, f)?.is_none_or(|w| g.bool(w).unwrap_or(true))) };
+            let mul = if flag("with_std")? { one("scale_")? } else { None };
+            let add = if flag("with_mean")? { one("mean_")? } else { None };
+            (Inverse::Scale { mul, add }, Finite::AllowNan)
+        }
+        "MinMaxScaler" => {
+            let (Some(div), Some(sub)) = (one("scale_")?, one("min_")?) else {
+                return Err(invalid!("{name}'s MinMaxScaler is not fitted"));
+            };
+            (Inverse::MinMax { sub, div }, Finite::AllowNan)
+        }
+        other => {
+            return Err(ReadError::Unsupported(format!(
+                "a {name} whose target transformer is {other} (mlscore reads a numpy function pair, StandardScaler \
+                 and MinMaxScaler)"
+            )));
+        }
+    };
+    Ok(Predictor::TargetTransformed { steps, inner: Box::new(inner), inverse, finite })
 }
 
 /// Where each of `sub`'s labels is among `all`'s (`LabelEncoder.transform`).
@@ -2715,7 +2915,7 @@ impl Predictor {
             Predictor::NaiveBayes(m) => Some(m.n_features),
             Predictor::Neighbors(m) => Some(m.n_features),
             // Each member checks its own inputs.
-            Predictor::Calibrated(_) | Predictor::Ensemble(_) => None,
+            Predictor::Calibrated(_) | Predictor::Ensemble(_) | Predictor::TargetTransformed { .. } => None,
         }
     }
 
@@ -2733,6 +2933,9 @@ impl Predictor {
                 .max()
                 .unwrap_or(0),
             Predictor::Ensemble(e) => e.widest(),
+            Predictor::TargetTransformed { steps, inner, .. } => {
+                steps.iter().map(Transformer::widest).max().unwrap_or(0).max(inner.widest())
+            }
             _ => self.n_features().unwrap_or(0),
         }
     }
@@ -2781,6 +2984,7 @@ impl Predictor {
             | Predictor::Svm(_)
             | Predictor::NaiveBayes(_)
             | Predictor::Calibrated(_)
+            | Predictor::TargetTransformed { .. }
             | Predictor::Ensemble(_) => 1,
             Predictor::Boosted(e) => e.booster.output_width(),
         }
@@ -2792,9 +2996,11 @@ impl Predictor {
         match self {
             Predictor::Trees(t) | Predictor::Isolation { trees: t, .. } if t.nan_is_error.is_some() => Finite::All,
             Predictor::Isolation { .. } => Finite::Any,
-            Predictor::Trees(_) | Predictor::Boosted(_) | Predictor::Calibrated(_) | Predictor::Ensemble(_) => {
-                Finite::Any
-            }
+            Predictor::Trees(_)
+            | Predictor::Boosted(_)
+            | Predictor::Calibrated(_)
+            | Predictor::Ensemble(_)
+            | Predictor::TargetTransformed { .. } => Finite::Any,
             Predictor::Linear { .. }
             | Predictor::Mlp { .. }
             | Predictor::KMeans { .. }
@@ -2871,6 +3077,31 @@ impl Predictor {
         match self {
             Predictor::Calibrated(c) => return c.predict(f, name),
             Predictor::Ensemble(e) => return e.predict(f, name),
+            Predictor::TargetTransformed { steps, inner, inverse, finite } => {
+                let mut x = f.clone();
+                for s in steps {
+                    x = s.transform(x)?;
+                }
+                let Predicted::Values { mut values, width: 1 } = inner.predict(&x, name)? else {
+                    return Err(score_err(name, "the regressor gave no single value per row"));
+                };
+                if let Some(r) = values.iter().position(|v| match finite {
+                    Finite::All => !v.is_finite(),
+                    Finite::AllowNan => v.is_infinite(),
+                    Finite::Any => false,
+                }) {
+                    return Err(score_err(
+                        name,
+                        format!(
+                            "row {r}: the regressor predicted {}, which the target transformer's inverse refuses \
+                             (scikit-learn raises \"Input contains infinity or NaN\")",
+                            values[r]
+                        ),
+                    ));
+                }
+                values.iter_mut().for_each(|v| *v = inverse.apply(*v));
+                return Ok(Predicted::Values { values, width: 1 });
+            }
             _ => {}
         }
         let cols = self.inputs(f, name)?;
@@ -2881,6 +3112,9 @@ impl Predictor {
                 let dec = linear_decision(&cols, coef, intercept, rows);
                 match kind {
                     LinearKind::Regressor => Predicted::Values { values: dec, width: k },
+                    LinearKind::LogLink => {
+                        Predicted::Values { values: dec.iter().map(|v| v.exp()).collect(), width: k }
+                    }
                     LinearKind::Classifier { classes, proba } => {
                         let labels: Vec<usize> = if k == 1 {
                             dec.iter().map(|d| usize::from(*d > 0.0)).collect()
@@ -2988,7 +3222,7 @@ impl Predictor {
                     }
                 }
             }
-            Predictor::Calibrated(_) | Predictor::Ensemble(_) => {
+            Predictor::Calibrated(_) | Predictor::Ensemble(_) | Predictor::TargetTransformed { .. } => {
                 return Err(score_err(name, "an ensemble predicts on its own"));
             }
             Predictor::Neighbors(m) => {

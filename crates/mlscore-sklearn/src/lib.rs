@@ -468,6 +468,7 @@ impl Model {
             Predictor::Ensemble(_) => "the ensemble".into(),
             Predictor::Isolation { .. } => "IsolationForest".into(),
             Predictor::Neighbors(_) => "the nearest-neighbours model".into(),
+            Predictor::TargetTransformed { .. } => "TransformedTargetRegressor".into(),
         }
     }
 }
