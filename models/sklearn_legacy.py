@@ -48,7 +48,7 @@ def legacy_python(release: str) -> Path:
 
 def cases(release: str):
     """(name, data, target, make(), options), written with the API of both releases."""
-    from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, ensemble, feature_selection, linear_model, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
+    from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, ensemble, feature_selection, linear_model, multiclass, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -145,6 +145,9 @@ def cases(release: str):
         ("knn_regressor_brute", "numeric", "regression", lambda: make_pipeline(sc(), neighbors.KNeighborsRegressor(9, algorithm="brute")), cp),
         ("glm_lda_target", "numeric", "positive", lambda: ensemble.VotingRegressor([("poisson", make_pipeline(sc(), linear_model.PoissonRegressor())), ("target", compose.TransformedTargetRegressor(regressor=linear_model.Ridge(), func=np.log, inverse_func=np.exp))]), pk),
         ("linear_discriminant", "numeric", "strings", lambda: discriminant_analysis.LinearDiscriminantAnalysis(), {**cp, "predict_fn": "predict_proba"}),
+        ("ovr_tree_ties", "numeric", "multiclass", lambda: multiclass.OneVsRestClassifier(tree.DecisionTreeClassifier(random_state=0)), pk),
+        ("bagging_one_class", "numeric", "binary", lambda: ensemble.VotingRegressor([("bag", ensemble.BaggingRegressor(tree.DecisionTreeRegressor(max_depth=4, random_state=0), n_estimators=5, max_features=0.6, random_state=0))]), cp),
+        ("one_class_svm", "numeric", "binary", lambda: make_pipeline(sc(), svm.OneClassSVM(nu=0.1)), pk),
     ]
 
 

@@ -164,7 +164,7 @@ def cases():
     """(name, data, target, make(), options)."""
     import lightgbm
     import xgboost
-    from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, ensemble, feature_selection, linear_model, model_selection, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
+    from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, ensemble, feature_selection, linear_model, model_selection, multiclass, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
@@ -307,6 +307,15 @@ def cases():
         ("gamma_tweedie", "numeric", "positive", lambda: ensemble.VotingRegressor([("gamma", make_pipeline(sc(), linear_model.GammaRegressor())), ("tw", make_pipeline(sc(), linear_model.TweedieRegressor(power=1.5))), ("tw0", make_pipeline(sc(), linear_model.TweedieRegressor(power=0)))]), {"format": "skops"}),
         ("target_log_ridge", "numeric", "positive", lambda: compose.TransformedTargetRegressor(regressor=make_pipeline(sc(), linear_model.Ridge()), func=np.log, inverse_func=np.exp), {"all_formats": True}),
         ("target_scaled_forest", "numeric", "regression", lambda: compose.TransformedTargetRegressor(regressor=ensemble.RandomForestRegressor(n_estimators=10, max_depth=5, random_state=0), transformer=preprocessing.StandardScaler()), {"format": "pickle"}),
+        # One-class SVM, one-vs-rest (shallow trees tie often: the release's tie rule decides) and bagging (feature subsets, votes where a member has no probabilities).
+        ("one_class_svm", "numeric", "binary", lambda: make_pipeline(sc(), svm.OneClassSVM(nu=0.1)), {"format": "cloudpickle"}),
+        ("ovr_linear_svc", "numeric", "strings", lambda: multiclass.OneVsRestClassifier(make_pipeline(sc(), svm.LinearSVC(random_state=0))), {"format": "pickle"}),
+        ("ovr_logreg_proba", "numeric", "multiclass", lambda: make_pipeline(sc(), multiclass.OneVsRestClassifier(linear_model.LogisticRegression())), {"format": "skops", "predict_fn": "predict_proba"}),
+        ("ovr_binary_tree", "numeric", "binary", lambda: multiclass.OneVsRestClassifier(tree.DecisionTreeClassifier(max_depth=3, random_state=0)), {"format": "cloudpickle"}),
+        ("ovr_tree_ties", "numeric", "multiclass", lambda: multiclass.OneVsRestClassifier(tree.DecisionTreeClassifier(random_state=0)), {"format": "pickle"}),
+        ("bagging_trees", "numeric", "strings", lambda: ensemble.BaggingClassifier(tree.DecisionTreeClassifier(max_depth=4, random_state=0), n_estimators=10, max_features=0.7, bootstrap_features=True, random_state=0), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("bagging_svc_votes", "numeric", "multiclass", lambda: ensemble.BaggingClassifier(make_pipeline(sc(), svm.LinearSVC(random_state=0)), n_estimators=5, max_samples=0.5, random_state=0), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
+        ("bagging_regressor", "numeric", "regression", lambda: ensemble.BaggingRegressor(neighbors.KNeighborsRegressor(3), n_estimators=5, max_features=0.5, random_state=0), {"format": "skops"}),
         # Outlier detection: -1 / 1 from path lengths (subsampled features, a contamination offset, NaN).
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=50, random_state=0), {"all_formats": True}),
         ("isolation_forest_subsampled_nan", "numeric_nan", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, max_samples=100, contamination=0.1, random_state=0), {"format": "pickle"}),

@@ -55,6 +55,22 @@ pub(crate) enum Ensemble {
         passthrough: bool,
         classes: Option<Labels>,
     },
+    /// One binary estimator per class (one for two classes); `first_wins`: equal scores go to
+    /// the first class (scikit-learn 1.8 and later), else to the last; `zero_rows_kept`: rows
+    /// of probabilities summing to 0 stay 0 (1.7 and later), else they divide to NaN.
+    OneVsRest {
+        members: Vec<Sub>,
+        classes: Labels,
+        first_wins: bool,
+        zero_rows_kept: bool,
+        proba: bool,
+    },
+    /// Bagging: each member on its feature subset, its class indices mapped to the model's
+    /// (a member may have seen a subset of the classes); `classes`: none for a regressor.
+    Bagging {
+        members: Vec<(Sub, Vec<usize>, Vec<usize>)>,
+        classes: Option<Labels>,
+    },
 }
 
 fn err(name: &str, reason: impl Into<String>) -> ScoreError {
@@ -77,7 +93,10 @@ fn argmax(row: &[f64]) -> usize {
 impl Ensemble {
     pub(crate) fn classes(&self) -> Option<&Labels> {
         match self {
-            Ensemble::Voting { classes, .. } | Ensemble::Stacking { classes, .. } => classes.as_ref(),
+            Ensemble::Voting { classes, .. }
+            | Ensemble::Stacking { classes, .. }
+            | Ensemble::Bagging { classes, .. } => classes.as_ref(),
+            Ensemble::OneVsRest { classes, .. } => Some(classes),
         }
     }
 
@@ -85,6 +104,8 @@ impl Ensemble {
         match self {
             Ensemble::Voting { soft, classes, .. } => *soft && classes.is_some(),
             Ensemble::Stacking { last, classes, .. } => classes.is_some() && last.predictor.has_proba(),
+            Ensemble::OneVsRest { proba, .. } => *proba,
+            Ensemble::Bagging { classes, .. } => classes.is_some(),
         }
     }
 
@@ -92,6 +113,8 @@ impl Ensemble {
         let subs: Vec<&Sub> = match self {
             Ensemble::Voting { members, .. } => members.iter().collect(),
             Ensemble::Stacking { members, last, .. } => members.iter().map(|(m, _)| m).chain([last.as_ref()]).collect(),
+            Ensemble::OneVsRest { members, .. } => members.iter().collect(),
+            Ensemble::Bagging { members, .. } => members.iter().map(|(m, _, _)| m).collect(),
         };
         subs.iter()
             .map(|s| s.steps.iter().map(Transformer::widest).max().unwrap_or(0).max(s.predictor.widest()))
@@ -102,6 +125,116 @@ impl Ensemble {
     pub(crate) fn predict(&self, f: &Frame, name: &str) -> Result<Predicted, ScoreError> {
         let rows = f.rows;
         match self {
+            Ensemble::OneVsRest { members, classes, first_wins, zero_rows_kept, proba } => {
+                let mut scores = Vec::with_capacity(members.len());
+                let mut probas = Vec::new();
+                for m in members {
+                    let mut x = f.clone();
+                    for s in &m.steps {
+                        x = s.transform(x)?;
+                    }
+                    // _predict_binary: the decision function, else the positive class's probability.
+                    let (v, w) = m.predictor.response(&x, name)?;
+                    if w != 1 {
+                        return Err(err(name, "a one-vs-rest member is not binary"));
+                    }
+                    if *proba {
+                        probas.push(match m.predictor.predict(&x, name)? {
+                            Predicted::Classes { proba: Some(p), .. } => {
+                                p.chunks(2).map(|r| r[1]).collect::<Vec<f64>>()
+                            }
+                            _ => return Err(err(name, "a one-vs-rest member gave no probabilities")),
+                        });
+                    }
+                    scores.push((v, m.predictor.has_decision()));
+                }
+                let labels: Vec<usize> = if members.len() == 1 {
+                    let (v, decision) = &scores[0];
+                    let thresh = if *decision { 0.0 } else { 0.5 };
+                    v.iter().map(|s| usize::from(*s > thresh)).collect()
+                } else {
+                    (0..rows)
+                        .map(|r| {
+                            let mut best = 0;
+                            for (i, (v, _)) in scores.iter().enumerate().skip(1) {
+                                let (a, b) = (v[r], scores[best].0[r]);
+                                if a > b || (!*first_wins && a == b) {
+                                    best = i;
+                                }
+                            }
+                            best
+                        })
+                        .collect()
+                };
+                let proba = proba.then(|| {
+                    let k = classes.len();
+                    let mut out = vec![0.0; rows * k];
+                    for (r, row) in out.chunks_mut(k).enumerate() {
+                        if probas.len() == 1 {
+                            row[0] = 1.0 - probas[0][r];
+                            row[1] = probas[0][r];
+                        } else {
+                            for (c, p) in probas.iter().enumerate() {
+                                row[c] = p[r];
+                            }
+                        }
+                        let sum = crate::select::numpy_sum(row);
+                        if sum != 0.0 || !*zero_rows_kept {
+                            row.iter_mut().for_each(|v| *v /= sum);
+                        }
+                    }
+                    out
+                });
+                Ok(Predicted::Classes { labels, proba, classes: classes.clone() })
+            }
+            Ensemble::Bagging { members, classes } => {
+                let k = classes.as_ref().map_or(1, Labels::len);
+                let mut sum = vec![0.0; rows * k];
+                for (m, features, own) in members {
+                    let mut x = Frame { names: Vec::new(), cols: Vec::new(), rows };
+                    for j in features {
+                        let c =
+                            f.cols.get(*j).ok_or_else(|| err(name, format!("a bagged estimator reads feature {j}")))?;
+                        x.cols.push(c.clone());
+                        x.names.push(f.names.get(*j).cloned().unwrap_or_default());
+                    }
+                    for s in &m.steps {
+                        x = s.transform(x)?;
+                    }
+                    match (m.predictor.predict(&x, name)?, classes) {
+                        (Predicted::Values { values, width: 1 }, None) => {
+                            sum.iter_mut().zip(&values).for_each(|(a, v)| *a += v);
+                        }
+                        (Predicted::Classes { proba: Some(p), .. }, Some(_)) => {
+                            let w = own.len();
+                            for (row, pr) in sum.chunks_mut(k).zip(p.chunks(w.max(1))) {
+                                for (c, v) in own.iter().zip(pr) {
+                                    row[*c] += v;
+                                }
+                            }
+                        }
+                        (Predicted::Classes { labels, proba: None, .. }, Some(_)) => {
+                            for (row, l) in sum.chunks_mut(k).zip(&labels) {
+                                let c = *own
+                                    .get(*l)
+                                    .ok_or_else(|| err(name, "a bagged estimator predicted an unknown class"))?;
+                                row[c] += 1.0;
+                            }
+                        }
+                        _ => return Err(err(name, "a bagged estimator gave another kind of output than the model")),
+                    }
+                }
+                let n = members.len() as f64;
+                sum.iter_mut().for_each(|v| *v /= n);
+                Ok(match classes {
+                    None => Predicted::Values { values: sum, width: 1 },
+                    Some(c) => Predicted::Classes {
+                        labels: sum.chunks(k).map(argmax).collect(),
+                        proba: Some(sum),
+                        classes: c.clone(),
+                    },
+                })
+            }
             Ensemble::Voting { members, weights, classes: None, .. } => {
                 // np.average over the members' predictions, in member order.
                 let mut sum = vec![0.0; rows];

@@ -446,7 +446,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, OneClassSVM, OneVsRestClassifier, BaggingClassifier, BaggingRegressor, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
      StackingClassifier, StackingRegressor, \
      SGDRegressor, LinearSVR, ARDRegression, Lars*, LassoLars*, OrthogonalMatchingPursuit*, TheilSenRegressor, \
      QuantileRegressor, PassiveAggressive*, PoissonRegressor, GammaRegressor, TweedieRegressor, LogisticRegression, \
@@ -1467,7 +1467,7 @@ fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
             let [_, n] = shape[..] else { return Err(invalid!("KMeans cluster_centers_ of shape {shape:?}")) };
             Ok(Predictor::KMeans { centers: c.chunks(n.max(1)).map(<[f64]>::to_vec).collect() })
         }
-        "SVC" | "NuSVC" | "SVR" | "NuSVR" => Ok(Predictor::Svm(Box::new(svm::read(g, id, &c)?))),
+        "SVC" | "NuSVC" | "SVR" | "NuSVR" | "OneClassSVM" => Ok(Predictor::Svm(Box::new(svm::read(g, id, &c)?))),
         "GaussianNB" => Ok(Predictor::NaiveBayes(Box::new(svm::gaussian_nb(g, id)?))),
         "IsolationForest" => isolation_forest(g, id),
         "KNeighborsClassifier" | "KNeighborsRegressor" => {
@@ -1475,6 +1475,8 @@ fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
         }
         "CalibratedClassifierCV" => calibrated(g, id, depth),
         "TransformedTargetRegressor" => target_transformed(g, id, depth),
+        "OneVsRestClassifier" => Ok(Predictor::Ensemble(Box::new(one_vs_rest(g, id, depth)?))),
+        "BaggingClassifier" | "BaggingRegressor" => Ok(Predictor::Ensemble(Box::new(bagging(g, id, &name, depth)?))),
         "VotingClassifier" | "VotingRegressor" | "StackingClassifier" | "StackingRegressor" => {
             Ok(Predictor::Ensemble(Box::new(meta_ensemble(g, id, &name, depth)?)))
         }
@@ -1664,6 +1666,90 @@ fn meta_ensemble(g: &Graph, id: Id, name: &str, depth: usize) -> Result<ensemble
         None => false,
     };
     Ok(ensemble::Ensemble::Stacking { members, last: Box::new(Sub { steps, predictor }), passthrough, classes })
+}
+
+/// A `OneVsRestClassifier`: one fitted binary estimator per class (one for two classes).
+fn one_vs_rest(g: &Graph, id: Id, depth: usize) -> Result<ensemble::Ensemble> {
+    let name = "OneVsRestClassifier";
+    let lb = g.get(id, "label_binarizer_")?;
+    let kind = g.str(g.get(lb, "y_type_")?)?;
+    if kind != "multiclass" && kind != "binary" {
+        return Err(ReadError::Unsupported(format!("a {name} fitted on {kind} targets")));
+    }
+    let classes = match g.attr(id, "classes_")? {
+        Some(c) => g.labels(c)?,
+        None => g.labels(g.get(lb, "classes_")?)?,
+    };
+    let mut members = Vec::new();
+    for e in g.items(g.get(id, "estimators_")?)? {
+        let c = g.class_of(*e).unwrap_or_default();
+        if short(&c) == "_ConstantPredictor" {
+            return Err(ReadError::Unsupported(format!(
+                "a {name} with a class that was always or never present when it was fitted (a constant predictor)"
+            )));
+        }
+        let (steps, predictor) = sub_model(g, *e, depth + 1)?;
+        if predictor.classes().map(Labels::len) != Some(2) {
+            return Err(invalid!("{name}'s estimator {c} is not a binary classifier"));
+        }
+        if !predictor.has_decision() && !predictor.has_proba() {
+            return Err(ReadError::Unsupported(format!(
+                "a {name} over {c}, which has neither decision_function nor predict_proba"
+            )));
+        }
+        members.push(Sub { steps, predictor });
+    }
+    let want = if classes.len() == 2 { 1 } else { classes.len() };
+    if members.len() != want {
+        return Err(invalid!("{name} has {} estimators for {} classes", members.len(), classes.len()));
+    }
+    let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
+    let first_wins = !version.is_empty() && !version_before(&version, 1, 8);
+    let zero_rows_kept = !version.is_empty() && !version_before(&version, 1, 7);
+    let proba = members.iter().all(|m| m.predictor.has_proba());
+    Ok(ensemble::Ensemble::OneVsRest { members, classes, first_wins, zero_rows_kept, proba })
+}
+
+/// A `BaggingClassifier` or `BaggingRegressor`: each fitted estimator with its features.
+fn bagging(g: &Graph, id: Id, name: &str, depth: usize) -> Result<ensemble::Ensemble> {
+    let n_in = n_features_of(g, id)?;
+    let classes = if name == "BaggingClassifier" { Some(g.labels(g.get(id, "classes_")?)?) } else { None };
+    let k = classes.as_ref().map_or(0, Labels::len);
+    let ests = g.items(g.get(id, "estimators_")?)?.to_vec();
+    let feats = g.items(g.get(id, "estimators_features_")?)?.to_vec();
+    if ests.is_empty() || ests.len() != feats.len() {
+        return Err(invalid!("{name} has {} estimators and {} feature sets", ests.len(), feats.len()));
+    }
+    let mut members = Vec::new();
+    for (e, fs) in ests.iter().zip(&feats) {
+        let features = g
+            .vector(*fs)?
+            .into_iter()
+            .map(|f| {
+                if f >= 0.0 && f.fract() == 0.0 && (f as usize) < n_in {
+                    Ok(f as usize)
+                } else {
+                    Err(invalid!("{name}'s estimator reads feature {f} of {n_in}"))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (steps, predictor) = sub_model(g, *e, depth + 1)?;
+        let own = match (&classes, predictor.classes()) {
+            (None, None) => Vec::new(),
+            (Some(_), Some(Labels::Int(v))) => v
+                .iter()
+                .map(|c| {
+                    usize::try_from(*c)
+                        .ok()
+                        .filter(|c| *c < k)
+                        .ok_or_else(|| invalid!("{name}'s estimator has class {c} of {k}"))
+                })
+                .collect::<Result<_>>()?,
+            _ => return Err(invalid!("{name}'s estimator does not predict what the model does")),
+        };
+        members.push((Sub { steps, predictor }, features, own));
+    }
+    Ok(ensemble::Ensemble::Bagging { members, classes })
 }
 
 /// How a `TransformedTargetRegressor` maps its regressor's predictions back.
@@ -2948,6 +3034,7 @@ impl Predictor {
             Predictor::Boosted(e) => e.classes.as_ref(),
             Predictor::Svm(m) => match &m.kind {
                 svm::SvmKind::Classifier { classes, .. } => Some(classes),
+                svm::SvmKind::OneClass => Some(&OUTLIER_LABELS),
                 svm::SvmKind::Regressor => None,
             },
             Predictor::NaiveBayes(m) => Some(&m.classes),
@@ -3217,6 +3304,9 @@ impl Predictor {
                 let (values, labels, proba) = m.predict(&cols, rows);
                 match &m.kind {
                     svm::SvmKind::Regressor => Predicted::Values { values, width: 1 },
+                    svm::SvmKind::OneClass => {
+                        Predicted::Classes { labels, proba: None, classes: OUTLIER_LABELS.clone() }
+                    }
                     svm::SvmKind::Classifier { classes, .. } => {
                         Predicted::Classes { labels, proba, classes: classes.clone() }
                     }

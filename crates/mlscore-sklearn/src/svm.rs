@@ -31,6 +31,8 @@ pub(crate) struct Svm {
 #[derive(Debug)]
 pub(crate) enum SvmKind {
     Regressor,
+    /// `OneClassSVM`: 1 (inlier) where the decision is above zero, else -1.
+    OneClass,
     Classifier {
         classes: Labels,
         /// The support vectors of each class, in class order (`_n_support`).
@@ -154,7 +156,7 @@ pub(crate) fn read(g: &Graph, id: Id, class: &str) -> Result<Svm> {
         if cshape[..] != [1, n_sv] || intercept.len() != 1 {
             return Err(invalid!("{name}'s dual_coef_ {cshape:?} and {} intercepts do not match", intercept.len()));
         }
-        SvmKind::Regressor
+        if name == "OneClassSVM" { SvmKind::OneClass } else { SvmKind::Regressor }
     };
     Ok(Svm { kernel, vectors, n_sv, n_features, coef, intercept, kind })
 }
@@ -172,7 +174,7 @@ impl Svm {
         }
         let kv = |s: usize| &k[s * rows..(s + 1) * rows];
         match &self.kind {
-            SvmKind::Regressor => {
+            SvmKind::Regressor | SvmKind::OneClass => {
                 let mut sum = vec![0.0; rows];
                 for s in 0..n_sv {
                     let c = self.coef[s];
@@ -235,6 +237,9 @@ impl Svm {
     pub(crate) fn predict(&self, cols: &[&[f64]], rows: usize) -> (Vec<f64>, Vec<usize>, Option<Vec<f64>>) {
         let (dec, pairs) = self.decisions(cols, rows);
         let SvmKind::Classifier { counts, platt, break_ties, .. } = &self.kind else {
+            if matches!(self.kind, SvmKind::OneClass) {
+                return (Vec::new(), dec.iter().map(|d| usize::from(*d > 0.0)).collect(), None);
+            }
             return (dec, Vec::new(), None);
         };
         let k = counts.len();
