@@ -148,6 +148,9 @@ def cases(release: str):
         ("ovr_tree_ties", "numeric", "multiclass", lambda: multiclass.OneVsRestClassifier(tree.DecisionTreeClassifier(random_state=0)), pk),
         ("bagging_one_class", "numeric", "binary", lambda: ensemble.VotingRegressor([("bag", ensemble.BaggingRegressor(tree.DecisionTreeRegressor(max_depth=4, random_state=0), n_estimators=5, max_features=0.6, random_state=0))]), cp),
         ("one_class_svm", "numeric", "binary", lambda: make_pipeline(sc(), svm.OneClassSVM(nu=0.1)), pk),
+        ("ada_boost_samme_r", "numeric", "strings", lambda: ensemble.AdaBoostClassifier(n_estimators=20, random_state=0), {**pk, "predict_fn": "predict_proba"}),
+        ("ada_boost_samme", "numeric", "binary", lambda: ensemble.AdaBoostClassifier(n_estimators=20, algorithm="SAMME", random_state=0), cp),
+        ("ada_boost_regressor", "numeric", "regression", lambda: ensemble.AdaBoostRegressor(tree.DecisionTreeRegressor(max_depth=3), n_estimators=15, random_state=0), pk),
     ]
 
 

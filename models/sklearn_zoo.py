@@ -316,6 +316,9 @@ def cases():
         ("bagging_trees", "numeric", "strings", lambda: ensemble.BaggingClassifier(tree.DecisionTreeClassifier(max_depth=4, random_state=0), n_estimators=10, max_features=0.7, bootstrap_features=True, random_state=0), {"format": "pickle", "predict_fn": "predict_proba"}),
         ("bagging_svc_votes", "numeric", "multiclass", lambda: ensemble.BaggingClassifier(make_pipeline(sc(), svm.LinearSVC(random_state=0)), n_estimators=5, max_samples=0.5, random_state=0), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
         ("bagging_regressor", "numeric", "regression", lambda: ensemble.BaggingRegressor(neighbors.KNeighborsRegressor(3), n_estimators=5, max_features=0.5, random_state=0), {"format": "skops"}),
+        ("ada_boost_stumps", "numeric", "strings", lambda: ensemble.AdaBoostClassifier(n_estimators=30, random_state=0), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("ada_boost_binary", "numeric", "binary", lambda: make_pipeline(sc(), ensemble.AdaBoostClassifier(tree.DecisionTreeClassifier(max_depth=2), n_estimators=20, random_state=0)), {"format": "skops", "predict_fn": "predict_proba"}),
+        ("ada_boost_regressor", "numeric", "regression", lambda: ensemble.AdaBoostRegressor(tree.DecisionTreeRegressor(max_depth=3), n_estimators=25, random_state=0), {"format": "cloudpickle"}),
         # Outlier detection: -1 / 1 from path lengths (subsampled features, a contamination offset, NaN).
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=50, random_state=0), {"all_formats": True}),
         ("isolation_forest_subsampled_nan", "numeric_nan", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, max_samples=100, contamination=0.1, random_state=0), {"format": "pickle"}),

@@ -71,6 +71,17 @@ pub(crate) enum Ensemble {
         members: Vec<(Sub, Vec<usize>, Vec<usize>)>,
         classes: Option<Labels>,
     },
+    /// AdaBoost: a classifier's weighted votes (SAMME) or its members' centred log
+    /// probabilities (SAMME.R, before scikit-learn 1.6), or a regressor's weighted median.
+    /// `weights`: `estimator_weights_`, whole (its sum divides); `symmetric`: SAMME's other
+    /// classes get `-w / (k - 1)` (scikit-learn 1.3 and later), else 0.
+    AdaBoost {
+        members: Vec<Sub>,
+        weights: Vec<f64>,
+        classes: Option<Labels>,
+        samme_r: bool,
+        symmetric: bool,
+    },
 }
 
 fn err(name: &str, reason: impl Into<String>) -> ScoreError {
@@ -97,6 +108,7 @@ impl Ensemble {
             | Ensemble::Stacking { classes, .. }
             | Ensemble::Bagging { classes, .. } => classes.as_ref(),
             Ensemble::OneVsRest { classes, .. } => Some(classes),
+            Ensemble::AdaBoost { classes, .. } => classes.as_ref(),
         }
     }
 
@@ -105,7 +117,7 @@ impl Ensemble {
             Ensemble::Voting { soft, classes, .. } => *soft && classes.is_some(),
             Ensemble::Stacking { last, classes, .. } => classes.is_some() && last.predictor.has_proba(),
             Ensemble::OneVsRest { proba, .. } => *proba,
-            Ensemble::Bagging { classes, .. } => classes.is_some(),
+            Ensemble::Bagging { classes, .. } | Ensemble::AdaBoost { classes, .. } => classes.is_some(),
         }
     }
 
@@ -115,6 +127,7 @@ impl Ensemble {
             Ensemble::Stacking { members, last, .. } => members.iter().map(|(m, _)| m).chain([last.as_ref()]).collect(),
             Ensemble::OneVsRest { members, .. } => members.iter().collect(),
             Ensemble::Bagging { members, .. } => members.iter().map(|(m, _, _)| m).collect(),
+            Ensemble::AdaBoost { members, .. } => members.iter().collect(),
         };
         subs.iter()
             .map(|s| s.steps.iter().map(Transformer::widest).max().unwrap_or(0).max(s.predictor.widest()))
@@ -125,6 +138,82 @@ impl Ensemble {
     pub(crate) fn predict(&self, f: &Frame, name: &str) -> Result<Predicted, ScoreError> {
         let rows = f.rows;
         match self {
+            Ensemble::AdaBoost { members, weights, classes, samme_r, symmetric } => {
+                // AdaBoost validates its input itself: no NaN, no infinity.
+                f.check_finite(crate::estimator::Finite::All, name)?;
+                let total = crate::select::numpy_sum(weights);
+                let Some(classes) = classes else {
+                    // The weighted median of the members' predictions.
+                    let mut preds = Vec::with_capacity(members.len());
+                    for m in members {
+                        match m.predict(f, name)? {
+                            Predicted::Values { values, width: 1 } => preds.push(values),
+                            _ => return Err(err(name, "an AdaBoostRegressor member gave no single value per row")),
+                        }
+                    }
+                    let mut order: Vec<usize> = Vec::with_capacity(members.len());
+                    let values = (0..rows)
+                        .map(|r| {
+                            order.clear();
+                            order.extend(0..members.len());
+                            order.sort_by(|a, b| preds[*a][r].total_cmp(&preds[*b][r]));
+                            let mut cdf = Vec::with_capacity(order.len());
+                            let mut acc = 0.0;
+                            for i in &order {
+                                acc += weights[*i];
+                                cdf.push(acc);
+                            }
+                            let half = 0.5 * acc;
+                            let at = cdf.iter().position(|c| *c >= half).unwrap_or(0);
+                            preds[order[at]][r]
+                        })
+                        .collect();
+                    return Ok(Predicted::Values { values, width: 1 });
+                };
+                let k = classes.len();
+                let mut pred = vec![0.0; rows * k];
+                for (m, w) in members.iter().zip(weights) {
+                    match m.predict(f, name)? {
+                        Predicted::Classes { proba: Some(p), .. } if *samme_r => {
+                            for (row, pr) in pred.chunks_mut(k).zip(p.chunks(k)) {
+                                let logs: Vec<f64> = pr.iter().map(|v| v.max(f64::EPSILON).ln()).collect();
+                                let s = crate::select::numpy_sum(&logs);
+                                for (a, l) in row.iter_mut().zip(&logs) {
+                                    *a += (k - 1) as f64 * (l - (1.0 / k as f64) * s);
+                                }
+                            }
+                        }
+                        Predicted::Classes { labels, .. } if !*samme_r => {
+                            let other = if *symmetric { -1.0 / (k - 1) as f64 * w } else { 0.0 };
+                            for (row, l) in pred.chunks_mut(k).zip(&labels) {
+                                for (c, a) in row.iter_mut().enumerate() {
+                                    *a += if c == *l { *w } else { other };
+                                }
+                            }
+                        }
+                        _ => return Err(err(name, "an AdaBoostClassifier member gave no classes or probabilities")),
+                    }
+                }
+                pred.iter_mut().for_each(|v| *v /= total);
+                let (labels, mut proba): (Vec<usize>, Vec<f64>) = if k == 2 {
+                    let d: Vec<f64> = pred.chunks(2).map(|p| -p[0] + p[1]).collect();
+                    (
+                        d.iter().map(|v| usize::from(*v > 0.0)).collect(),
+                        d.iter().flat_map(|v| [-v / 2.0, v / 2.0]).collect(),
+                    )
+                } else {
+                    let labels = pred.chunks(k).map(argmax).collect();
+                    let div = (k - 1) as f64;
+                    (labels, pred.iter().map(|v| v / div).collect())
+                };
+                for row in proba.chunks_mut(k) {
+                    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    row.iter_mut().for_each(|v| *v = (*v - max).exp());
+                    let s = crate::select::numpy_sum(row);
+                    row.iter_mut().for_each(|v| *v /= s);
+                }
+                Ok(Predicted::Classes { labels, proba: Some(proba), classes: classes.clone() })
+            }
             Ensemble::OneVsRest { members, classes, first_wins, zero_rows_kept, proba } => {
                 let mut scores = Vec::with_capacity(members.len());
                 let mut probas = Vec::new();

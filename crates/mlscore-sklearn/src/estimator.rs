@@ -446,7 +446,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, OneClassSVM, OneVsRestClassifier, BaggingClassifier, BaggingRegressor, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, OneClassSVM, OneVsRestClassifier, BaggingClassifier, BaggingRegressor, AdaBoostClassifier, AdaBoostRegressor, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
      StackingClassifier, StackingRegressor, \
      SGDRegressor, LinearSVR, ARDRegression, Lars*, LassoLars*, OrthogonalMatchingPursuit*, TheilSenRegressor, \
      QuantileRegressor, PassiveAggressive*, PoissonRegressor, GammaRegressor, TweedieRegressor, LogisticRegression, \
@@ -1477,6 +1477,9 @@ fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
         "TransformedTargetRegressor" => target_transformed(g, id, depth),
         "OneVsRestClassifier" => Ok(Predictor::Ensemble(Box::new(one_vs_rest(g, id, depth)?))),
         "BaggingClassifier" | "BaggingRegressor" => Ok(Predictor::Ensemble(Box::new(bagging(g, id, &name, depth)?))),
+        "AdaBoostClassifier" | "AdaBoostRegressor" => {
+            Ok(Predictor::Ensemble(Box::new(ada_boost(g, id, &name, depth)?)))
+        }
         "VotingClassifier" | "VotingRegressor" | "StackingClassifier" | "StackingRegressor" => {
             Ok(Predictor::Ensemble(Box::new(meta_ensemble(g, id, &name, depth)?)))
         }
@@ -1750,6 +1753,36 @@ fn bagging(g: &Graph, id: Id, name: &str, depth: usize) -> Result<ensemble::Ense
         members.push((Sub { steps, predictor }, features, own));
     }
     Ok(ensemble::Ensemble::Bagging { members, classes })
+}
+
+/// An `AdaBoostClassifier` or `AdaBoostRegressor`: its fitted estimators and their weights.
+fn ada_boost(g: &Graph, id: Id, name: &str, depth: usize) -> Result<ensemble::Ensemble> {
+    let classes = if name == "AdaBoostClassifier" { Some(g.labels(g.get(id, "classes_")?)?) } else { None };
+    if classes.as_ref().is_some_and(|c| c.len() < 2) {
+        return Err(ReadError::Unsupported(format!("an {name} fitted on one class")));
+    }
+    let weights = g.vector(g.get(id, "estimator_weights_")?)?;
+    let ests = g.items(g.get(id, "estimators_")?)?.to_vec();
+    if ests.is_empty() || ests.len() > weights.len() {
+        return Err(invalid!("{name} has {} estimators and {} weights", ests.len(), weights.len()));
+    }
+    // SAMME.R was the default until scikit-learn 1.6 removed it.
+    let samme_r = classes.is_some()
+        && g.attr(id, "algorithm")?.and_then(|a| g.opt_str(a).ok().flatten()).is_some_and(|a| a == "SAMME.R");
+    let mut members = Vec::new();
+    for e in &ests {
+        let (steps, predictor) = sub_model(g, *e, depth + 1)?;
+        if predictor.classes() != classes.as_ref() {
+            return Err(invalid!("{name}'s estimator predicts other classes than the model"));
+        }
+        if samme_r && !predictor.has_proba() {
+            return Err(invalid!("{name} (SAMME.R) over an estimator without predict_proba"));
+        }
+        members.push(Sub { steps, predictor });
+    }
+    let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
+    let symmetric = !version.is_empty() && !version_before(&version, 1, 3);
+    Ok(ensemble::Ensemble::AdaBoost { members, weights, classes, samme_r, symmetric })
 }
 
 /// How a `TransformedTargetRegressor` maps its regressor's predictions back.
