@@ -51,6 +51,7 @@ def cases(release: str):
     from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, ensemble, feature_selection, linear_model, multiclass, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
+    from sklearn import pipeline
     from sklearn.pipeline import make_pipeline
 
     import numpy as np
@@ -151,6 +152,7 @@ def cases(release: str):
         ("ada_boost_samme_r", "numeric", "strings", lambda: ensemble.AdaBoostClassifier(n_estimators=20, random_state=0), {**pk, "predict_fn": "predict_proba"}),
         ("ada_boost_samme", "numeric", "binary", lambda: ensemble.AdaBoostClassifier(n_estimators=20, algorithm="SAMME", random_state=0), cp),
         ("ada_boost_regressor", "numeric", "regression", lambda: ensemble.AdaBoostRegressor(tree.DecisionTreeRegressor(max_depth=3), n_estimators=15, random_state=0), pk),
+        ("feature_union", "numeric", "multiclass", lambda: make_pipeline(sc(), pipeline.FeatureUnion([("pca", decomposition.PCA(3)), ("svd", decomposition.TruncatedSVD(2, random_state=0)), ("raw", "passthrough")], transformer_weights={"svd": 0.5}), linear_model.LogisticRegression(max_iter=1000)), pk),
     ]
 
 

@@ -167,6 +167,7 @@ def cases():
     from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, ensemble, feature_selection, linear_model, model_selection, multiclass, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
+    from sklearn import pipeline
     from sklearn.pipeline import make_pipeline
 
     sc = preprocessing.StandardScaler
@@ -319,6 +320,8 @@ def cases():
         ("ada_boost_stumps", "numeric", "strings", lambda: ensemble.AdaBoostClassifier(n_estimators=30, random_state=0), {"format": "pickle", "predict_fn": "predict_proba"}),
         ("ada_boost_binary", "numeric", "binary", lambda: make_pipeline(sc(), ensemble.AdaBoostClassifier(tree.DecisionTreeClassifier(max_depth=2), n_estimators=20, random_state=0)), {"format": "skops", "predict_fn": "predict_proba"}),
         ("ada_boost_regressor", "numeric", "regression", lambda: ensemble.AdaBoostRegressor(tree.DecisionTreeRegressor(max_depth=3), n_estimators=25, random_state=0), {"format": "cloudpickle"}),
+        ("feature_union", "numeric", "multiclass", lambda: make_pipeline(sc(), pipeline.FeatureUnion([("pca", decomposition.PCA(3)), ("svd", decomposition.TruncatedSVD(2, random_state=0)), ("raw", "passthrough")], transformer_weights={"pca": 2.0}), linear_model.LogisticRegression(max_iter=1000)), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("feature_union_ipca_poly", "numeric", "regression", lambda: make_pipeline(pipeline.FeatureUnion([("ipca", decomposition.IncrementalPCA(3)), ("poly", preprocessing.PolynomialFeatures(2, include_bias=False)), ("off", "drop")]), linear_model.Ridge()), {"format": "skops"}),
         # Outlier detection: -1 / 1 from path lengths (subsampled features, a contamination offset, NaN).
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=50, random_state=0), {"all_formats": True}),
         ("isolation_forest_subsampled_nan", "numeric_nan", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, max_samples=100, contamination=0.1, random_state=0), {"format": "pickle"}),

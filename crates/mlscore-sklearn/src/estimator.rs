@@ -181,6 +181,9 @@ pub(crate) enum Transformer {
     },
     /// PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer.
     Preprocess(Box<preprocess::Preprocess>),
+    /// A `FeatureUnion`: each transformer (none: passthrough) on all the columns, its output
+    /// times its weight, side by side.
+    Union(Vec<(String, Option<Transformer>, Option<f64>)>),
 }
 
 /// One column operation with a per-column vector.
@@ -434,6 +437,9 @@ impl Model {
                 Transformer::Columns(branches) => {
                     branches.iter_mut().filter_map(|b| b.step.as_mut()).for_each(|s| visit(s, nulls))
                 }
+                Transformer::Union(parts) => {
+                    parts.iter_mut().filter_map(|(_, t, _)| t.as_mut()).for_each(|s| visit(s, nulls))
+                }
                 Transformer::Imputer(i) => i.text_nulls = nulls,
                 _ => {}
             }
@@ -446,7 +452,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, OneClassSVM, OneVsRestClassifier, BaggingClassifier, BaggingRegressor, AdaBoostClassifier, AdaBoostRegressor, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     FeatureUnion, TruncatedSVD, IncrementalPCA, PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, OneClassSVM, OneVsRestClassifier, BaggingClassifier, BaggingRegressor, AdaBoostClassifier, AdaBoostRegressor, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
      StackingClassifier, StackingRegressor, \
      SGDRegressor, LinearSVR, ARDRegression, Lars*, LassoLars*, OrthogonalMatchingPursuit*, TheilSenRegressor, \
      QuantileRegressor, PassiveAggressive*, PoissonRegressor, GammaRegressor, TweedieRegressor, LogisticRegression, \
@@ -673,7 +679,38 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
         "SimpleImputer" => imputer(g, id)?,
         "OneHotEncoder" => one_hot(g, id)?,
         "OrdinalEncoder" => ordinal(g, id)?,
-        "PCA" => {
+        "FeatureUnion" => {
+            let weights = g.attr_set(id, "transformer_weights")?;
+            let mut parts = Vec::new();
+            for item in g.items(g.get(id, "transformer_list")?)? {
+                let [name, t, ..] = g.tuple(*item)? else {
+                    return Err(invalid!("a FeatureUnion entry without its transformer"));
+                };
+                let name = g.str(*name)?.to_string();
+                let step = match g.opt_str(*t).ok().flatten() {
+                    Some("drop") => continue,
+                    Some("passthrough") => None,
+                    _ => Some(transformer(g, *t, depth + 1)?),
+                };
+                let weight = match weights {
+                    Some(w) => g.attr(w, &name)?.map(|v| g.float(v)).transpose()?,
+                    None => None,
+                };
+                parts.push((name, step, weight));
+            }
+            Transformer::Union(parts)
+        }
+        // Projections without centring: TruncatedSVD's X @ components_.T.
+        "TruncatedSVD" => {
+            let (comp, shape) = g.f64s(g.get(id, "components_")?)?;
+            let [k, n] = shape[..] else { return Err(invalid!("TruncatedSVD components_ of shape {shape:?}")) };
+            Transformer::Pca {
+                mean: vec![0.0; n],
+                components: comp.chunks(n.max(1)).map(<[f64]>::to_vec).take(k).collect(),
+                whiten: None,
+            }
+        }
+        "PCA" | "IncrementalPCA" => {
             let (comp, shape) = g.f64s(g.get(id, "components_")?)?;
             let [k, n] = shape[..] else { return Err(invalid!("PCA components_ of shape {shape:?}")) };
             let mean = v("mean_")?;
@@ -694,6 +731,21 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
         "PolynomialFeatures" | "KBinsDiscretizer" | "PowerTransformer" | "QuantileTransformer" => {
             let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok());
             Transformer::Preprocess(Box::new(preprocess::read(g, id, &c, version)?))
+        }
+        // Without a function it is the identity ("passthrough" in a fitted FeatureUnion), after
+        // check_array's refusal of NaN and infinities where validate=True.
+        "FunctionTransformer" if g.attr_set(id, "func")?.is_none() => {
+            if g.attr(id, "validate")?.is_some_and(|v| g.bool(v).unwrap_or(false)) {
+                let n_in = n_features_of(g, id)?;
+                Transformer::Select {
+                    class: "FunctionTransformer".into(),
+                    keep: (0..n_in).collect(),
+                    n_in,
+                    finite: Finite::All,
+                }
+            } else {
+                Transformer::Pipeline(Vec::new())
+            }
         }
         "FunctionTransformer" => {
             return Err(ReadError::Unsupported(
@@ -2687,6 +2739,7 @@ impl Transformer {
                 branches.iter().filter_map(|b| b.step.as_ref()).map(Transformer::widest).sum::<usize>()
             }
             Transformer::Preprocess(p) => p.widest(),
+            Transformer::Union(parts) => parts.iter().filter_map(|(_, t, _)| t.as_ref()).map(Transformer::widest).sum(),
             _ => 0,
         }
     }
@@ -2813,6 +2866,26 @@ impl Transformer {
                 Ok(Frame { names: (0..out.len()).map(|k| format!("pca{k}")).collect(), cols: out, rows: f.rows })
             }
             Transformer::Preprocess(p) => p.transform(f),
+            Transformer::Union(parts) => {
+                let mut out = Frame { names: Vec::new(), cols: Vec::new(), rows: f.rows };
+                for (name, step, weight) in parts {
+                    let mut t = match step {
+                        Some(s) => s.transform(f.clone())?,
+                        None => f.clone(),
+                    };
+                    if let Some(w) = weight {
+                        for j in 0..t.cols.len() {
+                            t.num(j, name)?;
+                            if let Col::Num(v) = &mut t.cols[j] {
+                                v.make_mut().iter_mut().for_each(|x| *x *= w);
+                            }
+                        }
+                    }
+                    out.names.extend(t.names.into_iter().map(|n| format!("{name}__{n}")));
+                    out.cols.extend(t.cols);
+                }
+                Ok(out)
+            }
             Transformer::Select { class, keep, n_in, finite } => {
                 f.width_check(*n_in, class)?;
                 f.check_finite(*finite, class)?;
