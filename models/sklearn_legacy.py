@@ -153,7 +153,9 @@ def cases(release: str):
         ("ada_boost_samme", "numeric", "binary", lambda: ensemble.AdaBoostClassifier(n_estimators=20, algorithm="SAMME", random_state=0), cp),
         ("ada_boost_regressor", "numeric", "regression", lambda: ensemble.AdaBoostRegressor(tree.DecisionTreeRegressor(max_depth=3), n_estimators=15, random_state=0), pk),
         ("feature_union", "numeric", "multiclass", lambda: make_pipeline(sc(), pipeline.FeatureUnion([("pca", decomposition.PCA(3)), ("svd", decomposition.TruncatedSVD(2, random_state=0)), ("raw", "passthrough")], transformer_weights={"svd": 0.5}), linear_model.LogisticRegression(max_iter=1000)), pk),
-    ]
+    ] + ([] if old else [
+        ("target_encoder_unseen", "mixed_unseen", "binary", lambda: make_pipeline(ColumnTransformer([("num", SimpleImputer(), ["age", "income"]), ("te", preprocessing.TargetEncoder(random_state=0), ["city", "plan"])]), linear_model.LogisticRegression(max_iter=1000)), {**pk, "predict_fn": "predict_proba"}),
+    ])
 
 
 def all_cases(release: str):

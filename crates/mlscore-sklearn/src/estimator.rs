@@ -184,6 +184,19 @@ pub(crate) enum Transformer {
     /// A `FeatureUnion`: each transformer (none: passthrough) on all the columns, its output
     /// times its weight, side by side.
     Union(Vec<(String, Option<Transformer>, Option<f64>)>),
+    /// A `TargetEncoder`: each feature's categories to their fitted encodings (one per class
+    /// for a multiclass target, feature-major), unknown ones to the target's mean.
+    /// `missing`: per feature, how its categories hold a missing value (None or NaN), which a
+    /// null matches only as pandas delivers it (`text_nulls`); else a null is unknown.
+    Target {
+        categories: Vec<Categories>,
+        encodings: Vec<Vec<f64>>,
+        per_feature: usize,
+        mean: Vec<f64>,
+        suffixes: Vec<String>,
+        missing: Vec<Option<TextNulls>>,
+        text_nulls: TextNulls,
+    },
 }
 
 /// One column operation with a per-column vector.
@@ -251,6 +264,10 @@ pub(crate) struct OneHot {
     widths: Vec<usize>,
     unknown: Vec<Option<usize>>,
     unknown_is_error: bool,
+    /// Per feature, the missing marker its categories hold, and how nulls arrive (see
+    /// [`null_is_category`]).
+    missing_kind: Vec<Option<TextNulls>>,
+    text_nulls: TextNulls,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +275,31 @@ pub(crate) struct Ordinal {
     categories: Vec<Categories>,
     unknown: Option<f64>,
     missing: Option<f64>,
+    missing_kind: Vec<Option<TextNulls>>,
+    text_nulls: TextNulls,
+}
+
+/// Whether a null of a string column is its feature's missing category: scikit-learn matches
+/// None to None and NaN to NaN only, so a category fitted as None (an object column) does not
+/// take the NaN of pandas 3's `str` columns, which is then an unknown value.
+fn null_is_category(kind: Option<TextNulls>, nulls: TextNulls) -> bool {
+    kind == Some(nulls)
+}
+
+/// How each feature's object categories (`categories_`) hold a missing value: None or NaN.
+fn missing_kinds(g: &Graph, id: Id) -> Result<Vec<Option<TextNulls>>> {
+    let mut out = Vec::new();
+    for c in g.items(g.get(id, "categories_")?)? {
+        out.push(match &g.array(*c)?.data {
+            mlscore_pickle::ArrayData::Objects(o) => o.iter().find_map(|i| match g.node(*i) {
+                Node::None => Some(TextNulls::None),
+                Node::Float(f) if f.is_nan() => Some(TextNulls::Nan),
+                _ => None,
+            }),
+            _ => None,
+        });
+    }
+    Ok(out)
 }
 
 /// An outlier detector's labels: -1 (outlier) and 1 (inlier).
@@ -441,6 +483,9 @@ impl Model {
                     parts.iter_mut().filter_map(|(_, t, _)| t.as_mut()).for_each(|s| visit(s, nulls))
                 }
                 Transformer::Imputer(i) => i.text_nulls = nulls,
+                Transformer::Target { text_nulls, .. } => *text_nulls = nulls,
+                Transformer::OneHot(o) => o.text_nulls = nulls,
+                Transformer::Ordinal(o) => o.text_nulls = nulls,
                 _ => {}
             }
         }
@@ -452,7 +497,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     FeatureUnion, TruncatedSVD, IncrementalPCA, PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, OneClassSVM, OneVsRestClassifier, BaggingClassifier, BaggingRegressor, AdaBoostClassifier, AdaBoostRegressor, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     TargetEncoder, FeatureUnion, TruncatedSVD, IncrementalPCA, PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, OneClassSVM, OneVsRestClassifier, BaggingClassifier, BaggingRegressor, AdaBoostClassifier, AdaBoostRegressor, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
      StackingClassifier, StackingRegressor, \
      SGDRegressor, LinearSVR, ARDRegression, Lars*, LassoLars*, OrthogonalMatchingPursuit*, TheilSenRegressor, \
      QuantileRegressor, PassiveAggressive*, PoissonRegressor, GammaRegressor, TweedieRegressor, LogisticRegression, \
@@ -679,6 +724,52 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
         "SimpleImputer" => imputer(g, id)?,
         "OneHotEncoder" => one_hot(g, id)?,
         "OrdinalEncoder" => ordinal(g, id)?,
+        "TargetEncoder" => {
+            let cats = categories(g, id)?;
+            let encodings: Vec<Vec<f64>> =
+                g.items(g.get(id, "encodings_")?)?.iter().map(|e| g.vector(*e)).collect::<Result<_>>()?;
+            let multiclass = g.str(g.get(id, "target_type_")?)? == "multiclass";
+            let (per_feature, suffixes) = if multiclass {
+                let classes = g.labels(g.get(id, "classes_")?)?;
+                let names = (0..classes.len())
+                    .map(|i| match &classes {
+                        Labels::Str(v) => v[i].clone(),
+                        Labels::Int(v) => v[i].to_string(),
+                        Labels::Float(v) => v[i].to_string(),
+                        Labels::Bool(v) => v[i].to_string(),
+                        Labels::StrOrNone(v) => v[i].clone().unwrap_or_else(|| "None".into()),
+                    })
+                    .collect::<Vec<_>>();
+                (classes.len(), names)
+            } else {
+                (1, Vec::new())
+            };
+            let mean = g.vector(g.get(id, "target_mean_")?)?;
+            if per_feature == 0 || encodings.len() != cats.len() * per_feature || mean.len() != per_feature {
+                return Err(invalid!(
+                    "TargetEncoder has {} encodings and {} target means for {} features of {per_feature} outputs",
+                    encodings.len(),
+                    mean.len(),
+                    cats.len()
+                ));
+            }
+            for (e, enc) in encodings.iter().enumerate() {
+                let n = cats[e / per_feature].len();
+                if enc.len() != n {
+                    return Err(invalid!("TargetEncoder's encoding {e} has {} values for {n} categories", enc.len()));
+                }
+            }
+            let missing = missing_kinds(g, id)?;
+            Transformer::Target {
+                categories: cats.iter().map(index).collect(),
+                encodings,
+                per_feature,
+                mean,
+                suffixes,
+                missing,
+                text_nulls: TextNulls::Nan,
+            }
+        }
         "FeatureUnion" => {
             let weights = g.attr_set(id, "transformer_weights")?;
             let mut parts = Vec::new();
@@ -1347,7 +1438,15 @@ fn one_hot(g: &Graph, id: Id) -> Result<Transformer> {
         unknown.push(if handle == "infrequent_if_exist" { infreq_slot.and_then(out) } else { None });
     }
     let categories = categories.iter().map(index).collect();
-    Ok(Transformer::OneHot(OneHot { categories, slots, widths, unknown, unknown_is_error: handle == "error" }))
+    Ok(Transformer::OneHot(OneHot {
+        categories,
+        slots,
+        widths,
+        unknown,
+        unknown_is_error: handle == "error",
+        missing_kind: missing_kinds(g, id)?,
+        text_nulls: TextNulls::Nan,
+    }))
 }
 
 fn ordinal(g: &Graph, id: Id) -> Result<Transformer> {
@@ -1364,7 +1463,13 @@ fn ordinal(g: &Graph, id: Id) -> Result<Transformer> {
         None => None,
     };
     let categories = categories.iter().map(index).collect();
-    Ok(Transformer::Ordinal(Ordinal { categories, unknown, missing }))
+    Ok(Transformer::Ordinal(Ordinal {
+        categories,
+        unknown,
+        missing,
+        missing_kind: missing_kinds(g, id)?,
+        text_nulls: TextNulls::Nan,
+    }))
 }
 
 fn predictor(g: &Graph, id: Id) -> Result<Predictor> {
@@ -2846,6 +2951,37 @@ impl Transformer {
             Transformer::Imputer(imp) => imp.transform(f),
             Transformer::OneHot(oh) => oh.transform(f),
             Transformer::Ordinal(o) => o.transform(f),
+            Transformer::Target { categories, encodings, per_feature, mean, suffixes, missing, text_nulls } => {
+                f.width_check(categories.len(), "TargetEncoder")?;
+                f.check_finite(Finite::AllowNan, "TargetEncoder")?;
+                let mut out = Frame { names: Vec::new(), cols: Vec::new(), rows: f.rows };
+                for (j, col) in f.cols.iter().enumerate() {
+                    // A null of a string column is its feature's missing category only where that
+                    // category is the marker pandas delivers (NaN is not None to scikit-learn).
+                    let null_known = null_is_category(missing.get(j).copied().flatten(), *text_nulls);
+                    let codes: Vec<Option<usize>> = (0..f.rows)
+                        .map(|r| match col {
+                            Col::Text(v) if v[r].is_none() && !null_known => None,
+                            _ => find(&categories[j], col, r),
+                        })
+                        .collect();
+                    for c in 0..*per_feature {
+                        let enc = &encodings[j * per_feature + c];
+                        out.cols.push(Col::Num(
+                            codes
+                                .iter()
+                                .map(|k| k.and_then(|k| enc.get(k).copied()).unwrap_or(mean[c]))
+                                .collect::<Vec<_>>()
+                                .into(),
+                        ));
+                        out.names.push(match suffixes.get(c) {
+                            Some(s) => format!("{}_{s}", f.names[j]),
+                            None => f.names[j].clone(),
+                        });
+                    }
+                }
+                Ok(out)
+            }
             Transformer::Pca { mean, components, whiten } => {
                 f.width_check(mean.len(), "PCA")?;
                 let cols: Vec<&[f64]> = (0..f.cols.len()).map(|j| f.num(j, "PCA")).collect::<Scored<_>>()?;
@@ -2999,7 +3135,9 @@ impl OneHot {
             let mut cols = vec![vec![0.0f64; f.rows]; width];
             let mut slots = Vec::with_capacity(f.rows);
             for r in 0..f.rows {
-                slots.push(match find(cats, col, r) {
+                let unknown_null = matches!(col, Col::Text(v) if v[r].is_none())
+                    && !null_is_category(self.missing_kind.get(j).copied().flatten(), self.text_nulls);
+                slots.push(match if unknown_null { None } else { find(cats, col, r) } {
                     Some(i) => self.slots[j][i],
                     None if self.unknown_is_error => {
                         return Err(score_err(
@@ -3041,10 +3179,12 @@ impl Ordinal {
                     Col::Num(x) => x[r].is_nan(),
                     Col::Text(x) => x[r].is_none(),
                 };
-                let code = match find(cats, col, r) {
+                let unknown_null = matches!(col, Col::Text(v) if v[r].is_none())
+                    && !null_is_category(self.missing_kind.get(j).copied().flatten(), self.text_nulls);
+                let code = match if unknown_null { None } else { find(cats, col, r) } {
                     Some(i) if is_missing => self.missing.unwrap_or(i as f64),
                     Some(i) => i as f64,
-                    None if is_missing && self.missing.is_some() => self.missing.unwrap_or(f64::NAN),
+                    None if is_missing && !unknown_null && self.missing.is_some() => self.missing.unwrap_or(f64::NAN),
                     None => match self.unknown {
                         Some(u) => u,
                         None => {
