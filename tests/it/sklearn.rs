@@ -337,6 +337,24 @@ fn cli_scores_a_pickled_pipeline_and_inspect_names_its_format() {
     let text = String::from_utf8_lossy(&o.stdout);
     let want = "string nulls None, not imputed as NaN (written by scikit-learn 1.1.3, before pandas 3)";
     assert!(o.status.success() && text.contains(want), "{text}");
+    // A meta-estimator is named with its members, equal neighbours counted.
+    for (case, want) in [
+        (
+            "voting_soft_weighted_pickle",
+            "VotingClassifier[Pipeline(StandardScaler -> LogisticRegression), RandomForestClassifier, GaussianNB]",
+        ),
+        ("bagging_trees", "BaggingClassifier[DecisionTreeClassifier x10]"),
+        (
+            "stacking_classifier",
+            "StackingClassifier[RandomForestClassifier, Pipeline(StandardScaler -> LinearSVC), final LogisticRegression]",
+        ),
+    ] {
+        let mut cmd = mlscore();
+        cmd.args(["inspect"]).arg(models().join("sklearn").join(case).join("model"));
+        let o = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && text.contains(want), "{case}: {text}");
+    }
 }
 
 /// Seeded mutations of real model files (pickle, cloudpickle, skops): each loads and scores or

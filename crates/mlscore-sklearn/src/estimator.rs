@@ -585,7 +585,7 @@ pub(crate) fn build(g: &Graph) -> Result<Model> {
         loop {
             let c = short(&class(g, e)?).to_string();
             let rfe = matches!(c.as_str(), "RFE" | "RFECV");
-            chain.push(c);
+            chain.push(if i + 1 == n && !rfe { describe(g, e, 0) } else { c });
             if i + 1 < n || !rfe || chain.len() > 100 {
                 break;
             }
@@ -593,6 +593,63 @@ pub(crate) fn build(g: &Graph) -> Result<Model> {
         }
     }
     Ok(Model { steps, predictor, feature_names, chain })
+}
+
+/// An estimator's name for `inspect`: its class, and for meta-estimators their members
+/// (`VotingClassifier[Pipeline(StandardScaler -> LogisticRegression), GaussianNB]`), equal
+/// neighbours counted (`BaggingClassifier[DecisionTreeClassifier x10]`).
+fn describe(g: &Graph, id: Id, depth: usize) -> String {
+    let Ok(c) = class(g, id) else { return g.describe(id) };
+    let name = short(&c).to_string();
+    if depth > 4 {
+        return name;
+    }
+    let items = |attr: &str| -> Vec<Id> {
+        g.attr(id, attr).ok().flatten().and_then(|l| g.items(l).ok()).map(<[Id]>::to_vec).unwrap_or_default()
+    };
+    let one = |attr: &str| g.attr(id, attr).ok().flatten().map(|e| describe(g, e, depth + 1));
+    let members: Vec<String> = match name.as_str() {
+        "Pipeline" => {
+            let steps: Vec<String> = items("steps")
+                .iter()
+                .filter_map(|s| step_object(g, *s).ok().flatten())
+                .map(|e| describe(g, e, depth + 1))
+                .collect();
+            return format!("Pipeline({})", steps.join(" -> "));
+        }
+        "VotingClassifier"
+        | "VotingRegressor"
+        | "BaggingClassifier"
+        | "BaggingRegressor"
+        | "OneVsRestClassifier"
+        | "AdaBoostClassifier"
+        | "AdaBoostRegressor" => items("estimators_").iter().map(|e| describe(g, *e, depth + 1)).collect(),
+        "StackingClassifier" | "StackingRegressor" => {
+            let mut m: Vec<String> = items("estimators_").iter().map(|e| describe(g, *e, depth + 1)).collect();
+            m.extend(one("final_estimator_").map(|f| format!("final {f}")));
+            m
+        }
+        "CalibratedClassifierCV" => items("calibrated_classifiers_")
+            .iter()
+            .filter_map(|c| {
+                g.attr(*c, "estimator").ok().flatten().or_else(|| g.attr(*c, "base_estimator").ok().flatten())
+            })
+            .map(|e| describe(g, e, depth + 1))
+            .collect(),
+        "TransformedTargetRegressor" => one("regressor_").into_iter().collect(),
+        _ => return name,
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < members.len() {
+        let mut k = 1;
+        while i + k < members.len() && members[i + k] == members[i] {
+            k += 1;
+        }
+        parts.push(if k == 1 { members[i].clone() } else { format!("{} x{k}", members[i]) });
+        i += k;
+    }
+    format!("{name}[{}]", parts.join(", "))
 }
 
 fn names_in(g: &Graph, id: Id) -> Result<Option<Vec<String>>> {
