@@ -28,8 +28,11 @@ pub(crate) struct Neighbors {
     pub fit: Vec<f64>,
     pub n_fit: usize,
     pub n_features: usize,
-    /// `|y|²` of each fitted row, for the brute-force euclidean distances.
+    /// `|y|²` of each fitted row, and the fitted rows transposed (features x rows), for the
+    /// brute-force euclidean distances' matrix product.
     norms: Vec<f64>,
+    fit_t: Vec<f64>,
+    zeros: Vec<f64>,
     pub k: usize,
     pub metric: Metric,
     /// Weights `1 / distance` (else uniform).
@@ -111,7 +114,18 @@ pub(crate) fn read(g: &Graph, id: Id, name: &str) -> Result<Neighbors> {
         Target::Values(y)
     };
     let norms = fit.chunks(n_features.max(1)).take(n_fit).map(|r| r.iter().map(|v| v * v).sum()).collect();
-    Ok(Neighbors { fit, n_fit, n_features, norms, k, metric, by_distance, target })
+    let (fit_t, zeros) = if metric == (Metric::Euclidean { exact: false }) {
+        let mut t = vec![0.0; n_fit * n_features];
+        for (j, row) in fit.chunks(n_features).enumerate().take(n_fit) {
+            for (f, v) in row.iter().enumerate() {
+                t[f * n_fit + j] = *v;
+            }
+        }
+        (t, vec![0.0; n_fit])
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    Ok(Neighbors { fit, n_fit, n_features, norms, fit_t, zeros, k, metric, by_distance, target })
 }
 
 impl Neighbors {
@@ -126,7 +140,14 @@ impl Neighbors {
             Metric::Manhattan => Accumulate::AbsoluteDifference,
             Metric::Chebyshev => Accumulate::MaxAbsoluteDifference,
         };
-        pairwise(kind, cols, start, n, &self.fit[..self.n_fit * self.n_features], out);
+        if kind == Accumulate::Dot {
+            // x · yᵀ for the block as one matrix product, as scikit-learn's brute search takes it.
+            let mut x = Vec::new();
+            mlscore_kernels::columns::to_rows(cols, start, n, &mut x);
+            *out = mlscore_kernels::columns::dense(&x, n, self.n_features, &self.fit_t, &self.zeros);
+        } else {
+            pairwise(kind, cols, start, n, &self.fit[..self.n_fit * self.n_features], out);
+        }
         match self.metric {
             Metric::Euclidean { exact: true } => out.iter_mut().for_each(|d| *d = d.sqrt()),
             Metric::Euclidean { exact: false } => {
