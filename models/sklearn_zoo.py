@@ -164,7 +164,7 @@ def cases():
     """(name, data, target, make(), options)."""
     import lightgbm
     import xgboost
-    from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, ensemble, feature_selection, linear_model, model_selection, multiclass, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
+    from sklearn import calibration, cluster, compose, decomposition, discriminant_analysis, dummy, ensemble, feature_selection, linear_model, model_selection, multiclass, naive_bayes, neighbors, neural_network, preprocessing, svm, tree
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn import pipeline
@@ -327,6 +327,9 @@ def cases():
         ("target_encoder_regression", "mixed", "regression", lambda: make_pipeline(ColumnTransformer([("te", preprocessing.TargetEncoder(smooth=5.0, random_state=0), ["city", "plan"]), ("rest", "passthrough", ["age", "active"])]), linear_model.Ridge()), {"format": "cloudpickle"}),
         # Encoders fitted on None in an object column, scored on pandas 3's str column whose nulls are NaN: unknown to scikit-learn.
         ("encoders_none_categories", "mixed_nulls", "binary", lambda: make_pipeline(ColumnTransformer([("oh", preprocessing.OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["city"]), ("ord", preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["city"]), ("num", SimpleImputer(), ["age", "income"])]), linear_model.LogisticRegression(max_iter=1000)), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("dummy_prior", "numeric_nan", "strings", lambda: dummy.DummyClassifier(strategy="prior"), {"format": "pickle", "predict_fn": "predict_proba"}),
+        ("dummy_most_frequent_pipeline", "numeric", "bools", lambda: make_pipeline(sc(), dummy.DummyClassifier()), {"format": "skops"}),
+        ("dummy_regressor_median", "numeric_nan", "regression", lambda: dummy.DummyRegressor(strategy="median"), {"format": "cloudpickle"}),
         # Outlier detection: -1 / 1 from path lengths (subsampled features, a contamination offset, NaN).
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=50, random_state=0), {"all_formats": True}),
         ("isolation_forest_subsampled_nan", "numeric_nan", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, max_samples=100, contamination=0.1, random_state=0), {"format": "pickle"}),

@@ -344,6 +344,14 @@ pub(crate) enum Predictor {
         inverse: Inverse,
         finite: Finite,
     },
+    /// A `DummyClassifier` (most_frequent, prior) or `DummyRegressor`: the same answer for
+    /// every row, whatever it holds (it validates nothing).
+    Constant {
+        classes: Option<Labels>,
+        label: usize,
+        proba: Vec<f64>,
+        value: f64,
+    },
     /// k nearest neighbours over the fitted rows.
     Neighbors(Box<neighbors::Neighbors>),
     /// Voting and stacking over fitted estimators.
@@ -497,7 +505,7 @@ impl Model {
 pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searches (their best_estimator_), ColumnTransformer, StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, \
      Normalizer, Binarizer, SimpleImputer, OneHotEncoder, OrdinalEncoder, PCA, VarianceThreshold, SelectKBest, \
      SelectPercentile, SelectFpr, SelectFdr, SelectFwe, GenericUnivariateSelect, RFE, RFECV, SelectFromModel, LinearRegression, Ridge, Lasso, ElasticNet, \
-     TargetEncoder, FeatureUnion, TruncatedSVD, IncrementalPCA, PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, OneClassSVM, OneVsRestClassifier, BaggingClassifier, BaggingRegressor, AdaBoostClassifier, AdaBoostRegressor, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
+     TargetEncoder, FeatureUnion, TruncatedSVD, IncrementalPCA, PolynomialFeatures, KBinsDiscretizer, PowerTransformer, QuantileTransformer, SVC, NuSVC, SVR, NuSVR, GaussianNB, DummyClassifier, DummyRegressor, OneClassSVM, OneVsRestClassifier, BaggingClassifier, BaggingRegressor, AdaBoostClassifier, AdaBoostRegressor, TransformedTargetRegressor, KNeighborsClassifier, KNeighborsRegressor, IsolationForest, CalibratedClassifierCV, VotingClassifier, VotingRegressor, \
      StackingClassifier, StackingRegressor, \
      SGDRegressor, LinearSVR, ARDRegression, Lars*, LassoLars*, OrthogonalMatchingPursuit*, TheilSenRegressor, \
      QuantileRegressor, PassiveAggressive*, PoissonRegressor, GammaRegressor, TweedieRegressor, LogisticRegression, \
@@ -1684,6 +1692,33 @@ fn predictor_at(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
         "SVC" | "NuSVC" | "SVR" | "NuSVR" | "OneClassSVM" => Ok(Predictor::Svm(Box::new(svm::read(g, id, &c)?))),
         "GaussianNB" => Ok(Predictor::NaiveBayes(Box::new(svm::gaussian_nb(g, id)?))),
         "IsolationForest" => isolation_forest(g, id),
+        "DummyClassifier" => {
+            let strategy = g.str(g.get(id, "_strategy")?)?;
+            if g.attr(id, "n_outputs_")?.is_some_and(|n| g.int(n).unwrap_or(1) != 1) {
+                return Err(ReadError::Unsupported("a multi-output DummyClassifier".into()));
+            }
+            let classes = classes()?;
+            let prior = g.vector(g.get(id, "class_prior_")?)?;
+            if prior.len() != classes.len() || prior.is_empty() {
+                return Err(invalid!("DummyClassifier has {} priors for {} classes", prior.len(), classes.len()));
+            }
+            let label = argmax(&prior);
+            let proba = match strategy {
+                "prior" => prior,
+                "most_frequent" => (0..classes.len()).map(|c| f64::from(u8::from(c == label))).collect(),
+                s => {
+                    return Err(ReadError::Unsupported(format!(
+                        "DummyClassifier(strategy='{s}') (random or constant answers; mlscore reads most_frequent and prior)"
+                    )));
+                }
+            };
+            Ok(Predictor::Constant { classes: Some(classes), label, proba, value: 0.0 })
+        }
+        "DummyRegressor" => {
+            let c = g.vector(g.get(id, "constant_")?)?;
+            let [value] = c[..] else { return Err(ReadError::Unsupported("a multi-output DummyRegressor".into())) };
+            Ok(Predictor::Constant { classes: None, label: 0, proba: Vec::new(), value })
+        }
         "KNeighborsClassifier" | "KNeighborsRegressor" => {
             Ok(Predictor::Neighbors(Box::new(neighbors::read(g, id, &name)?)))
         }
@@ -3303,8 +3338,11 @@ impl Predictor {
             Predictor::Svm(m) => Some(m.n_features),
             Predictor::NaiveBayes(m) => Some(m.n_features),
             Predictor::Neighbors(m) => Some(m.n_features),
-            // Each member checks its own inputs.
-            Predictor::Calibrated(_) | Predictor::Ensemble(_) | Predictor::TargetTransformed { .. } => None,
+            // Each member checks its own inputs; a dummy reads none.
+            Predictor::Calibrated(_)
+            | Predictor::Ensemble(_)
+            | Predictor::TargetTransformed { .. }
+            | Predictor::Constant { .. } => None,
         }
     }
 
@@ -3344,6 +3382,7 @@ impl Predictor {
             Predictor::Calibrated(c) => Some(&c.classes),
             Predictor::Ensemble(e) => e.classes(),
             Predictor::Isolation { .. } => Some(&OUTLIER_LABELS),
+            Predictor::Constant { classes, .. } => classes.as_ref(),
             Predictor::Neighbors(m) => match &m.target {
                 neighbors::Target::Classes { classes, .. } => Some(classes),
                 neighbors::Target::Values(_) => None,
@@ -3375,6 +3414,7 @@ impl Predictor {
             | Predictor::NaiveBayes(_)
             | Predictor::Calibrated(_)
             | Predictor::TargetTransformed { .. }
+            | Predictor::Constant { .. }
             | Predictor::Ensemble(_) => 1,
             Predictor::Boosted(e) => e.booster.output_width(),
         }
@@ -3390,7 +3430,8 @@ impl Predictor {
             | Predictor::Boosted(_)
             | Predictor::Calibrated(_)
             | Predictor::Ensemble(_)
-            | Predictor::TargetTransformed { .. } => Finite::Any,
+            | Predictor::TargetTransformed { .. }
+            | Predictor::Constant { .. } => Finite::Any,
             Predictor::Linear { .. }
             | Predictor::Mlp { .. }
             | Predictor::KMeans { .. }
@@ -3467,6 +3508,17 @@ impl Predictor {
         match self {
             Predictor::Calibrated(c) => return c.predict(f, name),
             Predictor::Ensemble(e) => return e.predict(f, name),
+            Predictor::Constant { classes, label, proba, value } => {
+                let rows = f.rows;
+                return Ok(match classes {
+                    Some(c) => Predicted::Classes {
+                        labels: vec![*label; rows],
+                        proba: Some(proba.iter().copied().cycle().take(rows * proba.len()).collect()),
+                        classes: c.clone(),
+                    },
+                    None => Predicted::Values { values: vec![*value; rows], width: 1 },
+                });
+            }
             Predictor::TargetTransformed { steps, inner, inverse, finite } => {
                 let mut x = f.clone();
                 for s in steps {
@@ -3615,7 +3667,10 @@ impl Predictor {
                     }
                 }
             }
-            Predictor::Calibrated(_) | Predictor::Ensemble(_) | Predictor::TargetTransformed { .. } => {
+            Predictor::Calibrated(_)
+            | Predictor::Ensemble(_)
+            | Predictor::TargetTransformed { .. }
+            | Predictor::Constant { .. } => {
                 return Err(score_err(name, "an ensemble predicts on its own"));
             }
             Predictor::Neighbors(m) => {

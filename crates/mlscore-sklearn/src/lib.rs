@@ -469,6 +469,7 @@ impl Model {
             Predictor::Isolation { .. } => "IsolationForest".into(),
             Predictor::Neighbors(_) => "the nearest-neighbours model".into(),
             Predictor::TargetTransformed { .. } => "TransformedTargetRegressor".into(),
+            Predictor::Constant { .. } => "the dummy estimator".into(),
         }
     }
 }
