@@ -5,8 +5,6 @@
 pub enum Accumulate {
     /// `Σ (x - y)²`.
     SquaredDifference,
-    /// `Σ x y`.
-    Dot,
     /// `Σ |x - y|`.
     AbsoluteDifference,
     /// `max |x - y|` (from 0).
@@ -26,8 +24,8 @@ pub enum Accumulate {
 /// let mut out = Vec::new();
 /// pairwise(Accumulate::SquaredDifference, &[&a, &b], 1, 2, &fit, &mut out);
 /// assert_eq!(out, [1.0, 1.0, 8.0, 2.0]);
-/// pairwise(Accumulate::Dot, &[&a, &b], 0, 1, &fit, &mut out);
-/// assert_eq!(out, [0.0, 0.0]);
+/// pairwise(Accumulate::AbsoluteDifference, &[&a, &b], 0, 1, &fit, &mut out);
+/// assert_eq!(out, [0.0, 2.0]);
 /// ```
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt",
@@ -49,7 +47,6 @@ pub fn pairwise(kind: Accumulate, cols: &[&[f64]], start: usize, n: usize, fit: 
                     let d = x - yf;
                     *a += d * d;
                 }),
-                Accumulate::Dot => acc.iter_mut().zip(x.iter()).for_each(|(a, x)| *a += x * yf),
                 Accumulate::AbsoluteDifference => acc.iter_mut().zip(x.iter()).for_each(|(a, x)| *a += (x - yf).abs()),
                 Accumulate::MaxAbsoluteDifference => {
                     acc.iter_mut().zip(x.iter()).for_each(|(a, x)| *a = a.max((x - yf).abs()))

@@ -4,7 +4,8 @@
 
 use mlscore_pickle::Labels;
 
-use crate::estimator::{Frame, Predicted, Predictor, ScoreError, Transformer};
+use crate::ensemble::Sub;
+use crate::estimator::{Frame, Predicted, ScoreError, argmax, expit};
 
 /// A fitted calibrator of one class's scores.
 #[derive(Debug)]
@@ -30,16 +31,11 @@ impl Calibrator {
     }
 }
 
-fn expit(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 /// One of `calibrated_classifiers_`: a fitted estimator (a pipeline's steps, then its
 /// predictor) and, per column of its response, the class it calibrates and how.
 #[derive(Debug)]
 pub(crate) struct Member {
-    pub steps: Vec<Transformer>,
-    pub predictor: Predictor,
+    pub sub: Sub,
     pub calibrators: Vec<(usize, Calibrator)>,
 }
 
@@ -56,11 +52,8 @@ impl Calibrated {
         let mut mean = vec![0.0; rows * k];
         let mut proba = vec![0.0; rows * k];
         for m in &self.members {
-            let mut x = f.clone();
-            for s in &m.steps {
-                x = s.transform(x)?;
-            }
-            let (response, width) = m.predictor.response(&x, name)?;
+            let x = m.sub.input(f.clone())?;
+            let (response, width) = m.sub.predictor.response(&x, name)?;
             if response.iter().any(|v| v.is_nan())
                 && m.calibrators.iter().any(|(_, c)| matches!(c, Calibrator::Isotonic { .. }))
             {
@@ -96,21 +89,7 @@ impl Calibrated {
         }
         let n = self.members.len() as f64;
         mean.iter_mut().for_each(|a| *a /= n);
-        let labels = mean
-            .chunks(k.max(1))
-            .map(|row| {
-                let mut best = 0;
-                for (c, v) in row.iter().enumerate() {
-                    if v.is_nan() {
-                        return c;
-                    }
-                    if *v > row[best] {
-                        best = c;
-                    }
-                }
-                best
-            })
-            .collect();
+        let labels = mean.chunks(k.max(1)).map(argmax).collect();
         Ok(Predicted::Classes { labels, proba: Some(mean), classes: self.classes.clone() })
     }
 }

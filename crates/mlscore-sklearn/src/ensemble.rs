@@ -4,7 +4,7 @@
 
 use mlscore_pickle::Labels;
 
-use crate::estimator::{Col, Frame, Predicted, Predictor, ScoreError, Transformer};
+use crate::estimator::{Col, Frame, Predicted, Predictor, ScoreError, Transformer, argmax, score_err};
 
 /// One fitted estimator: a pipeline's steps, then its predictor.
 #[derive(Debug)]
@@ -14,20 +14,22 @@ pub(crate) struct Sub {
 }
 
 impl Sub {
-    fn predict(&self, f: &Frame, name: &str) -> Result<Predicted, ScoreError> {
-        let mut x = f.clone();
-        for s in &self.steps {
-            x = s.transform(x)?;
-        }
-        self.predictor.predict(&x, name)
+    /// What its predictor receives: the frame through its steps.
+    pub(crate) fn input(&self, f: Frame) -> Result<Frame, ScoreError> {
+        self.steps.iter().try_fold(f, |x, s| s.transform(x))
+    }
+
+    pub(crate) fn predict(&self, f: &Frame, name: &str) -> Result<Predicted, ScoreError> {
+        self.predictor.predict(&self.input(f.clone())?, name)
     }
 
     fn decision(&self, f: &Frame, name: &str) -> Result<(Vec<f64>, usize), ScoreError> {
-        let mut x = f.clone();
-        for s in &self.steps {
-            x = s.transform(x)?;
-        }
-        self.predictor.decision(&x, name)
+        self.predictor.decision(&self.input(f.clone())?, name)
+    }
+
+    /// The most values a row holds on its way through (see [`Predictor::widest`]).
+    pub(crate) fn widest(&self) -> usize {
+        self.steps.iter().map(Transformer::widest).max().unwrap_or(0).max(self.predictor.widest())
     }
 }
 
@@ -84,23 +86,6 @@ pub(crate) enum Ensemble {
     },
 }
 
-fn err(name: &str, reason: impl Into<String>) -> ScoreError {
-    ScoreError { column: name.to_string(), reason: reason.into() }
-}
-
-fn argmax(row: &[f64]) -> usize {
-    let mut best = 0;
-    for (c, v) in row.iter().enumerate() {
-        if v.is_nan() {
-            return c;
-        }
-        if *v > row[best] {
-            best = c;
-        }
-    }
-    best
-}
-
 impl Ensemble {
     pub(crate) fn classes(&self) -> Option<&Labels> {
         match self {
@@ -129,10 +114,7 @@ impl Ensemble {
             Ensemble::Bagging { members, .. } => members.iter().map(|(m, _, _)| m).collect(),
             Ensemble::AdaBoost { members, .. } => members.iter().collect(),
         };
-        subs.iter()
-            .map(|s| s.steps.iter().map(Transformer::widest).max().unwrap_or(0).max(s.predictor.widest()))
-            .max()
-            .unwrap_or(0)
+        subs.iter().map(|s| s.widest()).max().unwrap_or(0)
     }
 
     pub(crate) fn predict(&self, f: &Frame, name: &str) -> Result<Predicted, ScoreError> {
@@ -148,7 +130,12 @@ impl Ensemble {
                     for m in members {
                         match m.predict(f, name)? {
                             Predicted::Values { values, width: 1 } => preds.push(values),
-                            _ => return Err(err(name, "an AdaBoostRegressor member gave no single value per row")),
+                            _ => {
+                                return Err(score_err(
+                                    name,
+                                    "an AdaBoostRegressor member gave no single value per row",
+                                ));
+                            }
                         }
                     }
                     let mut order: Vec<usize> = Vec::with_capacity(members.len());
@@ -191,7 +178,12 @@ impl Ensemble {
                                 }
                             }
                         }
-                        _ => return Err(err(name, "an AdaBoostClassifier member gave no classes or probabilities")),
+                        _ => {
+                            return Err(score_err(
+                                name,
+                                "an AdaBoostClassifier member gave no classes or probabilities",
+                            ));
+                        }
                     }
                 }
                 pred.iter_mut().for_each(|v| *v /= total);
@@ -218,21 +210,18 @@ impl Ensemble {
                 let mut scores = Vec::with_capacity(members.len());
                 let mut probas = Vec::new();
                 for m in members {
-                    let mut x = f.clone();
-                    for s in &m.steps {
-                        x = s.transform(x)?;
-                    }
+                    let x = m.input(f.clone())?;
                     // _predict_binary: the decision function, else the positive class's probability.
                     let (v, w) = m.predictor.response(&x, name)?;
                     if w != 1 {
-                        return Err(err(name, "a one-vs-rest member is not binary"));
+                        return Err(score_err(name, "a one-vs-rest member is not binary"));
                     }
                     if *proba {
                         probas.push(match m.predictor.predict(&x, name)? {
                             Predicted::Classes { proba: Some(p), .. } => {
                                 p.chunks(2).map(|r| r[1]).collect::<Vec<f64>>()
                             }
-                            _ => return Err(err(name, "a one-vs-rest member gave no probabilities")),
+                            _ => return Err(score_err(name, "a one-vs-rest member gave no probabilities")),
                         });
                     }
                     scores.push((v, m.predictor.has_decision()));
@@ -282,14 +271,14 @@ impl Ensemble {
                 for (m, features, own) in members {
                     let mut x = Frame { names: Vec::new(), cols: Vec::new(), rows };
                     for j in features {
-                        let c =
-                            f.cols.get(*j).ok_or_else(|| err(name, format!("a bagged estimator reads feature {j}")))?;
+                        let c = f
+                            .cols
+                            .get(*j)
+                            .ok_or_else(|| score_err(name, format!("a bagged estimator reads feature {j}")))?;
                         x.cols.push(c.clone());
                         x.names.push(f.names.get(*j).cloned().unwrap_or_default());
                     }
-                    for s in &m.steps {
-                        x = s.transform(x)?;
-                    }
+                    let x = m.input(x)?;
                     match (m.predictor.predict(&x, name)?, classes) {
                         (Predicted::Values { values, width: 1 }, None) => {
                             sum.iter_mut().zip(&values).for_each(|(a, v)| *a += v);
@@ -306,11 +295,16 @@ impl Ensemble {
                             for (row, l) in sum.chunks_mut(k).zip(&labels) {
                                 let c = *own
                                     .get(*l)
-                                    .ok_or_else(|| err(name, "a bagged estimator predicted an unknown class"))?;
+                                    .ok_or_else(|| score_err(name, "a bagged estimator predicted an unknown class"))?;
                                 row[c] += 1.0;
                             }
                         }
-                        _ => return Err(err(name, "a bagged estimator gave another kind of output than the model")),
+                        _ => {
+                            return Err(score_err(
+                                name,
+                                "a bagged estimator gave another kind of output than the model",
+                            ));
+                        }
                     }
                 }
                 let n = members.len() as f64;
@@ -329,7 +323,7 @@ impl Ensemble {
                 let mut sum = vec![0.0; rows];
                 for (i, m) in members.iter().enumerate() {
                     let Predicted::Values { values, width: 1 } = m.predict(f, name)? else {
-                        return Err(err(name, "a VotingRegressor member gave no single value per row"));
+                        return Err(score_err(name, "a VotingRegressor member gave no single value per row"));
                     };
                     let w = weights.as_ref().map_or(1.0, |w| w[i]);
                     sum.iter_mut().zip(&values).for_each(|(s, v)| *s += if weights.is_some() { v * w } else { *v });
@@ -343,10 +337,10 @@ impl Ensemble {
                 let mut sum = vec![0.0; rows * k];
                 for (i, m) in members.iter().enumerate() {
                     let Predicted::Classes { proba: Some(p), .. } = m.predict(f, name)? else {
-                        return Err(err(name, "a soft VotingClassifier member gave no probabilities"));
+                        return Err(score_err(name, "a soft VotingClassifier member gave no probabilities"));
                     };
                     if p.len() != sum.len() {
-                        return Err(err(name, "a VotingClassifier member gave probabilities of another width"));
+                        return Err(score_err(name, "a VotingClassifier member gave probabilities of another width"));
                     }
                     let w = weights.as_ref().map_or(1.0, |w| w[i]);
                     sum.iter_mut().zip(&p).for_each(|(s, v)| *s += if weights.is_some() { v * w } else { *v });
@@ -362,12 +356,15 @@ impl Ensemble {
                 let mut counts = vec![0.0; rows * k];
                 for (i, m) in members.iter().enumerate() {
                     let Predicted::Classes { labels, .. } = m.predict(f, name)? else {
-                        return Err(err(name, "a VotingClassifier member gave no classes"));
+                        return Err(score_err(name, "a VotingClassifier member gave no classes"));
                     };
                     let w = weights.as_ref().map_or(1.0, |w| w[i]);
                     for (r, l) in labels.iter().enumerate().take(rows) {
                         if *l >= k {
-                            return Err(err(name, format!("a VotingClassifier member predicted class {l} of {k}")));
+                            return Err(score_err(
+                                name,
+                                format!("a VotingClassifier member predicted class {l} of {k}"),
+                            ));
                         }
                         counts[r * k + l] += w;
                     }
@@ -383,7 +380,7 @@ impl Ensemble {
                         Method::Decision => m.decision(f, name)?,
                         Method::Proba => match m.predict(f, name)? {
                             Predicted::Classes { proba: Some(p), classes: c, .. } => (p, c.len()),
-                            _ => return Err(err(name, "a stacking member gave no probabilities")),
+                            _ => return Err(score_err(name, "a stacking member gave no probabilities")),
                         },
                         Method::Predict => match m.predict(f, name)? {
                             Predicted::Values { values, width } => (values, width),
@@ -411,12 +408,17 @@ impl Ensemble {
                 match (last.predict(&meta, name)?, classes) {
                     (Predicted::Classes { labels, proba, classes: own }, Some(classes)) => {
                         if own.len() != classes.len() {
-                            return Err(err(name, "the final estimator has other classes than the stacking model"));
+                            return Err(score_err(
+                                name,
+                                "the final estimator has other classes than the stacking model",
+                            ));
                         }
                         Ok(Predicted::Classes { labels, proba, classes: classes.clone() })
                     }
                     (p @ Predicted::Values { .. }, None) => Ok(p),
-                    _ => Err(err(name, "the final estimator gave another kind of output than the stacking model")),
+                    _ => {
+                        Err(score_err(name, "the final estimator gave another kind of output than the stacking model"))
+                    }
                 }
             }
         }

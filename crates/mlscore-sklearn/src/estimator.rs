@@ -97,7 +97,7 @@ pub(crate) struct ScoreError {
 
 type Scored<T> = std::result::Result<T, ScoreError>;
 
-fn score_err(column: &str, reason: impl Into<String>) -> ScoreError {
+pub(crate) fn score_err(column: &str, reason: impl Into<String>) -> ScoreError {
     ScoreError { column: column.to_string(), reason: reason.into() }
 }
 
@@ -339,8 +339,7 @@ pub(crate) enum Predictor {
     /// A `TransformedTargetRegressor`: its regressor (steps, predictor), then the target
     /// transformer's inverse, after the check its input validation makes.
     TargetTransformed {
-        steps: Vec<Transformer>,
-        inner: Box<Predictor>,
+        regressor: Box<Sub>,
         inverse: Inverse,
         finite: Finite,
     },
@@ -513,7 +512,7 @@ pub(crate) const SUPPORTED: &str = "Pipeline, GridSearchCV and the other searche
      ExtraTrees*, GradientBoosting*, HistGradientBoosting*, MLPClassifier, MLPRegressor, KMeans, \
      LGBMClassifier, LGBMRegressor, LGBMRanker, XGBClassifier, XGBRegressor, XGBRanker, XGBRF*";
 
-fn short(class: &str) -> &str {
+pub(crate) fn short(class: &str) -> &str {
     class.rsplit('.').next().unwrap_or(class)
 }
 
@@ -647,16 +646,10 @@ fn describe(g: &Graph, id: Id, depth: usize) -> String {
         "TransformedTargetRegressor" => one("regressor_").into_iter().collect(),
         _ => return name,
     };
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < members.len() {
-        let mut k = 1;
-        while i + k < members.len() && members[i + k] == members[i] {
-            k += 1;
-        }
-        parts.push(if k == 1 { members[i].clone() } else { format!("{} x{k}", members[i]) });
-        i += k;
-    }
+    let parts: Vec<String> = members
+        .chunk_by(|a, b| a == b)
+        .map(|run| if run.len() == 1 { run[0].clone() } else { format!("{} x{}", run[0], run.len()) })
+        .collect();
     format!("{name}[{}]", parts.join(", "))
 }
 
@@ -885,8 +878,7 @@ fn transformer(g: &Graph, id: Id, depth: usize) -> Result<Transformer> {
         s if SELECTORS.contains(&s) => selector(g, id)?,
         "SelectFromModel" => from_model(g, id)?,
         "PolynomialFeatures" | "KBinsDiscretizer" | "PowerTransformer" | "QuantileTransformer" => {
-            let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok());
-            Transformer::Preprocess(Box::new(preprocess::read(g, id, &c, version)?))
+            Transformer::Preprocess(Box::new(preprocess::read(g, id, &c)?))
         }
         // Without a function it is the identity ("passthrough" in a fitted FeatureUnion), after
         // check_array's refusal of NaN and infinities where validate=True.
@@ -1066,7 +1058,7 @@ fn from_model(g: &Graph, id: Id) -> Result<Transformer> {
             )));
         }
     };
-    let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
+    let version = sklearn_version(g, id)?;
     let threshold = from_model_threshold(g, id, est, &est_name, &scores, &version)?;
     let max_features = match g.attr_set(id, "max_features")? {
         None => None,
@@ -1267,8 +1259,7 @@ fn allow_nan(g: &Graph, id: Id) -> Result<bool> {
         | "RandomForestRegressor"
         | "ExtraTreesClassifier"
         | "ExtraTreesRegressor" => {
-            let version =
-                g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
+            let version = sklearn_version(g, id)?;
             trees_take_nan(g, id, name, &version)?
         }
         _ => false,
@@ -1813,7 +1804,7 @@ fn calibrated(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
             }
             cals.push((class, calibrator(g, *cal)?));
         }
-        members.push(calibration::Member { steps, predictor, calibrators: cals });
+        members.push(calibration::Member { sub: Sub { steps, predictor }, calibrators: cals });
     }
     if members.is_empty() {
         return Err(invalid!("{name} holds no calibrated classifier"));
@@ -1955,9 +1946,8 @@ fn one_vs_rest(g: &Graph, id: Id, depth: usize) -> Result<ensemble::Ensemble> {
     if members.len() != want {
         return Err(invalid!("{name} has {} estimators for {} classes", members.len(), classes.len()));
     }
-    let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
-    let first_wins = !version.is_empty() && !version_before(&version, 1, 8);
-    let zero_rows_kept = !version.is_empty() && !version_before(&version, 1, 7);
+    let first_wins = written_since(g, id, 1, 8)?;
+    let zero_rows_kept = written_since(g, id, 1, 7)?;
     let proba = members.iter().all(|m| m.predictor.has_proba());
     Ok(ensemble::Ensemble::OneVsRest { members, classes, first_wins, zero_rows_kept, proba })
 }
@@ -2029,8 +2019,7 @@ fn ada_boost(g: &Graph, id: Id, name: &str, depth: usize) -> Result<ensemble::En
         }
         members.push(Sub { steps, predictor });
     }
-    let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
-    let symmetric = !version.is_empty() && !version_before(&version, 1, 3);
+    let symmetric = written_since(g, id, 1, 3)?;
     Ok(ensemble::Ensemble::AdaBoost { members, weights, classes, samme_r, symmetric })
 }
 
@@ -2170,7 +2159,7 @@ fn target_transformed(g: &Graph, id: Id, depth: usize) -> Result<Predictor> {
             )));
         }
     };
-    Ok(Predictor::TargetTransformed { steps, inner: Box::new(inner), inverse, finite })
+    Ok(Predictor::TargetTransformed { regressor: Box::new(Sub { steps, predictor: inner }), inverse, finite })
 }
 
 /// Where each of `sub`'s labels is among `all`'s (`LabelEncoder.transform`).
@@ -2265,6 +2254,17 @@ pub(crate) fn written_before_pandas_3(v: &str) -> bool {
     version_before(v, 1, 8)
 }
 
+/// The scikit-learn release that wrote an estimator (`_sklearn_version`; empty if unrecorded).
+pub(crate) fn sklearn_version(g: &Graph, id: Id) -> Result<String> {
+    Ok(g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default())
+}
+
+/// Whether an estimator records that scikit-learn `major.minor` or later wrote it.
+pub(crate) fn written_since(g: &Graph, id: Id, major: u32, minor: u32) -> Result<bool> {
+    let v = sklearn_version(g, id)?;
+    Ok(!v.is_empty() && !version_before(&v, major, minor))
+}
+
 /// Whether a version string (`1.3.2`) is before `major.minor`.
 pub(crate) fn version_before(v: &str, major: u32, minor: u32) -> bool {
     let mut p = v
@@ -2281,36 +2281,61 @@ type LeafWeights<'a> = dyn Fn(&[f64]) -> Vec<(usize, f64)> + 'a;
 /// parent (so no cycles), features in range, values the right size. `leaf` turns a node's values
 /// into the leaf's `(output, weight)` entries.
 fn add_tree(g: &Graph, tree: Id, n_features: usize, raw: &mut RawEnsemble, leaf: &LeafWeights) -> Result<()> {
-    let Node::Object { state: Some(_), .. } = g.node(tree) else {
-        return Err(invalid!("expected a fitted tree, found {}", g.describe(tree)));
-    };
-    let nodes = g.array(g.get(tree, "nodes")?)?;
-    let n = nodes.len();
-    let left = g.field(&nodes, "left_child")?;
-    let right = g.field(&nodes, "right_child")?;
-    let feature = g.field(&nodes, "feature")?;
-    let threshold = g.field(&nodes, "threshold")?;
-    let missing_left = if Graph::has_field(&nodes, "missing_go_to_left") {
-        g.field(&nodes, "missing_go_to_left")?
-    } else {
-        vec![0.0; n]
-    };
+    let (t, _) = tree_nodes(g, tree)?;
+    let n = t.is_leaf.len();
     let (values, vshape) = g.f64s(g.get(tree, "values")?)?;
     if vshape.first() != Some(&n) || n == 0 {
         return Err(invalid!("a tree has {n} nodes and values of shape {vshape:?}"));
     }
     let per = values.len() / n;
-    let is_leaf: Vec<bool> = left.iter().map(|l| *l < 0.0).collect();
-    let arrays = TreeArrays {
-        is_leaf: &is_leaf,
-        left: &left,
-        right: &right,
-        feature: &feature,
-        threshold: &threshold,
-        missing_left: &missing_left,
-        members: &[],
+    push_tree(raw, &t.arrays(), n_features, &|i| leaf(&values[i * per..(i + 1) * per]))
+}
+
+/// A fitted `sklearn.tree._tree.Tree`'s node fields, read from its `nodes` record array (also
+/// returned, for the fields only some readers need). Validated when pushed ([`push_tree`]).
+struct TreeNodes {
+    left: Vec<f64>,
+    right: Vec<f64>,
+    feature: Vec<f64>,
+    threshold: Vec<f64>,
+    missing_left: Vec<f64>,
+    is_leaf: Vec<bool>,
+}
+
+fn tree_nodes(g: &Graph, tree: Id) -> Result<(TreeNodes, std::rc::Rc<mlscore_pickle::NdArray>)> {
+    let Node::Object { state: Some(_), .. } = g.node(tree) else {
+        return Err(invalid!("expected a fitted tree, found {}", g.describe(tree)));
     };
-    push_tree(raw, &arrays, n_features, &|i| leaf(&values[i * per..(i + 1) * per]))
+    let nodes = g.array(g.get(tree, "nodes")?)?;
+    let left = g.field(&nodes, "left_child")?;
+    let missing_left = if Graph::has_field(&nodes, "missing_go_to_left") {
+        g.field(&nodes, "missing_go_to_left")?
+    } else {
+        vec![0.0; nodes.len()]
+    };
+    let t = TreeNodes {
+        is_leaf: left.iter().map(|l| *l < 0.0).collect(),
+        right: g.field(&nodes, "right_child")?,
+        feature: g.field(&nodes, "feature")?,
+        threshold: g.field(&nodes, "threshold")?,
+        left,
+        missing_left,
+    };
+    Ok((t, nodes))
+}
+
+impl TreeNodes {
+    fn arrays(&self) -> TreeArrays<'_> {
+        TreeArrays {
+            is_leaf: &self.is_leaf,
+            left: &self.left,
+            right: &self.right,
+            feature: &self.feature,
+            threshold: &self.threshold,
+            missing_left: &self.missing_left,
+            members: &[],
+        }
+    }
 }
 
 /// One tree's node arrays, node by node (both scikit-learn layouts read into this).
@@ -2485,8 +2510,7 @@ fn f32_walk(raw: &RawEnsemble, k: usize) -> Result<Option<(Ensemble<f32>, Vec<f6
 
 fn forest(g: &Graph, trees: &[Id], model: Id, name: &str) -> Result<Predictor> {
     let n_features = n_features_of(g, model)?;
-    let version =
-        g.attr(model, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
+    let version = sklearn_version(g, model)?;
     let classifier = name.ends_with("Classifier");
     let classes = if classifier { Some(g.labels(g.get(model, "classes_")?)?) } else { None };
     let mut raw = RawEnsemble::default();
@@ -2558,7 +2582,6 @@ fn average_path_length(n: f64) -> f64 {
 fn isolation_forest(g: &Graph, id: Id) -> Result<Predictor> {
     let name = "IsolationForest";
     let n_features = n_features_of(g, id)?;
-    let version = g.attr(id, "_sklearn_version")?.and_then(|v| g.str(v).ok().map(str::to_string)).unwrap_or_default();
     let trees = g.items(g.get(id, "estimators_")?)?.to_vec();
     let features = g.items(g.get(id, "estimators_features_")?)?.to_vec();
     if trees.is_empty() || trees.len() != features.len() {
@@ -2571,25 +2594,12 @@ fn isolation_forest(g: &Graph, id: Id) -> Result<Predictor> {
     let mut raw = RawEnsemble::default();
     for (t, fs) in trees.iter().zip(&features) {
         let tree = g.get(*t, "tree_")?;
-        let Node::Object { state: Some(_), .. } = g.node(tree) else {
-            return Err(invalid!("expected a fitted tree, found {}", g.describe(tree)));
-        };
-        let nodes = g.array(g.get(tree, "nodes")?)?;
-        let n = nodes.len();
-        let left = g.field(&nodes, "left_child")?;
-        let right = g.field(&nodes, "right_child")?;
-        let mut feature = g.field(&nodes, "feature")?;
-        let threshold = g.field(&nodes, "threshold")?;
+        let (mut t, nodes) = tree_nodes(g, tree)?;
+        let n = t.is_leaf.len();
         let samples = g.field(&nodes, "n_node_samples")?;
-        let missing_left = if Graph::has_field(&nodes, "missing_go_to_left") {
-            g.field(&nodes, "missing_go_to_left")?
-        } else {
-            vec![0.0; n]
-        };
-        let is_leaf: Vec<bool> = left.iter().map(|l| *l < 0.0).collect();
         if subsample {
             let fs = g.vector(*fs)?;
-            for (f, leaf) in feature.iter_mut().zip(&is_leaf) {
+            for (f, leaf) in t.feature.iter_mut().zip(&t.is_leaf) {
                 if !leaf {
                     *f = *fs.get(*f as usize).filter(|_| *f >= 0.0 && f.fract() == 0.0).ok_or_else(|| {
                         invalid!("{name}'s tree splits on feature {f} of its {} subsampled ones", fs.len())
@@ -2600,27 +2610,18 @@ fn isolation_forest(g: &Graph, id: Id) -> Result<Predictor> {
         // Nodes on the path to each node (the root: 1); children come after their parent.
         let mut depth = vec![1.0f64; n];
         for i in 0..n {
-            if is_leaf[i] {
+            if t.is_leaf[i] {
                 continue;
             }
-            for c in [left[i], right[i]] {
+            for c in [t.left[i], t.right[i]] {
                 if c > i as f64 && c < n as f64 && c.fract() == 0.0 {
                     depth[c as usize] = depth[i] + 1.0;
                 }
             }
         }
-        let arrays = TreeArrays {
-            is_leaf: &is_leaf,
-            left: &left,
-            right: &right,
-            feature: &feature,
-            threshold: &threshold,
-            missing_left: &missing_left,
-            members: &[],
-        };
-        push_tree(&mut raw, &arrays, n_features, &|i| vec![(0, depth[i] + average_path_length(samples[i]) - 1.0)])?;
+        push_tree(&mut raw, &t.arrays(), n_features, &|i| vec![(0, depth[i] + average_path_length(samples[i]) - 1.0)])?;
     }
-    let takes_all = !version.is_empty() && !version_before(&version, 1, 6);
+    let takes_all = written_since(g, id, 1, 6)?;
     let trees_kernel = Trees {
         walk: tree_walk(raw, 1, true)?,
         outputs: 1,
@@ -3298,7 +3299,7 @@ impl Ordinal {
     }
 }
 
-fn expit(x: f64) -> f64 {
+pub(crate) fn expit(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
@@ -3313,7 +3314,7 @@ fn softmax(row: &mut [f64]) {
 }
 
 /// numpy's argmax: the first index of the largest value (NaN wins, as numpy's does).
-fn argmax(v: &[f64]) -> usize {
+pub(crate) fn argmax(v: &[f64]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
         if x.is_nan() {
@@ -3353,16 +3354,9 @@ impl Predictor {
             Predictor::Mlp { layers, .. } => layers.iter().map(|l| l.n_in.max(l.bias.len())).max().unwrap_or(0),
             // The kernel values against every support vector.
             Predictor::Svm(m) => m.n_features + m.n_sv,
-            Predictor::Calibrated(c) => c
-                .members
-                .iter()
-                .map(|m| m.steps.iter().map(Transformer::widest).max().unwrap_or(0).max(m.predictor.widest()))
-                .max()
-                .unwrap_or(0),
+            Predictor::Calibrated(c) => c.members.iter().map(|m| m.sub.widest()).max().unwrap_or(0),
             Predictor::Ensemble(e) => e.widest(),
-            Predictor::TargetTransformed { steps, inner, .. } => {
-                steps.iter().map(Transformer::widest).max().unwrap_or(0).max(inner.widest())
-            }
+            Predictor::TargetTransformed { regressor, .. } => regressor.widest(),
             _ => self.n_features().unwrap_or(0),
         }
     }
@@ -3519,12 +3513,8 @@ impl Predictor {
                     None => Predicted::Values { values: vec![*value; rows], width: 1 },
                 });
             }
-            Predictor::TargetTransformed { steps, inner, inverse, finite } => {
-                let mut x = f.clone();
-                for s in steps {
-                    x = s.transform(x)?;
-                }
-                let Predicted::Values { mut values, width: 1 } = inner.predict(&x, name)? else {
+            Predictor::TargetTransformed { regressor, inverse, finite } => {
+                let Predicted::Values { mut values, width: 1 } = regressor.predict(f, name)? else {
                     return Err(score_err(name, "the regressor gave no single value per row"));
                 };
                 if let Some(r) = values.iter().position(|v| match finite {

@@ -24,21 +24,26 @@ pub(crate) enum Metric {
 
 #[derive(Debug)]
 pub(crate) struct Neighbors {
-    /// The fitted rows, row-major.
-    pub fit: Vec<f64>,
+    /// The fitted rows, laid out for how their distances are computed.
+    fit: Fitted,
     pub n_fit: usize,
     pub n_features: usize,
-    /// `|y|²` of each fitted row, and the fitted rows transposed (features x rows), for the
-    /// brute-force euclidean distances' matrix product.
-    norms: Vec<f64>,
-    fit_t: Vec<f64>,
-    zeros: Vec<f64>,
     pub k: usize,
     pub metric: Metric,
     /// Weights `1 / distance` (else uniform).
     pub by_distance: bool,
     /// A classifier's classes and each fitted row's class index; a regressor's targets.
     pub target: Target,
+}
+
+/// The fitted rows as the distances read them.
+#[derive(Debug)]
+enum Fitted {
+    /// Row-major, for distances summed pair by pair ([`pairwise`]).
+    Rows(Vec<f64>),
+    /// Transposed (features x rows), with each row's `|y|²` and a zero bias, for the brute
+    /// search's `|x|² - 2 x·yᵀ + |y|²` through one matrix product.
+    Product { t: Vec<f64>, norms: Vec<f64>, zeros: Vec<f64> },
 }
 
 #[derive(Debug)]
@@ -113,50 +118,47 @@ pub(crate) fn read(g: &Graph, id: Id, name: &str) -> Result<Neighbors> {
     } else {
         Target::Values(y)
     };
-    let norms = fit.chunks(n_features.max(1)).take(n_fit).map(|r| r.iter().map(|v| v * v).sum()).collect();
-    let (fit_t, zeros) = if metric == (Metric::Euclidean { exact: false }) {
+    let fit = if metric == (Metric::Euclidean { exact: false }) {
+        let norms = fit.chunks(n_features).take(n_fit).map(|r| r.iter().map(|v| v * v).sum()).collect();
         let mut t = vec![0.0; n_fit * n_features];
         for (j, row) in fit.chunks(n_features).enumerate().take(n_fit) {
             for (f, v) in row.iter().enumerate() {
                 t[f * n_fit + j] = *v;
             }
         }
-        (t, vec![0.0; n_fit])
+        Fitted::Product { t, norms, zeros: vec![0.0; n_fit] }
     } else {
-        (Vec::new(), Vec::new())
+        Fitted::Rows(fit)
     };
-    Ok(Neighbors { fit, n_fit, n_features, norms, fit_t, zeros, k, metric, by_distance, target })
+    Ok(Neighbors { fit, n_fit, n_features, k, metric, by_distance, target })
 }
 
 impl Neighbors {
     /// The distances from rows `start..start + n` of `cols` to every fitted row, row by row
-    /// (`out[r * n_fit + j]`). Computed a fitted row at a time over the block's rows, each
-    /// feature's terms added in feature order (so the sums are a row's own, vectorised across
-    /// rows).
+    /// (`out[r * n_fit + j]`): summed pair by pair in feature order (vectorised across rows),
+    /// or for the brute search through one matrix product.
     fn distances(&self, cols: &[&[f64]], start: usize, n: usize, out: &mut Vec<f64>) {
-        let kind = match self.metric {
-            Metric::Euclidean { exact: true } => Accumulate::SquaredDifference,
-            Metric::Euclidean { exact: false } => Accumulate::Dot,
-            Metric::Manhattan => Accumulate::AbsoluteDifference,
-            Metric::Chebyshev => Accumulate::MaxAbsoluteDifference,
-        };
-        if kind == Accumulate::Dot {
-            // x · yᵀ for the block as one matrix product, as scikit-learn's brute search takes it.
-            let mut x = Vec::new();
-            mlscore_kernels::columns::to_rows(cols, start, n, &mut x);
-            *out = mlscore_kernels::columns::dense(&x, n, self.n_features, &self.fit_t, &self.zeros);
-        } else {
-            pairwise(kind, cols, start, n, &self.fit[..self.n_fit * self.n_features], out);
-        }
-        match self.metric {
-            Metric::Euclidean { exact: true } => out.iter_mut().for_each(|d| *d = d.sqrt()),
-            Metric::Euclidean { exact: false } => {
+        match &self.fit {
+            Fitted::Product { t, norms, zeros } => {
+                let mut x = Vec::new();
+                mlscore_kernels::columns::to_rows(cols, start, n, &mut x);
+                *out = mlscore_kernels::columns::dense(&x, n, self.n_features, t, zeros);
                 for (r, row) in out.chunks_mut(self.n_fit.max(1)).enumerate() {
                     let xn: f64 = cols.iter().map(|c| c[start + r] * c[start + r]).sum();
-                    row.iter_mut().zip(&self.norms).for_each(|(d, yn)| *d = (xn + -2.0 * *d + yn).max(0.0).sqrt());
+                    row.iter_mut().zip(norms).for_each(|(d, yn)| *d = (xn + -2.0 * *d + yn).max(0.0).sqrt());
                 }
             }
-            Metric::Manhattan | Metric::Chebyshev => {}
+            Fitted::Rows(fit) => {
+                let kind = match self.metric {
+                    Metric::Euclidean { .. } => Accumulate::SquaredDifference,
+                    Metric::Manhattan => Accumulate::AbsoluteDifference,
+                    Metric::Chebyshev => Accumulate::MaxAbsoluteDifference,
+                };
+                pairwise(kind, cols, start, n, &fit[..self.n_fit * self.n_features], out);
+                if kind == Accumulate::SquaredDifference {
+                    out.iter_mut().for_each(|d| *d = d.sqrt());
+                }
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 use mlscore_pickle::{Graph, Id};
 
 use crate::error::{ReadError, Result, invalid};
-use crate::estimator::{Col, Finite, Frame, ScoreError, Transformer};
+use crate::estimator::{Col, Finite, Frame, ScoreError, Transformer, score_err, short, written_since};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Preprocess {
@@ -27,10 +27,6 @@ pub(crate) enum PowerMethod {
     YeoJohnson { scipy: bool },
     /// SciPy's `boxcox`: strictly positive inputs only.
     BoxCox,
-}
-
-fn short(class: &str) -> &str {
-    class.rsplit('.').next().unwrap_or(class)
 }
 
 /// scikit-learn's `_combinations`: for degrees `min.max(1)..=max`, the combinations (with
@@ -77,7 +73,7 @@ fn combinations(n: usize, min: usize, max: usize, interaction_only: bool, bias: 
 }
 
 /// Reads one of this module's transformers.
-pub(crate) fn read(g: &Graph, id: Id, class: &str, version: Option<&str>) -> Result<Preprocess> {
+pub(crate) fn read(g: &Graph, id: Id, class: &str) -> Result<Preprocess> {
     let name = short(class);
     let n_in = g.int(g.get(id, "n_features_in_")?)?;
     let n_in = usize::try_from(n_in).map_err(|_| invalid!("{name} fitted on {n_in} features"))?;
@@ -146,9 +142,7 @@ pub(crate) fn read(g: &Graph, id: Id, class: &str, version: Option<&str>) -> Res
         }
         "PowerTransformer" => {
             let method = match g.str(g.get(id, "method")?)? {
-                "yeo-johnson" => PowerMethod::YeoJohnson {
-                    scipy: version.is_some_and(|v| !crate::estimator::version_before(v, 1, 8)),
-                },
+                "yeo-johnson" => PowerMethod::YeoJohnson { scipy: written_since(g, id, 1, 8)? },
                 "box-cox" => PowerMethod::BoxCox,
                 m => return Err(ReadError::Unsupported(format!("PowerTransformer method '{m}'"))),
             };
@@ -261,10 +255,6 @@ pub(crate) fn ndtri(p: f64) -> f64 {
     x
 }
 
-fn err(step: &str, reason: String) -> ScoreError {
-    ScoreError { column: step.to_string(), reason }
-}
-
 fn yeo_johnson(x: f64, l: f64, scipy: bool) -> f64 {
     let eps = f64::EPSILON;
     if x >= 0.0 {
@@ -369,7 +359,7 @@ impl Preprocess {
                     && let Some((j, r)) =
                         cols.iter().enumerate().find_map(|(j, c)| c.iter().position(|x| *x <= 0.0).map(|r| (j, r)))
                 {
-                    return Err(err(
+                    return Err(score_err(
                         &f.names[j],
                         format!(
                             "row {r} is {}, and PowerTransformer's Box-Cox transformation takes strictly positive values \
@@ -433,17 +423,13 @@ fn term_name(t: &[usize], names: &[String]) -> String {
     if t.is_empty() {
         return "1".into();
     }
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < t.len() {
-        let mut k = 1;
-        while i + k < t.len() && t[i + k] == t[i] {
-            k += 1;
-        }
-        let n = names.get(t[i]).cloned().unwrap_or_else(|| format!("x{}", t[i]));
-        parts.push(if k == 1 { n } else { format!("{n}^{k}") });
-        i += k;
-    }
+    let parts: Vec<String> = t
+        .chunk_by(|a, b| a == b)
+        .map(|run| {
+            let n = names.get(run[0]).cloned().unwrap_or_else(|| format!("x{}", run[0]));
+            if run.len() == 1 { n } else { format!("{n}^{}", run.len()) }
+        })
+        .collect();
     parts.join(" ")
 }
 

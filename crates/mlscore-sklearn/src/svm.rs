@@ -12,6 +12,7 @@ use mlscore_kernels::svm::{Libsvm, libsvm_kernel, multiclass_probability};
 use mlscore_pickle::{Graph, Id, Labels};
 
 use crate::error::{ReadError, Result, invalid};
+use crate::estimator::{argmax, short};
 
 /// A fitted kernel SVM, its arrays checked against each other.
 #[derive(Debug)]
@@ -45,10 +46,6 @@ pub(crate) enum SvmKind {
         /// `decision_function_shape='ovr'`: `decision_function` gives one column per class.
         ovr: bool,
     },
-}
-
-fn short(class: &str) -> &str {
-    class.rsplit('.').next().unwrap_or(class)
 }
 
 /// Reads an `SVC`, `NuSVC`, `SVR` or `NuSVR`.
@@ -250,17 +247,7 @@ impl Svm {
             if *break_ties {
                 // scikit-learn's argmax of its one-vs-rest decision.
                 ovr_decision(d, k, &mut score);
-                let mut best = 0;
-                for (c, v) in score.iter().enumerate() {
-                    if v.is_nan() {
-                        best = c;
-                        break;
-                    }
-                    if *v > score[best] {
-                        best = c;
-                    }
-                }
-                labels.push(best);
+                labels.push(argmax(&score));
             } else {
                 votes.fill(0);
                 let mut p = 0;
@@ -397,17 +384,7 @@ impl GaussianNb {
         let mut labels = Vec::with_capacity(rows);
         let mut proba = jll;
         for row in proba.chunks_mut(k.max(1)) {
-            let mut best = 0;
-            for (c, v) in row.iter().enumerate() {
-                if v.is_nan() {
-                    best = c;
-                    break;
-                }
-                if *v > row[best] {
-                    best = c;
-                }
-            }
-            labels.push(best);
+            labels.push(argmax(row));
             let lse = logsumexp(row);
             row.iter_mut().for_each(|v| *v = (*v - lse).exp());
         }
