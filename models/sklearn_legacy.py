@@ -153,7 +153,23 @@ def cases(release: str):
         ("ada_boost_samme", "numeric", "binary", lambda: ensemble.AdaBoostClassifier(n_estimators=20, algorithm="SAMME", random_state=0), cp),
         ("ada_boost_regressor", "numeric", "regression", lambda: ensemble.AdaBoostRegressor(tree.DecisionTreeRegressor(max_depth=3), n_estimators=15, random_state=0), pk),
         ("feature_union", "numeric", "multiclass", lambda: make_pipeline(sc(), pipeline.FeatureUnion([("pca", decomposition.PCA(3)), ("svd", decomposition.TruncatedSVD(2, random_state=0)), ("raw", "passthrough")], transformer_weights={"svd": 0.5}), linear_model.LogisticRegression(max_iter=1000)), pk),
-    ] + ([] if old else [
+    ] + ([
+        # pandas 1's None nulls reach the imputers and encoders inside a meta-estimator's members too.
+        ("voting_string_imputer", "mixed_nulls", "multiclass", lambda: ensemble.VotingClassifier([
+            ("tree", make_pipeline(ColumnTransformer([
+                ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), preprocessing.OneHotEncoder(handle_unknown="ignore", **dense)), ["city", "plan"]),
+                ("num", SimpleImputer(strategy="constant", fill_value=0.0), ["income", "age"]),
+            ]), tree.DecisionTreeClassifier(max_depth=5, random_state=0))),
+            ("logreg", make_pipeline(ColumnTransformer([
+                ("cat", preprocessing.OneHotEncoder(handle_unknown="ignore", **dense), ["city", "plan"]),
+                ("num", SimpleImputer(), ["income", "age"]),
+            ]), sc(), linear_model.LogisticRegression(max_iter=1000))),
+        ], voting="soft"), {**cp, "predict_fn": "predict_proba"}),
+        ("calibrated_string_imputer", "mixed_nulls", "binary", lambda: calibration.CalibratedClassifierCV(make_pipeline(ColumnTransformer([
+            ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"), preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)), ["city", "plan"]),
+            ("num", SimpleImputer(), ["income", "age"]),
+        ]), ensemble.RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0)), cv=3), {**pk, "predict_fn": "predict_proba"}),
+    ] if old else [
         ("target_encoder_unseen", "mixed_unseen", "binary", lambda: make_pipeline(ColumnTransformer([("num", SimpleImputer(), ["age", "income"]), ("te", preprocessing.TargetEncoder(random_state=0), ["city", "plan"])]), linear_model.LogisticRegression(max_iter=1000)), {**pk, "predict_fn": "predict_proba"}),
     ])
 

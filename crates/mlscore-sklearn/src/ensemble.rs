@@ -14,6 +14,11 @@ pub(crate) struct Sub {
 }
 
 impl Sub {
+    pub(crate) fn set_text_nulls(&mut self, nulls: crate::estimator::TextNulls) {
+        self.steps.iter_mut().for_each(|s| s.set_text_nulls(nulls));
+        self.predictor.set_text_nulls(nulls);
+    }
+
     /// What its predictor receives: the frame through its steps.
     pub(crate) fn input(&self, f: Frame) -> Result<Frame, ScoreError> {
         self.steps.iter().try_fold(f, |x, s| s.transform(x))
@@ -106,13 +111,26 @@ impl Ensemble {
         }
     }
 
+    /// Every fitted estimator it holds (a stacking's final one last).
+    pub(crate) fn members_mut(&mut self) -> Vec<&mut Sub> {
+        match self {
+            Ensemble::Voting { members, .. }
+            | Ensemble::OneVsRest { members, .. }
+            | Ensemble::AdaBoost { members, .. } => members.iter_mut().collect(),
+            Ensemble::Stacking { members, last, .. } => {
+                members.iter_mut().map(|(m, _)| m).chain([last.as_mut()]).collect()
+            }
+            Ensemble::Bagging { members, .. } => members.iter_mut().map(|(m, _, _)| m).collect(),
+        }
+    }
+
     pub(crate) fn widest(&self) -> usize {
         let subs: Vec<&Sub> = match self {
-            Ensemble::Voting { members, .. } => members.iter().collect(),
+            Ensemble::Voting { members, .. }
+            | Ensemble::OneVsRest { members, .. }
+            | Ensemble::AdaBoost { members, .. } => members.iter().collect(),
             Ensemble::Stacking { members, last, .. } => members.iter().map(|(m, _)| m).chain([last.as_ref()]).collect(),
-            Ensemble::OneVsRest { members, .. } => members.iter().collect(),
             Ensemble::Bagging { members, .. } => members.iter().map(|(m, _, _)| m).collect(),
-            Ensemble::AdaBoost { members, .. } => members.iter().collect(),
         };
         subs.iter().map(|s| s.widest()).max().unwrap_or(0)
     }

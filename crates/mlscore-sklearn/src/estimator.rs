@@ -275,6 +275,8 @@ pub(crate) struct Ordinal {
     categories: Vec<Categories>,
     unknown: Option<f64>,
     missing: Option<f64>,
+    /// Per feature, the category encoded as `missing` (a NaN one), if any.
+    missing_at: Vec<Option<usize>>,
     missing_kind: Vec<Option<TextNulls>>,
     text_nulls: TextNulls,
 }
@@ -478,25 +480,43 @@ pub(crate) struct Model {
 }
 
 impl Model {
-    /// Scores string columns' nulls as the given pandas delivers them (see [`TextNulls`]).
+    /// Scores string columns' nulls as the given pandas delivers them (see [`TextNulls`]),
+    /// in its own steps and in those of every member a meta-estimator holds.
     pub(crate) fn set_text_nulls(&mut self, nulls: TextNulls) {
-        fn visit(t: &mut Transformer, nulls: TextNulls) {
-            match t {
-                Transformer::Pipeline(steps) => steps.iter_mut().for_each(|s| visit(s, nulls)),
-                Transformer::Columns(branches) => {
-                    branches.iter_mut().filter_map(|b| b.step.as_mut()).for_each(|s| visit(s, nulls))
-                }
-                Transformer::Union(parts) => {
-                    parts.iter_mut().filter_map(|(_, t, _)| t.as_mut()).for_each(|s| visit(s, nulls))
-                }
-                Transformer::Imputer(i) => i.text_nulls = nulls,
-                Transformer::Target { text_nulls, .. } => *text_nulls = nulls,
-                Transformer::OneHot(o) => o.text_nulls = nulls,
-                Transformer::Ordinal(o) => o.text_nulls = nulls,
-                _ => {}
+        self.steps.iter_mut().for_each(|s| s.set_text_nulls(nulls));
+        self.predictor.set_text_nulls(nulls);
+    }
+}
+
+impl Transformer {
+    pub(crate) fn set_text_nulls(&mut self, nulls: TextNulls) {
+        match self {
+            Transformer::Pipeline(steps) => steps.iter_mut().for_each(|s| s.set_text_nulls(nulls)),
+            Transformer::Columns(branches) => {
+                branches.iter_mut().filter_map(|b| b.step.as_mut()).for_each(|s| s.set_text_nulls(nulls))
             }
+            Transformer::Union(parts) => {
+                parts.iter_mut().filter_map(|(_, t, _)| t.as_mut()).for_each(|s| s.set_text_nulls(nulls))
+            }
+            Transformer::Imputer(i) => i.text_nulls = nulls,
+            Transformer::Target { text_nulls, .. } => *text_nulls = nulls,
+            Transformer::OneHot(o) => o.text_nulls = nulls,
+            Transformer::Ordinal(o) => o.text_nulls = nulls,
+            _ => {}
         }
-        self.steps.iter_mut().for_each(|s| visit(s, nulls));
+    }
+}
+
+impl Predictor {
+    /// Reaches the steps inside the fitted estimators a meta-estimator holds.
+    pub(crate) fn set_text_nulls(&mut self, nulls: TextNulls) {
+        let subs: Vec<&mut Sub> = match self {
+            Predictor::Calibrated(c) => c.members.iter_mut().map(|m| &mut m.sub).collect(),
+            Predictor::TargetTransformed { regressor, .. } => vec![regressor.as_mut()],
+            Predictor::Ensemble(e) => e.members_mut(),
+            _ => Vec::new(),
+        };
+        subs.into_iter().for_each(|s| s.set_text_nulls(nulls));
     }
 }
 
@@ -1518,11 +1538,29 @@ fn ordinal(g: &Graph, id: Id) -> Result<Transformer> {
         Some(m) => Some(g.float(m)?),
         None => None,
     };
+    // Which fitted category each feature encodes as `encoded_missing_value`: scikit-learn
+    // records it (`_missing_indices`, from 1.1 on; older releases have neither) for a NaN
+    // category only; a None category keeps its code, as any other category does.
+    let mut missing_at = vec![None; categories.len()];
+    if let Some(d) = g.attr(id, "_missing_indices")? {
+        for (k, i) in g.attrs(d)? {
+            let (k, i) = (g.int(*k)?, g.int(*i)?);
+            let slot = usize::try_from(k).ok().and_then(|k| missing_at.get_mut(k));
+            let (Some(slot), Ok(i)) = (slot, usize::try_from(i)) else {
+                return Err(invalid!(
+                    "OrdinalEncoder's _missing_indices names feature {k} (category {i}); it has {} features",
+                    categories.len()
+                ));
+            };
+            *slot = Some(i);
+        }
+    }
     let categories = categories.iter().map(index).collect();
     Ok(Transformer::Ordinal(Ordinal {
         categories,
         unknown,
         missing,
+        missing_at,
         missing_kind: missing_kinds(g, id)?,
         text_nulls: TextNulls::Nan,
     }))
@@ -3268,16 +3306,11 @@ impl Ordinal {
             let cats = &self.categories[j];
             let mut v = Vec::with_capacity(f.rows);
             for r in 0..f.rows {
-                let is_missing = match col {
-                    Col::Num(x) => x[r].is_nan(),
-                    Col::Text(x) => x[r].is_none(),
-                };
                 let unknown_null = matches!(col, Col::Text(v) if v[r].is_none())
                     && !null_is_category(self.missing_kind.get(j).copied().flatten(), self.text_nulls);
                 let code = match if unknown_null { None } else { find(cats, col, r) } {
-                    Some(i) if is_missing => self.missing.unwrap_or(i as f64),
+                    Some(i) if self.missing_at.get(j) == Some(&Some(i)) => self.missing.unwrap_or(i as f64),
                     Some(i) => i as f64,
-                    None if is_missing && !unknown_null && self.missing.is_some() => self.missing.unwrap_or(f64::NAN),
                     None => match self.unknown {
                         Some(u) => u,
                         None => {
