@@ -906,9 +906,8 @@ impl<T: Float> Ensemble<T> {
                                     walk_with!(nan, *cats, padded, w.three(ix, starts, from, depth));
                                 }
                             }
-                            for i in &three {
-                                visit(start, Reached::Slots(&i[..n]));
-                            }
+                            let [a, b, c] = &three;
+                            visit(start, Reached::Three([&a[..n], &b[..n], &c[..n]]));
                             t += 3;
                             continue;
                         }
@@ -1124,6 +1123,17 @@ impl<T: Float> Ensemble<T> {
                             *a += nodes[*i as usize].threshold;
                         }
                     }
+                    // Three trees' values added to each row's sum in one pass, in tree order
+                    // (one load and store of the sum a row, not three).
+                    Reached::Three([x, y, z]) => {
+                        for (a, ((i, j), k)) in acc[start..].iter_mut().zip(x.iter().zip(y).zip(z)) {
+                            let mut sum = *a;
+                            sum += nodes[*i as usize].threshold;
+                            sum += nodes[*j as usize].threshold;
+                            sum += nodes[*k as usize].threshold;
+                            *a = sum;
+                        }
+                    }
                     Reached::Masks { masks, values, .. } => masks.add_values(&mut acc[start..], values),
                 });
                 has.fill(true);
@@ -1228,6 +1238,20 @@ fn add_reached<A: Copy + std::ops::AddAssign, L: LeafNo>(
             Reached::Slots(idx) => {
                 for (a, &i) in acc.chunks_exact_mut(2).zip(idx) {
                     add(a, leaf_of[i as usize].index());
+                }
+            }
+            Reached::Three([x, y, z]) => {
+                for (a, ((&i, &j), &k)) in acc.chunks_exact_mut(2).zip(x.iter().zip(y).zip(z)) {
+                    let Some([a0, a1]) = a.get_mut(..2) else { continue };
+                    let (mut s0, mut s1) = (*a0, *a1);
+                    for slot in [i, j, k] {
+                        let l = leaf_of[slot as usize].index();
+                        if let Some([v0, v1]) = table.get(2 * l..2 * l + 2) {
+                            s0 += *v0;
+                            s1 += *v1;
+                        }
+                    }
+                    (*a0, *a1) = (s0, s1);
                 }
             }
             _ => reached.for_each_slot(|r, i| {
@@ -1916,24 +1940,45 @@ mod tests {
 
     #[test]
     fn forests_walked_three_trees_at_a_time_reach_the_attributes_leaves() {
-        for (seed, cats) in [(1, 0), (2, 1), (3, 0)] {
+        // Each way a visitor sums a triple's leaves: a binary forest's pairs of weights (dense,
+        // 2 outputs), values kept in the leaves' nodes (1 output, every leaf weighted), leaves
+        // some of which have no weight (1 output), and weights listed per leaf (3 outputs).
+        let kinds = [(2, true), (1, true), (1, false), (3, false)];
+        for (seed, cats, (outputs, dense)) in
+            [(1, 0, kinds[0]), (2, 1, kinds[0]), (3, 0, kinds[0]), (4, 0, kinds[1]), (5, 1, kinds[2]), (6, 0, kinds[3])]
+        {
             let mut rng = Rng(seed);
             // 100 leaves: depth 7, too many for 64-bit masks, so the masks take five levels and
             // the walk the last two, every row; 11 trees: three triples, then two walked alone.
-            let raw = random_ensemble(&mut rng, 11, Grow::Balanced(100), 2, true, cats);
-            let e = Ensemble::<f32>::compile(&raw, 2).unwrap();
+            let mut raw = random_ensemble(&mut rng, 11, Grow::Balanced(100), outputs, dense, cats);
+            if outputs == 1 && !dense {
+                raw.leaves.iter_mut().step_by(7).for_each(Vec::clear);
+            }
+            let e = Ensemble::<f32>::compile(&raw, outputs).unwrap();
             let Layout::Fast { bits: Some(bits), .. } = &e.layout else { panic!("no bit-vector trees") };
             assert!(e.three_alike(bits, 0).is_some() && e.three_alike(bits, 9).is_none());
+            assert_eq!(e.value_in_node, outputs == 1 && dense, "seed {seed}");
             let rows = 300;
             let x = random_rows(&mut rng, rows);
             let cols: Vec<Vec<f64>> =
                 (0..5).map(|j| x.iter().skip(j).step_by(5).map(|v| f64::from(*v)).collect()).collect();
             let cols: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+            // A caller's table of every leaf's weights, by output.
+            let mut table = vec![0.0f32; raw.leaves.len() * outputs];
+            for (l, leaf) in raw.leaves.iter().enumerate() {
+                for &(o, w) in leaf {
+                    table[l * outputs + o] += w as f32;
+                }
+            }
+            let zeros = vec![0.0f32; outputs];
             for input in [Rows::Major { x: &x, width: 5 }, Rows::Columns(&cols), Rows::Columns(&padded_columns(&cols))]
             {
                 let (got, _) = e.aggregate_input(input, rows, Aggregate::Sum, &[]).unwrap();
+                let tabled = e.sum_leaf_table(input, rows, &table, &zeros).unwrap();
                 for (r, row) in x.chunks_exact(5).enumerate() {
-                    assert_eq!(&got[2 * r..2 * r + 2], &oracle(&raw, row, 2)[..], "seed {seed}, row {r}: {row:?}");
+                    let (at, want) = (r * outputs..(r + 1) * outputs, oracle(&raw, row, outputs));
+                    assert_eq!(&got[at.clone()], &want[..], "seed {seed}, row {r}: {row:?}");
+                    assert_eq!(&tabled[at], &want[..], "seed {seed}, table, row {r}: {row:?}");
                 }
             }
         }

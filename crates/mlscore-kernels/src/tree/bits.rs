@@ -476,11 +476,14 @@ impl Masks<'_> {
     }
 }
 
-/// The leaves a block's rows reached in one tree.
+/// The leaves a block's rows reached in one tree, or in three consecutive ones.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Reached<'a, T> {
     /// Each row's leaf, as a fast-layout slot.
     Slots(&'a [u32]),
+    /// Each row's leaves in three consecutive trees, as fast-layout slots: a visitor adds a
+    /// row's three in tree order, so its sums round as three visits would have them round.
+    Three([&'a [u32]; 3]),
     /// Each row's mask, whose lowest set bit numbers its leaf in the tree's tables.
     Masks { masks: Masks<'a>, tree: u32, slots: &'a [u32; MAX_LEAVES], values: &'a [T; MAX_LEAVES] },
 }
@@ -491,6 +494,12 @@ impl<T> Reached<'_, T> {
     pub(super) fn for_each_slot(self, mut f: impl FnMut(usize, u32)) {
         match self {
             Reached::Slots(idx) => idx.iter().enumerate().for_each(|(r, i)| f(r, *i)),
+            // Row by row, each row's trees in order: a visitor keeps per-row state only.
+            Reached::Three([a, b, c]) => a.iter().zip(b).zip(c).enumerate().for_each(|(r, ((i, j), k))| {
+                f(r, *i);
+                f(r, *j);
+                f(r, *k);
+            }),
             Reached::Masks { masks, slots, .. } => masks.for_each_leaf(|r, l| f(r, slots[l])),
         }
     }
