@@ -25,7 +25,7 @@ impl Calibrator {
                 if y.len() == 1 {
                     return y[0];
                 }
-                crate::preprocess::interp(s.max(*min).min(*max), x, y)
+                crate::numpy::interp(s.max(*min).min(*max), x, y)
             }
         }
     }
@@ -72,7 +72,7 @@ impl Calibrated {
                 if k == 2 {
                     out[0] = 1.0 - out[1];
                 } else {
-                    let den = crate::select::numpy_sum(out);
+                    let den = crate::numpy::sum(out);
                     if den != 0.0 {
                         out.iter_mut().for_each(|p| *p /= den);
                     } else {

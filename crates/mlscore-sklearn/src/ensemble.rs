@@ -141,7 +141,7 @@ impl Ensemble {
             Ensemble::AdaBoost { members, weights, classes, samme_r, symmetric } => {
                 // AdaBoost validates its input itself: no NaN, no infinity.
                 f.check_finite(crate::estimator::Finite::All, name)?;
-                let total = crate::select::numpy_sum(weights);
+                let total = crate::numpy::sum(weights);
                 let Some(classes) = classes else {
                     // The weighted median of the members' predictions.
                     let mut preds = Vec::with_capacity(members.len());
@@ -182,7 +182,7 @@ impl Ensemble {
                         Predicted::Classes { proba: Some(p), .. } if *samme_r => {
                             for (row, pr) in pred.chunks_mut(k).zip(p.chunks(k)) {
                                 let logs: Vec<f64> = pr.iter().map(|v| v.max(f64::EPSILON).ln()).collect();
-                                let s = crate::select::numpy_sum(&logs);
+                                let s = crate::numpy::sum(&logs);
                                 for (a, l) in row.iter_mut().zip(&logs) {
                                     *a += (k - 1) as f64 * (l - (1.0 / k as f64) * s);
                                 }
@@ -219,7 +219,7 @@ impl Ensemble {
                 for row in proba.chunks_mut(k) {
                     let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     row.iter_mut().for_each(|v| *v = (*v - max).exp());
-                    let s = crate::select::numpy_sum(row);
+                    let s = crate::numpy::sum(row);
                     row.iter_mut().for_each(|v| *v /= s);
                 }
                 Ok(Predicted::Classes { labels, proba: Some(proba), classes: classes.clone() })
@@ -274,7 +274,7 @@ impl Ensemble {
                                 row[c] = p[r];
                             }
                         }
-                        let sum = crate::select::numpy_sum(row);
+                        let sum = crate::numpy::sum(row);
                         if sum != 0.0 || !*zero_rows_kept {
                             row.iter_mut().for_each(|v| *v /= sum);
                         }

@@ -1115,7 +1115,8 @@ fn from_model_threshold(g: &Graph, id: Id, est: Id, est_name: &str, scores: &[f6
             }),
         }
     };
-    let close_to_one = |attr: &str| -> Result<bool> { Ok(number(attr)?.is_some_and(|v| select::isclose(v, 1.0))) };
+    let close_to_one =
+        |attr: &str| -> Result<bool> { Ok(number(attr)?.is_some_and(|v| crate::numpy::isclose(v, 1.0))) };
     let threshold = match g.attr_set(id, "threshold")? {
         Some(t) => match g.node(t) {
             Node::Str(s) => Some(s.clone()),
@@ -1134,7 +1135,7 @@ fn from_model_threshold(g: &Graph, id: Id, est: Id, est_name: &str, scores: &[f6
                         "ElasticNet" | "LogisticRegression" => close_to_one("l1_ratio")?,
                         "ElasticNetCV" => close_to_one("l1_ratio_")?,
                         "LogisticRegressionCV" => match g.attr_set(est, "l1_ratio_")? {
-                            Some(v) => g.vector(v)?.iter().all(|r| select::isclose(*r, 1.0)),
+                            Some(v) => g.vector(v)?.iter().all(|r| crate::numpy::isclose(*r, 1.0)),
                             None => false,
                         },
                         _ => false,
@@ -1142,13 +1143,13 @@ fn from_model_threshold(g: &Graph, id: Id, est: Id, est_name: &str, scores: &[f6
                 } else {
                     est_name.contains("ElasticNet") && (close_to_one("l1_ratio_")? || close_to_one("l1_ratio")?)
                 };
-            return Ok(if l1 { 1e-5 } else { select::numpy_mean(scores) });
+            return Ok(if l1 { 1e-5 } else { crate::numpy::mean(scores) });
         }
     };
     let reference = |r: &str| -> Result<f64> {
         match r.trim() {
-            "mean" => Ok(select::numpy_mean(scores)),
-            "median" => Ok(select::numpy_median(scores)),
+            "mean" => Ok(crate::numpy::mean(scores)),
+            "median" => Ok(crate::numpy::median(scores)),
             r => Err(invalid!("SelectFromModel's threshold refers to {r:?} (scikit-learn knows mean and median)")),
         }
     };
@@ -1213,7 +1214,7 @@ fn importances(g: &Graph, est: Id, name: &str) -> Result<Vec<f64>> {
         return Ok(vec![0.0; n_features]);
     }
     let mean: Vec<f64> = sum.iter().map(|s| s / count as f64).collect();
-    let total = select::numpy_sum(&mean);
+    let total = crate::numpy::sum(&mean);
     Ok(mean.iter().map(|m| m / total).collect())
 }
 
@@ -1252,7 +1253,7 @@ fn tree_importances(g: &Graph, tree: Id, n_features: usize, normalize: bool) -> 
     }
     imp.iter_mut().for_each(|v| *v /= weight[0]);
     if normalize {
-        let total = select::numpy_sum(&imp);
+        let total = crate::numpy::sum(&imp);
         if total > 0.0 {
             imp.iter_mut().for_each(|v| *v /= total);
         }

@@ -23,6 +23,7 @@ mod ensemble;
 mod error;
 mod estimator;
 mod neighbors;
+mod numpy;
 mod preprocess;
 mod select;
 mod svm;

@@ -222,7 +222,7 @@ impl Neighbors {
                         }
                     }
                     labels.push(best);
-                    let total: f64 = crate::select::numpy_sum(out);
+                    let total: f64 = crate::numpy::sum(out);
                     out.iter_mut().for_each(|v| *v /= total);
                 }
                 (labels, proba)
@@ -240,10 +240,10 @@ impl Neighbors {
                     terms.clear();
                     if self.by_distance {
                         terms.extend(near.iter().zip(&w).map(|((_, j), wi)| y[*j] * wi));
-                        values.push(crate::select::numpy_sum(&terms) / crate::select::numpy_sum(&w));
+                        values.push(crate::numpy::sum(&terms) / crate::numpy::sum(&w));
                     } else {
                         terms.extend(near.iter().map(|(_, j)| y[*j]));
-                        values.push(crate::select::numpy_sum(&terms) / near.len() as f64);
+                        values.push(crate::numpy::sum(&terms) / near.len() as f64);
                     }
                 }
                 (Vec::new(), values)

@@ -185,36 +185,6 @@ pub(crate) fn read(g: &Graph, id: Id, class: &str) -> Result<Preprocess> {
     }
 }
 
-/// `numpy.interp(v, xp, fp)` for non-decreasing `xp` (ties take the last of their values).
-pub(crate) fn interp(v: f64, xp: &[f64], fp: &[f64]) -> f64 {
-    let n = xp.len();
-    if v.is_nan() || n == 0 {
-        return f64::NAN;
-    }
-    if v < xp[0] {
-        return fp[0];
-    }
-    if v > xp[n - 1] {
-        return fp[n - 1];
-    }
-    let j = xp.partition_point(|x| *x <= v).saturating_sub(1);
-    if j >= n - 1 {
-        return fp[n - 1];
-    }
-    if xp[j] == v {
-        return fp[j];
-    }
-    let slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
-    let mut r = slope * (v - xp[j]) + fp[j];
-    if r.is_nan() {
-        r = slope * (v - xp[j + 1]) + fp[j + 1];
-        if r.is_nan() && fp[j] == fp[j + 1] {
-            r = fp[j];
-        }
-    }
-    r
-}
-
 /// The standard normal quantile of `p` (SciPy's `ndtri`): -inf at 0, inf at 1, NaN outside.
 /// From Abramowitz and Stegun's rational start (26.2.23), three Halley steps on libm's `erf`
 /// (near the median, where `p - 1/2` is exact) or `erfc` (in the tails, relatively accurate
@@ -405,7 +375,8 @@ impl Preprocess {
                             } else if at_hi {
                                 1.0
                             } else {
-                                0.5 * (interp(*x, q, references) - interp(-x, &rev_q, &rev_refs))
+                                0.5 * (crate::numpy::interp(*x, q, references)
+                                    - crate::numpy::interp(-x, &rev_q, &rev_refs))
                             };
                             if *normal { ndtri(u).max(clip_lo).min(clip_hi) } else { u }
                         })
@@ -488,15 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn interpolation_is_numpys_with_ties() {
-        let (xp, fp) = ([0.0, 1.0, 1.0, 3.0], [0.0, 0.25, 0.5, 1.0]);
-        // numpy 2.4: np.interp([-1, 0.5, 1, 2, 3, 9], xp, fp)
-        assert_eq!(interp(-1.0, &xp, &fp), 0.0);
-        assert_eq!(interp(0.5, &xp, &fp), 0.125);
-        assert_eq!(interp(1.0, &xp, &fp), 0.5);
-        assert_eq!(interp(2.0, &xp, &fp), 0.75);
-        assert_eq!(interp(3.0, &xp, &fp), 1.0);
-        assert_eq!(interp(9.0, &xp, &fp), 1.0);
+    fn polynomial_terms_are_named_as_scikit_learn_names_them() {
         assert_eq!(term_name(&[0, 0, 2], &["a".into(), "b".into(), "c".into()]), "a^2 c");
     }
 }

@@ -131,56 +131,6 @@ pub(crate) fn variance(variances: &[f64], threshold: f64) -> Vec<bool> {
     variances.iter().map(|v| *v > threshold).collect()
 }
 
-/// numpy's `sum` of a contiguous float64 array: pairwise, eight accumulators over blocks of at
-/// most 128 values, halves split at multiples of eight (so `mean` and a threshold computed from
-/// it round as numpy's do), added to the reduction's initial zero.
-pub(crate) fn numpy_sum(a: &[f64]) -> f64 {
-    0.0 + pairwise(a)
-}
-
-fn pairwise(a: &[f64]) -> f64 {
-    let n = a.len();
-    if n < 8 {
-        a.iter().fold(-0.0, |r, x| r + x)
-    } else if n <= 128 {
-        let mut r = [0.0f64; 8];
-        r.copy_from_slice(&a[..8]);
-        let whole = n - n % 8;
-        for block in a[8..whole].chunks_exact(8) {
-            for (acc, x) in r.iter_mut().zip(block) {
-                *acc += x;
-            }
-        }
-        let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        a[whole..].iter().fold(res, |r, x| r + x)
-    } else {
-        let half = n / 2;
-        let half = half - half % 8;
-        pairwise(&a[..half]) + pairwise(&a[half..])
-    }
-}
-
-/// numpy's `mean` of a contiguous float64 array.
-pub(crate) fn numpy_mean(a: &[f64]) -> f64 {
-    numpy_sum(a) / a.len() as f64
-}
-
-/// numpy's `median`: the middle value, or the mean of the middle two; NaN if any value is NaN.
-pub(crate) fn numpy_median(a: &[f64]) -> f64 {
-    if a.is_empty() || a.iter().any(|v| v.is_nan()) {
-        return f64::NAN;
-    }
-    let mut s = a.to_vec();
-    s.sort_by(|x, y| x.partial_cmp(y).unwrap_or(Ordering::Equal));
-    let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { numpy_mean(&s[n / 2 - 1..n / 2 + 1]) }
-}
-
-/// numpy's `isclose(a, b)` with its default tolerances.
-pub(crate) fn isclose(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-8 + 1e-5 * b.abs()
-}
-
 /// `numpy.linalg.norm(rows, ord=order, axis=0)` of a `(k, n)` array given row by row: each
 /// column's norm, its values summed in row order.
 pub(crate) fn column_norms(rows: &[Vec<f64>], order: f64) -> Vec<f64> {
@@ -288,22 +238,6 @@ mod tests {
         assert_eq!(fdr(&p, 0.05), [true, false, false, false, true]);
         assert_eq!(fdr(&[0.9, 0.8], 0.05), [false, false]);
         assert_eq!(variance(&[0.0, 0.5, NAN], 0.1), [false, true, false]);
-    }
-
-    #[test]
-    fn sums_and_medians_round_as_numpy_does() {
-        // numpy 2.4's np.sum and np.mean of [1e16] + [1.0] * 15 and of [1e16] + [1.0] * 7: its
-        // eight accumulators keep ones that a running sum (1e16) would round away.
-        let mut a = vec![1e16];
-        a.extend([1.0; 15]);
-        assert_eq!(numpy_sum(&a), 1.0000000000000014e16);
-        assert_eq!(numpy_mean(&a), 625000000000000.9);
-        assert_eq!(numpy_sum(&a[..8]), 1.0000000000000006e16);
-        assert_eq!(numpy_sum(&[-0.0, -0.0]).to_bits(), 0.0f64.to_bits());
-        assert_eq!(numpy_median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
-        assert_eq!(numpy_median(&[3.0, 1.0, 2.0]), 2.0);
-        assert!(numpy_median(&[1.0, NAN]).is_nan());
-        assert!(isclose(1.0 + 1e-6, 1.0) && !isclose(1.0 + 1e-4, 1.0) && !isclose(NAN, 1.0));
     }
 
     #[test]

@@ -358,7 +358,7 @@ pub(crate) fn gaussian_nb(g: &Graph, id: Id) -> Result<GaussianNb> {
         .map(|c| {
             let logs: Vec<f64> =
                 var[c * n..(c + 1) * n].iter().map(|s| (2.0 * std::f64::consts::PI * s).ln()).collect();
-            -0.5 * crate::select::numpy_sum(&logs)
+            -0.5 * crate::numpy::sum(&logs)
         })
         .collect();
     Ok(GaussianNb { classes, log_prior: prior.iter().map(|p| p.ln()).collect(), norm, theta, var, n_features: n })
@@ -378,7 +378,7 @@ impl GaussianNb {
                     let d = cols[f][r] - self.theta[c * n + f];
                     *t = d * d / self.var[c * n + f];
                 }
-                jll[r * k + c] = self.log_prior[c] + (self.norm[c] - 0.5 * crate::select::numpy_sum(&terms));
+                jll[r * k + c] = self.log_prior[c] + (self.norm[c] - 0.5 * crate::numpy::sum(&terms));
             }
         }
         let mut labels = Vec::with_capacity(rows);
@@ -399,7 +399,7 @@ fn logsumexp(row: &[f64]) -> f64 {
     let count = row.iter().filter(|v| **v == max).count() as f64;
     let shift = if max.is_finite() { max } else { 0.0 };
     let others: Vec<f64> = row.iter().map(|v| if *v == max { 0.0 } else { (v - shift).exp() }).collect();
-    let s = crate::select::numpy_sum(&others);
+    let s = crate::numpy::sum(&others);
     let s = if s == 0.0 { s } else { s / count };
     s.ln_1p() + count.ln() + max
 }
