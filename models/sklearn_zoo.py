@@ -334,6 +334,10 @@ def cases():
         ("isolation_forest", "numeric", "binary", lambda: ensemble.IsolationForest(n_estimators=50, random_state=0), {"all_formats": True}),
         ("isolation_forest_subsampled_nan", "numeric_nan", "binary", lambda: ensemble.IsolationForest(n_estimators=30, max_features=0.5, max_samples=100, contamination=0.1, random_state=0), {"format": "pickle"}),
         ("isolation_forest_pipeline", "numeric", "binary", lambda: make_pipeline(sc(), ensemble.IsolationForest(n_estimators=40, contamination=0.05, random_state=0)), {"format": "skops"}),
+        # Fitted on NaN nulls: OrdinalEncoder's NaN category (`_missing_indices`) takes encoded_missing_value.
+        ("ordinal_nan_category", "mixed_nans", "binary", lambda: make_pipeline(ColumnTransformer([("ord", preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2), ["city", "plan"]), ("num", SimpleImputer(), ["age", "income"])]), linear_model.LogisticRegression(max_iter=1000)), {"all_formats": True, "predict_fn": "predict_proba"}),
+        ("onehot_nan_category", "mixed_nans", "multiclass", lambda: make_pipeline(ColumnTransformer([("oh", preprocessing.OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["city", "plan"]), ("num", SimpleImputer(), ["age", "income"])]), linear_model.LogisticRegression(max_iter=1000)), {"format": "skops", "predict_fn": "predict_proba"}),
+        ("target_encoder_nan_category", "mixed_nans", "regression", lambda: make_pipeline(ColumnTransformer([("te", preprocessing.TargetEncoder(random_state=0), ["city", "plan"]), ("num", SimpleImputer(), ["age", "income"])]), linear_model.Ridge()), {"format": "pickle"}),
     ]
 
 
@@ -361,6 +365,10 @@ def make(rng, name, data, target, factory, opts, fmt) -> dict:
             for df in (train, test):
                 df["city"] = df["city"].astype(object)
                 df.loc[rng.random(len(df)) < 0.1, "city"] = None
+        elif data.endswith("nans"):
+            # pandas 3's str column: its nulls are NaN at fit time too (a NaN category).
+            for df in (train, test):
+                df.loc[rng.random(len(df)) < 0.1, "city"] = np.nan
     else:
         nan = 0.08 if data.endswith("nan") else 0.0
         train, test = numeric(N_TRAIN, rng, nan), numeric(N_TEST, rng, nan)

@@ -641,6 +641,9 @@ impl Graph {
             Node::Str(s) => Label::Str(s.clone()),
             Node::Bool(b) => Label::Bool(*b),
             Node::Int(i) => Label::Int(*i),
+            // NaN among object categories is a missing-value category, as None is (pandas 3's
+            // `str` columns hold their nulls as NaN when an encoder is fitted on them).
+            Node::Float(f) if f.is_nan() => Label::None,
             Node::Float(f) => Label::Float(*f),
             Node::None => Label::None,
             _ => {

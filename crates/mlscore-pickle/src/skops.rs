@@ -133,9 +133,36 @@ impl Reader<'_> {
                 };
                 let obj =
                     content.as_object().ok_or_else(|| invalid!("a skops dictionary whose content is not an object"))?;
+                // JSON keys are strings: `key_types` says what each was (an int, for
+                // `OrdinalEncoder._missing_indices`). The keys are read back sorted, not in the
+                // order `key_types` lists them, so only one type for all of them is taken.
+                let types: Vec<&str> = v
+                    .get("key_types")
+                    .and_then(|t| t.get("content"))
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|t| t.get("__class__").and_then(Value::as_str)).collect())
+                    .unwrap_or_default();
+                let key_type = match types.split_first() {
+                    None => "str",
+                    Some((first, rest)) if rest.iter().all(|t| t == first) => *first,
+                    Some(_) => {
+                        return Err(ReadError::Unsupported(
+                            "a skops dictionary whose keys are of several types".into(),
+                        ));
+                    }
+                };
                 let mut items = Vec::with_capacity(obj.len());
                 for (k, x) in obj {
-                    let key = self.graph.push(Node::Str(k.clone()));
+                    let key = match key_type {
+                        "int" => Node::Int(
+                            k.parse().map_err(|_| invalid!("a skops dictionary key '{k}' said to be an integer"))?,
+                        ),
+                        "float" => Node::Float(
+                            k.parse().map_err(|_| invalid!("a skops dictionary key '{k}' said to be a float"))?,
+                        ),
+                        _ => Node::Str(k.clone()),
+                    };
+                    let key = self.graph.push(key);
                     items.push((key, self.node(x, depth + 1)?));
                 }
                 self.push(Node::Dict(items), v)
