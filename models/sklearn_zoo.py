@@ -338,6 +338,11 @@ def cases():
         ("ordinal_nan_category", "mixed_nans", "binary", lambda: make_pipeline(ColumnTransformer([("ord", preprocessing.OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2), ["city", "plan"]), ("num", SimpleImputer(), ["age", "income"])]), linear_model.LogisticRegression(max_iter=1000)), {"all_formats": True, "predict_fn": "predict_proba"}),
         ("onehot_nan_category", "mixed_nans", "multiclass", lambda: make_pipeline(ColumnTransformer([("oh", preprocessing.OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["city", "plan"]), ("num", SimpleImputer(), ["age", "income"])]), linear_model.LogisticRegression(max_iter=1000)), {"format": "skops", "predict_fn": "predict_proba"}),
         ("target_encoder_nan_category", "mixed_nans", "regression", lambda: make_pipeline(ColumnTransformer([("te", preprocessing.TargetEncoder(random_state=0), ["city", "plan"]), ("num", SimpleImputer(), ["age", "income"])]), linear_model.Ridge()), {"format": "pickle"}),
+        ("hist_gradient_boosting_nan_categories", "mixed_nans", "multiclass", lambda: ensemble.HistGradientBoostingClassifier(max_iter=15, categorical_features=["city", "plan"], random_state=0), {"format": "cloudpickle", "predict_fn": "predict_proba"}),
+        ("string_imputer_nan_nulls", "mixed_nans", "strings", lambda: make_pipeline(ColumnTransformer([
+            ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"), preprocessing.OneHotEncoder(handle_unknown="ignore", sparse_output=False)), ["city", "plan"]),
+            ("num", SimpleImputer(strategy="median"), ["income", "age"]),
+        ]), tree.DecisionTreeClassifier(max_depth=5, random_state=0)), {"format": "skops"}),
     ]
 
 
