@@ -207,12 +207,8 @@ impl SpliceFile {
     /// Creates the file, written past the page cache where its file system allows (see
     /// [`Output`]).
     pub(crate) fn create(path: &Path) -> io::Result<(Self, Splices)> {
-        Self::create_with(path, true)
-    }
-
-    fn create_with(path: &Path, direct: bool) -> io::Result<(Self, Splices)> {
         let splices = Splices::default();
-        let out = Self { out: Output::create(path, direct)?, pos: 0, next: None, splices: splices.clone() };
+        let out = Self { out: Output::create(path, true)?, pos: 0, next: None, splices: splices.clone() };
         Ok((out, splices))
     }
 
