@@ -1,13 +1,13 @@
-//! Column chunks copied from one Parquet file into another without passing through this process.
+//! Column chunks copied from one Parquet file into another, never decoded.
 //!
 //! The parquet crate's writer appends an encoded column chunk by reading its bytes from a
-//! [`ChunkReader`] and writing them to its output. Copying a 282 MiB table that way reads every
-//! byte into this process and writes it back out. Here the writer is handed a [`Placeholder`]
-//! whose reader yields nothing worth keeping, and its output is a [`SpliceFile`]: when the stream
-//! reaches a copied chunk's place, it has the kernel copy the chunk from its input file
-//! (`copy_file_range` on Linux; the standard library falls back to a plain copy where the
-//! kernel cannot) and drops the placeholder bytes as they arrive. The writer still counts every
-//! byte, so the offsets it records in the footer are those of the copied bytes.
+//! [`ChunkReader`] and writing them to its output, through its own buffers. Here the writer is
+//! handed a [`Placeholder`] whose reader yields nothing worth keeping, and its output is a
+//! [`SpliceFile`]: when the stream reaches a copied chunk's place, it copies the chunk from its
+//! input file itself (into a stage written past the page cache, or by the kernel from file to
+//! file where direct I/O is refused: see `Output`) and drops the placeholder bytes as they
+//! arrive. The writer still counts every byte, so the offsets it records in the footer are those
+//! of the copied bytes.
 
 use std::collections::VecDeque;
 use std::fs::File;
