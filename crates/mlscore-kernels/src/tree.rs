@@ -1242,16 +1242,9 @@ fn add_reached<A: Copy + std::ops::AddAssign, L: LeafNo>(
             }
             Reached::Three([x, y, z]) => {
                 for (a, ((&i, &j), &k)) in acc.chunks_exact_mut(2).zip(x.iter().zip(y).zip(z)) {
-                    let Some([a0, a1]) = a.get_mut(..2) else { continue };
-                    let (mut s0, mut s1) = (*a0, *a1);
                     for slot in [i, j, k] {
-                        let l = leaf_of[slot as usize].index();
-                        if let Some([v0, v1]) = table.get(2 * l..2 * l + 2) {
-                            s0 += *v0;
-                            s1 += *v1;
-                        }
+                        add(a, leaf_of[slot as usize].index());
                     }
-                    (*a0, *a1) = (s0, s1);
                 }
             }
             _ => reached.for_each_slot(|r, i| {
